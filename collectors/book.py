@@ -1,0 +1,244 @@
+"""The L2 book engine shared by every exchange module.
+
+:class:`L2Book` holds one symbol's price levels, sorted, keeping the exact wire strings of price and
+size (checksums are computed over them). :class:`SyncedBook` adds what every sequenced feed needs: an
+epoch that increments at every resync, the last applied sequence number, the MAYBE_BAD_BOOK window
+between a detected gap and the next snapshot, and emission of ``book`` rows and gap/resync events.
+Exchange modules own their sequence rules and call into this engine; they never re-implement it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sortedcontainers import SortedDict
+
+from schemas import Flags, RecordBuffer
+
+from .events import ParseError, emit_event
+
+BID = "bid"
+ASK = "ask"
+
+
+def _neg(price: float) -> float:
+    return -price
+
+
+_INF = float("inf")
+
+
+def parse_levels(levels: Iterable[Sequence[Any]]) -> list[tuple[float, float, str, str]]:
+    """Parses wire levels ``[price_str, size_str, ...]`` into ``(price, size, price_str, size_str)``.
+
+    Validates everything before anything is applied, so a bad level never leaves a half-updated book.
+    """
+    parsed = []
+    try:
+        for level in levels:
+            p_str, s_str = level[0], level[1]
+            price = float(p_str)
+            size = float(s_str)
+            if not (0.0 < price < _INF) or not (0.0 <= size < _INF):
+                raise ParseError(f"level out of range: {str(p_str)[:40]!r} x {str(s_str)[:40]!r}", channel="book")
+            parsed.append((price, size, p_str if isinstance(p_str, str) else repr(p_str), str(s_str)))
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        if isinstance(exc, ParseError):
+            raise
+        raise ParseError(f"malformed book level: {exc}", channel="book") from None
+    return parsed
+
+
+class L2Book:
+    """Price levels of one symbol: ``price -> (size, price_str, size_str)`` per side, best first."""
+
+    __slots__ = ("asks", "bids")
+
+    def __init__(self) -> None:
+        self.bids: SortedDict = SortedDict(_neg)
+        self.asks: SortedDict = SortedDict()
+
+    def clear(self) -> None:
+        """Removes every level."""
+        self.bids.clear()
+        self.asks.clear()
+
+    def side(self, side: str) -> SortedDict:
+        """The level map of ``bid`` or ``ask``."""
+        return self.bids if side == BID else self.asks
+
+    def set_level(self, side: str, price: float, size: float, price_str: str = "", size_str: str = "") -> None:
+        """Sets a level's size; size 0 removes it."""
+        levels = self.bids if side == BID else self.asks
+        if size == 0.0:
+            levels.pop(price, None)
+        else:
+            levels[price] = (size, price_str, size_str)
+
+    def best_bid(self) -> tuple[float, float] | None:
+        """Best bid ``(price, size)`` or None."""
+        if not self.bids:
+            return None
+        price, (size, _, _) = self.bids.peekitem(0)
+        return price, size
+
+    def best_ask(self) -> tuple[float, float] | None:
+        """Best ask ``(price, size)`` or None."""
+        if not self.asks:
+            return None
+        price, (size, _, _) = self.asks.peekitem(0)
+        return price, size
+
+    def is_crossed(self) -> bool:
+        """True when the best bid is at or above the best ask."""
+        if not self.bids or not self.asks:
+            return False
+        bid: float = self.bids.peekitem(0)[0]
+        ask: float = self.asks.peekitem(0)[0]
+        return bid >= ask
+
+    def top(self, side: str, depth: int) -> list[tuple[float, float, str, str]]:
+        """The best ``depth`` levels of a side as ``(price, size, price_str, size_str)``."""
+        levels = self.bids if side == BID else self.asks
+        return [(p, v[0], v[1], v[2]) for p, v in itertools.islice(levels.items(), depth)]
+
+    def depth(self, side: str) -> int:
+        """Number of levels on a side."""
+        return len(self.bids if side == BID else self.asks)
+
+
+class SyncedBook:
+    """A symbol's book plus its synchronisation state, and the rows/events it emits.
+
+    ``synced`` is False until the first snapshot (and again after a gap). ``epoch`` starts at 0 with the
+    first snapshot and increments at every later snapshot that resets the book (a resync).
+    """
+
+    __slots__ = (
+        "book",
+        "epoch",
+        "exchange",
+        "last_seq",
+        "maybe_bad",
+        "pending",
+        "snapshots",
+        "symbol",
+        "synced",
+    )
+
+    def __init__(self, exchange: str, symbol: str) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.book = L2Book()
+        self.epoch = -1  # becomes 0 at the first snapshot
+        self.snapshots = 0
+        self.synced = False
+        self.last_seq: int | None = None
+        self.maybe_bad = False
+        self.pending: list[Any] = []  # updates buffered while waiting for a snapshot
+
+    @property
+    def flags(self) -> int:
+        """Flags that every book row of this symbol carries right now."""
+        return Flags.MAYBE_BAD_BOOK if self.maybe_bad else 0
+
+    def apply_snapshot(
+        self,
+        out: RecordBuffer,
+        ts_exchange: int | None,
+        ts_recv: int,
+        bids: Iterable[Sequence[Any]],
+        asks: Iterable[Sequence[Any]],
+        seq: int | None,
+        reason: str = "snapshot",
+    ) -> None:
+        """Resets the book to a snapshot and emits its levels as ``is_snapshot`` rows.
+
+        ``bids``/``asks`` hold ``[price_str, size_str, ...]`` as sent by the exchange. A snapshot after
+        the first one is a resync: ``epoch + 1`` and a ``resync`` feed event.
+        """
+        parsed_bids = parse_levels(bids)
+        parsed_asks = parse_levels(asks)
+        self.snapshots += 1
+        self.epoch += 1
+        if self.snapshots > 1:
+            emit_event(
+                out, self.exchange, self.symbol, "book", ts_recv, "resync",
+                {"epoch": self.epoch, "seq": seq, "reason": reason},
+            )
+        self.book.clear()
+        self.synced = True
+        self.maybe_bad = False
+        self.last_seq = seq
+        flags = int(Flags.SNAPSHOT)
+        rows = out.book
+        book = self.book
+        ex, sym, epoch = self.exchange, self.symbol, self.epoch
+        for side, levels in ((BID, parsed_bids), (ASK, parsed_asks)):
+            for price, size, p_str, s_str in levels:
+                if size == 0.0:
+                    continue  # some snapshots list empty levels; they do not exist
+                book.set_level(side, price, size, p_str, s_str)
+                rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, True, seq, epoch, flags))
+
+    def apply_levels(
+        self,
+        out: RecordBuffer,
+        ts_exchange: int | None,
+        ts_recv: int,
+        side: str,
+        levels: Iterable[Sequence[Any]],
+        seq: int | None,
+    ) -> None:
+        """Applies level changes ``[price_str, size_str, ...]`` of one side and emits a row for each.
+
+        Raises :class:`ParseError` (before changing anything) when a level is malformed.
+        """
+        parsed = parse_levels(levels)
+        rows = out.book
+        book = self.book
+        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
+        for price, size, p_str, s_str in parsed:
+            book.set_level(side, price, size, p_str, s_str)
+            rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+
+    def apply_update(
+        self,
+        out: RecordBuffer,
+        ts_exchange: int | None,
+        ts_recv: int,
+        bids: Iterable[Sequence[Any]],
+        asks: Iterable[Sequence[Any]],
+        seq: int | None,
+    ) -> None:
+        """Applies a two-sided update; both sides are validated before either is applied."""
+        parsed_bids = parse_levels(bids)
+        parsed_asks = parse_levels(asks)
+        rows = out.book
+        book = self.book
+        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
+        for side, parsed in ((BID, parsed_bids), (ASK, parsed_asks)):
+            for price, size, p_str, s_str in parsed:
+                book.set_level(side, price, size, p_str, s_str)
+                rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+
+    def gap(self, out: RecordBuffer, ts_recv: int, kind: str, detail: dict[str, Any]) -> None:
+        """Marks the book broken (a ``gap`` or ``checksum_mismatch``): clears it and waits for a snapshot.
+
+        Rows emitted until the next snapshot carry MAYBE_BAD_BOOK.
+        """
+        emit_event(out, self.exchange, self.symbol, "book", ts_recv, kind, {**detail, "epoch": self.epoch})
+        self.book.clear()
+        self.synced = False
+        self.maybe_bad = True
+        self.pending.clear()
+        self.last_seq = None
+
+    def reset(self) -> None:
+        """Forgets the book after a disconnect: the next snapshot starts a new epoch."""
+        self.book.clear()
+        self.synced = False
+        self.pending.clear()
+        self.last_seq = None

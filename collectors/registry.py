@@ -1,0 +1,27 @@
+"""Exchange ids (DESIGN.md, "Exchanges") and the module holding each one's dialect."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import DialectOptions, ExchangeDialect
+
+#: exchange id -> module in ``collectors`` defining ``DIALECT_CLASS``
+EXCHANGE_MODULES: dict[str, str] = {
+    "binance": "collectors.binance",
+}
+
+
+def exchange_ids() -> list[str]:
+    """Every supported exchange id."""
+    return list(EXCHANGE_MODULES)
+
+
+def get_dialect(exchange_id: str, options: DialectOptions | None = None) -> ExchangeDialect:
+    """The dialect of an exchange id; ``ValueError`` naming the known ids otherwise."""
+    module_name = EXCHANGE_MODULES.get(exchange_id)
+    if module_name is None:
+        raise ValueError(f"unknown exchange {exchange_id!r}; known: {', '.join(EXCHANGE_MODULES)}")
+    module = importlib.import_module(module_name)
+    dialect: ExchangeDialect = module.DIALECT_CLASS(options)
+    return dialect

@@ -1,0 +1,178 @@
+"""The record contract shared by every part of ticktape.
+
+The Avro schemas (``*.avsc`` beside this file) are the source of truth. This module loads them, maps
+them to Arrow schemas for the Parquet lake (timestamps become ``timestamp[ns, tz=UTC]``), and defines
+the in-memory row layout that collectors produce: one plain tuple per record, fields in schema order.
+Tuples keep the hot path cheap; :func:`rows_to_arrow` turns a list of them into a column batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+
+#: Datasets that collectors produce (in this order everywhere) and the quality dataset.
+RECORD_DATASETS: tuple[str, ...] = ("trades", "book", "bbo", "feed_events")
+DATASETS: tuple[str, ...] = (*RECORD_DATASETS, "quality")
+
+#: Fields whose Avro type is a long holding integer nanoseconds since the epoch.
+TIMESTAMP_FIELDS = frozenset({"ts_exchange", "ts_recv", "window_start", "window_end"})
+
+
+class Flags(enum.IntFlag):
+    """Per-record quality flags (the ``flags`` column)."""
+
+    NONE = 0
+    OUTDATED = 1  # latency above the outdated cutoff
+    MAYBE_BAD_BOOK = 2  # between a detected gap and the next resync
+    DUPLICATE = 4
+    NEG_LATENCY = 8  # ts_recv earlier than ts_exchange
+    SNAPSHOT = 16  # from a snapshot sent by the exchange (book levels, trades replayed on subscribe)
+    BAD_TS_RECV = 32  # the host clock was not trustworthy
+
+
+@cache
+def avro_schema(dataset: str) -> dict[str, Any]:
+    """The parsed ``.avsc`` JSON of one dataset."""
+    if dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{dataset}.avsc").read_text())
+    return schema
+
+
+@cache
+def field_names(dataset: str) -> tuple[str, ...]:
+    """Field names of a dataset in schema order: the layout of its row tuples."""
+    return tuple(f["name"] for f in avro_schema(dataset)["fields"])
+
+
+def _arrow_type(name: str, avro_type: Any) -> tuple[pa.DataType, bool]:
+    nullable = False
+    if isinstance(avro_type, list):
+        non_null = [t for t in avro_type if t != "null"]
+        nullable = len(non_null) != len(avro_type)
+        if len(non_null) != 1:
+            raise ValueError(f"field {name}: only [null, T] unions are supported")
+        avro_type = non_null[0]
+    if name in TIMESTAMP_FIELDS:
+        return pa.timestamp("ns", tz="UTC"), nullable
+    mapping = {
+        "string": pa.string(),
+        "double": pa.float64(),
+        "long": pa.int64(),
+        "int": pa.int32(),
+        "boolean": pa.bool_(),
+    }
+    if avro_type not in mapping:
+        raise ValueError(f"field {name}: unsupported Avro type {avro_type!r}")
+    return mapping[avro_type], nullable
+
+
+@cache
+def arrow_schema(dataset: str) -> pa.Schema:
+    """The Arrow schema of a dataset, as written to Parquet."""
+    fields = []
+    for f in avro_schema(dataset)["fields"]:
+        typ, nullable = _arrow_type(f["name"], f["type"])
+        fields.append(pa.field(f["name"], typ, nullable=nullable))
+    return pa.schema(fields)
+
+
+def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    """Builds a record batch from row tuples in schema order (column by column, no per-row dicts)."""
+    schema = arrow_schema(dataset)
+    if not rows:
+        return pa.RecordBatch.from_pylist([], schema=schema)
+    columns = list(zip(*rows, strict=True))
+    arrays = [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def arrow_to_rows(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
+    """Inverse of :func:`rows_to_arrow`: timestamps come back as integer nanoseconds."""
+    columns = []
+    for i, f in enumerate(batch.schema):
+        col = batch.column(i)
+        if pa.types.is_timestamp(f.type):
+            col = col.cast(pa.int64())
+        columns.append(col.to_pylist())
+    return list(zip(*columns, strict=True))
+
+
+@dataclass(slots=True)
+class RecordBuffer:
+    """Rows produced by a collector, per dataset, in arrival order.
+
+    Normalisers append tuples to the lists directly; publishers drain them.
+    """
+
+    trades: list[tuple[Any, ...]] = field(default_factory=list)
+    book: list[tuple[Any, ...]] = field(default_factory=list)
+    bbo: list[tuple[Any, ...]] = field(default_factory=list)
+    feed_events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def rows(self, dataset: str) -> list[tuple[Any, ...]]:
+        """The row list of one dataset."""
+        rows: list[tuple[Any, ...]] = getattr(self, dataset)
+        return rows
+
+    def __len__(self) -> int:
+        return len(self.trades) + len(self.book) + len(self.bbo) + len(self.feed_events)
+
+    def extend(self, other: RecordBuffer) -> None:
+        """Appends every row of ``other``."""
+        self.trades.extend(other.trades)
+        self.book.extend(other.book)
+        self.bbo.extend(other.bbo)
+        self.feed_events.extend(other.feed_events)
+
+    def clear(self) -> None:
+        """Empties every dataset."""
+        self.trades.clear()
+        self.book.clear()
+        self.bbo.clear()
+        self.feed_events.clear()
+
+    def take(self) -> RecordBuffer:
+        """Moves all rows into a new buffer and leaves this one empty."""
+        taken = RecordBuffer(self.trades, self.book, self.bbo, self.feed_events)
+        self.trades, self.book, self.bbo, self.feed_events = [], [], [], []
+        return taken
+
+
+# Column positions used on hot paths (kept in step with the .avsc files by tests/schemas).
+TRADE_FIELDS = ("exchange", "symbol", "ts_exchange", "ts_recv", "trade_id", "price", "size", "side", "flags")
+BOOK_FIELDS = (
+    "exchange",
+    "symbol",
+    "ts_exchange",
+    "ts_recv",
+    "side",
+    "price",
+    "size",
+    "is_snapshot",
+    "seq",
+    "epoch",
+    "flags",
+)
+BBO_FIELDS = (
+    "exchange",
+    "symbol",
+    "ts_exchange",
+    "ts_recv",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "seq",
+    "flags",
+)
+FEED_EVENT_FIELDS = ("exchange", "symbol", "channel", "ts_recv", "kind", "detail")

@@ -1,0 +1,55 @@
+"""The ``ticktape`` command line. Each subcommand lives in ``ticktape/commands/<name>.py`` and exposes
+``register(subparsers)``, which adds its parser with ``set_defaults(func=...)``; ``func(args)`` returns
+the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: Subcommand modules, in the order ``ticktape --help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "collect",
+    "replay",
+    "sink",
+    "demo",
+    "query",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ticktape",
+        description="Capture crypto exchange market data and know how fresh and trustworthy it is.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"ticktape.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ticktape`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
