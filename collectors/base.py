@@ -114,7 +114,13 @@ class Normaliser(abc.ABC):
         """Records a frame that could not be normalised, keeping the frame itself."""
         self.parse_errors += 1
         emit_event(
-            out, self.exchange, symbol, channel, ts_recv, "parse_error", {"reason": reason, **frame_text_for_event(frame)}
+            out,
+            self.exchange,
+            symbol,
+            channel,
+            ts_recv,
+            "parse_error",
+            {"reason": reason, **frame_text_for_event(frame)},
         )
 
 

@@ -42,7 +42,9 @@ def parse_levels(levels: Iterable[Sequence[Any]]) -> list[tuple[float, float, st
             price = float(p_str)
             size = float(s_str)
             if not (0.0 < price < _INF) or not (0.0 <= size < _INF):
-                raise ParseError(f"level out of range: {str(p_str)[:40]!r} x {str(s_str)[:40]!r}", channel="book")
+                raise ParseError(
+                    f"level out of range: {str(p_str)[:40]!r} x {str(s_str)[:40]!r}", channel="book"
+                )
             parsed.append((price, size, p_str if isinstance(p_str, str) else repr(p_str), str(s_str)))
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         if isinstance(exc, ParseError):
@@ -69,7 +71,9 @@ class L2Book:
         """The level map of ``bid`` or ``ask``."""
         return self.bids if side == BID else self.asks
 
-    def set_level(self, side: str, price: float, size: float, price_str: str = "", size_str: str = "") -> None:
+    def set_level(
+        self, side: str, price: float, size: float, price_str: str = "", size_str: str = ""
+    ) -> None:
         """Sets a level's size; size 0 removes it."""
         levels = self.bids if side == BID else self.asks
         if size == 0.0:
@@ -165,7 +169,12 @@ class SyncedBook:
         self.epoch += 1
         if self.snapshots > 1:
             emit_event(
-                out, self.exchange, self.symbol, "book", ts_recv, "resync",
+                out,
+                self.exchange,
+                self.symbol,
+                "book",
+                ts_recv,
+                "resync",
                 {"epoch": self.epoch, "seq": seq, "reason": reason},
             )
         self.book.clear()

@@ -8,7 +8,6 @@ wrapped by the exchange module, so that replaying a capture gives exactly the re
 from __future__ import annotations
 
 import gzip
-import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +41,7 @@ def read_capture(path: str | Path) -> Iterator[tuple[int, bytes] | CaptureError 
     """
     path = Path(path)
     with _open_read(path) as fh:
-        reader = io.BufferedReader(fh, buffer_size=1 << 20) if not isinstance(fh, io.BufferedReader) else fh
-        for line_no, line in enumerate(reader, start=1):
+        for line_no, line in enumerate(fh, start=1):
             if line.endswith(b"\n"):
                 line = line[:-1]
             if line.endswith(b"\r"):
@@ -75,7 +73,9 @@ class CaptureWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         raw = open(self.path, "ab")  # noqa: SIM115 - closed in close()
         self._raw = raw
-        self._fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="ab") if self.path.name.endswith(".gz") else raw
+        self._fh: IO[bytes] = (
+            gzip.GzipFile(fileobj=raw, mode="ab") if self.path.name.endswith(".gz") else raw  # type: ignore[assignment]
+        )
         self.frames = 0
 
     def write_frame(self, ts_recv: int, frame: str | bytes) -> None:

@@ -1,0 +1,497 @@
+"""The simulator side shared by every exchange dialect: a synthetic market and a loopback server.
+
+:class:`MarketModel` is a deterministic (seeded) L2 market per symbol: a random-walk mid, levels on
+both sides, trades that consume the top level, and an update id that increases with every change.
+:class:`ExchangeSimulator` serves it over a real websocket (aiohttp) plus REST routes, on 127.0.0.1.
+Each exchange module subclasses it to render the market in its own dialect (frames, subscriptions,
+snapshots, heartbeats). :class:`Faults` is the fault-injection panel tests and ``ticktape demo`` use.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+from sortedcontainers import SortedDict
+
+if TYPE_CHECKING:
+    from .base import ExchangeDialect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatorConfig:
+    """How a simulator runs: its symbols (native names), market pace and server address."""
+
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: market steps per second per symbol (each step is one book update, maybe trades)
+    rate_hz: float = 20.0
+    seed: int = 7
+    book_levels: int = 25
+    trade_probability: float = 0.35
+    #: frames queued per client before the simulator drops it as a slow consumer (as exchanges do)
+    client_queue_frames: int = 50_000
+    heartbeat_interval_s: float = 1.0
+
+
+@dataclass
+class Faults:
+    """Faults to inject, changed at run time by tests and by ``ticktape demo --incident``.
+
+    Per-symbol counters (``drop_updates`` etc.) are decremented each time the fault fires.
+    """
+
+    ts_lag_ns: int = 0  # exchange timestamps fall this far behind while frames keep flowing
+    silent: bool = False  # the socket stays open but nothing is sent
+    heartbeats_only: bool = False  # only heartbeats (no data)
+    drop_updates: dict[str, int] = field(default_factory=dict)
+    duplicate_updates: dict[str, int] = field(default_factory=dict)
+    reorder_updates: dict[str, int] = field(default_factory=dict)
+    corrupt_checksums: dict[str, int] = field(default_factory=dict)
+    malformed_frames: int = 0
+    oversized_frames: int = 0
+    oversized_bytes: int = 32 * 1024 * 1024
+    invalid_utf8_frames: int = 0
+    rest_429: int = 0  # next N REST snapshot calls answer 429 with Retry-After
+    rest_418: int = 0
+    retry_after_s: float = 1.0
+    refuse_connections: bool = False  # new websocket connections are closed at once
+
+    @staticmethod
+    def take(counters: dict[str, int], symbol: str) -> bool:
+        """True (and one less pending) when a per-symbol fault should fire now."""
+        n = counters.get(symbol, 0)
+        if n <= 0:
+            return False
+        counters[symbol] = n - 1
+        return True
+
+
+@dataclass(slots=True)
+class SimTrade:
+    """A synthetic trade (taker ``side`` is ``buy`` or ``sell``)."""
+
+    trade_id: int
+    price: str
+    size: str
+    side: str
+
+
+@dataclass(slots=True)
+class MarketStep:
+    """What changed in one symbol's market at one instant.
+
+    ``first_update_id..update_id`` are the book update ids this step consumed (one per level change).
+    ``bids``/``asks`` hold ``(price_str, size_str)`` with size ``"0..."`` for a removed level.
+    """
+
+    symbol: str
+    ts_ns: int
+    first_update_id: int
+    update_id: int
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+    trades: list[SimTrade]
+    model: MarketModel
+    corrupt_checksum: bool = False
+
+
+def _start_price(symbol: str) -> float:
+    upper = symbol.upper()
+    for prefix, price in (
+        ("BTC", 65_000.0),
+        ("XBT", 65_000.0),
+        ("ETH", 3_200.0),
+        ("SOL", 150.0),
+        ("BNB", 580.0),
+    ):
+        if upper.startswith(prefix):
+            return price
+    return 10.0 + zlib.crc32(upper.encode()) % 90
+
+
+class MarketModel:
+    """A deterministic synthetic L2 market for one symbol, in integer ticks and lots."""
+
+    def __init__(self, symbol: str, seed: int, levels: int = 25, trade_probability: float = 0.35) -> None:
+        self.symbol = symbol
+        self.rng = random.Random(seed * 1_000_003 + zlib.crc32(symbol.encode()))
+        start = _start_price(symbol)
+        # Tick 0.01 for prices above 100, else 0.0001, so every symbol has a plausible spread.
+        self.price_decimals = 2 if start >= 100 else 4
+        self.size_decimals = 4
+        self.tick = 10**-self.price_decimals
+        self.mid = round(start / self.tick)
+        self.levels = levels
+        self.trade_probability = trade_probability
+        self.bids: SortedDict = SortedDict()  # ticks -> lots
+        self.asks: SortedDict = SortedDict()
+        self.update_id = 1_000_000 + self.rng.randrange(1_000_000)
+        self.trade_id = 5_000_000 + self.rng.randrange(1_000_000)
+        for k in range(levels):
+            self.bids[self.mid - 1 - k] = self._random_lots()
+            self.asks[self.mid + 1 + k] = self._random_lots()
+
+    def _random_lots(self) -> int:
+        return self.rng.randrange(1, 50_000)
+
+    def price_str(self, ticks: int) -> str:
+        """Price string of a tick count, in this market's decimals."""
+        return f"{ticks * self.tick:.{self.price_decimals}f}"
+
+    def size_str(self, lots: int) -> str:
+        """Size string of a lot count."""
+        return f"{lots / 10**self.size_decimals:.{self.size_decimals}f}"
+
+    def _set(self, side: SortedDict, ticks: int, lots: int, changes: dict[int, int]) -> None:
+        if lots <= 0:
+            if ticks in side:
+                del side[ticks]
+                changes[ticks] = 0
+        else:
+            side[ticks] = lots
+            changes[ticks] = lots
+
+    def step(self, ts_ns: int) -> MarketStep:
+        """Advances the market by one event."""
+        rng = self.rng
+        bid_changes: dict[int, int] = {}
+        ask_changes: dict[int, int] = {}
+        trades: list[SimTrade] = []
+        move = rng.random()
+        if move < 0.15:
+            self.mid += 1 if rng.random() < 0.5 else -1
+            # keep bids strictly below and asks strictly above the mid
+            for t in [t for t in self.bids if t >= self.mid]:
+                self._set(self.bids, t, 0, bid_changes)
+            for t in [t for t in self.asks if t <= self.mid]:
+                self._set(self.asks, t, 0, ask_changes)
+        if rng.random() < self.trade_probability:
+            side = "buy" if rng.random() < 0.5 else "sell"
+            book, changes = (self.asks, ask_changes) if side == "buy" else (self.bids, bid_changes)
+            if book:
+                idx = 0 if side == "buy" else -1
+                ticks, lots = book.peekitem(idx)
+                size = min(lots, max(1, rng.randrange(1, 20_000)))
+                self.trade_id += 1
+                trades.append(SimTrade(self.trade_id, self.price_str(ticks), self.size_str(size), side))
+                self._set(book, ticks, lots - size, changes)
+        for _ in range(rng.randrange(1, 4)):
+            if rng.random() < 0.5:
+                ticks = self.mid - 1 - rng.randrange(self.levels)
+                self._set(self.bids, ticks, 0 if rng.random() < 0.2 else self._random_lots(), bid_changes)
+            else:
+                ticks = self.mid + 1 + rng.randrange(self.levels)
+                self._set(self.asks, ticks, 0 if rng.random() < 0.2 else self._random_lots(), ask_changes)
+        # keep both sides populated and bounded
+        if not self.bids:
+            self._set(self.bids, self.mid - 1, self._random_lots(), bid_changes)
+        if not self.asks:
+            self._set(self.asks, self.mid + 1, self._random_lots(), ask_changes)
+        for t in [t for t in self.bids if t < self.mid - 1 - 2 * self.levels]:
+            self._set(self.bids, t, 0, bid_changes)
+        for t in [t for t in self.asks if t > self.mid + 1 + 2 * self.levels]:
+            self._set(self.asks, t, 0, ask_changes)
+        n_changes = max(1, len(bid_changes) + len(ask_changes))
+        first = self.update_id + 1
+        self.update_id += n_changes
+        return MarketStep(
+            symbol=self.symbol,
+            ts_ns=ts_ns,
+            first_update_id=first,
+            update_id=self.update_id,
+            bids=[
+                (self.price_str(t), self.size_str(v)) for t, v in sorted(bid_changes.items(), reverse=True)
+            ],
+            asks=[(self.price_str(t), self.size_str(v)) for t, v in sorted(ask_changes.items())],
+            trades=trades,
+            model=self,
+        )
+
+    def top(self, depth: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Current levels, best first: ``(bids, asks)`` as wire strings."""
+        bids = list(reversed(self.bids.items()))
+        asks = list(self.asks.items())
+        if depth is not None:
+            bids, asks = bids[:depth], asks[:depth]
+        return (
+            [(self.price_str(t), self.size_str(v)) for t, v in bids],
+            [(self.price_str(t), self.size_str(v)) for t, v in asks],
+        )
+
+    def best(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """Best bid and ask as wire strings."""
+        bt, bv = self.bids.peekitem(-1)
+        at, av = self.asks.peekitem(0)
+        return (self.price_str(bt), self.size_str(bv)), (self.price_str(at), self.size_str(av))
+
+
+@dataclass(eq=False)
+class ClientSession:
+    """One connected client: its websocket, subscriptions and bounded send queue."""
+
+    ws: web.WebSocketResponse
+    request: web.Request
+    queue: asyncio.Queue[str | bytes | None]
+    subscriptions: set[tuple[str, str]] = field(default_factory=set)  # (channel, native symbol)
+    state: dict[str, Any] = field(default_factory=dict)  # per-connection dialect state (sequence numbers...)
+    held: dict[str, list[str]] = field(default_factory=dict)  # symbol -> frames held back (reorder fault)
+
+    def subscribed(self, channel: str, symbol: str) -> bool:
+        """True when the client subscribed ``channel`` for ``symbol``."""
+        return (channel, symbol) in self.subscriptions
+
+
+class ExchangeSimulator(abc.ABC):
+    """A loopback exchange speaking one dialect. Subclasses render the market and parse subscriptions."""
+
+    #: websocket paths the dialect connects to
+    ws_paths: tuple[str, ...] = ("/ws",)
+
+    def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
+        self.dialect = dialect
+        self.config = config
+        self.faults = Faults()
+        self.markets = {
+            s: MarketModel(s, config.seed, config.book_levels, config.trade_probability)
+            for s in config.symbols
+        }
+        self.sessions: set[ClientSession] = set()
+        self.connections_total = 0
+        self.rest_requests = 0
+        self.frames_sent = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = config.port
+
+    # -- dialect hooks -------------------------------------------------------------------------
+    async def on_open(self, session: ClientSession) -> None:
+        """Called when a client connects (URL-subscribed dialects fill ``session.subscriptions`` here)."""
+
+    async def on_message(self, session: ClientSession, text: str) -> None:
+        """Called for every text frame the client sends (subscribe requests, pings)."""
+
+    @abc.abstractmethod
+    def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
+        """This session's frames for a market step: ``(trade_frames, book_frames, bbo_frames)``."""
+
+    def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
+        """Exchange-level heartbeats to send this second (for dialects that have them)."""
+        return []
+
+    def rest_routes(self) -> list[web.RouteDef]:
+        """REST routes (snapshots, instruments)."""
+        return []
+
+    # -- helpers for dialects ------------------------------------------------------------------
+    def now_exchange_ns(self) -> int:
+        """The exchange's clock, lagging when the ``ts_lag_ns`` fault is on."""
+        return time.time_ns() - self.faults.ts_lag_ns
+
+    def send(self, session: ClientSession, frame: str | bytes) -> None:
+        """Queues a frame for one client; a client that cannot keep up is disconnected."""
+        try:
+            session.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.warning("simulator %s: dropping slow client", self.dialect.exchange_id)
+            self._drop(session)
+
+    def rest_fault_response(self) -> web.Response | None:
+        """A 429/418 answer when that fault is armed, else None."""
+        if self.faults.rest_418 > 0:
+            self.faults.rest_418 -= 1
+            return web.json_response(
+                {"code": -1003, "msg": "IP banned (simulated)"},
+                status=418,
+                headers={"Retry-After": str(int(self.faults.retry_after_s))},
+            )
+        if self.faults.rest_429 > 0:
+            self.faults.rest_429 -= 1
+            return web.json_response(
+                {"code": -1003, "msg": "Too many requests (simulated)"},
+                status=429,
+                headers={"Retry-After": str(int(self.faults.retry_after_s))},
+            )
+        return None
+
+    # -- server ----------------------------------------------------------------------------------
+    @property
+    def ws_url(self) -> str:
+        """Base websocket URL (``ws://127.0.0.1:PORT``)."""
+        return f"ws://{self.config.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Base REST URL."""
+        return f"http://{self.config.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Binds the server and starts the market."""
+        app = web.Application()
+        for path in self.ws_paths:
+            app.router.add_get(path, self._ws_handler)
+        app.add_routes(self.rest_routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._market_loop(), name="sim-market"))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="sim-heartbeat"))
+
+    async def stop(self) -> None:
+        """Stops the market and closes every client."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.disconnect_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def disconnect_all(self) -> None:
+        """Closes every client connection (a disconnect fault)."""
+        for session in list(self.sessions):
+            self._drop(session)
+            with contextlib.suppress(Exception):
+                await session.ws.close()
+
+    def _drop(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+        while True:
+            try:
+                session.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+        session.queue.put_nowait(None)
+
+    async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4 * 1024 * 1024)
+        await ws.prepare(request)
+        if self.faults.refuse_connections:
+            await ws.close()
+            return ws
+        self.connections_total += 1
+        session = ClientSession(ws, request, asyncio.Queue(self.config.client_queue_frames))
+        writer = asyncio.create_task(self._writer(session))
+        try:
+            await self.on_open(session)
+            self.sessions.add(session)
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self.on_message(session, msg.data)
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            self._drop(session)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return ws
+
+    async def _writer(self, session: ClientSession) -> None:
+        ws = session.ws
+        try:
+            while True:
+                frame = await session.queue.get()
+                if frame is None:
+                    await ws.close()
+                    return
+                if self.faults.silent:
+                    continue
+                if isinstance(frame, bytes):
+                    await ws.send_bytes(frame)
+                else:
+                    await ws.send_str(frame)
+                self.frames_sent += 1
+        except (ConnectionResetError, RuntimeError):
+            return
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+            now = self.now_exchange_ns()
+            for session in list(self.sessions):
+                for frame in self.heartbeat_frames(session, now):
+                    self.send(session, frame)
+
+    async def _market_loop(self) -> None:
+        interval = 1.0 / self.config.rate_hz if self.config.rate_hz > 0 else 1.0
+        next_at = time.monotonic()
+        symbols = list(self.markets)
+        while True:
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -1.0:
+                next_at = time.monotonic()  # fell far behind (a paused loop): do not burst
+            ts = self.now_exchange_ns()
+            for symbol in symbols:
+                self.publish_step(self.markets[symbol].step(ts))
+            self._inject_bad_frames()
+
+    def publish_step(self, step: MarketStep) -> None:
+        """Renders one market step for every subscribed client, applying per-symbol faults."""
+        faults = self.faults
+        symbol = step.symbol
+        step.corrupt_checksum = Faults.take(faults.corrupt_checksums, symbol)
+        drop = Faults.take(faults.drop_updates, symbol)
+        duplicate = Faults.take(faults.duplicate_updates, symbol)
+        reorder = Faults.take(faults.reorder_updates, symbol)
+        for session in list(self.sessions):
+            trades, book, bbo = self.render(session, step)
+            if faults.heartbeats_only:
+                continue
+            for frame in trades:
+                self.send(session, frame)
+            if drop:
+                book = []
+            elif duplicate:
+                book = book + book
+            if reorder:
+                session.held.setdefault(symbol, []).extend(book)
+                book = []
+            elif book and session.held.get(symbol):
+                book = book + session.held.pop(symbol)
+            for frame in book:
+                self.send(session, frame)
+            for frame in bbo:
+                self.send(session, frame)
+
+    def _inject_bad_frames(self) -> None:
+        faults = self.faults
+        frames: list[str | bytes] = []
+        if faults.malformed_frames > 0:
+            faults.malformed_frames -= 1
+            frames.append('{"stream": "broken", "data": {"e": ')
+        if faults.invalid_utf8_frames > 0:
+            faults.invalid_utf8_frames -= 1
+            frames.append(b'{"stream":"\xff\xfe\xfd"}')
+        if faults.oversized_frames > 0:
+            faults.oversized_frames -= 1
+            frames.append('{"pad":"' + "x" * faults.oversized_bytes + '"}')
+        for frame in frames:
+            for session in list(self.sessions):
+                self.send(session, frame)
+
+    def all_subscribed_symbols(self, sessions: Iterable[ClientSession]) -> set[str]:
+        """Native symbols any of the sessions subscribed."""
+        return {s for session in sessions for _, s in session.subscriptions}

@@ -1,0 +1,46 @@
+"""Test helpers: replay a capture through a normaliser, and rebuild books from ``book`` rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from collectors.base import Normaliser
+from collectors.book import L2Book
+from collectors.capture import CaptureError, read_capture
+from schemas import RecordBuffer
+
+
+def replay_capture(normaliser: Normaliser, path: Path) -> RecordBuffer:
+    """All records of a capture file, as a replay produces them."""
+    out = RecordBuffer()
+    for item in read_capture(path):
+        if item is None:
+            normaliser.on_disconnect(0, out)
+        elif isinstance(item, CaptureError):
+            raise AssertionError(f"bad capture line {item.line_no}: {item.reason}")
+        else:
+            normaliser.on_frame(item[0], item[1], out)
+    return out
+
+
+def tops_by_seq(book_rows: list[tuple[Any, ...]]) -> dict[tuple[str, int], tuple[Any, Any]]:
+    """Rebuilds every symbol's book from ``book`` rows; returns its (best bid, best ask) after each seq.
+
+    A run of ``is_snapshot`` rows resets the book before its first level.
+    """
+    books: dict[str, L2Book] = {}
+    tops: dict[tuple[str, int], tuple[Any, Any]] = {}
+    prev_key: tuple[str, int, bool] | None = None
+    for i, row in enumerate(book_rows):
+        symbol, side, price, size, is_snapshot, seq = row[1], row[4], row[5], row[6], row[7], row[8]
+        book = books.setdefault(symbol, L2Book())
+        key = (symbol, seq, is_snapshot)
+        if is_snapshot and key != prev_key:
+            book.clear()
+        book.set_level(side, price, size)
+        prev_key = key
+        nxt = book_rows[i + 1] if i + 1 < len(book_rows) else None
+        if nxt is None or (nxt[1], nxt[8], nxt[7]) != key:
+            tops[(symbol, seq)] = (book.best_bid(), book.best_ask())
+    return tops
