@@ -1,0 +1,62 @@
+"""Transports between collectors and the sink (DESIGN.md, "Transports").
+
+:func:`open_publisher` and :func:`open_consumer` pick a transport by name and pass it keyword options;
+each branch takes the options it understands and ignores options meant for other transports, so a
+command line can hand over everything it parsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Consumer, Publisher
+
+#: Transport names, the default first.
+TRANSPORTS: tuple[str, ...] = ("local", "kafka", "kinesis")
+
+
+def _unknown(transport: str) -> ValueError:
+    return ValueError(f"unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}")
+
+
+def _local_log_dir(options: dict[str, Any]) -> Any:
+    log_dir = options.get("log_dir")
+    if not log_dir:
+        raise ValueError("the local transport needs a log directory (log_dir, --log DIR)")
+    return log_dir
+
+
+def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: options[k] for k in names if options.get(k) is not None}
+
+
+def open_publisher(transport: str = "local", **options: Any) -> Publisher:
+    """A publisher for ``transport``. Call ``await publisher.start()`` before use.
+
+    local: ``log_dir`` (required), ``queue_rows``, ``policy`` (block | drop-oldest),
+    ``flush_interval_s``, ``batch_rows``, ``fsync`` (always | batch | never), ``segment_bytes``.
+    """
+    if transport == "local":
+        from .local import LocalPublisher
+
+        picked = _pick(
+            options, ("queue_rows", "policy", "flush_interval_s", "batch_rows", "fsync", "segment_bytes")
+        )
+        return LocalPublisher(_local_log_dir(options), **picked)
+    raise _unknown(transport)
+
+
+def open_consumer(transport: str = "local", **options: Any) -> Consumer:
+    """A consumer for ``transport``. Call ``await consumer.start()`` before use.
+
+    local: ``log_dir`` (required), ``stream`` (default ``local``), ``group``, ``poll_interval_s``.
+    """
+    if transport == "local":
+        from .local import LocalConsumer
+
+        picked = _pick(options, ("stream", "group", "poll_interval_s", "max_poll_entries", "max_poll_bytes"))
+        return LocalConsumer(_local_log_dir(options), **picked)
+    raise _unknown(transport)
+
+
+__all__ = ["TRANSPORTS", "Consumer", "Publisher", "open_consumer", "open_publisher"]

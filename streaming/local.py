@@ -1,0 +1,751 @@
+"""The embedded ``local`` transport: a durable, crash-safe, append-only log of record batches.
+
+Layout of a log directory::
+
+    <log>/LOCK                              single-writer lock (flock) holding the writer's pid
+    <log>/<first entry:020d>.seg            segments, named by the number of their first entry
+    <log>/consumers/<group>.json            last position each consumer group committed (advisory)
+
+A segment starts with the 8-byte magic :data:`SEGMENT_MAGIC`, followed by entries. An entry is one
+dataset batch::
+
+    u32 body length | u32 CRC32 | u64 entry number | body
+    body = u8 dataset code (index in schemas.DATASETS) | Arrow IPC stream (one record batch)
+
+all little-endian; the CRC covers length, entry number and body. Entry numbers start at 0 and
+increase by one along the log: they are the positions of the ``local`` stream.
+
+Durability: entries are appended with a single ``write``; ``fsync`` follows per the policy (every
+entry, every publisher flush, or only on close). A crash can leave a torn last entry: the next writer
+detects it (short read or CRC mismatch) and truncates it on open; readers never return an incomplete
+entry, they wait for it. Only one process may write a log at a time (``flock`` on ``LOCK``); a second
+writer gets :class:`LogLockedError` naming the holder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fcntl
+import itertools
+import json
+import logging
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from schemas import DATASETS, RECORD_DATASETS, RecordBuffer, rows_to_arrow
+
+from .base import QUEUE_POLICIES, ConsumedBatch, Consumer, Publisher, PublisherStats
+
+log = logging.getLogger(__name__)
+
+SEGMENT_MAGIC = b"TTLOG\x00\x01\n"
+SEGMENT_SUFFIX = ".seg"
+#: Entry header: body length, CRC32, entry number.
+ENTRY_HEADER = struct.Struct("<IIQ")
+_CRC_PREFIX = struct.Struct("<IQ")
+#: Bodies above this are treated as corruption (a publisher splits batches far below it).
+MAX_ENTRY_BYTES = 512 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+#: fsync policies: after every entry, after every batch the publisher writes, or only on flush/close.
+FSYNC_POLICIES = ("always", "batch", "never")
+#: Rows per log entry at most: keeps entries (and the sink's reads) bounded.
+MAX_ENTRY_ROWS = 65_536
+DEFAULT_STREAM = "local"
+
+_DATASET_CODE = {name: i for i, name in enumerate(DATASETS)}
+
+
+class LogError(RuntimeError):
+    """Base class of local-log errors."""
+
+
+class LogLockedError(LogError):
+    """Another process holds the log's writer lock."""
+
+
+class LogCorruptError(LogError):
+    """A log entry is damaged somewhere other than the tail (entries would be lost)."""
+
+
+def segment_name(first_entry: int) -> str:
+    """File name of the segment whose first entry is ``first_entry``."""
+    return f"{first_entry:020d}{SEGMENT_SUFFIX}"
+
+
+def list_segments(log_dir: Path) -> list[tuple[int, Path]]:
+    """``(first entry, path)`` of every segment, in log order."""
+    out = []
+    try:
+        names = os.listdir(log_dir)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name.endswith(SEGMENT_SUFFIX) and name[: -len(SEGMENT_SUFFIX)].isdigit():
+            out.append((int(name[: -len(SEGMENT_SUFFIX)]), log_dir / name))
+    out.sort()
+    return out
+
+
+def _crc(length: int, entry: int, body: bytes | memoryview) -> int:
+    return zlib.crc32(body, zlib.crc32(_CRC_PREFIX.pack(length, entry)))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def encode_body(dataset: str, batch: pa.RecordBatch, compression: str | None = "lz4") -> bytes:
+    """An entry body: dataset code and the batch as an Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
+        writer.write_batch(batch)
+    return bytes([_DATASET_CODE[dataset]]) + sink.getvalue().to_pybytes()
+
+
+def decode_body(body: bytes | memoryview) -> tuple[str, pa.Table]:
+    """Inverse of :func:`encode_body`."""
+    code = body[0]
+    if code >= len(DATASETS):
+        raise LogCorruptError(f"unknown dataset code {code}")
+    table = pa.ipc.open_stream(pa.py_buffer(body[1:])).read_all()
+    return DATASETS[code], table
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """Result of scanning a segment: complete entries and where the valid part ends."""
+
+    entries: int
+    valid_bytes: int
+    file_bytes: int
+
+
+def _scan_segment(path: Path, first_entry: int) -> _Scan:
+    """Validates every entry of a segment (length, CRC, numbering); stops at the first bad one."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < len(SEGMENT_MAGIC) or data[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+        return _Scan(0, 0, len(data))
+    view = memoryview(data)
+    pos = len(SEGMENT_MAGIC)
+    n = 0
+    hsize = ENTRY_HEADER.size
+    while pos + hsize <= len(data):
+        length, crc, entry = ENTRY_HEADER.unpack_from(data, pos)
+        end = pos + hsize + length
+        if entry != first_entry + n or length > MAX_ENTRY_BYTES or end > len(data):
+            break
+        if _crc(length, entry, view[pos + hsize : end]) != crc:
+            break
+        pos = end
+        n += 1
+    return _Scan(n, pos, len(data))
+
+
+class LocalLogWriter:
+    """Appends entries to a log directory (blocking I/O; the publisher runs it in a worker thread).
+
+    Opening takes the writer lock, then repairs the tail: a torn last entry is truncated.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        fsync: str = "batch",
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        compression: str | None = "lz4",
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
+        self.dir = Path(log_dir)
+        self.fsync_policy = fsync
+        self.segment_bytes = segment_bytes
+        self.compression = compression
+        self.truncated_bytes = 0
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = self._acquire_lock()
+        self._fd = -1
+        try:
+            self._open_tail()
+        except BaseException:
+            self._release_lock()
+            raise
+        self._dirty = False
+
+    # -- lock -----------------------------------------------------------------------------------
+    def _acquire_lock(self) -> int:
+        path = self.dir / "LOCK"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise LogLockedError(
+                f"log {self.dir} is already open for writing by process {holder}; a log has one writer "
+                "(stop that process or use another --log directory)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            # The pid is left in place on purpose only while locked; clear it so a stale pid never
+            # shows up in another writer's error message.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- open / recovery ------------------------------------------------------------------------
+    def _open_tail(self) -> None:
+        segments = list_segments(self.dir)
+        if not segments:
+            self._new_segment(0)
+            return
+        first, path = segments[-1]
+        scan = _scan_segment(path, first)
+        fd = os.open(path, os.O_RDWR)
+        if scan.valid_bytes == 0:
+            # Torn while the segment was being created: rewrite its header.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, SEGMENT_MAGIC, 0)
+            os.fsync(fd)
+            self.truncated_bytes = scan.file_bytes
+            valid = len(SEGMENT_MAGIC)
+        else:
+            valid = scan.valid_bytes
+            if scan.file_bytes > valid:
+                self.truncated_bytes = scan.file_bytes - valid
+                os.ftruncate(fd, valid)
+                os.fsync(fd)
+        if self.truncated_bytes:
+            log.warning(
+                "log %s: truncated a torn tail of %d bytes in %s (entries up to %d are intact)",
+                self.dir,
+                self.truncated_bytes,
+                path.name,
+                first + scan.entries - 1,
+            )
+        self._fd = fd
+        self._seg_first = first
+        self._offset = valid
+        self.next_entry = first + scan.entries
+
+    def _new_segment(self, first: int) -> None:
+        path = self.dir / segment_name(first)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, SEGMENT_MAGIC)
+        os.fsync(fd)
+        _fsync_dir(self.dir)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        self._seg_first = first
+        self._offset = len(SEGMENT_MAGIC)
+        self.next_entry = first
+
+    # -- writing --------------------------------------------------------------------------------
+    def append_body(self, body: bytes) -> int:
+        """Appends one encoded entry body; returns its entry number."""
+        if self._fd < 0:
+            raise LogError(f"log {self.dir} is closed")
+        if self._offset >= self.segment_bytes and self.next_entry > self._seg_first:
+            # Roll: the finished segment is made durable before the next one exists, so a reader
+            # that sees the new segment can trust the old one to be complete.
+            os.fsync(self._fd)
+            self._new_segment(self.next_entry)
+        entry = self.next_entry
+        length = len(body)
+        header = ENTRY_HEADER.pack(length, _crc(length, entry, body), entry)
+        data = header + body
+        written = os.pwrite(self._fd, data, self._offset)
+        if written != len(data):
+            # A short write (disk full): cut it off so the log never holds a torn entry.
+            os.ftruncate(self._fd, self._offset)
+            raise OSError(f"short write to log {self.dir}: {written} of {len(data)} bytes")
+        self._offset += len(data)
+        self.next_entry = entry + 1
+        self._dirty = True
+        if self.fsync_policy == "always":
+            self.sync()
+        return entry
+
+    def append(self, dataset: str, batch: pa.RecordBatch) -> int:
+        """Appends one batch of ``dataset``; returns its entry number."""
+        return self.append_body(encode_body(dataset, batch, self.compression))
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where the log ends now, for :meth:`rollback`."""
+        return (self._seg_first, self._offset, self.next_entry)
+
+    def rollback(self, mark: tuple[int, int, int]) -> None:
+        """Removes entries appended after ``mark`` (a failed multi-entry write), within one segment."""
+        seg_first, offset, next_entry = mark
+        if self._fd < 0 or (seg_first, offset, next_entry) == self.mark():
+            return
+        if seg_first != self._seg_first:
+            # The failed write rolled to a new segment; the previous segment's entries are durable
+            # and stay. The retry repeats them: say so rather than hide it.
+            log.error("log %s: a failed write spanned a segment roll; some entries may repeat", self.dir)
+            return
+        os.ftruncate(self._fd, offset)
+        self._offset = offset
+        self.next_entry = next_entry
+
+    def sync(self) -> None:
+        """Makes everything appended so far durable."""
+        if self._fd >= 0 and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def close(self) -> None:
+        """Syncs, closes the segment and releases the lock."""
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+        self._release_lock()
+
+    def __enter__(self) -> LocalLogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalLogReader:
+    """Reads entries of a log directory from a position, following a log another process writes.
+
+    Never returns an incomplete entry: a torn or half-written tail is waited on (a new writer
+    truncates and rewrites it). Blocking I/O with ``pread``; no lock is taken.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.dir = Path(log_dir)
+        self.next_entry = 0
+        self._fd = -1
+        self._seg_first = -1
+        self._offset = 0
+
+    def close(self) -> None:
+        """Closes the open segment."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def seek(self, entry: int) -> None:
+        """Continues at entry number ``entry``."""
+        self.close()
+        self.next_entry = entry
+        self._seg_first = -1
+
+    def _open_segment_for(self, entry: int) -> bool:
+        """Opens the segment holding ``entry`` and positions on it; False if it does not exist yet."""
+        segments = list_segments(self.dir)
+        candidates = [(f, p) for f, p in segments if f <= entry]
+        if not candidates:
+            if segments and segments[0][0] > entry:
+                raise LogCorruptError(
+                    f"log {self.dir} starts at entry {segments[0][0]}; entry {entry} no longer exists"
+                )
+            return False
+        first, path = candidates[-1]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        self.close()
+        self._fd = fd
+        self._seg_first = first
+        self._offset = len(SEGMENT_MAGIC)
+        # Skip entries before the wanted one by their headers (bodies are not read).
+        n = first
+        while n < entry:
+            header = os.pread(fd, ENTRY_HEADER.size, self._offset)
+            if len(header) < ENTRY_HEADER.size or ENTRY_HEADER.unpack(header)[2] != n:
+                # The wanted entry is not written yet: start over on the next read.
+                self.close()
+                return False
+            self._offset += ENTRY_HEADER.size + ENTRY_HEADER.unpack(header)[0]
+            n += 1
+        return True
+
+    def _next_segment_starts_at(self, entry: int) -> bool:
+        return any(f == entry for f, _ in list_segments(self.dir))
+
+    def read(self, max_entries: int = 256, max_bytes: int = 64 * 1024 * 1024) -> list[tuple[int, bytes]]:
+        """Complete entries available now, from :attr:`next_entry` on: ``[(entry number, body)]``."""
+        out: list[tuple[int, bytes]] = []
+        total = 0
+        while len(out) < max_entries and total < max_bytes:
+            if self._fd < 0 and not self._open_segment_for(self.next_entry):
+                break
+            got = self._read_one()
+            if got is None:
+                # Nothing complete here. If the writer has rolled to a segment starting exactly at the
+                # wanted entry, this segment is finished: move on.
+                if self._next_segment_starts_at(self.next_entry) and self._seg_first != self.next_entry:
+                    self._check_segment_end()
+                    self.close()
+                    continue
+                break
+            out.append((self.next_entry, got))
+            total += len(got)
+            self.next_entry += 1
+        return out
+
+    def _read_one(self) -> bytes | None:
+        header = os.pread(self._fd, ENTRY_HEADER.size, self._offset)
+        if len(header) < ENTRY_HEADER.size:
+            return None
+        length, crc, number = ENTRY_HEADER.unpack(header)
+        if number != self.next_entry or length > MAX_ENTRY_BYTES:
+            return None
+        body = os.pread(self._fd, length, self._offset + ENTRY_HEADER.size)
+        if len(body) < length or _crc(length, number, body) != crc:
+            return None
+        self._offset += ENTRY_HEADER.size + length
+        return body
+
+    def _check_segment_end(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size > self._offset:
+            # Bytes after the last good entry of a finished segment: damage, not a torn tail (a writer
+            # rolls only after its segment is intact). Say so loudly; nothing is silently skipped.
+            raise LogCorruptError(
+                f"log {self.dir}: segment {segment_name(self._seg_first)} holds {size - self._offset} "
+                f"undecodable bytes after entry {self.next_entry - 1} although the log continues"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Publisher
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows_to_batches(dataset: str, rows: list[tuple[Any, ...]]) -> tuple[list[pa.RecordBatch], int]:
+    """Record batches of at most :data:`MAX_ENTRY_ROWS` rows; rows Arrow rejects are dropped and counted."""
+    batches = []
+    bad = 0
+    for start in range(0, len(rows), MAX_ENTRY_ROWS):
+        part = rows[start : start + MAX_ENTRY_ROWS]
+        try:
+            batches.append(rows_to_arrow(dataset, part))
+        except (pa.ArrowException, TypeError, ValueError):
+            # A collector produced a malformed row: isolate it so the good rows still get through.
+            good = []
+            for row in part:
+                try:
+                    rows_to_arrow(dataset, [row])
+                except (pa.ArrowException, TypeError, ValueError) as exc:
+                    bad += 1
+                    if bad == 1:
+                        log.error(
+                            "dropping a %s row that does not fit the schema (%s): %r", dataset, exc, row
+                        )
+                else:
+                    good.append(row)
+            if good:
+                batches.append(rows_to_arrow(dataset, good))
+    return batches, bad
+
+
+class LocalPublisher(Publisher):
+    """Publishes records to a local log: a bounded queue drained by a background flusher.
+
+    Rows are batched per dataset and written every ``flush_interval_s`` or as soon as ``batch_rows``
+    rows wait. When ``queue_rows`` rows are queued, ``publish`` blocks (policy ``block``) or drops the
+    oldest queued rows (``drop-oldest``), counted in ``stats.dropped_rows``.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        queue_rows: int = 1_000_000,
+        policy: str = "block",
+        flush_interval_s: float = 0.075,
+        batch_rows: int = 50_000,
+        fsync: str = "batch",
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        compression: str | None = "lz4",
+    ) -> None:
+        if policy not in QUEUE_POLICIES:
+            raise ValueError(f"queue policy must be one of {', '.join(QUEUE_POLICIES)}, not {policy!r}")
+        if queue_rows <= 0 or batch_rows <= 0:
+            raise ValueError("queue_rows and batch_rows must be positive")
+        self.log_dir = Path(log_dir)
+        self.queue_rows = queue_rows
+        self.policy = policy
+        self.flush_interval_s = flush_interval_s
+        self.batch_rows = batch_rows
+        self._writer_options: dict[str, Any] = {
+            "fsync": fsync,
+            "segment_bytes": segment_bytes,
+            "compression": compression,
+        }
+        self.stats = PublisherStats(extra={"entries": 0, "bad_rows": 0, "truncated_bytes": 0})
+        self._writer: LocalLogWriter | None = None
+        self._chunks: collections.deque[RecordBuffer] = collections.deque()
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._space = asyncio.Condition()
+        self._write_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """Opens the log (taking the writer lock, repairing a torn tail) and starts the flusher."""
+        if self._writer is not None:
+            return
+        self._writer = await asyncio.to_thread(LocalLogWriter, self.log_dir, **self._writer_options)
+        self.stats.extra["truncated_bytes"] = self._writer.truncated_bytes
+        self._task = asyncio.create_task(self._flusher(), name=f"local-log-flusher:{self.log_dir}")
+
+    @property
+    def next_entry(self) -> int:
+        """The entry number the next written batch gets."""
+        return self._writer.next_entry if self._writer else 0
+
+    async def publish(self, records: RecordBuffer) -> None:
+        """Queues the rows of ``records`` (moved out of it); blocks or drops when the queue is full."""
+        if self._closed:
+            raise LogError(f"publisher of {self.log_dir} is closed")
+        if self._writer is None:
+            await self.start()
+        n = len(records)
+        if n == 0:
+            return
+        if self.policy == "block":
+            async with self._space:
+                while self._queued > 0 and self._queued + n > self.queue_rows:
+                    self._raise_if_failed()
+                    self._wake.set()
+                    await self._space.wait()
+        else:
+            while self._chunks and self._queued + n > self.queue_rows:
+                old = self._chunks.popleft()
+                self._queued -= len(old)
+                self.stats.dropped_rows += len(old)
+        self._chunks.append(records.take())
+        self._queued += n
+        self.stats.queue_depth = self._queued
+        if self._queued >= self.batch_rows:
+            self._wake.set()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise LogError(f"writing to log {self.log_dir} failed: {self._error}") from self._error
+
+    async def _flusher(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+            self._wake.clear()
+            try:
+                await self._write_queued(sync=self._writer_options["fsync"] != "never")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # kept and re-raised to publish()/flush() callers
+                self._error = exc
+                self.stats.errors += 1
+                log.error(
+                    "local log %s: write failed (%s); rows stay queued and are retried", self.log_dir, exc
+                )
+                await asyncio.sleep(min(1.0, self.flush_interval_s * 10))
+
+    async def _write_queued(self, sync: bool) -> None:
+        async with self._write_lock:
+            if not self._chunks:
+                if sync and self._writer is not None:
+                    await asyncio.to_thread(self._writer.sync)
+                return
+            chunks = list(self._chunks)
+            self._chunks.clear()
+            taken = sum(len(c) for c in chunks)
+            try:
+                entries, bad = await asyncio.to_thread(self._write_chunks, chunks, sync)
+            except BaseException:
+                # Nothing of a failed batch is lost: it goes back to the front of the queue.
+                self._chunks.extendleft(reversed(chunks))
+                raise
+            self._queued -= taken
+            self.stats.queue_depth = self._queued
+            self.stats.published_rows += taken - bad
+            self.stats.extra["entries"] += entries
+            self.stats.extra["bad_rows"] += bad
+            self.stats.errors += bad
+            self._error = None
+        async with self._space:
+            self._space.notify_all()
+
+    def _write_chunks(self, chunks: list[RecordBuffer], sync: bool) -> tuple[int, int]:
+        writer = self._writer
+        assert writer is not None
+        entries = 0
+        bad_total = 0
+        bodies: list[bytes] = []
+        for dataset in RECORD_DATASETS:
+            rows = list(itertools.chain.from_iterable(c.rows(dataset) for c in chunks))
+            if not rows:
+                continue
+            batches, bad = _rows_to_batches(dataset, rows)
+            bad_total += bad
+            bodies.extend(encode_body(dataset, b, writer.compression) for b in batches)
+        mark = writer.mark()
+        try:
+            for body in bodies:
+                writer.append_body(body)
+                entries += 1
+        except BaseException:
+            # Roll back a partly written flush so that its retry does not write its first entries twice.
+            writer.rollback(mark)
+            raise
+        if sync:
+            writer.sync()
+        return entries, bad_total
+
+    async def flush(self) -> None:
+        """Writes everything queued and fsyncs it; raises if the log cannot be written."""
+        if self._writer is None:
+            return
+        try:
+            await self._write_queued(sync=True)
+        except Exception as exc:
+            self.stats.errors += 1
+            raise LogError(f"writing to log {self.log_dir} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        """Flushes, stops the flusher and releases the log."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            if self._writer is not None:
+                await asyncio.to_thread(self._writer.close)
+
+
+# ---------------------------------------------------------------------------------------------
+# Consumer
+# ---------------------------------------------------------------------------------------------
+
+
+class LocalConsumer(Consumer):
+    """Reads a local log as one stream (id ``local`` by default); positions are entry numbers.
+
+    Follows the tail of a log another process is writing. A missing log directory simply has no
+    entries yet. ``commit`` records the group's position in ``<log>/consumers/<group>.json``.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        stream: str = DEFAULT_STREAM,
+        group: str = "sink",
+        poll_interval_s: float = 0.05,
+        max_poll_entries: int = 256,
+        max_poll_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.stream = stream
+        self.group = group
+        self.poll_interval_s = poll_interval_s
+        self.max_poll_entries = max_poll_entries
+        self.max_poll_bytes = max_poll_bytes
+        self._reader = LocalLogReader(self.log_dir)
+        self.entries_read = 0
+
+    async def start(self) -> None:
+        """Nothing to connect: the log is read lazily (it may not exist yet)."""
+
+    def streams(self) -> list[str]:
+        """The single stream of this log."""
+        return [self.stream]
+
+    def _check_stream(self, stream: str) -> None:
+        if stream != self.stream:
+            raise KeyError(f"unknown stream {stream!r}; this consumer reads {self.stream!r}")
+
+    async def seek(self, stream: str, next_position: int) -> None:
+        """Continues at entry ``next_position``."""
+        self._check_stream(stream)
+        self._reader.seek(next_position)
+
+    @property
+    def position(self) -> int:
+        """The next entry number to be returned."""
+        return self._reader.next_entry
+
+    async def poll(self, timeout_s: float) -> list[ConsumedBatch]:
+        """Complete entries available now, waiting up to ``timeout_s`` for the first one."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            entries = self._reader.read(self.max_poll_entries, self.max_poll_bytes)
+            if entries:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await asyncio.sleep(min(self.poll_interval_s, remaining))
+        out = []
+        for number, body in entries:
+            dataset, table = decode_body(body)
+            out.append(ConsumedBatch(self.stream, number, number, dataset, table))
+        self.entries_read += len(out)
+        return out
+
+    async def commit(self, stream: str, last_position: int) -> None:
+        """Records the group's committed position (advisory: the sink's markers are authoritative)."""
+        self._check_stream(stream)
+        folder = self.log_dir / "consumers"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.group}.json"
+        tmp = folder / f".{self.group}.json.tmp"
+        tmp.write_text(json.dumps({"stream": stream, "last": last_position, "time": time.time()}))
+        os.replace(tmp, path)
+
+    async def close(self) -> None:
+        """Closes the open segment."""
+        self._reader.close()
+
+
+def read_log(log_dir: str | Path, start: int = 0) -> Iterable[tuple[int, str, pa.Table]]:
+    """Every complete entry of a log from ``start``: ``(entry number, dataset, table)`` (for tools and tests)."""
+    reader = LocalLogReader(log_dir)
+    reader.seek(start)
+    try:
+        while True:
+            entries = reader.read()
+            if not entries:
+                return
+            for number, body in entries:
+                dataset, table = decode_body(body)
+                yield number, dataset, table
+    finally:
+        reader.close()
