@@ -1,0 +1,376 @@
+"""The deployment configuration: example validates, errors are located, precedence holds, flags map."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collectors.registry import exchange_ids
+from ticktape.config import (
+    SETTINGS,
+    UNSET,
+    ConfigError,
+    enable_config,
+    env_name,
+    load_config,
+    locate_keys,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "ticktape.toml"
+
+
+def run_config_cli(*argv: str) -> tuple[int, str, str]:
+    """Runs ``ticktape config ...`` in a fresh interpreter (the real entry point, real environment)."""
+    code = (
+        "import argparse, sys\n"
+        "from ticktape.commands import config\n"
+        "p = argparse.ArgumentParser(prog='ticktape'); s = p.add_subparsers(required=True)\n"
+        "config.register(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def write(tmp_path: Path, text: str, name: str = "t.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_example_configuration_validates() -> None:
+    cfg = load_config(EXAMPLE, check_secrets=False)
+    assert cfg.transport.kind == "kafka"
+    assert cfg.collectors, "the example must define collector groups"
+    assert all(c.exchange in exchange_ids() for c in cfg.collectors)
+    code, out, err = run_config_cli("config", "validate", str(EXAMPLE))
+    assert code == 0, err
+    assert ": ok:" in out
+
+
+def test_defaults_only() -> None:
+    cfg = load_config(None)
+    assert cfg.server.host == "127.0.0.1"  # servers bind loopback unless told otherwise
+    assert cfg.transport.kind == "local"
+    assert cfg.collectors == ()
+    assert set(cfg.sources.values()) == {"default"}
+
+
+BAD = """\
+[deployment]
+name = "x"
+log_level = "LOUD"
+
+[transport]
+kind = "carrier-pigeon"
+queue_sise = 10
+
+[transport.kafka]
+bootstrap = "kafka:9092"
+sasl_password = "hunter2"
+
+[server]
+port = 70000
+
+[s3]
+url = "http://bucket/prefix"
+aws_secret_access_key = "abc"
+
+[thresholds]
+score_ok = 60
+
+[colect]
+group = "a"
+
+[[collectors]]
+exchange = "binance"
+symbols = ["BTCUSDT", "ETHUSDT"]
+
+[[collectors]]
+exchange = "foo"
+symbols = ["BTCUSDT"]
+
+[[collectors]]
+exchange = "binance"
+group = "Bad Group"
+symbols = [
+    "ETHUSDT",
+    "../etc",
+]
+channels = ["trades", "candles"]
+ws_url = "http://not-a-websocket"
+book_depth = 0
+"""
+
+
+def test_every_error_is_reported_with_its_location(tmp_path: Path) -> None:
+    path = write(tmp_path, BAD)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = [str(i) for i in info.value.issues]
+    known = ", ".join(exchange_ids())
+    expected = [
+        f"{path}:3: deployment.log_level: 'LOUD' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        f"{path}:6: transport.kind: 'carrier-pigeon' is not one of: local, kafka, kinesis",
+        f"{path}:7: transport.queue_sise: unknown key (did you mean 'queue_size'?)",
+        f"{path}:11: transport.kafka.sasl_password: secrets are read from the environment only: "
+        "set TICKTAPE_TRANSPORT_KAFKA_SASL_PASSWORD",
+        f"{path}:14: server.port: 70000 is above the maximum 65535",
+        f"{path}:18: s3.aws_secret_access_key: secrets are read from the environment only",
+        f"{path}:23: colect: unknown section (did you mean 'collect'?)",
+        f"{path}:31: collectors[1].exchange: unknown exchange 'foo' (known: {known})",
+        f"{path}:36: collectors[2].group: invalid group name 'Bad Group'",
+        f"{path}:37: collectors[2].symbols: 'ETHUSDT' on binance is already collected by collectors[0]",
+        f"{path}:37: collectors[2].symbols: invalid symbol '../etc'",
+        f"{path}:41: collectors[2].channels: unknown channel 'candles' (known: trades, book, bbo)",
+        f"{path}:42: collectors[2].ws_url: expected a URL starting with ws:// or wss://",
+        f"{path}:43: collectors[2].book_depth: expected a positive integer, got 0",
+        f"{path}:17: s3.url: expected s3://BUCKET[/PREFIX]",
+        f"{path}:20: thresholds.score_exclude: must be below thresholds.score_ok (60)",
+    ]
+    for line in expected:
+        assert any(t.startswith(line) for t in text), f"missing {line!r} in:\n" + "\n".join(text)
+    assert len(text) == len(expected), "\n".join(text)
+    # the CLI prints the same, one per line, and fails
+    code, _, err = run_config_cli("config", "validate", str(path))
+    assert code == 1
+    assert f"{path}:31: collectors[1].exchange: unknown exchange 'foo'" in err
+    assert "16 error(s)" in err
+    code, out, _ = run_config_cli("config", "validate", "--json", str(path))
+    assert code == 1
+    assert len(json.loads(out)["errors"]) == 16
+
+
+def test_type_errors_and_syntax_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = "http"\n[transport.kafka]\nidempotent = "yes"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [str(i) for i in info.value.issues] == [
+        f"{path}:2: server.port: expected an integer, got 'http'",
+        f"{path}:4: transport.kafka.idempotent: expected a boolean (true/false), got 'yes'",
+    ]
+    broken = write(tmp_path, '[lake]\npath = "/x"\n\n[server\nport = 1\n', "broken.toml")
+    with pytest.raises(ConfigError) as info:
+        load_config(broken)
+    (issue,) = info.value.issues
+    assert issue.line == 4 and issue.location == "syntax" and "invalid TOML" in issue.message
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_missing_required_collector_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "[[collectors]]\ngroup = 'a'\n\n[[collectors]]\nexchange = 'binance'\nsymbols = []\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [str(i) for i in info.value.issues] == [
+        f"{path}:1: collectors[0].exchange: missing (required)",
+        f"{path}:1: collectors[0].symbols: missing (required)",
+        f"{path}:6: collectors[1].symbols: empty: list at least one symbol",
+    ]
+
+
+def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[lake]\npath = "/file/lake"\n[server]\nport = 9000\nhost = "0.0.0.0"\n'
+        '[transport]\nkind = "kafka"\n[transport.kafka]\nbootstrap = "file:9092"\n',
+    )
+    env = {
+        "TICKTAPE_SERVER_PORT": "9100",
+        "TICKTAPE_TRANSPORT_KAFKA_BOOTSTRAP": "env-a:9092,env-b:9092",
+        "TICKTAPE_THRESHOLDS_OUTDATED_CUTOFF_S": "1.5",
+        "UNRELATED": "x",
+    }
+    cfg = load_config(path, env, {"transport.kafka.bootstrap": "cli:9092"})
+    assert cfg.lake.path == "/file/lake" and cfg.sources["lake.path"] == "file"
+    assert cfg.server.port == 9100 and cfg.sources["server.port"] == "env"
+    assert cfg.server.host == "0.0.0.0"
+    assert cfg.transport.kafka.bootstrap == "cli:9092" and cfg.sources["transport.kafka.bootstrap"] == "cli"
+    assert cfg.thresholds.outdated_cutoff_s == 1.5
+    assert cfg.transport.kafka.linger_ms == 5 and cfg.sources["transport.kafka.linger_ms"] == "default"
+
+
+def test_environment_errors_name_the_variable() -> None:
+    env = {
+        "TICKTAPE_SERVER_PORT": "eighty",
+        "TICKTAPE_TRANSPORT_KIND": "kafka",
+        "TICKTAPE_TRANSPORT_KAFKA_BOOTSTRAP": "no-port",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env)
+    assert [str(i) for i in info.value.issues] == [
+        "env TICKTAPE_SERVER_PORT: server.port: expected an integer, got 'eighty'",
+        "env TICKTAPE_TRANSPORT_KAFKA_BOOTSTRAP: transport.kafka.bootstrap: expected HOST:PORT, got 'no-port'",
+    ]
+
+
+def test_secrets_only_from_environment_and_never_printed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[transport]\nkind = "kafka"\n[transport.kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "svc"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert [str(i) for i in info.value.issues] == [
+        f"{path}:3: transport.kafka.sasl_password: required by SASL_SSL: set TICKTAPE_TRANSPORT_KAFKA_SASL_PASSWORD"
+    ]
+    cfg = load_config(path, {"TICKTAPE_TRANSPORT_KAFKA_SASL_PASSWORD": "s3cret"})
+    assert cfg.transport.kafka.sasl_password == "s3cret"
+    assert "s3cret" not in repr(cfg)
+    code, out, err = run_config_cli("config", "show", str(path))
+    assert code == 0, err
+    assert 'sasl_username = "svc"  # file' in out
+    # validate without --env only checks the file: a deployment's CI has no secrets
+    code, _, err = run_config_cli("config", "validate", str(path))
+    assert code == 0, err
+
+
+def test_collector_groups_and_selection(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[[collectors]]\ngroup = 'spot'\nexchange = 'binance'\nsymbols = ['BTCUSDT']\n"
+        "[[collectors]]\ngroup = 'canary'\nexchange = 'binance'\nsymbols = ['ETHUSDT']\nchannels = ['trades']\n",
+    )
+    cfg = load_config(path, {"TICKTAPE_COLLECT_GROUP": "canary"})
+    assert list(cfg.groups()) == ["spot", "canary"]
+    (selected,) = cfg.selected_collectors()
+    assert selected.symbols == ("ETHUSDT",) and selected.channels == ("trades",)
+    with pytest.raises(
+        ConfigError, match=r"collect.group: no collector group 'nope' \(groups: spot, canary\)"
+    ):
+        load_config(path, {"TICKTAPE_COLLECT_GROUP": "nope"})
+    adhoc = load_config(path, {}, {"collect.exchange": "binance", "collect.symbols": "SOLUSDT,ADAUSDT"})
+    (one,) = adhoc.selected_collectors()
+    assert one.symbols == ("SOLUSDT", "ADAUSDT")
+
+
+def test_locate_keys_handles_arrays_and_dotted_tables() -> None:
+    text = (
+        "# comment\n[transport.kafka]\nbootstrap = 'a:1'\n[[collectors]]\nsymbols = [\n  'A',\n"
+        "  'B',\n]\nexchange = 'x'\n[[collectors]]\nexchange = 'y'\n"
+    )
+    lines = locate_keys(text)
+    assert lines["transport.kafka.bootstrap"] == 3
+    assert lines["collectors[0].symbols"] == 5
+    assert lines["collectors[0].exchange"] == 9
+    assert lines["collectors[1].exchange"] == 11
+
+
+def test_keys_reference_lists_every_setting() -> None:
+    code, out, err = run_config_cli("config", "keys", "--format", "markdown")
+    assert code == 0, err
+    for key, setting in SETTINGS.items():
+        assert f"`{key}`" in out and f"`{setting.env}`" in out
+    assert env_name("transport.kafka.bootstrap") == "TICKTAPE_TRANSPORT_KAFKA_BOOTSTRAP"
+
+
+# ---- --config on a command: every flag gets a key and an environment variable
+
+
+def fake_command(seen: list[argparse.Namespace]) -> argparse.ArgumentParser:
+    """A command shaped like the real ones (sink-like), to exercise enable_config without them."""
+    parser = argparse.ArgumentParser(prog="ticktape")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sink")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--transport", choices=("local", "kafka", "kinesis"), default="local")
+    p.add_argument("--log", default="ticktape-log", help="log directory (default %(default)s)")
+    p.add_argument("--until-idle", type=float, default=None)
+    p.add_argument("--batch-rows", type=int, default=1000)
+    p.add_argument("--fsync", action="store_true")
+    p.add_argument("--endpoint-url")
+
+    def func(args: argparse.Namespace) -> int:
+        seen.append(args)
+        return 0
+
+    p.set_defaults(func=func)
+    enable_config(p, "sink")
+    return parser
+
+
+def run_fake(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> tuple[int, argparse.Namespace | None]:
+    for name in list(__import__("os").environ):
+        if name.startswith("TICKTAPE_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    seen: list[argparse.Namespace] = []
+    parser = fake_command(seen)
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    return code, (seen[0] if seen else None)
+
+
+def test_command_flags_resolve_from_file_env_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(
+        tmp_path,
+        '[lake]\npath = "/lake"\n[transport]\nkind = "kafka"\n[transport.kafka]\nbootstrap = "k:9092"\n'
+        "[sink]\nuntil_idle = 10\nbatch_rows = 500\nfsync = true\n",
+    )
+    code, args = run_fake(["sink", "--config", str(path)], monkeypatch, {})
+    assert code == 0 and args is not None
+    assert (args.lake, args.transport, args.until_idle, args.batch_rows, args.fsync) == (
+        "/lake",
+        "kafka",
+        10.0,
+        500,
+        True,
+    )
+    assert args.log == "ticktape-log"  # the command's own default when nothing sets it
+    assert args.config_obj.transport.kafka.bootstrap == "k:9092"
+    # env beats file, flags beat env; the config object sees the flag too
+    code, args = run_fake(
+        ["sink", "--config", str(path), "--lake", "/cli", "--batch-rows", "7"],
+        monkeypatch,
+        {"TICKTAPE_LAKE_PATH": "/env", "TICKTAPE_SINK_BATCH_ROWS": "9", "TICKTAPE_SINK_UNTIL_IDLE": "3"},
+    )
+    assert args is not None
+    assert (args.lake, args.batch_rows, args.until_idle) == ("/cli", 7, 3.0)
+    assert args.config_obj.lake.path == "/cli"
+    # --endpoint-url of a transport command is the Kinesis endpoint
+    code, args = run_fake(["sink", "--lake", "x", "--endpoint-url", "http://127.0.0.1:5000"], monkeypatch, {})
+    assert args is not None and args.config_obj.transport.kinesis.endpoint_url == "http://127.0.0.1:5000"
+    # TICKTAPE_CONFIG names the file when --config is absent
+    code, args = run_fake(["sink"], monkeypatch, {"TICKTAPE_CONFIG": str(path)})
+    assert args is not None and args.lake == "/lake"
+
+
+def test_command_config_errors_exit_2_with_locations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, args = run_fake(["sink"], monkeypatch, {})
+    assert code == 2 and args is None
+    err = capsys.readouterr().err
+    assert "lake.path: required: give --lake, set TICKTAPE_LAKE_PATH, or set it in --config" in err
+    path = write(tmp_path, "[sink]\nbatch_rowz = 1\nlake = 'x'\nuntil_idle = 'soon'\n")
+    code, args = run_fake(["sink", "--config", str(path), "--lake", "l"], monkeypatch, {})
+    assert code == 2 and args is None
+    err = capsys.readouterr().err
+    assert "sink.batch_rowz: not an option of `ticktape sink` (did you mean 'batch_rows'?)" in err
+    assert "sink.lake: not an option of `ticktape sink` (set lake.path instead)" in err
+    assert "sink.until_idle: invalid value" in err
+    code, _ = run_fake(["sink", "--lake", "l"], monkeypatch, {"TICKTAPE_TRANSPORT_KIND": "smoke"})
+    assert code == 2
+    assert "env TICKTAPE_TRANSPORT_KIND: transport.kind: 'smoke' is not one of" in capsys.readouterr().err
+
+
+def test_help_still_shows_command_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = fake_command([])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sink", "--help"])
+    out = capsys.readouterr().out
+    assert "log directory (default ticktape-log)" in out
+    assert "--config FILE" in out
+    assert repr(UNSET) not in out  # no sentinel leaks into the help

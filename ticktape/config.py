@@ -1,0 +1,1147 @@
+"""Deployment configuration: one TOML file, environment variables and command-line flags.
+
+Every setting has a dotted key (``transport.kafka.bootstrap``), an environment variable derived from
+it (``TICKTAPE_TRANSPORT_KAFKA_BOOTSTRAP``) and, where a command takes it, a flag
+(``--kafka-bootstrap``). Values are resolved in this order, later wins::
+
+    built-in defaults < configuration file < environment < command-line flags
+
+Secrets (the Kafka SASL password; AWS credentials come from the standard AWS chain) are read from the
+environment only: a secret written in the file is an error, so a ConfigMap can never leak one.
+
+Errors are collected, never raised one at a time: :class:`ConfigError` carries every problem with its
+location (``ticktape.toml:12: collectors[1].exchange: unknown exchange 'foo' (known: ...)``), which is
+what ``ticktape config validate`` prints.
+
+Commands take ``--config FILE`` through :func:`enable_config`, called once at the end of their
+``register``: it maps each of the command's flags to its key (shared keys such as ``lake.path``, or
+``<command>.<dest>`` for flags only that command has), so every flag is settable from the file and
+from the environment without the command knowing about configuration at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectors.base import CHANNELS
+from collectors.registry import exchange_ids
+from streaming.base import QUEUE_POLICIES
+
+ENV_PREFIX = "TICKTAPE_"
+#: Environment variable naming the configuration file when ``--config`` is not given.
+CONFIG_ENV = "TICKTAPE_CONFIG"
+TRANSPORTS = ("local", "kafka", "kinesis")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Key names that look like credentials: refused in the file whatever section they are in.
+_SECRET_NAME = re.compile(r"(password|secret|token|access_key|credential|api_key)", re.IGNORECASE)
+#: Group names become container and Kubernetes object names, so they follow DNS label rules.
+_GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")
+_S3_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?$")
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    flags: tuple[str, ...] = (),
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    secret: bool = False,
+) -> Any:
+    """A dataclass field carrying what the validator and the reference need to know about a setting."""
+    meta = {
+        "doc": doc,
+        "flags": flags,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "secret": secret,
+    }
+    if isinstance(default, list | tuple):
+        value = tuple(default)
+        return field(default_factory=lambda: value, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+# --------------------------------------------------------------------------------------------------
+# The typed configuration
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """Who this deployment is (labels in logs and metrics)."""
+
+    name: str = setting("ticktape", "deployment name, used in logs and as a metrics label")
+    region: str = setting("", "region or site this deployment runs in (free text)")
+    log_level: str = setting("INFO", "logging level", flags=("--log-level",), choices=LOG_LEVELS)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """What one ``ticktape collect`` process captures.
+
+    A container normally sets only ``group`` (``TICKTAPE_COLLECT_GROUP``) and runs the collectors of
+    that group from the shared file; ``exchange``/``symbols`` describe one ad-hoc collector instead.
+    """
+
+    group: str | None = setting(
+        None, "collector group this process runs (all groups when unset)", flags=("--group",)
+    )
+    exchange: str | None = setting(
+        None, "run one collector for this exchange instead of a group", flags=("--exchange",)
+    )
+    symbols: tuple[str, ...] = setting(
+        (), "symbols of the ad-hoc collector (comma-separated in env)", flags=("--symbols",)
+    )
+    channels: tuple[str, ...] = setting(CHANNELS, "channels of the ad-hoc collector", flags=("--channels",))
+    ws_url: str | None = setting(
+        None, "websocket endpoint override of the ad-hoc collector", flags=("--ws-url",)
+    )
+    rest_url: str | None = setting(
+        None, "REST endpoint override of the ad-hoc collector", flags=("--rest-url",)
+    )
+
+
+@dataclass(frozen=True)
+class LocalTransportConfig:
+    """The embedded append-only log (one machine)."""
+
+    log_dir: str = setting("ticktape-log", "directory of the local log", flags=("--log",))
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Kafka, MSK or Redpanda."""
+
+    bootstrap: str = setting(
+        "localhost:9092", "bootstrap servers, HOST:PORT[,HOST:PORT...]", flags=("--kafka-bootstrap",)
+    )
+    topic_prefix: str = setting("ticktape.", "prefix of the per-dataset topics", flags=("--topic-prefix",))
+    group_id: str = setting("ticktape-sink", "consumer group of the sinks", flags=("--group-id",))
+    idempotent: bool = setting(
+        True, "idempotent producer (turn off for brokers without it)", flags=("--idempotent",)
+    )
+    linger_ms: int = setting(5, "producer linger before sending a batch", flags=("--linger-ms",), minimum=0)
+    compression: str = setting(
+        "zstd",
+        "producer compression",
+        flags=("--compression",),
+        choices=("none", "gzip", "snappy", "lz4", "zstd"),
+    )
+    security_protocol: str = setting(
+        "PLAINTEXT", "Kafka security protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    )
+    sasl_mechanism: str = setting(
+        "PLAIN", "SASL mechanism", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+    )
+    sasl_username: str | None = setting(None, "SASL user name")
+    sasl_password: str | None = setting(None, "SASL password (environment only)", secret=True)
+
+
+@dataclass(frozen=True)
+class KinesisConfig:
+    """AWS Kinesis Data Streams (credentials from the standard AWS chain)."""
+
+    stream: str = setting("ticktape", "stream name", flags=("--kinesis-stream",))
+    region: str | None = setting(None, "AWS region (AWS_REGION / the AWS chain when unset)")
+    endpoint_url: str | None = setting(
+        None, "AWS-compatible endpoint (LocalStack, moto)", flags=("--endpoint-url",)
+    )
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Between collectors and sinks."""
+
+    kind: str = setting("local", "transport", flags=("--transport",), choices=TRANSPORTS)
+    queue_size: int = setting(
+        10000, "bounded queue between socket and transport (batches)", flags=("--queue-size",), minimum=1
+    )
+    queue_policy: str = setting(
+        "block", "what a full queue does", flags=("--queue-policy",), choices=QUEUE_POLICIES
+    )
+    local: LocalTransportConfig = field(default_factory=LocalTransportConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    kinesis: KinesisConfig = field(default_factory=KinesisConfig)
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """The Parquet lake (a directory: local disk or EFS/NFS)."""
+
+    path: str = setting("lake", "lake root directory", flags=("--lake",))
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where the daily sync uploads closed days (credentials from the standard AWS chain)."""
+
+    url: str | None = setting(None, "s3://BUCKET/PREFIX of the remote lake", flags=("--to",))
+    endpoint_url: str | None = setting(
+        None, "S3-compatible endpoint (MinIO, moto)", flags=("--endpoint-url",)
+    )
+    region: str | None = setting(None, "AWS region (AWS_REGION / the AWS chain when unset)")
+
+
+@dataclass(frozen=True)
+class ThresholdsConfig:
+    """Freshness and health limits (DESIGN.md, "Quality")."""
+
+    outdated_cutoff_s: float = setting(
+        2.5, "latency above which a record is OUTDATED", flags=("--outdated-cutoff",), minimum=0.001
+    )
+    stale_book_s: float = setting(5.0, "book channel silent this long: stale", minimum=0.1)
+    stale_bbo_s: float = setting(5.0, "bbo channel silent this long: stale", minimum=0.1)
+    stale_trades_s: float = setting(
+        60.0, "trades channel silent this long: stale (adaptive for quiet symbols)", minimum=0.1
+    )
+    recycle_after_s: float = setting(30.0, "a stale connection is recycled after this long", minimum=0.1)
+    event_age_limit_s: float = setting(10.0, "event age beyond this gates the health score to 0", minimum=0.1)
+    latency_p99_limit_s: float = setting(
+        1.0, "latency p99 above the clock floor considered high", minimum=0.001
+    )
+    score_ok: float = setting(90.0, "score at or above which an exchange is OK", minimum=0, maximum=100)
+    score_exclude: float = setting(70.0, "score below which an exchange is EXCLUDE", minimum=0, maximum=100)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """ticktape's HTTP server: /metrics, /api/quality and the dashboard."""
+
+    host: str = setting("127.0.0.1", "bind address (0.0.0.0 inside containers)", flags=("--host",))
+    port: int = setting(8321, "HTTP port (0 picks a free one)", flags=("--port",), minimum=0, maximum=65535)
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """One ``[[collectors]]`` entry: one exchange's symbols and channels, in a group of collectors."""
+
+    exchange: str
+    symbols: tuple[str, ...]
+    group: str
+    channels: tuple[str, ...] = CHANNELS
+    ws_url: str | None = None
+    rest_url: str | None = None
+    book_depth: int | None = None
+    verify_checksums: bool = True
+
+
+#: Documentation of the ``[[collectors]]`` keys (they are per entry, so they have no env variable).
+COLLECTOR_KEYS: dict[str, str] = {
+    "exchange": "exchange id (required), one of the registered exchanges",
+    "symbols": "symbols to capture (required), native (BTCUSDT) or normalised (BTC-USDT)",
+    "group": "collector group: one container/Deployment per group (default: the exchange id)",
+    "channels": f"channels to capture (default: all of {', '.join(CHANNELS)})",
+    "ws_url": "websocket endpoint override (simulators, testnets, proxies)",
+    "rest_url": "REST endpoint override",
+    "book_depth": "book depth to subscribe to, where the exchange offers a choice",
+    "verify_checksums": "verify book checksums where the exchange sends them (default true)",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A resolved deployment configuration."""
+
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    lake: LakeConfig = field(default_factory=LakeConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    collectors: tuple[CollectorConfig, ...] = ()
+    #: ``[<command>]`` sections: options only one command has, by argparse dest (validated against it)
+    commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: where each key's value came from: "default", "file", "env" or "cli"
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+    path: Path | None = None
+
+    def groups(self) -> dict[str, tuple[CollectorConfig, ...]]:
+        """Collector groups in file order: group name -> its collectors."""
+        out: dict[str, list[CollectorConfig]] = {}
+        for c in self.collectors:
+            out.setdefault(c.group, []).append(c)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def selected_collectors(self) -> tuple[CollectorConfig, ...]:
+        """The collectors this process runs: the ad-hoc one, else ``collect.group``'s, else all."""
+        c = self.collect
+        if c.exchange:
+            return (
+                CollectorConfig(
+                    exchange=c.exchange,
+                    symbols=c.symbols,
+                    group=c.group or c.exchange,
+                    channels=c.channels,
+                    ws_url=c.ws_url,
+                    rest_url=c.rest_url,
+                ),
+            )
+        if c.group:
+            return self.groups().get(c.group, ())
+        return self.collectors
+
+    def value(self, key: str) -> Any:
+        """The value of a dotted key (``transport.kafka.bootstrap``)."""
+        node: Any = self
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem, with where it is: a file (and line when known), an environment variable or a flag."""
+
+    location: str
+    message: str
+    source: str = ""
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.source
+        if where and self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.location}: {self.message}" if where else f"{self.location}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """Every problem found in a configuration (not only the first)."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+# --------------------------------------------------------------------------------------------------
+# The settings table, derived from the dataclasses above
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One scalar setting: its key, type, default, documentation and where it can be set."""
+
+    key: str
+    type: Any
+    default: Any
+    doc: str
+    flags: tuple[str, ...]
+    choices: tuple[Any, ...] | None
+    minimum: float | None
+    maximum: float | None
+    secret: bool
+
+    @property
+    def env(self) -> str:
+        """The environment variable of this setting."""
+        return env_name(self.key)
+
+
+def env_name(key: str) -> str:
+    """``transport.kafka.bootstrap`` -> ``TICKTAPE_TRANSPORT_KAFKA_BOOTSTRAP``."""
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", key).upper()
+
+
+def _walk(cls: type, prefix: str) -> list[Setting]:
+    hints = typing.get_type_hints(cls)
+    out: list[Setting] = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.extend(_walk(tp, key + "."))  # type: ignore[arg-type]
+            continue
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
+        m = f.metadata
+        out.append(
+            Setting(
+                key, tp, default, m["doc"], m["flags"], m["choices"], m["minimum"], m["maximum"], m["secret"]
+            )
+        )
+    return out
+
+
+_SECTION_CLASSES: dict[str, type] = {
+    "deployment": DeploymentConfig,
+    "collect": CollectConfig,
+    "transport": TransportConfig,
+    "lake": LakeConfig,
+    "s3": S3Config,
+    "thresholds": ThresholdsConfig,
+    "server": ServerConfig,
+}
+SETTINGS: dict[str, Setting] = {
+    s.key: s for name, cls in _SECTION_CLASSES.items() for s in _walk(cls, name + ".")
+}
+#: Sub-tables that exist in the file (``[transport.kafka]``), besides the top-level sections.
+_TABLES = frozenset({".".join(k.split(".")[:i]) for k in SETTINGS for i in range(1, k.count(".") + 1)})
+
+
+# --------------------------------------------------------------------------------------------------
+# Conversions
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed) of a field type."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _type_name(tp: Any) -> str:
+    base, _ = _base_type(tp)
+    if typing.get_origin(base) is tuple:
+        return "list of strings"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(base, str(base))
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def convert(tp: Any, value: Any, *, from_text: bool) -> Any:
+    """Converts a file value (``from_text=False``) or an env/flag text to ``tp``; ``ValueError`` otherwise."""
+    base, optional = _base_type(tp)
+    if value is None or (from_text and optional and value == ""):
+        if optional:
+            return None
+        raise ValueError(f"expected a {_type_name(tp)}, got nothing")
+    if typing.get_origin(base) is tuple:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        bad = [v for v in items if not isinstance(v, str)]
+        if bad:
+            raise ValueError(f"expected a list of strings, got {bad[0]!r} in it")
+        return tuple(items)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"expected a boolean (true/false), got {value!r}")
+    if base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_text and isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected an integer, got {value!r}")
+    if base is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if from_text and isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if base is str:
+        if isinstance(value, str):
+            return value
+        if from_text:
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+    raise ValueError(f"unsupported type {tp!r}")  # pragma: no cover - the table only has the types above
+
+
+def _check_setting(s: Setting, value: Any) -> str | None:
+    """The problem with a converted value (choices, range), or None."""
+    if value is None:
+        return None
+    if s.choices is not None:
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if item not in s.choices:
+                return f"{item!r} is not one of: {', '.join(map(str, s.choices))}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if s.minimum is not None and value < s.minimum:
+            return f"{value} is below the minimum {s.minimum:g}"
+        if s.maximum is not None and value > s.maximum:
+            return f"{value} is above the maximum {s.maximum:g}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Locating keys in the TOML text (tomllib does not keep positions)
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+(?:\s*\.\s*[A-Za-z0-9_\-\"']+)*)\s*=")
+
+
+def locate_keys(text: str) -> dict[str, int]:
+    """Line numbers (1-based) of tables and keys, by location (``collectors[1].exchange``)."""
+    lines: dict[str, int] = {}
+    prefix = ""
+    arrays: dict[str, int] = {}
+    open_brackets = 0  # > 0 inside a multi-line array value, whose lines hold no keys
+    for number, line in enumerate(text.splitlines(), start=1):
+        if open_brackets > 0:
+            open_brackets += line.count("[") - line.count("]")
+            continue
+        header = _HEADER.match(line)
+        if header:
+            name = re.sub(r"[\"'\s]", "", header.group(2))
+            if header.group(1) == "[[":
+                arrays[name] = arrays.get(name, -1) + 1
+                prefix = f"{name}[{arrays[name]}]"
+            else:
+                prefix = name
+            lines.setdefault(prefix, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            name = re.sub(r"[\"'\s]", "", key.group(1))
+            lines.setdefault(f"{prefix}.{name}" if prefix else name, number)
+            value = line[key.end() :].split("#", 1)[0]
+            open_brackets = max(value.count("[") - value.count("]"), 0)
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+class _Collector:
+    """Collects issues and values while a configuration is loaded."""
+
+    def __init__(self, source: str, lines: dict[str, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.issues: list[ConfigIssue] = []
+
+    def add(self, location: str, message: str, source: str | None = None) -> None:
+        line = None
+        if source is None:
+            source = self.source
+            probe = location
+            # fall back to the enclosing table's line when the key itself is not on a line of its own
+            while probe and line is None:
+                line = self.lines.get(probe)
+                if line is None:
+                    probe = probe.rsplit(".", 1)[0] if "." in probe else ""
+        self.issues.append(ConfigIssue(location, message, source, line))
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _flatten_file(
+    data: Mapping[str, Any], out: _Collector, command_names: tuple[str, ...]
+) -> tuple[dict[str, Any], list[Any], dict[str, dict[str, Any]]]:
+    """Splits a parsed TOML document into scalar settings, collector entries and command sections."""
+    values: dict[str, Any] = {}
+    commands: dict[str, dict[str, Any]] = {}
+    collectors: list[Any] = []
+    top_known = [*_SECTION_CLASSES, "collectors", *command_names]
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for name, value in table.items():
+            key = f"{prefix}{name}"
+            if key in SETTINGS:
+                if SETTINGS[key].secret:
+                    out.add(key, f"secrets are read from the environment only: set {env_name(key)}")
+                else:
+                    values[key] = value
+            elif key in _TABLES:
+                if isinstance(value, dict):
+                    walk(value, key + ".")
+                else:
+                    out.add(key, f"expected a table [{key}], got {value!r}")
+            elif _SECRET_NAME.search(name):
+                out.add(
+                    key,
+                    "secrets are read from the environment only (AWS credentials: the standard AWS chain)",
+                )
+            else:
+                siblings = [k.rsplit(".", 1)[-1] for k in (*SETTINGS, *_TABLES) if k.startswith(prefix)]
+                out.add(key, f"unknown key{_suggest(name, sorted(set(siblings)))}")
+
+    for name, value in data.items():
+        if name == "collectors":
+            if isinstance(value, list):
+                collectors = value
+            else:
+                out.add("collectors", "expected an array of tables ([[collectors]])")
+        elif name in _SECTION_CLASSES:
+            if isinstance(value, dict):
+                walk(value, name + ".")
+            else:
+                out.add(name, f"expected a table [{name}], got {value!r}")
+        elif name in command_names:
+            if isinstance(value, dict):
+                commands[name] = dict(value)
+            else:
+                out.add(name, f"expected a table [{name}] of options of `ticktape {name}`")
+        else:
+            out.add(name, f"unknown section{_suggest(name, top_known)}")
+    return values, collectors, commands
+
+
+def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConfig]:
+    known = exchange_ids()
+    result: list[CollectorConfig] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, entry in enumerate(entries):
+        loc = f"collectors[{i}]"
+        if not isinstance(entry, dict):
+            out.add(loc, "expected a table")
+            continue
+        ok = True
+        for name in entry:
+            if name not in COLLECTOR_KEYS:
+                why = (
+                    "secrets are read from the environment only"
+                    if _SECRET_NAME.search(name)
+                    else f"unknown key{_suggest(name, list(COLLECTOR_KEYS))}"
+                )
+                out.add(f"{loc}.{name}", why)
+                ok = False
+        exchange = entry.get("exchange")
+        if exchange is None:
+            out.add(f"{loc}.exchange", "missing (required)")
+            ok = False
+        elif not isinstance(exchange, str) or exchange not in known:
+            out.add(f"{loc}.exchange", f"unknown exchange {exchange!r} (known: {', '.join(known)})")
+            ok = False
+        symbols: tuple[str, ...] = ()
+        if "symbols" not in entry:
+            out.add(f"{loc}.symbols", "missing (required)")
+            ok = False
+        else:
+            try:
+                symbols = convert(tuple[str, ...], entry["symbols"], from_text=False)
+            except ValueError as exc:
+                out.add(f"{loc}.symbols", str(exc))
+                ok = False
+            if not symbols and ok:
+                out.add(f"{loc}.symbols", "empty: list at least one symbol")
+                ok = False
+            dup_in_list: set[str] = set()
+            for symbol in symbols:
+                if not _SYMBOL.match(symbol) or ".." in symbol:
+                    out.add(f"{loc}.symbols", f"invalid symbol {symbol!r}")
+                    ok = False
+                    continue
+                norm = symbol.upper().replace("-", "").replace("/", "").replace("_", "")
+                if norm in dup_in_list:
+                    out.add(f"{loc}.symbols", f"{symbol!r} is listed twice")
+                    ok = False
+                dup_in_list.add(norm)
+                if isinstance(exchange, str):
+                    other = seen.setdefault((exchange, norm), i)
+                    if other != i:
+                        out.add(
+                            f"{loc}.symbols",
+                            f"{symbol!r} on {exchange} is already collected by collectors[{other}]",
+                        )
+                        ok = False
+        group = entry.get("group", exchange if isinstance(exchange, str) else "")
+        if not isinstance(group, str) or not _GROUP_NAME.match(group):
+            out.add(
+                f"{loc}.group",
+                f"invalid group name {group!r}: lower-case letters, digits and '-', at most 42 characters",
+            )
+            ok = False
+        channels: tuple[str, ...] = CHANNELS
+        if "channels" in entry:
+            try:
+                channels = convert(tuple[str, ...], entry["channels"], from_text=False)
+                bad = [c for c in channels if c not in CHANNELS]
+                if bad:
+                    out.add(f"{loc}.channels", f"unknown channel {bad[0]!r} (known: {', '.join(CHANNELS)})")
+                    ok = False
+                elif not channels:
+                    out.add(f"{loc}.channels", "empty: list at least one channel")
+                    ok = False
+            except ValueError as exc:
+                out.add(f"{loc}.channels", str(exc))
+                ok = False
+        urls: dict[str, str | None] = {}
+        for name, schemes in (("ws_url", ("ws://", "wss://")), ("rest_url", ("http://", "https://"))):
+            url = entry.get(name)
+            urls[name] = None
+            if url is None:
+                continue
+            if not isinstance(url, str) or not url.startswith(schemes):
+                out.add(f"{loc}.{name}", f"expected a URL starting with {' or '.join(schemes)}, got {url!r}")
+                ok = False
+            else:
+                urls[name] = url
+        depth = entry.get("book_depth")
+        if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+            out.add(f"{loc}.book_depth", f"expected a positive integer, got {depth!r}")
+            ok = False
+        verify = entry.get("verify_checksums", True)
+        if not isinstance(verify, bool):
+            out.add(f"{loc}.verify_checksums", f"expected a boolean (true/false), got {verify!r}")
+            ok = False
+        if ok:
+            result.append(
+                CollectorConfig(
+                    exchange=str(exchange),
+                    symbols=symbols,
+                    group=str(group),
+                    channels=channels,
+                    ws_url=urls["ws_url"],
+                    rest_url=urls["rest_url"],
+                    book_depth=depth,
+                    verify_checksums=verify,
+                )
+            )
+    return result
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], values, key + ".")
+        elif key in values:
+            kwargs[f.name] = values[key]
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config, out: _Collector, sources: Mapping[str, str], check_secrets: bool) -> None:
+    """Rules that involve several settings."""
+
+    def add(key: str, message: str) -> None:
+        src = sources.get(key, "default")
+        # a rule broken by a built-in default is reported where the file set its counterpart
+        out.add(key, message, None if src in ("file", "default") else _source_label(key, src))
+
+    t = cfg.transport
+    if t.kind == "kafka":
+        servers = [s.strip() for s in t.kafka.bootstrap.split(",") if s.strip()]
+        if not servers:
+            add("transport.kafka.bootstrap", "required when transport.kind is 'kafka'")
+        for server in servers:
+            if not _HOST_PORT.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 65536:
+                add("transport.kafka.bootstrap", f"expected HOST:PORT, got {server!r}")
+        if t.kafka.security_protocol.startswith("SASL_") and check_secrets:
+            if not t.kafka.sasl_username:
+                add("transport.kafka.sasl_username", f"required by {t.kafka.security_protocol}")
+            if not t.kafka.sasl_password:
+                add(
+                    "transport.kafka.sasl_password",
+                    f"required by {t.kafka.security_protocol}: set {env_name('transport.kafka.sasl_password')}",
+                )
+    if t.kind == "kinesis" and not t.kinesis.stream:
+        add("transport.kinesis.stream", "required when transport.kind is 'kinesis'")
+    for key in ("transport.kinesis.endpoint_url", "s3.endpoint_url"):
+        url = cfg.value(key)
+        if url and not str(url).startswith(("http://", "https://")):
+            add(key, f"expected an http:// or https:// URL, got {url!r}")
+    if cfg.s3.url is not None and not _S3_URL.match(cfg.s3.url):
+        add("s3.url", f"expected s3://BUCKET[/PREFIX] with a valid bucket name, got {cfg.s3.url!r}")
+    th = cfg.thresholds
+    if th.score_exclude >= th.score_ok:
+        add("thresholds.score_exclude", f"must be below thresholds.score_ok ({th.score_ok:g})")
+    if th.recycle_after_s < min(th.stale_book_s, th.stale_bbo_s):
+        add("thresholds.recycle_after_s", "must not be shorter than the stale thresholds it follows")
+    if not cfg.lake.path:
+        add("lake.path", "must not be empty")
+    c = cfg.collect
+    if c.exchange is not None and c.exchange not in exchange_ids():
+        add("collect.exchange", f"unknown exchange {c.exchange!r} (known: {', '.join(exchange_ids())})")
+    if c.exchange is not None and not c.symbols:
+        add("collect.symbols", "required with collect.exchange")
+    if c.exchange is None and c.group is not None and c.group not in cfg.groups():
+        groups = ", ".join(cfg.groups()) or "none defined: add [[collectors]] entries"
+        add("collect.group", f"no collector group {c.group!r} (groups: {groups})")
+
+
+def _source_label(key: str, source: str) -> str:
+    if source == "env":
+        return f"env {env_name(key)}"
+    if source == "cli":
+        flags = SETTINGS[key].flags if key in SETTINGS else ()
+        return f"flag {flags[0]}" if flags else "command line"
+    return source
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    check_secrets: bool | None = None,
+    command_names: tuple[str, ...] | None = None,
+) -> Config:
+    """Loads a configuration: defaults < file ``path`` < ``env`` (TICKTAPE_*) < ``overrides`` (dotted keys).
+
+    ``env`` defaults to nothing (pass ``os.environ`` for a real run); ``overrides`` are command-line
+    values by dotted key (typed values, or text as in the environment). Secret requirements are
+    checked when ``env`` is given (``check_secrets`` overrides that). Raises :class:`ConfigError`
+    listing every problem with its location.
+    """
+    if command_names is None:
+        from ticktape.cli import COMMAND_MODULES
+
+        command_names = COMMAND_MODULES
+    file_values: dict[str, Any] = {}
+    entries: list[Any] = []
+    commands: dict[str, dict[str, Any]] = {}
+    source = str(path) if path is not None else ""
+    out = _Collector(source, {})
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([ConfigIssue("file", f"cannot read: {exc.strerror or exc}", source)]) from None
+        out.lines = locate_keys(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(
+                [ConfigIssue("syntax", f"invalid TOML: {exc}", source, int(m.group(1)) if m else None)]
+            ) from None
+        file_values, entries, commands = _flatten_file(data, out, command_names)
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = dict.fromkeys(SETTINGS, "default")
+    for key, raw in file_values.items():
+        s = SETTINGS[key]
+        try:
+            value = convert(s.type, raw, from_text=False)
+        except ValueError as exc:
+            out.add(key, str(exc))
+            continue
+        problem = _check_setting(s, value)
+        if problem:
+            out.add(key, problem)
+            continue
+        values[key] = value
+        sources[key] = "file"
+    for layer, items in (("env", _env_layer(env or {})), ("cli", dict(overrides or {}))):
+        for key, raw in items.items():
+            label = _source_label(key, layer)
+            if key not in SETTINGS:
+                out.add(key, "unknown key", label)
+                continue
+            s = SETTINGS[key]
+            try:
+                value = convert(s.type, raw, from_text=isinstance(raw, str))
+            except ValueError as exc:
+                out.add(key, str(exc), label)
+                continue
+            problem = _check_setting(s, value)
+            if problem:
+                out.add(key, problem, label)
+                continue
+            values[key] = value
+            sources[key] = layer
+    collectors = _parse_collectors(entries, out)
+    sections = {name: _build(cls, values, name + ".") for name, cls in _SECTION_CLASSES.items()}
+    cfg = Config(
+        **sections,
+        collectors=tuple(collectors),
+        commands=commands,
+        sources=sources,
+        path=Path(path) if path is not None else None,
+    )
+    _cross_checks(cfg, out, sources, env is not None if check_secrets is None else check_secrets)
+    if out.issues:
+        # file order first (what an editor shows), then environment and flags
+        raise ConfigError(sorted(out.issues, key=lambda i: (i.line is None, i.line or 0)))
+    return cfg
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, str]:
+    by_env = {s.env: key for key, s in SETTINGS.items()}
+    return {by_env[name]: value for name, value in env.items() if name in by_env}
+
+
+def unknown_env(env: Mapping[str, str], extra: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``TICKTAPE_*`` variables that no setting reads (typos), besides ``extra`` known ones."""
+    known = {s.env for s in SETTINGS.values()} | {CONFIG_ENV} | set(extra)
+    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+
+
+# --------------------------------------------------------------------------------------------------
+# Commands: --config FILE and every flag mapped to a key
+
+
+class _Unset:
+    """Marks a flag that was not given on the command line (so file and environment may set it)."""
+
+    def __repr__(self) -> str:
+        return "<config>"
+
+
+UNSET: Any = _Unset()
+
+#: argparse dest -> shared key, for flags whose meaning is the same in every command.
+SHARED_DESTS: dict[str, str] = {
+    "lake": "lake.path",
+    "transport": "transport.kind",
+    "log": "transport.local.log_dir",
+    "log_dir": "transport.local.log_dir",
+    "kafka_bootstrap": "transport.kafka.bootstrap",
+    "topic_prefix": "transport.kafka.topic_prefix",
+    "group_id": "transport.kafka.group_id",
+    "idempotent": "transport.kafka.idempotent",
+    "linger_ms": "transport.kafka.linger_ms",
+    "compression": "transport.kafka.compression",
+    "kinesis_stream": "transport.kinesis.stream",
+    "queue_size": "transport.queue_size",
+    "queue_policy": "transport.queue_policy",
+    "outdated_cutoff": "thresholds.outdated_cutoff_s",
+    "host": "server.host",
+    "port": "server.port",
+    "to": "s3.url",
+}
+#: Collector flags (``collect``, ``replay``): the ad-hoc collector of :class:`CollectConfig`.
+COLLECT_DESTS: dict[str, str] = {
+    "group": "collect.group",
+    "exchange": "collect.exchange",
+    "symbols": "collect.symbols",
+    "channels": "collect.channels",
+    "ws_url": "collect.ws_url",
+    "rest_url": "collect.rest_url",
+}
+#: Commands whose ``--endpoint-url`` is the S3 endpoint; elsewhere it is the Kinesis one.
+S3_COMMANDS = frozenset({"sync", "query"})
+_SKIP_DESTS = frozenset({"help", "config", "func", "version"})
+
+
+def key_for(command: str, dest: str) -> str:
+    """The configuration key of a command's flag (by argparse dest)."""
+    if dest == "endpoint_url":
+        return "s3.endpoint_url" if command in S3_COMMANDS else "transport.kinesis.endpoint_url"
+    if command == "collect" and dest in COLLECT_DESTS:
+        return COLLECT_DESTS[dest]
+    if dest in SHARED_DESTS:
+        return SHARED_DESTS[dest]
+    return f"{command}.{dest}"
+
+
+@dataclass
+class _FlagInfo:
+    key: str
+    action: argparse.Action
+    default: Any
+    required: bool
+
+
+def _configurable(action: argparse.Action) -> bool:
+    return (
+        bool(action.option_strings) and action.dest not in _SKIP_DESTS and action.default != argparse.SUPPRESS
+    )
+
+
+def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, argparse.Action]:
+    """The configurable flags of one command's parser, by key."""
+    return {key_for(command, a.dest): a for a in parser._actions if _configurable(a)}
+
+
+def enable_config(parser: argparse.ArgumentParser, command: str) -> None:
+    """Adds ``--config FILE`` to a command and lets the file and ``TICKTAPE_*`` set each of its flags.
+
+    Call it at the end of the command's ``register`` (after ``set_defaults(func=...)``). The command's
+    function then receives ``args`` with every flag resolved (defaults < file < env < flags) and the
+    loaded :class:`Config` as ``args.config_obj``. Configuration errors are printed, with their
+    locations, and the command exits 2 without running.
+    """
+    func = parser.get_default("func")
+    if func is None:
+        raise ValueError(f"enable_config({command!r}): call it after set_defaults(func=...)")
+    if command == "collect" and not any(a.dest == "group" for a in parser._actions):
+        parser.add_argument(
+            "--group", help="collector group of the configuration file to run (env TICKTAPE_COLLECT_GROUP)"
+        )
+    infos: list[_FlagInfo] = []
+    for action in parser._actions:
+        if not _configurable(action):
+            continue
+        infos.append(_FlagInfo(key_for(command, action.dest), action, action.default, action.required))
+        if action.help and "%(default)" in action.help:
+            action.help = action.help.replace("%(default)s", str(action.default))
+        if action.required:
+            action.required = False
+            action.help = f"{action.help or ''} (required unless set by --config or the environment)".strip()
+        # append/count actions build on their default, so None (not UNSET) marks "not given" there
+        action.default = None if isinstance(action, argparse._AppendAction | argparse._CountAction) else UNSET
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help=f"deployment configuration file (TOML; env {CONFIG_ENV}); flags override it",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            args.config_obj = resolve_args(args, command, infos, os.environ)
+            _apply_log_level(args, args.config_obj)
+        except ConfigError as exc:
+            import sys
+
+            print(f"ticktape {command}: configuration error(s):", file=sys.stderr)
+            for issue in exc.issues:
+                print(f"  {issue}", file=sys.stderr)
+            return 2
+        result: int = func(args)
+        return result
+
+    parser.set_defaults(func=run)
+
+
+def _apply_log_level(args: argparse.Namespace, cfg: Config) -> None:
+    """Applies ``deployment.log_level`` unless ``--log-level`` (a flag of ``ticktape`` itself) changed it."""
+    if (
+        cfg.sources.get("deployment.log_level") in ("file", "env")
+        and str(getattr(args, "log_level", "INFO")) == "INFO"
+    ):
+        import logging
+
+        logging.getLogger().setLevel(cfg.deployment.log_level)
+
+
+def _given(info: _FlagInfo, value: Any) -> bool:
+    if isinstance(info.action, argparse._AppendAction | argparse._CountAction):
+        return value is not None
+    return value is not UNSET
+
+
+def _to_arg(action: argparse.Action, value: Any) -> Any:
+    """A configuration value in the shape the command's argparse would have produced."""
+    if value is None:
+        return None
+    if action.nargs == 0:  # store_true / store_false / BooleanOptionalAction
+        return bool(value)
+    many = (
+        action.nargs in ("+", "*")
+        or isinstance(action.nargs, int)
+        or isinstance(action, argparse._AppendAction)
+    )
+    typ: Callable[[str], Any] | None = action.type if callable(action.type) else None
+    if many:
+        items = list(value) if isinstance(value, list | tuple) else [v for v in str(value).split(",") if v]
+        return [typ(str(v)) if typ else v for v in items]
+    if isinstance(value, list | tuple):
+        value = ",".join(map(str, value))
+    if typ is not None:
+        return typ(value if isinstance(value, str) else str(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def resolve_args(
+    args: argparse.Namespace, command: str, infos: list[_FlagInfo], env: Mapping[str, str]
+) -> Config:
+    """Fills every configurable flag of ``args`` from file and environment; returns the Config."""
+    path = getattr(args, "config", None) or env.get(CONFIG_ENV) or None
+    overrides: dict[str, Any] = {}
+    for info in infos:
+        value = getattr(args, info.action.dest, None)
+        if info.key in SETTINGS and _given(info, value):
+            overrides[info.key] = list(value) if isinstance(value, list | tuple) else value
+            if not isinstance(value, list | tuple | bool | int | float | str) and value is not None:
+                overrides[info.key] = str(value)
+    cfg = load_config(path, env, overrides)
+    issues: list[ConfigIssue] = []
+    section = cfg.commands.get(command, {})
+    dests = {info.action.dest: info for info in infos}
+    for name in section:
+        found = dests.get(name)
+        if found is None or found.key in SETTINGS:
+            hint = f" (set {found.key} instead)" if found is not None else _suggest(name, sorted(dests))
+            issues.append(
+                ConfigIssue(f"{command}.{name}", f"not an option of `ticktape {command}`{hint}", str(path))
+            )
+    for info in infos:
+        dest = info.action.dest
+        value = getattr(args, dest, None)
+        if _given(info, value):
+            continue
+        try:
+            if info.key in SETTINGS:
+                src = cfg.sources.get(info.key, "default")
+                if src in ("file", "env"):
+                    value = _to_arg(info.action, cfg.value(info.key))
+                elif info.default is not None or info.required:
+                    # a flag the command requires is not satisfied by a built-in default
+                    value = info.default
+                else:
+                    value = _to_arg(info.action, cfg.value(info.key))
+            else:
+                env_var = env_name(info.key)
+                if env_var in env:
+                    value = _to_arg(info.action, env[env_var])
+                elif dest in section:
+                    value = _to_arg(info.action, section[dest])
+                else:
+                    value = info.default
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            issues.append(ConfigIssue(info.key, f"invalid value: {exc}", str(path or "env")))
+            continue
+        if info.action.choices is not None and value is not None and info.action.nargs != 0:
+            items = value if isinstance(value, list) else [value]
+            bad = [v for v in items if v not in info.action.choices]
+            if bad:
+                choices = ", ".join(map(str, info.action.choices))
+                issues.append(
+                    ConfigIssue(info.key, f"{bad[0]!r} is not one of: {choices}", str(path or "env"))
+                )
+        if value is None and info.required:
+            issues.append(
+                ConfigIssue(
+                    info.key,
+                    f"required: give {info.action.option_strings[0]}, set {env_name(info.key)}, or set it in --config",
+                )
+            )
+        setattr(args, dest, value)
+    if issues:
+        raise ConfigError(issues)
+    return cfg
+
+
+def reference_rows() -> list[tuple[str, str, str, str, str]]:
+    """(key, env variable, flags, default, description) of every setting, for documentation."""
+    rows = []
+    for key, s in SETTINGS.items():
+        default = "" if s.secret else _show(s.default)
+        doc = s.doc + (f" ({' | '.join(map(str, s.choices))})" if s.choices else "")
+        rows.append((key, s.env, ", ".join(s.flags), default, doc))
+    return rows
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
