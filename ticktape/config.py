@@ -37,6 +37,7 @@ from typing import Any
 from collectors.base import CHANNELS
 from collectors.registry import exchange_ids
 from streaming.base import QUEUE_POLICIES
+from streaming.local import FSYNC_POLICIES
 
 ENV_PREFIX = "TICKTAPE_"
 #: Environment variable naming the configuration file when ``--config`` is not given.
@@ -120,15 +121,23 @@ class CollectConfig:
 class LocalTransportConfig:
     """The embedded append-only log (one machine)."""
 
-    log_dir: str = setting("ticktape-log", "directory of the local log", flags=("--log",))
+    log_dir: str | None = setting(
+        None, "directory of the local log (required by the local transport)", flags=("--log",)
+    )
+    fsync: str = setting(
+        "batch",
+        "fsync after every entry, every written batch, or only on close",
+        flags=("--fsync",),
+        choices=FSYNC_POLICIES,
+    )
 
 
 @dataclass(frozen=True)
 class KafkaConfig:
     """Kafka, MSK or Redpanda."""
 
-    bootstrap: str = setting(
-        "localhost:9092", "bootstrap servers, HOST:PORT[,HOST:PORT...]", flags=("--kafka-bootstrap",)
+    bootstrap: str | None = setting(
+        None, "bootstrap servers, HOST:PORT[,HOST:PORT...] (required by kafka)", flags=("--kafka-bootstrap",)
     )
     topic_prefix: str = setting("ticktape.", "prefix of the per-dataset topics", flags=("--topic-prefix",))
     group_id: str = setting("ticktape-sink", "consumer group of the sinks", flags=("--group-id",))
@@ -156,7 +165,7 @@ class KafkaConfig:
 class KinesisConfig:
     """AWS Kinesis Data Streams (credentials from the standard AWS chain)."""
 
-    stream: str = setting("ticktape", "stream name", flags=("--kinesis-stream",))
+    stream: str | None = setting(None, "stream name (required by kinesis)", flags=("--kinesis-stream",))
     region: str | None = setting(None, "AWS region (AWS_REGION / the AWS chain when unset)")
     endpoint_url: str | None = setting(
         None, "AWS-compatible endpoint (LocalStack, moto)", flags=("--endpoint-url",)
@@ -743,7 +752,7 @@ def _cross_checks(cfg: Config, out: _Collector, sources: Mapping[str, str], chec
 
     t = cfg.transport
     if t.kind == "kafka":
-        servers = [s.strip() for s in t.kafka.bootstrap.split(",") if s.strip()]
+        servers = [s.strip() for s in (t.kafka.bootstrap or "").split(",") if s.strip()]
         if not servers:
             add("transport.kafka.bootstrap", "required when transport.kind is 'kafka'")
         for server in servers:
@@ -909,6 +918,7 @@ SHARED_DESTS: dict[str, str] = {
     "transport": "transport.kind",
     "log": "transport.local.log_dir",
     "log_dir": "transport.local.log_dir",
+    "fsync": "transport.local.fsync",
     "kafka_bootstrap": "transport.kafka.bootstrap",
     "topic_prefix": "transport.kafka.topic_prefix",
     "group_id": "transport.kafka.group_id",

@@ -213,10 +213,24 @@ def test_environment_errors_name_the_variable() -> None:
     ]
 
 
+def test_transport_requirements() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"TICKTAPE_TRANSPORT_KIND": "kafka"})
+    assert [str(i) for i in info.value.issues] == [
+        "transport.kafka.bootstrap: required when transport.kind is 'kafka'"
+    ]
+    with pytest.raises(
+        ConfigError, match="transport.kinesis.stream: required when transport.kind is 'kinesis'"
+    ):
+        load_config(None, {}, {"transport.kind": "kinesis"})
+    cfg = load_config(None, {}, {"transport.kind": "kinesis", "transport.kinesis.stream": "s"})
+    assert cfg.transport.kinesis.stream == "s"
+
+
 def test_secrets_only_from_environment_and_never_printed(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        '[transport]\nkind = "kafka"\n[transport.kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "svc"\n',
+        '[transport]\nkind = "kafka"\n[transport.kafka]\nbootstrap = "k:9093"\nsecurity_protocol = "SASL_SSL"\nsasl_username = "svc"\n',
     )
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
@@ -286,7 +300,7 @@ def fake_command(seen: list[argparse.Namespace]) -> argparse.ArgumentParser:
     p.add_argument("--log", default="ticktape-log", help="log directory (default %(default)s)")
     p.add_argument("--until-idle", type=float, default=None)
     p.add_argument("--batch-rows", type=int, default=1000)
-    p.add_argument("--fsync", action="store_true")
+    p.add_argument("--verify", action="store_true")
     p.add_argument("--endpoint-url")
 
     def func(args: argparse.Namespace) -> int:
@@ -317,11 +331,11 @@ def test_command_flags_resolve_from_file_env_and_cli(tmp_path: Path, monkeypatch
     path = write(
         tmp_path,
         '[lake]\npath = "/lake"\n[transport]\nkind = "kafka"\n[transport.kafka]\nbootstrap = "k:9092"\n'
-        "[sink]\nuntil_idle = 10\nbatch_rows = 500\nfsync = true\n",
+        "[sink]\nuntil_idle = 10\nbatch_rows = 500\nverify = true\n",
     )
     code, args = run_fake(["sink", "--config", str(path)], monkeypatch, {})
     assert code == 0 and args is not None
-    assert (args.lake, args.transport, args.until_idle, args.batch_rows, args.fsync) == (
+    assert (args.lake, args.transport, args.until_idle, args.batch_rows, args.verify) == (
         "/lake",
         "kafka",
         10.0,
