@@ -220,7 +220,7 @@ def test_transport_requirements() -> None:
         "transport.kafka.bootstrap: required when transport.kind is 'kafka'"
     ]
     with pytest.raises(
-        ConfigError, match="transport.kinesis.stream: required when transport.kind is 'kinesis'"
+        ConfigError, match=r"transport\.kinesis\.stream: required when transport\.kind is 'kinesis'"
     ):
         load_config(None, {}, {"transport.kind": "kinesis"})
     cfg = load_config(None, {}, {"transport.kind": "kinesis", "transport.kinesis.stream": "s"})
