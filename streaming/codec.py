@@ -1,0 +1,484 @@
+"""The wire encoding of records on Kafka and Kinesis (specified in ``schemas/README.md``).
+
+A message value is one or more Avro *single-object encodings* (Avro spec 1.11) placed back to back::
+
+    C3 01 | CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form, 8 bytes little-endian | body
+
+so that any client holding fastavro and the ``.avsc`` files can decode it: read the 10-byte header,
+pick the schema by fingerprint, ``fastavro.schemaless_reader`` the body, repeat until the value ends.
+
+Encoding is on the collector's hot path, and fastavro's generic writer costs several microseconds per
+record from Python row tuples. This module therefore generates, once per dataset, a specialised
+encoder and decoder from the ``.avsc`` field list (the schemas use only string, long, int, double,
+boolean and ``[null, T]`` unions). Tests check both directions against fastavro.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from schemas import DATASETS, avro_schema, rows_to_arrow
+from streaming.base import ConsumedBatch
+
+#: The two marker bytes that start every single-object encoding.
+MAGIC = b"\xc3\x01"
+#: Length of the per-record header (marker + fingerprint).
+HEADER_BYTES = 10
+
+Row = tuple[Any, ...]
+Encoder = Callable[[Row], bytes]
+# A decoder reads one body from ``buf`` at ``pos`` and returns the row and the position after it.
+Decoder = Callable[[bytes, int], tuple[Row, int]]
+
+
+class CodecError(ValueError):
+    """A row that does not fit its schema, or a message value that is not valid ticktape Avro."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema identity
+
+
+_CRC64_EMPTY = 0xC15D213AA4D7A795
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_CRC64_EMPTY & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_CRC64_TABLE = _crc64_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The CRC-64-AVRO (Rabin) fingerprint of ``data``, as the Avro specification defines it."""
+    fp = _CRC64_EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ _CRC64_TABLE[(fp ^ b) & 0xFF]
+    return fp
+
+
+def _canonical_type(t: Any) -> Any:
+    if isinstance(t, list):
+        return [_canonical_type(x) for x in t]
+    if isinstance(t, dict):
+        # Only primitive types in {"type": ...} wrappers occur in our schemas.
+        if set(t) - {"type", "doc", "default", "logicalType"}:
+            raise CodecError(f"unsupported type in schema: {t!r}")
+        return _canonical_type(t["type"])
+    return t
+
+
+def _json_str(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@cache
+def canonical_form(dataset: str) -> str:
+    """The Avro Parsing Canonical Form of a dataset's schema (what the fingerprint is taken over)."""
+    schema = avro_schema(dataset)
+    name = schema["name"]
+    if "namespace" in schema and "." not in name:
+        name = f"{schema['namespace']}.{name}"
+    fields = ",".join(
+        '{"name":' + _json_str(f["name"]) + ',"type":' + _json_str(_canonical_type(f["type"])) + "}"
+        for f in schema["fields"]
+    )
+    return '{"name":' + _json_str(name) + ',"type":"record","fields":[' + fields + "]}"
+
+
+@cache
+def fingerprint(dataset: str) -> int:
+    """The CRC-64-AVRO fingerprint of a dataset's schema (as an unsigned 64-bit integer)."""
+    return crc64_avro(canonical_form(dataset).encode())
+
+
+@cache
+def header(dataset: str) -> bytes:
+    """The 10-byte single-object header of a dataset: ``C3 01`` + fingerprint little-endian."""
+    return MAGIC + struct.pack("<Q", fingerprint(dataset))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Primitive encodings (Avro binary encoding)
+
+
+def _varint(z: int) -> bytes:
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+# zigzag(n) for small n is the common case (flags, epoch, short strings): precomputed.
+_SMALL = [_varint(z) for z in range(256)]
+_LONG_CACHE: dict[int, bytes] = {}
+_STR_CACHE: dict[str, bytes] = {}
+_CACHE_LIMIT = 1 << 16
+_MIN_LONG = -(1 << 63)
+_MAX_LONG = (1 << 63) - 1
+
+
+def _long(n: int) -> bytes:
+    """Zigzag varint of a long. Timestamps and sequence numbers repeat across the rows of one frame,
+    so encodings are memoised (bounded)."""
+    b = _LONG_CACHE.get(n)
+    if b is not None:
+        return b
+    if not _MIN_LONG <= n <= _MAX_LONG:
+        raise CodecError(f"integer out of the Avro long range: {n}")
+    z = (n << 1) ^ (n >> 63)
+    b = _SMALL[z] if z < 256 else _varint(z)
+    if len(_LONG_CACHE) >= _CACHE_LIMIT:
+        _LONG_CACHE.clear()
+    _LONG_CACHE[n] = b
+    return b
+
+
+def _str(s: str) -> bytes:
+    """Length-prefixed UTF-8, memoised for the low-cardinality strings (exchange, symbol, side, ...)."""
+    b = _STR_CACHE.get(s)
+    if b is not None:
+        return b
+    data = s.encode()
+    b = _long(len(data)) + data
+    if len(_STR_CACHE) >= _CACHE_LIMIT:
+        _STR_CACHE.clear()
+    _STR_CACHE[s] = b
+    return b
+
+
+def _bad_bool(v: Any) -> bytes:
+    raise CodecError(f"not a boolean: {v!r}")
+
+
+def _str_once(s: str) -> bytes:
+    """Length-prefixed UTF-8 for high-cardinality strings (trade ids, event details): not memoised."""
+    data = s.encode()
+    n = len(data)
+    return (_SMALL[n << 1] if n < 128 else _long(n)) + data
+
+
+_DOUBLE = struct.Struct("<d")
+_pack_double = _DOUBLE.pack
+_unpack_double = _DOUBLE.unpack_from
+
+# Fields whose values repeat a lot; every other string is encoded without the memo.
+_MEMO_STRINGS = frozenset({"exchange", "symbol", "side", "channel", "kind", "state"})
+
+
+def _field_type(t: Any) -> tuple[str, bool]:
+    t = _canonical_type(t)
+    if isinstance(t, list):
+        non_null = [x for x in t if x != "null"]
+        if len(non_null) != 1 or len(t) != 2 or t[0] != "null":
+            raise CodecError(f"only ['null', T] unions are supported, got {t!r}")
+        return non_null[0], True
+    return t, False
+
+
+# Expression templates producing the bytes of a value ``v`` of each Avro type.
+# Memo hits are looked up inline (no call), misses fall back to the function.
+_ENCODE_EXPR = {
+    "long": "(_LC({v}) or _long({v}))",
+    "int": "(_LC({v}) or _long({v}))",
+    "double": "_pack_double({v})",
+    "boolean": "(b'\\x01' if {v} is True else b'\\x00' if {v} is False else _bad_bool({v}))",
+}
+
+
+def _encode_expr(name: str, avro_type: str, v: str) -> str:
+    if avro_type == "string":
+        return f"(_SC({v}) or _str({v}))" if name in _MEMO_STRINGS else f"_str_once({v})"
+    if avro_type not in _ENCODE_EXPR:
+        raise CodecError(f"field {name}: unsupported Avro type {avro_type!r}")
+    return _ENCODE_EXPR[avro_type].format(v=v)
+
+
+@cache
+def encoder(dataset: str) -> Encoder:
+    """A function that encodes one row tuple (schema field order) as a single-object encoding."""
+    fields = avro_schema(dataset)["fields"]
+    names = [f"v{i}" for i in range(len(fields))]
+    parts = ["_HEADER"]
+    for f, v in zip(fields, names, strict=True):
+        avro_type, nullable = _field_type(f["type"])
+        expr = _encode_expr(f["name"], avro_type, v)
+        if nullable:
+            # Union branch 0 is null (zigzag 0 = 0x00), branch 1 is the value (zigzag 1 = 0x02).
+            expr = f"(b'\\x00' if {v} is None else b'\\x02' + {expr})"
+        parts.append(expr)
+    src = f"def encode(row):\n    {', '.join(names)}, = row\n    return b''.join(({', '.join(parts)}))\n"
+    namespace: dict[str, Any] = {
+        "_HEADER": header(dataset),
+        "_long": _long,
+        "_str": _str,
+        "_str_once": _str_once,
+        "_pack_double": _pack_double,
+        "_bad_bool": _bad_bool,
+        "_LC": _LONG_CACHE.get,
+        "_SC": _STR_CACHE.get,
+    }
+    exec(compile(src, f"<ticktape encoder {dataset}>", "exec"), namespace)
+    fast: Encoder = namespace["encode"]
+    field_names = [f["name"] for f in fields]
+
+    def encode(row: Row) -> bytes:
+        try:
+            return fast(row)
+        except CodecError:
+            raise
+        except (TypeError, ValueError, AttributeError, struct.error) as exc:
+            raise CodecError(
+                f"{dataset} row does not fit the schema ({exc}): {_row_repr(field_names, row)}"
+            ) from None
+
+    return encode
+
+
+def _row_repr(names: Sequence[str], row: Any) -> str:
+    try:
+        return repr(dict(zip(names, row, strict=True)))[:400]
+    except (TypeError, ValueError):
+        return repr(row)[:400]
+
+
+def encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
+    """Encodes rows of one dataset as one message value (single-object encodings back to back)."""
+    return b"".join(map(encoder(dataset), rows))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _varint_tail(buf: bytes, pos: int, first: int) -> tuple[int, int]:
+    """Rest of a varint whose first byte ``first`` (already consumed) had the continuation bit."""
+    z = first & 0x7F
+    shift = 7
+    while True:
+        b = buf[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        if b < 0x80:
+            return z, pos
+        shift += 7
+        if shift > 63:
+            raise CodecError("varint longer than 10 bytes")
+
+
+def _decode_lines(name: str, avro_type: str, v: str, indent: str) -> list[str]:
+    """Generated statements reading one value into ``v`` (varints inlined: the 1-byte case is common)."""
+    varint = [
+        "b = buf[pos]",
+        "pos += 1",
+        "if b < 0x80:",
+        "    z = b",
+        "else:",
+        "    z, pos = _varint_tail(buf, pos, b)",
+    ]
+    if avro_type in ("long", "int"):
+        lines = [*varint, f"{v} = (z >> 1) ^ -(z & 1)"]
+    elif avro_type == "string":
+        lines = [
+            *varint,
+            "n = (z >> 1) ^ -(z & 1)",
+            "e = pos + n",
+            "if n < 0 or e > len(buf):",
+            f"    raise CodecError('{name}: string runs past the end of the message')",
+            f"{v} = buf[pos:e].decode()",
+            "pos = e",
+        ]
+    elif avro_type == "double":
+        lines = [f"{v}, = _unpack_double(buf, pos)", "pos += 8"]
+    elif avro_type == "boolean":
+        lines = [
+            "b = buf[pos]",
+            "pos += 1",
+            "if b > 1:",
+            f"    raise CodecError('{name}: invalid boolean byte')",
+            f"{v} = b == 1",
+        ]
+    else:
+        raise CodecError(f"field {name}: unsupported Avro type {avro_type!r}")
+    return [indent + line for line in lines]
+
+
+@cache
+def decoder(dataset: str) -> Decoder:
+    """A function ``(buf, pos) -> (row, new_pos)`` that reads one body of ``dataset``."""
+    fields = avro_schema(dataset)["fields"]
+    lines = ["def decode(buf, pos):"]
+    names = []
+    for i, f in enumerate(fields):
+        avro_type, nullable = _field_type(f["type"])
+        v = f"v{i}"
+        names.append(v)
+        if nullable:
+            lines += [
+                "    branch = buf[pos]",
+                "    pos += 1",
+                "    if branch == 0:",
+                f"        {v} = None",
+                "    elif branch == 2:",
+                *_decode_lines(f["name"], avro_type, v, "        "),
+                "    else:",
+                f"        raise CodecError('{f['name']}: invalid union branch')",
+            ]
+        else:
+            lines += _decode_lines(f["name"], avro_type, v, "    ")
+    lines.append(f"    return ({', '.join(names)},), pos")
+    namespace: dict[str, Any] = {
+        "_varint_tail": _varint_tail,
+        "_unpack_double": _unpack_double,
+        "CodecError": CodecError,
+    }
+    exec(compile("\n".join(lines) + "\n", f"<ticktape decoder {dataset}>", "exec"), namespace)
+    fn: Decoder = namespace["decode"]
+    return fn
+
+
+@cache
+def _by_header() -> dict[bytes, tuple[str, Decoder]]:
+    return {header(d): (d, decoder(d)) for d in DATASETS}
+
+
+def dataset_of_header(value: bytes, pos: int = 0) -> str:
+    """The dataset whose single-object header starts at ``pos`` (raises :class:`CodecError`)."""
+    entry = _by_header().get(bytes(value[pos : pos + HEADER_BYTES]))
+    if entry is None:
+        raise CodecError(f"no ticktape schema with header {bytes(value[pos : pos + HEADER_BYTES]).hex()}")
+    return entry[0]
+
+
+def decode(value: bytes) -> list[tuple[str, Row]]:
+    """Decodes a message value into ``(dataset, row)`` pairs, in order.
+
+    Raises :class:`CodecError` if any part of the value is not a valid encoding; the value is then
+    rejected as a whole (never partially trusted).
+    """
+    buf = bytes(value)
+    table = _by_header()
+    out: list[tuple[str, Row]] = []
+    pos = 0
+    end = len(buf)
+    if end == 0:
+        raise CodecError("empty message value")
+    while pos < end:
+        entry = table.get(buf[pos : pos + HEADER_BYTES])
+        if entry is None:
+            raise CodecError(
+                f"no ticktape schema with header {buf[pos : pos + HEADER_BYTES].hex()} at byte {pos}"
+            )
+        dataset, fn = entry
+        try:
+            row, pos = fn(buf, pos + HEADER_BYTES)
+        except (IndexError, UnicodeDecodeError, struct.error) as exc:
+            raise CodecError(f"truncated or corrupt {dataset} record at byte {pos}: {exc}") from None
+        if pos > end:
+            raise CodecError(f"{dataset} record runs past the end of the message")
+        out.append((dataset, row))
+    return out
+
+
+def decode_grouped(value: bytes, into: dict[str, list[Row]]) -> int:
+    """Decodes a message value and appends each row to ``into[dataset]`` (created as needed).
+
+    All-or-nothing: on a :class:`CodecError` nothing is appended. Returns the number of rows.
+    """
+    pairs = decode(value)
+    for dataset, row in pairs:
+        rows = into.get(dataset)
+        if rows is None:
+            rows = into[dataset] = []
+        rows.append(row)
+    return len(pairs)
+
+
+def split_encoded(records: Iterable[bytes], max_bytes: int) -> list[bytes]:
+    """Joins encoded records into values of at most ``max_bytes`` each (a record never splits).
+
+    A single record larger than ``max_bytes`` becomes a value of its own; the transport reports it
+    if it is over the broker's limit.
+    """
+    values: list[bytes] = []
+    part: list[bytes] = []
+    size = 0
+    for rec in records:
+        if part and size + len(rec) > max_bytes:
+            values.append(b"".join(part))
+            part, size = [], 0
+        part.append(rec)
+        size += len(rec)
+    if part:
+        values.append(b"".join(part))
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------
+# Consumer helpers shared by the Kafka and Kinesis transports
+
+#: Largest message value kept (base64) in a ``decode_error`` feed event.
+MAX_KEPT_VALUE_BYTES = 64 * 1024
+# The lake path takes the exchange id: only accept safe ids from an untrusted key.
+_SAFE_EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_SAFE_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
+
+
+def decode_error_row(
+    stream: str,
+    position: int,
+    key: bytes | str | None,
+    value: bytes,
+    error: Exception,
+    ts_recv: int,
+    channel: str,
+) -> Row:
+    """A ``feed_events`` row (kind ``decode_error``) for a message that is not valid ticktape Avro.
+
+    Exchange and symbol come from the message key when they are safe ids (else ``unknown``/null);
+    the detail keeps the stream, the position, the error and the value (base64, truncated).
+    """
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else (key or "")
+    exchange, _, symbol = text.partition("|")
+    if not _SAFE_EXCHANGE.match(exchange):
+        exchange = "unknown"
+    kept = value[:MAX_KEPT_VALUE_BYTES]
+    detail = {
+        "stream": stream,
+        "position": str(position),
+        "error": str(error)[:500],
+        "value_bytes": len(value),
+        "value_b64": base64.b64encode(kept).decode(),
+        "truncated": len(kept) < len(value),
+    }
+    safe_symbol = symbol if _SAFE_SYMBOL.match(symbol) and ".." not in symbol else None
+    return (exchange, safe_symbol, channel, ts_recv, "decode_error", orjson.dumps(detail).decode())
+
+
+def rows_to_batches(stream: str, first: int, last: int, rows: dict[str, list[Row]]) -> list[ConsumedBatch]:
+    """One :class:`ConsumedBatch` per dataset that has rows, all covering ``first..last``."""
+    batches = []
+    for dataset in DATASETS:
+        dataset_rows = rows.get(dataset)
+        if dataset_rows:
+            table = pa.Table.from_batches([rows_to_arrow(dataset, dataset_rows)])
+            batches.append(ConsumedBatch(stream, first, last, dataset, table))
+    return batches

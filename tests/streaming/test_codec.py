@@ -1,0 +1,190 @@
+"""The wire encoding: a standard client with only fastavro and the .avsc files decodes it."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import struct
+from pathlib import Path
+
+import fastavro
+import pytest
+from fastavro.schema import fingerprint as fastavro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import DATASETS, RECORD_DATASETS, field_names
+from streaming import codec
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+TRADE = (
+    "binance",
+    "ETH-USDT",
+    1723075200123000000,
+    1723075200124567000,
+    "3702218123",
+    2678.12,
+    0.0123,
+    "buy",
+    0,
+)
+BOOK = ("binance", "ETH-USDT", None, 1723075200124567000, "ask", 2678.13, 0.0, True, 47982347234, 3, 16)
+BBO = ("okx", "BTC-USDT-PERP", 1, 2, 61000.5, None, 61000.6, 3.0, None, 33)
+EVENT = ("kraken", None, "connection", 1723075200124567000, "disconnect", '{"reason":"ping timeout é"}')
+QUALITY = ("binance", None, "all", 1, 2, 300, 0.01, None, -1.27, 0.5, 0.1, 0.0, 0, 0, 97.5, "OK")
+EXAMPLES = {"trades": TRADE, "book": BOOK, "bbo": BBO, "feed_events": EVENT, "quality": QUALITY}
+
+
+@functools.cache
+def _schemas_by_fingerprint() -> dict[bytes, tuple[str, dict]]:
+    by_fp = {}
+    for path in SCHEMA_DIR.glob("*.avsc"):
+        schema = json.loads(path.read_text())
+        fp = bytes.fromhex(fastavro_fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+        by_fp[fp] = (path.stem, fastavro.parse_schema(schema))
+    return by_fp
+
+
+def standard_decode(value: bytes) -> list[tuple[str, dict]]:
+    """What a client outside ticktape does, using nothing but fastavro and the .avsc files."""
+    by_fp = _schemas_by_fingerprint()
+    stream = io.BytesIO(value)
+    out = []
+    while stream.tell() < len(value):
+        assert stream.read(2) == b"\xc3\x01"
+        name, schema = by_fp[stream.read(8)]
+        out.append((name, fastavro.schemaless_reader(stream, schema)))
+    return out
+
+
+def test_fingerprints_match_fastavro_and_spec():
+    for dataset in DATASETS:
+        schema = json.loads((SCHEMA_DIR / f"{dataset}.avsc").read_text())
+        canonical = to_parsing_canonical_form(schema)
+        assert codec.canonical_form(dataset) == canonical
+        assert codec.header(dataset) == b"\xc3\x01" + bytes.fromhex(
+            fastavro_fingerprint(canonical, "CRC-64-AVRO")
+        )
+    # Avro spec reference value: the fingerprint of the empty input is the CRC's initial value.
+    assert codec.crc64_avro(b"") == 0xC15D213AA4D7A795
+    assert len({codec.header(d) for d in DATASETS}) == len(DATASETS)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_standard_client_decodes_every_dataset(dataset):
+    row = EXAMPLES[dataset]
+    value = codec.encode_rows(dataset, [row, row])
+    decoded = standard_decode(value)
+    assert decoded == [(dataset, dict(zip(field_names(dataset), row, strict=True)))] * 2
+    assert codec.decode(value) == [(dataset, row), (dataset, row)]
+
+
+def test_fastavro_encoding_is_byte_identical():
+    for dataset, row in EXAMPLES.items():
+        schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / f"{dataset}.avsc").read_text()))
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, schema, dict(zip(field_names(dataset), row, strict=True)))
+        assert codec.encoder(dataset)(row) == codec.header(dataset) + body.getvalue()
+
+
+def test_mixed_datasets_in_one_value_keep_order():
+    value = b"".join(codec.encoder(d)(EXAMPLES[d]) for d in ("book", "trades", "book", "feed_events"))
+    assert [d for d, _ in codec.decode(value)] == ["book", "trades", "book", "feed_events"]
+    assert [d for d, _ in standard_decode(value)] == ["book", "trades", "book", "feed_events"]
+    grouped: dict[str, list] = {}
+    assert codec.decode_grouped(value, grouped) == 4
+    assert grouped == {"book": [BOOK, BOOK], "trades": [TRADE], "feed_events": [EVENT]}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "bad_row"),
+    [
+        ("trades", (*TRADE[:5], None, *TRADE[6:])),  # null price
+        ("trades", (*TRADE[:3], None, *TRADE[4:])),  # null ts_recv
+        ("book", (*BOOK[:7], None, *BOOK[8:])),  # null is_snapshot
+        ("trades", (*TRADE[:3], 1 << 64, *TRADE[4:])),  # beyond a long
+        ("trades", TRADE[:-1]),  # a field short
+    ],
+)
+def test_rows_that_do_not_fit_raise_codec_error(dataset, bad_row):
+    with pytest.raises(codec.CodecError):
+        codec.encoder(dataset)(bad_row)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"\xc3\x01" + b"\x00" * 8 + b"\x02",  # unknown fingerprint
+        b"garbage that is not avro at all",
+        codec.encode_rows("trades", [TRADE])[:-3],  # truncated
+        codec.encode_rows("trades", [TRADE]) + b"\xc3",  # trailing junk
+        codec.header("book") + b"\x0e",  # string length past the end
+    ],
+)
+def test_invalid_values_raise_codec_error_and_append_nothing(value):
+    # Alone, and after a valid record: a value is rejected as a whole, never half-used.
+    for candidate in {value, codec.encode_rows("trades", [TRADE]) + value} - {
+        codec.encode_rows("trades", [TRADE])
+    }:
+        grouped: dict[str, list] = {}
+        with pytest.raises(codec.CodecError):
+            codec.decode_grouped(candidate, grouped)
+        assert grouped == {}
+
+
+def test_decode_error_row_keeps_value_and_rejects_unsafe_ids():
+    row = codec.decode_error_row(
+        "kafka.t.0", 7, b"../etc|../../x", b"\x00\x01", ValueError("bad"), 5, "trades"
+    )
+    assert row[:5] == ("unknown", None, "trades", 5, "decode_error")
+    detail = json.loads(row[5])
+    assert detail["value_b64"] == "AAE=" and detail["position"] == "7" and detail["stream"] == "kafka.t.0"
+    ok = codec.decode_error_row("k", 1, b"binance|ETH-USDT", b"", ValueError("x"), 5, "book")
+    assert ok[:2] == ("binance", "ETH-USDT")
+
+
+def test_split_encoded_never_splits_a_record():
+    records = [codec.encoder("trades")(TRADE)] * 10
+    size = len(records[0])
+    values = codec.split_encoded(records, size * 3 + 1)
+    assert [len(v) for v in values] == [size * 3] * 3 + [size]
+    assert b"".join(values) == b"".join(records)
+
+
+_longs = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+_doubles = st.floats(allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    exchange=st.text(max_size=20),
+    ts=st.one_of(st.none(), _longs),
+    recv=_longs,
+    trade_id=st.text(max_size=50),
+    price=_doubles,
+    size=_doubles,
+    side=st.one_of(st.none(), st.sampled_from(["buy", "sell"])),
+    flags=st.integers(min_value=-(1 << 31), max_value=(1 << 31) - 1),
+)
+def test_roundtrip_property(exchange, ts, recv, trade_id, price, size, side, flags):
+    row = (exchange, "X-Y", ts, recv, trade_id, price, size, side, flags)
+    value = codec.encode_rows("trades", [row])
+    assert codec.decode(value) == [("trades", row)]
+    assert standard_decode(value) == [("trades", dict(zip(field_names("trades"), row, strict=True)))]
+
+
+def test_nan_and_infinity_survive():
+    row = (*BBO[:4], math.inf, -0.0, math.nan, 1.0, *BBO[8:])
+    ((_, back),) = codec.decode(codec.encode_rows("bbo", [row]))
+    assert (
+        back[4] == math.inf and struct.pack("<d", back[5]) == struct.pack("<d", -0.0) and math.isnan(back[6])
+    )
+
+
+def test_record_datasets_are_all_encodable():
+    assert set(RECORD_DATASETS) <= set(EXAMPLES)
