@@ -425,7 +425,8 @@ class BinanceSimulator(ExchangeSimulator):
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
-        self._rendered: tuple[int, tuple[list[str], list[str], list[str]]] | None = None
+        # frames of the last step, rendered once and shared by every client
+        self._rendered: tuple[MarketStep, tuple[list[str], list[str], list[str]]] | None = None
 
     def _subscribe(self, session: ClientSession, streams: Sequence[str]) -> None:
         for name in streams:
@@ -450,7 +451,7 @@ class BinanceSimulator(ExchangeSimulator):
 
     def step_frames(self, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         """Frames of one market step for a fully subscribed client (rendered once per step)."""
-        if self._rendered is not None and self._rendered[0] == id(step):
+        if self._rendered is not None and self._rendered[0] is step:
             return self._rendered[1]
         lower, ms = step.symbol.lower(), step.ts_ns // 1_000_000
         trades = [
@@ -475,7 +476,7 @@ class BinanceSimulator(ExchangeSimulator):
         book = [self.depth_frame(step, ms)]
         (bp, bq), (ap, aq) = step.model.best()
         bbo = [self.book_ticker_frame(step, ms, bp, bq, ap, aq)]
-        self._rendered = (id(step), (trades, book, bbo))
+        self._rendered = (step, (trades, book, bbo))
         return trades, book, bbo
 
     def depth_frame(self, step: MarketStep, ms: int) -> str:

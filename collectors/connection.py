@@ -1,0 +1,654 @@
+"""The connection lifecycle shared by every exchange: connect, subscribe, receive, normalise, publish.
+
+One :class:`Collector` runs one exchange: it splits the subscription across connections according to
+the exchange's per-connection limit, runs a :class:`FeedConnection` for each, and moves their records
+through one bounded queue (policy ``block`` or ``drop-oldest``, drops counted and recorded) to a
+sink callback (the transport publisher, after the quality observers have seen them).
+
+Per connection:
+- ``ts_recv`` is taken the moment a frame is read, before any parsing;
+- every frame (and every injected REST snapshot, and every disconnect) can be written to a raw
+  capture, in exactly the order the normaliser saw it, so a replay gives the live run's records;
+- reconnects use capped exponential backoff with full jitter, reset after a healthy period, and each
+  one emits ``disconnect`` / ``connect`` feed events; all subscriptions are renewed;
+- liveness: websocket pings with a pong timeout, plus the exchange's application ping when it has one;
+- staleness: a watchdog per channel (book, bbo, trades; trades adaptive to the symbol's own pace)
+  that counts only data, never heartbeats; a stale channel is reported (``stale`` event) and, after
+  ``recycle_after_s``, the connection is recycled;
+- REST snapshots go through the exchange's :class:`~collectors.backoff.RestBudget`; 429/418 and
+  ``Retry-After`` pause every request of that exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from schemas import RecordBuffer
+
+from .backoff import Backoff, RestBudget
+from .base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from .capture import CaptureWriter
+from .events import emit_event
+
+log = logging.getLogger(__name__)
+
+RecordSink = Callable[[RecordBuffer], Awaitable[None]]
+
+
+@dataclass
+class ConnectionSettings:
+    """Tunables of the connection lifecycle (every one has a config key in ticktape's configuration)."""
+
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
+    max_frame_bytes: int = 8 * 1024 * 1024
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    healthy_after_s: float = 30.0
+    #: seconds without data before a channel is stale, per channel (trades adapt, see below)
+    stale_after_s: dict[str, float] = field(default_factory=lambda: {"book": 5.0, "bbo": 5.0, "trades": 60.0})
+    #: a quiet symbol's trades are stale only after this many times its usual gap between trades
+    trades_stale_factor: float = 20.0
+    #: recycle the connection when a channel has been stale this long (0 disables)
+    recycle_after_s: float = 30.0
+    #: planned reconnect before the exchange's forced disconnect (0 disables); Binance drops at 24 h
+    max_connection_age_s: float = 0.0
+    #: bounded queue between connections and the publisher
+    queue_max_batches: int = 10_000
+    queue_policy: str = "block"  # or "drop-oldest"
+    #: frames per capture flush (the capture is also flushed at every disconnect and at the end)
+    capture_flush_frames: int = 1000
+    watchdog_interval_s: float = 1.0
+
+
+@dataclass
+class ConnectionStats:
+    """Counters of one collector (all its connections): exported as metrics."""
+
+    frames: int = 0
+    bytes: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    reconnect_delays: list[float] = field(default_factory=list)
+    snapshots_fetched: int = 0
+    snapshot_errors: int = 0
+    stale_events: int = 0
+    recycles: int = 0
+    dropped_batches: int = 0
+    dropped_rows: int = 0
+    queue_depth: int = 0
+    max_queue_depth: int = 0
+
+
+class OutputQueue:
+    """The bounded queue between connections and the publisher, with an explicit full policy."""
+
+    def __init__(self, max_batches: int, policy: str, stats: ConnectionStats, exchange: str) -> None:
+        if policy not in ("block", "drop-oldest"):
+            raise ValueError(f"queue policy must be 'block' or 'drop-oldest', not {policy!r}")
+        self.max_batches = max_batches
+        self.policy = policy
+        self.stats = stats
+        self.exchange = exchange
+        self._items: deque[RecordBuffer] = deque()
+        self._not_empty = asyncio.Event()
+        self._not_full = asyncio.Event()
+        self._not_full.set()
+        self._dropped_since_report = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, batch: RecordBuffer) -> None:
+        """Adds a batch; waits (block) or drops the oldest batch (drop-oldest) when full."""
+        while len(self._items) >= self.max_batches:
+            if self.policy == "drop-oldest":
+                dropped = self._items.popleft()
+                self.stats.dropped_batches += 1
+                self.stats.dropped_rows += len(dropped)
+                self._dropped_since_report += len(dropped)
+                break
+            self._not_full.clear()
+            await self._not_full.wait()
+        self._items.append(batch)
+        depth = len(self._items)
+        self.stats.queue_depth = depth
+        self.stats.max_queue_depth = max(self.stats.max_queue_depth, depth)
+        self._not_empty.set()
+
+    async def get_all(self) -> RecordBuffer:
+        """Waits for at least one batch, then returns every queued batch merged into one."""
+        while not self._items:
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        merged = self._items.popleft()
+        while self._items:
+            merged.extend(self._items.popleft())
+        self.stats.queue_depth = 0
+        self._not_full.set()
+        if self._dropped_since_report:
+            emit_event(
+                merged,
+                self.exchange,
+                None,
+                "connection",
+                time.time_ns(),
+                "dropped",
+                {"rows": self._dropped_since_report, "reason": "output queue full (drop-oldest)"},
+            )
+            self._dropped_since_report = 0
+        return merged
+
+    def drain_nowait(self) -> RecordBuffer:
+        """Everything queued now (possibly empty), without waiting."""
+        merged = RecordBuffer()
+        while self._items:
+            merged.extend(self._items.popleft())
+        self.stats.queue_depth = 0
+        self._not_full.set()
+        return merged
+
+
+class ChannelWatchdog:
+    """Tracks when each channel of a connection last carried data, and decides staleness.
+
+    Trades are adaptive: a symbol that trades once a minute is not stale after 60 s; the threshold is
+    ``max(stale_after_s['trades'], factor * mean gap between its trades)``.
+    """
+
+    def __init__(self, settings: ConnectionSettings, channels: Sequence[str]) -> None:
+        self.settings = settings
+        self.channels = tuple(channels)
+        now = time.monotonic()
+        self.last_data: dict[str, float] = dict.fromkeys(self.channels, now)
+        self.trade_gap_ewma: float | None = None
+        self.stale_since: dict[str, float] = {}
+
+    def saw(self, records: RecordBuffer, now: float) -> None:
+        """Notes the channels that carried data in these records."""
+        if records.book and "book" in self.last_data:
+            self.last_data["book"] = now
+        if records.bbo and "bbo" in self.last_data:
+            self.last_data["bbo"] = now
+        if records.trades and "trades" in self.last_data:
+            gap = now - self.last_data["trades"]
+            self.trade_gap_ewma = (
+                gap if self.trade_gap_ewma is None else 0.9 * self.trade_gap_ewma + 0.1 * gap
+            )
+            self.last_data["trades"] = now
+
+    def threshold(self, channel: str) -> float:
+        """Seconds of silence after which ``channel`` is stale."""
+        base = self.settings.stale_after_s.get(channel, 30.0)
+        if channel == "trades" and self.trade_gap_ewma is not None:
+            return max(base, self.settings.trades_stale_factor * self.trade_gap_ewma)
+        return base
+
+    def check(self, now: float) -> tuple[list[tuple[str, float]], list[str], bool]:
+        """Returns (newly stale channels with their age, channels fresh again, recycle now?)."""
+        newly: list[tuple[str, float]] = []
+        recovered: list[str] = []
+        recycle = False
+        for channel, last in self.last_data.items():
+            age = now - last
+            if age > self.threshold(channel):
+                if channel not in self.stale_since:
+                    self.stale_since[channel] = now
+                    newly.append((channel, age))
+                elif (
+                    self.settings.recycle_after_s > 0
+                    and now - self.stale_since[channel] >= self.settings.recycle_after_s
+                ):
+                    recycle = True
+            elif channel in self.stale_since:
+                del self.stale_since[channel]
+                recovered.append(channel)
+        return newly, recovered, recycle
+
+    def reset(self) -> None:
+        """Starts the clocks afresh (after a reconnect)."""
+        now = time.monotonic()
+        for channel in self.last_data:
+            self.last_data[channel] = now
+        self.stale_since.clear()
+
+
+class FeedConnection:
+    """One websocket connection carrying one subscription, reconnecting until stopped."""
+
+    def __init__(
+        self,
+        dialect: ExchangeDialect,
+        subscription: Subscription,
+        ws_url: str,
+        rest_url: str | None,
+        output: OutputQueue,
+        stats: ConnectionStats,
+        settings: ConnectionSettings,
+        budget: RestBudget,
+        http: aiohttp.ClientSession,
+        capture_path: Path | None = None,
+        name: str = "conn0",
+    ) -> None:
+        self.dialect = dialect
+        self.exchange = dialect.exchange_id
+        self.subscription = subscription
+        self.ws_url = ws_url
+        self.rest_url = rest_url
+        self.output = output
+        self.stats = stats
+        self.settings = settings
+        self.budget = budget
+        self.http = http
+        self.name = name
+        self.normaliser: Normaliser = dialect.new_normaliser()
+        self.capture = CaptureWriter(capture_path) if capture_path is not None else None
+        self.backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, settings.healthy_after_s)
+        self.watchdog = ChannelWatchdog(settings, subscription.channels)
+        self.connected = asyncio.Event()
+        self._ws: Any = None
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._recycle_reason: str | None = None
+        self._stop = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- records ---------------------------------------------------------------------------------
+    async def _emit(self, out: RecordBuffer) -> None:
+        if len(out):
+            self.watchdog.saw(out, time.monotonic())
+            await self.output.put(out)
+
+    def _event(
+        self, kind: str, detail: dict[str, Any], symbol: str | None = None, channel: str = "connection"
+    ) -> RecordBuffer:
+        out = RecordBuffer()
+        emit_event(
+            out, self.exchange, symbol, channel, time.time_ns(), kind, {"connection": self.name, **detail}
+        )
+        return out
+
+    async def _process(self, ts_recv: int, frame: str | bytes) -> None:
+        """Captures and normalises one frame, publishes its records, and serves the normaliser's requests."""
+        if self.capture is not None:
+            self.capture.write_frame(ts_recv, frame)
+            if self.capture.frames % self.settings.capture_flush_frames == 0:
+                self.capture.flush()
+        out = RecordBuffer()
+        self.normaliser.on_frame(ts_recv, frame, out)
+        await self._emit(out)
+        if self.normaliser.snapshot_requests:
+            self._start_snapshot_fetches()
+        if self.normaliser.resubscribe_requests and self._ws is not None:
+            natives = sorted(self.normaliser.resubscribe_requests)
+            self.normaliser.resubscribe_requests.clear()
+            for text in self.dialect.resubscribe_frames(natives, self.subscription):
+                await self._ws.send(text)
+
+    # -- REST snapshots --------------------------------------------------------------------------
+    def _start_snapshot_fetches(self) -> None:
+        if self.rest_url is None:
+            return
+        for native in list(self.normaliser.snapshot_requests):
+            if native not in self._fetching:
+                self._fetching[native] = asyncio.create_task(
+                    self._fetch_snapshot(native), name=f"snapshot-{native}"
+                )
+
+    async def _fetch_snapshot(self, native: str) -> None:
+        assert self.rest_url is not None
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                await self.budget.acquire(self.dialect.snapshot_request_weight(native))
+                try:
+                    frame = await self.dialect.fetch_snapshot(self.http, self.rest_url, native)
+                except aiohttp.ClientResponseError as exc:
+                    self.stats.snapshot_errors += 1
+                    retry_after = _retry_after_s(exc.headers, default=min(60.0, 2.0**attempt))
+                    if exc.status in (418, 429):
+                        self.budget.back_off(retry_after)
+                    await self._emit(
+                        self._event(
+                            "rest_error",
+                            {"status": exc.status, "retry_after_s": retry_after, "symbol": native},
+                            channel="book",
+                        )
+                    )
+                    attempt += 1
+                    await asyncio.sleep(0 if exc.status in (418, 429) else retry_after)
+                    continue
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.stats.snapshot_errors += 1
+                    await self._emit(
+                        self._event("rest_error", {"error": str(exc)[:200], "symbol": native}, channel="book")
+                    )
+                    attempt += 1
+                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+                    continue
+                if native not in self.normaliser.snapshot_requests:
+                    return  # no longer needed (e.g. reset by a disconnect and not yet re-requested)
+                self.stats.snapshots_fetched += 1
+                await self._process(time.time_ns(), frame)
+                return
+        finally:
+            self._fetching.pop(native, None)
+
+    def _cancel_fetches(self) -> None:
+        for task in self._fetching.values():
+            task.cancel()
+        self._fetching.clear()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Asks the connection to close and not reconnect."""
+        self._stop.set()
+        self._close_socket(1000, "stopped")
+
+    def recycle(self, reason: str) -> None:
+        """Closes the current socket so that the connection reconnects (stale feed, rotation)."""
+        self._recycle_reason = reason
+        self._close_socket(1000, reason[:100])
+
+    def _close_socket(self, code: int, reason: str) -> None:
+        if self._ws is not None:
+            task = asyncio.ensure_future(self._ws.close(code=code, reason=reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def run(self) -> None:
+        """Connects and reconnects until :meth:`stop`."""
+        url = self.dialect.connection_url(self.ws_url, self.subscription)
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                close_detail: dict[str, Any] = {}
+                try:
+                    await self._session(url)
+                except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+                    close_detail = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                except InvalidURI as exc:
+                    raise ValueError(f"{self.exchange}: invalid websocket URL {url!r}: {exc}") from exc
+                finally:
+                    self._ws = None
+                    self.connected.clear()
+                    self._cancel_fetches()
+                await self._on_closed(started, close_detail)
+                if self._stop.is_set():
+                    break
+                self.backoff.connected_for(time.monotonic() - started)
+                delay = 0.0 if self._recycle_reason == "rotation" else self.backoff.next_delay()
+                self._recycle_reason = None
+                self.stats.reconnect_delays.append(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        finally:
+            self._cancel_fetches()
+            if self.capture is not None:
+                self.capture.close()
+
+    async def _session(self, url: str) -> None:
+        settings = self.settings
+        async with websockets.connect(
+            url,
+            ping_interval=settings.ping_interval_s,
+            ping_timeout=settings.ping_timeout_s,
+            open_timeout=settings.open_timeout_s,
+            max_size=settings.max_frame_bytes,
+            max_queue=4096,
+            compression=None,
+        ) as ws:
+            self._ws = ws
+            self.stats.connects += 1
+            self.watchdog.reset()
+            await self._emit(
+                self._event("connect", {"url": _redact(url), "symbols": len(self.subscription.symbols)})
+            )
+            for text in self.dialect.subscribe_frames(self.subscription):
+                await ws.send(text)
+            self.connected.set()
+            tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
+            if self.dialect.app_ping is not None:
+                tasks.append(asyncio.create_task(self._app_ping(ws), name=f"ping-{self.name}"))
+            try:
+                async for frame in _frames(ws):
+                    ts_recv = time.time_ns()
+                    self.stats.frames += 1
+                    self.stats.bytes += len(frame)
+                    await self._process(ts_recv, frame)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def _on_closed(self, started: float, detail: dict[str, Any]) -> None:
+        ts = time.time_ns()
+        out = RecordBuffer()
+        if self.capture is not None:
+            self.capture.write_disconnect()
+            self.capture.flush()
+        self.normaliser.on_disconnect(ts, out)
+        if self.stats.connects or detail:
+            self.stats.disconnects += 1
+            reason = self._recycle_reason or ("stopped" if self._stop.is_set() else "closed")
+            emit_event(
+                out,
+                self.exchange,
+                None,
+                "connection",
+                ts,
+                "disconnect",
+                {
+                    "connection": self.name,
+                    "reason": reason,
+                    "up_s": round(time.monotonic() - started, 3),
+                    **detail,
+                },
+            )
+        await self._emit(out)
+
+    async def _watch(self, ws: Any) -> None:
+        settings = self.settings
+        opened = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.watchdog_interval_s)
+            now = time.monotonic()
+            newly, recovered, recycle = self.watchdog.check(now)
+            for channel, age in newly:
+                self.stats.stale_events += 1
+                await self._emit(
+                    self._event(
+                        "stale",
+                        {
+                            "silent_s": round(age, 3),
+                            "threshold_s": round(self.watchdog.threshold(channel), 3),
+                        },
+                        channel=channel,
+                    )
+                )
+            for channel in recovered:
+                await self._emit(self._event("fresh", {}, channel=channel))
+            if recycle:
+                self.stats.recycles += 1
+                self.recycle("stale")
+                return
+            if settings.max_connection_age_s > 0 and now - opened >= settings.max_connection_age_s:
+                self.recycle("rotation")
+                return
+
+    async def _app_ping(self, ws: Any) -> None:
+        assert self.dialect.app_ping is not None
+        text, interval = self.dialect.app_ping
+        while True:
+            await asyncio.sleep(interval)
+            await ws.send(text)
+
+    async def flush_capture(self) -> None:
+        """Flushes the capture file (if any) to the OS."""
+        if self.capture is not None:
+            self.capture.flush()
+
+
+async def _frames(ws: Any) -> Any:
+    """Frames as received; text frames stay undecoded bytes (the parser reads UTF-8 itself)."""
+    while True:
+        try:
+            frame = await ws.recv(decode=False)
+        except ConnectionClosed:
+            return
+        yield frame
+
+
+def _retry_after_s(headers: Any, default: float) -> float:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _redact(url: str) -> str:
+    """A URL safe for logs and events (query strings may carry tokens on some venues)."""
+    return url.split("?", 1)[0]
+
+
+def split_subscription(
+    dialect: ExchangeDialect, symbols: Sequence[str], channels: Sequence[str]
+) -> list[Subscription]:
+    """Splits symbols across connections so that each stays within the exchange's stream limit."""
+    per_symbol = max(1, len(channels))
+    per_conn = max(1, dialect.max_streams_per_connection // per_symbol)
+    return [
+        Subscription(tuple(symbols[i : i + per_conn]), tuple(channels))
+        for i in range(0, len(symbols), per_conn)
+    ]
+
+
+class Collector:
+    """One exchange's collector: its connections, the output queue and the publishing loop."""
+
+    def __init__(
+        self,
+        dialect: ExchangeDialect,
+        symbols: Sequence[str],
+        sink: RecordSink,
+        *,
+        channels: Sequence[str] = CHANNELS,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+        settings: ConnectionSettings | None = None,
+        capture_path: str | Path | None = None,
+        budget: RestBudget | None = None,
+        observers: Sequence[Callable[[RecordBuffer], None]] = (),
+    ) -> None:
+        unknown = set(channels) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
+        if not symbols:
+            raise ValueError(f"{dialect.exchange_id}: no symbols to collect")
+        self.dialect = dialect
+        self.exchange = dialect.exchange_id
+        self.symbols = [dialect.native_symbol(s) for s in symbols]
+        self.channels = tuple(channels)
+        self.sink = sink
+        self.ws_url = ws_url or dialect.default_ws_url
+        self.rest_url = rest_url or dialect.default_rest_url
+        self.settings = settings or ConnectionSettings()
+        self.capture_path = Path(capture_path) if capture_path is not None else None
+        self.budget = budget or RestBudget()
+        self.observers = list(observers)
+        self.stats = ConnectionStats()
+        self.output = OutputQueue(
+            self.settings.queue_max_batches, self.settings.queue_policy, self.stats, self.exchange
+        )
+        self.connections: list[FeedConnection] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self.published_rows = 0
+
+    def _capture_for(self, index: int, count: int) -> Path | None:
+        if self.capture_path is None:
+            return None
+        if count == 1:
+            return self.capture_path
+        # one capture per connection: a disconnect line must only reset that connection's books
+        name = self.capture_path.name
+        stem, dot, ext = name.partition(".")
+        return self.capture_path.with_name(f"{stem}.conn{index}{dot}{ext}")
+
+    async def start(self) -> None:
+        """Opens every connection and the publishing loop."""
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        subs = split_subscription(self.dialect, self.symbols, self.channels)
+        for i, sub in enumerate(subs):
+            conn = FeedConnection(
+                self.dialect,
+                sub,
+                self.ws_url,
+                self.rest_url,
+                self.output,
+                self.stats,
+                self.settings,
+                self.budget,
+                self._http,
+                self._capture_for(i, len(subs)),
+                name=f"{self.exchange}-{i}",
+            )
+            self.connections.append(conn)
+            self._tasks.append(asyncio.create_task(conn.run(), name=f"conn-{conn.name}"))
+        self._publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.exchange}")
+
+    async def _deliver(self, batch: RecordBuffer) -> None:
+        for observe in self.observers:
+            observe(batch)
+        self.published_rows += len(batch)
+        await self.sink(batch)
+
+    async def _publish_loop(self) -> None:
+        while True:
+            batch = await self.output.get_all()
+            await self._deliver(batch)
+
+    async def wait_connected(self, timeout_s: float = 10.0) -> None:
+        """Waits until every connection is open and subscribed."""
+        await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in self.connections)), timeout_s)
+
+    async def stop(self) -> None:
+        """Closes the connections, then publishes everything still queued (nothing is lost)."""
+        for conn in self.connections:
+            conn.stop()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self._publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._publisher
+        rest = self.output.drain_nowait()
+        if len(rest):
+            await self._deliver(rest)
+        if self._http is not None:
+            await self._http.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until ``stop`` is set, then stops cleanly."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
