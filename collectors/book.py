@@ -213,6 +213,27 @@ class SyncedBook:
             book.set_level(side, price, size, p_str, s_str)
             rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
 
+    def apply_parsed(
+        self,
+        out: RecordBuffer,
+        ts_exchange: int | None,
+        ts_recv: int,
+        side: str,
+        parsed: Sequence[tuple[float, float, str, str]],
+        seq: int | None,
+    ) -> None:
+        """Like :meth:`apply_levels` for levels already validated by :func:`parse_levels`.
+
+        For feeds whose one message mixes sides and event times: the whole message is validated once,
+        then applied in runs that share a side and a timestamp.
+        """
+        rows = out.book
+        book = self.book
+        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
+        for price, size, p_str, s_str in parsed:
+            book.set_level(side, price, size, p_str, s_str)
+            rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+
     def apply_update(
         self,
         out: RecordBuffer,

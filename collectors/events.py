@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import calendar as _calendar
+import datetime as _dt
 import re
 from typing import Any
 
@@ -96,3 +98,53 @@ def ms_to_ns(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not (0 < value < 10**14):
         raise ParseError(f"bad millisecond timestamp {str(value)[:40]!r}")
     return value * 1_000_000
+
+
+# RFC 3339 timestamps ("2023-02-09T20:32:50.714964855Z"): the seconds part repeats across many frames,
+# so its epoch value is cached; the fraction is read as digits (nanosecond precision kept, which
+# datetime cannot hold).
+_ISO_SECONDS: dict[str, int] = {}
+_ISO_SECONDS_MAX = 4096
+
+
+def _iso_seconds(head: str) -> int:
+    secs = _ISO_SECONDS.get(head)
+    if secs is None:
+        try:
+            dt = _dt.datetime.fromisoformat(head)
+        except ValueError:
+            raise ParseError(f"bad RFC 3339 timestamp {head[:40]!r}") from None
+        if dt.tzinfo is not None or len(head) != 19:
+            raise ParseError(f"bad RFC 3339 timestamp {head[:40]!r}")
+        secs = _calendar.timegm(dt.timetuple())
+        if len(_ISO_SECONDS) >= _ISO_SECONDS_MAX:
+            _ISO_SECONDS.clear()
+        _ISO_SECONDS[head] = secs
+    return secs
+
+
+def iso_to_ns(value: Any) -> int:
+    """RFC 3339 timestamp (``Z`` or ``±HH:MM``, any number of fraction digits) to integer ns since the epoch.
+
+    Digits beyond nanoseconds are truncated. :class:`ParseError` when absent or malformed.
+    """
+    if not isinstance(value, str) or len(value) < 20:
+        raise ParseError(f"bad RFC 3339 timestamp {str(value)[:40]!r}")
+    secs = _iso_seconds(value[:19])
+    rest = value[19:]
+    offset_s = 0
+    last = rest[-1]
+    if last in "Zz":
+        frac = rest[:-1]
+    elif len(rest) >= 6 and rest[-6] in "+-" and rest[-3] == ":" and rest[-5:].replace(":", "").isdigit():
+        offset_s = (int(rest[-5:-3]) * 3600 + int(rest[-2:]) * 60) * (1 if rest[-6] == "+" else -1)
+        frac = rest[:-6]
+    else:
+        raise ParseError(f"RFC 3339 timestamp without a time zone: {value[:40]!r}")
+    nanos = 0
+    if frac:
+        digits = frac[1:]
+        if frac[0] != "." or not digits.isdigit() or not digits.isascii():
+            raise ParseError(f"bad RFC 3339 fraction in {value[:40]!r}")
+        nanos = int(digits[:9].ljust(9, "0"))
+    return (secs - offset_s) * 1_000_000_000 + nanos
