@@ -1,0 +1,443 @@
+"""Compaction: merge a closed day's small sink files into a few large, sorted Parquet files.
+
+For every ``<lake>/<dataset>/exchange=<id>/date=<D>`` partition of a closed day, the sink's files are
+merged into ``compacted-<token>-<part>.parquet`` files sorted by ``(symbol, ts_recv)`` (ties keep the
+sink's order), zstd-compressed, with row groups of :data:`ROW_GROUP_ROWS` rows.
+
+Publication is atomic for every reader that lists the partition (DuckDB globs included): the new files
+are written and fsynced in a staging directory outside the dataset trees
+(``<lake>/_ticktape/compact/...``), and the staging directory is then *exchanged* with the live
+partition directory in one ``renameat2(RENAME_EXCHANGE)`` call. A directory listing therefore shows
+either every old file or every new file, never both and never a part. A reader that listed the old files
+just before the exchange and opens one just after gets a "file not found" error (never wrong rows);
+:mod:`storage.catalog` retries such queries.
+
+Compaction is idempotent: a partition holding only the files of one compaction is left alone, and the
+output names derive from the input names and sizes, so the same inputs always give the same names (the
+S3 sync relies on it). A crash at any point leaves either the old or the new partition live; the next
+run finishes or discards the leftover staging directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas import DATASETS, arrow_schema
+
+log = logging.getLogger(__name__)
+
+#: Rows per Parquet row group in compacted files ("several hundred thousand").
+ROW_GROUP_ROWS = 500_000
+#: Rows per compacted file before a new part starts (a few large files per partition and day).
+FILE_ROWS = 20_000_000
+#: Name prefix of compacted files; they carry no stream positions, so the sink never treats them as its own.
+COMPACTED_PREFIX = "compacted-"
+#: Where staging directories live, relative to the lake (outside every dataset tree, so globs never see it).
+WORK_SUBDIR = Path("_ticktape") / "compact"
+PLAN_NAME = "plan.json"
+#: Attempts when the sink adds a file to the partition while we compact it.
+MAX_ATTEMPTS = 3
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+class CompactionError(RuntimeError):
+    """A partition could not be compacted; nothing was published for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One ``<dataset>/exchange=<id>/date=<D>`` directory of the lake."""
+
+    dataset: str
+    exchange: str
+    day: date
+    path: Path
+
+    @property
+    def relative(self) -> str:
+        """``<dataset>/exchange=<id>/date=<D>`` (the same below a local or an S3 lake root)."""
+        return f"{self.dataset}/exchange={self.exchange}/date={self.day.isoformat()}"
+
+
+@dataclass(slots=True)
+class CompactResult:
+    """What happened to one partition."""
+
+    partition: Partition
+    status: str  # "compacted", "already-compacted", "empty", "busy", "failed"
+    input_files: int = 0
+    input_rows: int = 0
+    output_files: list[str] = field(default_factory=list)
+    output_rows: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def utc_today() -> date:
+    """Today's date in UTC (days before it are closed)."""
+    return datetime.now(UTC).date()
+
+
+def parse_day(text: str) -> date:
+    """A ``YYYY-MM-DD`` date; ``ValueError`` with a readable message otherwise."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a date (expected YYYY-MM-DD): {text!r}") from None
+
+
+def is_data_file(path: Path) -> bool:
+    """A published Parquet file of a partition (temporary and hidden names excluded)."""
+    name = path.name
+    return name.endswith(".parquet") and not name.startswith((".", "_")) and path.is_file()
+
+
+def data_files(directory: Path) -> list[Path]:
+    """Published Parquet files of a partition directory, sorted by name."""
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    return [p for p in entries if is_data_file(p)]
+
+
+def iter_partitions(lake: Path, datasets: tuple[str, ...] = DATASETS) -> Iterator[Partition]:
+    """Every partition directory of the lake, by dataset, exchange and date."""
+    for dataset in datasets:
+        root = lake / dataset
+        if not root.is_dir():
+            continue
+        for ex_dir in sorted(root.glob("exchange=*")):
+            exchange = ex_dir.name.partition("=")[2]
+            if not ex_dir.is_dir() or not exchange:
+                continue
+            for day_dir in sorted(ex_dir.glob("date=*")):
+                try:
+                    day = date.fromisoformat(day_dir.name.partition("=")[2])
+                except ValueError:
+                    log.warning("ignoring %s: not a date partition", day_dir)
+                    continue
+                if day_dir.is_dir():
+                    yield Partition(dataset, exchange, day, day_dir)
+
+
+def select_days(
+    lake: Path, day: date | None, closed_before: date | None
+) -> tuple[list[Partition], list[date]]:
+    """Partitions of the days to process, and the days that were asked for but are not closed yet.
+
+    ``day`` None means every closed day; ``closed_before`` defaults to today (UTC).
+    """
+    limit = closed_before or utc_today()
+    chosen: list[Partition] = []
+    open_days: set[date] = set()
+    for part in iter_partitions(lake):
+        if day is not None and part.day != day:
+            continue
+        if part.day >= limit:
+            open_days.add(part.day)
+            continue
+        chosen.append(part)
+    if day is not None and day >= limit:
+        open_days.add(day)
+    return chosen, sorted(open_days)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def exchange_dirs(a: Path, b: Path) -> None:
+    """Atomically swaps two directories (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Raises ``OSError`` with ``errno`` EINVAL/ENOSYS/EOPNOTSUPP where the file system cannot do it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library")
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"renameat2(RENAME_EXCHANGE) {a} <-> {b}: {os.strerror(err)}")
+
+
+def _token(inputs: list[Path]) -> str:
+    # Output names depend only on what went in: same inputs, same names (idempotent, sync-friendly).
+    h = hashlib.sha256()
+    for p in inputs:
+        h.update(f"{p.name}\0{p.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _compacted_generation(files: list[Path]) -> str | None:
+    """The token when every file belongs to one compaction (``compacted-<token>-<part>``), else None."""
+    tokens = set()
+    for p in files:
+        if not p.name.startswith(COMPACTED_PREFIX):
+            return None
+        tokens.add(p.name[len(COMPACTED_PREFIX) :].split("-", 1)[0])
+    return tokens.pop() if len(tokens) == 1 else None
+
+
+def _parquet_rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+
+
+def _work_dir(lake: Path, part: Partition) -> Path:
+    return lake / WORK_SUBDIR / part.relative
+
+
+def _sweep_late_files(old_dir: Path, live: Path, inputs: set[str]) -> list[str]:
+    """Moves files that the sink published into the old directory after we listed it into the live one."""
+    moved = []
+    for p in data_files(old_dir):
+        if p.name not in inputs and not (live / p.name).exists():
+            os.rename(p, live / p.name)
+            moved.append(p.name)
+    if moved:
+        _fsync_dir(live)
+        log.warning("moved %d file(s) published during compaction into %s: %s", len(moved), live, moved)
+    return moved
+
+
+def recover(lake: Path) -> None:
+    """Finishes or discards staging directories that a crashed compaction left behind."""
+    root = lake / WORK_SUBDIR
+    if not root.is_dir():
+        return
+    for plan_path in sorted(root.glob(f"*/exchange=*/date=*/{PLAN_NAME}")):
+        work = plan_path.parent
+        rel = work.relative_to(root)
+        live = lake / rel
+        try:
+            plan = json.loads(plan_path.read_text())
+            outputs, inputs = list(plan["outputs"]), set(plan["inputs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            outputs, inputs = [], set()
+        staged = work / "next"
+        if outputs and staged.is_dir() and all((live / name).is_file() for name in outputs):
+            # The exchange happened: the staging dir holds the old files. Rescue any late sink file.
+            _sweep_late_files(staged, live, inputs)
+        log.info("removing leftover compaction staging %s", work)
+        shutil.rmtree(work, ignore_errors=True)
+    # Staging dirs without a plan (crash before the plan was written) hold nothing published.
+    for leftover in sorted(root.glob("*/exchange=*/date=*")):
+        if leftover.is_dir() and not (leftover / PLAN_NAME).exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _write_sorted(
+    inputs: list[Path], dataset: str, staged: Path, token: str, tmp_dir: Path
+) -> tuple[list[str], int]:
+    """Sorts the inputs with DuckDB (spilling to disk when large) and writes the compacted parts."""
+    schema = arrow_schema(dataset)
+    cols = ", ".join(f'"{name}"' for name in schema.names)
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "temp_directory": str(tmp_dir),
+            "preserve_insertion_order": True,
+        }
+    )
+    names: list[str] = []
+    total = 0
+    try:
+        files_sql = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in inputs) + "]"
+        # filename/file_row_number make the order total: equal (symbol, ts_recv) keep the sink's order.
+        query = (
+            f"SELECT {cols} FROM read_parquet({files_sql}, hive_partitioning = false, filename = true,"
+            f" file_row_number = true) ORDER BY symbol, ts_recv, filename, file_row_number"
+        )
+        reader = con.sql(query).to_arrow_reader(ROW_GROUP_ROWS)
+        writer: pq.ParquetWriter | None = None
+        file_rows = 0
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+
+        def close_part() -> None:
+            nonlocal writer
+            if writer is not None:
+                writer.close()
+                writer = None
+                with open(staged / names[-1], "rb+") as fh:
+                    os.fsync(fh.fileno())
+
+        def flush_group() -> None:
+            nonlocal writer, file_rows, pending, pending_rows
+            if not pending:
+                return
+            table = pa.Table.from_batches(pending, schema=schema)
+            if writer is None:
+                names.append(f"{COMPACTED_PREFIX}{token}-{len(names):05d}.parquet")
+                writer = pq.ParquetWriter(
+                    staged / names[-1], schema, compression="zstd", write_statistics=True
+                )
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            file_rows += table.num_rows
+            pending, pending_rows = [], 0
+            if file_rows >= FILE_ROWS:
+                close_part()
+                file_rows = 0
+
+        for batch in reader:
+            # DuckDB hands back timestamp[ns, tz=Etc/UTC] and all-nullable fields: restore the lake schema.
+            arrays = [batch.column(i).cast(f.type) for i, f in enumerate(schema)]
+            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            pending_rows += batch.num_rows
+            total += batch.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                flush_group()
+        flush_group()
+        close_part()
+    finally:
+        con.close()
+    return names, total
+
+
+def compact_partition(
+    lake: Path,
+    part: Partition,
+    allow_brief_gap: bool = False,
+    exchange: Callable[[Path, Path], None] = exchange_dirs,
+) -> CompactResult:
+    """Compacts one partition (see the module docstring for the publication protocol)."""
+    started = time.monotonic()
+    live = part.path
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        inputs = data_files(live)
+        result = CompactResult(part, "empty", input_files=len(inputs))
+        if not inputs:
+            return result
+        if _compacted_generation(inputs) is not None:
+            result.status = "already-compacted"
+            return result
+        busy = [p.name for p in live.iterdir() if not is_data_file(p)]
+        if busy:
+            result.status = "busy"
+            result.detail = f"unpublished entries present (a sink still writing?): {busy[:5]}"
+            return result
+        result.input_rows = _parquet_rows(inputs)
+        token = _token(inputs)
+        work = _work_dir(lake, part)
+        shutil.rmtree(work, ignore_errors=True)
+        staged = work / "next"
+        staged.mkdir(parents=True)
+        tmp_dir = work / "spill"
+        tmp_dir.mkdir()
+        names, rows = _write_sorted(inputs, part.dataset, staged, token, tmp_dir)
+        shutil.rmtree(tmp_dir)
+        if rows != result.input_rows:
+            shutil.rmtree(work, ignore_errors=True)
+            raise CompactionError(
+                f"{part.relative}: read {rows} rows but the inputs hold {result.input_rows}"
+            )
+        written = _parquet_rows([staged / n for n in names])
+        if written != rows:
+            shutil.rmtree(work, ignore_errors=True)
+            raise CompactionError(f"{part.relative}: wrote {written} rows, expected {rows}")
+        os.chmod(staged, stat.S_IMODE(live.stat().st_mode))
+        _fsync_dir(staged)
+        input_names = [p.name for p in inputs]
+        plan = {"partition": part.relative, "inputs": input_names, "outputs": names, "rows": rows}
+        plan_tmp = work / (PLAN_NAME + ".tmp")
+        plan_tmp.write_text(json.dumps(plan, indent=1))
+        with open(plan_tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.rename(plan_tmp, work / PLAN_NAME)
+        _fsync_dir(work)
+        if [p.name for p in data_files(live)] != input_names:
+            # The sink published into this day while we merged: start again with the new file set.
+            log.warning("%s changed during compaction (attempt %d); retrying", part.relative, attempt)
+            shutil.rmtree(work, ignore_errors=True)
+            continue
+        _publish(live, staged, work, allow_brief_gap, exchange)
+        _sweep_late_files(staged, live, set(input_names))
+        shutil.rmtree(work, ignore_errors=True)
+        result.status = "compacted"
+        result.output_files = names
+        result.output_rows = rows
+        result.seconds = time.monotonic() - started
+        return result
+    return CompactResult(
+        part,
+        "busy",
+        detail=f"the partition kept changing during {MAX_ATTEMPTS} attempts",
+        seconds=time.monotonic() - started,
+    )
+
+
+def _publish(
+    live: Path, staged: Path, work: Path, allow_brief_gap: bool, exchange: Callable[[Path, Path], None]
+) -> None:
+    try:
+        exchange(live, staged)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        if not allow_brief_gap:
+            shutil.rmtree(work, ignore_errors=True)
+            raise CompactionError(
+                f"this file system cannot exchange directories atomically ({exc.strerror}); "
+                "re-run with --allow-brief-gap to publish with two renames (readers may see the day "
+                "missing for an instant, never twice)"
+            ) from None
+        # Two renames: for an instant the day is absent, but never present twice.
+        aside = work / "old"
+        os.rename(live, aside)
+        os.rename(staged, live)
+        os.rename(aside, staged)
+    _fsync_dir(live.parent)
+    _fsync_dir(work)
+
+
+def compact_lake(
+    lake: Path,
+    day: date | None = None,
+    closed_before: date | None = None,
+    allow_brief_gap: bool = False,
+    on_result: Callable[[CompactResult], None] | None = None,
+) -> list[CompactResult]:
+    """Compacts every partition of the closed days (or of ``day``). Open days raise ``ValueError``."""
+    if not lake.is_dir():
+        raise FileNotFoundError(f"lake directory not found: {lake}")
+    recover(lake)
+    parts, open_days = select_days(lake, day, closed_before)
+    if day is not None and open_days:
+        raise ValueError(
+            f"{day.isoformat()} is not closed yet (days before {(closed_before or utc_today()).isoformat()} are)"
+        )
+    results = []
+    for part in parts:
+        try:
+            res = compact_partition(lake, part, allow_brief_gap=allow_brief_gap)
+        except (CompactionError, OSError, duckdb.Error) as exc:
+            res = CompactResult(part, "failed", detail=str(exc))
+            log.error("compaction of %s failed: %s", part.relative, exc)
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
+    return results

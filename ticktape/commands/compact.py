@@ -1,0 +1,68 @@
+"""``ticktape compact``: merge closed days of the lake into a few large sorted files, atomically."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from storage.compact import CompactResult, compact_lake, parse_day
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the ``compact`` subcommand."""
+    p = subparsers.add_parser(
+        "compact",
+        help="merge a closed day's files per dataset and exchange into few large sorted files",
+        description=(
+            "Merges the sink's files of closed days (UTC dates before today) into compacted-*.parquet "
+            "files sorted by (symbol, ts_recv), zstd, large row groups. Publication is atomic: readers "
+            "see the old files or the new ones, never both. Running it twice changes nothing."
+        ),
+    )
+    p.add_argument("--lake", required=True, type=Path, help="lake directory")
+    p.add_argument("--date", help="only this UTC day (YYYY-MM-DD); default: every closed day")
+    p.add_argument(
+        "--closed-before",
+        help="days before this date (YYYY-MM-DD) count as closed (default: today, UTC)",
+    )
+    p.add_argument(
+        "--allow-brief-gap",
+        action="store_true",
+        help="on file systems without atomic directory exchange (e.g. NFS), publish with two renames",
+    )
+    p.set_defaults(func=run)
+
+
+def _report(res: CompactResult) -> None:
+    part = res.partition
+    if res.status == "compacted":
+        print(
+            f"{part.relative}: {res.input_files} files -> {len(res.output_files)} "
+            f"({res.output_rows} rows, {res.seconds:.1f} s)"
+        )
+    elif res.status in ("busy", "failed"):
+        print(f"{part.relative}: {res.status}: {res.detail}", file=sys.stderr)
+    else:
+        print(f"{part.relative}: {res.status}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the compaction; exit 1 when a partition failed or stayed busy, 2 on bad arguments."""
+    try:
+        day = parse_day(args.date) if args.date else None
+        closed_before = parse_day(args.closed_before) if args.closed_before else None
+        results = compact_lake(
+            args.lake,
+            day=day,
+            closed_before=closed_before,
+            allow_brief_gap=args.allow_brief_gap,
+            on_result=_report,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ticktape compact: {exc}", file=sys.stderr)
+        return 2
+    if not results:
+        print("nothing to compact (no closed day in the lake)")
+    bad = [r for r in results if r.status in ("busy", "failed")]
+    return 1 if bad else 0
