@@ -9,6 +9,7 @@ from .base import DialectOptions, ExchangeDialect
 #: exchange id -> module in ``collectors`` defining ``DIALECT_CLASS``
 EXCHANGE_MODULES: dict[str, str] = {
     "binance": "collectors.binance",
+    "binance-futures": "collectors.binance_futures",
 }
 
 

@@ -1,0 +1,273 @@
+"""Binance USD-M futures (exchange id ``binance-futures``): ``fstream`` combined streams + REST snapshot.
+
+Streams (one combined connection, ``/stream?streams=a/b/c``, at most 200 streams per connection as
+Binance documents for USD-M): ``<sym>@trade``, ``<sym>@depth@100ms`` (``@depth@0ms`` and
+``@depth@500ms`` parse the same way), ``<sym>@bookTicker``. Snapshot: ``GET /fapi/v1/depth``
+(weight 20 at ``limit=1000``).
+
+Book sync, as Binance documents it for USD-M futures (it differs from spot):
+1. buffer depth events; fetch the REST snapshot;
+2. drop buffered events with ``u < lastUpdateId``;
+3. the first applied event must straddle the snapshot: ``U <= lastUpdateId <= u`` (spot uses
+   ``lastUpdateId + 1``); an event that starts after ``lastUpdateId`` means the snapshot is too old:
+   fetch another;
+4. afterwards each event's ``pu`` (the previous event's final update id) must equal the ``u`` of the
+   event applied before it. Update ids are NOT contiguous on futures (``U`` of an event is not
+   ``previous u + 1``), which is why the ``pu`` chain is the only valid continuity proof. An event
+   whose ``pu`` does not match is a gap unless it lies entirely at or before the book's state
+   (``u <= previous u``: a repeated or late event, ignored and counted as ``duplicate``).
+A gap resets that symbol only: ``gap`` event, book cleared, new snapshot, ``resync``, ``epoch + 1``.
+
+Timestamps (``ts_exchange``): trades use ``T`` (trade time); depth events, ``@bookTicker`` and the
+REST snapshot use ``E`` (event / message output time). Unlike spot, futures ``@bookTicker`` carries
+``E`` and ``T``, and the futures snapshot carries ``E`` and ``T``.
+
+Trades: futures ``@trade`` events carry ``X`` (execution type). Only ``MARKET`` executions are
+trades between market participants; insurance-fund and ADL fills (any other ``X``) are not market
+trades and are recorded as ``non_market_trade`` feed events instead of trade rows.
+
+Symbols: perpetuals (``ETHUSDT``) become ``ETH-USDT-PERP``; delivery contracts keep Binance's
+name (``BTCUSDT_250926``), as DESIGN.md requires for dated futures.
+
+Checked against the shared recording ``binance-futures/ethusdt_20240808`` (``@depth@0ms`` with
+``pu``, ``@bookTicker`` with ``E``/``T``, ``@trade`` with ``X=MARKET``): the rebuilt book equals
+``@bookTicker`` at every equal update id and no gap is reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+from schemas import RecordBuffer
+
+from .base import ExchangeDialect
+from .binance import (
+    BinanceDialect,
+    BinanceFamilyNormaliser,
+    BinanceSimulator,
+    split_binance_symbol,
+)
+from .book import SyncedBook
+from .events import ParseError, emit_event, ms_to_ns
+from .simulator import ExchangeSimulator, MarketStep, SimulatorConfig
+
+EXCHANGE = "binance-futures"
+
+
+class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
+    """Binance USD-M futures frames -> records (``pu`` chain book sync, see the module docstring)."""
+
+    exchange: ClassVar[str] = EXCHANGE
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # native symbols whose book took a snapshot and still waits for the straddling first event
+        self.awaiting_first: set[str] = set()
+
+    def normalise_native(self, native: str) -> str:
+        """``ETHUSDT`` -> ``ETH-USDT-PERP``; dated contracts (``BTCUSDT_250926``) keep their name."""
+        if "_" in native:
+            return native.upper()
+        base, quote = split_binance_symbol(native)
+        return f"{base}-{quote}-PERP"
+
+    def on_trade(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``@trade`` event; non-market executions (insurance fund, ADL) are not trades."""
+        execution = data.get("X", "MARKET")
+        if execution != "MARKET":
+            symbol = self.normalise(data["s"])
+            emit_event(
+                out,
+                self.exchange,
+                symbol,
+                "trades",
+                ts_recv,
+                "non_market_trade",
+                {"X": str(execution)[:40], "t": data.get("t")},
+            )
+            return
+        super().on_trade(ts_recv, data, out)
+
+    def book_ticker_time(self, data: dict[str, Any]) -> int | None:
+        """Futures ``@bookTicker`` carries the event time ``E``."""
+        return ms_to_ns(data["E"])
+
+    def snapshot_time(self, data: dict[str, Any]) -> int | None:
+        """The futures snapshot carries ``E`` (message output time); null when absent."""
+        value = data.get("E")
+        return None if value is None else ms_to_ns(value)
+
+    def on_snapshot(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A REST snapshot: the next applied event must straddle ``lastUpdateId`` (futures rule)."""
+        self.awaiting_first.add(native)
+        super().on_snapshot(ts_recv, native, data, out)
+
+    def apply_depth(
+        self, ts_recv: int, book: SyncedBook, native: str, data: dict[str, Any], out: RecordBuffer
+    ) -> None:
+        """Applies one event to a synced book under the futures rule, or detects a gap."""
+        first, last = data["U"], data["u"]
+        prev = book.last_seq
+        assert prev is not None
+        if native in self.awaiting_first:
+            if last < prev:
+                return  # older than the snapshot: already contained in it
+            if first > prev:
+                # The snapshot is older than every event we hold: it cannot be joined, fetch another.
+                self.awaiting_first.discard(native)
+                self._gap(book, native, ts_recv, data, out, {"lastUpdateId": prev, "U": first, "u": last})
+                return
+            self.awaiting_first.discard(native)
+        else:
+            pu = data["pu"]
+            if not isinstance(pu, int) or isinstance(pu, bool):
+                raise ParseError("depth update pu is not an integer", book.symbol, "book")
+            if pu != prev:
+                if last <= prev:
+                    # A repeated or late event: the book already holds it.
+                    emit_event(
+                        out, self.exchange, book.symbol, "book", ts_recv, "duplicate", {"u": last, "pu": pu}
+                    )
+                    return
+                self._gap(book, native, ts_recv, data, out, {"expected_pu": prev, "pu": pu, "u": last})
+                return
+        ts_exchange = ms_to_ns(data["E"])
+        self.apply_levels(ts_recv, ts_exchange, book, data, last, out)
+
+    def _gap(
+        self,
+        book: SyncedBook,
+        native: str,
+        ts_recv: int,
+        data: dict[str, Any],
+        out: RecordBuffer,
+        detail: dict[str, Any],
+    ) -> None:
+        """Breaks one symbol's book: ``gap`` event, buffer this event, ask for a new snapshot."""
+        book.gap(out, ts_recv, "gap", detail)
+        self.buffer(book, native, ts_recv, data, out)
+
+    def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
+        """Every book waits for a new snapshot after a disconnect."""
+        self.awaiting_first.clear()
+        super().on_disconnect(ts_recv, out)
+
+
+class BinanceFuturesDialect(BinanceDialect):
+    """Binance USD-M futures: ``fstream`` endpoints, ``/fapi/v1/depth`` snapshots, simulator."""
+
+    exchange_id: ClassVar[str] = EXCHANGE
+    default_ws_url: ClassVar[str] = "wss://fstream.binance.com"
+    default_rest_url: ClassVar[str | None] = "https://fapi.binance.com"
+    #: Binance documents at most 200 streams per USD-M connection.
+    max_streams_per_connection: ClassVar[int] = 200
+    depth_stream: ClassVar[str] = "depth@100ms"
+    snapshot_path: ClassVar[str] = "/fapi/v1/depth"
+    normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceFuturesNormaliser
+
+    def native_symbol(self, symbol: str) -> str:
+        """``ETH-USDT-PERP`` / ``ETHUSDT`` -> ``ETHUSDT``; dated contracts keep their ``_YYMMDD``."""
+        upper = symbol.upper()
+        if upper.endswith("-PERP"):
+            upper = upper[: -len("-PERP")]
+        return upper.replace("-", "").replace("/", "")
+
+    def snapshot_request_weight(self, native_symbol: str) -> int:
+        # USD-M documents weight 20 for GET /fapi/v1/depth with limit 1000.
+        return 20
+
+    def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
+        return BinanceFuturesSimulator(self, config)
+
+
+class BinanceFuturesSimulator(BinanceSimulator):
+    """USD-M futures on loopback: frames carry ``pu``, ``T``, ``E`` and ``X`` as the real feed does."""
+
+    def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
+        super().__init__(dialect, config)
+        self._futures_rendered: tuple[MarketStep, tuple[list[str], list[str], list[str]]] | None = None
+
+    def step_frames(self, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
+        """Frames of one market step, rendered once per step and shared by every client."""
+        cached = self._futures_rendered
+        if cached is not None and cached[0] is step:
+            return cached[1]
+        lower, ms = step.symbol.lower(), step.ts_ns // 1_000_000
+        trades = [
+            orjson.dumps(
+                {
+                    "stream": f"{lower}@trade",
+                    "data": {
+                        "e": "trade",
+                        "E": ms,
+                        "T": ms,
+                        "s": step.symbol,
+                        "t": t.trade_id,
+                        "p": t.price,
+                        "q": t.size,
+                        "X": "MARKET",
+                        "m": t.side == "sell",
+                    },
+                }
+            ).decode()
+            for t in step.trades
+        ]
+        (bp, bq), (ap, aq) = step.model.best()
+        frames = (trades, [self.depth_frame(step, ms)], [self.book_ticker_frame(step, ms, bp, bq, ap, aq)])
+        self._futures_rendered = (step, frames)
+        return frames
+
+    def depth_frame(self, step: MarketStep, ms: int) -> str:
+        """A futures ``@depth`` event: ``pu`` is the previous event's ``u``."""
+        return orjson.dumps(
+            {
+                "stream": f"{step.symbol.lower()}@depth@100ms",
+                "data": {
+                    "e": "depthUpdate",
+                    "E": ms,
+                    "T": ms,
+                    "s": step.symbol,
+                    "U": step.first_update_id,
+                    "u": step.update_id,
+                    "pu": step.first_update_id - 1,
+                    "b": step.bids,
+                    "a": step.asks,
+                },
+            }
+        ).decode()
+
+    def book_ticker_frame(self, step: MarketStep, ms: int, bp: str, bq: str, ap: str, aq: str) -> str:
+        """A futures ``@bookTicker`` event (with ``E`` and ``T``)."""
+        return orjson.dumps(
+            {
+                "stream": f"{step.symbol.lower()}@bookTicker",
+                "data": {
+                    "e": "bookTicker",
+                    "u": step.update_id,
+                    "s": step.symbol,
+                    "b": bp,
+                    "B": bq,
+                    "a": ap,
+                    "A": aq,
+                    "T": ms,
+                    "E": ms,
+                },
+            }
+        ).decode()
+
+    def snapshot_body(self, symbol: str, limit: int) -> dict[str, Any]:
+        """The futures snapshot body: ``lastUpdateId``, ``E``, ``T``, levels."""
+        body = super().snapshot_body(symbol, limit)
+        ms = self.now_exchange_ns() // 1_000_000
+        return {
+            "lastUpdateId": body["lastUpdateId"],
+            "E": ms,
+            "T": ms,
+            "bids": body["bids"],
+            "asks": body["asks"],
+        }
+
+
+DIALECT_CLASS = BinanceFuturesDialect

@@ -1,0 +1,256 @@
+"""Binance USD-M futures normaliser: the shared real recording, the ``pu`` chain, bad input."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+
+from collectors.base import Subscription
+from collectors.binance import snapshot_frame
+from collectors.binance_futures import BinanceFuturesDialect, BinanceFuturesNormaliser
+from collectors.registry import get_dialect
+from schemas import Flags, RecordBuffer
+from tests.collectors.book_replay import replay_capture, tops_by_seq
+
+SAMPLE = "binance-futures/ethusdt_20240808.capture.gz"
+
+
+@pytest.fixture(scope="module")
+def sample_frames(samples: Path) -> list[tuple[int, dict]]:
+    frames = []
+    with gzip.open(samples / SAMPLE, "rb") as fh:
+        for line in fh:
+            ts, _, text = line.rstrip(b"\n").partition(b" ")
+            frames.append((int(ts), orjson.loads(text)))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def sample_records(samples: Path) -> RecordBuffer:
+    return replay_capture(BinanceFuturesNormaliser(), samples / SAMPLE)
+
+
+def test_trades_exact(sample_frames, sample_records) -> None:
+    trade_frames = [(ts, f["data"]) for ts, f in sample_frames if f["stream"].endswith("@trade")]
+    assert len(sample_records.trades) == len(trade_frames) == 14076
+    for (ts, d), row in zip(trade_frames, sample_records.trades, strict=True):
+        exchange, symbol, ts_ex, ts_recv, trade_id, price, size, side, flags = row
+        assert (exchange, symbol) == ("binance-futures", "ETH-USDT-PERP")
+        assert ts_recv == ts and ts_ex == d["T"] * 1_000_000
+        assert trade_id == str(d["t"])
+        assert (price, size) == (float(d["p"]), float(d["q"]))
+        assert side == ("sell" if d["m"] else "buy")
+        assert flags & Flags.NEG_LATENCY  # the recording host's clock ran ~1.27 s behind
+
+
+def test_book_ticker_rows_carry_event_time(sample_frames, sample_records) -> None:
+    ticks = [(ts, f["data"]) for ts, f in sample_frames if f["stream"].endswith("@bookTicker")]
+    assert len(sample_records.bbo) == len(ticks) == 53992
+    for (ts, d), row in zip(ticks, sample_records.bbo, strict=True):
+        assert row[2] == d["E"] * 1_000_000 and row[3] == ts
+        assert row[4:9] == (float(d["b"]), float(d["B"]), float(d["a"]), float(d["A"]), d["u"])
+
+
+def test_rebuilt_book_equals_book_ticker_at_equal_update_ids(sample_records) -> None:
+    tops = tops_by_seq(sample_records.book)
+    compared = 0
+    for row in sample_records.bbo:
+        top = tops.get((row[1], row[8]))
+        if top is None:
+            continue
+        (bid_p, bid_s), (ask_p, ask_s) = top
+        assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"mismatch at u={row[8]}"
+        compared += 1
+    assert compared > 500  # 551 equal update ids in this recording
+
+
+def test_no_false_gaps_and_the_snapshot_is_joined(sample_frames, sample_records) -> None:
+    assert sample_records.feed_events == []
+    snap = next(f["data"] for _, f in sample_frames if f["stream"].endswith("depthSnapshot"))
+    snapshot_rows = [r for r in sample_records.book if r[7]]
+    assert len(snapshot_rows) == 2000
+    assert all(r[2] == snap["E"] * 1_000_000 and r[8] == snap["lastUpdateId"] for r in snapshot_rows)
+    # The first applied event is the one straddling lastUpdateId (futures rule, not spot's +1).
+    L = snap["lastUpdateId"]
+    straddling = next(
+        f["data"]
+        for _, f in sample_frames
+        if "@depth@" in f["stream"] and f["data"]["U"] <= L <= f["data"]["u"]
+    )
+    first_update = next(r for r in sample_records.book if not r[7] and r[8] > L - 1)
+    assert first_update[8] == straddling["u"]
+    assert {r[9] for r in sample_records.book} == {0}
+
+
+def _depth(first: int, last: int, pu: int, bids=(), asks=(), sym: str = "BTCUSDT") -> bytes:
+    return orjson.dumps(
+        {
+            "stream": f"{sym.lower()}@depth@100ms",
+            "data": {
+                "e": "depthUpdate",
+                "E": 1_700_000_000_000,
+                "T": 1_700_000_000_000,
+                "s": sym,
+                "U": first,
+                "u": last,
+                "pu": pu,
+                "b": [list(b) for b in bids],
+                "a": [list(a) for a in asks],
+            },
+        }
+    )
+
+
+def _snapshot(last_id: int, sym: str = "BTCUSDT") -> str:
+    body = orjson.dumps(
+        {
+            "lastUpdateId": last_id,
+            "E": 1_700_000_000_001,
+            "T": 1_700_000_000_000,
+            "bids": [["100.0", "1.0"]],
+            "asks": [["101.0", "2.0"]],
+        }
+    )
+    return snapshot_frame(sym, body)
+
+
+def _synced(n: BinanceFuturesNormaliser, out: RecordBuffer, sym: str = "BTCUSDT") -> None:
+    # ids jump (100 -> 105 -> 120) as on the real feed: only the pu chain proves continuity
+    n.on_frame(1, _depth(95, 100, 90, sym=sym), out)
+    n.on_frame(2, _depth(101, 105, 100, sym=sym), out)
+    n.on_frame(3, _snapshot(103, sym), out)
+    assert n.books[sym].synced and n.books[sym].last_seq == 105
+
+
+def test_first_event_must_straddle_last_update_id() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    _synced(n, out)
+    # Non-contiguous ids are fine when pu names the previous u.
+    n.on_frame(4, _depth(112, 120, 105, bids=[("100.5", "1")]), out)
+    assert n.books["BTCUSDT"].last_seq == 120 and out.feed_events == []
+    assert n.books["BTCUSDT"].book.best_bid() == (100.5, 1.0)
+
+
+def test_event_equal_to_last_update_id_is_applied_first() -> None:
+    # Futures: U <= lastUpdateId <= u, so an event with u == lastUpdateId is the first one applied.
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, _depth(95, 100, 90, bids=[("99.0", "3")]), out)
+    n.on_frame(2, _snapshot(100), out)
+    assert n.books["BTCUSDT"].synced and n.books["BTCUSDT"].last_seq == 100
+    assert n.books["BTCUSDT"].book.depth("bid") == 2
+
+
+def test_stale_snapshot_is_detected_and_refetched() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, _depth(120, 130, 110), out)
+    n.on_frame(2, _snapshot(100), out)  # older than every buffered event
+    assert [e[4] for e in out.feed_events] == ["gap"]
+    assert n.snapshot_requests == {"BTCUSDT"} and not n.books["BTCUSDT"].synced
+    n.on_frame(3, _snapshot(125), out)
+    assert n.books["BTCUSDT"].synced and n.books["BTCUSDT"].last_seq == 130
+    assert [e[4] for e in out.feed_events] == ["gap", "resync"]
+
+
+def test_pu_mismatch_resyncs_only_that_symbol() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    _synced(n, out, "BTCUSDT")
+    _synced(n, out, "ETHUSDT")
+    n.on_frame(4, _depth(130, 140, 125, bids=[("100.6", "1")], sym="BTCUSDT"), out)  # 105..125 missing
+    n.on_frame(5, _depth(106, 110, 105, asks=[("101.5", "1")], sym="ETHUSDT"), out)
+    gaps = [e for e in out.feed_events if e[4] == "gap"]
+    assert [(e[1], orjson.loads(e[5])["expected_pu"]) for e in gaps] == [("BTC-USDT-PERP", 105)]
+    assert n.snapshot_requests == {"BTCUSDT"}
+    assert not n.books["BTCUSDT"].synced and n.books["ETHUSDT"].synced
+    assert n.books["ETHUSDT"].last_seq == 110
+    n.on_frame(6, _snapshot(135, "BTCUSDT"), out)
+    resyncs = [e for e in out.feed_events if e[4] == "resync"]
+    assert [(e[1], orjson.loads(e[5])["epoch"]) for e in resyncs] == [("BTC-USDT-PERP", 1)]
+    assert n.books["BTCUSDT"].synced and n.books["BTCUSDT"].last_seq == 140
+    assert any(r[1] == "BTC-USDT-PERP" and r[8] == 140 and r[9] == 1 for r in out.book)
+
+
+def test_repeated_event_is_a_duplicate_not_a_gap() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    _synced(n, out)
+    frame = _depth(112, 120, 105, bids=[("100.5", "1")])
+    n.on_frame(4, frame, out)
+    rows = len(out.book)
+    n.on_frame(5, frame, out)  # the same event again (pu 105 != 120, u 120 <= 120)
+    assert [e[4] for e in out.feed_events] == ["duplicate"]
+    assert len(out.book) == rows and n.books["BTCUSDT"].synced
+
+
+def test_sequence_going_backwards_is_not_applied() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    _synced(n, out)
+    n.on_frame(4, _depth(90, 95, 85, bids=[("50", "1")]), out)
+    assert [e[4] for e in out.feed_events] == ["duplicate"]
+    assert n.books["BTCUSDT"].book.best_bid() == (100.0, 1.0)
+
+
+def test_non_market_executions_are_not_trades() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    base = {"e": "trade", "E": 1, "T": 1_700_000_000_000, "s": "ETHUSDT", "p": "2", "q": "3", "m": False}
+    n.on_frame(
+        1, orjson.dumps({"stream": "ethusdt@trade", "data": {**base, "t": 1, "X": "INSURANCE_FUND"}}), out
+    )
+    n.on_frame(2, orjson.dumps({"stream": "ethusdt@trade", "data": {**base, "t": 2, "X": "MARKET"}}), out)
+    assert [r[4] for r in out.trades] == ["2"]
+    assert [e[4] for e in out.feed_events] == ["non_market_trade"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"1',
+        b'{"stream":"btcusdt@markPrice","data":{}}',
+        b'{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"q":"1","T":1700000000000,"m":true,"X":"MARKET"}}',
+        b'{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"-5","q":"1","T":1700000000000,"m":true}}',
+        b'{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"NaN","q":"1","T":1700000000000,"m":true}}',
+        b'{"stream":"x@trade","data":{"s":"../../etcUSDT","t":1,"p":"1","q":"1","T":1700000000000,"m":true}}',
+        b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"1","a":"2","A":"1"}}',
+        b"\xff\xfe{",
+        b'"just a string"',
+    ],
+)
+def test_bad_input_is_a_parse_error_and_others_keep_flowing(frame: bytes) -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    good = b'{"stream":"ethusdt@trade","data":{"s":"ETHUSDT","t":7,"p":"2","q":"3","T":1700000000000,"m":false,"X":"MARKET"}}'
+    n.on_frame(1, frame, out)
+    n.on_frame(2, good, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"]
+    assert orjson.loads(out.feed_events[0][5])["frame"]
+    assert [r[4] for r in out.trades] == ["7"]
+
+
+def test_bad_pu_is_a_parse_error() -> None:
+    n = BinanceFuturesNormaliser()
+    out = RecordBuffer()
+    _synced(n, out)
+    n.on_frame(4, _depth(112, 120, "105"), out)  # type: ignore[arg-type]
+    assert [e[4] for e in out.feed_events] == ["parse_error"]
+    assert n.books["BTCUSDT"].synced and n.books["BTCUSDT"].last_seq == 105
+
+
+def test_symbols_and_dialect() -> None:
+    d = get_dialect("binance-futures")
+    assert isinstance(d, BinanceFuturesDialect)
+    assert d.normalise_symbol("ETHUSDT") == "ETH-USDT-PERP"
+    assert d.normalise_symbol("1000PEPEUSDT") == "1000PEPE-USDT-PERP"
+    assert d.normalise_symbol("BTCUSDT_250926") == "BTCUSDT_250926"
+    assert d.native_symbol("ETH-USDT-PERP") == d.native_symbol("ETHUSDT") == "ETHUSDT"
+    assert d.native_symbol("btcusdt_250926") == "BTCUSDT_250926"
+    assert d.snapshot_request_weight("ETHUSDT") == 20
+    url = d.connection_url("ws://127.0.0.1:1", Subscription(("ETHUSDT",)))
+    assert url == "ws://127.0.0.1:1/stream?streams=ethusdt@trade/ethusdt@depth@100ms/ethusdt@bookTicker"
