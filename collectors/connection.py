@@ -377,7 +377,13 @@ class FeedConnection:
                 close_detail: dict[str, Any] = {}
                 try:
                     await self._session(url)
-                except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+                except ConnectionClosed as exc:
+                    close = exc.sent if exc.sent is not None and exc.rcvd is None else exc.rcvd
+                    close_detail = {
+                        "close_code": close.code if close is not None else None,
+                        "error": str(exc)[:200],
+                    }
+                except (OSError, InvalidHandshake, TimeoutError) as exc:
                     close_detail = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                 except InvalidURI as exc:
                     raise ValueError(f"{self.exchange}: invalid websocket URL {url!r}: {exc}") from exc
@@ -504,13 +510,12 @@ class FeedConnection:
 
 
 async def _frames(ws: Any) -> Any:
-    """Frames as received; text frames stay undecoded bytes (the parser reads UTF-8 itself)."""
+    """Frames as received; text frames stay undecoded bytes (the parser reads UTF-8 itself).
+
+    Ends with ``ConnectionClosed``, whose close code the caller records.
+    """
     while True:
-        try:
-            frame = await ws.recv(decode=False)
-        except ConnectionClosed:
-            return
-        yield frame
+        yield await ws.recv(decode=False)
 
 
 def _retry_after_s(headers: Any, default: float) -> float:
