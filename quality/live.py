@@ -63,6 +63,7 @@ class _SymbolStats:
 
     __slots__ = (
         "corr_hist",
+        "corr_sum",
         "duplicates",
         "last_exch",
         "last_recv",
@@ -83,6 +84,7 @@ class _SymbolStats:
         self.outdated = 0
         self.negative = 0
         self.raw_sum = 0
+        self.corr_sum = 0
         self.raw_min: int | None = None
         self.last_recv = 0
         self.last_exch = 0
@@ -91,7 +93,8 @@ class _SymbolStats:
         self.corr_hist = [0] * buckets
 
     def reset(self) -> None:
-        self.messages = self.timed = self.duplicates = self.outdated = self.negative = self.raw_sum = 0
+        self.messages = self.timed = self.duplicates = self.outdated = self.negative = 0
+        self.raw_sum = self.corr_sum = 0
         self.raw_min = None
         for i in range(len(self.raw_hist)):
             self.raw_hist[i] = 0
@@ -108,7 +111,7 @@ class _Counts:
     duplicates: int = 0
     negative: int = 0
     raw_sum_ns: int = 0
-    corr_sum_ns: float = 0.0
+    corr_sum_ns: int = 0
     raw_hist: list[int] = field(default_factory=list)
     corr_hist: list[int] = field(default_factory=list)
     last_recv: int = 0
@@ -201,7 +204,7 @@ class QualityTracker:
         self._symbols: dict[tuple[str, str, str], _SymbolStats] = {}
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._exchanges: dict[str, _Exchange] = {}
-        self._last_snapshot_ns = self.clock()
+        self._last_snapshot_ns: int | None = None
         for name in exchanges:
             self._exchange(name)
 
@@ -280,6 +283,7 @@ class QualityTracker:
             if ex.bootstrapping:
                 floor = ex.floor.bootstrap(latency)
             above = latency - floor
+            st.corr_sum += above
             st.corr_hist[bisect.bisect_left(edges, above)] += 1
             if above > cutoff:
                 st.outdated += 1
@@ -323,8 +327,11 @@ class QualityTracker:
         exchange and channel, and one per symbol and channel that had messages or gaps."""
         now = self.clock() if now_ns is None else now_ns
         start = self._last_snapshot_ns
+        if start is None or start >= now:
+            # first call (or a clock that went back): assume the nominal one-second interval
+            start = now - NS
         self._last_snapshot_ns = now
-        interval_s = max(1e-3, (now - start) / NS)
+        interval_s = (now - start) / NS
         rows: list[tuple[Any, ...]] = []
         per_exchange: dict[str, list[tuple[str, str, _SymbolStats]]] = {}
         for (exchange, channel, symbol), st in self._symbols.items():
@@ -366,6 +373,7 @@ class QualityTracker:
                         agg.duplicates += st.duplicates
                         agg.negative += st.negative
                         agg.raw_sum_ns += st.raw_sum
+                        agg.corr_sum_ns += st.corr_sum
                         raw, corr, sraw, scorr = agg.raw_hist, agg.corr_hist, st.raw_hist, st.corr_hist
                         for i in range(self._buckets):
                             raw[i] += sraw[i]
@@ -443,7 +451,7 @@ class QualityTracker:
             crossed_books=ev.get("crossed_book", 0),
             parse_errors=ev.get("parse_error", 0),
             dropped=ev.get("dropped", 0),
-            latency_p99_s=histogram_quantile(0.99, self.edges_s, ex.win_corr_hist),
+            latency_p99_s=self._above_q(0.99, ex.win_corr_hist),
             clock_offset_s=floor_s,
             receive_age_s=receive_age,
             event_age_s=event_age,
@@ -489,7 +497,7 @@ class QualityTracker:
             freshness_weight=freshness_weight(state, event_age, cfg, ex.name),
             components={k: round(v, 4) for k, v in components(figures, cfg).items()},
             figures=figures,
-            latency_p50_s=histogram_quantile(0.5, self.edges_s, ex.win_corr_hist),
+            latency_p50_s=self._above_q(0.5, ex.win_corr_hist),
             clock_offset_estimate_s=floor_s,
             clock_suspect=clock_suspect,
             channels=channels,
@@ -527,7 +535,7 @@ class QualityTracker:
             outdated=st.outdated,
             duplicates=st.duplicates,
             gaps=gaps,
-            latency_p99_s=histogram_quantile(0.99, self.edges_s, st.corr_hist),
+            latency_p99_s=self._above_q(0.99, st.corr_hist),
             clock_offset_s=floor_ns / NS if floor_ns is not None else None,
             receive_age_s=(at - st.last_recv) / NS if st.last_recv else None,
             event_age_s=(at - st.last_exch - floor) / NS if st.last_exch else None,
@@ -556,7 +564,7 @@ class QualityTracker:
             start,
             now,
             f.messages,
-            finite_or_none(histogram_quantile(0.5, self.edges_s, corr_hist)),
+            finite_or_none(self._above_q(0.5, corr_hist)),
             finite_or_none(f.latency_p99_s),
             f.clock_offset_s,
             f.event_age_s,
@@ -577,7 +585,7 @@ class QualityTracker:
             outdated=second.outdated,
             duplicates=second.duplicates + second.events.get("duplicate", 0),
             gaps=second.events.get("gap", 0),
-            latency_p99_s=histogram_quantile(0.99, self.edges_s, second.corr_hist),
+            latency_p99_s=self._above_q(0.99, second.corr_hist),
             clock_offset_s=view.clock_offset_estimate_s,
             receive_age_s=view.figures.receive_age_s,
             event_age_s=view.figures.event_age_s,
@@ -604,7 +612,7 @@ class QualityTracker:
             outdated=interval.outdated,
             duplicates=interval.duplicates,
             # gaps are per symbol (symbol rows) and per exchange (the "all" row)
-            latency_p99_s=histogram_quantile(0.99, self.edges_s, interval.corr_hist),
+            latency_p99_s=self._above_q(0.99, interval.corr_hist),
             clock_offset_s=view.clock_offset_estimate_s,
             receive_age_s=(now - counts.last_recv) / NS if counts.last_recv else None,
             event_age_s=(now - counts.last_exch - floor) / NS if counts.last_exch else None,
@@ -612,6 +620,12 @@ class QualityTracker:
         return self._quality_row(
             ex.name, None, channel, start, now, f, interval.corr_hist, view.score, view.state
         )
+
+    def _above_q(self, q: float, hist: list[int]) -> float | None:
+        # Latency above the floor is reported as >= 0: messages below a floor that has not yet
+        # caught up (it rises slowly on purpose) are "as fast as the floor", never negative latency.
+        value = histogram_quantile(q, self.edges_s, hist)
+        return None if value is None else max(0.0, value)
 
     # ---------------------------------------------------------------- readers
 
@@ -657,6 +671,7 @@ class QualityTracker:
                 "messages_per_s": _round(f.message_rate),
                 "baseline_messages_per_s": _round(f.baseline_rate),
                 "window_s": self.config.score_window_s,
+                "limits": limits_for(self.config, view.exchange),
                 "connections": ex.connections,
                 "components": view.components,
                 "channels": view.channels,
@@ -691,6 +706,17 @@ class QualityTracker:
                         await result
                 except Exception:
                     log.exception("publishing quality rows failed")
+
+
+def limits_for(config: QualityConfig, exchange: str) -> dict[str, float]:
+    """The thresholds that apply to one exchange (shown by the dashboard next to its figures)."""
+    return {
+        "outdated_cutoff_s": config.outdated_cutoff_s,
+        "event_age_limit_s": config.event_age_limit(exchange),
+        "silent_after_s": config.silent_after_s,
+        "ok_score": config.ok_score,
+        "exclude_score": config.exclude_score,
+    }
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
