@@ -213,12 +213,18 @@ class ThresholdsConfig:
     outdated_cutoff_s: float = setting(
         2.5, "latency above which a record is OUTDATED", flags=("--outdated-cutoff",), minimum=0.001
     )
-    stale_book_s: float = setting(5.0, "book channel silent this long: stale", minimum=0.1)
-    stale_bbo_s: float = setting(5.0, "bbo channel silent this long: stale", minimum=0.1)
-    stale_trades_s: float = setting(
-        60.0, "trades channel silent this long: stale (adaptive for quiet symbols)", minimum=0.1
+    stale_book_s: float = setting(
+        5.0, "book and bbo channels silent this long: stale", flags=("--stale-book-s",), minimum=0.1
     )
-    recycle_after_s: float = setting(30.0, "a stale connection is recycled after this long", minimum=0.1)
+    stale_trades_s: float = setting(
+        60.0,
+        "trades silent this long: stale (longer, adaptive for quiet symbols)",
+        flags=("--stale-trades-s",),
+        minimum=0.1,
+    )
+    recycle_after_s: float = setting(
+        30.0, "recycle a connection stale this long (0: never)", flags=("--recycle-after-s",), minimum=0
+    )
     event_age_limit_s: float = setting(10.0, "event age beyond this gates the health score to 0", minimum=0.1)
     latency_p99_limit_s: float = setting(
         1.0, "latency p99 above the clock floor considered high", minimum=0.001
@@ -777,8 +783,8 @@ def _cross_checks(cfg: Config, out: _Collector, sources: Mapping[str, str], chec
     th = cfg.thresholds
     if th.score_exclude >= th.score_ok:
         add("thresholds.score_exclude", f"must be below thresholds.score_ok ({th.score_ok:g})")
-    if th.recycle_after_s < min(th.stale_book_s, th.stale_bbo_s):
-        add("thresholds.recycle_after_s", "must not be shorter than the stale thresholds it follows")
+    if 0 < th.recycle_after_s < th.stale_book_s:
+        add("thresholds.recycle_after_s", "must be 0 (never) or at least thresholds.stale_book_s")
     if not cfg.lake.path:
         add("lake.path", "must not be empty")
     c = cfg.collect
@@ -929,6 +935,9 @@ SHARED_DESTS: dict[str, str] = {
     "queue_size": "transport.queue_size",
     "queue_policy": "transport.queue_policy",
     "outdated_cutoff": "thresholds.outdated_cutoff_s",
+    "stale_book_s": "thresholds.stale_book_s",
+    "stale_trades_s": "thresholds.stale_trades_s",
+    "recycle_after_s": "thresholds.recycle_after_s",
     "host": "server.host",
     "port": "server.port",
     "to": "s3.url",
@@ -1098,13 +1107,9 @@ def resolve_args(
         try:
             if info.key in SETTINGS:
                 src = cfg.sources.get(info.key, "default")
-                if src in ("file", "env"):
-                    value = _to_arg(info.action, cfg.value(info.key))
-                elif info.default is not None or info.required:
-                    # a flag the command requires is not satisfied by a built-in default
-                    value = info.default
-                else:
-                    value = _to_arg(info.action, cfg.value(info.key))
+                # unset in file and environment: the command keeps its own default, so adding
+                # --config support never changes what a command does without configuration
+                value = _to_arg(info.action, cfg.value(info.key)) if src in ("file", "env") else info.default
             else:
                 env_var = env_name(info.key)
                 if env_var in env:
@@ -1132,9 +1137,40 @@ def resolve_args(
                 )
             )
         setattr(args, dest, value)
+    if command == "collect" and not getattr(args, "exchange", None) and cfg.collectors:
+        _fill_collector(args, cfg)
+        issues = [i for i in issues if i.location not in ("collect.exchange", "collect.symbols")]
     if issues:
         raise ConfigError(issues)
     return cfg
+
+
+def _fill_collector(args: argparse.Namespace, cfg: Config) -> None:
+    """Sets ``collect``'s exchange flags from the configured collector group.
+
+    ``ticktape collect`` runs one exchange per process, so the selected group must hold exactly one
+    collector; otherwise the error names the groups to choose from.
+    """
+    selected = cfg.selected_collectors()
+    if len(selected) != 1:
+        groups = ", ".join(f"{g} ({len(cs)} collector(s))" for g, cs in cfg.groups().items())
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "collect.group",
+                    "`ticktape collect` runs one exchange per process: choose a group with one collector "
+                    f"(--group or {env_name('collect.group')}); groups: {groups}",
+                )
+            ]
+        )
+    (chosen,) = selected
+    args.exchange = chosen.exchange
+    args.symbols = ",".join(chosen.symbols)
+    if not getattr(args, "channels", None):
+        args.channels = ",".join(chosen.channels)
+    for name in ("ws_url", "rest_url"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(chosen, name))
 
 
 def reference_rows() -> list[tuple[str, str, str, str, str]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from collectors.connection import ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
+from ticktape.config import enable_config
 from ticktape.runtime import (
     build_collector,
     parse_channels,
@@ -55,6 +56,7 @@ def register(sub: Any) -> None:
     )
     add_transport_args(p)
     p.set_defaults(func=run)
+    enable_config(p, "collect")
 
 
 def run(args: argparse.Namespace) -> int:
