@@ -1,0 +1,267 @@
+"""``ticktape demo``: the whole system offline, on the embedded defaults.
+
+Simulated exchanges (each in its own dialect, on 127.0.0.1) -> collectors -> the local log -> the sink
+-> the Parquet lake, with the quality layer watching every record and serving its dashboard. At the
+end it prints what was captured per exchange and a DuckDB query to try.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from collectors.connection import Collector, ConnectionSettings
+from collectors.registry import exchange_ids, get_dialect
+from collectors.simulator import ExchangeSimulator, SimulatorConfig
+from schemas import RecordBuffer
+from storage.sink import Sink, SinkOptions
+from streaming import open_consumer, open_publisher
+from streaming.base import Publisher
+from ticktape.commands.simulate import default_symbols
+from ticktape.runtime import build_collector, parse_list, stop_event_on_signals, wait_or_timeout
+
+log = logging.getLogger("ticktape.demo")
+
+#: How far behind the incident exchange's timestamps fall (the story that started ticktape).
+INCIDENT_LAG_S = 30.0
+
+
+def register(sub: Any) -> None:
+    """Adds ``demo`` to the command line."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="run simulated exchanges through the whole pipeline, offline",
+        description=(
+            "Starts simulated exchanges, collectors, the local log, the sink and the quality dashboard, "
+            "runs for --duration seconds and leaves a lake that `ticktape query` reads."
+        ),
+    )
+    p.add_argument("--duration", type=float, default=45.0, help="seconds to run (default 45)")
+    p.add_argument("--lake", default="demo-lake", help="lake directory (default ./demo-lake)")
+    p.add_argument("--log", help="local log directory (default <lake>/_ticktape/log)")
+    p.add_argument(
+        "--exchanges",
+        default="",
+        help=f"comma-separated exchange ids (default all: {', '.join(exchange_ids())})",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8321,
+        help="dashboard/metrics port on 127.0.0.1 (0: pick a free one; -1: none)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="dashboard address (default 127.0.0.1)")
+    p.add_argument("--rate", type=float, default=20.0, help="simulated market steps per second per symbol")
+    p.add_argument(
+        "--incident", metavar="EXCHANGE", help="from --incident-at on, this exchange sends data 30 s old"
+    )
+    p.add_argument(
+        "--incident-at", type=float, default=20.0, help="seconds after start of the incident (default 20)"
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="EXCHANGE:KIND",
+        help="inject a simulator fault at --incident-at: disconnect, silent, heartbeats, gap, checksum, malformed (repeatable)",
+    )
+    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: none)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the demo; exit 0 when every exchange captured data."""
+    try:
+        ids = parse_list(args.exchanges) or exchange_ids()
+        dialects = [get_dialect(x) for x in ids]
+        if args.incident and args.incident not in ids:
+            raise ValueError(
+                f"--incident {args.incident!r} is not one of the demo exchanges ({', '.join(ids)})"
+            )
+        faults = [_parse_fault(f, ids) for f in args.fault]
+    except ValueError as exc:
+        print(f"ticktape demo: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_demo(args, dialects, faults))
+
+
+FAULT_KINDS = ("disconnect", "silent", "heartbeats", "gap", "checksum", "malformed")
+
+
+def _parse_fault(text: str, ids: list[str]) -> tuple[str, str]:
+    exchange, _, kind = text.partition(":")
+    if exchange not in ids or kind not in FAULT_KINDS:
+        raise ValueError(f"--fault {text!r}: expected EXCHANGE:KIND with KIND in {', '.join(FAULT_KINDS)}")
+    return exchange, kind
+
+
+async def _inject(sim: ExchangeSimulator, kind: str) -> None:
+    faults = sim.faults
+    first = sim.config.symbols[0]
+    if kind == "disconnect":
+        await sim.disconnect_all()
+    elif kind == "silent":
+        faults.silent = True
+    elif kind == "heartbeats":
+        faults.heartbeats_only = True
+    elif kind == "gap":
+        faults.drop_updates[first] = 1
+    elif kind == "checksum":
+        faults.corrupt_checksums[first] = 1
+    elif kind == "malformed":
+        faults.malformed_frames = 1
+
+
+async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tuple[str, str]]) -> int:
+    lake = Path(args.lake)
+    log_dir = Path(args.log) if args.log else lake / "_ticktape" / "log"
+    lake.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    stop_event_on_signals(stop)
+
+    sims: dict[str, ExchangeSimulator] = {}
+    for dialect in dialects:
+        sim = dialect.simulator(
+            SimulatorConfig(symbols=default_symbols(dialect.exchange_id), rate_hz=args.rate)
+        )
+        await sim.start()
+        sims[dialect.exchange_id] = sim
+
+    publisher: Publisher = open_publisher("local", log_dir=log_dir)
+    await publisher.start()
+
+    from quality.live import QualityTracker
+    from quality.server import QualityServer
+
+    tracker = QualityTracker(exchanges=list(sims))
+    server: QualityServer | None = None
+    if args.port >= 0:
+
+        async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
+            await _publish_quality(publisher, rows)
+
+        server = QualityServer(tracker, host=args.host, port=args.port, on_rows=publish_quality)
+        await server.start()
+        print(
+            f"dashboard: {server.url}/   metrics: {server.url}/metrics   api: {server.url}/api/quality",
+            flush=True,
+        )
+
+    settings = ConnectionSettings()
+    collectors: list[Collector] = []
+    for dialect in dialects:
+        sim = sims[dialect.exchange_id]
+        collector = build_collector(
+            dialect,
+            list(sim.config.symbols),
+            publisher,
+            ws_url=sim.ws_url,
+            rest_url=sim.rest_url,
+            settings=settings,
+            observers=[tracker.observe],
+        )
+        await collector.start()
+        collectors.append(collector)
+
+    sink_stop = asyncio.Event()
+    sink = Sink(open_consumer("local", log_dir=log_dir), lake, SinkOptions(flush_idle_s=1.0, max_delay_s=5.0))
+    sink_task = asyncio.create_task(sink.run(sink_stop), name="demo-sink")
+    side_tasks = [asyncio.create_task(_status_loop(tracker, args.status_every), name="demo-status")]
+    if args.incident or faults:
+        side_tasks.append(asyncio.create_task(_incident(args, sims, faults), name="demo-incident"))
+
+    started = time.monotonic()
+    print(f"demo: {len(sims)} simulated exchanges for {args.duration:.0f} s -> lake {lake}", flush=True)
+    try:
+        await wait_or_timeout(stop, args.duration)
+    finally:
+        for task in side_tasks:
+            task.cancel()
+        for collector in collectors:
+            await collector.stop()
+        if server is not None:
+            await server.stop()
+        await publisher.close()
+        sink_stop.set()
+        await sink_task
+        # drain what the log received after the live sink's last poll
+        await Sink(open_consumer("local", log_dir=log_dir), lake, SinkOptions(until_idle_s=0.5)).run()
+        for sim in sims.values():
+            await sim.stop()
+    elapsed = time.monotonic() - started
+    return _summary(lake, collectors, tracker, elapsed)
+
+
+async def _publish_quality(publisher: Publisher, rows: list[tuple[Any, ...]]) -> None:
+    """Publishes the tracker's per-second ``quality`` rows beside the market data."""
+    if rows and hasattr(RecordBuffer, "quality"):
+        buffer = RecordBuffer()
+        buffer.rows("quality").extend(rows)
+        await publisher.publish(buffer)
+
+
+async def _incident(
+    args: argparse.Namespace, sims: dict[str, ExchangeSimulator], faults: list[tuple[str, str]]
+) -> None:
+    await asyncio.sleep(args.incident_at)
+    if args.incident:
+        sims[args.incident].faults.ts_lag_ns = int(INCIDENT_LAG_S * 1e9)
+        print(
+            f"incident: {args.incident} now sends data {INCIDENT_LAG_S:.0f} s old over a live socket",
+            flush=True,
+        )
+    for exchange, kind in faults:
+        await _inject(sims[exchange], kind)
+        print(f"fault: {exchange} {kind}", flush=True)
+
+
+async def _status_loop(tracker: Any, every_s: float) -> None:
+    if every_s <= 0:
+        return
+    while True:
+        await asyncio.sleep(every_s)
+        parts = []
+        for row in tracker.api():
+            parts.append(f"{row['exchange']} {row['state']} {row['score']:.0f}")
+        print("status: " + " | ".join(parts), flush=True)
+
+
+def _summary(lake: Path, collectors: list[Collector], tracker: Any, elapsed: float) -> int:
+    from storage.catalog import open_catalog
+
+    print(f"\ncaptured in {elapsed:.1f} s:")
+    counts: dict[str, dict[str, int]] = {}
+    with open_catalog(str(lake)) as catalog:
+        for dataset in ("trades", "book", "bbo", "feed_events"):
+            table = catalog.query(f"SELECT exchange, count(*) AS n FROM {dataset} GROUP BY exchange")
+            for exchange, n in zip(
+                table.column("exchange").to_pylist(), table.column("n").to_pylist(), strict=True
+            ):
+                counts.setdefault(exchange, {})[dataset] = n
+    states = {row["exchange"]: row for row in tracker.api()}
+    print(f"  {'exchange':<16}{'trades':>9}{'book':>10}{'bbo':>9}{'events':>8}  state")
+    missing = []
+    for collector in collectors:
+        ex = collector.exchange
+        c = counts.get(ex, {})
+        state = states.get(ex, {})
+        print(
+            f"  {ex:<16}{c.get('trades', 0):>9}{c.get('book', 0):>10}{c.get('bbo', 0):>9}{c.get('feed_events', 0):>8}"
+            f"  {state.get('state', '?')} {state.get('score', 0):.0f}"
+        )
+        if not c.get("book") or not c.get("bbo"):
+            missing.append(ex)
+    print("\ntry:")
+    print(
+        f'  .venv/bin/ticktape query --lake {lake} "SELECT exchange, symbol, count(*) AS trades, '
+        'round(sum(price*size)/sum(size), 2) AS vwap FROM trades GROUP BY ALL ORDER BY ALL"'
+    )
+    if missing:
+        print(f"ticktape demo: no book/bbo captured for {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
