@@ -6,7 +6,6 @@ import asyncio
 import re
 import shutil
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -100,8 +99,12 @@ def test_metrics_and_api():
     }
     assert states == {"binance": "OK", "bybit": "DEGRADED", "kraken": "DEGRADED", "okx": "EXCLUDE"}
     events = [s for s in families["ticktape_feed_events"].samples if s.name == "ticktape_feed_events_total"]
-    assert any(s.labels == {"exchange": "bybit", "channel": "book", "kind": "gap"} and s.value == 20 for s in events)
-    offsets = {s.labels["exchange"]: s.value for s in families["ticktape_clock_offset_estimate_seconds"].samples}
+    assert any(
+        s.labels == {"exchange": "bybit", "channel": "book", "kind": "gap"} and s.value == 20 for s in events
+    )
+    offsets = {
+        s.labels["exchange"]: s.value for s in families["ticktape_clock_offset_estimate_seconds"].samples
+    }
     assert abs(offsets["kraken"] + 1.266) < 0.002
 
     by_name = {item["exchange"]: item for item in api}
@@ -119,10 +122,11 @@ def server_binds_loopback_by_default() -> bool:
     return QualityServer(QualityTracker()).host == "127.0.0.1"
 
 
-def chromium(*args: str, user_data: Path) -> str:
+def chromium_binary() -> str:
+    """Debian's chromium; its absence fails the test (CI must have it)."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (make system-deps)")
-    return CHROMIUM  # the flags are assembled by the caller
+    return CHROMIUM
 
 
 def test_dashboard_renders_every_exchange_in_headless_chromium(tmp_path):
@@ -134,7 +138,7 @@ def test_dashboard_renders_every_exchange_in_headless_chromium(tmp_path):
         tracker = QualityTracker()
         feed(tracker, 60, lagging="okx", skewed="kraken")
         server = await serve(tracker)
-        binary = chromium(user_data=tmp_path)
+        binary = chromium_binary()
         common = [
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
