@@ -30,11 +30,40 @@ def _pick(options: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: options[k] for k in names if options.get(k) is not None}
 
 
+def _kafka_settings(options: dict[str, Any]) -> Any:
+    from .kafka import KafkaSettings
+
+    if not options.get("bootstrap"):
+        raise ValueError(
+            "the kafka transport needs bootstrap servers (bootstrap, --kafka-bootstrap HOST:PORT)"
+        )
+    picked = _pick(
+        options,
+        (
+            "bootstrap",
+            "topic_prefix",
+            "idempotence",
+            "linger_ms",
+            "compression",
+            "max_message_bytes",
+            "queue_max_messages",
+            "partitions",
+            "request_timeout_ms",
+            "client_id",
+        ),
+    )
+    if options.get("policy") is not None:
+        picked["queue_policy"] = options["policy"]
+    return KafkaSettings(**picked)
+
+
 def open_publisher(transport: str = "local", **options: Any) -> Publisher:
     """A publisher for ``transport``. Call ``await publisher.start()`` before use.
 
     local: ``log_dir`` (required), ``queue_rows``, ``policy`` (block | drop-oldest),
     ``flush_interval_s``, ``batch_rows``, ``fsync`` (always | batch | never), ``segment_bytes``.
+    kafka: ``bootstrap`` (required), ``topic_prefix``, ``idempotence`` (auto | on | off), ``linger_ms``,
+    ``compression``, ``max_message_bytes``, ``queue_max_messages``, ``policy``, ``partitions``.
     """
     if transport == "local":
         from .local import LocalPublisher
@@ -43,6 +72,10 @@ def open_publisher(transport: str = "local", **options: Any) -> Publisher:
             options, ("queue_rows", "policy", "flush_interval_s", "batch_rows", "fsync", "segment_bytes")
         )
         return LocalPublisher(_local_log_dir(options), **picked)
+    if transport == "kafka":
+        from .kafka import KafkaPublisher
+
+        return KafkaPublisher(_kafka_settings(options))
     raise _unknown(transport)
 
 
@@ -50,12 +83,20 @@ def open_consumer(transport: str = "local", **options: Any) -> Consumer:
     """A consumer for ``transport``. Call ``await consumer.start()`` before use.
 
     local: ``log_dir`` (required), ``stream`` (default ``local``), ``group``, ``poll_interval_s``.
+    kafka: ``bootstrap`` (required), ``topic_prefix``, ``group`` (default ``ticktape-sink``), ``max_records``.
     """
     if transport == "local":
         from .local import LocalConsumer
 
         picked = _pick(options, ("stream", "group", "poll_interval_s", "max_poll_entries", "max_poll_bytes"))
         return LocalConsumer(_local_log_dir(options), **picked)
+    if transport == "kafka":
+        from .kafka import KafkaConsumer
+
+        picked = _pick(options, ("max_records",))
+        return KafkaConsumer(
+            _kafka_settings(options), group_id=options.get("group") or "ticktape-sink", **picked
+        )
     raise _unknown(transport)
 
 
