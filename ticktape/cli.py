@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -48,8 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_early_sigterm(signum: int, frame: object) -> None:
+    # A SIGTERM that arrives before a role installed its own graceful handler: nothing is open yet.
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ticktape`` command."""
+    signal.signal(signal.SIGTERM, _exit_on_early_sigterm)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
