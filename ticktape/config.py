@@ -141,8 +141,11 @@ class KafkaConfig:
     )
     topic_prefix: str = setting("ticktape.", "prefix of the per-dataset topics", flags=("--topic-prefix",))
     group_id: str = setting("ticktape-sink", "consumer group of the sinks", flags=("--group-id",))
-    idempotent: bool = setting(
-        True, "idempotent producer (turn off for brokers without it)", flags=("--idempotent",)
+    idempotence: str = setting(
+        "auto",
+        "idempotent producer: auto (on where the broker supports it), on, off",
+        flags=("--idempotence",),
+        choices=("auto", "on", "off"),
     )
     linger_ms: int = setting(5, "producer linger before sending a batch", flags=("--linger-ms",), minimum=0)
     compression: str = setting(
@@ -928,7 +931,7 @@ SHARED_DESTS: dict[str, str] = {
     "kafka_bootstrap": "transport.kafka.bootstrap",
     "topic_prefix": "transport.kafka.topic_prefix",
     "group_id": "transport.kafka.group_id",
-    "idempotent": "transport.kafka.idempotent",
+    "idempotence": "transport.kafka.idempotence",
     "linger_ms": "transport.kafka.linger_ms",
     "compression": "transport.kafka.compression",
     "kinesis_stream": "transport.kinesis.stream",
@@ -1034,7 +1037,11 @@ def enable_config(parser: argparse.ArgumentParser, command: str) -> None:
         result: int = func(args)
         return result
 
-    parser.set_defaults(func=run)
+    def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+        return resolve_args(args, command, infos, env)
+
+    # ``config_resolver`` lets a caller (deployment tests, supervisors) resolve without running
+    parser.set_defaults(func=run, config_resolver=resolve)
 
 
 def _apply_log_level(args: argparse.Namespace, cfg: Config) -> None:

@@ -149,12 +149,12 @@ def test_every_error_is_reported_with_its_location(tmp_path: Path) -> None:
 
 
 def test_type_errors_and_syntax_errors(tmp_path: Path) -> None:
-    path = write(tmp_path, '[server]\nport = "http"\n[transport.kafka]\nidempotent = "yes"\n')
+    path = write(tmp_path, '[server]\nport = "http"\n[transport.kafka]\nidempotence = "yes"\n')
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert [str(i) for i in info.value.issues] == [
         f"{path}:2: server.port: expected an integer, got 'http'",
-        f"{path}:4: transport.kafka.idempotent: expected a boolean (true/false), got 'yes'",
+        f"{path}:4: transport.kafka.idempotence: 'yes' is not one of: auto, on, off",
     ]
     broken = write(tmp_path, '[lake]\npath = "/x"\n\n[server\nport = 1\n', "broken.toml")
     with pytest.raises(ConfigError) as info:
