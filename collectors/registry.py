@@ -10,6 +10,8 @@ from .base import DialectOptions, ExchangeDialect
 EXCHANGE_MODULES: dict[str, str] = {
     "binance": "collectors.binance",
     "binance-futures": "collectors.binance_futures",
+    "bybit": "collectors.bybit",
+    "bybit-spot": "collectors.bybit_spot",
 }
 
 

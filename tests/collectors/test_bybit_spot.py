@@ -1,0 +1,178 @@
+"""Bybit v5 spot (``bybit-spot``): what differs from linear (symbols, limits, trade ids), the shared
+book rules on spot topics, and the spot simulator end to end through the connection lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+import websockets
+
+from collectors.base import DialectOptions, Subscription
+from collectors.bybit import BybitNormaliser
+from collectors.bybit_spot import BybitSpotDialect, BybitSpotNormaliser
+from collectors.registry import get_dialect
+from collectors.simulator import SimulatorConfig
+from schemas import Flags, RecordBuffer
+from tests.collectors.book_replay import tops_by_seq
+from tests.collectors.test_connection import running
+
+MS = 1_000_000
+TS = 1_700_000_000_000 * MS
+
+# Shaped as Bybit documents spot messages (spot trade ids are decimal strings, no ``L`` field).
+SPOT_TRADE = {
+    "topic": "publicTrade.BTCUSDT",
+    "ts": 1672304486868,
+    "type": "snapshot",
+    "data": [
+        {
+            "i": "2290000000061666327",
+            "T": 1672304486865,
+            "p": "16578.50",
+            "v": "0.001",
+            "S": "Sell",
+            "s": "BTCUSDT",
+            "BT": False,
+            "RPI": False,
+            "seq": 1783284617,
+        }
+    ],
+}
+
+
+def _feed(n: BybitNormaliser, *msgs: object) -> RecordBuffer:
+    out = RecordBuffer()
+    for i, m in enumerate(msgs):
+        n.on_frame(TS + i, m if isinstance(m, bytes) else orjson.dumps(m), out)
+    return out
+
+
+def _book(topic: str, kind: str, u: int, bids=(), asks=()) -> dict[str, object]:
+    return {
+        "topic": topic,
+        "type": kind,
+        "ts": 1_700_000_000_000,
+        "data": {
+            "s": topic.rsplit(".", 1)[1],
+            "b": [list(b) for b in bids],
+            "a": [list(a) for a in asks],
+            "u": u,
+            "seq": u * 3,
+        },
+        "cts": 1_699_999_999_999,
+    }
+
+
+def test_spot_trade_and_symbols() -> None:
+    out = _feed(BybitSpotNormaliser(), SPOT_TRADE)
+    assert out.trades == [
+        (
+            "bybit-spot",
+            "BTC-USDT",
+            1672304486865 * MS,
+            TS,
+            "2290000000061666327",
+            16578.5,
+            0.001,
+            "sell",
+            int(Flags.OUTDATED),
+        )
+    ]
+    d = get_dialect("bybit-spot")
+    assert [d.normalise_symbol(s) for s in ("BTCUSDT", "ETHBTC", "SOLUSDE", "MNTUSDC")] == [
+        "BTC-USDT",
+        "ETH-BTC",
+        "SOL-USDE",
+        "MNT-USDC",
+    ]
+    assert [d.native_symbol(s) for s in ("BTC-USDT", "eth/btc", "SOLUSDT")] == [
+        "BTCUSDT",
+        "ETHBTC",
+        "SOLUSDT",
+    ]
+    assert (
+        d.connection_url("ws://127.0.0.1:1", Subscription(("BTCUSDT",))) == "ws://127.0.0.1:1/v5/public/spot"
+    )
+
+
+def test_spot_book_rules_are_the_linear_ones() -> None:
+    n = BybitSpotNormaliser()
+    topic = "orderbook.50.BTCUSDT"
+    out = _feed(
+        n,
+        _book(topic, "snapshot", 10, [("100", "1")], [("101", "1")]),
+        _book(topic, "delta", 11, [("100", "2")]),
+        _book(topic, "delta", 13, [("100", "3")]),  # 12 lost
+        _book("orderbook.1.ETHUSDT", "snapshot", 5, [("20", "1")], [("21", "1")]),
+        _book(topic, "snapshot", 20, [("99", "1")], [("101", "1")]),
+    )
+    assert [(e[1], e[2], e[4]) for e in out.feed_events] == [
+        ("BTC-USDT", "book", "gap"),
+        ("BTC-USDT", "book", "resync"),
+    ]
+    assert n.resubscribe_requests == {"BTCUSDT"}
+    assert [r[4:9] for r in out.bbo] == [(20.0, 1.0, 21.0, 1.0, 15)]
+    assert [r[9] for r in out.book if r[7]] == [0, 0, 1, 1]
+    # ts_exchange of book rows is the matching engine time (cts)
+    assert {r[2] for r in out.book} == {1_699_999_999_999 * MS}
+
+
+def test_spot_limits_ten_args_per_request_and_has_no_tickers_bbo() -> None:
+    d = BybitSpotDialect()
+    frames = [
+        orjson.loads(f)
+        for f in d.subscribe_frames(Subscription(("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")))
+    ]
+    assert [len(f["args"]) for f in frames] == [10, 2]
+    with pytest.raises(ValueError, match="bbo_source"):
+        BybitSpotDialect(DialectOptions(extra={"bbo_source": "tickers"}))
+    with pytest.raises(ValueError, match="book depth 500"):
+        BybitSpotDialect(DialectOptions(book_depth=500))
+
+
+async def test_spot_simulator_round_trip_and_arg_limit() -> None:
+    dialect = BybitSpotDialect(DialectOptions(book_depth=200))
+    sub = Subscription(("BTCUSDT", "ETHUSDT"))
+    sim = dialect.simulator(SimulatorConfig(symbols=sub.symbols, rate_hz=400))
+    await sim.start()
+    frames: list[bytes] = []
+    try:
+        async with websockets.connect(dialect.connection_url(sim.ws_url, sub)) as ws:
+            too_many = [f"publicTrade.S{i}USDT" for i in range(11)]
+            await ws.send(orjson.dumps({"op": "subscribe", "args": too_many, "req_id": "big"}).decode())
+            for text in dialect.subscribe_frames(sub):
+                await ws.send(text)
+            while len(frames) < 1200:
+                frames.append(await asyncio.wait_for(ws.recv(decode=False), 5))
+    finally:
+        await sim.stop()
+    n = dialect.new_normaliser()
+    out = _feed(n, *frames)
+    assert [orjson.loads(e[5])["ret_msg"] for e in out.feed_events] == ["error:args size >10"]
+    assert n.parse_errors == 0
+    assert {r[1] for r in out.trades} == {"BTC-USDT", "ETH-USDT"}
+    assert all(r[4].isdigit() for r in out.trades)
+    assert n.book_depth == {"BTCUSDT": 200, "ETHUSDT": 200}
+    tops = tops_by_seq(out.book)
+    matched = [row for row in out.bbo if (row[1], row[8]) in tops]
+    assert len(matched) > 100
+    for row in matched:
+        (bp, bs), (ap, as_) = tops[(row[1], row[8])]
+        assert (bp, bs, ap, as_) == row[4:8]
+
+
+async def test_spot_dropped_update_resyncs_only_that_symbol_live() -> None:
+    async with running("bybit-spot", symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT")) as run:
+        await run.until(lambda: run.count("book", "SOL-USDT") > 20)
+        run.sim.faults.drop_updates["SOLUSDT"] = 1
+        await run.until(lambda: len(run.events("resync", "SOL-USDT")) >= 1)
+        n_eth = run.count("bbo", "ETH-USDT")
+        await run.until(lambda: run.count("bbo", "ETH-USDT") > n_eth + 5)
+    assert {e[1] for e in run.events("gap")} == {"SOL-USDT"}
+    assert {e[1] for e in run.events("resync")} == {"SOL-USDT"}
+    assert not run.events("parse_error")
+    sol_epochs = {r[9] for r in run.got.book if r[1] == "SOL-USDT"}
+    assert sol_epochs == {0, 1}
+    assert {r[9] for r in run.got.book if r[1] != "SOL-USDT"} == {0}
