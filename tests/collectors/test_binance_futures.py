@@ -14,6 +14,7 @@ from collectors.binance_futures import BinanceFuturesDialect, BinanceFuturesNorm
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
 from tests.collectors.book_replay import replay_capture, tops_by_seq
+from tests.collectors.test_connection import running
 
 SAMPLE = "binance-futures/ethusdt_20240808.capture.gz"
 
@@ -254,3 +255,51 @@ def test_symbols_and_dialect() -> None:
     assert d.snapshot_request_weight("ETHUSDT") == 20
     url = d.connection_url("ws://127.0.0.1:1", Subscription(("ETHUSDT",)))
     assert url == "ws://127.0.0.1:1/stream?streams=ethusdt@trade/ethusdt@depth@100ms/ethusdt@bookTicker"
+
+
+# -- through the simulator, a real websocket, REST snapshots and the shared connection lifecycle ---------
+
+
+async def test_simulator_round_trip_book_equals_book_ticker() -> None:
+    async with running("binance-futures", ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(
+            lambda: (
+                run.count("bbo", "BTC-USDT-PERP") > 100
+                and run.count("bbo", "ETH-USDT-PERP") > 100
+                and run.count("trades", "ETH-USDT-PERP") > 10
+            )
+        )
+    kinds = {e[4] for e in run.got.feed_events}
+    assert not kinds & {"parse_error", "gap", "resync", "duplicate"}
+    assert all(r[2] is not None for r in run.got.bbo)  # futures bookTicker carries E
+    tops = tops_by_seq(run.got.book)
+    compared = 0
+    for row in run.got.bbo:
+        top = tops.get((row[1], row[8]))
+        if top is not None:
+            (bid_p, bid_s), (ask_p, ask_s) = top
+            assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"{row[1]} at u={row[8]}"
+            compared += 1
+    assert compared > 150
+
+
+async def test_dropped_update_is_a_gap_and_only_that_symbol_resyncs() -> None:
+    async with running("binance-futures", ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(lambda: run.count("book", "ETH-USDT-PERP") > 20)
+        run.sim.faults.drop_updates["ETHUSDT"] = 1
+        await run.until(lambda: len(run.events("resync", "ETH-USDT-PERP")) == 1)
+        btc_before = run.count("book", "BTC-USDT-PERP")
+        await run.until(lambda: run.count("book", "BTC-USDT-PERP") > btc_before + 20)
+        (gap,) = run.events("gap", "ETH-USDT-PERP")
+        assert "expected_pu" in orjson.loads(gap[5])
+        assert run.events("gap", "BTC-USDT-PERP") == [] and run.events("resync", "BTC-USDT-PERP") == []
+        assert {r[9] for r in run.got.book if r[1] == "ETH-USDT-PERP"} == {0, 1}
+        assert run.sim.rest_requests == 3  # two first snapshots and one resync
+
+
+async def test_duplicated_update_is_not_a_gap() -> None:
+    async with running("binance-futures", ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(lambda: run.count("book", "BTC-USDT-PERP") > 20)
+        run.sim.faults.duplicate_updates["BTCUSDT"] = 2
+        await run.until(lambda: len(run.events("duplicate", "BTC-USDT-PERP")) == 2)
+        assert run.events("gap") == [] and run.events("resync") == []

@@ -1,0 +1,662 @@
+"""OKX v5 public websocket (exchange id ``okx``): trades, order book, best bid/offer.
+
+Endpoint ``wss://ws.okx.com:8443/ws/v5/public``; subscribe with
+``{"op":"subscribe","args":[{"channel":C,"instId":I},...]}`` (acknowledged per argument with
+``{"event":"subscribe","arg":{...}}``; failures with ``{"event":"error","code":..,"msg":..}``).
+The connection is kept alive with the text frame ``ping`` (answered ``pong``): OKX closes a
+connection that has carried nothing for 30 s.
+
+Channels (``arg.channel``; every push is ``{"arg":{"channel","instId"},"data":[...]}``):
+- ``trades``: ``{instId, tradeId, px, sz, side, ts, count}``; ``side`` is the taker side. Current OKX
+  aggregates the fills of one taker order at one price into one push (``count`` fills); the
+  ``trades-all`` channel of the *business* endpoint has single fills. Trades are de-duplicated by
+  ``tradeId`` across reconnects. OKX pushes the latest trade right after a subscription (seen in
+  the 2022 recording: ts seconds older than the subscription); the first push after each trades
+  acknowledgement is therefore flagged SNAPSHOT when its time is at or before the newest exchange
+  time already seen (book, bbo or trade data), and a repeat of a stored trade is dropped.
+- ``books`` (400 levels, 100 ms; also ``books50-l2-tbt`` / ``books-l2-tbt``, same format, selected
+  with ``DialectOptions.extra["book_channel"]``): ``action`` is ``snapshot`` then ``update``; levels
+  are ``[px, sz, "0" (deprecated), orders]``, size ``"0"`` removes a level; ``ts`` is the book time.
+- ``bbo-tbt`` (default) or ``tickers`` (``extra["bbo_channel"]``) for the best bid/offer. ``bbo-tbt``
+  carries ``seqId`` from the same per-instrument sequence as the books, so its rows are comparable
+  with the rebuilt book at equal ``seq``; ``tickers`` carries no sequence (``seq`` null).
+
+Book integrity (documented rules implemented here):
+- ``seqId``/``prevSeqId``: a snapshot has ``prevSeqId = -1``; each update's ``prevSeqId`` must equal
+  the ``seqId`` of the message before it. An update with empty ``bids``/``asks`` and
+  ``seqId == prevSeqId`` is a keep-alive and is accepted. After exchange maintenance the sequence
+  may restart lower (``seqId < prevSeqId``); such an update is accepted when its ``prevSeqId``
+  continues the chain. A message wholly at or before the book's state is a repeat (``duplicate``
+  event, ignored); any other break is a ``gap``.
+- checksum: CRC32, as a signed 32-bit integer, of the best 25 bids and asks interleaved
+  ``bid1px:bid1sz:ask1px:ask1sz:...`` over the exact wire strings (a shorter side just stops).
+  Verified by default after every snapshot and update.
+- A gap or checksum failure breaks that instrument only: ``gap``/``checksum_mismatch`` event, its
+  book is cleared, the instrument goes into ``resubscribe_requests`` and the connection sends
+  :meth:`OkxDialect.resubscribe_frames` (unsubscribe + subscribe of that book); the fresh snapshot
+  brings a ``resync`` event and ``epoch + 1``. Updates arriving before that snapshot cannot be
+  applied and are counted (``updates_skipped``). The rows of an update that failed its checksum
+  carry MAYBE_BAD_BOOK.
+
+What differs from the 2022 recording (``../shared/samples/okx``) and current OKX:
+- 2022 book messages have no ``seqId``/``prevSeqId``: only the checksum proves continuity there
+  (this module accepts both forms).
+- 2022 trades have no ``count`` (no aggregation); current pushes aggregate fills.
+- OKX has since deprecated the book checksum: current ``books`` pushes carry ``"checksum": 0`` and
+  ``books5``/``bbo-tbt`` none. A checksum of 0 or an absent one is therefore treated as "not sent"
+  (counted in ``checksums_unverified``), never as a mismatch; non-zero checksums (the recording,
+  the simulator, any venue that still sends them) are verified.
+- ``bbo-tbt`` did not exist in the 2022 subscription; the recording uses ``tickers`` for the top of
+  book, whose ``ts`` is not tied to a book sequence.
+
+Symbols: spot ``BTC-USDT`` stays ``BTC-USDT``; swaps ``BTC-USDT-SWAP`` become ``BTC-USDT-PERP``; dated
+futures and options keep OKX's names (``BTC-USD-220527``). No instrument REST call is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import orjson
+
+from schemas import Flags, RecordBuffer
+
+from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from .binance import split_binance_symbol
+from .book import ASK, BID, L2Book, SyncedBook
+from .checksum import book_crc32, to_signed32
+from .dedupe import RecentTradeIds
+from .events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from .simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+
+EXCHANGE = "okx"
+WS_PATH = "/ws/v5/public"
+#: Book levels per side covered by the OKX checksum.
+CHECKSUM_DEPTH = 25
+BOOK_CHANNELS = frozenset({"books", "books50-l2-tbt", "books-l2-tbt"})
+BBO_CHANNELS = frozenset({"bbo-tbt", "tickers"})
+#: Subscription arguments per subscribe request (OKX limits one request to 64 KB of text).
+ARGS_PER_REQUEST = 100
+
+
+def _checksum_level(price: str, size: str) -> str:
+    return f"{price}:{size}"
+
+
+def okx_checksum(book: L2Book) -> int:
+    """OKX's signed CRC32 of a book's best 25 levels per side, bid/ask interleaved (wire strings)."""
+    return to_signed32(book_crc32(book, CHECKSUM_DEPTH, _checksum_level, interleave=True, separator=":"))
+
+
+def normalise_inst_id(inst_id: str) -> str:
+    """``BTC-USDT-SWAP`` -> ``BTC-USDT-PERP``; spot, futures and options keep OKX's name."""
+    if inst_id.endswith("-SWAP"):
+        return inst_id[: -len("-SWAP")] + "-PERP"
+    return inst_id
+
+
+def _seq(value: Any, what: str, symbol: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ParseError(f"{what} is not an integer: {str(value)[:40]!r}", symbol, "book")
+    return value
+
+
+def _or_flags(rows: list[Any], start: int, flags: int) -> None:
+    """Adds ``flags`` to the flags column of ``rows[start:]`` (book rows; flags is the last column)."""
+    for i in range(start, len(rows)):
+        row = rows[i]
+        rows[i] = (*row[:-1], row[-1] | flags)
+
+
+def _optional_price(value: Any, what: str) -> float | None:
+    # OKX sends "" for an empty side of the ticker.
+    if value == "" or value is None:
+        return None
+    return positive_price(value, what)
+
+
+def _optional_size(value: Any, what: str) -> float | None:
+    if value == "" or value is None:
+        return None
+    return non_negative_size(value, what)
+
+
+class OkxNormaliser(Normaliser):
+    """OKX v5 public frames -> records (see the module docstring for the rules)."""
+
+    exchange: ClassVar[str] = EXCHANGE
+
+    def __init__(self, verify_checksums: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verify_checksums = verify_checksums
+        self.books: dict[str, SyncedBook] = {}
+        self.symbols: dict[str, str] = {}  # instId -> normalised symbol
+        self.trade_ids = RecentTradeIds()
+        #: instIds whose trades subscription was acknowledged and whose first push is still to come
+        self.trade_snapshot_due: set[str] = set()
+        #: newest exchange time seen on this connection (ns); tells a replayed last trade from a new one
+        self.newest_ts = 0
+        self.checksums_verified = 0
+        self.checksums_unverified = 0
+        self.updates_skipped = 0
+
+    # -- symbols -------------------------------------------------------------------------------
+    def normalise(self, inst_id: Any) -> str:
+        """Normalised symbol of an instId (cached); :class:`ParseError` for unsafe names."""
+        sym = self.symbols.get(inst_id)
+        if sym is None:
+            if not isinstance(inst_id, str):
+                raise ParseError(f"instId is not a string: {str(inst_id)[:40]!r}")
+            sym = check_symbol(normalise_inst_id(inst_id))
+            self.symbols[inst_id] = sym
+        return sym
+
+    def book_of(self, inst_id: str) -> SyncedBook:
+        """The synced book of an instId (created on first use)."""
+        book = self.books.get(inst_id)
+        if book is None:
+            book = SyncedBook(self.exchange, self.normalise(inst_id))
+            self.books[inst_id] = book
+        return book
+
+    # -- frames --------------------------------------------------------------------------------
+    def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
+        if frame == b"pong" or frame == "pong":
+            return  # answer to our application ping
+        msg = orjson.loads(frame)
+        if not isinstance(msg, dict):
+            raise ParseError("frame is not a JSON object")
+        data = msg.get("data")
+        if data is None:
+            self.on_event(ts_recv, msg, out)
+            return
+        arg = msg.get("arg")
+        if not isinstance(arg, dict) or not isinstance(data, list):
+            raise ParseError("push without arg object or data list")
+        channel = arg.get("channel")
+        inst_id = arg.get("instId")
+        if channel == "trades":
+            self.on_trades(ts_recv, inst_id, data, out)
+        elif channel in BOOK_CHANNELS:
+            self.on_book(ts_recv, inst_id, msg.get("action"), data, out)
+        elif channel == "bbo-tbt":
+            self.on_bbo_tbt(ts_recv, inst_id, data, out)
+        elif channel == "tickers":
+            self.on_tickers(ts_recv, inst_id, data, out)
+        else:
+            raise ParseError(f"unknown channel {str(channel)[:60]!r}")
+
+    def on_event(self, ts_recv: int, msg: dict[str, Any], out: RecordBuffer) -> None:
+        """Control messages: subscription acknowledgements, errors, notices."""
+        event = msg.get("event")
+        arg = msg.get("arg")
+        if event == "subscribe":
+            if (
+                isinstance(arg, dict)
+                and arg.get("channel") == "trades"
+                and isinstance(arg.get("instId"), str)
+            ):
+                self.trade_snapshot_due.add(arg["instId"])
+            return
+        if event in ("unsubscribe", "channel-conn-count", "login"):
+            return
+        if event in ("error", "notice", "channel-conn-count-error"):
+            # An exchange-side refusal or announcement (e.g. a service upgrade that will close us).
+            kind = "exchange_error" if event != "notice" else "notice"
+            emit_event(
+                out,
+                self.exchange,
+                None,
+                "connection",
+                ts_recv,
+                kind,
+                {"event": event, "code": str(msg.get("code"))[:20], "msg": str(msg.get("msg"))[:500]},
+            )
+            return
+        raise ParseError(f"unknown message (event {str(event)[:40]!r}, no data)")
+
+    # -- trades --------------------------------------------------------------------------------
+    def on_trades(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
+        """A trades push: one row per trade; repeats (by tradeId) dropped; subscribe replays flagged."""
+        symbol = self.normalise(inst_id)
+        parsed = []
+        for t in data:
+            if t.get("instId", inst_id) != inst_id:
+                raise ParseError("trade instId differs from the channel's", symbol, "trades")
+            trade_id = t["tradeId"]
+            if not isinstance(trade_id, str) or not trade_id or len(trade_id) > 64:
+                raise ParseError(f"bad tradeId {str(trade_id)[:40]!r}", symbol, "trades")
+            side = t["side"]
+            if side != "buy" and side != "sell":
+                raise ParseError(f"bad trade side {str(side)[:20]!r}", symbol, "trades")
+            parsed.append(
+                (trade_id, positive_price(t["px"]), positive_price(t["sz"], "size"), side, ms_to_ns(t["ts"]))
+            )
+        snapshot_due = inst_id in self.trade_snapshot_due
+        self.trade_snapshot_due.discard(inst_id)
+        rows = out.trades
+        for trade_id, price, size, side, ts_exchange in parsed:
+            if self.trade_ids.seen(inst_id, trade_id):
+                emit_event(out, self.exchange, symbol, "trades", ts_recv, "duplicate", {"trade_id": trade_id})
+                continue
+            flags = self.time_flags.flags(ts_exchange, ts_recv)
+            if snapshot_due and ts_exchange <= self.newest_ts:
+                flags |= int(Flags.SNAPSHOT)
+            rows.append((self.exchange, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags))
+            if ts_exchange > self.newest_ts:
+                self.newest_ts = ts_exchange
+
+    # -- book ----------------------------------------------------------------------------------
+    def on_book(self, ts_recv: int, inst_id: Any, action: Any, data: list[Any], out: RecordBuffer) -> None:
+        """A books push: snapshot or update, under the sequence and checksum rules."""
+        book = self.book_of(inst_id)
+        if action != "snapshot" and action != "update":
+            raise ParseError(f"unknown book action {str(action)[:20]!r}", book.symbol, "book")
+        for entry in data:
+            bids, asks = entry["bids"], entry["asks"]
+            if not isinstance(bids, list) or not isinstance(asks, list):
+                raise ParseError("book bids/asks are not lists", book.symbol, "book")
+            ts_exchange = ms_to_ns(entry["ts"])
+            seq = _seq(entry.get("seqId"), "seqId", book.symbol)
+            prev = _seq(entry.get("prevSeqId"), "prevSeqId", book.symbol)
+            checksum = entry.get("checksum")
+            if checksum is not None and (not isinstance(checksum, int) or isinstance(checksum, bool)):
+                raise ParseError("checksum is not an integer", book.symbol, "book")
+            rows = out.book
+            before = len(rows)
+            if action == "snapshot":
+                book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
+            else:
+                if not book.synced:
+                    self.updates_skipped += 1  # waiting for the snapshot of a (re)subscription
+                    continue
+                last = book.last_seq
+                if seq is not None and prev is not None and last is not None and prev != last:
+                    if seq <= last and prev < last and seq >= prev:
+                        emit_event(
+                            out,
+                            self.exchange,
+                            book.symbol,
+                            "book",
+                            ts_recv,
+                            "duplicate",
+                            {"seqId": seq, "prevSeqId": prev, "last_seqId": last},
+                        )
+                        continue
+                    book.gap(
+                        out, ts_recv, "gap", {"expected_prevSeqId": last, "prevSeqId": prev, "seqId": seq}
+                    )
+                    self.resubscribe_requests.add(inst_id)
+                    continue
+                book.apply_update(out, ts_exchange, ts_recv, bids, asks, seq)
+                book.last_seq = seq
+            if ts_exchange > self.newest_ts:
+                self.newest_ts = ts_exchange
+            flags = self.time_flags.flags(ts_exchange, ts_recv)
+            if flags:
+                _or_flags(rows, before, flags)
+            if checksum and self.verify_checksums:
+                expected = okx_checksum(book.book)
+                self.checksums_verified += 1
+                if expected != checksum:
+                    _or_flags(rows, before, int(Flags.MAYBE_BAD_BOOK))
+                    book.gap(
+                        out,
+                        ts_recv,
+                        "checksum_mismatch",
+                        {"checksum": checksum, "computed": expected, "seqId": seq, "action": action},
+                    )
+                    self.resubscribe_requests.add(inst_id)
+                    continue
+            else:
+                self.checksums_unverified += 1
+            if book.book.is_crossed():
+                emit_event(
+                    out,
+                    self.exchange,
+                    book.symbol,
+                    "book",
+                    ts_recv,
+                    "crossed_book",
+                    {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "seqId": seq},
+                )
+
+    # -- best bid/offer ------------------------------------------------------------------------
+    def on_bbo_tbt(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
+        """A ``bbo-tbt`` push: best level of each side, with the book's ``seqId``."""
+        symbol = self.normalise(inst_id)
+        for entry in data:
+            bids, asks = entry["bids"], entry["asks"]
+            if not isinstance(bids, list) or not isinstance(asks, list):
+                raise ParseError("bbo bids/asks are not lists", symbol, "bbo")
+            bid_price = bid_size = ask_price = ask_size = None
+            if bids:
+                bid_price, bid_size = positive_price(bids[0][0], "bid price"), non_negative_size(bids[0][1])
+            if asks:
+                ask_price, ask_size = positive_price(asks[0][0], "ask price"), non_negative_size(asks[0][1])
+            seq = entry.get("seqId")
+            if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+                raise ParseError("seqId is not an integer", symbol, "bbo")
+            ts_exchange = ms_to_ns(entry["ts"])
+            if ts_exchange > self.newest_ts:
+                self.newest_ts = ts_exchange
+            flags = self.time_flags.flags(ts_exchange, ts_recv)
+            out.bbo.append(
+                (
+                    self.exchange,
+                    symbol,
+                    ts_exchange,
+                    ts_recv,
+                    bid_price,
+                    bid_size,
+                    ask_price,
+                    ask_size,
+                    seq,
+                    flags,
+                )
+            )
+
+    def on_tickers(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
+        """A ``tickers`` push: best bid/offer without a sequence."""
+        symbol = self.normalise(inst_id)
+        for t in data:
+            bid_price = _optional_price(t["bidPx"], "bid price")
+            bid_size = _optional_size(t["bidSz"], "bid size")
+            ask_price = _optional_price(t["askPx"], "ask price")
+            ask_size = _optional_size(t["askSz"], "ask size")
+            ts_exchange = ms_to_ns(t["ts"])
+            if ts_exchange > self.newest_ts:
+                self.newest_ts = ts_exchange
+            flags = self.time_flags.flags(ts_exchange, ts_recv)
+            out.bbo.append(
+                (
+                    self.exchange,
+                    symbol,
+                    ts_exchange,
+                    ts_recv,
+                    bid_price,
+                    bid_size,
+                    ask_price,
+                    ask_size,
+                    None,
+                    flags,
+                )
+            )
+
+    def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
+        """Books and subscription state start over on the next connection (trade ids are kept)."""
+        for book in self.books.values():
+            book.reset()
+        self.trade_snapshot_due.clear()
+        self.resubscribe_requests.clear()
+
+
+class OkxDialect(ExchangeDialect):
+    """OKX v5 public: endpoint, subscribe/resubscribe frames, application ping, simulator."""
+
+    exchange_id: ClassVar[str] = EXCHANGE
+    default_ws_url: ClassVar[str] = "wss://ws.okx.com:8443"
+    default_rest_url: ClassVar[str | None] = None  # books come over the websocket
+    #: channel subscriptions per connection (OKX limits request size, not a count; keep requests small)
+    max_streams_per_connection: ClassVar[int] = 300
+    #: OKX closes a connection silent for 30 s; it answers the text ``ping`` with ``pong``.
+    app_ping: ClassVar[tuple[str, float] | None] = ("ping", 20.0)
+
+    def __init__(self, options: DialectOptions | None = None) -> None:
+        super().__init__(options)
+        extra = self.options.extra
+        self.book_channel = str(extra.get("book_channel", "books"))
+        self.bbo_channel = str(extra.get("bbo_channel", "bbo-tbt"))
+        if self.book_channel not in BOOK_CHANNELS:
+            raise ValueError(
+                f"okx book_channel must be one of {sorted(BOOK_CHANNELS)}, not {self.book_channel!r}"
+            )
+        if self.bbo_channel not in BBO_CHANNELS:
+            raise ValueError(
+                f"okx bbo_channel must be one of {sorted(BBO_CHANNELS)}, not {self.bbo_channel!r}"
+            )
+
+    def native_symbol(self, symbol: str) -> str:
+        """``BTC-USDT-PERP`` -> ``BTC-USDT-SWAP``; ``btcusdt`` -> ``BTC-USDT``; OKX ids unchanged."""
+        upper = symbol.upper().replace("/", "-")
+        if upper.endswith("-PERP"):
+            return upper[: -len("-PERP")] + "-SWAP"
+        if "-" not in upper:
+            base, quote = split_binance_symbol(upper)
+            return f"{base}-{quote}"
+        return upper
+
+    def normalise_symbol(self, native: str) -> str:
+        return check_symbol(normalise_inst_id(native.upper()))
+
+    def connection_url(self, ws_url: str, sub: Subscription) -> str:
+        base = ws_url.rstrip("/")
+        return base if base.endswith(WS_PATH) else base + WS_PATH
+
+    def channel_names(self, sub: Subscription) -> list[str]:
+        """OKX channel names of a subscription's channels."""
+        names = {"trades": "trades", "book": self.book_channel, "bbo": self.bbo_channel}
+        return [names[c] for c in sub.channels]
+
+    def _requests(self, op: str, args: list[dict[str, str]]) -> list[str]:
+        return [
+            orjson.dumps({"op": op, "args": args[i : i + ARGS_PER_REQUEST]}).decode()
+            for i in range(0, len(args), ARGS_PER_REQUEST)
+        ]
+
+    def subscribe_frames(self, sub: Subscription) -> list[str]:
+        args = [{"channel": c, "instId": s} for s in sub.symbols for c in self.channel_names(sub)]
+        return self._requests("subscribe", args)
+
+    def resubscribe_frames(self, native_symbols: Sequence[str], sub: Subscription) -> list[str]:
+        """Unsubscribe then subscribe the book of some instruments: OKX answers with a fresh snapshot."""
+        if "book" not in sub.channels:
+            return []
+        args = [{"channel": self.book_channel, "instId": s} for s in native_symbols]
+        return self._requests("unsubscribe", args) + self._requests("subscribe", args)
+
+    def new_normaliser(self) -> Normaliser:
+        return OkxNormaliser(verify_checksums=self.options.verify_checksums)
+
+    def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
+        return OkxSimulator(self, config)
+
+
+#: OKX channel name -> our channel
+SIM_CHANNELS = {
+    "trades": "trades",
+    "books": "book",
+    "books50-l2-tbt": "book",
+    "books-l2-tbt": "book",
+    "bbo-tbt": "bbo",
+    "tickers": "bbo",
+}
+
+
+class OkxSimulator(ExchangeSimulator):
+    """OKX v5 public on loopback: ``/ws/v5/public``, subscribe/unsubscribe, ping/pong, book snapshots
+    with ``seqId``/``prevSeqId`` and checksums, the last trade replayed on subscribe."""
+
+    ws_paths = (WS_PATH,)
+
+    def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
+        super().__init__(dialect, config)
+        self.last_trade: dict[str, tuple[str, str, str, str, int]] = {}  # instId -> (id, px, sz, side, ms)
+        self._rendered: tuple[MarketStep, dict[str, list[str]]] | None = None
+
+    # -- client requests -------------------------------------------------------------------------
+    async def on_message(self, session: ClientSession, text: str) -> None:
+        if text == "ping":
+            self.send(session, "pong")
+            return
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self.send(session, '{"event":"error","code":"60012","msg":"Invalid request"}')
+            return
+        op = msg.get("op") if isinstance(msg, dict) else None
+        args = msg.get("args") if isinstance(msg, dict) else None
+        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
+            self.send(session, '{"event":"error","code":"60012","msg":"Invalid request"}')
+            return
+        replays: list[str] = []
+        for arg in args:
+            channel = arg.get("channel") if isinstance(arg, dict) else None
+            inst_id = arg.get("instId") if isinstance(arg, dict) else None
+            ours = SIM_CHANNELS.get(str(channel))
+            if ours is None or inst_id not in self.markets:
+                self.send(
+                    session,
+                    orjson.dumps(
+                        {
+                            "event": "error",
+                            "code": "60018",
+                            "msg": f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist.",
+                        }
+                    ).decode(),
+                )
+                continue
+            names: dict[str, str] = session.state.setdefault("names", {})
+            if op == "unsubscribe":
+                session.subscriptions.discard((ours, inst_id))
+                self.send(session, orjson.dumps({"event": "unsubscribe", "arg": arg}).decode())
+                continue
+            session.subscriptions.add((ours, inst_id))
+            names[ours] = str(channel)
+            self.send(session, orjson.dumps({"event": "subscribe", "arg": arg, "connId": "sim"}).decode())
+            if ours == "book":
+                self.send(session, self.book_snapshot_frame(str(channel), inst_id))
+            elif ours == "trades" and inst_id in self.last_trade:
+                replays.append(self.trade_frame(inst_id, *self.last_trade[inst_id]))
+        # OKX pushes the latest trade of each instrument right after a trades subscription.
+        for frame in replays:
+            self.send(session, frame)
+
+    # -- frames ----------------------------------------------------------------------------------
+    def book_snapshot_frame(self, channel: str, inst_id: str) -> str:
+        """A ``books`` snapshot of the current market (``prevSeqId`` -1, with checksum)."""
+        model = self.markets[inst_id]
+        bids, asks = model.top(400)
+        entry = {
+            "asks": [[p, s, "0", "1"] for p, s in asks],
+            "bids": [[p, s, "0", "1"] for p, s in bids],
+            "ts": str(self.now_exchange_ns() // 1_000_000),
+            "checksum": model_checksum(model),
+            "prevSeqId": -1,
+            "seqId": model.update_id,
+        }
+        return orjson.dumps(
+            {"arg": {"channel": channel, "instId": inst_id}, "action": "snapshot", "data": [entry]}
+        ).decode()
+
+    def trade_frame(self, inst_id: str, trade_id: str, px: str, sz: str, side: str, ms: int) -> str:
+        """One ``trades`` push."""
+        return orjson.dumps(
+            {
+                "arg": {"channel": "trades", "instId": inst_id},
+                "data": [
+                    {
+                        "instId": inst_id,
+                        "tradeId": trade_id,
+                        "px": px,
+                        "sz": sz,
+                        "side": side,
+                        "ts": str(ms),
+                        "count": "1",
+                        "source": "0",
+                    }
+                ],
+            }
+        ).decode()
+
+    def step_frames(self, step: MarketStep) -> dict[str, list[str]]:
+        """Frames of one market step per OKX channel (rendered once, shared by every client)."""
+        if self._rendered is not None and self._rendered[0] is step:
+            return self._rendered[1]
+        inst_id, ms = step.symbol, step.ts_ns // 1_000_000
+        model = step.model
+        trades = []
+        for t in step.trades:
+            trades.append(self.trade_frame(inst_id, str(t.trade_id), t.price, t.size, t.side, ms))
+            self.last_trade[inst_id] = (str(t.trade_id), t.price, t.size, t.side, ms)
+        checksum = model_checksum(model)
+        if step.corrupt_checksum:
+            checksum = to_signed32(checksum ^ 0x5A5A5A5A)
+        update = {
+            "asks": [[p, s, "0", "0" if float(s) == 0 else "1"] for p, s in step.asks],
+            "bids": [[p, s, "0", "0" if float(s) == 0 else "1"] for p, s in step.bids],
+            "ts": str(ms),
+            "checksum": checksum,
+            "prevSeqId": step.first_update_id - 1,
+            "seqId": step.update_id,
+        }
+        (bp, bq), (ap, aq) = model.best()
+        frames: dict[str, list[str]] = {"trades": trades}
+        for channel in ("books", "books50-l2-tbt", "books-l2-tbt"):
+            frames[channel] = [
+                orjson.dumps(
+                    {"arg": {"channel": channel, "instId": inst_id}, "action": "update", "data": [update]}
+                ).decode()
+            ]
+        frames["bbo-tbt"] = [
+            orjson.dumps(
+                {
+                    "arg": {"channel": "bbo-tbt", "instId": inst_id},
+                    "data": [
+                        {
+                            "asks": [[ap, aq, "0", "1"]],
+                            "bids": [[bp, bq, "0", "1"]],
+                            "ts": str(ms),
+                            "seqId": step.update_id,
+                        }
+                    ],
+                }
+            ).decode()
+        ]
+        frames["tickers"] = [
+            orjson.dumps(
+                {
+                    "arg": {"channel": "tickers", "instId": inst_id},
+                    "data": [
+                        {
+                            "instType": "SWAP" if inst_id.endswith("-SWAP") else "SPOT",
+                            "instId": inst_id,
+                            "last": self.last_trade.get(inst_id, ("", bp))[1],
+                            "askPx": ap,
+                            "askSz": aq,
+                            "bidPx": bp,
+                            "bidSz": bq,
+                            "ts": str(ms),
+                        }
+                    ],
+                }
+            ).decode()
+        ]
+        self._rendered = (step, frames)
+        return frames
+
+    def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
+        frames = self.step_frames(step)
+        sym = step.symbol
+        names: dict[str, str] = session.state.get("names", {})
+        return (
+            frames["trades"] if session.subscribed("trades", sym) else [],
+            frames[names.get("book", "books")] if session.subscribed("book", sym) else [],
+            frames[names.get("bbo", "bbo-tbt")] if session.subscribed("bbo", sym) else [],
+        )
+
+
+def model_checksum(model: MarketModel) -> int:
+    """The OKX checksum of a simulated market's current book (its best 25 levels per side)."""
+    book = L2Book()
+    bids, asks = model.top(CHECKSUM_DEPTH)
+    for side, levels in ((BID, bids), (ASK, asks)):
+        for p, s in levels:
+            book.set_level(side, float(p), float(s), p, s)
+    return okx_checksum(book)
+
+
+DIALECT_CLASS = OkxDialect
