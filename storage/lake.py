@@ -1,0 +1,255 @@
+"""The lake's layout and its Parquet writing (DESIGN.md, "Lake"), shared by the sink, replay and tools.
+
+Layout: ``<lake>/<dataset>/exchange=<id>/date=<YYYY-MM-DD of ts_recv, UTC>/<file>.parquet``, zstd,
+rows sorted by (symbol, ts_recv) so that Parquet statistics prune symbols. Files are written under a
+hidden temporary name (``.<name>.tmp``, which no ``*.parquet`` glob matches), fsynced, renamed into
+place, and the directory is fsynced: a reader sees a whole file or none.
+
+The ``exchange`` column is also the hive partition key. DuckDB (checked with 2.0) reports the
+*partition* value for a column that is both in the path and in the file, so the two must agree: rows
+are only ever written under the partition of their own exchange.
+
+Sink files are named ``<stream>-<first:020d>-<last:020d>.parquet`` (:func:`sink_file_name`): the
+transport positions they cover. Other writers (compaction) use names that do not parse as sink names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+#: Exchange ids are lake path elements: lower-case letters, digits and '-', nothing that escapes a folder.
+EXCHANGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+#: Stream ids are file-name prefixes.
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+SINK_FILE_RE = re.compile(r"^(?P<stream>[A-Za-z0-9._-]+?)-(?P<first>\d{20,})-(?P<last>\d{20,})\.parquet$")
+TEMP_SUFFIX = ".tmp"
+#: Where ticktape keeps its own state inside a lake (commit markers, rejected rows).
+STATE_DIR = "_ticktape"
+NS_PER_DAY = 86_400 * 1_000_000_000
+_EPOCH = dt.date(1970, 1, 1)
+SORT_KEYS = [("symbol", "ascending"), ("ts_recv", "ascending")]
+PARQUET_COMPRESSION = "zstd"
+
+
+def is_valid_exchange_id(exchange: Any) -> bool:
+    """True if ``exchange`` can name a lake partition (``exchange=<id>``)."""
+    return isinstance(exchange, str) and EXCHANGE_ID_RE.match(exchange) is not None
+
+
+def check_exchange_id(exchange: str) -> str:
+    """Returns ``exchange`` if it is a valid exchange id, else raises ``ValueError``."""
+    if not is_valid_exchange_id(exchange):
+        raise ValueError(f"invalid exchange id {exchange!r} (expected {EXCHANGE_ID_RE.pattern})")
+    return exchange
+
+
+def check_stream_id(stream: str) -> str:
+    """Returns ``stream`` if it is safe inside a file name, else raises ``ValueError``."""
+    if not STREAM_ID_RE.match(stream):
+        raise ValueError(f"invalid stream id {stream!r} (expected {STREAM_ID_RE.pattern})")
+    return stream
+
+
+def date_of_day(day: int) -> str:
+    """``YYYY-MM-DD`` of a day number since the epoch (UTC)."""
+    return (_EPOCH + dt.timedelta(days=int(day))).isoformat()
+
+
+def date_of_ns(ts_ns: int) -> str:
+    """``YYYY-MM-DD`` (UTC) of a timestamp in ns since the epoch."""
+    return date_of_day(ts_ns // NS_PER_DAY)
+
+
+def partition_dir(lake: str | Path, dataset: str, exchange: str, date: str) -> Path:
+    """``<lake>/<dataset>/exchange=<id>/date=<date>``."""
+    check_exchange_id(exchange)
+    dt.date.fromisoformat(date)  # raises on anything but a date: nothing else becomes a path
+    return Path(lake) / dataset / f"exchange={exchange}" / f"date={date}"
+
+
+def sink_file_name(stream: str, first: int, last: int) -> str:
+    """``<stream>-<first:020d>-<last:020d>.parquet``."""
+    return f"{check_stream_id(stream)}-{first:020d}-{last:020d}.parquet"
+
+
+def parse_sink_file_name(name: str) -> tuple[str, int, int] | None:
+    """``(stream, first, last)`` of a sink file name; None for other names (compacted files)."""
+    m = SINK_FILE_RE.match(name)
+    if m is None:
+        return None
+    return m["stream"], int(m["first"]), int(m["last"])
+
+
+def sink_file_pattern(stream: str) -> re.Pattern[str]:
+    """Matches exactly the file names of one stream (groups ``first`` and ``last``)."""
+    return re.compile(rf"^{re.escape(stream)}-(?P<first>\d{{20,}})-(?P<last>\d{{20,}})\.parquet$")
+
+
+def temp_path(final: Path) -> Path:
+    """The temporary name a file is written under before it is renamed to ``final``."""
+    return final.with_name(f".{final.name}{TEMP_SUFFIX}")
+
+
+def fsync_dir(path: str | Path) -> None:
+    """fsyncs a directory (makes renames and new entries in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | Path) -> None:
+    """fsyncs a file's content."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path, durable: bool = True) -> None:
+    """Creates ``path`` and its missing parents; with ``durable``, fsyncs each parent that gained an entry."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        if durable:
+            fsync_dir(d.parent)
+
+
+def sort_for_lake(table: pa.Table) -> pa.Table:
+    """Rows sorted by (symbol, ts_recv); the sort is stable, so equal keys keep their arrival order."""
+    if table.num_rows < 2:
+        return table
+    return table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+
+
+def _int64_array(values: np.ndarray) -> pa.Array:
+    """A NumPy int64 vector as an Arrow array, sharing its memory.
+
+    ``pa.array`` would do, but its first call makes pyarrow import pandas: seconds of start-up in a
+    sink that is otherwise ready in a fraction of one.
+    """
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def _to_numpy(arr: pa.Array) -> np.ndarray:
+    """A null-free Arrow integer array as a NumPy view (``to_numpy`` too would import pandas)."""
+    if arr.null_count:
+        raise ValueError("unexpected nulls")
+    dtype = np.dtype(arr.type.to_pandas_dtype())
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+
+
+def split_partitions(table: pa.Table) -> tuple[list[tuple[str, str, pa.Table]], pa.Table | None]:
+    """Splits rows by (exchange, UTC date of ts_recv): ``([(exchange, date, rows)], rejected)``.
+
+    Rows whose exchange id cannot be a partition name (or that lack ``ts_recv``) come back as
+    ``rejected`` (None when there are none) instead of failing the whole batch. Within a partition
+    rows keep their order.
+    """
+    if table.num_rows == 0:
+        return [], None
+    matches = pc.match_substring_regex(table.column("exchange"), EXCHANGE_ID_RE.pattern)
+    # and_kleene(null, false) is false: a null exchange is rejected, never silently dropped by filter().
+    ok = pc.and_(pc.and_kleene(matches, pc.is_valid(matches)), pc.is_valid(table.column("ts_recv")))
+    rejected = None
+    if not pc.all(ok).as_py():
+        rejected = table.filter(pc.invert(ok))
+        table = table.filter(ok)
+        if table.num_rows == 0:
+            return [], rejected
+    ns = _to_numpy(pc.cast(table.column("ts_recv"), pa.int64()).combine_chunks())
+    days = np.floor_divide(ns, NS_PER_DAY)
+    exchanges = pc.unique(table.column("exchange")).to_pylist()
+    lo, hi = int(days.min()), int(days.max())
+    if len(exchanges) == 1 and lo == hi:
+        return [(exchanges[0], date_of_day(lo), table)], rejected
+    encoded = pc.dictionary_encode(table.column("exchange")).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    codes = _to_numpy(encoded.indices).astype(np.int64)
+    key = codes * (hi - lo + 1) + (days - lo)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    table = table.take(_int64_array(order))
+    bounds = [0, *(np.flatnonzero(key[1:] != key[:-1]) + 1).tolist(), table.num_rows]
+    out = []
+    for start, stop in itertools.pairwise(bounds):
+        code, day = divmod(int(key[start]), hi - lo + 1)
+        out.append((names[code], date_of_day(lo + day), table.slice(start, stop - start)))
+    return out, rejected
+
+
+def write_parquet_atomic(
+    table: pa.Table,
+    path: Path,
+    *,
+    compression: str = PARQUET_COMPRESSION,
+    row_group_size: int | None = None,
+    durable: bool = True,
+    sync_dir: bool = True,
+) -> int:
+    """Writes ``table`` to ``path`` via a temporary name, fsync and rename; returns the file size.
+
+    With ``sync_dir`` False the caller fsyncs the directory itself (once for many files).
+    """
+    ensure_dir(path.parent, durable)
+    tmp = temp_path(path)
+    pq.write_table(table, tmp, compression=compression, row_group_size=row_group_size)
+    if durable:
+        fsync_file(tmp)
+    os.replace(tmp, path)
+    if durable and sync_dir:
+        fsync_dir(path.parent)
+    return path.stat().st_size
+
+
+def write_json_atomic(path: Path, obj: Any, durable: bool = True) -> None:
+    """Writes JSON to ``path`` via a temporary name, fsync and rename."""
+    ensure_dir(path.parent, durable)
+    tmp = temp_path(path)
+    with open(tmp, "wb") as fh:
+        fh.write(json.dumps(obj, indent=1, sort_keys=True).encode())
+        fh.flush()
+        if durable:
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def dataset_files(lake: str | Path, dataset: str) -> list[Path]:
+    """Every visible Parquet file of a dataset (temporary files excluded), sorted."""
+    root = Path(lake) / dataset
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("exchange=*/date=*/*.parquet") if not p.name.startswith("."))
+
+
+def partition_dirs(lake: str | Path, datasets: Iterable[str]) -> list[Path]:
+    """Every ``<dataset>/exchange=*/date=*`` directory of the lake for the given datasets."""
+    out: list[Path] = []
+    for dataset in datasets:
+        root = Path(lake) / dataset
+        if root.is_dir():
+            out.extend(sorted(p for p in root.glob("exchange=*/date=*") if p.is_dir()))
+    return out

@@ -1,0 +1,322 @@
+"""``ticktape replay``: normalises a raw capture file into the lake, or publishes it to a transport.
+
+Direct to the lake (``--lake DIR``) it uses the sink's writer (storage.sink.UnitWriter): positions are
+capture line numbers, files are named ``<stream>-<first line>-<last line>.parquet`` with the stream
+``replay.<exchange>.<file name>.<content hash>``, and commit markers make a replay exactly-once: an
+interrupted replay resumes after its last committed line, and replaying the same file again (or the
+same file after more frames were appended to it) adds only what the lake does not hold yet.
+
+With ``--transport`` it publishes the records instead (``ticktape sink`` writes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import hashlib
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from collectors.base import Normaliser
+from collectors.capture import CaptureError, read_capture
+from collectors.registry import exchange_ids, get_dialect
+from schemas import RECORD_DATASETS, RecordBuffer, rows_to_arrow
+from storage.sink import UnitWriter
+from streaming.local import LogError
+from ticktape.transport_args import TransportArgsError, add_transport_args, publisher_from_args
+
+#: Lines per unit (one file per dataset, exchange and date) when replaying straight into the lake.
+LAKE_UNIT_LINES = 1_000_000
+LAKE_UNIT_ROWS = 500_000
+#: Lines per published chunk when replaying into a transport (the publisher batches further).
+PUBLISH_UNIT_LINES = 4_096
+PUBLISH_UNIT_ROWS = 50_000
+PROGRESS_EVERY_LINES = 8_192
+PROGRESS_INTERVAL_S = 0.5
+
+
+@dataclass
+class ReplayStats:
+    """What a replay read and produced."""
+
+    lines: int = 0
+    frames: int = 0
+    disconnects: int = 0
+    capture_errors: int = 0
+    parse_errors: int = 0
+    skipped_lines: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: collections.Counter())
+    files: int = 0
+    bytes: int = 0
+    units: int = 0
+    started: float = field(default_factory=time.monotonic)
+    elapsed_s: float = 0.0
+
+
+def replay_stream_id(exchange: str, path: str | Path) -> str:
+    """The stream id of a direct replay: exchange, file name and a hash of the file's first 64 KiB.
+
+    The hash tells apart files of the same name from different places; it ignores the rest of the
+    file, so a capture that grew since the last replay keeps its stream and resumes.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256(fh.read(64 * 1024)).hexdigest()[:10]
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", path.name)[:80]
+    return f"replay.{exchange}.{base}.{digest}"
+
+
+def iter_units(
+    path: str | Path,
+    normaliser: Normaliser,
+    stats: ReplayStats,
+    *,
+    unit_lines: int,
+    unit_rows: int,
+    start_after: int = 0,
+    progress: Callable[[ReplayStats], None] | None = None,
+) -> Iterator[tuple[int, int, RecordBuffer]]:
+    """Normalises a capture and yields ``(first line, last line, records)`` per unit.
+
+    Unit boundaries depend only on the file (every ``unit_lines`` lines, or earlier once ``unit_rows``
+    rows are waiting), so a resumed replay cuts where the first one did. Lines up to ``start_after``
+    are still normalised (book state depends on them) but their records are discarded.
+    """
+    on_frame = normaliser.on_frame
+    buf = RecordBuffer()
+    unit_first = 1
+    line = 0
+    frames = 0
+    last_ts: int | None = None
+    early_errors: list[CaptureError] = []
+    for item in read_capture(path):
+        line += 1
+        if item.__class__ is tuple:
+            ts, frame = item
+            if early_errors:
+                for err in early_errors:
+                    normaliser.parse_error(buf, ts, err.line, f"capture line {err.line_no}: {err.reason}")
+                early_errors.clear()
+            last_ts = ts
+            frames += 1
+            on_frame(ts, frame, buf)
+        elif item is None:
+            stats.disconnects += 1
+            if last_ts is not None:  # before the first frame there is no state to reset
+                normaliser.on_disconnect(last_ts, buf)
+        else:
+            assert isinstance(item, CaptureError)
+            stats.capture_errors += 1
+            if last_ts is None:
+                # Nothing to date it by yet: recorded with the first frame's receive time.
+                early_errors.append(item)
+            else:
+                normaliser.parse_error(buf, last_ts, item.line, f"capture line {item.line_no}: {item.reason}")
+        if line == start_after:
+            buf.clear()
+            unit_first = line + 1
+        elif line - unit_first + 1 >= unit_lines or (not line & 63 and len(buf) >= unit_rows):
+            if line > start_after:
+                stats.lines, stats.frames = line, frames
+                yield unit_first, line, buf.take()
+            else:
+                buf.clear()
+            unit_first = line + 1
+        if progress is not None and not line % PROGRESS_EVERY_LINES:
+            stats.lines, stats.frames = line, frames
+            progress(stats)
+    if early_errors:
+        # A file without a single frame: the errors are dated 0 (the epoch), which is honest.
+        for err in early_errors:
+            normaliser.parse_error(buf, 0, err.line, f"capture line {err.line_no}: {err.reason}")
+    stats.lines, stats.frames = line, frames
+    stats.skipped_lines = min(start_after, line)
+    if unit_first <= line and line > start_after:
+        yield unit_first, line, buf
+
+
+class Progress:
+    """A progress line on stderr, redrawn at most every half second (only on a terminal)."""
+
+    def __init__(self, out: TextIO, label: str) -> None:
+        self.out = out
+        self.label = label
+        self.last = 0.0
+
+    def __call__(self, stats: ReplayStats) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_INTERVAL_S:
+            return
+        self.last = now
+        elapsed = max(now - stats.started, 1e-9)
+        rows = sum(stats.rows.values())
+        self.out.write(
+            f"\r{self.label}: {stats.lines:,} lines, {stats.frames / elapsed:,.0f} frames/s, "
+            f"{rows:,} rows written, {elapsed:.0f} s "
+        )
+        self.out.flush()
+
+    def done(self) -> None:
+        """Clears the progress line."""
+        if self.last:
+            self.out.write("\r\033[K")
+            self.out.flush()
+
+
+def replay_to_lake(
+    path: str | Path,
+    exchange: str,
+    lake: str | Path,
+    *,
+    stream: str | None = None,
+    unit_lines: int = LAKE_UNIT_LINES,
+    unit_rows: int = LAKE_UNIT_ROWS,
+    progress: Callable[[ReplayStats], None] | None = None,
+) -> tuple[ReplayStats, str]:
+    """Replays a capture straight into the lake, exactly once; returns the stats and the stream id."""
+    normaliser = get_dialect(exchange).new_normaliser()
+    stream = stream or replay_stream_id(exchange, path)
+    writer = UnitWriter(lake)
+    committed = writer.recover(stream)
+    stats = ReplayStats()
+    units = iter_units(
+        path,
+        normaliser,
+        stats,
+        unit_lines=unit_lines,
+        unit_rows=unit_rows,
+        start_after=max(committed, 0),
+        progress=progress,
+    )
+    for first, last, buf in units:
+        tables = {ds: rows_to_arrow(ds, buf.rows(ds)) for ds in RECORD_DATASETS if buf.rows(ds)}
+        result = writer.write_unit(stream, first, last, tables)
+        stats.units += 1
+        stats.files += len(result.files)
+        stats.bytes += result.bytes
+        for ds, n in result.rows.items():
+            stats.rows[ds] += n
+    stats.elapsed_s = time.monotonic() - stats.started
+    stats.parse_errors = normaliser.parse_errors
+    return stats, stream
+
+
+async def replay_to_transport(
+    path: str | Path,
+    exchange: str,
+    args: argparse.Namespace,
+    progress: Callable[[ReplayStats], None] | None = None,
+) -> tuple[ReplayStats, dict[str, int]]:
+    """Replays a capture into the transport chosen by ``args``; returns stats and publisher counters."""
+    normaliser = get_dialect(exchange).new_normaliser()
+    publisher = publisher_from_args(args)
+    await publisher.start()
+    stats = ReplayStats()
+    try:
+        units = iter_units(
+            path,
+            normaliser,
+            stats,
+            unit_lines=PUBLISH_UNIT_LINES,
+            unit_rows=PUBLISH_UNIT_ROWS,
+            progress=progress,
+        )
+        for _first, _last, buf in units:
+            for ds in RECORD_DATASETS:
+                stats.rows[ds] += len(buf.rows(ds))
+            await publisher.publish(buf)
+            # Let the publisher's background flusher run between chunks (publish only yields when full).
+            await asyncio.sleep(0)
+        await publisher.flush()
+    finally:
+        await publisher.close()
+    stats.elapsed_s = time.monotonic() - stats.started
+    stats.parse_errors = normaliser.parse_errors
+    p = publisher.stats
+    return stats, {"published_rows": p.published_rows, "dropped_rows": p.dropped_rows, "errors": p.errors}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the ``replay`` subcommand."""
+    p = subparsers.add_parser(
+        "replay",
+        help="normalise a raw capture file into the lake (or publish it to a transport)",
+        description="Replay a raw capture (DESIGN.md format) through the exchange's normaliser. With --lake "
+        "the records go straight into the lake (exactly once, resumable); with --transport they are "
+        "published for `ticktape sink`.",
+    )
+    p.add_argument("--exchange", required=True, help=f"exchange id ({', '.join(exchange_ids())})")
+    p.add_argument("--input", required=True, metavar="FILE", help="capture file (.gz is decompressed)")
+    p.add_argument("--lake", metavar="DIR", help="write the lake directly")
+    p.add_argument(
+        "--stream-id", metavar="ID", help="stream id in lake file names (default derived from the file)"
+    )
+    add_transport_args(p, default=None)
+    p.set_defaults(func=run)
+
+
+def _print_summary(
+    out: TextIO, path: str, exchange: str, stats: ReplayStats, where: str, extra: dict[str, int] | None = None
+) -> None:
+    rate = stats.frames / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
+    out.write(
+        f"replayed {path} ({exchange}): {stats.lines:,} lines, {stats.frames:,} frames, "
+        f"{stats.disconnects} disconnect(s), {stats.capture_errors} bad capture line(s), "
+        f"{stats.parse_errors} parse error(s) in {stats.elapsed_s:.2f} s ({rate:,.0f} frames/s)\n"
+    )
+    if stats.skipped_lines:
+        out.write(
+            f"  first {stats.skipped_lines:,} lines were already in the lake (commit marker): skipped\n"
+        )
+    out.write(f"  {'dataset':<12} {'rows':>12}\n")
+    for ds in RECORD_DATASETS:
+        out.write(f"  {ds:<12} {stats.rows.get(ds, 0):>12,}\n")
+    out.write(f"  -> {where}\n")
+    if extra:
+        out.write("  " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in extra.items()) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the replay; returns the exit code."""
+    err = sys.stderr
+    if bool(args.lake) == bool(args.transport):
+        print("ticktape replay: give either --lake DIR or --transport (with its options)", file=err)
+        return 2
+    path = Path(args.input)
+    if not path.is_file():
+        print(f"ticktape replay: no such capture file: {path}", file=err)
+        return 2
+    try:
+        get_dialect(args.exchange)
+    except ValueError as exc:
+        print(f"ticktape replay: {exc}", file=err)
+        return 2
+    progress = Progress(err, f"replay {path.name}") if err.isatty() else None
+    try:
+        if args.lake:
+            stats, stream = replay_to_lake(
+                path, args.exchange, args.lake, stream=args.stream_id, progress=progress
+            )
+            where = f"lake {args.lake} (stream {stream}, {stats.units} unit(s), {stats.files} file(s), "
+            where += f"{stats.bytes / 1e6:.1f} MB)"
+            extra = None
+        else:
+            stats, extra = asyncio.run(replay_to_transport(path, args.exchange, args, progress))
+            where = f"transport {args.transport}"
+    except TransportArgsError as exc:
+        print(f"ticktape replay: {exc}", file=err)
+        return 2
+    except (LogError, OSError) as exc:
+        print(f"ticktape replay: {exc}", file=err)
+        return 1
+    finally:
+        if progress is not None:
+            progress.done()
+    _print_summary(sys.stdout, str(path), args.exchange, stats, where, extra)
+    return 0

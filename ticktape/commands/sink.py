@@ -1,0 +1,126 @@
+"""``ticktape sink``: drains a transport into the Parquet lake, exactly once (storage.sink)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from storage.sink import Sink, SinkOptions, SinkStats
+from streaming.local import LogError
+from ticktape.transport_args import TransportArgsError, add_transport_args, consumer_from_args
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the ``sink`` subcommand."""
+    defaults = SinkOptions()
+    p = subparsers.add_parser(
+        "sink",
+        help="write what a transport carries into the Parquet lake (exactly once)",
+        description="Consume a transport and write the lake. Resumes after its last commit marker; "
+        "SIGTERM flushes, commits and exits 0.",
+    )
+    add_transport_args(p)
+    p.add_argument("--lake", required=True, metavar="DIR", help="lake root directory")
+    p.add_argument(
+        "--until-idle", type=float, metavar="SECONDS", help="exit once nothing new arrived for this long"
+    )
+    p.add_argument(
+        "--stream-id",
+        metavar="ID",
+        help="local transport: the stream id in file names and commit markers (default local); "
+        "give each log feeding one lake its own",
+    )
+    p.add_argument(
+        "--flush-rows",
+        type=int,
+        default=defaults.flush_rows,
+        metavar="N",
+        help="end a unit (one file per dataset, exchange and date) at this many rows (default %(default)s)",
+    )
+    p.add_argument(
+        "--flush-entries",
+        type=int,
+        default=defaults.flush_entries,
+        metavar="N",
+        help="end a unit at this many transport batches (default %(default)s)",
+    )
+    p.add_argument(
+        "--flush-idle",
+        type=float,
+        default=defaults.flush_idle_s,
+        metavar="SECONDS",
+        help="end a unit when its stream is quiet this long (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-delay",
+        type=float,
+        default=defaults.max_delay_s,
+        metavar="SECONDS",
+        help="end a unit at the latest this long after its first batch (default %(default)s)",
+    )
+    p.set_defaults(func=run)
+
+
+def print_summary(stats: SinkStats, lake: str, out: TextIO | None = None) -> None:
+    """Prints what the sink wrote."""
+    write = (out or sys.stdout).write
+    write(
+        f"sink: {stats.units} unit(s), {stats.files} file(s), {stats.bytes / 1e6:.1f} MB into {lake}; "
+        f"{stats.batches} batch(es) read, {stats.skipped_batches} skipped as already written, "
+        f"{stats.orphans_removed} orphan file(s) removed, {stats.rejected_rows} rejected row(s)\n"
+    )
+    for dataset, n in sorted(stats.rows.items()):
+        write(f"  {dataset:<12} {n:>12,} rows\n")
+    for stream_id, last in sorted(stats.committed.items()):
+        write(f"  stream {stream_id}: committed through position {last}\n")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    overrides = {}
+    if args.stream_id:
+        overrides["stream"] = args.stream_id
+    consumer = consumer_from_args(args, **overrides)
+    options = SinkOptions(
+        flush_rows=args.flush_rows,
+        flush_entries=args.flush_entries,
+        flush_idle_s=args.flush_idle,
+        max_delay_s=args.max_delay,
+        until_idle_s=args.until_idle,
+    )
+    sink = Sink(consumer, Path(args.lake), options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        stats = await sink.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if stop.is_set():
+        log.info("stopped by signal after flushing and committing")
+    print_summary(stats, args.lake)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the sink; returns the exit code."""
+    for name in ("flush_rows", "flush_entries"):
+        if getattr(args, name) <= 0:
+            print(f"ticktape sink: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    try:
+        return asyncio.run(_run(args))
+    except TransportArgsError as exc:
+        print(f"ticktape sink: {exc}", file=sys.stderr)
+        return 2
+    except (LogError, OSError, ValueError) as exc:
+        log.error("sink failed: %s", exc)
+        return 1
