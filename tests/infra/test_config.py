@@ -388,3 +388,16 @@ def test_help_still_shows_command_defaults(capsys: pytest.CaptureFixture[str]) -
     assert "log directory (default ticktape-log)" in out
     assert "--config FILE" in out
     assert repr(UNSET) not in out  # no sentinel leaks into the help
+
+
+def test_readme_configuration_reference_is_generated_from_the_settings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- deployment -->" in readme
+    begin, end = "<!-- config-keys:begin -->\n", "\n<!-- config-keys:end -->"
+    assert begin in readme and end in readme, "README: configuration reference markers missing"
+    documented = readme.split(begin, 1)[1].split(end, 1)[0]
+    code, generated, err = run_config_cli("config", "keys", "--format", "markdown")
+    assert code == 0, err
+    assert documented.strip() == generated.strip(), (
+        "README's configuration reference is stale: paste `ticktape config keys --format markdown`"
+    )
