@@ -398,18 +398,20 @@ def decode(value: bytes) -> list[tuple[str, Row]]:
     return out
 
 
-def decode_grouped(value: bytes, into: dict[str, list[Row]]) -> int:
-    """Decodes a message value and appends each row to ``into[dataset]`` (created as needed).
+def decode_message(value: bytes) -> tuple[str, list[Row]]:
+    """Decodes a ticktape message value: records of one dataset (raises :class:`CodecError` otherwise).
 
-    All-or-nothing: on a :class:`CodecError` nothing is appended. Returns the number of rows.
+    Every message ticktape writes holds one dataset, which lets a consumer give each message's
+    position to exactly one dataset's batch.
     """
     pairs = decode(value)
-    for dataset, row in pairs:
-        rows = into.get(dataset)
-        if rows is None:
-            rows = into[dataset] = []
+    dataset = pairs[0][0]
+    rows = []
+    for ds, row in pairs:
+        if ds != dataset:
+            raise CodecError(f"message mixes datasets ({dataset} and {ds})")
         rows.append(row)
-    return len(pairs)
+    return dataset, rows
 
 
 def split_encoded(records: Iterable[bytes], max_bytes: int) -> list[bytes]:
@@ -473,12 +475,27 @@ def decode_error_row(
     return (exchange, safe_symbol, channel, ts_recv, "decode_error", orjson.dumps(detail).decode())
 
 
-def rows_to_batches(stream: str, first: int, last: int, rows: dict[str, list[Row]]) -> list[ConsumedBatch]:
-    """One :class:`ConsumedBatch` per dataset that has rows, all covering ``first..last``."""
-    batches = []
-    for dataset in DATASETS:
-        dataset_rows = rows.get(dataset)
-        if dataset_rows:
-            table = pa.Table.from_batches([rows_to_arrow(dataset, dataset_rows)])
-            batches.append(ConsumedBatch(stream, first, last, dataset, table))
+def runs_to_batches(stream: str, items: Iterable[tuple[int, str, list[Row]]]) -> list[ConsumedBatch]:
+    """Batches from decoded messages ``(position, dataset, rows)`` in stream order.
+
+    Consecutive messages of one dataset become one batch covering their positions, so the batches
+    of a stream have disjoint, increasing position ranges (what the sink's exactly-once needs).
+    """
+    batches: list[ConsumedBatch] = []
+    run: list[Row] = []
+    run_dataset = ""
+    first = last = 0
+
+    def close_run() -> None:
+        if run:
+            table = pa.Table.from_batches([rows_to_arrow(run_dataset, run)])
+            batches.append(ConsumedBatch(stream, first, last, run_dataset, table))
+
+    for position, dataset, rows in items:
+        if dataset != run_dataset or not run:
+            close_run()
+            run, run_dataset, first = [], dataset, position
+        run.extend(rows)
+        last = position
+    close_run()
     return batches

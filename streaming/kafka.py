@@ -523,28 +523,23 @@ class KafkaConsumer(Consumer):
                 self._new.discard(tp)
                 continue
             stream = stream_id(tp.topic, tp.partition)
-            rows: dict[str, list[tuple[Any, ...]]] = {}
+            decoded: list[tuple[int, str, list[tuple[Any, ...]]]] = []
             for m in messages:
                 self.consumed_messages += 1
                 try:
                     if m.value is None:
                         raise codec.CodecError("message without a value")
-                    codec.decode_grouped(m.value, rows)
+                    decoded.append((m.offset, *codec.decode_message(m.value)))
                 except codec.CodecError as exc:
                     self.decode_errors += 1
                     log.warning("undecodable message at %s offset %d: %s", stream, m.offset, exc)
-                    rows.setdefault("feed_events", []).append(
-                        codec.decode_error_row(
-                            stream,
-                            m.offset,
-                            m.key,
-                            m.value or b"",
-                            exc,
-                            m.timestamp * 1_000_000,
-                            self._dataset_of_topic.get(tp.topic, tp.topic),
-                        )
+                    channel = self._dataset_of_topic.get(tp.topic, tp.topic)
+                    ts_recv = m.timestamp * 1_000_000
+                    row = codec.decode_error_row(
+                        stream, m.offset, m.key, m.value or b"", exc, ts_recv, channel
                     )
-            batches.extend(codec.rows_to_batches(stream, messages[0].offset, messages[-1].offset, rows))
+                    decoded.append((m.offset, "feed_events", [row]))
+            batches.extend(codec.runs_to_batches(stream, decoded))
         return batches
 
     async def commit(self, stream: str, last_position: int) -> None:

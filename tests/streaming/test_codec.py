@@ -95,9 +95,10 @@ def test_mixed_datasets_in_one_value_keep_order():
     value = b"".join(codec.encoder(d)(EXAMPLES[d]) for d in ("book", "trades", "book", "feed_events"))
     assert [d for d, _ in codec.decode(value)] == ["book", "trades", "book", "feed_events"]
     assert [d for d, _ in standard_decode(value)] == ["book", "trades", "book", "feed_events"]
-    grouped: dict[str, list] = {}
-    assert codec.decode_grouped(value, grouped) == 4
-    assert grouped == {"book": [BOOK, BOOK], "trades": [TRADE], "feed_events": [EVENT]}
+    # A ticktape message holds one dataset: a mixed value is rejected as a message.
+    with pytest.raises(codec.CodecError, match="mixes datasets"):
+        codec.decode_message(value)
+    assert codec.decode_message(codec.encode_rows("book", [BOOK, BOOK])) == ("book", [BOOK, BOOK])
 
 
 @pytest.mark.parametrize(
@@ -126,15 +127,13 @@ def test_rows_that_do_not_fit_raise_codec_error(dataset, bad_row):
         codec.header("book") + b"\x0e",  # string length past the end
     ],
 )
-def test_invalid_values_raise_codec_error_and_append_nothing(value):
+def test_invalid_values_raise_codec_error(value):
     # Alone, and after a valid record: a value is rejected as a whole, never half-used.
     for candidate in {value, codec.encode_rows("trades", [TRADE]) + value} - {
         codec.encode_rows("trades", [TRADE])
     }:
-        grouped: dict[str, list] = {}
         with pytest.raises(codec.CodecError):
-            codec.decode_grouped(candidate, grouped)
-        assert grouped == {}
+            codec.decode_message(candidate)
 
 
 def test_decode_error_row_keeps_value_and_rejects_unsafe_ids():
@@ -188,3 +187,19 @@ def test_nan_and_infinity_survive():
 
 def test_record_datasets_are_all_encodable():
     assert set(RECORD_DATASETS) <= set(EXAMPLES)
+
+
+def test_runs_to_batches_give_disjoint_ranges():
+    items = [
+        (10, "trades", [TRADE]),
+        (11, "trades", [TRADE, TRADE]),
+        (12, "feed_events", [EVENT]),
+        (15, "trades", [TRADE]),
+    ]
+    batches = codec.runs_to_batches("kafka.x.0", items)
+    assert [(b.dataset, b.first, b.last, b.table.num_rows) for b in batches] == [
+        ("trades", 10, 11, 3),
+        ("feed_events", 12, 12, 1),
+        ("trades", 15, 15, 1),
+    ]
+    assert codec.runs_to_batches("s", []) == []
