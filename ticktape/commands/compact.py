@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from storage.compact import CompactResult, compact_lake, parse_day
+from ticktape.config import enable_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="on file systems without atomic directory exchange (e.g. NFS), publish with two renames",
     )
     p.set_defaults(func=run)
+    enable_config(p, "compact")
 
 
 def _report(res: CompactResult) -> None:

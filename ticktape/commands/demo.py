@@ -23,6 +23,7 @@ from storage.sink import Sink, SinkOptions
 from streaming import open_consumer, open_publisher
 from streaming.base import Publisher
 from ticktape.commands.simulate import default_symbols
+from ticktape.config import enable_config
 from ticktape.runtime import build_collector, parse_list, stop_event_on_signals, wait_or_timeout
 
 log = logging.getLogger("ticktape.demo")
@@ -72,6 +73,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: none)")
     p.set_defaults(func=run)
+    enable_config(p, "demo")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import orjson
 from quality.batch import LakeFilter, format_table, lake_quality
 from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
+from ticktape.config import enable_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="latency above the floor that makes a message OUTDATED, seconds (default %(default)s)",
     )
     p.set_defaults(func=run)
+    enable_config(p, "quality")
 
 
 def run(args: argparse.Namespace) -> int:

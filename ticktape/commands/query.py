@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from schemas import DATASETS
 from storage.catalog import open_catalog
+from ticktape.config import enable_config
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     p.add_argument("sql", help='SQL, e.g. "SELECT symbol, count(*) FROM trades GROUP BY ALL"')
     p.set_defaults(func=run)
+    enable_config(p, "query")
 
 
 def format_ns(ns: int) -> str:

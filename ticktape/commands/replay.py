@@ -29,6 +29,7 @@ from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS, RecordBuffer, rows_to_arrow
 from storage.sink import UnitWriter
 from streaming.local import LogError
+from ticktape.config import enable_config
 from ticktape.transport_args import TransportArgsError, add_transport_args, publisher_from_args
 
 #: Lines per unit (one file per dataset, exchange and date) when replaying straight into the lake.
@@ -259,6 +260,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_transport_args(p, default=None)
     p.set_defaults(func=run)
+    enable_config(p, "replay")
 
 
 def _print_summary(

@@ -9,6 +9,7 @@ from typing import Any
 
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import ExchangeSimulator, SimulatorConfig
+from ticktape.config import enable_config
 from ticktape.runtime import parse_list, stop_event_on_signals, wait_or_timeout
 
 
@@ -33,6 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=float, default=20.0, help="market steps per second per symbol")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.set_defaults(func=run)
+    enable_config(p, "simulate")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from storage.sink import Sink, SinkOptions, SinkStats
 from streaming.local import LogError
+from ticktape.config import enable_config
 from ticktape.transport_args import TransportArgsError, add_transport_args, consumer_from_args
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="end a unit at the latest this long after its first batch (default %(default)s)",
     )
     p.set_defaults(func=run)
+    enable_config(p, "sink")
 
 
 def print_summary(stats: SinkStats, lake: str, out: TextIO | None = None) -> None:
