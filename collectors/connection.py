@@ -129,6 +129,11 @@ class OutputQueue:
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, depth)
         self._not_empty.set()
 
+    def put_unbounded(self, batch: RecordBuffer) -> None:
+        """Queues a batch without waiting, ignoring the bound (a one-off rotation handover)."""
+        self._items.append(batch)
+        self._not_empty.set()
+
     async def get_all(self) -> RecordBuffer:
         """Waits for at least one batch, then returns every queued batch merged into one."""
         while not self._items:
@@ -160,6 +165,25 @@ class OutputQueue:
         self.stats.queue_depth = 0
         self._not_full.set()
         return merged
+
+
+class HandoverLog:
+    """What a connection published while its successor was syncing: trade ids and bbo positions."""
+
+    __slots__ = ("bbo", "trades")
+
+    def __init__(self) -> None:
+        self.trades: dict[str, set[str]] = {}
+        self.bbo: dict[str, tuple[int, int]] = {}
+
+    def record(self, out: RecordBuffer) -> None:
+        """Notes published trades and the latest bbo position per symbol."""
+        for r in out.trades:
+            self.trades.setdefault(r[1], set()).add(r[4])
+        for r in out.bbo:
+            key = _bbo_key(r)
+            if key > self.bbo.get(r[1], (-1, -1)):
+                self.bbo[r[1]] = key
 
 
 class ChannelWatchdog:
@@ -242,6 +266,8 @@ class FeedConnection:
         http: aiohttp.ClientSession,
         capture_path: Path | None = None,
         name: str = "conn0",
+        on_rotation_due: Callable[[FeedConnection], None] | None = None,
+        shadow: bool = False,
     ) -> None:
         self.dialect = dialect
         self.exchange = dialect.exchange_id
@@ -264,12 +290,49 @@ class FeedConnection:
         self._recycle_reason: str | None = None
         self._stop = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
+        # Planned rotation (make-before-break): a successor runs in "shadow" mode, holding its records
+        # until every book is synced; then it goes "live" and the predecessor is "retired".
+        self.mode = "shadow" if shadow else "live"
+        self.held = RecordBuffer()
+        self.ready = asyncio.Event()
+        self._snapshotted: set[str] = set()
+        self.epoch_offset = 0
+        self.max_epoch = -1
+        self.on_rotation_due = on_rotation_due
+        self.handover_log: HandoverLog | None = None
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
-        if len(out):
-            self.watchdog.saw(out, time.monotonic())
+        if not len(out):
+            return
+        self.watchdog.saw(out, time.monotonic())
+        if out.book:
+            if self.epoch_offset:
+                off = self.epoch_offset
+                out.book = [(*r[:9], r[9] + off, r[10]) for r in out.book]
+            self.max_epoch = max(self.max_epoch, max(r[9] for r in out.book))
+        if self.mode == "live":
+            if self.handover_log is not None:
+                self.handover_log.record(out)
             await self.output.put(out)
+        elif self.mode == "shadow":
+            self.held.extend(out)
+            self._check_ready(out)
+        else:  # retired: its data is superseded by the successor; connection events still count
+            events = [e for e in out.feed_events if e[2] == "connection"]
+            if events:
+                await self.output.put(RecordBuffer(feed_events=events))
+
+    def _check_ready(self, out: RecordBuffer) -> None:
+        if self.ready.is_set():
+            return
+        if "book" in self.subscription.channels:
+            self._snapshotted.update(r[1] for r in out.book if r[7])
+            if len(self._snapshotted) < len(self.subscription.symbols):
+                return
+        elif not (out.trades or out.bbo):
+            return
+        self.ready.set()
 
     def _event(
         self, kind: str, detail: dict[str, Any], symbol: str | None = None, channel: str = "connection"
@@ -493,6 +556,9 @@ class FeedConnection:
                 self.recycle("stale")
                 return
             if settings.max_connection_age_s > 0 and now - opened >= settings.max_connection_age_s:
+                if self.on_rotation_due is not None and self.mode == "live":
+                    self.on_rotation_due(self)  # the collector opens a successor, then retires us
+                    return
                 self.recycle("rotation")
                 return
 
@@ -516,6 +582,15 @@ async def _frames(ws: Any) -> Any:
     """
     while True:
         yield await ws.recv(decode=False)
+
+
+def _bbo_key(row: tuple[Any, ...]) -> tuple[int, int]:
+    """Order of bbo rows of one symbol across connections: the exchange's sequence, else its time."""
+    seq = row[8]
+    if seq is not None:
+        return (0, seq)
+    ts = row[2]
+    return (1, ts if ts is not None else row[3])
 
 
 def _retry_after_s(headers: Any, default: float) -> float:
@@ -584,35 +659,116 @@ class Collector:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.published_rows = 0
+        self.rotations = 0
+        self._rotation_tasks: set[asyncio.Task[None]] = set()
 
-    def _capture_for(self, index: int, count: int) -> Path | None:
+    def _capture_for(self, index: int, count: int, generation: int = 0) -> Path | None:
         if self.capture_path is None:
             return None
-        if count == 1:
+        if count == 1 and generation == 0:
             return self.capture_path
         # one capture per connection: a disconnect line must only reset that connection's books
         name = self.capture_path.name
         stem, dot, ext = name.partition(".")
-        return self.capture_path.with_name(f"{stem}.conn{index}{dot}{ext}")
+        suffix = f".conn{index}" + (f".gen{generation}" if generation else "")
+        return self.capture_path.with_name(f"{stem}{suffix}{dot}{ext}")
+
+    def _new_connection(
+        self, index: int, sub: Subscription, count: int, generation: int, shadow: bool
+    ) -> FeedConnection:
+        assert self._http is not None
+        return FeedConnection(
+            self.dialect,
+            sub,
+            self.ws_url,
+            self.rest_url,
+            self.output,
+            self.stats,
+            self.settings,
+            self.budget,
+            self._http,
+            self._capture_for(index, count, generation),
+            name=f"{self.exchange}-{index}" + (f"-g{generation}" if generation else ""),
+            on_rotation_due=self._rotation_due,
+            shadow=shadow,
+        )
+
+    def _rotation_due(self, old: FeedConnection) -> None:
+        task = asyncio.create_task(self._rotate(old), name=f"rotate-{old.name}")
+        self._rotation_tasks.add(task)
+        task.add_done_callback(self._rotation_tasks.discard)
+
+    async def _rotate(self, old: FeedConnection) -> None:
+        """Planned rotation: open a successor, wait until its books are synced, hand over, close ``old``.
+
+        Nothing is lost and nothing is doubled: the successor's held trades are de-duplicated against
+        what ``old`` published, its bbo rows continue after ``old``'s last sequence, and its books enter
+        the lake as a resync (snapshot rows, next epoch, a ``resync`` event with reason ``rotation``).
+        """
+        index = self.connections.index(old)
+        generation = self.rotations + 1
+        old.handover_log = HandoverLog()
+        new = self._new_connection(index, old.subscription, len(self.connections), generation, shadow=True)
+        task = asyncio.create_task(new.run(), name=f"conn-{new.name}")
+        try:
+            await asyncio.wait_for(new.ready.wait(), timeout=max(30.0, self.settings.open_timeout_s * 3))
+        except TimeoutError:
+            log.warning(
+                "%s: successor of %s never synced; keeping the old connection", self.exchange, old.name
+            )
+            new.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            old.handover_log = None
+            old.on_rotation_due = self._rotation_due
+            old.recycle("rotation")
+            return
+        handover = self._handover(old, new)
+        old.mode = "retired"
+        new.mode = "live"
+        self.output.put_unbounded(handover)
+        self.connections[index] = new
+        self._tasks.append(task)
+        self.rotations += 1
+        old.stop()
+
+    def _handover(self, old: FeedConnection, new: FeedConnection) -> RecordBuffer:
+        held = new.held
+        new.held = RecordBuffer()
+        # The successor's books enter as a resync after everything the old connection published.
+        offset = old.max_epoch + 1 - (min((r[9] for r in held.book), default=0))
+        new.epoch_offset += offset
+        out = RecordBuffer(feed_events=list(held.feed_events))
+        last_snapshot: dict[str, int] = {}
+        for i, row in enumerate(held.book):
+            if row[7] and (i == 0 or not held.book[i - 1][7] or held.book[i - 1][1] != row[1]):
+                last_snapshot[row[1]] = i
+        out.book = [
+            (*r[:9], r[9] + offset, r[10])
+            for i, r in enumerate(held.book)
+            if i >= last_snapshot.get(r[1], len(held.book))
+        ]
+        ts = time.time_ns()
+        for symbol in sorted(last_snapshot):
+            emit_event(
+                out,
+                self.exchange,
+                symbol,
+                "book",
+                ts,
+                "resync",
+                {"reason": "rotation", "connection": new.name},
+            )
+        published = old.handover_log or HandoverLog()
+        out.trades = [r for r in held.trades if r[4] not in published.trades.get(r[1], ())]
+        out.bbo = [r for r in held.bbo if _bbo_key(r) > published.bbo.get(r[1], (-1, -1))]
+        return out
 
     async def start(self) -> None:
         """Opens every connection and the publishing loop."""
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         subs = split_subscription(self.dialect, self.symbols, self.channels)
         for i, sub in enumerate(subs):
-            conn = FeedConnection(
-                self.dialect,
-                sub,
-                self.ws_url,
-                self.rest_url,
-                self.output,
-                self.stats,
-                self.settings,
-                self.budget,
-                self._http,
-                self._capture_for(i, len(subs)),
-                name=f"{self.exchange}-{i}",
-            )
+            conn = self._new_connection(i, sub, len(subs), 0, shadow=False)
             self.connections.append(conn)
             self._tasks.append(asyncio.create_task(conn.run(), name=f"conn-{conn.name}"))
         self._publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.exchange}")
@@ -634,6 +790,8 @@ class Collector:
 
     async def stop(self) -> None:
         """Closes the connections, then publishes everything still queued (nothing is lost)."""
+        for rotation in list(self._rotation_tasks):
+            rotation.cancel()
         for conn in self.connections:
             conn.stop()
         for task in self._tasks:
