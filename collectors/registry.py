@@ -10,6 +10,7 @@ from .base import DialectOptions, ExchangeDialect
 EXCHANGE_MODULES: dict[str, str] = {
     "binance": "collectors.binance",
     "binance-futures": "collectors.binance_futures",
+    "coinbase": "collectors.coinbase",
     "kraken": "collectors.kraken",
     "okx": "collectors.okx",
     "bybit": "collectors.bybit",
