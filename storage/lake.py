@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 #: Exchange ids are lake path elements: lower-case letters, digits and '-', nothing that escapes a folder.
 EXCHANGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 #: Stream ids are file-name prefixes.
-STREAM_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 SINK_FILE_RE = re.compile(r"^(?P<stream>[A-Za-z0-9._-]+?)-(?P<first>\d{20,})-(?P<last>\d{20,})\.parquet$")
 TEMP_SUFFIX = ".tmp"
 #: Where ticktape keeps its own state inside a lake (commit markers, rejected rows).
