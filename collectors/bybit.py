@@ -58,7 +58,15 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .book import ASK, BID, L2Book, SyncedBook, parse_levels
-from .events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from .events import (
+    ParseError,
+    check_symbol,
+    emit_event,
+    frame_text_for_event,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from .simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 
 EXCHANGE = "bybit"
@@ -243,16 +251,8 @@ class BybitNormaliser(Normaliser):
             return
         if op in ("subscribe", "unsubscribe") and "success" in msg:
             if msg["success"] is not True:
-                text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-                emit_event(
-                    out,
-                    self.exchange,
-                    None,
-                    "connection",
-                    ts_recv,
-                    "subscribe_error",
-                    {"op": op, "ret_msg": str(msg.get("ret_msg"))[:500], "frame": text[:2000]},
-                )
+                detail = {"op": op, "ret_msg": str(msg.get("ret_msg"))[:500], **frame_text_for_event(frame)}
+                emit_event(out, self.exchange, None, "connection", ts_recv, "subscribe_error", detail)
             return
         raise ParseError("unknown message (no topic, not a reply)")
 
