@@ -10,14 +10,14 @@ Exchange modules own their sequence rules and call into this engine; they never 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sortedcontainers import SortedDict
 
 from schemas import Flags, RecordBuffer
 
-from .events import ParseError, emit_event
+from .events import ParseError, check_symbol, emit_event
 
 BID = "bid"
 ASK = "ask"
@@ -272,3 +272,35 @@ class SyncedBook:
         self.synced = False
         self.pending.clear()
         self.last_seq = None
+
+
+class SymbolBooks:
+    """One connection's native symbols: their normalised names (validated once, cached) and books.
+
+    Normalisers keep one of these so that symbol normalisation and validation (``check_symbol``, which
+    rejects anything that could escape the lake directory) run once per symbol, not once per frame.
+    """
+
+    __slots__ = ("books", "exchange", "names", "normalise_native")
+
+    def __init__(self, exchange: str, normalise_native: Callable[[Any], str]) -> None:
+        self.exchange = exchange
+        self.normalise_native = normalise_native
+        self.names: dict[Any, str] = {}
+        self.books: dict[str, SyncedBook] = {}
+
+    def name(self, native: Any) -> str:
+        """The normalised symbol of a native one; :class:`ParseError` when it is not acceptable."""
+        sym = self.names.get(native)
+        if sym is None:
+            sym = check_symbol(self.normalise_native(native))
+            self.names[native] = sym
+        return sym
+
+    def book(self, native: str) -> SyncedBook:
+        """The synced book of a native symbol (created on first use)."""
+        book = self.books.get(native)
+        if book is None:
+            book = SyncedBook(self.exchange, self.name(native))
+            self.books[native] = book
+        return book

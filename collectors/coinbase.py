@@ -53,7 +53,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
-from .book import ASK, BID, SyncedBook, parse_levels
+from .book import ASK, BID, SymbolBooks, parse_levels
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
 from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
@@ -94,30 +94,13 @@ class CoinbaseNormaliser(Normaliser):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.books: dict[str, SyncedBook] = {}
-        self.symbols: dict[str, str] = {}
+        self.symbols = SymbolBooks(EXCHANGE, normalise_product)
+        self.books = self.symbols.books  # product id -> synced book
         self.trade_ids = RecentTradeIds()
         self.last_seq: int | None = None
         self.sequence_gaps = 0
         self.heartbeats = 0
         self.unsynced_updates = 0  # l2 updates for a product that never had a snapshot (ignored)
-
-    # -- symbols -------------------------------------------------------------------------------
-    def normalise(self, native: Any) -> str:
-        """Normalised symbol of a product id (cached)."""
-        sym = self.symbols.get(native)
-        if sym is None:
-            sym = check_symbol(normalise_product(native))
-            self.symbols[native] = sym
-        return sym
-
-    def book_of(self, native: str) -> SyncedBook:
-        """The synced book of a product (created on first use)."""
-        book = self.books.get(native)
-        if book is None:
-            book = SyncedBook(self.exchange, self.normalise(native))
-            self.books[native] = book
-        return book
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -205,7 +188,7 @@ class CoinbaseNormaliser(Normaliser):
     ) -> None:
         """A level2 snapshot or update of one product."""
         native = event["product_id"]
-        book = self.book_of(native)
+        book = self.symbols.book(native)
         kind = event["type"]
         updates = event["updates"]
         if not isinstance(updates, list):
@@ -275,7 +258,7 @@ class CoinbaseNormaliser(Normaliser):
         duplicates: dict[str, list[str]] = {}
         for trade in trades:
             native = trade["product_id"]
-            symbol = self.normalise(native)
+            symbol = self.symbols.name(native)
             trade_id = trade["trade_id"]
             if not isinstance(trade_id, str | int) or isinstance(trade_id, bool):
                 raise ParseError("trade_id is not a string", symbol, "trades")
@@ -314,7 +297,7 @@ class CoinbaseNormaliser(Normaliser):
         snapshot = event.get("type") == "snapshot"
         flags = self.time_flags.flags(ts_msg, ts_recv) | (Flags.SNAPSHOT if snapshot else 0)
         for ticker in tickers:
-            symbol = self.normalise(ticker["product_id"])
+            symbol = self.symbols.name(ticker["product_id"])
             bid_price, bid_size = bbo_side(ticker["best_bid"], ticker["best_bid_quantity"], "bid")
             ask_price, ask_size = bbo_side(ticker["best_ask"], ticker["best_ask_quantity"], "ask")
             out.bbo.append(

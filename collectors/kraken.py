@@ -55,7 +55,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
-from .book import ASK, BID, SyncedBook, parse_levels
+from .book import ASK, BID, SymbolBooks, SyncedBook, parse_levels
 from .checksum import book_crc32
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
@@ -158,9 +158,9 @@ class KrakenNormaliser(Normaliser):
         super().__init__(**kwargs)
         self.default_depth = depth
         self.verify_checksums = verify_checksums
-        self.books: dict[str, SyncedBook] = {}
+        self.symbols = SymbolBooks(EXCHANGE, normalise_native)
+        self.books = self.symbols.books  # native -> synced book
         self.depths: dict[str, int] = {}  # native symbol -> subscribed depth (from the ack)
-        self.symbols: dict[str, str] = {}  # native -> normalised
         self.trade_ids = RecentTradeIds()
         self.checksums_verified = 0
         self.checksums_padded = 0  # verified only after padding to the pair's precision
@@ -168,23 +168,6 @@ class KrakenNormaliser(Normaliser):
         #: native -> [price decimals, qty decimals]: the pair's precision as seen on the wire
         self.precision: dict[str, list[int]] = {}
         self.unsynced_updates = 0  # updates for a book that never had a snapshot (ignored)
-
-    # -- symbols -------------------------------------------------------------------------------
-    def normalise(self, native: Any) -> str:
-        """Normalised symbol of a native one (cached): ``BTC/USD`` -> ``BTC-USD``."""
-        sym = self.symbols.get(native)
-        if sym is None:
-            sym = check_symbol(normalise_native(native))
-            self.symbols[native] = sym
-        return sym
-
-    def book_of(self, native: str) -> SyncedBook:
-        """The synced book of a native symbol (created on first use)."""
-        book = self.books.get(native)
-        if book is None:
-            book = SyncedBook(self.exchange, self.normalise(native))
-            self.books[native] = book
-        return book
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -260,7 +243,7 @@ class KrakenNormaliser(Normaliser):
     def on_book(self, ts_recv: int, kind: Any, item: dict[str, Any], out: RecordBuffer) -> None:
         """A book snapshot or update of one symbol: apply, truncate to depth, verify the checksum."""
         native = item["symbol"]
-        book = self.book_of(native)
+        book = self.symbols.book(native)
         symbol = book.symbol
         bids = _levels(item.get("bids"), "bids")
         asks = _levels(item.get("asks"), "asks")
@@ -358,7 +341,7 @@ class KrakenNormaliser(Normaliser):
     def on_trade(self, ts_recv: int, kind: Any, item: dict[str, Any], out: RecordBuffer) -> None:
         """One trade; snapshot trades (sent on subscribe) are flagged and never repeated."""
         native = item["symbol"]
-        symbol = self.normalise(native)
+        symbol = self.symbols.name(native)
         trade_id = item["trade_id"]
         if isinstance(trade_id, bool) or not isinstance(trade_id, int | str):
             raise ParseError("trade_id is not an integer", symbol, "trades")
@@ -379,7 +362,7 @@ class KrakenNormaliser(Normaliser):
 
     def on_ticker(self, ts_recv: int, kind: Any, item: dict[str, Any], out: RecordBuffer) -> None:
         """A ticker (best bid/offer) update: one bbo row."""
-        symbol = self.normalise(item["symbol"])
+        symbol = self.symbols.name(item["symbol"])
         bid_price, bid_size = bbo_side(item["bid"], item["bid_qty"], "bid")
         ask_price, ask_size = bbo_side(item["ask"], item["ask_qty"], "ask")
         ts_raw = item.get("timestamp")
@@ -520,102 +503,62 @@ class KrakenSimulator(ExchangeSimulator):
 
     async def on_message(self, session: ClientSession, text: str) -> None:
         now = ns_to_iso(self.now_exchange_ns(), 6)
+
+        def reply(**fields: Any) -> None:
+            self.send(session, orjson.dumps({**fields, "time_in": now, "time_out": now}).decode())
+
         try:
             msg = orjson.loads(text)
         except orjson.JSONDecodeError:
-            self.send(
-                session,
-                orjson.dumps(
-                    {"error": "Malformed request", "success": False, "time_in": now, "time_out": now}
-                ).decode(),
-            )
+            reply(error="Malformed request", success=False)
             return
-        method = msg.get("method") if isinstance(msg, dict) else None
-        req_id = msg.get("req_id") if isinstance(msg, dict) else None
+        if not isinstance(msg, dict):
+            reply(error="Malformed request", success=False)
+            return
+        method, req_id, params = msg.get("method"), msg.get("req_id"), msg.get("params")
         if method == "ping":
-            self.send(
-                session,
-                orjson.dumps({"method": "pong", "req_id": req_id, "time_in": now, "time_out": now}).decode(),
-            )
+            reply(method="pong", req_id=req_id)
             return
-        params = msg.get("params") if isinstance(msg, dict) else None
         if method not in ("subscribe", "unsubscribe") or not isinstance(params, dict):
-            self.send(
-                session,
-                orjson.dumps({"error": "Method not supported", "success": False, "req_id": req_id}).decode(),
-            )
+            reply(error="Method not supported", success=False, req_id=req_id)
             return
         channel = _OUR_CHANNEL.get(str(params.get("channel")))
         symbols = params.get("symbol")
         if channel is None or not isinstance(symbols, list):
-            self.send(
-                session,
-                orjson.dumps(
-                    {"method": method, "error": "Invalid params", "success": False, "req_id": req_id}
-                ).decode(),
-            )
+            reply(method=method, error="Invalid params", success=False, req_id=req_id)
             return
         for native in symbols:
-            if native not in self.markets:
-                err = {
-                    "method": method,
-                    "error": "Currency pair not supported",
-                    "success": False,
-                    "symbol": native,
-                    "req_id": req_id,
-                }
-                self.send(session, orjson.dumps(err).decode())
+            error = self._apply_request(session, method, channel, native, params)
+            if error is not None:
+                reply(method=method, error=error, success=False, symbol=native, req_id=req_id)
                 continue
             result: dict[str, Any] = {"channel": params["channel"], "symbol": native}
-            if method == "unsubscribe":
-                session.subscriptions.discard((channel, native))
-                if channel == "book":
-                    result["depth"] = session.state["depth"].pop(native, 10)
-                self.send(
-                    session,
-                    orjson.dumps(
-                        {
-                            "method": method,
-                            "result": result,
-                            "success": True,
-                            "req_id": req_id,
-                            "time_in": now,
-                            "time_out": now,
-                        }
-                    ).decode(),
-                )
-                continue
             if channel == "book":
-                depth = int(params.get("depth", 10))
-                if depth not in BOOK_DEPTHS:
-                    err = {
-                        "method": method,
-                        "error": "Invalid depth",
-                        "success": False,
-                        "symbol": native,
-                        "req_id": req_id,
-                    }
-                    self.send(session, orjson.dumps(err).decode())
-                    continue
-                session.state["depth"][native] = depth
-                result["depth"] = depth
-            result["snapshot"] = bool(params.get("snapshot", True))
-            session.subscriptions.add((channel, native))
-            self.send(
-                session,
-                orjson.dumps(
-                    {
-                        "method": method,
-                        "result": result,
-                        "success": True,
-                        "req_id": req_id,
-                        "time_in": now,
-                        "time_out": now,
-                    }
-                ).decode(),
-            )
-            if result["snapshot"]:
+                result["depth"] = session.state["depth"].get(native, params.get("depth", 10))
+            if method == "subscribe":
+                result["snapshot"] = bool(params.get("snapshot", True))
+            reply(method=method, result=result, success=True, req_id=req_id)
+            if method == "subscribe" and result["snapshot"]:
                 self.send(session, self.snapshot_frame(channel, native, session))
+            if method == "unsubscribe" and channel == "book":
+                session.state["depth"].pop(native, None)
+
+    def _apply_request(
+        self, session: ClientSession, method: str, channel: str, native: Any, params: dict[str, Any]
+    ) -> str | None:
+        """Changes one subscription; returns Kraken's error text when the request is refused."""
+        if native not in self.markets:
+            return "Currency pair not supported"
+        if method == "unsubscribe":
+            session.subscriptions.discard((channel, native))
+            return None
+        if channel == "book":
+            depth = params.get("depth", 10)
+            if depth not in BOOK_DEPTHS:
+                return "Invalid depth"
+            session.state["depth"][native] = depth
+        session.subscriptions.add((channel, native))
+        return None
 
     def snapshot_frame(self, channel: str, native: str, session: ClientSession) -> str:
         """The snapshot a new subscription receives."""

@@ -18,6 +18,7 @@ from collectors.coinbase import CoinbaseDialect, CoinbaseNormaliser
 from collectors.events import iso_to_ns
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
+from tests.collectors.bad_input import assert_parse_error_then_flowing
 from tests.collectors.book_replay import replay_capture
 from tests.collectors.test_connection import running
 
@@ -317,14 +318,7 @@ def _trade(**fields: Any) -> str:
     ],
 )
 def test_bad_input_is_a_parse_error_and_others_keep_flowing(frame: str | bytes) -> None:
-    n = CoinbaseNormaliser()
-    out = RecordBuffer()
-    n.on_frame(1, frame, out)
-    n.on_frame(2, GOOD_TRADE, out)
-    assert [e[4] for e in out.feed_events] == ["parse_error"]
-    detail = orjson.loads(out.feed_events[0][5])
-    assert detail["frame"] and detail["reason"]
-    assert [r[4] for r in out.trades] == ["7"]
+    assert_parse_error_then_flowing(CoinbaseNormaliser(), frame, GOOD_TRADE, ["7"])
 
 
 def test_bad_level_leaves_the_book_untouched() -> None:

@@ -18,6 +18,7 @@ from collectors.events import iso_to_ns
 from collectors.kraken import KrakenDialect, KrakenNormaliser, kraken_checksum
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
+from tests.collectors.bad_input import assert_parse_error_then_flowing
 from tests.collectors.book_replay import replay_capture
 from tests.collectors.test_connection import running
 
@@ -306,14 +307,7 @@ def _trade(**fields: object) -> str:
     ],
 )
 def test_bad_input_is_a_parse_error_and_others_keep_flowing(frame: str | bytes) -> None:
-    n = KrakenNormaliser()
-    out = RecordBuffer()
-    n.on_frame(1, frame, out)
-    n.on_frame(2, GOOD_TRADE, out)
-    assert [e[4] for e in out.feed_events] == ["parse_error"]
-    detail = orjson.loads(out.feed_events[0][5])
-    assert detail["frame"] and detail["reason"]
-    assert [r[4] for r in out.trades] == ["7"]
+    assert_parse_error_then_flowing(KrakenNormaliser(), frame, GOOD_TRADE, ["7"])
 
 
 def test_one_bad_item_does_not_cost_the_other_symbols_of_the_message() -> None:
