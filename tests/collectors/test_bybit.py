@@ -556,3 +556,22 @@ async def test_orderbook_service_restart_and_reconnect_live() -> None:
     assert not run.events("parse_error") and not run.events("subscribe_error")
     trade_ids = [r[4] for r in run.got.trades]
     assert len(trade_ids) == len(set(trade_ids))
+
+
+@pytest.mark.parametrize("exchange", ["bybit", "bybit-spot"])
+async def test_duplicated_reordered_and_lagging_updates_live(exchange: str) -> None:
+    perp = "-PERP" if exchange == "bybit" else ""
+    btc, eth = f"BTC-USDT{perp}", f"ETH-USDT{perp}"
+    async with running(exchange) as run:
+        await run.until(lambda: run.count("book", btc) > 20 and run.count("book", eth) > 20)
+        run.sim.faults.duplicate_updates["BTCUSDT"] = 3
+        await run.until(lambda: len(run.events("duplicate", btc)) >= 3)
+        assert run.events("gap") == []  # a repeated message is ignored, not a gap
+        run.sim.faults.reorder_updates["ETHUSDT"] = 1
+        await run.until(lambda: len(run.events("resync", eth)) == 1)
+        assert run.events("gap", btc) == [] and run.events("resync", btc) == []
+        # exchange time falling 5 s behind while frames keep flowing: rows are flagged OUTDATED
+        run.sim.faults.ts_lag_ns = 5_000_000_000
+        start = len(run.got.book)
+        await run.until(lambda: sum(1 for r in run.got.book[start:] if r[10] & Flags.OUTDATED) > 10)
+    assert not run.events("parse_error")
