@@ -340,23 +340,8 @@ class OkxNormaliser(Normaliser):
             seq = entry.get("seqId")
             if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
                 raise ParseError("seqId is not an integer", symbol, "bbo")
-            ts_exchange = ms_to_ns(entry["ts"])
-            if ts_exchange > self.newest_ts:
-                self.newest_ts = ts_exchange
-            flags = self.time_flags.flags(ts_exchange, ts_recv)
-            out.bbo.append(
-                (
-                    self.exchange,
-                    symbol,
-                    ts_exchange,
-                    ts_recv,
-                    bid_price,
-                    bid_size,
-                    ask_price,
-                    ask_size,
-                    seq,
-                    flags,
-                )
+            self.bbo_row(
+                out, symbol, ms_to_ns(entry["ts"]), ts_recv, bid_price, bid_size, ask_price, ask_size, seq
             )
 
     def on_tickers(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
@@ -367,24 +352,39 @@ class OkxNormaliser(Normaliser):
             bid_size = _optional_size(t["bidSz"], "bid size")
             ask_price = _optional_price(t["askPx"], "ask price")
             ask_size = _optional_size(t["askSz"], "ask size")
-            ts_exchange = ms_to_ns(t["ts"])
-            if ts_exchange > self.newest_ts:
-                self.newest_ts = ts_exchange
-            flags = self.time_flags.flags(ts_exchange, ts_recv)
-            out.bbo.append(
-                (
-                    self.exchange,
-                    symbol,
-                    ts_exchange,
-                    ts_recv,
-                    bid_price,
-                    bid_size,
-                    ask_price,
-                    ask_size,
-                    None,
-                    flags,
-                )
+            self.bbo_row(
+                out, symbol, ms_to_ns(t["ts"]), ts_recv, bid_price, bid_size, ask_price, ask_size, None
             )
+
+    def bbo_row(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int,
+        ts_recv: int,
+        bid_price: float | None,
+        bid_size: float | None,
+        ask_price: float | None,
+        ask_size: float | None,
+        seq: int | None,
+    ) -> None:
+        """Appends one ``bbo`` row (either bbo channel) and advances the newest exchange time."""
+        if ts_exchange > self.newest_ts:
+            self.newest_ts = ts_exchange
+        flags = self.time_flags.flags(ts_exchange, ts_recv)
+        row = (
+            self.exchange,
+            symbol,
+            ts_exchange,
+            ts_recv,
+            bid_price,
+            bid_size,
+            ask_price,
+            ask_size,
+            seq,
+            flags,
+        )
+        out.bbo.append(row)
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """Books and subscription state start over on the next connection (trade ids are kept)."""
