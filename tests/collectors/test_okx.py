@@ -507,3 +507,20 @@ async def test_simulator_protocol_ping_errors_and_tickers() -> None:
             assert out.feed_events == [] and {r[8] for r in out.bbo} == {None}
     finally:
         await sim.stop()
+
+
+async def test_bad_frames_on_the_wire_are_parse_errors_and_data_keeps_flowing() -> None:
+    async with running("okx", SYMBOLS) as run:
+        await run.until(lambda: run.count("book", "BTC-USDT") > 10)
+        run.sim.faults.malformed_frames = 1
+        run.sim.faults.invalid_utf8_frames = 1
+        await run.until(lambda: len(run.events("parse_error")) == 2)
+        before = run.count("book", "ETH-USDT-PERP"), run.count("book", "BTC-USDT")
+        await run.until(
+            lambda: (
+                run.count("book", "ETH-USDT-PERP") > before[0] + 10
+                and run.count("book", "BTC-USDT") > before[1] + 10
+            )
+        )
+        assert all(orjson.loads(e[5])["frame"] for e in run.events("parse_error"))
+        assert run.events("gap") == [] and run.collector.stats.connects == 1
