@@ -57,6 +57,30 @@ def _kafka_settings(options: dict[str, Any]) -> Any:
     return KafkaSettings(**picked)
 
 
+def _kinesis_settings(options: dict[str, Any]) -> Any:
+    from .kinesis import KinesisSettings
+
+    if not options.get("stream_name"):
+        raise ValueError("the kinesis transport needs a stream name (stream_name, --kinesis-stream NAME)")
+    picked = _pick(
+        options,
+        (
+            "stream_name",
+            "region",
+            "endpoint_url",
+            "linger_ms",
+            "max_record_bytes",
+            "max_attempts",
+            "queue_max_bytes",
+            "create_stream",
+            "shard_count",
+        ),
+    )
+    if options.get("policy") is not None:
+        picked["queue_policy"] = options["policy"]
+    return KinesisSettings(**picked)
+
+
 def open_publisher(transport: str = "local", **options: Any) -> Publisher:
     """A publisher for ``transport``. Call ``await publisher.start()`` before use.
 
@@ -64,6 +88,8 @@ def open_publisher(transport: str = "local", **options: Any) -> Publisher:
     ``flush_interval_s``, ``batch_rows``, ``fsync`` (always | batch | never), ``segment_bytes``.
     kafka: ``bootstrap`` (required), ``topic_prefix``, ``idempotence`` (auto | on | off), ``linger_ms``,
     ``compression``, ``max_message_bytes``, ``queue_max_messages``, ``policy``, ``partitions``.
+    kinesis: ``stream_name`` (required), ``endpoint_url``, ``region``, ``linger_ms``, ``max_record_bytes``,
+    ``max_attempts``, ``queue_max_bytes``, ``policy``, ``create_stream``, ``shard_count``.
     """
     if transport == "local":
         from .local import LocalPublisher
@@ -76,6 +102,10 @@ def open_publisher(transport: str = "local", **options: Any) -> Publisher:
         from .kafka import KafkaPublisher
 
         return KafkaPublisher(_kafka_settings(options))
+    if transport == "kinesis":
+        from .kinesis import KinesisPublisher
+
+        return KinesisPublisher(_kinesis_settings(options))
     raise _unknown(transport)
 
 
@@ -84,6 +114,7 @@ def open_consumer(transport: str = "local", **options: Any) -> Consumer:
 
     local: ``log_dir`` (required), ``stream`` (default ``local``), ``group``, ``poll_interval_s``.
     kafka: ``bootstrap`` (required), ``topic_prefix``, ``group`` (default ``ticktape-sink``), ``max_records``.
+    kinesis: ``stream_name`` (required), ``endpoint_url``, ``region``, ``checkpoint_dir``, ``start_at``.
     """
     if transport == "local":
         from .local import LocalConsumer
@@ -97,6 +128,11 @@ def open_consumer(transport: str = "local", **options: Any) -> Consumer:
         return KafkaConsumer(
             _kafka_settings(options), group_id=options.get("group") or "ticktape-sink", **picked
         )
+    if transport == "kinesis":
+        from .kinesis import KinesisConsumer
+
+        picked = _pick(options, ("checkpoint_dir", "max_records_per_call", "start_at"))
+        return KinesisConsumer(_kinesis_settings(options), **picked)
     raise _unknown(transport)
 
 
