@@ -161,9 +161,8 @@ class BinanceFuturesDialect(BinanceDialect):
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://fstream.binance.com"
     default_rest_url: ClassVar[str | None] = "https://fapi.binance.com"
-    #: Binance documents at most 200 streams per USD-M connection.
-    max_streams_per_connection: ClassVar[int] = 200
-    depth_stream: ClassVar[str] = "depth@100ms"
+    # Binance documents at most 200 streams per USD-M connection: the spot dialect's limit (200) holds,
+    # as does its depth stream name (depth@100ms).
     snapshot_path: ClassVar[str] = "/fapi/v1/depth"
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceFuturesNormaliser
 

@@ -276,20 +276,11 @@ class OkxNormaliser(Normaliser):
                 last = book.last_seq
                 if seq is not None and prev is not None and last is not None and prev != last:
                     if seq <= last and prev < last and seq >= prev:
-                        emit_event(
-                            out,
-                            self.exchange,
-                            book.symbol,
-                            "book",
-                            ts_recv,
-                            "duplicate",
-                            {"seqId": seq, "prevSeqId": prev, "last_seqId": last},
-                        )
+                        repeat = {"seqId": seq, "prevSeqId": prev, "last_seqId": last}
+                        self.book_event(out, book, ts_recv, "duplicate", repeat)
                         continue
-                    book.gap(
-                        out, ts_recv, "gap", {"expected_prevSeqId": last, "prevSeqId": prev, "seqId": seq}
-                    )
-                    self.resubscribe_requests.add(inst_id)
+                    broken = {"expected_prevSeqId": last, "prevSeqId": prev, "seqId": seq}
+                    self.break_book(out, book, inst_id, ts_recv, "gap", broken)
                     continue
                 book.apply_update(out, ts_exchange, ts_recv, bids, asks, seq)
                 book.last_seq = seq
@@ -303,26 +294,33 @@ class OkxNormaliser(Normaliser):
                 self.checksums_verified += 1
                 if expected != checksum:
                     _or_flags(rows, before, int(Flags.MAYBE_BAD_BOOK))
-                    book.gap(
-                        out,
-                        ts_recv,
-                        "checksum_mismatch",
-                        {"checksum": checksum, "computed": expected, "seqId": seq, "action": action},
-                    )
-                    self.resubscribe_requests.add(inst_id)
+                    mismatch = {"checksum": checksum, "computed": expected, "seqId": seq, "action": action}
+                    self.break_book(out, book, inst_id, ts_recv, "checksum_mismatch", mismatch)
                     continue
             else:
                 self.checksums_unverified += 1
             if book.book.is_crossed():
-                emit_event(
-                    out,
-                    self.exchange,
-                    book.symbol,
-                    "book",
-                    ts_recv,
-                    "crossed_book",
-                    {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "seqId": seq},
-                )
+                crossed = {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "seqId": seq}
+                self.book_event(out, book, ts_recv, "crossed_book", crossed)
+
+    def book_event(
+        self, out: RecordBuffer, book: SyncedBook, ts_recv: int, kind: str, detail: dict[str, Any]
+    ) -> None:
+        """A feed event about one book that leaves it in sync (duplicate, crossed book)."""
+        emit_event(out, self.exchange, book.symbol, "book", ts_recv, kind, detail)
+
+    def break_book(
+        self,
+        out: RecordBuffer,
+        book: SyncedBook,
+        inst_id: str,
+        ts_recv: int,
+        kind: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """A gap or checksum failure: the book is cleared and renewed by resubscribing (that one only)."""
+        book.gap(out, ts_recv, kind, detail)
+        self.resubscribe_requests.add(inst_id)
 
     # -- best bid/offer ------------------------------------------------------------------------
     def on_bbo_tbt(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:

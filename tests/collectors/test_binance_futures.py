@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import orjson
@@ -11,6 +10,7 @@ import pytest
 from collectors.base import Subscription
 from collectors.binance import snapshot_frame
 from collectors.binance_futures import BinanceFuturesDialect, BinanceFuturesNormaliser
+from collectors.capture import read_capture
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
 from tests.collectors.book_replay import replay_capture, tops_by_seq
@@ -21,12 +21,8 @@ SAMPLE = "binance-futures/ethusdt_20240808.capture.gz"
 
 @pytest.fixture(scope="module")
 def sample_frames(samples: Path) -> list[tuple[int, dict]]:
-    frames = []
-    with gzip.open(samples / SAMPLE, "rb") as fh:
-        for line in fh:
-            ts, _, text = line.rstrip(b"\n").partition(b" ")
-            frames.append((int(ts), orjson.loads(text)))
-    return frames
+    items = read_capture(samples / SAMPLE)
+    return [(item[0], orjson.loads(item[1])) for item in items if isinstance(item, tuple)]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import websockets
 
 from collectors.base import DialectOptions, Subscription
 from collectors.book import L2Book
+from collectors.capture import read_capture
 from collectors.okx import OkxDialect, OkxNormaliser, okx_checksum
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
@@ -25,12 +25,8 @@ SAMPLE = "okx/okx_20220513.capture.gz"
 
 @pytest.fixture(scope="module")
 def sample_frames(samples: Path) -> list[tuple[int, dict]]:
-    frames = []
-    with gzip.open(samples / SAMPLE, "rb") as fh:
-        for line in fh:
-            ts, _, text = line.rstrip(b"\n").partition(b" ")
-            frames.append((int(ts), orjson.loads(text)))
-    return frames
+    items = read_capture(samples / SAMPLE)
+    return [(item[0], orjson.loads(item[1])) for item in items if isinstance(item, tuple)]
 
 
 @pytest.fixture(scope="module")
