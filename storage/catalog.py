@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,12 +28,21 @@ import pyarrow as pa
 
 from schemas import DATASETS, arrow_schema
 
+from .compact import publication_sequence
+
 log = logging.getLogger(__name__)
 
 #: Hive partition keys of the lake and their DuckDB types.
 PARTITION_TYPES: dict[str, str] = {"exchange": "VARCHAR", "date": "DATE"}
 #: Attempts for a query that raced a compaction (a listed file vanished before it was opened).
 QUERY_ATTEMPTS = 5
+#: Attempts for a query during which compactions kept publishing.
+SEQLOCK_ATTEMPTS = 50
+
+
+class LakeBusyError(RuntimeError):
+    """Compactions kept publishing while a query ran; no consistent result could be taken."""
+
 
 _DUCKDB_TYPES = {
     pa.string(): "VARCHAR",
@@ -125,6 +135,8 @@ class Catalog:
         if threads:
             config["threads"] = threads
         self.con = duckdb.connect(config=config)
+        #: the directory of a local lake (whose compactions the queries watch), None for S3
+        self.local_root: Path | None = None if location.is_s3 else Path(location.url)
         if location.is_s3:
             split_s3_url(location.url)  # validates early, with a readable message
             self.con.register_filesystem(s3_filesystem(location.endpoint_url))
@@ -162,9 +174,26 @@ class Catalog:
         raise AssertionError("unreachable")
 
     def query(self, sql: str) -> pa.Table:
-        """Runs SQL and returns the whole result as an Arrow table."""
-        result: pa.Table = self._with_retry(lambda: self.con.sql(sql).to_arrow_table())
-        return result
+        """Runs SQL and returns the whole result as an Arrow table.
+
+        On a local lake the query runs between two reads of the compaction's publication sequence
+        (a seqlock): when a compaction swapped a partition meanwhile, the result may rest on a partial
+        listing, so the query runs again.
+        """
+        if self.local_root is None:
+            result: pa.Table = self._with_retry(lambda: self.con.sql(sql).to_arrow_table())
+            return result
+        for attempt in range(1, SEQLOCK_ATTEMPTS + 1):
+            before, swapping = publication_sequence(self.local_root)
+            if not swapping:
+                result = self._with_retry(lambda: self.con.sql(sql).to_arrow_table())
+                if publication_sequence(self.local_root) == (before, False):
+                    return result
+            log.info("a compaction published while the query ran (attempt %d); running it again", attempt)
+            time.sleep(min(0.01 * attempt, 0.2))
+        raise LakeBusyError(
+            f"a compaction kept publishing during {SEQLOCK_ATTEMPTS} attempts of the query; try again"
+        )
 
     def close(self) -> None:
         """Closes the connection."""
@@ -180,8 +209,6 @@ class Catalog:
 def open_catalog(lake: str, endpoint_url: str | None = None, threads: int | None = None) -> Catalog:
     """Opens a catalog over a local lake directory or an ``s3://bucket/prefix`` lake."""
     if not lake.startswith("s3://"):
-        from pathlib import Path
-
         path = Path(lake)
         if not path.is_dir():
             raise FileNotFoundError(f"lake directory not found: {lake}")

@@ -7,10 +7,16 @@ sink's order), zstd-compressed, with row groups of :data:`ROW_GROUP_ROWS` rows.
 Publication is atomic for every reader that lists the partition (DuckDB globs included): the new files
 are written and fsynced in a staging directory outside the dataset trees
 (``<lake>/_ticktape/compact/...``), and the staging directory is then *exchanged* with the live
-partition directory in one ``renameat2(RENAME_EXCHANGE)`` call. A directory listing therefore shows
-either every old file or every new file, never both and never a part. A reader that listed the old files
-just before the exchange and opens one just after gets a "file not found" error (never wrong rows);
-:mod:`storage.catalog` retries such queries.
+partition directory in one ``renameat2(RENAME_EXCHANGE)`` call: at every instant the partition path
+names either the old directory or the new one, never both and never a mix.
+
+DuckDB's glob, however, lists a directory and then stats every entry *by path*; a glob that overlaps
+the swap by microseconds can therefore list part of a partition, and a query that listed the old files
+can find them gone when it opens them. So every swap is bracketed by a publication sequence number
+(a seqlock, ``_ticktape/compact/SEQUENCE``: odd while a swap is under way). :mod:`storage.catalog`
+reads it before and after each query and runs the query again when it moved, and retries a query whose
+listed file vanished: ``ticktape query`` never returns a day twice or half. (Plain DuckDB over the glob
+is exposed to that microsecond window during a compaction; compact before handing a day to research.)
 
 Compaction is idempotent: a partition holding only the files of one compaction is left alone, and the
 output names derive from the input names and sizes, so the same inputs always give the same names (the
@@ -20,8 +26,10 @@ run finishes or discards the leftover staging directory.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -51,6 +59,10 @@ COMPACTED_PREFIX = "compacted-"
 #: Where staging directories live, relative to the lake (outside every dataset tree, so globs never see it).
 WORK_SUBDIR = Path("_ticktape") / "compact"
 PLAN_NAME = "plan.json"
+SEQUENCE_NAME = "SEQUENCE"
+LOCK_NAME = "LOCK"
+#: An odd publication sequence older than this was left by a crashed compaction.
+STALE_SWAP_S = 60.0
 #: Attempts when the sink adds a file to the partition while we compact it.
 MAX_ATTEMPTS = 3
 
@@ -223,6 +235,59 @@ def _sweep_late_files(old_dir: Path, live: Path, inputs: set[str]) -> list[str]:
     return moved
 
 
+def _sequence_path(lake: Path) -> Path:
+    return lake / WORK_SUBDIR / SEQUENCE_NAME
+
+
+def publication_sequence(lake: Path) -> tuple[int, bool]:
+    """The lake's publication sequence number, and whether a swap is in progress right now.
+
+    A seqlock for readers: :mod:`storage.catalog` reads it before and after a query and runs the query
+    again when it moved. DuckDB's glob lists a directory and then stats every entry by path, so a glob
+    that overlaps a swap can list part of a partition; the sequence is how ticktape's readers notice.
+    An odd number left behind by a crashed compaction (older than :data:`STALE_SWAP_S`) is not a swap.
+    """
+    path = _sequence_path(lake)
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0, False
+    try:
+        seq = int(text.strip() or 0)
+    except ValueError:
+        return 0, False
+    return seq, seq % 2 == 1 and age < STALE_SWAP_S
+
+
+def _bump_sequence(lake: Path) -> int:
+    path = _sequence_path(lake)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seq = publication_sequence(lake)[0] + 1
+    tmp = path.with_name(f".{SEQUENCE_NAME}.{os.getpid()}")
+    tmp.write_text(f"{seq}\n")
+    os.rename(tmp, path)
+    return seq
+
+
+@contextlib.contextmanager
+def lake_lock(lake: Path) -> Iterator[None]:
+    """Holds the lake's compaction lock: one compaction at a time per lake."""
+    path = lake / WORK_SUBDIR / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CompactionError(
+                f"another compaction holds {path}; try again when it has finished"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def recover(lake: Path) -> None:
     """Finishes or discards staging directories that a crashed compaction left behind."""
     root = lake / WORK_SUBDIR
@@ -374,7 +439,7 @@ def compact_partition(
             log.warning("%s changed during compaction (attempt %d); retrying", part.relative, attempt)
             shutil.rmtree(work, ignore_errors=True)
             continue
-        _publish(live, staged, work, allow_brief_gap, exchange)
+        _publish(lake, live, staged, work, allow_brief_gap, exchange)
         _sweep_late_files(staged, live, set(input_names))
         shutil.rmtree(work, ignore_errors=True)
         result.status = "compacted"
@@ -391,6 +456,23 @@ def compact_partition(
 
 
 def _publish(
+    lake: Path,
+    live: Path,
+    staged: Path,
+    work: Path,
+    allow_brief_gap: bool,
+    exchange: Callable[[Path, Path], None],
+) -> None:
+    _bump_sequence(lake)  # odd: a swap is under way
+    try:
+        _swap(live, staged, work, allow_brief_gap, exchange)
+    finally:
+        _bump_sequence(lake)  # even again: readers that overlapped the swap see the number move
+    _fsync_dir(live.parent)
+    _fsync_dir(work)
+
+
+def _swap(
     live: Path, staged: Path, work: Path, allow_brief_gap: bool, exchange: Callable[[Path, Path], None]
 ) -> None:
     try:
@@ -410,8 +492,6 @@ def _publish(
         os.rename(live, aside)
         os.rename(staged, live)
         os.rename(aside, staged)
-    _fsync_dir(live.parent)
-    _fsync_dir(work)
 
 
 def compact_lake(
@@ -424,20 +504,23 @@ def compact_lake(
     """Compacts every partition of the closed days (or of ``day``). Open days raise ``ValueError``."""
     if not lake.is_dir():
         raise FileNotFoundError(f"lake directory not found: {lake}")
-    recover(lake)
     parts, open_days = select_days(lake, day, closed_before)
     if day is not None and open_days:
         raise ValueError(
             f"{day.isoformat()} is not closed yet (days before {(closed_before or utc_today()).isoformat()} are)"
         )
     results = []
-    for part in parts:
-        try:
-            res = compact_partition(lake, part, allow_brief_gap=allow_brief_gap)
-        except (CompactionError, OSError, duckdb.Error) as exc:
-            res = CompactResult(part, "failed", detail=str(exc))
-            log.error("compaction of %s failed: %s", part.relative, exc)
-        results.append(res)
-        if on_result is not None:
-            on_result(res)
+    with lake_lock(lake):
+        recover(lake)
+        if publication_sequence(lake)[0] % 2:
+            _bump_sequence(lake)  # a crashed compaction left it odd
+        for part in parts:
+            try:
+                res = compact_partition(lake, part, allow_brief_gap=allow_brief_gap)
+            except (CompactionError, OSError, duckdb.Error) as exc:
+                res = CompactResult(part, "failed", detail=str(exc))
+                log.error("compaction of %s failed: %s", part.relative, exc)
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
     return results

@@ -37,7 +37,10 @@ def write_sink_file(
     d = partition_dir(lake, dataset, exchange, day)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{stream}-{first:020d}-{last:020d}.parquet"
-    pq.write_table(pa.Table.from_batches([rows_to_arrow(dataset, ordered)]), path, compression="zstd")
+    # Like the sink: write under a hidden temporary name, then rename (readers never see half a file).
+    tmp = d / f".{path.name}.tmp"
+    pq.write_table(pa.Table.from_batches([rows_to_arrow(dataset, ordered)]), tmp, compression="zstd")
+    tmp.rename(path)
     return path
 
 

@@ -50,7 +50,7 @@ def run_cli(module, argv: list[str]) -> int:
 
 def test_rows_equal_sorted_zstd_and_idempotent(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    written = write_trade_day(lake, "binance", DAY, n=30_000, files=12)
+    written = write_trade_day(lake, "binance", DAY, n=12_000, files=12)
     write_trade_day(lake, "okx", DAY, n=5_000, files=3, seed=2)
     part = partition_dir(lake, "trades", "binance", DAY)
     before = lake_rows(part)
@@ -146,7 +146,7 @@ def test_busy_partition_is_skipped(tmp_path: Path) -> None:
 def test_reader_never_sees_duplicates_or_missing_rows(tmp_path: Path) -> None:
     """A reader queries continuously while the day is recompacted many times (late files keep coming)."""
     lake = tmp_path / "lake"
-    rows = write_trade_day(lake, "binance", DAY, n=40_000, files=20)
+    rows = write_trade_day(lake, "binance", DAY, n=20_000, files=20)
     totals = [len(rows)]
     stop = threading.Event()
     seen: list[tuple[int, int]] = []

@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas import DATASETS
-from storage.catalog import open_catalog
+from storage.catalog import LakeBusyError, open_catalog
 from ticktape.config import enable_config
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     with catalog:
         try:
             table = catalog.query(args.sql)
-        except duckdb.Error as exc:
+        except (duckdb.Error, LakeBusyError) as exc:
             print(f"ticktape query: {exc}", file=sys.stderr)
             return 1
     WRITERS[args.format](table, sys.stdout)
