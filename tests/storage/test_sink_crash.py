@@ -1,0 +1,139 @@
+"""Kill the sink with SIGKILL at random moments while it drains a real log: the lake must come out
+exactly as an uninterrupted run writes it (same files, same rows, no loss, no duplicates)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from collectors.capture import read_capture
+from collectors.registry import get_dialect
+from schemas import RECORD_DATASETS, RecordBuffer, arrow_schema, arrow_to_rows, rows_to_arrow
+from storage.lake import dataset_files
+from storage.sink import last_committed
+from streaming.local import LocalLogWriter
+from ticktape.cli import build_parser
+
+FRAMES_PER_CHUNK = 300
+KILLS = 12
+SINK_FLAGS = ["--flush-entries", "9", "--until-idle", "1"]
+
+
+def build_log(capture: Path, log_dir: Path) -> int:
+    """Normalises the capture and writes one log entry per dataset every FRAMES_PER_CHUNK frames."""
+    normaliser = get_dialect("binance").new_normaliser()
+    buf = RecordBuffer()
+    with LocalLogWriter(log_dir, fsync="never") as w:
+        for i, item in enumerate(read_capture(capture), start=1):
+            assert isinstance(item, tuple)
+            normaliser.on_frame(item[0], item[1], buf)
+            if i % FRAMES_PER_CHUNK == 0:
+                for ds in RECORD_DATASETS:
+                    if buf.rows(ds):
+                        w.append(ds, rows_to_arrow(ds, buf.rows(ds)))
+                buf.clear()
+        for ds in RECORD_DATASETS:
+            if buf.rows(ds):
+                w.append(ds, rows_to_arrow(ds, buf.rows(ds)))
+        w.sync()
+        return w.next_entry
+
+
+def _sink_child(argv: list[str]) -> None:
+    from ticktape.cli import main
+
+    os._exit(main(argv))
+
+
+def start_sink(log_dir: Path, lake: Path) -> multiprocessing.process.BaseProcess:
+    # Forked from this (already warmed-up) process: a sink that starts in milliseconds, so that the
+    # kills land while it drains rather than while Python imports modules.
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(
+        target=_sink_child, args=(["sink", "--log", str(log_dir), "--lake", str(lake), *SINK_FLAGS],)
+    )
+    proc.start()
+    return proc
+
+
+def lake_snapshot(lake: Path) -> dict[str, list[tuple[str, list[tuple]]]]:
+    """Per dataset: (file path within the lake, rows) in file name order."""
+    out = {}
+    for ds in RECORD_DATASETS:
+        out[ds] = [
+            (str(f.relative_to(lake)), arrow_to_rows(pq.read_table(f, schema=arrow_schema(ds))))
+            for f in dataset_files(lake, ds)
+        ]
+    return out
+
+
+def kill_repeatedly(
+    log_dir: Path, lake: Path, entries: int, drain_s: float, rng: random.Random
+) -> tuple[int, list[int]]:
+    """Starts and SIGKILLs sinks until KILLS kills landed (or one finished); returns kills, commits."""
+    kills = 0
+    progress: list[int] = []
+    while kills < KILLS:
+        remaining = 1.0 - (last_committed(lake, "local") + 1) / entries
+        proc = start_sink(log_dir, lake)
+        # Kill before what is left would be done: the kills spread over the whole drain.
+        time.sleep(rng.uniform(0.0, max(0.05, drain_s * remaining)))
+        if not proc.is_alive():
+            break  # finished before the kill (the machine got faster than the reference run)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
+        kills += 1
+        progress.append(last_committed(lake, "local"))
+    return kills, progress
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(samples: Path, tmp_path: Path) -> None:
+    log_dir = tmp_path / "log"
+    entries = build_log(samples / "binance" / "ethusdt_20240808.capture.gz", log_dir)
+    assert entries > 200
+    build_parser()  # import every command module in the parent, so that forked sinks start at once
+
+    reference = tmp_path / "reference"
+    t0 = time.monotonic()
+    proc = start_sink(log_dir, reference)
+    proc.join(300)
+    drain_s = time.monotonic() - t0 - 1.0  # without the final --until-idle wait
+    assert proc.exitcode == 0
+    assert last_committed(reference, "local") == entries - 1
+
+    lake = tmp_path / "crashed"
+    rng = random.Random(20240808)
+    for _attempt in range(3):
+        shutil.rmtree(lake, ignore_errors=True)
+        kills, progress = kill_repeatedly(log_dir, lake, entries, drain_s, rng)
+        if kills >= KILLS:
+            break
+    print(f"drain {drain_s:.1f} s, {entries} entries, commits after each kill: {progress}")
+    assert kills >= 10, f"the sink finished after only {kills} kills"
+    assert progress == sorted(progress)  # commits never go backwards
+    assert progress[-1] > entries // 3, "the kills did not spread over the drain"
+
+    proc = start_sink(log_dir, lake)
+    proc.join(300)
+    assert proc.exitcode == 0
+    assert last_committed(lake, "local") == entries - 1
+    assert not list(lake.rglob("*.tmp"))
+
+    expected = lake_snapshot(reference)
+    got = lake_snapshot(lake)
+    assert sum(len(rows) for _, rows in expected["book"]) > 100_000
+    for ds in RECORD_DATASETS:
+        assert [name for name, _ in got[ds]] == [name for name, _ in expected[ds]], ds
+        assert got[ds] == expected[ds], ds
+    for name, _ in expected["trades"]:
+        assert (lake / name).read_bytes() == (reference / name).read_bytes()  # identical files
