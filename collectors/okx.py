@@ -64,7 +64,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import split_binance_symbol
-from .book import ASK, BID, L2Book, SyncedBook
+from .book import ASK, BID, L2Book, SymbolBooks, SyncedBook
 from .checksum import book_crc32, to_signed32
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
@@ -94,6 +94,12 @@ def normalise_inst_id(inst_id: str) -> str:
     if inst_id.endswith("-SWAP"):
         return inst_id[: -len("-SWAP")] + "-PERP"
     return inst_id
+
+
+def _normalise_wire_inst_id(inst_id: Any) -> str:
+    if not isinstance(inst_id, str):
+        raise ParseError(f"instId is not a string: {str(inst_id)[:40]!r}")
+    return normalise_inst_id(inst_id)
 
 
 def _seq(value: Any, what: str, symbol: str) -> int | None:
@@ -132,8 +138,8 @@ class OkxNormaliser(Normaliser):
     def __init__(self, verify_checksums: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verify_checksums = verify_checksums
-        self.books: dict[str, SyncedBook] = {}
-        self.symbols: dict[str, str] = {}  # instId -> normalised symbol
+        self.symbols = SymbolBooks(self.exchange, _normalise_wire_inst_id)
+        self.books = self.symbols.books  # instId -> book
         self.trade_ids = RecentTradeIds()
         #: instIds whose trades subscription was acknowledged and whose first push is still to come
         self.trade_snapshot_due: set[str] = set()
@@ -142,25 +148,6 @@ class OkxNormaliser(Normaliser):
         self.checksums_verified = 0
         self.checksums_unverified = 0
         self.updates_skipped = 0
-
-    # -- symbols -------------------------------------------------------------------------------
-    def normalise(self, inst_id: Any) -> str:
-        """Normalised symbol of an instId (cached); :class:`ParseError` for unsafe names."""
-        sym = self.symbols.get(inst_id)
-        if sym is None:
-            if not isinstance(inst_id, str):
-                raise ParseError(f"instId is not a string: {str(inst_id)[:40]!r}")
-            sym = check_symbol(normalise_inst_id(inst_id))
-            self.symbols[inst_id] = sym
-        return sym
-
-    def book_of(self, inst_id: str) -> SyncedBook:
-        """The synced book of an instId (created on first use)."""
-        book = self.books.get(inst_id)
-        if book is None:
-            book = SyncedBook(self.exchange, self.normalise(inst_id))
-            self.books[inst_id] = book
-        return book
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -221,7 +208,7 @@ class OkxNormaliser(Normaliser):
     # -- trades --------------------------------------------------------------------------------
     def on_trades(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
         """A trades push: one row per trade; repeats (by tradeId) dropped; subscribe replays flagged."""
-        symbol = self.normalise(inst_id)
+        symbol = self.symbols.name(inst_id)
         parsed = []
         for t in data:
             if t.get("instId", inst_id) != inst_id:
@@ -252,7 +239,7 @@ class OkxNormaliser(Normaliser):
     # -- book ----------------------------------------------------------------------------------
     def on_book(self, ts_recv: int, inst_id: Any, action: Any, data: list[Any], out: RecordBuffer) -> None:
         """A books push: snapshot or update, under the sequence and checksum rules."""
-        book = self.book_of(inst_id)
+        book = self.symbols.book(inst_id)
         if action != "snapshot" and action != "update":
             raise ParseError(f"unknown book action {str(action)[:20]!r}", book.symbol, "book")
         for entry in data:
@@ -325,7 +312,7 @@ class OkxNormaliser(Normaliser):
     # -- best bid/offer ------------------------------------------------------------------------
     def on_bbo_tbt(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
         """A ``bbo-tbt`` push: best level of each side, with the book's ``seqId``."""
-        symbol = self.normalise(inst_id)
+        symbol = self.symbols.name(inst_id)
         for entry in data:
             bids, asks = entry["bids"], entry["asks"]
             if not isinstance(bids, list) or not isinstance(asks, list):
@@ -344,7 +331,7 @@ class OkxNormaliser(Normaliser):
 
     def on_tickers(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
         """A ``tickers`` push: best bid/offer without a sequence."""
-        symbol = self.normalise(inst_id)
+        symbol = self.symbols.name(inst_id)
         for t in data:
             bid_price = _optional_price(t["bidPx"], "bid price")
             bid_size = _optional_size(t["bidSz"], "bid size")

@@ -44,3 +44,21 @@ def tops_by_seq(book_rows: list[tuple[Any, ...]]) -> dict[tuple[str, int], tuple
         if nxt is None or (nxt[1], nxt[8], nxt[7]) != key:
             tops[(symbol, seq)] = (book.best_bid(), book.best_ask())
     return tops
+
+
+def assert_tops_match_bbo(book_rows: list[tuple[Any, ...]], bbo_rows: list[tuple[Any, ...]]) -> int:
+    """Asserts that the book rebuilt from ``book_rows`` has the best bid/ask of every ``bbo`` row at an
+    equal ``seq``; returns how many rows were compared (bbo rows whose seq the book never had are skipped).
+    """
+    tops = tops_by_seq(book_rows)
+    compared = 0
+    for row in bbo_rows:
+        top = tops.get((row[1], row[8]))
+        if top is None:
+            continue
+        (bid_p, bid_s), (ask_p, ask_s) = top
+        assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], (
+            f"{row[1]}: book top differs from bbo at seq {row[8]}"
+        )
+        compared += 1
+    return compared

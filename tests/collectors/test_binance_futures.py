@@ -13,7 +13,8 @@ from collectors.binance_futures import BinanceFuturesDialect, BinanceFuturesNorm
 from collectors.capture import read_capture
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
-from tests.collectors.book_replay import replay_capture, tops_by_seq
+from tests.collectors.bad_input import assert_parse_error_then_flowing
+from tests.collectors.book_replay import assert_tops_match_bbo, replay_capture
 from tests.collectors.test_connection import running
 
 SAMPLE = "binance-futures/ethusdt_20240808.capture.gz"
@@ -52,15 +53,7 @@ def test_book_ticker_rows_carry_event_time(sample_frames, sample_records) -> Non
 
 
 def test_rebuilt_book_equals_book_ticker_at_equal_update_ids(sample_records) -> None:
-    tops = tops_by_seq(sample_records.book)
-    compared = 0
-    for row in sample_records.bbo:
-        top = tops.get((row[1], row[8]))
-        if top is None:
-            continue
-        (bid_p, bid_s), (ask_p, ask_s) = top
-        assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"mismatch at u={row[8]}"
-        compared += 1
+    compared = assert_tops_match_bbo(sample_records.book, sample_records.bbo)
     assert compared > 500  # 551 equal update ids in this recording
 
 
@@ -221,14 +214,11 @@ def test_non_market_executions_are_not_trades() -> None:
     ],
 )
 def test_bad_input_is_a_parse_error_and_others_keep_flowing(frame: bytes) -> None:
-    n = BinanceFuturesNormaliser()
-    out = RecordBuffer()
-    good = b'{"stream":"ethusdt@trade","data":{"s":"ETHUSDT","t":7,"p":"2","q":"3","T":1700000000000,"m":false,"X":"MARKET"}}'
-    n.on_frame(1, frame, out)
-    n.on_frame(2, good, out)
-    assert [e[4] for e in out.feed_events] == ["parse_error"]
-    assert orjson.loads(out.feed_events[0][5])["frame"]
-    assert [r[4] for r in out.trades] == ["7"]
+    good = (
+        b'{"stream":"ethusdt@trade","data":{"s":"ETHUSDT","t":7,"p":"2","q":"3","T":1700000000000,'
+        b'"m":false,"X":"MARKET"}}'
+    )
+    assert_parse_error_then_flowing(BinanceFuturesNormaliser(), frame, good, ["7"])
 
 
 def test_bad_pu_is_a_parse_error() -> None:
@@ -268,14 +258,7 @@ async def test_simulator_round_trip_book_equals_book_ticker() -> None:
     kinds = {e[4] for e in run.got.feed_events}
     assert not kinds & {"parse_error", "gap", "resync", "duplicate"}
     assert all(r[2] is not None for r in run.got.bbo)  # futures bookTicker carries E
-    tops = tops_by_seq(run.got.book)
-    compared = 0
-    for row in run.got.bbo:
-        top = tops.get((row[1], row[8]))
-        if top is not None:
-            (bid_p, bid_s), (ask_p, ask_s) = top
-            assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"{row[1]} at u={row[8]}"
-            compared += 1
+    compared = assert_tops_match_bbo(run.got.book, run.got.bbo)
     assert compared > 150
 
 

@@ -17,7 +17,8 @@ from collectors.okx import OkxDialect, OkxNormaliser, okx_checksum
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
 from schemas import Flags, RecordBuffer
-from tests.collectors.book_replay import replay_capture, tops_by_seq
+from tests.collectors.bad_input import assert_parse_error_then_flowing
+from tests.collectors.book_replay import assert_tops_match_bbo, replay_capture
 from tests.collectors.test_connection import running
 
 SAMPLE = "okx/okx_20220513.capture.gz"
@@ -349,13 +350,7 @@ GOOD_TRADE = b'{"arg":{"channel":"trades","instId":"ETH-USDT"},"data":[{"instId"
     ],
 )
 def test_bad_input_is_a_parse_error_and_others_keep_flowing(frame: bytes) -> None:
-    n = OkxNormaliser()
-    out = RecordBuffer()
-    n.on_frame(1, frame, out)
-    n.on_frame(2, GOOD_TRADE, out)
-    assert [e[4] for e in out.feed_events] == ["parse_error"]
-    assert orjson.loads(out.feed_events[0][5])["frame"]
-    assert [r[4] for r in out.trades] == ["7"]
+    assert_parse_error_then_flowing(OkxNormaliser(), frame, GOOD_TRADE, ["7"])
 
 
 def test_bad_level_leaves_book_untouched() -> None:
@@ -424,14 +419,7 @@ async def test_simulator_round_trip_books_match_bbo_and_checksums_verify() -> No
     kinds = {e[4] for e in run.got.feed_events}
     assert not kinds & {"parse_error", "gap", "checksum_mismatch", "resync", "exchange_error"}
     assert _normaliser(run).checksums_unverified == 0
-    tops = tops_by_seq(run.got.book)
-    compared = 0
-    for row in run.got.bbo:
-        top = tops.get((row[1], row[8]))
-        if top is not None:
-            (bid_p, bid_s), (ask_p, ask_s) = top
-            assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"{row[1]} at seqId {row[8]}"
-            compared += 1
+    compared = assert_tops_match_bbo(run.got.book, run.got.bbo)
     assert compared > 150  # every bbo-tbt row has its seqId in the book
     assert {r[1] for r in run.got.trades} == {"BTC-USDT", "ETH-USDT-PERP"}
 
