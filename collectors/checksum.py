@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from itertools import zip_longest
+from itertools import islice, zip_longest
 
 from .book import ASK, BID, L2Book
 
@@ -35,20 +35,22 @@ def book_crc32(
     ``asks_first`` is False. ``interleave=True``: bid 1, ask 1, bid 2, ask 2, ... (a side that runs
     out simply stops contributing). Rendered levels are joined with ``separator``.
     """
-    bids = book.top(BID, depth)
-    asks = book.top(ASK, depth)
+    # The level maps hold (size, price_str, size_str), best first; reading values() directly is the
+    # cheapest way through a SortedDict (this runs once per book message).
+    bids = islice(book.side(BID).values(), depth)
+    asks = islice(book.side(ASK).values(), depth)
     parts: list[str]
     if interleave:
         parts = []
         for bid, ask in zip_longest(bids, asks):
             if bid is not None:
-                parts.append(level_text(bid[2], bid[3]))
+                parts.append(level_text(bid[1], bid[2]))
             if ask is not None:
-                parts.append(level_text(ask[2], ask[3]))
+                parts.append(level_text(ask[1], ask[2]))
     else:
         first, second = (asks, bids) if asks_first else (bids, asks)
-        parts = [level_text(lv[2], lv[3]) for lv in first]
-        parts.extend(level_text(lv[2], lv[3]) for lv in second)
+        parts = [level_text(lv[1], lv[2]) for lv in first]
+        parts.extend([level_text(lv[1], lv[2]) for lv in second])
     return zlib.crc32(separator.join(parts).encode())
 
 

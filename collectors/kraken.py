@@ -106,9 +106,13 @@ def padded_checksum(book: Any, price_decimals: int, qty_decimals: int) -> int:
     )
 
 
+_EXACT_DECODER = json.JSONDecoder(parse_float=str, parse_int=str)
+
+
 def loads_exact(frame: str | bytes) -> Any:
     """JSON decoding that keeps every number's wire text (as ``str``): checksums need the exact digits."""
-    return json.loads(frame, parse_float=str, parse_int=str)
+    text = frame.decode() if isinstance(frame, bytes) else frame
+    return _EXACT_DECODER.decode(text)
 
 
 def _is_book_frame(frame: str | bytes) -> bool:
