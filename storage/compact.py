@@ -48,6 +48,9 @@ import pyarrow.parquet as pq
 
 from schemas import DATASETS, arrow_schema
 
+from .lake import STATE_DIR, fsync_dir, fsync_file, parse_sink_file_name, partition_dirs, write_json_atomic
+from .sink import committed_streams
+
 log = logging.getLogger(__name__)
 
 #: Rows per Parquet row group in compacted files ("several hundred thousand").
@@ -57,7 +60,7 @@ FILE_ROWS = 20_000_000
 #: Name prefix of compacted files; they carry no stream positions, so the sink never treats them as its own.
 COMPACTED_PREFIX = "compacted-"
 #: Where staging directories live, relative to the lake (outside every dataset tree, so globs never see it).
-WORK_SUBDIR = Path("_ticktape") / "compact"
+WORK_SUBDIR = Path(STATE_DIR) / "compact"
 PLAN_NAME = "plan.json"
 SEQUENCE_NAME = "SEQUENCE"
 LOCK_NAME = "LOCK"
@@ -133,22 +136,15 @@ def data_files(directory: Path) -> list[Path]:
 
 def iter_partitions(lake: Path, datasets: tuple[str, ...] = DATASETS) -> Iterator[Partition]:
     """Every partition directory of the lake, by dataset, exchange and date."""
-    for dataset in datasets:
-        root = lake / dataset
-        if not root.is_dir():
+    for path in partition_dirs(lake, datasets):
+        exchange = path.parent.name.partition("=")[2]
+        try:
+            day = date.fromisoformat(path.name.partition("=")[2])
+        except ValueError:
+            log.warning("ignoring %s: not a date partition", path)
             continue
-        for ex_dir in sorted(root.glob("exchange=*")):
-            exchange = ex_dir.name.partition("=")[2]
-            if not ex_dir.is_dir() or not exchange:
-                continue
-            for day_dir in sorted(ex_dir.glob("date=*")):
-                try:
-                    day = date.fromisoformat(day_dir.name.partition("=")[2])
-                except ValueError:
-                    log.warning("ignoring %s: not a date partition", day_dir)
-                    continue
-                if day_dir.is_dir():
-                    yield Partition(dataset, exchange, day, day_dir)
+        if exchange:
+            yield Partition(path.parent.parent.name, exchange, day, path)
 
 
 def select_days(
@@ -171,14 +167,6 @@ def select_days(
     if day is not None and day >= limit:
         open_days.add(day)
     return chosen, sorted(open_days)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def exchange_dirs(a: Path, b: Path) -> None:
@@ -214,6 +202,17 @@ def _compacted_generation(files: list[Path]) -> str | None:
     return tokens.pop() if len(tokens) == 1 else None
 
 
+def _uncommitted(lake: Path, files: list[Path]) -> list[str]:
+    """Sink files whose positions are beyond their stream's commit marker."""
+    commits = committed_streams(lake)
+    out = []
+    for p in files:
+        parsed = parse_sink_file_name(p.name)
+        if parsed is not None and parsed[2] > commits.get(parsed[0], -1):
+            out.append(p.name)
+    return out
+
+
 def _parquet_rows(files: list[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
 
@@ -230,7 +229,7 @@ def _sweep_late_files(old_dir: Path, live: Path, inputs: set[str]) -> list[str]:
             os.rename(p, live / p.name)
             moved.append(p.name)
     if moved:
-        _fsync_dir(live)
+        fsync_dir(live)
         log.warning("moved %d file(s) published during compaction into %s: %s", len(moved), live, moved)
     return moved
 
@@ -348,8 +347,7 @@ def _write_sorted(
             if writer is not None:
                 writer.close()
                 writer = None
-                with open(staged / names[-1], "rb+") as fh:
-                    os.fsync(fh.fileno())
+                fsync_file(staged / names[-1])
 
         def flush_group() -> None:
             nonlocal writer, file_rows, pending, pending_rows
@@ -405,6 +403,13 @@ def compact_partition(
             result.status = "busy"
             result.detail = f"unpublished entries present (a sink still writing?): {busy[:5]}"
             return result
+        uncommitted = _uncommitted(lake, inputs)
+        if uncommitted:
+            # A file the sink has not committed may be an orphan that its recovery deletes and rewrites:
+            # merging it would duplicate its rows.
+            result.status = "busy"
+            result.detail = f"sink files beyond the last commit (sink crashed or running?): {uncommitted[:5]}"
+            return result
         result.input_rows = _parquet_rows(inputs)
         token = _token(inputs)
         work = _work_dir(lake, part)
@@ -425,15 +430,10 @@ def compact_partition(
             shutil.rmtree(work, ignore_errors=True)
             raise CompactionError(f"{part.relative}: wrote {written} rows, expected {rows}")
         os.chmod(staged, stat.S_IMODE(live.stat().st_mode))
-        _fsync_dir(staged)
+        fsync_dir(staged)
         input_names = [p.name for p in inputs]
         plan = {"partition": part.relative, "inputs": input_names, "outputs": names, "rows": rows}
-        plan_tmp = work / (PLAN_NAME + ".tmp")
-        plan_tmp.write_text(json.dumps(plan, indent=1))
-        with open(plan_tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.rename(plan_tmp, work / PLAN_NAME)
-        _fsync_dir(work)
+        write_json_atomic(work / PLAN_NAME, plan)
         if [p.name for p in data_files(live)] != input_names:
             # The sink published into this day while we merged: start again with the new file set.
             log.warning("%s changed during compaction (attempt %d); retrying", part.relative, attempt)
@@ -468,8 +468,8 @@ def _publish(
         _swap(live, staged, work, allow_brief_gap, exchange)
     finally:
         _bump_sequence(lake)  # even again: readers that overlapped the swap see the number move
-    _fsync_dir(live.parent)
-    _fsync_dir(work)
+    fsync_dir(live.parent)
+    fsync_dir(work)
 
 
 def _swap(

@@ -8,10 +8,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from schemas import arrow_schema, rows_to_arrow
+from storage.lake import sink_file_name
+from storage.sink import UnitWriter
 
 DAY_NS = 86_400 * 1_000_000_000
 
@@ -29,19 +28,12 @@ def partition_dir(lake: Path, dataset: str, exchange: str, day: date) -> Path:
 def write_sink_file(
     lake: Path, dataset: str, rows: list[tuple[Any, ...]], stream: str, first: int, last: int
 ) -> Path:
-    """Writes rows of one exchange and day as a sink file, sorted (stably) by (symbol, ts_recv)."""
+    """Writes rows of one exchange and day as the sink does (its UnitWriter: file, then commit marker)."""
     exchange = rows[0][0]
     ts_idx = arrow_schema(dataset).names.index("ts_recv")
     day = datetime.fromtimestamp(rows[0][ts_idx] / 1e9, tz=UTC).date()
-    ordered = sorted(rows, key=lambda r: (r[1] or "", r[ts_idx]))
-    d = partition_dir(lake, dataset, exchange, day)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{stream}-{first:020d}-{last:020d}.parquet"
-    # Like the sink: write under a hidden temporary name, then rename (readers never see half a file).
-    tmp = d / f".{path.name}.tmp"
-    pq.write_table(pa.Table.from_batches([rows_to_arrow(dataset, ordered)]), tmp, compression="zstd")
-    tmp.rename(path)
-    return path
+    UnitWriter(lake, durable=False).write_unit(stream, first, last, {dataset: rows_to_arrow(dataset, rows)})
+    return partition_dir(lake, dataset, exchange, day) / sink_file_name(stream, first, last)
 
 
 def trade_rows(
