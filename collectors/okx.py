@@ -17,6 +17,8 @@ Channels (``arg.channel``; every push is ``{"arg":{"channel","instId"},"data":[.
 - ``books`` (400 levels, 100 ms; also ``books50-l2-tbt`` / ``books-l2-tbt``, same format, selected
   with ``DialectOptions.extra["book_channel"]``): ``action`` is ``snapshot`` then ``update``; levels
   are ``[px, sz, "0" (deprecated), orders]``, size ``"0"`` removes a level; ``ts`` is the book time.
+  OKX itself removes the levels that leave the 400-level window (on the recording BTC-USDT holds
+  exactly 400 levels per side after every message), so the local book needs no truncation.
 - ``bbo-tbt`` (default) or ``tickers`` (``extra["bbo_channel"]``) for the best bid/offer. ``bbo-tbt``
   carries ``seqId`` from the same per-instrument sequence as the books, so its rows are comparable
   with the rebuilt book at equal ``seq``; ``tickers`` carries no sequence (``seq`` null).
