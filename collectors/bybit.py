@@ -76,6 +76,8 @@ LINEAR_BOOK_DEPTHS: tuple[int, ...] = (50, 200, 500, 1000)
 DEFAULT_BOOK_DEPTH = 50
 #: Trade ids remembered per symbol for de-duplication (Bybit ids are not ordered: UUIDs on linear).
 TRADE_ID_MEMORY = 8192
+#: Messages of a topic still waiting for its snapshot after a resubscribe before asking again.
+RESUBSCRIBE_AGAIN_AFTER = 500
 #: Distinct topics whose parse is cached; beyond it the cache is cleared (a hostile stream of topics).
 MAX_CACHED_TOPICS = 100_000
 
@@ -175,6 +177,8 @@ class BybitNormaliser(Normaliser):
         self.topics: dict[str, tuple[int, str, str, int]] = {}
         #: deltas dropped because no snapshot of their topic was ever seen on this connection
         self.dropped_unsynced = 0
+        #: (native, channel) waiting for a snapshot -> messages seen since the resubscribe request
+        self.awaiting: dict[tuple[str, str], int] = {}
 
     # -- symbols ---------------------------------------------------------------------------------
     def normalise_native(self, native: str) -> str:
@@ -196,6 +200,17 @@ class BybitNormaliser(Normaliser):
             sym = check_symbol(self.normalise_native(native))
             self.symbols[native] = sym
         return sym
+
+    def request_snapshot(self, native: str, channel: str) -> None:
+        """Asks the connection to resubscribe ``native``: once, and again only if the snapshot has
+        not come after :data:`RESUBSCRIBE_AGAIN_AFTER` messages (never a resubscribe storm)."""
+        key = (native, channel)
+        waited = self.awaiting.get(key)
+        if waited is None or waited >= RESUBSCRIBE_AGAIN_AFTER:
+            self.awaiting[key] = 0
+            self.resubscribe_requests.add(native)
+        else:
+            self.awaiting[key] = waited + 1
 
     def topic_info(self, topic: Any) -> tuple[int, str, str, int]:
         """``(kind, native, symbol, depth)`` of a topic name (cached: parsed once per topic)."""
@@ -337,6 +352,7 @@ class BybitNormaliser(Normaliser):
             reason = "service restart (u=1)" if u == 1 and book.snapshots else "snapshot"
             book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq, reason)
             book.last_seq = u
+            self.awaiting.pop((native, "book"), None)
         elif kind == "delta":
             if not book.synced:
                 if not book.maybe_bad:
@@ -344,9 +360,10 @@ class BybitNormaliser(Normaliser):
                     self.dropped_unsynced += 1
                     parse_levels(bids)  # still reject malformed input as a parse error
                     parse_levels(asks)
-                    self.resubscribe_requests.add(native)
+                    self.request_snapshot(native, "book")
                     return
                 book.apply_update(out, ts_exchange, ts_recv, bids, asks, seq)  # MAYBE_BAD_BOOK rows
+                self.request_snapshot(native, "book")
             else:
                 prev = book.last_seq
                 assert prev is not None
@@ -364,7 +381,7 @@ class BybitNormaliser(Normaliser):
                     else:
                         detail["missing"] = u - prev - 1
                     book.gap(out, ts_recv, "gap", detail)
-                    self.resubscribe_requests.add(native)
+                    self.request_snapshot(native, "book")
                     book.apply_update(out, ts_exchange, ts_recv, bids, asks, seq)  # kept, flagged
                 else:
                     book.apply_update(out, ts_exchange, ts_recv, bids, asks, seq)
@@ -413,12 +430,14 @@ class BybitNormaliser(Normaliser):
             book.clear()
             state.synced, state.maybe_bad = True, False
             state.snapshots += 1
+            self.awaiting.pop((native, "bbo"), None)
         elif kind == "delta":
             if not state.synced:
                 if not state.maybe_bad:
                     self.dropped_unsynced += 1
-                    self.resubscribe_requests.add(native)
+                    self.request_snapshot(native, "bbo")
                     return
+                self.request_snapshot(native, "bbo")  # still waiting: counts towards asking again
             else:
                 prev = state.last_u
                 assert prev is not None
@@ -433,7 +452,7 @@ class BybitNormaliser(Normaliser):
                         detail["missing"] = u - prev - 1
                     emit_event(out, self.exchange, symbol, "bbo", ts_recv, "gap", detail)
                     state.synced, state.maybe_bad = False, True
-                    self.resubscribe_requests.add(native)
+                    self.request_snapshot(native, "bbo")
         else:
             raise ParseError(f"unknown book message type {str(kind)[:20]!r}", symbol, "bbo")
         for side, levels in ((BID, bids), (ASK, asks)):
@@ -477,10 +496,11 @@ class BybitNormaliser(Normaliser):
         state = self.tickers.get(native)
         if kind == "snapshot":
             state = [None, None, None, None]
+            self.awaiting.pop((native, "bbo"), None)
         elif kind == "delta":
             if state is None:
                 self.dropped_unsynced += 1
-                self.resubscribe_requests.add(native)
+                self.request_snapshot(native, "bbo")
                 return
             state = list(state)
         else:
@@ -518,6 +538,7 @@ class BybitNormaliser(Normaliser):
         self.tops.clear()
         self.tickers.clear()
         self.resubscribe_requests.clear()
+        self.awaiting.clear()
 
 
 def _same_levels(book: L2Book, bids: list[Any], asks: list[Any]) -> bool:
@@ -633,16 +654,34 @@ class DepthWindow:
 
     def __init__(self, u: int) -> None:
         self.u = u
-        self.bids: dict[str, str] = {}
-        self.asks: dict[str, str] = {}
+        self.bids: dict[int, int] = {}  # ticks -> lots, as last pushed
+        self.asks: dict[int, int] = {}
         self.last_push_ns = 0
 
 
-def _diff(old: dict[str, str], new: dict[str, str], descending: bool) -> list[list[str]]:
-    """Levels that changed between two windows, deletions as size ``"0"``, in book order."""
-    changes = [[p, s] for p, s in new.items() if old.get(p) != s]
-    changes.extend([p, "0"] for p in old if p not in new)
-    changes.sort(key=lambda level: float(level[0]), reverse=descending)
+def _window_levels(model: MarketModel, depth: int) -> tuple[dict[int, int], dict[int, int]]:
+    """The best ``depth`` levels of each side as ticks -> lots (sliced, no scan, no formatting)."""
+    bids, asks = model.bids, model.asks
+    return (
+        {t: bids[t] for t in bids.keys()[-depth:]},  # bids ascend in the model: best are last
+        {t: asks[t] for t in asks.keys()[:depth]},
+    )
+
+
+def _wire(model: MarketModel, levels: dict[int, int], descending: bool) -> list[list[str]]:
+    """Wire levels ``[price, size]`` in book order (size ``"0"`` deletes)."""
+    return [
+        [model.price_str(t), model.size_str(levels[t]) if levels[t] else "0"]
+        for t in sorted(levels, reverse=descending)
+    ]
+
+
+def _diff(old: dict[int, int], new: dict[int, int]) -> dict[int, int]:
+    """Levels that changed between two windows; levels that left the window get size 0."""
+    changes = {t: v for t, v in new.items() if old.get(t) != v}
+    for t in old:
+        if t not in new:
+            changes[t] = 0
     return changes
 
 
@@ -757,8 +796,7 @@ class BybitSimulator(ExchangeSimulator):
             w = self.windows[key] = DepthWindow(
                 u=1_000 + zlib.crc32(f"{symbol}.{depth}".encode()) % 1_000_000
             )
-            bids, asks = model.top(depth)
-            w.bids, w.asks = dict(bids), dict(asks)
+            w.bids, w.asks = _window_levels(model, depth)
         return w
 
     def restart_orderbook_service(self, symbol: str) -> None:
@@ -776,11 +814,11 @@ class BybitSimulator(ExchangeSimulator):
         ms = self.now_exchange_ns() // 1_000_000
         if topic.startswith("orderbook."):
             w = self.window(symbol, depth)
-            bids, asks = model.top(depth)
-            new_b, new_a = dict(bids), dict(asks)
+            new_b, new_a = _window_levels(model, depth)
             if new_b != w.bids or new_a != w.asks:  # the market moved while nobody watched
                 w.bids, w.asks = new_b, new_a
                 w.u += 1
+            bids, asks = _wire(model, new_b, True), _wire(model, new_a, False)
             return self._book_frame(topic, "snapshot", symbol, w.u, model.update_id, bids, asks, ms)
         if topic.startswith("tickers."):
             (bp, bq), (ap, aq) = model.best()
@@ -872,19 +910,18 @@ class BybitSimulator(ExchangeSimulator):
             if sym != symbol:
                 continue
             topic = f"orderbook.{depth}.{symbol}"
-            bids, asks = step.model.top(depth)
-            new_b, new_a = dict(bids), dict(asks)
-            db, da = _diff(w.bids, new_b, True), _diff(w.asks, new_a, False)
+            model = step.model
+            new_b, new_a = _window_levels(model, depth)
+            db, da = _diff(w.bids, new_b), _diff(w.asks, new_a)
             w.bids, w.asks = new_b, new_a
             if db or da:
                 w.u += 1
-                kind = "snapshot" if w.u == 1 else "delta"
-                frame = (
-                    self._book_frame(topic, kind, symbol, w.u, step.update_id, bids, asks, ms)
-                    if kind == "snapshot"
-                    else self._book_frame(topic, kind, symbol, w.u, step.update_id, db, da, ms)
-                )
-                frames[topic] = [frame]
+                if w.u == 1:  # after an orderbook service restart: a full snapshot with u = 1
+                    kind, db, da = "snapshot", new_b, new_a
+                else:
+                    kind = "delta"
+                bids, asks = _wire(model, db, True), _wire(model, da, False)
+                frames[topic] = [self._book_frame(topic, kind, symbol, w.u, step.update_id, bids, asks, ms)]
                 w.last_push_ns = step.ts_ns
             elif (
                 depth == 1
@@ -892,6 +929,7 @@ class BybitSimulator(ExchangeSimulator):
                 and step.ts_ns - w.last_push_ns >= self.level1_repush_ns
             ):
                 # documented: an unchanged level-1 book is re-sent as a snapshot with the same u
+                bids, asks = _wire(model, new_b, True), _wire(model, new_a, False)
                 frames[topic] = [
                     self._book_frame(topic, "snapshot", symbol, w.u, step.update_id, bids, asks, ms)
                 ]

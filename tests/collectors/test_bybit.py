@@ -16,7 +16,13 @@ import pytest
 import websockets
 
 from collectors.base import DialectOptions, Subscription
-from collectors.bybit import BybitDialect, BybitNormaliser, BybitSimulator, RecentIds
+from collectors.bybit import (
+    RESUBSCRIBE_AGAIN_AFTER,
+    BybitDialect,
+    BybitNormaliser,
+    BybitSimulator,
+    RecentIds,
+)
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
 from schemas import Flags, RecordBuffer
@@ -305,6 +311,20 @@ def test_delta_before_any_snapshot_is_dropped_and_asks_for_a_snapshot() -> None:
     n = BybitNormaliser()
     out = _feed(n, _book("delta", 5, [("100", "1")]))
     assert not out.book and n.dropped_unsynced == 1 and n.resubscribe_requests == {"BTCUSDT"}
+
+
+def test_resubscribe_is_asked_once_then_again_if_no_snapshot_comes() -> None:
+    n = BybitNormaliser()
+    _feed(n, _book("snapshot", 100, [("100", "1")], [("101", "1")]), _book("delta", 102, [("100", "2")]))
+    assert n.resubscribe_requests == {"BTCUSDT"}
+    n.resubscribe_requests.clear()  # the connection sent the frames
+    _feed(n, *[_book("delta", 103 + i, [("100", str(i + 3))]) for i in range(RESUBSCRIBE_AGAIN_AFTER)])
+    assert n.resubscribe_requests == set()  # no storm while the snapshot is on its way
+    _feed(n, _book("delta", 103 + RESUBSCRIBE_AGAIN_AFTER, [("100", "1")]))
+    assert n.resubscribe_requests == {"BTCUSDT"}  # it never came: ask again
+    n.resubscribe_requests.clear()
+    _feed(n, _book("snapshot", 900, [("100", "1")], [("101", "1")]), _book("delta", 902, [("100", "2")]))
+    assert n.resubscribe_requests == {"BTCUSDT"}  # a new gap after the resync asks at once
 
 
 def test_disconnect_resets_books_and_trade_ids_survive() -> None:
