@@ -71,7 +71,9 @@ def test_collect_and_sink_processes_fill_a_queryable_lake(tmp_path: Path) -> Non
         )
         deadline = time.monotonic() + 60
         while b"collecting binance" not in (tmp_path / "collect.out").read_bytes():
-            assert collect.poll() is None and time.monotonic() < deadline, (tmp_path / "collect.out").read_text()
+            assert collect.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "collect.out"
+            ).read_text()
             time.sleep(0.1)
         time.sleep(3)
         collect.send_signal(signal.SIGTERM)  # graceful: flushes the log, exit 0
