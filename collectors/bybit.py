@@ -48,7 +48,6 @@ from __future__ import annotations
 import itertools
 import uuid
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -57,7 +56,8 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
-from .book import ASK, BID, L2Book, SyncedBook, parse_levels
+from .book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
+from .dedupe import RecentTradeIds
 from .events import (
     ParseError,
     check_symbol,
@@ -88,27 +88,6 @@ TOPIC_TICKER = 3
 
 _TAKER_SIDE = {"Buy": "buy", "Sell": "sell"}
 _TICKER_FIELDS = ("bid1Price", "bid1Size", "ask1Price", "ask1Size")
-
-
-class RecentIds:
-    """A bounded set of recently seen ids (insertion order), for de-duplication by id."""
-
-    __slots__ = ("_ids", "_order")
-
-    def __init__(self, capacity: int = TRADE_ID_MEMORY) -> None:
-        self._ids: set[str] = set()
-        self._order: deque[str] = deque(maxlen=capacity)
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._ids
-
-    def add(self, item: str) -> None:
-        """Remembers ``item``, forgetting the oldest id when full."""
-        order = self._order
-        if len(order) == order.maxlen:
-            self._ids.discard(order[0])
-        order.append(item)
-        self._ids.add(item)
 
 
 class TopState:
@@ -168,12 +147,13 @@ class BybitNormaliser(Normaliser):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.books: dict[str, SyncedBook] = {}
+        self.symbol_books = SymbolBooks(self.exchange, self.normalise_native)
+        #: native symbol -> synced book (the ``orderbook.N`` topic, N > 1)
+        self.books: dict[str, SyncedBook] = self.symbol_books.books
         self.book_depth: dict[str, int] = {}
         self.tops: dict[str, TopState] = {}
         self.tickers: dict[str, list[Any]] = {}
-        self.trade_ids: dict[str, RecentIds] = {}
-        self.symbols: dict[str, str] = {}
+        self.trade_ids = RecentTradeIds(TRADE_ID_MEMORY)
         self.topics: dict[str, tuple[int, str, str, int]] = {}
         #: deltas dropped because no snapshot of their topic was ever seen on this connection
         self.dropped_unsynced = 0
@@ -195,11 +175,7 @@ class BybitNormaliser(Normaliser):
 
     def normalise(self, native: str) -> str:
         """Normalised, validated symbol of a native one (cached)."""
-        sym = self.symbols.get(native)
-        if sym is None:
-            sym = check_symbol(self.normalise_native(native))
-            self.symbols[native] = sym
-        return sym
+        return self.symbol_books.name(native)
 
     def request_snapshot(self, native: str, channel: str) -> None:
         """Asks the connection to resubscribe ``native``: once, and again only if the snapshot has
@@ -294,16 +270,13 @@ class BybitNormaliser(Normaliser):
             parsed.append(
                 (trade_id, positive_price(t["p"]), positive_price(t["v"], "size"), side, ms_to_ns(t["T"]))
             )
-        seen = self.trade_ids.get(native)
-        if seen is None:
-            seen = self.trade_ids[native] = RecentIds()
+        seen = self.trade_ids.seen
         rows = out.trades
         ex, flags_of = self.exchange, self.time_flags.flags
         for trade_id, price, size, side, ts_exchange in parsed:
-            if trade_id in seen:
+            if seen(native, trade_id):
                 emit_event(out, ex, symbol, "trades", ts_recv, "duplicate", {"trade_id": trade_id})
                 continue
-            seen.add(trade_id)
             rows.append(
                 (
                     ex,
@@ -319,13 +292,6 @@ class BybitNormaliser(Normaliser):
             )
 
     # -- book ------------------------------------------------------------------------------------
-    def book_of(self, native: str, symbol: str) -> SyncedBook:
-        """The synced book of a native symbol (created on first use)."""
-        book = self.books.get(native)
-        if book is None:
-            book = self.books[native] = SyncedBook(self.exchange, symbol)
-        return book
-
     def on_book(
         self, ts_recv: int, msg: dict[str, Any], native: str, symbol: str, depth: int, out: RecordBuffer
     ) -> None:
@@ -341,7 +307,7 @@ class BybitNormaliser(Normaliser):
         if not isinstance(bids, list) or not isinstance(asks, list):
             raise ParseError("book b/a are not lists", symbol, "book")
         ts_exchange = self._ts_book(msg)
-        book = self.book_of(native, symbol)
+        book = self.symbol_books.book(native)
         rows = out.book
         start = len(rows)
         if kind == "snapshot" or u == 1:

@@ -21,11 +21,11 @@ from collectors.bybit import (
     BybitDialect,
     BybitNormaliser,
     BybitSimulator,
-    RecentIds,
 )
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
 from schemas import Flags, RecordBuffer
+from tests.collectors.bad_input import assert_parse_error_then_flowing
 from tests.collectors.book_replay import replay_capture, tops_by_seq
 from tests.collectors.test_connection import running
 
@@ -104,6 +104,21 @@ DOC_TICKER = {
     "cs": 24987956059,
     "ts": 1673272861686,
 }
+
+
+def compare_tops_with_bbo(out: RecordBuffer) -> int:
+    """Asserts that the book rebuilt from ``book`` rows has the bbo's top at every equal cross
+    sequence; returns how many bbo rows were compared."""
+    tops = tops_by_seq(out.book)
+    compared = 0
+    for row in out.bbo:
+        top = tops.get((row[1], row[8]))
+        if top is None:
+            continue
+        (bp, bs), (ap, as_) = top
+        assert (bp, bs, ap, as_) == row[4:8], f"{row[1]} seq {row[8]}"
+        compared += 1
+    return compared
 
 
 def _f(msg: dict[str, Any]) -> bytes:
@@ -405,16 +420,15 @@ def _trade(**over: Any) -> bytes:
         _f({**_book("snapshot", 5), "data": {"s": "BTCUSDT", "b": [], "a": [], "u": "5"}}),
         b"\xff\xfe{",  # invalid UTF-8
         b"[]",
-        b"",
     ],
 )
 def test_bad_input_is_a_parse_error_and_others_keep_flowing(frame: bytes) -> None:
-    n = BybitNormaliser()
-    out = _feed(n, frame, GOOD_TRADE)
-    assert [e[4] for e in out.feed_events] == ["parse_error"]
-    detail = orjson.loads(out.feed_events[0][5])
-    assert detail["reason"] and "frame" in detail
-    assert [r[4] for r in out.trades] == ["t-7"]
+    assert_parse_error_then_flowing(BybitNormaliser(), frame, GOOD_TRADE, ["t-7"])
+
+
+def test_empty_frame_is_a_parse_error() -> None:
+    out = _feed(BybitNormaliser(), b"", GOOD_TRADE)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] and [r[4] for r in out.trades] == ["t-7"]
 
 
 def test_malformed_delta_leaves_a_synced_book_untouched() -> None:
@@ -425,13 +439,6 @@ def test_malformed_delta_leaves_a_synced_book_untouched() -> None:
     )
     assert [e[4] for e in out.feed_events] == ["parse_error"]
     assert n.books["BTCUSDT"].book.best_bid() == (100.5, 1.0) and n.books["BTCUSDT"].last_seq == 701
-
-
-def test_recent_ids_is_bounded() -> None:
-    ids = RecentIds(3)
-    for i in range(5):
-        ids.add(str(i))
-    assert "0" not in ids and "1" not in ids and all(str(i) in ids for i in (2, 3, 4))
 
 
 # -- dialect ---------------------------------------------------------------------------------------
@@ -500,17 +507,7 @@ async def test_simulator_round_trip_books_match_bbo(bbo_source: str) -> None:
     assert n.parse_errors == 0 and not out.feed_events
     for sym in ("BTC-USDT-PERP", "ETH-USDT-PERP"):
         assert any(r[1] == sym for r in out.trades) and any(r[1] == sym for r in out.bbo)
-    # The book rebuilt from book rows has the top the bbo stream shows at the same cross sequence.
-    tops = tops_by_seq(out.book)
-    compared = 0
-    for row in out.bbo:
-        top = tops.get((row[1], row[8]))
-        if top is None:
-            continue
-        (bp, bs), (ap, as_) = top
-        assert (bp, bs, ap, as_) == row[4:8], f"{row[1]} seq {row[8]}"
-        compared += 1
-    assert compared > 100
+    assert compare_tops_with_bbo(out) > 100
     assert all(not n.books[s].book.is_crossed() for s in n.books)
 
 

@@ -15,7 +15,7 @@ from collectors.bybit_spot import BybitSpotDialect, BybitSpotNormaliser
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
 from schemas import Flags, RecordBuffer
-from tests.collectors.book_replay import tops_by_seq
+from tests.collectors.test_bybit import compare_tops_with_bbo
 from tests.collectors.test_connection import running
 
 MS = 1_000_000
@@ -155,12 +155,7 @@ async def test_spot_simulator_round_trip_and_arg_limit() -> None:
     assert {r[1] for r in out.trades} == {"BTC-USDT", "ETH-USDT"}
     assert all(r[4].isdigit() for r in out.trades)
     assert n.book_depth == {"BTCUSDT": 200, "ETHUSDT": 200}
-    tops = tops_by_seq(out.book)
-    matched = [row for row in out.bbo if (row[1], row[8]) in tops]
-    assert len(matched) > 100
-    for row in matched:
-        (bp, bs), (ap, as_) = tops[(row[1], row[8])]
-        assert (bp, bs, ap, as_) == row[4:8]
+    assert compare_tops_with_bbo(out) > 100
 
 
 async def test_spot_dropped_update_resyncs_only_that_symbol_live() -> None:
