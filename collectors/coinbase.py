@@ -510,8 +510,6 @@ class CoinbaseSimulator(ExchangeSimulator):
         return self._step_events
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
-        if self.faults.heartbeats_only:
-            return [], [], []  # nothing is sent, so no sequence number may be used up
         events = self.step_events(step)
         product, ts = step.symbol, self._step_ts
         out: list[list[str]] = [[], [], []]

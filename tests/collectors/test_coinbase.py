@@ -19,7 +19,7 @@ from collectors.events import iso_to_ns
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
-from tests.collectors.book_replay import replay_capture
+from tests.collectors.book_replay import replay_capture, tops_by_seq
 from tests.collectors.test_connection import running
 
 # -- documented examples ------------------------------------------------------------------------------
@@ -380,3 +380,21 @@ async def test_reconnect_brings_new_snapshots_and_no_duplicate_trades() -> None:
         ids = [r[4] for r in run.got.trades]
         assert len(ids) == len(set(ids))
         assert run.events("gap") == []  # a new connection restarts sequence_num at 0: not a gap
+
+
+async def test_rebuilt_book_equals_the_ticker_that_follows_each_update() -> None:
+    # In each market step the simulator sends the trades, then the l2 update (sequence_num s), then
+    # the ticker (s + 1): the book rebuilt from the lake's rows must show the ticker's best bid/ask.
+    async with running("coinbase", SYMBOLS, rate_hz=60) as run:
+        await run.until(lambda: run.count("bbo", "BTC-USD") > 30 and run.count("bbo", "ETH-USD") > 30)
+    tops = tops_by_seq(run.got.book)
+    compared = 0
+    for row in run.got.bbo:
+        if row[9] & Flags.SNAPSHOT:
+            continue
+        top = tops.get((row[1], row[8] - 1))
+        assert top is not None, f"no book state just before ticker {row[8]}"
+        (bid_p, bid_s), (ask_p, ask_s) = top
+        assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"mismatch at sequence_num {row[8]}"
+        compared += 1
+    assert compared > 60

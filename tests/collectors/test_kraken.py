@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from collectors.base import DialectOptions, Subscription
+from collectors.book import L2Book
 from collectors.events import iso_to_ns
 from collectors.kraken import KrakenDialect, KrakenNormaliser, kraken_checksum
 from collectors.registry import get_dialect
@@ -389,3 +390,28 @@ async def test_corrupted_checksum_is_detected_and_resynced() -> None:
         detail = orjson.loads(mismatch[0][5])
         assert detail["expected"] != detail["computed"]
         assert run.events("checksum_mismatch", "BTC-USD") == []
+
+
+async def test_rebuilt_book_equals_the_bbo_ticker_that_follows_it() -> None:
+    # Kraken has no sequence numbers: rows are replayed in arrival order (a step's ticker frame
+    # arrives after its book frame), and every ticker must show the rebuilt book's best bid/ask.
+    async with running("kraken", SYMBOLS, rate_hz=60) as run:
+        await run.until(lambda: run.count("bbo", "BTC-USD") > 30 and run.count("bbo", "ETH-USD") > 30)
+    merged = sorted(
+        [(r[3], 0, r) for r in run.got.book] + [(r[3], 1, r) for r in run.got.bbo],
+        key=lambda item: (item[0], item[1]),
+    )
+    books: dict[str, L2Book] = {}
+    last_snapshot: dict[str, int] = {}
+    compared = 0
+    for ts_recv, kind, row in merged:
+        book = books.setdefault(row[1], L2Book())
+        if kind == 0:
+            if row[7] and last_snapshot.get(row[1]) != ts_recv:
+                book.clear()  # a snapshot run resets the book
+                last_snapshot[row[1]] = ts_recv
+            book.set_level(row[4], row[5], row[6])
+        elif not row[9] & Flags.SNAPSHOT:
+            assert (book.best_bid(), book.best_ask()) == ((row[4], row[5]), (row[6], row[7]))
+            compared += 1
+    assert compared > 60
