@@ -50,6 +50,7 @@ def _kafka_settings(options: dict[str, Any]) -> Any:
             "partitions",
             "request_timeout_ms",
             "client_id",
+            "extra",
         ),
     )
     if options.get("policy") is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import inspect
 import os
 import re
 import tomllib
@@ -36,6 +37,7 @@ from typing import Any
 
 from collectors.base import CHANNELS
 from collectors.registry import exchange_ids
+from quality.scoring import QualityConfig
 from streaming.base import QUEUE_POLICIES
 from streaming.local import FSYNC_POLICIES
 
@@ -75,6 +77,9 @@ def setting(
     if isinstance(default, list | tuple):
         value = tuple(default)
         return field(default_factory=lambda: value, metadata=meta, repr=not secret)
+    if isinstance(default, dict):
+        mapping = dict(default)
+        return field(default_factory=lambda: dict(mapping), metadata=meta, repr=not secret)
     return field(default=default, metadata=meta, repr=not secret)
 
 
@@ -84,10 +89,8 @@ def setting(
 
 @dataclass(frozen=True)
 class DeploymentConfig:
-    """Who this deployment is (labels in logs and metrics)."""
+    """Process-wide settings."""
 
-    name: str = setting("ticktape", "deployment name, used in logs and as a metrics label")
-    region: str = setting("", "region or site this deployment runs in (free text)")
     log_level: str = setting("INFO", "logging level", flags=("--log-level",), choices=LOG_LEVELS)
 
 
@@ -140,18 +143,16 @@ class KafkaConfig:
         None, "bootstrap servers, HOST:PORT[,HOST:PORT...] (required by kafka)", flags=("--kafka-bootstrap",)
     )
     topic_prefix: str = setting("ticktape.", "prefix of the per-dataset topics", flags=("--topic-prefix",))
-    group_id: str = setting("ticktape-sink", "consumer group of the sinks", flags=("--group-id",))
+    group_id: str = setting("ticktape-sink", "consumer group of the sinks")
     idempotence: str = setting(
         "auto",
         "idempotent producer: auto (on where the broker supports it), on, off",
-        flags=("--idempotence",),
         choices=("auto", "on", "off"),
     )
-    linger_ms: int = setting(5, "producer linger before sending a batch", flags=("--linger-ms",), minimum=0)
+    linger_ms: int = setting(5, "producer linger before sending a batch", minimum=0)
     compression: str = setting(
         "zstd",
         "producer compression",
-        flags=("--compression",),
         choices=("none", "gzip", "snappy", "lz4", "zstd"),
     )
     security_protocol: str = setting(
@@ -180,9 +181,6 @@ class TransportConfig:
     """Between collectors and sinks."""
 
     kind: str = setting("local", "transport", flags=("--transport",), choices=TRANSPORTS)
-    queue_size: int = setting(
-        10000, "bounded queue between socket and transport (batches)", flags=("--queue-size",), minimum=1
-    )
     queue_policy: str = setting(
         "block", "what a full queue does", flags=("--queue-policy",), choices=QUEUE_POLICIES
     )
@@ -209,31 +207,83 @@ class S3Config:
     region: str | None = setting(None, "AWS region (AWS_REGION / the AWS chain when unset)")
 
 
-@dataclass(frozen=True)
-class ThresholdsConfig:
-    """Freshness and health limits (DESIGN.md, "Quality")."""
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``#:`` comments above the fields of a dataclass: its own documentation of each field."""
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+            continue
+        match = re.match(r"^(\w+)\s*:", text)
+        if match and pending:
+            docs[match.group(1)] = " ".join(pending)
+        pending = []
+    return docs
 
-    outdated_cutoff_s: float = setting(
-        2.5, "latency above which a record is OUTDATED", flags=("--outdated-cutoff",), minimum=0.001
-    )
-    stale_book_s: float = setting(
-        5.0, "book and bbo channels silent this long: stale", flags=("--stale-book-s",), minimum=0.1
-    )
-    stale_trades_s: float = setting(
-        60.0,
-        "trades silent this long: stale (longer, adaptive for quiet symbols)",
-        flags=("--stale-trades-s",),
-        minimum=0.1,
-    )
-    recycle_after_s: float = setting(
-        30.0, "recycle a connection stale this long (0: never)", flags=("--recycle-after-s",), minimum=0
-    )
-    event_age_limit_s: float = setting(10.0, "event age beyond this gates the health score to 0", minimum=0.1)
-    latency_p99_limit_s: float = setting(
-        1.0, "latency p99 above the clock floor considered high", minimum=0.001
-    )
-    score_ok: float = setting(90.0, "score at or above which an exchange is OK", minimum=0, maximum=100)
-    score_exclude: float = setting(70.0, "score below which an exchange is EXCLUDE", minimum=0, maximum=100)
+
+#: Fields of :class:`quality.scoring.QualityConfig` that its source does not comment.
+_QUALITY_DOCS = {
+    "ok_score": "score at or above which an exchange is OK",
+    "exclude_score": "score below which an exchange is EXCLUDE (also when silent or stalled)",
+    "event_age_limits": "per-exchange overrides of event_age_limit_s, e.g. { okx = 8 }",
+}
+
+
+def _thresholds_class() -> type:
+    """``[thresholds]``: the collectors' staleness limits and every field of QualityConfig.
+
+    Derived from :class:`quality.scoring.QualityConfig`, so a threshold the quality layer adds is
+    configurable (file and environment) without a change here.
+    """
+    fields_: list[tuple[str, Any, Any]] = [
+        (
+            "stale_book_s",
+            float,
+            setting(
+                5.0, "book and bbo channels silent this long: stale", flags=("--stale-book-s",), minimum=0.1
+            ),
+        ),
+        (
+            "stale_trades_s",
+            float,
+            setting(
+                60.0,
+                "trades silent this long: stale (the collector adapts it for quiet symbols)",
+                flags=("--stale-trades-s",),
+                minimum=0.1,
+            ),
+        ),
+        (
+            "recycle_after_s",
+            float,
+            setting(
+                30.0,
+                "recycle a connection stale this long (0: never)",
+                flags=("--recycle-after-s",),
+                minimum=0,
+            ),
+        ),
+    ]
+    comments = {**_field_comments(QualityConfig), **_QUALITY_DOCS}
+    hints = typing.get_type_hints(QualityConfig)
+    for f in dataclasses.fields(QualityConfig):
+        tp = hints[f.name]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
+        doc = comments.get(f.name, "quality threshold (quality.scoring.QualityConfig)")
+        flags = ("--outdated-cutoff",) if f.name == "outdated_cutoff_s" else ()
+        if tp in (int, float):
+            fields_.append((f.name, tp, setting(default, doc, flags=flags, minimum=0)))
+        elif typing.get_origin(tp) is dict:
+            fields_.append((f.name, dict[str, float], setting(default, doc)))
+    cls = dataclasses.make_dataclass("ThresholdsConfig", fields_, frozen=True)
+    cls.__doc__ = 'Freshness and health limits (DESIGN.md, "Quality"): collectors and quality layer.'
+    return cls
+
+
+ThresholdsConfig: Any = _thresholds_class()
 
 
 @dataclass(frozen=True)
@@ -254,8 +304,6 @@ class CollectorConfig:
     channels: tuple[str, ...] = CHANNELS
     ws_url: str | None = None
     rest_url: str | None = None
-    book_depth: int | None = None
-    verify_checksums: bool = True
 
 
 #: Documentation of the ``[[collectors]]`` keys (they are per entry, so they have no env variable).
@@ -266,8 +314,6 @@ COLLECTOR_KEYS: dict[str, str] = {
     "channels": f"channels to capture (default: all of {', '.join(CHANNELS)})",
     "ws_url": "websocket endpoint override (simulators, testnets, proxies)",
     "rest_url": "REST endpoint override",
-    "book_depth": "book depth to subscribe to, where the exchange offers a choice",
-    "verify_checksums": "verify book checksums where the exchange sends them (default true)",
 }
 
 
@@ -280,7 +326,7 @@ class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
     s3: S3Config = field(default_factory=S3Config)
-    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
+    thresholds: Any = field(default_factory=ThresholdsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     collectors: tuple[CollectorConfig, ...] = ()
     #: ``[<command>]`` sections: options only one command has, by argparse dest (validated against it)
@@ -313,6 +359,52 @@ class Config:
         if c.group:
             return self.groups().get(c.group, ())
         return self.collectors
+
+    def quality_config(self) -> QualityConfig:
+        """The quality layer's thresholds (``[thresholds]``) as :class:`quality.scoring.QualityConfig`."""
+        names = [f.name for f in dataclasses.fields(QualityConfig)]
+        return QualityConfig(**{name: getattr(self.thresholds, name) for name in names})
+
+    def transport_settings(self, transport: str) -> dict[str, Any]:
+        """Options for :func:`streaming.open_publisher` / ``open_consumer`` that have no flag.
+
+        Only values that the file or the environment set: otherwise the transport keeps its own
+        defaults. Security settings go to aiokafka as they are (``extra``).
+        """
+
+        def given(key: str) -> bool:
+            return self.sources.get(key) in ("file", "env")
+
+        out: dict[str, Any] = {}
+        if transport == "kafka":
+            k = self.transport.kafka
+            for key, option in (
+                ("idempotence", "idempotence"),
+                ("linger_ms", "linger_ms"),
+                ("group_id", "group"),
+            ):
+                if given(f"transport.kafka.{key}"):
+                    out[option] = getattr(k, key)
+            if given("transport.kafka.compression"):
+                out["compression"] = None if k.compression == "none" else k.compression
+            extra: dict[str, Any] = {}
+            if k.security_protocol != "PLAINTEXT":
+                extra["security_protocol"] = k.security_protocol
+            if k.security_protocol.endswith("SSL"):
+                import ssl
+
+                extra["ssl_context"] = ssl.create_default_context()
+            if k.security_protocol.startswith("SASL_"):
+                extra.update(
+                    sasl_mechanism=k.sasl_mechanism,
+                    sasl_plain_username=k.sasl_username,
+                    sasl_plain_password=k.sasl_password,
+                )
+            if extra:
+                out["extra"] = extra
+        elif transport == "kinesis" and self.transport.kinesis.region:
+            out["region"] = self.transport.kinesis.region
+        return out
 
     def value(self, key: str) -> Any:
         """The value of a dotted key (``transport.kafka.bootstrap``)."""
@@ -432,6 +524,8 @@ def _type_name(tp: Any) -> str:
     base, _ = _base_type(tp)
     if typing.get_origin(base) is tuple:
         return "list of strings"
+    if typing.get_origin(base) is dict:
+        return "table of numbers"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(base, str(base))
 
 
@@ -457,6 +551,8 @@ def convert(tp: Any, value: Any, *, from_text: bool) -> Any:
         if bad:
             raise ValueError(f"expected a list of strings, got {bad[0]!r} in it")
         return tuple(items)
+    if typing.get_origin(base) is dict:
+        return _convert_table(value, from_text=from_text)
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -488,6 +584,26 @@ def convert(tp: Any, value: Any, *, from_text: bool) -> Any:
             return str(value)
         raise ValueError(f"expected a string, got {value!r}")
     raise ValueError(f"unsupported type {tp!r}")  # pragma: no cover - the table only has the types above
+
+
+def _convert_table(value: Any, *, from_text: bool) -> dict[str, float]:
+    """A table of positive numbers by name: ``{ okx = 8 }`` in the file, ``okx=8,kraken=10`` as text."""
+    if from_text and isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"expected NAME=SECONDS[,NAME=SECONDS...], got {value!r}")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table of numbers, got {value!r}")
+    out: dict[str, float] = {}
+    for name, number in value.items():
+        try:
+            out[name] = convert(float, number, from_text=from_text)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        if out[name] <= 0:
+            raise ValueError(f"{name}: expected a positive number, got {number!r}")
+    return out
 
 
 def _check_setting(s: Setting, value: Any) -> str | None:
@@ -715,14 +831,6 @@ def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConf
                 ok = False
             else:
                 urls[name] = url
-        depth = entry.get("book_depth")
-        if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
-            out.add(f"{loc}.book_depth", f"expected a positive integer, got {depth!r}")
-            ok = False
-        verify = entry.get("verify_checksums", True)
-        if not isinstance(verify, bool):
-            out.add(f"{loc}.verify_checksums", f"expected a boolean (true/false), got {verify!r}")
-            ok = False
         if ok:
             result.append(
                 CollectorConfig(
@@ -732,8 +840,6 @@ def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConf
                     channels=channels,
                     ws_url=urls["ws_url"],
                     rest_url=urls["rest_url"],
-                    book_depth=depth,
-                    verify_checksums=verify,
                 )
             )
     return result
@@ -784,8 +890,17 @@ def _cross_checks(cfg: Config, out: _Collector, sources: Mapping[str, str], chec
     if cfg.s3.url is not None and not _S3_URL.match(cfg.s3.url):
         add("s3.url", f"expected s3://BUCKET[/PREFIX] with a valid bucket name, got {cfg.s3.url!r}")
     th = cfg.thresholds
-    if th.score_exclude >= th.score_ok:
-        add("thresholds.score_exclude", f"must be below thresholds.score_ok ({th.score_ok:g})")
+    if th.exclude_score >= th.ok_score or th.ok_score > 100:
+        add(
+            "thresholds.exclude_score",
+            f"must be below thresholds.ok_score ({th.ok_score:g}), which is at most 100",
+        )
+    unknown = sorted(set(th.event_age_limits) - set(exchange_ids()))
+    if unknown:
+        add(
+            "thresholds.event_age_limits",
+            f"unknown exchange {unknown[0]!r} (known: {', '.join(exchange_ids())})",
+        )
     if 0 < th.recycle_after_s < th.stale_book_s:
         add("thresholds.recycle_after_s", "must be 0 (never) or at least thresholds.stale_book_s")
     if not cfg.lake.path:
@@ -935,7 +1050,6 @@ SHARED_DESTS: dict[str, str] = {
     "linger_ms": "transport.kafka.linger_ms",
     "compression": "transport.kafka.compression",
     "kinesis_stream": "transport.kinesis.stream",
-    "queue_size": "transport.queue_size",
     "queue_policy": "transport.queue_policy",
     "outdated_cutoff": "thresholds.outdated_cutoff_s",
     "stale_book_s": "thresholds.stale_book_s",
@@ -1178,6 +1292,12 @@ def _fill_collector(args: argparse.Namespace, cfg: Config) -> None:
     for name in ("ws_url", "rest_url"):
         if getattr(args, name, None) is None:
             setattr(args, name, getattr(chosen, name))
+
+
+def quality_config_of(args: argparse.Namespace) -> QualityConfig:
+    """The quality thresholds a command resolved (``[thresholds]``), or the defaults without ``--config``."""
+    cfg: Config | None = getattr(args, "config_obj", None)
+    return cfg.quality_config() if cfg is not None else QualityConfig()
 
 
 def reference_rows() -> list[tuple[str, str, str, str, str]]:

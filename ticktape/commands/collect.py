@@ -10,7 +10,7 @@ from typing import Any
 
 from collectors.connection import ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
-from ticktape.config import enable_config
+from ticktape.config import enable_config, quality_config_of
 from ticktape.runtime import (
     build_collector,
     parse_channels,
@@ -95,7 +95,7 @@ async def _collect(
         from quality.live import QualityTracker
         from quality.server import QualityServer
 
-        tracker = QualityTracker()
+        tracker = QualityTracker(quality_config_of(args))
         tracker.expect([dialect.exchange_id])
         observers.append(tracker.observe)
         server = QualityServer(tracker, host=args.host, port=args.port)

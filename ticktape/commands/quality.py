@@ -12,7 +12,7 @@ import orjson
 from quality.batch import LakeFilter, format_table, lake_quality
 from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
-from ticktape.config import enable_config
+from ticktape.config import enable_config, quality_config_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"ticktape quality: {exc}", file=sys.stderr)
         return 2
-    config = QualityConfig(outdated_cutoff_s=args.outdated_cutoff)
+    config = quality_config_of(args)  # [thresholds] of --config; --outdated-cutoff is in it
     try:
         with catalog:
             report = lake_quality(catalog.con, config, LakeFilter(args.exchange, args.date))
