@@ -304,3 +304,29 @@ class SymbolBooks:
             book = SyncedBook(self.exchange, self.name(native))
             self.books[native] = book
         return book
+
+
+class ResyncWatch:
+    """Counts the updates a symbol receives while it waits for its resync snapshot.
+
+    For exchanges that resync by resubscribing: if the new snapshot never comes (the request or its
+    answer was lost), the book would stay unusable while updates keep arriving. Every ``every``
+    updates without a snapshot, :meth:`update` says to ask again. Counting frames, not time, keeps a
+    replay identical to the live run.
+    """
+
+    __slots__ = ("every", "waiting")
+
+    def __init__(self, every: int = 1000) -> None:
+        self.every = every
+        self.waiting: dict[str, int] = {}
+
+    def update(self, native: str) -> int:
+        """Notes one more update while waiting; returns the count when it is time to ask again, else 0."""
+        count = self.waiting.get(native, 0) + 1
+        self.waiting[native] = count
+        return count if count % self.every == 0 else 0
+
+    def done(self, native: str) -> None:
+        """The snapshot arrived."""
+        self.waiting.pop(native, None)

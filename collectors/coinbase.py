@@ -53,7 +53,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
-from .book import ASK, BID, SymbolBooks, parse_levels
+from .book import ASK, BID, ResyncWatch, SymbolBooks, parse_levels
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
 from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
@@ -101,6 +101,7 @@ class CoinbaseNormaliser(Normaliser):
         self.sequence_gaps = 0
         self.heartbeats = 0
         self.unsynced_updates = 0  # l2 updates for a product that never had a snapshot (ignored)
+        self.resync_watch = ResyncWatch()
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -180,7 +181,8 @@ class CoinbaseNormaliser(Normaliser):
         for native, book in self.books.items():
             if book.synced:
                 book.gap(out, ts_recv, "gap", {**detail, "unattributed": True})
-                self.resubscribe_requests.add(native)
+            # A book still waiting may have lost its very snapshot: ask for every one again.
+            self.resubscribe_requests.add(native)
         return True
 
     def on_l2_event(
@@ -204,6 +206,7 @@ class CoinbaseNormaliser(Normaliser):
             raise ParseError("l2 update is not an object", book.symbol, "book") from None
         if kind == "snapshot":
             self.resubscribe_requests.discard(native)
+            self.resync_watch.done(native)
             bids = [(p[2], p[3]) for p, side in zip(parsed, sides, strict=True) if side == BID]
             asks = [(p[2], p[3]) for p, side in zip(parsed, sides, strict=True) if side == ASK]
             ts_exchange = _ts_or_none(times[0]) if times else None
@@ -215,7 +218,10 @@ class CoinbaseNormaliser(Normaliser):
             raise ParseError(f"unknown l2 event type {str(kind)[:20]!r}", book.symbol, "book")
         if book.snapshots == 0:
             self.unsynced_updates += 1  # nothing to apply it to; a snapshot is on its way
+            self.check_resync_wait(ts_recv, native, book.symbol, out)
             return
+        if not book.synced:
+            self.check_resync_wait(ts_recv, native, book.symbol, out)
         # Apply in runs that share a side and an event time (one call per run, not per level).
         i = 0
         n = len(parsed)
@@ -237,6 +243,15 @@ class CoinbaseNormaliser(Normaliser):
                 ts_recv,
                 "crossed_book",
                 {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "sequence_num": seq},
+            )
+
+    def check_resync_wait(self, ts_recv: int, native: str, symbol: str, out: RecordBuffer) -> None:
+        """Asks for the book again when its snapshot is overdue (see :class:`ResyncWatch`)."""
+        waited = self.resync_watch.update(native)
+        if waited:
+            self.resubscribe_requests.add(native)
+            emit_event(
+                out, self.exchange, symbol, "book", ts_recv, "resync_retry", {"updates_waited": waited}
             )
 
     def _flag_times(self, out: RecordBuffer, before: int, ts_exchange: int | None, ts_recv: int) -> None:

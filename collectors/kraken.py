@@ -55,7 +55,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
-from .book import ASK, BID, SymbolBooks, SyncedBook, parse_levels
+from .book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, parse_levels
 from .checksum import book_crc32
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
@@ -172,6 +172,7 @@ class KrakenNormaliser(Normaliser):
         #: native -> [price decimals, qty decimals]: the pair's precision as seen on the wire
         self.precision: dict[str, list[int]] = {}
         self.unsynced_updates = 0  # updates for a book that never had a snapshot (ignored)
+        self.resync_watch = ResyncWatch()
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -260,6 +261,7 @@ class KrakenNormaliser(Normaliser):
         before = len(out.book)
         if kind == "snapshot":
             self.resubscribe_requests.discard(native)
+            self.resync_watch.done(native)
             if native not in self.depths:
                 self.depths[native] = max(self.default_depth, len(bids), len(asks))
             book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, None)
@@ -268,8 +270,11 @@ class KrakenNormaliser(Normaliser):
                 parse_levels(bids)  # still reject malformed input as such
                 parse_levels(asks)
                 self.unsynced_updates += 1  # nothing to apply it to; the snapshot is on its way
+                self.check_resync_wait(ts_recv, native, symbol, out)
                 return
             book.apply_update(out, ts_exchange, ts_recv, bids, asks, None)
+            if not book.synced:
+                self.check_resync_wait(ts_recv, native, symbol, out)
         else:
             raise ParseError(f"unknown book message type {str(kind)[:20]!r}", symbol, "book")
         self.truncate(book, native, ts_exchange, ts_recv, out)
@@ -296,6 +301,15 @@ class KrakenNormaliser(Normaliser):
             for i in range(before, len(rows)):
                 row = rows[i]
                 rows[i] = (*row[:10], row[10] | flags)
+
+    def check_resync_wait(self, ts_recv: int, native: str, symbol: str, out: RecordBuffer) -> None:
+        """Asks for the book again when its snapshot is overdue (see :class:`ResyncWatch`)."""
+        waited = self.resync_watch.update(native)
+        if waited:
+            self.resubscribe_requests.add(native)
+            emit_event(
+                out, self.exchange, symbol, "book", ts_recv, "resync_retry", {"updates_waited": waited}
+            )
 
     def checksum_with_precision(
         self, native: str, book: SyncedBook, bids: list[tuple[Any, Any]], asks: list[tuple[Any, Any]]

@@ -398,3 +398,24 @@ async def test_rebuilt_book_equals_the_ticker_that_follows_each_update() -> None
         assert (bid_p, bid_s, ask_p, ask_s) == row[4:8], f"mismatch at sequence_num {row[8]}"
         compared += 1
     assert compared > 60
+
+
+def test_overdue_snapshot_is_requested_again_and_a_gap_renews_waiting_books() -> None:
+    n = CoinbaseNormaliser()
+    out = RecordBuffer()
+    n.on_frame(RECV, with_seq(DOC_L2_SNAPSHOT, 0), out)
+    n.on_frame(RECV, l2(2, "BTC-USD", "update", [("bid", "21921.5", "1")]), out)  # 1 is missing
+    n.on_frame(
+        RECV, l2(3, "ETH-USD", "update", [("bid", "1500", "1")]), out
+    )  # no snapshot seen: it may be what was lost
+    assert n.resubscribe_requests == {"BTC-USD"}
+    n.resubscribe_requests.clear()  # sent by the connection; the answers never come
+    for seq in range(4, 4 + n.resync_watch.every - 1):
+        n.on_frame(RECV, l2(seq, "BTC-USD", "update", [("bid", "21921.5", "1")]), out)
+    retries = [(e[1], orjson.loads(e[5])) for e in out.feed_events if e[4] == "resync_retry"]
+    assert retries == [("BTC-USD", {"updates_waited": n.resync_watch.every})]
+    assert n.resubscribe_requests == {"BTC-USD"}
+    # Another gap asks again for every book of the connection, the ones still waiting included.
+    n.resubscribe_requests.clear()
+    n.on_frame(RECV, l2(5000, "ETH-USD", "update", [("bid", "1500", "1")]), out)
+    assert n.resubscribe_requests == {"BTC-USD", "ETH-USD"}

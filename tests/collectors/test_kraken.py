@@ -415,3 +415,19 @@ async def test_rebuilt_book_equals_the_bbo_ticker_that_follows_it() -> None:
             assert (book.best_bid(), book.best_ask()) == ((row[4], row[5]), (row[6], row[7]))
             compared += 1
     assert compared > 60
+
+
+def test_overdue_resync_snapshot_is_requested_again() -> None:
+    n = KrakenNormaliser(depth=10)
+    out = RecordBuffer()
+    lv_b, lv_a = [("100.0", "1.0")], [("101.0", "1.0")]
+    n.on_frame(TS_RECV, book_frame("snapshot", lv_b, lv_a, kraken_crc(lv_b, lv_a), "BTC/USD"), out)
+    n.on_frame(TS_RECV, book_frame("update", [("100.5", "1.0")], [], 1, "BTC/USD"), out)  # mismatch
+    assert n.resubscribe_requests == {"BTC/USD"}
+    n.resubscribe_requests.clear()  # sent by the connection; the answer never comes
+    update = book_frame("update", [("99.0", "1.0")], [], 1, "BTC/USD")
+    for _ in range(n.resync_watch.every):
+        n.on_frame(TS_RECV, update, out)
+    assert n.resubscribe_requests == {"BTC/USD"}
+    assert [e[4] for e in out.feed_events] == ["checksum_mismatch", "resync_retry"]
+    assert n.checksum_failures == 1  # no checksum is checked while the book waits
