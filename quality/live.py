@@ -135,6 +135,17 @@ class _Second:
 
 
 @dataclass
+class _Closed:
+    """One exchange's interval, closed by a snapshot, before it is scored."""
+
+    ex: _Exchange
+    second: _Second
+    channels: dict[str, _Counts]
+    symbol_rows: list[tuple[Any, ...]]
+    floor_ns: int | None
+
+
+@dataclass
 class ExchangeView:
     """Everything known about one exchange at the last snapshot (the /api/quality object)."""
 
@@ -176,6 +187,8 @@ class _Exchange:
         self.stale_at = 0
         self.had_data = False
         self.baseline_rate: float | None = None
+        #: message rates of the last intervals (the rate judged against the baseline)
+        self.recent: deque[float] = deque(maxlen=10)
         self.view: ExchangeView | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_POINTS)
         self.connections = 0
@@ -205,6 +218,10 @@ class QualityTracker:
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._exchanges: dict[str, _Exchange] = {}
         self._last_snapshot_ns: int | None = None
+        self._skip_intervals = 0
+        #: how far behind this process itself was at the last snapshot (seconds), and how often
+        self.collector_lag_s = 0.0
+        self.host_stalls = 0
         for name in exchanges:
             self._exchange(name)
 
@@ -321,10 +338,12 @@ class QualityTracker:
 
     # ---------------------------------------------------------------- once a second
 
-    def snapshot(self, now_ns: int | None = None) -> list[tuple[Any, ...]]:
+    def snapshot(self, now_ns: int | None = None, loop_lag_s: float = 0.0) -> list[tuple[Any, ...]]:
         """Closes the interval since the last call: updates floors, windows, scores and states, and
         returns ``quality`` dataset rows (schema order): one per exchange (channel ``all``), one per
-        exchange and channel, and one per symbol and channel that had messages or gaps."""
+        exchange and channel, and one per symbol and channel that had messages or gaps.
+
+        ``loop_lag_s`` is how late this call is (the caller's own stall, see :meth:`run`)."""
         now = self.clock() if now_ns is None else now_ns
         start = self._last_snapshot_ns
         if start is None or start >= now:
@@ -332,84 +351,120 @@ class QualityTracker:
             start = now - NS
         self._last_snapshot_ns = now
         interval_s = (now - start) / NS
-        rows: list[tuple[Any, ...]] = []
         per_exchange: dict[str, list[tuple[str, str, _SymbolStats]]] = {}
         for (exchange, channel, symbol), st in self._symbols.items():
             per_exchange.setdefault(exchange, []).append((channel, symbol, st))
+        closed = [self._close_interval(ex, per_exchange.get(name, []), start, now, interval_s)
+                  for name, ex in self._exchanges.items()]  # fmt: skip
 
-        for name, ex in self._exchanges.items():
-            entries = per_exchange.get(name, [])
-            # 1. the clock floor from this interval's minimum raw latency
-            minima = [st.raw_min for _, _, st in entries if st.raw_min is not None]
-            if minima:
-                ex.floor.add_second(now // NS, min(minima))
-                ex.bootstrapping = False
-            floor_ns = ex.floor.floor_ns
-            ex.interval_lag_ns = min(minima) - (floor_ns or 0) if minima else None
-            # 2. fold symbol counters into channel totals and this interval's exchange figures
-            second = _Second(now, 0, 0, 0, 0, dict(ex.pending_events), [0] * self._buckets)
-            ex.pending_events.clear()
-            channel_interval: dict[str, _Counts] = {}
-            symbol_rows: list[tuple[Any, ...]] = []
-            for channel, symbol, st in entries:
-                counts = self._counts.get((name, channel))
-                if counts is None:
-                    counts = self._counts[(name, channel)] = _Counts(
-                        raw_hist=[0] * self._buckets, corr_hist=[0] * self._buckets
-                    )
-                interval = channel_interval.get(channel)
-                if interval is None:
-                    interval = channel_interval[channel] = _Counts(
-                        raw_hist=[0] * self._buckets, corr_hist=[0] * self._buckets
-                    )
-                gaps = ex.symbol_gaps.pop((symbol, channel), 0)
-                if st.messages or gaps:
-                    symbol_rows.append(self._row(name, symbol, channel, start, now, st, floor_ns, gaps, now))
-                if st.messages:
-                    for agg in (counts, interval):
-                        agg.messages += st.messages
-                        agg.timed += st.timed
-                        agg.outdated += st.outdated
-                        agg.duplicates += st.duplicates
-                        agg.negative += st.negative
-                        agg.raw_sum_ns += st.raw_sum
-                        agg.corr_sum_ns += st.corr_sum
-                        raw, corr, sraw, scorr = agg.raw_hist, agg.corr_hist, st.raw_hist, st.corr_hist
-                        for i in range(self._buckets):
-                            raw[i] += sraw[i]
-                            corr[i] += scorr[i]
-                    second.messages += st.messages
-                    second.timed += st.timed
-                    second.outdated += st.outdated
-                    second.duplicates += st.duplicates
-                    for i, c in enumerate(st.corr_hist):
-                        second.corr_hist[i] += c
-                counts.last_recv = max(counts.last_recv, st.last_recv)
-                if st.last_timed >= counts.last_timed and st.last_timed:
-                    counts.last_exch, counts.last_timed = st.last_exch, st.last_timed
-                if st.messages:
-                    st.reset()
-            for (ex_name, channel), counts in self._counts.items():
-                if ex_name == name:
-                    got = channel_interval.get(channel)
-                    counts.rate = (got.messages if got else 0) / interval_s
-            # 3. the rolling window
-            self._push_second(ex, second)
-            rate = second.messages / interval_s
-            if ex.baseline_rate is None:
-                ex.baseline_rate = rate if rate > 0 else None
-            elif rate > 0 or ex.had_data:
-                # EWMA over ~5 minutes: the feed's own normal rate, against which drops are judged.
-                ex.baseline_rate += (rate - ex.baseline_rate) * min(1.0, interval_s / 300.0)
+        # Our own stall: when this process (or its host) could not read its sockets in time, every
+        # exchange looks late at once. Seen as a late tick, or as every exchange's median latency
+        # above the floor rising together (three exchanges at least); that interval and the next one,
+        # whose frames were stamped after the backlog, are kept out of the latency and rate scores.
+        medians = [
+            q
+            for c in closed
+            if c.second.timed >= 5 and (q := self._above_q(0.5, c.second.corr_hist)) is not None
+        ]
+        common = min(medians) if len(medians) >= 3 else 0.0
+        self.collector_lag_s = max(loop_lag_s, common)
+        if self.collector_lag_s > self.config.host_stall_s:
+            self.host_stalls += 1
+            self._skip_intervals = 2
+        skip = self._skip_intervals > 0
+        self._skip_intervals = max(0, self._skip_intervals - 1)
+
+        rows: list[tuple[Any, ...]] = []
+        for c in closed:
+            ex = c.ex
+            self._push_second(ex, c.second, skip)
+            rate: float | None = None
+            if not skip:
+                ex.recent.append(c.second.messages / interval_s)
+                rate = sum(ex.recent) / len(ex.recent)
+                if ex.baseline_rate is None:
+                    ex.baseline_rate = rate if rate > 0 else None
+                else:
+                    # EWMA over ~5 minutes: the feed's own normal rate, against which drops are judged.
+                    ex.baseline_rate += (rate - ex.baseline_rate) * min(1.0, interval_s / 300.0)
             view = self._evaluate(ex, now, rate)
-            rows.append(self._exchange_row(ex, view, start, now, second))
-            for channel, interval in sorted(channel_interval.items()):
-                rows.append(self._channel_row(ex, view, channel, start, now, interval, floor_ns))
-            rows.extend(symbol_rows)
+            rows.append(self._exchange_row(ex, view, start, now, c.second))
+            for channel, interval in sorted(c.channels.items()):
+                rows.append(self._channel_row(ex, view, channel, start, now, interval, c.floor_ns))
+            rows.extend(c.symbol_rows)
         return rows
 
-    def _push_second(self, ex: _Exchange, second: _Second) -> None:
+    def _close_interval(
+        self,
+        ex: _Exchange,
+        entries: list[tuple[str, str, _SymbolStats]],
+        start: int,
+        now: int,
+        interval_s: float,
+    ) -> _Closed:
+        name = ex.name
+        # 1. the clock floor from this interval's minimum raw latency
+        minima = [st.raw_min for _, _, st in entries if st.raw_min is not None]
+        if minima:
+            ex.floor.add_second(now // NS, min(minima))
+            ex.bootstrapping = False
+        floor_ns = ex.floor.floor_ns
+        ex.interval_lag_ns = min(minima) - (floor_ns or 0) if minima else None
+        # 2. fold symbol counters into channel totals and this interval's exchange figures
+        second = _Second(now, 0, 0, 0, 0, dict(ex.pending_events), [0] * self._buckets)
+        ex.pending_events.clear()
+        channel_interval: dict[str, _Counts] = {}
+        symbol_rows: list[tuple[Any, ...]] = []
+        for channel, symbol, st in entries:
+            counts = self._counts.get((name, channel))
+            if counts is None:
+                counts = self._counts[(name, channel)] = _Counts(
+                    raw_hist=[0] * self._buckets, corr_hist=[0] * self._buckets
+                )
+            interval = channel_interval.get(channel)
+            if interval is None:
+                interval = channel_interval[channel] = _Counts(
+                    raw_hist=[0] * self._buckets, corr_hist=[0] * self._buckets
+                )
+            gaps = ex.symbol_gaps.pop((symbol, channel), 0)
+            if st.messages or gaps:
+                symbol_rows.append(self._row(name, symbol, channel, start, now, st, floor_ns, gaps, now))
+            if st.messages:
+                for agg in (counts, interval):
+                    agg.messages += st.messages
+                    agg.timed += st.timed
+                    agg.outdated += st.outdated
+                    agg.duplicates += st.duplicates
+                    agg.negative += st.negative
+                    agg.raw_sum_ns += st.raw_sum
+                    agg.corr_sum_ns += st.corr_sum
+                    raw, corr, sraw, scorr = agg.raw_hist, agg.corr_hist, st.raw_hist, st.corr_hist
+                    for i in range(self._buckets):
+                        raw[i] += sraw[i]
+                        corr[i] += scorr[i]
+                second.messages += st.messages
+                second.timed += st.timed
+                second.outdated += st.outdated
+                second.duplicates += st.duplicates
+                for i, c in enumerate(st.corr_hist):
+                    second.corr_hist[i] += c
+            counts.last_recv = max(counts.last_recv, st.last_recv)
+            if st.last_timed >= counts.last_timed and st.last_timed:
+                counts.last_exch, counts.last_timed = st.last_exch, st.last_timed
+            if st.messages:
+                st.reset()
+        for (ex_name, channel), counts in self._counts.items():
+            if ex_name == name:
+                got = channel_interval.get(channel)
+                counts.rate = (got.messages if got else 0) / interval_s
+        return _Closed(ex, second, channel_interval, symbol_rows, floor_ns)
+
+    def _push_second(self, ex: _Exchange, second: _Second, host_stalled: bool) -> None:
         horizon = second.t_ns - self.config.score_window_s * NS
+        if host_stalled:
+            # counts and events stay; latency figures of our own stall do not judge the exchange
+            second = _Second(second.t_ns, second.messages, 0, 0, second.duplicates, second.events,
+                             [0] * self._buckets)  # fmt: skip
         ex.window.append(second)
         self._fold(ex, second, 1)
         while ex.window and ex.window[0].t_ns <= horizon:
@@ -435,7 +490,7 @@ class QualityTracker:
         timed_age = (now - ex.last_timed_recv) / NS if ex.last_timed_recv else None
         return receive_age, event_age, timed_age
 
-    def _evaluate(self, ex: _Exchange, now: int, rate: float) -> ExchangeView:
+    def _evaluate(self, ex: _Exchange, now: int, rate: float | None) -> ExchangeView:
         cfg = self.config
         receive_age, event_age, timed_age = self._ages(ex, now)
         floor_s = ex.floor.floor_ns / NS if ex.floor.floor_ns is not None else None
@@ -673,6 +728,7 @@ class QualityTracker:
                 "window_s": self.config.score_window_s,
                 "limits": limits_for(self.config, view.exchange),
                 "connections": ex.connections,
+                "collector_lag_s": _round(self.collector_lag_s),
                 "components": view.components,
                 "channels": view.channels,
                 "totals": view.totals,
@@ -697,8 +753,11 @@ class QualityTracker:
         next_at = loop.time() + interval_s
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+            lag = max(0.0, loop.time() - next_at)
             next_at += interval_s
-            rows = self.snapshot()
+            if next_at < loop.time():
+                next_at = loop.time() + interval_s  # fell behind by whole intervals: no burst of ticks
+            rows = self.snapshot(loop_lag_s=lag)
             if on_rows is not None:
                 try:
                     result = on_rows(rows)

@@ -163,6 +163,16 @@ class TrackerCollector(Collector):
             for s in STATES:
                 state.add_metric([name, s], 1.0 if item["state"] == s else 0.0)
         yield from (receive_age, event_age, offset, ratio, p99, score, state, weight, baseline, connections)
+        yield GaugeMetricFamily(
+            "ticktape_collector_lag_seconds",
+            "How late this process itself was at the last snapshot (late tick, or every exchange late at once)",
+            value=self.tracker.collector_lag_s,
+        )
+        yield CounterMetricFamily(
+            "ticktape_host_stalls",
+            "Snapshots at which this process was stalled (latency of those intervals is not scored)",
+            value=self.tracker.host_stalls,
+        )
 
 
 def tracker_registry(tracker: QualityTracker, registry: CollectorRegistry | None = None) -> CollectorRegistry:

@@ -80,6 +80,8 @@ class QualityConfig:
     recovery_s: float = 10.0
     ok_score: float = 90.0
     exclude_score: float = 70.0
+    #: our own lag (late snapshot, or every exchange late at once) beyond which latency is not scored
+    host_stall_s: float = 0.1
     #: message rate below this share of its own baseline costs completeness
     rate_drop_ratio: float = 0.25
     #: duplicate share at which the duplicates component reaches 0

@@ -20,7 +20,12 @@ class Feed:
         self.now = T0
 
     def second(
-        self, latency_ns: int = 5 * MS, skew_ns: int = 0, lag_ns: int = 0, silent: bool = False
+        self,
+        latency_ns: int = 5 * MS,
+        skew_ns: int = 0,
+        lag_ns: int = 0,
+        silent: bool = False,
+        snap: bool = True,
     ) -> None:
         """One second of messages, then a snapshot at its end. ``skew_ns`` is host minus exchange clock."""
         out = RecordBuffer()
@@ -33,7 +38,8 @@ class Feed:
                 out.bbo.append((self.exchange, "BTC-USDT", t_exch, t_recv, 1.0, 1.0, 1.1, 1.0, i, 0))
             self.tracker.observe(out)
         self.now += NS
-        self.tracker.snapshot(self.now)
+        if snap:
+            self.tracker.snapshot(self.now)
 
     def view(self) -> dict:
         [item] = [x for x in self.tracker.api(self.now) if x["exchange"] == self.exchange]
@@ -109,12 +115,13 @@ def test_silence_excludes_and_recovery_waits_for_hysteresis():
     v = feed.view()
     assert v["state"] == "EXCLUDE"
     assert "silent" in v["reasons"]
-    feed.second()
-    assert feed.view()["score"] == 100.0
-    assert feed.view()["state"] == "EXCLUDE"  # not yet: a better state must hold recovery_s
-    for _ in range(11):
+    states = []
+    for _ in range(20):
         feed.second()
-    assert feed.view()["state"] == "OK"
+        states.append(feed.view()["state"])
+    # not at once: a better state must hold recovery_s (10 s) before it is adopted
+    assert states[:10] == ["EXCLUDE"] * 10
+    assert states[-1] == "OK" and feed.view()["score"] == 100.0
 
 
 def test_events_and_duplicates_cost_score_and_are_counted():
@@ -164,3 +171,33 @@ def test_expected_exchange_without_data_is_excluded():
     [v] = tr.api(T0 + NS)
     assert v["state"] == "EXCLUDE" and v["score"] == 0.0
     assert "no data" in v["reasons"]
+
+
+def test_our_own_stall_is_not_blamed_on_the_exchanges_but_one_slow_exchange_is():
+    tr = tracker()
+    feeds = [Feed(tr, name) for name in ("binance", "bybit", "okx")]
+
+    def second(slow: dict[str, int]) -> None:
+        for f in feeds:
+            f.second(latency_ns=slow.get(f.exchange, 5 * MS), snap=False)
+        tr.snapshot(feeds[0].now)
+
+    for _ in range(20):
+        second({})
+    # every exchange 1.5 s late at once for two seconds: our process was stalled, not the venues
+    for _ in range(2):
+        second(dict.fromkeys(("binance", "bybit", "okx"), 1_500 * MS))
+    for _ in range(3):
+        second({})
+    assert tr.host_stalls == 2
+    assert {f.view()["state"] for f in feeds} == {"OK"}
+    # one exchange 1.5 s late: that one is degraded
+    for _ in range(2):
+        second({"okx": 1_500 * MS})
+    views = {f.exchange: f.view() for f in feeds}
+    assert views["okx"]["state"] == "DEGRADED" and views["okx"]["latency_p99_s"] > 1.0
+    assert views["binance"]["state"] == "OK" and views["bybit"]["state"] == "OK"
+    assert tr.host_stalls == 2
+    # a late tick (the caller's loop lag) marks a stall by itself
+    feeds[0].tracker.snapshot(feeds[0].now + NS // 2, loop_lag_s=0.4)
+    assert tr.host_stalls == 3 and tr.api(feeds[0].now)[0]["collector_lag_s"] == 0.4
