@@ -198,13 +198,12 @@ class LakeConfig:
 
 @dataclass(frozen=True)
 class S3Config:
-    """Where the daily sync uploads closed days (credentials from the standard AWS chain)."""
+    """Where the daily sync uploads closed days (credentials and region from the standard AWS chain)."""
 
     url: str | None = setting(None, "s3://BUCKET/PREFIX of the remote lake", flags=("--to",))
     endpoint_url: str | None = setting(
         None, "S3-compatible endpoint (MinIO, moto)", flags=("--endpoint-url",)
     )
-    region: str | None = setting(None, "AWS region (AWS_REGION / the AWS chain when unset)")
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -1077,6 +1076,8 @@ def key_for(command: str, dest: str) -> str:
     """The configuration key of a command's flag (by argparse dest)."""
     if dest == "endpoint_url":
         return "s3.endpoint_url" if command in S3_COMMANDS else "transport.kinesis.endpoint_url"
+    if command == "sync" and dest == "dest":  # sync's --to
+        return "s3.url"
     if command == "collect" and dest in COLLECT_DESTS:
         return COLLECT_DESTS[dest]
     if dest in SHARED_DESTS:

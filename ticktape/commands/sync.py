@@ -9,6 +9,7 @@ from typing import Any
 
 from storage.compact import parse_day
 from storage.sync import DayReport, S3Lake, SyncError, sync_lake, total_bytes
+from ticktape.config import enable_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     p.set_defaults(func=run)
+    enable_config(p, "sync")
 
 
 def run(args: argparse.Namespace) -> int:
