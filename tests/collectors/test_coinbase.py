@@ -419,3 +419,27 @@ def test_overdue_snapshot_is_requested_again_and_a_gap_renews_waiting_books() ->
     n.resubscribe_requests.clear()
     n.on_frame(RECV, l2(5000, "ETH-USD", "update", [("bid", "1500", "1")]), out)
     assert n.resubscribe_requests == {"BTC-USD", "ETH-USD"}
+
+
+async def test_duplicated_and_reordered_messages_through_the_simulator() -> None:
+    async with running("coinbase", SYMBOLS, rate_hz=60) as run:
+        await run.until(lambda: run.count("book", "BTC-USD") > 30)
+        run.sim.faults.duplicate_updates["BTC-USD"] = 2
+        await run.until(lambda: len(run.events("duplicate")) == 2)
+        assert run.events("gap") == []  # a repeated sequence_num is skipped, not a gap
+        run.sim.faults.reorder_updates["ETH-USD"] = 1
+        await run.until(lambda: len(run.events("resync")) >= 2)
+        reasons = [orjson.loads(e[5]) for e in run.events("gap") if e[1] is None]
+        assert reasons and all("missing" in r or "backwards" in r.get("reason", "") for r in reasons)
+
+
+async def test_bad_frames_and_lagging_clock_through_the_simulator() -> None:
+    async with running("coinbase", SYMBOLS, rate_hz=60) as run:
+        await run.until(lambda: run.count("book", "BTC-USD") > 30)
+        run.sim.faults.malformed_frames = 1
+        run.sim.faults.invalid_utf8_frames = 1
+        await run.until(lambda: len(run.events("parse_error")) == 2)
+        run.sim.faults.ts_lag_ns = 5_000_000_000
+        before = len(run.got.trades)
+        await run.until(lambda: any(r[8] & Flags.OUTDATED for r in run.got.trades[before:]))
+        assert run.events("gap") == [] and run.events("resync") == []

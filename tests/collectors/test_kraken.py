@@ -431,3 +431,15 @@ def test_overdue_resync_snapshot_is_requested_again() -> None:
     assert n.resubscribe_requests == {"BTC/USD"}
     assert [e[4] for e in out.feed_events] == ["checksum_mismatch", "resync_retry"]
     assert n.checksum_failures == 1  # no checksum is checked while the book waits
+
+
+async def test_bad_frames_and_lagging_clock_through_the_simulator() -> None:
+    async with running("kraken", SYMBOLS, rate_hz=60) as run:
+        await run.until(lambda: run.count("book", "BTC-USD") > 30)
+        run.sim.faults.malformed_frames = 1
+        run.sim.faults.invalid_utf8_frames = 1
+        await run.until(lambda: len(run.events("parse_error")) == 2)
+        run.sim.faults.ts_lag_ns = 5_000_000_000
+        before = len(run.got.book)
+        await run.until(lambda: any(r[10] & Flags.OUTDATED for r in run.got.book[before:]))
+        assert run.events("checksum_mismatch") == [] and run.events("resync") == []
