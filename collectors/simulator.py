@@ -441,8 +441,10 @@ class ExchangeSimulator(abc.ABC):
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -1.0:
-                next_at = time.monotonic()  # fell far behind (a paused loop): do not burst
+            else:
+                await asyncio.sleep(0)  # behind schedule: still let clients' writers and readers run
+                if delay < -1.0:
+                    next_at = time.monotonic()  # fell far behind (a paused loop): do not burst
             ts = self.now_exchange_ns()
             for symbol in symbols:
                 self.publish_step(self.markets[symbol].step(ts))
