@@ -12,7 +12,8 @@ Documented rules implemented (docs.cdp.coinbase.com, Advanced Trade "WebSocket C
   counter cannot say which product or channel they belonged to: every book on that connection is
   marked broken (``gap`` event per book, MAYBE_BAD_BOOK until its new snapshot) and resynced by
   unsubscribing and re-subscribing ``level2`` for those products. Books on other connections, and
-  trades and bbo of every product, keep flowing. A repeated ``sequence_num`` is a duplicate message
+  trades and bbo of every product, keep flowing; an overdue snapshot (1000 updates later) is requested
+  again (``resync_retry``). A repeated ``sequence_num`` is a duplicate message
   (``duplicate`` event, skipped); one that goes backwards is a reordered message (treated as a gap).
 - ``level2``: an ``l2_data`` event ``snapshot`` (the whole book) then ``update`` events; ``new_quantity``
   is the new size of the level (not a delta), ``"0"`` removes it; sides are ``bid`` and ``offer``. Level2
@@ -23,8 +24,11 @@ Documented rules implemented (docs.cdp.coinbase.com, Advanced Trade "WebSocket C
 - ``market_trades``: on subscribe a ``snapshot`` event of recent trades (flagged SNAPSHOT), then
   ``update`` events batching the trades of the last 250 ms, possibly several per message and not in
   id order. Trades are de-duplicated by ``trade_id`` across reconnects, in any order.
-  ``side`` (``BUY``/``SELL``) is the *maker* order's side, as on Coinbase's Exchange feed (third-party
-  clients flip it to get the aggressor); the taker side recorded here is its opposite.
+  ``side`` (``BUY``/``SELL``): the Advanced Trade docs do not say whose side it is. It is read as the
+  *maker* order's side, as Coinbase documents for its Exchange feed's matches (and as third-party
+  clients treat it, flipping it to get the aggressor), so the taker side recorded is its opposite.
+  This is an assumption no real recording here could check: :data:`TAKER_SIDE` is the one place to
+  change if a recording shows otherwise.
   ``ts_exchange`` is the trade's ``time``.
 - ``ticker``: ``best_bid``/``best_bid_quantity``/``best_ask``/``best_ask_quantity`` give one ``bbo`` row
   per ticker. Tickers are published on trades, so they are samples, not a BBO stream; ``ts_exchange``

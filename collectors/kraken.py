@@ -27,7 +27,8 @@ Documented rules implemented (docs.kraken.com: "Book (Level 2)", "Book checksum 
 - there are no sequence numbers: the checksum is the only integrity check. A mismatch on one symbol
   emits ``checksum_mismatch``, flags that message's rows MAYBE_BAD_BOOK, and resyncs that symbol only
   by unsubscribing and re-subscribing its book (``resubscribe_requests``); rows until the new
-  snapshot carry MAYBE_BAD_BOOK, the snapshot brings ``resync`` and ``epoch + 1``.
+  snapshot carry MAYBE_BAD_BOOK, the snapshot brings ``resync`` and ``epoch + 1``. If that snapshot
+  is overdue (1000 updates later), the book is requested again (``resync_retry``).
 - trade: on subscribe the most recent 50 trades come as a ``snapshot``: flagged SNAPSHOT and
   de-duplicated by ``trade_id`` (a per-pair sequence) across reconnects. ``side`` is the taker side.
 - ticker, subscribed with ``event_trigger: "bbo"``, publishes on every best bid/offer change: one
@@ -193,7 +194,15 @@ class KrakenNormaliser(Normaliser):
             if method == "pong":
                 return
             if "error" in msg:
-                emit_event(out, self.exchange, None, "connection", ts_recv, "exchange_error", {"msg": msg})
+                emit_event(
+                    out,
+                    self.exchange,
+                    None,
+                    "connection",
+                    ts_recv,
+                    "exchange_error",
+                    {"error": str(msg["error"])[:300]},
+                )
                 return
             raise ParseError("message has neither channel nor method")
         if channel in ("heartbeat", "status"):
