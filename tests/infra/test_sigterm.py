@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,15 +110,24 @@ def lake_tables(lake: Path) -> dict[str, pa.Table]:
 
 
 @pytest.mark.slow
-def test_collect_and_sink_stop_on_sigterm_and_lose_nothing(simulator: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["local", "kafka"])
+def test_collect_and_sink_stop_on_sigterm_and_lose_nothing(
+    transport: str, simulator: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     lake, log = tmp_path / "lake", tmp_path / "log"
+    if transport == "kafka":
+        broker = request.getfixturevalue("kafka_broker")
+        run = uuid.uuid4().hex[:8]
+        transport_toml = (
+            f'[transport]\nkind = "kafka"\n[transport.kafka]\nbootstrap = "{broker.address}"\n'
+            f'topic_prefix = "sigterm-{run}"\ngroup_id = "sigterm-{run}"\n'
+        )
+    else:
+        transport_toml = f'[transport]\nkind = "local"\n[transport.local]\nlog_dir = "{log}"\n'
     config = tmp_path / "ticktape.toml"
     config.write_text(
-        f"""
-[transport]
-kind = "local"
-[transport.local]
-log_dir = "{log}"
+        transport_toml
+        + f"""
 [lake]
 path = "{lake}"
 [sink]
@@ -153,7 +163,7 @@ rest_url = "http://127.0.0.1:{simulator}"
         )
         assert health.returncode == 0, health.stdout
         sink = Role("sink", ["sink"], env, tmp_path / "sink.out")
-        sink.wait_for(r"committed local")
+        sink.wait_for(r"committed \S+ \d+\.\.\d+")
         # SIGTERM the sink while the collector keeps publishing
         assert sink.terminate() == 0, sink.text()
         time.sleep(1.0)
