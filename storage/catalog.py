@@ -173,20 +173,20 @@ class Catalog:
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    def query(self, sql: str) -> pa.Table:
-        """Runs SQL and returns the whole result as an Arrow table.
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """Runs SQL (with ``?`` parameters bound from ``params``) and returns the result as an Arrow table.
 
         On a local lake the query runs between two reads of the compaction's publication sequence
         (a seqlock): when a compaction swapped a partition meanwhile, the result may rest on a partial
         listing, so the query runs again.
         """
         if self.local_root is None:
-            result: pa.Table = self._with_retry(lambda: self.con.sql(sql).to_arrow_table())
+            result: pa.Table = self._with_retry(lambda: self.con.sql(sql, params=params).to_arrow_table())
             return result
         for attempt in range(1, SEQLOCK_ATTEMPTS + 1):
             before, swapping = publication_sequence(self.local_root)
             if not swapping:
-                result = self._with_retry(lambda: self.con.sql(sql).to_arrow_table())
+                result = self._with_retry(lambda: self.con.sql(sql, params=params).to_arrow_table())
                 if publication_sequence(self.local_root) == (before, False):
                     return result
             log.info("a compaction published while the query ran (attempt %d); running it again", attempt)
