@@ -86,7 +86,8 @@ def open_publisher(transport: str = "local", **options: Any) -> Publisher:
     """A publisher for ``transport``. Call ``await publisher.start()`` before use.
 
     local: ``log_dir`` (required), ``queue_rows``, ``policy`` (block | drop-oldest),
-    ``flush_interval_s``, ``batch_rows``, ``fsync`` (always | batch | never), ``segment_bytes``.
+    ``flush_interval_s``, ``batch_rows``, ``fsync`` (always | batch | never), ``segment_bytes``,
+    ``keep_segments`` (retention: newest segments always kept; None keeps everything).
     kafka: ``bootstrap`` (required), ``topic_prefix``, ``idempotence`` (auto | on | off), ``linger_ms``,
     ``compression``, ``max_message_bytes``, ``queue_max_messages``, ``policy``, ``partitions``.
     kinesis: ``stream_name`` (required), ``endpoint_url``, ``region``, ``linger_ms``, ``max_record_bytes``,
@@ -96,7 +97,16 @@ def open_publisher(transport: str = "local", **options: Any) -> Publisher:
         from .local import LocalPublisher
 
         picked = _pick(
-            options, ("queue_rows", "policy", "flush_interval_s", "batch_rows", "fsync", "segment_bytes")
+            options,
+            (
+                "queue_rows",
+                "policy",
+                "flush_interval_s",
+                "batch_rows",
+                "fsync",
+                "segment_bytes",
+                "keep_segments",
+            ),
         )
         return LocalPublisher(_local_log_dir(options), **picked)
     if transport == "kafka":

@@ -20,6 +20,11 @@ entry, every publisher flush, or only on close). A crash can leave a torn last e
 detects it (short read or CRC mismatch) and truncates it on open; readers never return an incomplete
 entry, they wait for it. Only one process may write a log at a time (``flock`` on ``LOCK``); a second
 writer gets :class:`LogLockedError` naming the holder.
+
+Retention: when the writer rolls to a new segment it deletes the oldest segments whose entries every
+consumer group has committed (``consumers/*.json``), always keeping the newest ``keep_segments``. A log
+nobody has registered to consume is never trimmed; a group that stops consuming for good holds the
+log's size up until its file is removed.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ MAX_ENTRY_BYTES = 512 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 #: fsync policies: after every entry, after every batch the publisher writes, or only on flush/close.
 FSYNC_POLICIES = ("always", "batch", "never")
+#: Segments always kept by retention (the newest ones), even when every consumer committed them.
+DEFAULT_KEEP_SEGMENTS = 4
 #: Rows per log entry at most: keeps entries (and the sink's reads) bounded.
 MAX_ENTRY_ROWS = 65_536
 DEFAULT_STREAM = "local"
@@ -170,6 +177,7 @@ class LocalLogWriter:
         fsync: str = "batch",
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         compression: str | None = "lz4",
+        keep_segments: int | None = DEFAULT_KEEP_SEGMENTS,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}, not {fsync!r}")
@@ -177,7 +185,9 @@ class LocalLogWriter:
         self.fsync_policy = fsync
         self.segment_bytes = segment_bytes
         self.compression = compression
+        self.keep_segments = keep_segments
         self.truncated_bytes = 0
+        self.deleted_segments = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._acquire_lock()
         self._fd = -1
@@ -261,6 +271,26 @@ class LocalLogWriter:
         self._seg_first = first
         self._offset = len(SEGMENT_MAGIC)
         self.next_entry = first
+        if self.keep_segments is not None:
+            self._apply_retention(self.keep_segments)
+
+    def _apply_retention(self, keep: int) -> None:
+        """Deletes old segments that every consumer group has committed, keeping the newest ``keep``.
+
+        Without any consumer group nothing is deleted: the log is then the only copy of the data.
+        """
+        committed = committed_positions(self.dir)
+        if not committed:
+            return
+        safe = min(committed.values())
+        segments = list_segments(self.dir)
+        deletable = segments[: max(0, len(segments) - max(1, keep))]
+        for i, (_first, path) in enumerate(deletable):
+            if segments[i + 1][0] - 1 > safe:  # its last entry is not committed by every group yet
+                break
+            path.unlink(missing_ok=True)
+            self.deleted_segments += 1
+            log.info("log %s: deleted %s (committed by every consumer group)", self.dir, path.name)
 
     # -- writing --------------------------------------------------------------------------------
     def append_body(self, body: bytes) -> int:
@@ -487,6 +517,7 @@ class LocalPublisher(Publisher):
         fsync: str = "batch",
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         compression: str | None = "lz4",
+        keep_segments: int | None = DEFAULT_KEEP_SEGMENTS,
     ) -> None:
         if policy not in QUEUE_POLICIES:
             raise ValueError(f"queue policy must be one of {', '.join(QUEUE_POLICIES)}, not {policy!r}")
@@ -501,6 +532,7 @@ class LocalPublisher(Publisher):
             "fsync": fsync,
             "segment_bytes": segment_bytes,
             "compression": compression,
+            "keep_segments": keep_segments,
         }
         self.stats = PublisherStats(extra={"entries": 0, "bad_rows": 0, "truncated_bytes": 0})
         self._writer: LocalLogWriter | None = None
@@ -733,6 +765,19 @@ class LocalConsumer(Consumer):
     async def close(self) -> None:
         """Closes the open segment."""
         self._reader.close()
+
+
+def committed_positions(log_dir: str | Path) -> dict[str, int]:
+    """Last committed position of every consumer group of a log (``consumers/<group>.json``)."""
+    out: dict[str, int] = {}
+    folder = Path(log_dir) / "consumers"
+    if folder.is_dir():
+        for p in folder.glob("*.json"):
+            try:
+                out[p.stem] = int(json.loads(p.read_text())["last"])
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("log %s: unreadable consumer position %s (ignored)", log_dir, p.name)
+    return out
 
 
 def read_log(log_dir: str | Path, start: int = 0) -> Iterable[tuple[int, str, pa.Table]]:

@@ -311,3 +311,25 @@ def test_consumer_commit_records_the_position(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert '"last": 2' in (tmp_path / "log" / "consumers" / "g1.json").read_text()
+
+
+def test_retention_deletes_only_segments_every_group_committed(tmp_path: Path) -> None:
+    log_dir = tmp_path / "log"
+    write_batches(log_dir, 20, segment_bytes=1, keep_segments=2)  # one entry per segment
+    assert len(list_segments(log_dir)) == 20  # no consumer group yet: nothing is deleted
+
+    async def commit(group: str, last: int) -> None:
+        await LocalConsumer(log_dir, group=group).commit("local", last)
+
+    asyncio.run(commit("sink", 15))
+    asyncio.run(commit("quality", 9))
+    write_batches(log_dir, 1, segment_bytes=1, keep_segments=2)
+    # entries 0..9 are committed by both groups; segment 10 onwards is still needed by "quality"
+    assert [f for f, _ in list_segments(log_dir)] == list(range(10, 21))
+    assert [n for n, _, _ in read_log(log_dir, 10)] == list(range(10, 21))
+    with pytest.raises(LogCorruptError, match="no longer exists"):
+        list(read_log(log_dir, 3))
+    asyncio.run(commit("quality", 20))
+    asyncio.run(commit("sink", 22))
+    write_batches(log_dir, 2, segment_bytes=1, keep_segments=2)
+    assert [f for f, _ in list_segments(log_dir)] == [21, 22]
