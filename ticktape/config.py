@@ -558,24 +558,17 @@ def convert(tp: Any, value: Any, *, from_text: bool) -> Any:
         if from_text and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ValueError(f"expected a boolean (true/false), got {value!r}")
-    if base is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if base is int or base is float:
+        # TOML integers are valid numbers, but a number with a fraction is not an integer
+        accepted: tuple[type, ...] = (int,) if base is int else (int, float)
+        if type(value) in accepted:  # exact types: a TOML boolean is no number
+            return base(value)
         if from_text and isinstance(value, str):
             try:
-                return int(value.strip())
+                return base(value.strip())
             except ValueError:
                 pass
-        raise ValueError(f"expected an integer, got {value!r}")
-    if base is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if from_text and isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected {'an integer' if base is int else 'a number'}, got {value!r}")
     if base is str:
         if isinstance(value, str):
             return value
