@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from collections import Counter, defaultdict
@@ -138,14 +139,15 @@ async def test_records_respect_size_limit_and_resume_after_seek(moto):
 
 
 class FlakyClient:
-    """A real moto client that fails some entries of each PutRecords call, and some whole calls.
+    """A real moto client that fails entries at random (1 in ``fail_every``), and the first whole calls.
 
     Failed entries are not written (as Kinesis does); the publisher must retry exactly those.
     """
 
-    def __init__(self, real, fail_every: int = 3, throttle_calls: int = 2):
+    def __init__(self, real, fail_every: int = 3, throttle_calls: int = 2, seed: int = 7):
         self.real = real
         self.fail_every = fail_every
+        self.rng = random.Random(seed)
         self.throttle_calls = throttle_calls
         self.calls = 0
         self.failed_entries = 0
@@ -163,7 +165,8 @@ class FlakyClient:
                 {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
                 "PutRecords",
             )
-        keep = [i for i in range(len(Records)) if (i + call) % self.fail_every != 0]
+        with self.lock:
+            keep = [i for i in range(len(Records)) if self.rng.randrange(self.fail_every)]
         written = (
             self.real.put_records(StreamName=StreamName, Records=[Records[i] for i in keep]) if keep else None
         )
