@@ -10,7 +10,8 @@ Documented rules implemented (docs.cdp.coinbase.com, Advanced Trade "WebSocket C
   acks included), starting at 0. So continuity is checked per connection, never per channel or
   product (which would report false gaps all the time). A jump means messages were lost, but the
   counter cannot say which product or channel they belonged to: every book on that connection is
-  marked broken (``gap`` event per book, MAYBE_BAD_BOOK until its new snapshot) and resynced by
+  marked broken (one ``gap`` event per book, flagged ``unattributed``; a connection-wide ``gap`` only
+  when the connection has no synced book; MAYBE_BAD_BOOK until its new snapshot) and resynced by
   unsubscribing and re-subscribing ``level2`` for those products. Books on other connections, and
   trades and bbo of every product, keep flowing; an overdue snapshot (1000 updates later) is requested
   again (``resync_retry``). A repeated ``sequence_num`` is a duplicate message
@@ -180,13 +181,18 @@ class CoinbaseNormaliser(Normaliser):
         else:
             detail["reason"] = "sequence went backwards (reordered message)"
         # The counter spans every channel and product: the loss cannot be attributed, so every
-        # book of this connection is suspect and is resynced.
-        emit_event(out, self.exchange, None, "connection", ts_recv, "gap", detail)
+        # book of this connection is suspect and is resynced. One gap event per broken book; a
+        # connection-wide one only when no book could carry it (a trades/bbo-only connection), so
+        # that one lost message is not counted twice.
+        marked = 0
         for native, book in self.books.items():
             if book.synced:
                 book.gap(out, ts_recv, "gap", {**detail, "unattributed": True})
+                marked += 1
             # A book still waiting may have lost its very snapshot: ask for every one again.
             self.resubscribe_requests.add(native)
+        if not marked:
+            emit_event(out, self.exchange, None, "connection", ts_recv, "gap", detail)
         return True
 
     def on_l2_event(

@@ -212,8 +212,8 @@ def test_sequence_gap_resyncs_every_book_of_the_connection_but_trades_keep_flowi
     n.on_frame(RECV, l2(1, "ETH-USD", "snapshot", [("bid", "1500", "1"), ("offer", "1501", "1")]), out)
     n.on_frame(RECV, l2(3, "BTC-USD", "update", [("bid", "21921.5", "1")]), out)  # 2 is missing
     gaps = [(e[1], e[4], orjson.loads(e[5])) for e in out.feed_events]
-    assert [(s, k) for s, k, _ in gaps] == [(None, "gap"), ("BTC-USD", "gap"), ("ETH-USD", "gap")]
-    assert gaps[0][2] == {"expected": 2, "sequence_num": 3, "missing": 1}
+    assert [(s, k) for s, k, _ in gaps] == [("BTC-USD", "gap"), ("ETH-USD", "gap")]
+    assert gaps[0][2] == {"expected": 2, "sequence_num": 3, "missing": 1, "unattributed": True, "epoch": 0}
     assert n.resubscribe_requests == {"BTC-USD", "ETH-USD"}
     assert out.book[-1][10] & Flags.MAYBE_BAD_BOOK  # the update after the gap
     n.on_frame(RECV, trades(4, [("12", "BTC-USD")]), out)
@@ -236,7 +236,8 @@ def test_duplicate_message_is_skipped_and_reordered_one_is_a_gap() -> None:
     n.on_frame(RECV, l2(3, "BTC-USD", "update", [("bid", "21921.6", "1")]), out)
     n.on_frame(RECV, l2(2, "BTC-USD", "update", [("bid", "21921.7", "1")]), out)  # arrives late
     kinds = [(e[1], e[4]) for e in out.feed_events]
-    assert kinds == [(None, "duplicate"), (None, "gap"), ("BTC-USD", "gap"), (None, "gap")]
+    # The second gap finds no synced book (it is resyncing): it is recorded connection-wide.
+    assert kinds == [(None, "duplicate"), ("BTC-USD", "gap"), (None, "gap")]
     assert "backwards" in orjson.loads(out.feed_events[-1][5])["reason"]
     assert n.last_seq == 3
 
@@ -363,8 +364,9 @@ async def test_dropped_update_is_a_gap_and_books_resync_while_trades_flow() -> N
         await run.until(lambda: len(run.events("resync")) == 2)
         trades_before = run.count("trades", "ETH-USD")
         await run.until(lambda: run.count("trades", "ETH-USD") > trades_before + 3)
-        connection_gaps = [e for e in run.events("gap") if e[1] is None]
-        assert len(connection_gaps) == 1 and orjson.loads(connection_gaps[0][5])["missing"] == 1
+        gaps = run.events("gap")
+        assert sorted(e[1] for e in gaps) == ["BTC-USD", "ETH-USD"]
+        assert all(orjson.loads(e[5])["missing"] == 1 for e in gaps)
         # The counter cannot say which product lost the update: both books resync, once.
         assert {e[1] for e in run.events("resync")} == {"BTC-USD", "ETH-USD"}
         assert {r[9] for r in run.got.book if r[1] == "BTC-USD"} == {0, 1}
@@ -429,7 +431,7 @@ async def test_duplicated_and_reordered_messages_through_the_simulator() -> None
         assert run.events("gap") == []  # a repeated sequence_num is skipped, not a gap
         run.sim.faults.reorder_updates["ETH-USD"] = 1
         await run.until(lambda: len(run.events("resync")) >= 2)
-        reasons = [orjson.loads(e[5]) for e in run.events("gap") if e[1] is None]
+        reasons = [orjson.loads(e[5]) for e in run.events("gap")]
         assert reasons and all("missing" in r or "backwards" in r.get("reason", "") for r in reasons)
 
 
@@ -443,3 +445,14 @@ async def test_bad_frames_and_lagging_clock_through_the_simulator() -> None:
         before = len(run.got.trades)
         await run.until(lambda: any(r[8] & Flags.OUTDATED for r in run.got.trades[before:]))
         assert run.events("gap") == [] and run.events("resync") == []
+
+
+def test_gap_on_a_connection_without_books_is_recorded_connection_wide() -> None:
+    n = CoinbaseNormaliser()
+    out = RecordBuffer()
+    n.on_frame(RECV, trades(0, [("1", "BTC-USD")]), out)
+    n.on_frame(RECV, trades(2, [("3", "BTC-USD")]), out)  # 1 is missing
+    assert [(e[1], e[2], e[4], orjson.loads(e[5])) for e in out.feed_events] == [
+        (None, "connection", "gap", {"expected": 1, "sequence_num": 2, "missing": 1})
+    ]
+    assert [r[4] for r in out.trades] == ["1", "3"] and n.resubscribe_requests == set()
