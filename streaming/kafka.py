@@ -76,6 +76,8 @@ class KafkaSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # "ticktape." and "ticktape" both mean topics ticktape.<dataset>.
+        self.topic_prefix = self.topic_prefix.rstrip(".")
         if self.idempotence not in IDEMPOTENCE_MODES:
             raise ValueError(f"idempotence must be one of {IDEMPOTENCE_MODES}, got {self.idempotence!r}")
         if self.compression not in COMPRESSION_TYPES:
