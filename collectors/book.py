@@ -254,6 +254,21 @@ class SyncedBook:
                 book.set_level(side, price, size, p_str, s_str)
                 rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
 
+    def check_crossed(self, out: RecordBuffer, ts_recv: int, detail: dict[str, Any]) -> bool:
+        """Emits ``crossed_book`` (with ``detail``) when the synced book's best bid >= best ask."""
+        if not self.synced or not self.book.is_crossed():
+            return False
+        emit_event(
+            out,
+            self.exchange,
+            self.symbol,
+            "book",
+            ts_recv,
+            "crossed_book",
+            {"bid": self.book.best_bid(), "ask": self.book.best_ask(), **detail},
+        )
+        return True
+
     def gap(self, out: RecordBuffer, ts_recv: int, kind: str, detail: dict[str, Any]) -> None:
         """Marks the book broken (a ``gap`` or ``checksum_mismatch``): clears it and waits for a snapshot.
 
@@ -272,6 +287,14 @@ class SyncedBook:
         self.synced = False
         self.pending.clear()
         self.last_seq = None
+
+
+def add_flags(rows: list[tuple[Any, ...]], start: int, flags: int) -> None:
+    """ORs ``flags`` into the last column (``flags``) of ``rows[start:]`` (rows are tuples)."""
+    if flags:
+        for i in range(start, len(rows)):
+            row = rows[i]
+            rows[i] = (*row[:-1], row[-1] | flags)
 
 
 class SymbolBooks:

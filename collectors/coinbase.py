@@ -58,7 +58,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
-from .book import ASK, BID, ResyncWatch, SymbolBooks, parse_levels
+from .book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
 from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
@@ -244,16 +244,7 @@ class CoinbaseNormaliser(Normaliser):
             book.apply_parsed(out, ts_exchange, ts_recv, sides[i], parsed[i:j], seq)
             self._flag_times(out, before, ts_exchange, ts_recv)
             i = j
-        if book.synced and book.book.is_crossed():
-            emit_event(
-                out,
-                self.exchange,
-                book.symbol,
-                "book",
-                ts_recv,
-                "crossed_book",
-                {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "sequence_num": seq},
-            )
+        book.check_crossed(out, ts_recv, {"sequence_num": seq})
 
     def check_resync_wait(self, ts_recv: int, native: str, symbol: str, out: RecordBuffer) -> None:
         """Asks for the book again when its snapshot is overdue (see :class:`ResyncWatch`)."""
@@ -265,12 +256,7 @@ class CoinbaseNormaliser(Normaliser):
             )
 
     def _flag_times(self, out: RecordBuffer, before: int, ts_exchange: int | None, ts_recv: int) -> None:
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        if flags:
-            rows = out.book
-            for k in range(before, len(rows)):
-                row = rows[k]
-                rows[k] = (*row[:10], row[10] | flags)
+        add_flags(out.book, before, self.time_flags.flags(ts_exchange, ts_recv))
 
     def on_trades_event(
         self, ts_recv: int, ts_msg: int, seq: int | None, event: dict[str, Any], out: RecordBuffer

@@ -56,7 +56,7 @@ from schemas import Flags, RecordBuffer
 
 from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
-from .book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, parse_levels
+from .book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
 from .checksum import book_crc32
 from .dedupe import RecentTradeIds
 from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
@@ -305,11 +305,8 @@ class KrakenNormaliser(Normaliser):
                     {"expected": checksum, "computed": computed, "type": kind},
                 )
                 self.resubscribe_requests.add(native)
-        if flags:
-            rows = out.book
-            for i in range(before, len(rows)):
-                row = rows[i]
-                rows[i] = (*row[:10], row[10] | flags)
+        add_flags(out.book, before, flags)
+        book.check_crossed(out, ts_recv, {"type": kind})
 
     def check_resync_wait(self, ts_recv: int, native: str, symbol: str, out: RecordBuffer) -> None:
         """Asks for the book again when its snapshot is overdue (see :class:`ResyncWatch`)."""

@@ -456,3 +456,13 @@ def test_gap_on_a_connection_without_books_is_recorded_connection_wide() -> None
         (None, "connection", "gap", {"expected": 1, "sequence_num": 2, "missing": 1})
     ]
     assert [r[4] for r in out.trades] == ["1", "3"] and n.resubscribe_requests == set()
+
+
+def test_crossed_book_is_reported() -> None:
+    n = CoinbaseNormaliser()
+    out = RecordBuffer()
+    n.on_frame(RECV, with_seq(DOC_L2_SNAPSHOT, 0), out)
+    n.on_frame(RECV, l2(1, "BTC-USD", "update", [("bid", "21922", "1")]), out)  # above the 21921.74 ask
+    assert [(e[4], orjson.loads(e[5])) for e in out.feed_events] == [
+        ("crossed_book", {"bid": [21922.0, 1.0], "ask": [21921.74, 0.5], "sequence_num": 1})
+    ]

@@ -443,3 +443,15 @@ async def test_bad_frames_and_lagging_clock_through_the_simulator() -> None:
         before = len(run.got.book)
         await run.until(lambda: any(r[10] & Flags.OUTDATED for r in run.got.book[before:]))
         assert run.events("checksum_mismatch") == [] and run.events("resync") == []
+
+
+def test_crossed_book_is_reported() -> None:
+    n = KrakenNormaliser(depth=10)
+    out = RecordBuffer()
+    bids, asks = [("100.0", "1.0")], [("101.0", "1.0")]
+    n.on_frame(TS_RECV, book_frame("snapshot", bids, asks, kraken_crc(bids, asks), "BTC/USD"), out)
+    crossed = [("101.5", "1.0"), *bids]
+    n.on_frame(
+        TS_RECV, book_frame("update", [("101.5", "1.0")], [], kraken_crc(crossed, asks), "BTC/USD"), out
+    )
+    assert [(e[4], orjson.loads(e[5])["bid"]) for e in out.feed_events] == [("crossed_book", [101.5, 1.0])]
