@@ -1061,7 +1061,7 @@ COLLECT_DESTS: dict[str, str] = {
     "rest_url": "collect.rest_url",
 }
 #: Commands whose ``--endpoint-url`` is the S3 endpoint; elsewhere it is the Kinesis one.
-S3_COMMANDS = frozenset({"sync", "query"})
+S3_COMMANDS = frozenset({"sync", "query", "validate"})
 _SKIP_DESTS = frozenset({"help", "config", "func", "version"})
 
 
