@@ -148,3 +148,12 @@ def iso_to_ns(value: Any) -> int:
             raise ParseError(f"bad RFC 3339 fraction in {value[:40]!r}")
         nanos = int(digits[:9].ljust(9, "0"))
     return (secs - offset_s) * 1_000_000_000 + nanos
+
+
+def ns_to_iso(ts_ns: int, digits: int = 9) -> str:
+    """Integer ns since the epoch to an RFC 3339 UTC string with ``digits`` fraction digits (simulators)."""
+    secs, nanos = divmod(ts_ns, 1_000_000_000)
+    head = _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if digits <= 0:
+        return head + "Z"
+    return f"{head}.{str(nanos).rjust(9, '0')[:digits]}Z"

@@ -15,7 +15,7 @@ import pytest
 
 from collectors.base import Subscription
 from collectors.coinbase import CoinbaseDialect, CoinbaseNormaliser
-from collectors.events import iso_to_ns
+from collectors.events import ParseError, iso_to_ns, ns_to_iso
 from collectors.registry import get_dialect
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
@@ -466,3 +466,15 @@ def test_crossed_book_is_reported() -> None:
     assert [(e[4], orjson.loads(e[5])) for e in out.feed_events] == [
         ("crossed_book", {"bid": [21922.0, 1.0], "ask": [21921.74, 0.5], "sequence_num": 1})
     ]
+
+
+def test_rfc3339_timestamps_keep_nanoseconds() -> None:
+    assert iso_to_ns("2023-02-09T20:32:50.714964855Z") == 1_675_974_770_714_964_855
+    assert iso_to_ns("2023-02-09T21:32:50.714964855+01:00") == 1_675_974_770_714_964_855
+    assert iso_to_ns("2023-02-09T20:32:50Z") == 1_675_974_770_000_000_000
+    assert iso_to_ns("2023-02-09T20:32:50.1234567891Z") == 1_675_974_770_123_456_789  # truncated
+    assert ns_to_iso(1_675_974_770_714_964_855) == "2023-02-09T20:32:50.714964855Z"
+    assert ns_to_iso(1_675_974_770_714_964_855, 6) == "2023-02-09T20:32:50.714964Z"
+    for bad in ("2023-02-09T20:32:50", "2023-02-09T20:32:50.Z", "2023-13-09T20:32:50Z", "yesterday", 5, None):
+        with pytest.raises(ParseError):
+            iso_to_ns(bad)
