@@ -738,18 +738,22 @@ class LocalConsumer(Consumer):
         """Complete entries available now, waiting up to ``timeout_s`` for the first one."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
-            entries = self._reader.read(self.max_poll_entries, self.max_poll_bytes)
-            if entries:
-                break
+            # File reads and decoding run in a worker thread: a sink sharing its event loop with
+            # collectors (the demo) must not delay their receive stamps.
+            out = await asyncio.to_thread(self._read_batches)
+            if out:
+                self.entries_read += len(out)
+                return out
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
             await asyncio.sleep(min(self.poll_interval_s, remaining))
+
+    def _read_batches(self) -> list[ConsumedBatch]:
         out = []
-        for number, body in entries:
+        for number, body in self._reader.read(self.max_poll_entries, self.max_poll_bytes):
             dataset, table = decode_body(body)
             out.append(ConsumedBatch(self.stream, number, number, dataset, table))
-        self.entries_read += len(out)
         return out
 
     async def commit(self, stream: str, last_position: int) -> None:
