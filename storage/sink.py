@@ -314,6 +314,7 @@ class Sink:
                 elif opts.until_idle_s is not None and now - last_data >= opts.until_idle_s:
                     log.info("nothing new for %.1f s: stopping", opts.until_idle_s)
                     break
+                self._forget_revoked()
                 for stream, p in list(self._pending.items()):
                     if now - p.last_added >= opts.flush_idle_s or now - p.started >= opts.max_delay_s:
                         await self._flush(stream)
@@ -321,6 +322,22 @@ class Sink:
         finally:
             await self.consumer.close()
         return self.stats
+
+    def _forget_revoked(self) -> None:
+        """Drops the state of streams the consumer no longer owns (a Kafka rebalance moved them).
+
+        Their pending rows are not written: the new owner resumes from the commit marker and writes
+        them; writing them here too would put them in the lake twice, cut differently.
+        """
+        assigned = set(self.consumer.streams())
+        for stream in [s for s in self._committed if s not in assigned]:
+            dropped = self._pending.pop(stream, None)
+            del self._committed[stream]
+            log.info(
+                "stream %s: no longer assigned to this sink%s",
+                stream,
+                f"; {dropped.rows} unwritten rows left to its new owner" if dropped else "",
+            )
 
     async def _add_all(self, batches: list[ConsumedBatch], now: float) -> None:
         discard: set[str] = set()
