@@ -106,8 +106,7 @@ def _source(catalog: Catalog, dataset: str, exchange: str) -> str:
     glob = f"{catalog.location.url.rstrip('/')}/{dataset}/exchange={exchange}/*/*.parquet".replace("'", "''")
     types = ", ".join(f"'{k}': '{t}'" for k, t in PARTITION_TYPES.items())
     return (
-        f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{{types}}}, "
-        "filename = true, file_row_number = true)"
+        f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{{types}}}, file_row_number = true)"
     )
 
 
@@ -162,29 +161,26 @@ def book_at(catalog: Catalog, exchange: str, symbol: str, at_ns: int, depth: int
         f"(ts_recv >= {_ts(7)} OR ($8::BIGINT IS NOT NULL AND seq > $8::BIGINT))))"
     )
     params = [symbol, epoch, first_day, day_t, at_ns, snap_ns - MAX_BUFFER_NS, snap_ns, snap_seq]
-    # Arrival order: the snapshot's rows first, then deltas by receive time and position in the lake.
-    levels = catalog.query(
-        "SELECT side, price, arg_max(size, struct_pack(d := NOT is_snapshot, t := ts_recv, f := filename, "
-        f"r := file_row_number)) AS size FROM {src} WHERE {where} GROUP BY side, price",
+    # One scan: the last size of every level (arrival order: the snapshot's rows first, then deltas by
+    # receive time and position in their file), and in the same pass the totals (the empty grouping set).
+    rows = catalog.query(
+        "SELECT side, price, arg_max(size, struct_pack(d := NOT is_snapshot, t := ts_recv, "
+        "r := file_row_number)) AS size, count(*) AS n, epoch_ns(max(ts_recv)) AS last_ts, "
+        f"max(seq) AS last_seq FROM {src} WHERE {where} GROUP BY GROUPING SETS ((side, price), ())",
         params,
     )
-    stats = catalog.query(
-        "SELECT count(*) AS n, epoch_ns(max(ts_recv)) AS last_ts, max(seq) AS last_seq "
-        f"FROM {src} WHERE {where}",
-        params,
-    ).to_pylist()[0]
-    result.rows_applied = int(stats["n"])
-    result.last_update_ns = stats["last_ts"]
-    result.last_seq = stats["last_seq"]
+    sides = rows.column("side").to_pylist()
+    prices = rows.column("price").to_pylist()
+    sizes = rows.column("size").to_pylist()
+    total = sides.index(None) if None in sides else None
+    if total is not None:
+        result.rows_applied = int(rows.column("n")[total].as_py())
+        result.last_update_ns = rows.column("last_ts")[total].as_py()
+        result.last_seq = rows.column("last_seq")[total].as_py()
     bids: list[tuple[float, float]] = []
     asks: list[tuple[float, float]] = []
-    for side, price, size in zip(
-        levels.column("side").to_pylist(),
-        levels.column("price").to_pylist(),
-        levels.column("size").to_pylist(),
-        strict=True,
-    ):
-        if size and size > 0.0:
+    for side, price, size in zip(sides, prices, sizes, strict=True):
+        if side is not None and size and size > 0.0:
             (bids if side == "bid" else asks).append((price, size))
     bids.sort(key=lambda level: -level[0])
     asks.sort(key=lambda level: level[0])

@@ -135,6 +135,9 @@ class Catalog:
         if threads:
             config["threads"] = threads
         self.con = duckdb.connect(config=config)
+        # Several queries of one session (book_at runs a few) read the same file footers. (A setting of
+        # the built-in parquet reader: it cannot go into the connect-time config.)
+        self.con.execute("SET parquet_metadata_cache = true")
         #: the directory of a local lake (whose compactions the queries watch), None for S3
         self.local_root: Path | None = None if location.is_s3 else Path(location.url)
         if location.is_s3:
