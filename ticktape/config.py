@@ -333,6 +333,8 @@ class Config:
     #: where each key's value came from: "default", "file", "env" or "cli"
     sources: dict[str, str] = field(default_factory=dict, repr=False)
     path: Path | None = None
+    #: line of each key in the file, by location (for errors found after loading)
+    lines: dict[str, int] = field(default_factory=dict, repr=False)
 
     def groups(self) -> dict[str, tuple[CollectorConfig, ...]]:
         """Collector groups in file order: group name -> its collectors."""
@@ -708,6 +710,9 @@ def _flatten_file(
                     key,
                     "secrets are read from the environment only (AWS credentials: the standard AWS chain)",
                 )
+            elif prefix.rstrip(".") in command_names:
+                # [collect] is a section and a command: its other options are collect's own flags
+                commands.setdefault(prefix.rstrip("."), {})[name] = value
             else:
                 siblings = [k.rsplit(".", 1)[-1] for k in (*SETTINGS, *_TABLES) if k.startswith(prefix)]
                 out.add(key, f"unknown key{_suggest(name, sorted(set(siblings)))}")
@@ -996,6 +1001,7 @@ def load_config(
         commands=commands,
         sources=sources,
         path=Path(path) if path is not None else None,
+        lines=out.lines,
     )
     _cross_checks(cfg, out, sources, env is not None if check_secrets is None else check_secrets)
     if out.issues:
@@ -1090,11 +1096,6 @@ def _configurable(action: argparse.Action) -> bool:
     return (
         bool(action.option_strings) and action.dest not in _SKIP_DESTS and action.default != argparse.SUPPRESS
     )
-
-
-def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, argparse.Action]:
-    """The configurable flags of one command's parser, by key."""
-    return {key_for(command, a.dest): a for a in parser._actions if _configurable(a)}
 
 
 def enable_config(parser: argparse.ArgumentParser, command: str) -> None:
@@ -1204,46 +1205,38 @@ def resolve_args(
             if not isinstance(value, list | tuple | bool | int | float | str) and value is not None:
                 overrides[info.key] = str(value)
     cfg = load_config(path, env, overrides)
-    issues: list[ConfigIssue] = []
     section = cfg.commands.get(command, {})
-    dests = {info.action.dest: info for info in infos}
-    for name in section:
-        found = dests.get(name)
-        if found is None or found.key in SETTINGS:
-            hint = f" (set {found.key} instead)" if found is not None else _suggest(name, sorted(dests))
-            issues.append(
-                ConfigIssue(f"{command}.{name}", f"not an option of `ticktape {command}`{hint}", str(path))
-            )
+    issues: list[ConfigIssue] = command_section_issues(cfg, command, [info.action for info in infos])
     for info in infos:
         dest = info.action.dest
         value = getattr(args, dest, None)
         if _given(info, value):
             continue
+        env_var = env_name(info.key)
+        origin = "default"
+        if info.key in SETTINGS and cfg.sources.get(info.key) in ("file", "env"):
+            origin = cfg.sources[info.key]
+        elif info.key not in SETTINGS and env_var in env:
+            origin = "env"
+        elif info.key not in SETTINGS and dest in section:
+            origin = "section"  # checked by command_section_issues
+        where = f"env {env_var}" if origin == "env" else str(path or "")
         try:
-            if info.key in SETTINGS:
-                src = cfg.sources.get(info.key, "default")
+            if origin == "default":
                 # unset in file and environment: the command keeps its own default, so adding
                 # --config support never changes what a command does without configuration
-                value = _to_arg(info.action, cfg.value(info.key)) if src in ("file", "env") else info.default
+                value = info.default
+            elif info.key in SETTINGS:
+                value = _to_arg(info.action, cfg.value(info.key))
             else:
-                env_var = env_name(info.key)
-                if env_var in env:
-                    value = _to_arg(info.action, env[env_var])
-                elif dest in section:
-                    value = _to_arg(info.action, section[dest])
-                else:
-                    value = info.default
+                value = _to_arg(info.action, env[env_var] if origin == "env" else section[dest])
         except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-            issues.append(ConfigIssue(info.key, f"invalid value: {exc}", str(path or "env")))
+            if origin != "section":
+                issues.append(ConfigIssue(info.key, f"invalid value: {exc}", where))
             continue
-        if info.action.choices is not None and value is not None and info.action.nargs != 0:
-            items = value if isinstance(value, list) else [value]
-            bad = [v for v in items if v not in info.action.choices]
-            if bad:
-                choices = ", ".join(map(str, info.action.choices))
-                issues.append(
-                    ConfigIssue(info.key, f"{bad[0]!r} is not one of: {choices}", str(path or "env"))
-                )
+        problem = _choice_problem(info.action, value)
+        if problem and origin in ("file", "env"):
+            issues.append(ConfigIssue(info.key, problem, where, cfg.lines.get(info.key)))
         if value is None and info.required:
             issues.append(
                 ConfigIssue(
@@ -1258,6 +1251,46 @@ def resolve_args(
     if issues:
         raise ConfigError(issues)
     return cfg
+
+
+def command_section_issues(cfg: Config, command: str, actions: list[argparse.Action]) -> list[ConfigIssue]:
+    """Problems of the ``[<command>]`` table: options the command lacks, values its flags refuse."""
+    by_dest = {a.dest: a for a in actions if _configurable(a)}
+    source = str(cfg.path or "")
+    issues: list[ConfigIssue] = []
+    for name, value in cfg.commands.get(command, {}).items():
+        where = f"{command}.{name}"
+        line = cfg.lines.get(where, cfg.lines.get(command))
+        action = by_dest.get(name)
+        if action is None or key_for(command, name) in SETTINGS:
+            hint = (
+                f" (set {key_for(command, name)} instead)"
+                if action is not None
+                else _suggest(name, sorted(by_dest))
+            )
+            issues.append(ConfigIssue(where, f"not an option of `ticktape {command}`{hint}", source, line))
+            continue
+        try:
+            converted = _to_arg(action, value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            issues.append(ConfigIssue(where, f"invalid value: {exc}", source, line))
+            continue
+        problem = (
+            f"expected a boolean (true/false), got {value!r}"
+            if action.nargs == 0 and not isinstance(value, bool)
+            else _choice_problem(action, converted)
+        )
+        if problem:
+            issues.append(ConfigIssue(where, problem, source, line))
+    return issues
+
+
+def _choice_problem(action: argparse.Action, value: Any) -> str | None:
+    """Why a flag's ``choices`` refuse a value, or None."""
+    if action.choices is None or value is None or action.nargs == 0:
+        return None
+    bad = [v for v in (value if isinstance(value, list) else [value]) if v not in action.choices]
+    return f"{bad[0]!r} is not one of: {', '.join(map(str, action.choices))}" if bad else None
 
 
 def _fill_collector(args: argparse.Namespace, cfg: Config) -> None:

@@ -28,15 +28,9 @@ EXAMPLE = ROOT / "examples" / "ticktape.toml"
 
 
 def run_config_cli(*argv: str) -> tuple[int, str, str]:
-    """Runs ``ticktape config ...`` in a fresh interpreter (the real entry point, real environment)."""
-    code = (
-        "import argparse, sys\n"
-        "from ticktape.commands import config\n"
-        "p = argparse.ArgumentParser(prog='ticktape'); s = p.add_subparsers(required=True)\n"
-        "config.register(s); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
-    )
+    """Runs ``ticktape config ...`` through the real entry point in a fresh interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=60
+        [sys.executable, "-m", "ticktape.cli", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -478,3 +472,23 @@ def test_event_age_limits_table_errors() -> None:
         "okx": 3.0,
         "kraken": 4.0,
     }
+
+
+def test_validate_checks_command_tables_against_the_real_commands(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[lake]\npath = '/l'\n\n[sink]\nflush_rows = 'many'\nuntil_idle = 5\nlake = '/x'\n\n"
+        "[collect]\ngroup = 'g'\nduration = 'long'\n\n[compact]\nallow_brief_gap = 'yes'\ndatee = '2024-01-01'\n\n"
+        "[[collectors]]\ngroup = 'g'\nexchange = 'binance'\nsymbols = ['BTCUSDT']\n",
+    )
+    code, out, err = run_config_cli("config", "validate", str(path))
+    assert code == 1, out
+    lines = err.splitlines()
+    assert (
+        f"{path}:5: sink.flush_rows: invalid value: invalid literal for int() with base 10: 'many'" in lines
+    )
+    assert f"{path}:7: sink.lake: not an option of `ticktape sink` (set lake.path instead)" in lines
+    assert f"{path}:11: collect.duration: invalid value: could not convert string to float: 'long'" in lines
+    assert f"{path}:14: compact.allow_brief_gap: expected a boolean (true/false), got 'yes'" in lines
+    assert f"{path}:15: compact.datee: not an option of `ticktape compact` (did you mean 'date'?)" in lines
+    assert f"{path}: 5 error(s)" in lines

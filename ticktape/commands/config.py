@@ -23,8 +23,7 @@ from ticktape.config import (
     Config,
     ConfigError,
     ConfigIssue,
-    command_flags,
-    key_for,
+    command_section_issues,
     load_config,
     reference_rows,
     unknown_env,
@@ -55,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     keys.set_defaults(func=_keys)
 
 
-def _command_issues(cfg: Config, path: str) -> list[ConfigIssue]:
+def _command_issues(cfg: Config) -> list[ConfigIssue]:
     """Checks ``[<command>]`` sections against the real flags of each command."""
     if not cfg.commands:
         return []
@@ -64,31 +63,9 @@ def _command_issues(cfg: Config, path: str) -> list[ConfigIssue]:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     issues: list[ConfigIssue] = []
-    for command, options in cfg.commands.items():
+    for command in cfg.commands:
         sub = subparsers.choices.get(command)
-        flags = command_flags(sub, command) if sub is not None else {}
-        by_dest = {a.dest: (k, a) for k, a in flags.items()}
-        for name, value in options.items():
-            where = f"{command}.{name}"
-            if name not in by_dest or by_dest[name][0] in SETTINGS:
-                hint = f" (set {key_for(command, name)} instead)" if name in by_dest else ""
-                issues.append(ConfigIssue(where, f"not an option of `ticktape {command}`{hint}", path))
-                continue
-            action = by_dest[name][1]
-            try:
-                if action.nargs == 0:
-                    if not isinstance(value, bool):
-                        raise ValueError(f"expected a boolean (true/false), got {value!r}")
-                elif callable(action.type):
-                    items = value if isinstance(value, list) else [value]
-                    for item in items:
-                        action.type(item if isinstance(item, str) else str(item))
-            except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-                issues.append(ConfigIssue(where, f"invalid value: {exc}", path))
-                continue
-            if action.choices is not None and value not in action.choices:
-                choices = ", ".join(map(str, action.choices))
-                issues.append(ConfigIssue(where, f"{value!r} is not one of: {choices}", path))
+        issues.extend(command_section_issues(cfg, command, list(sub._actions) if sub is not None else []))
     return issues
 
 
@@ -101,7 +78,7 @@ def _validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         issues = list(exc.issues)
     if cfg is not None:
-        issues.extend(_command_issues(cfg, args.file))
+        issues.extend(_command_issues(cfg))
     warnings = [f"env {name}: no setting reads this variable" for name in unknown_env(env or {})]
     summary: dict[str, Any] = {"file": args.file, "ok": not issues, "errors": [str(i) for i in issues]}
     if warnings:
