@@ -202,7 +202,7 @@ def _compacted_generation(files: list[Path]) -> str | None:
     return tokens.pop() if len(tokens) == 1 else None
 
 
-def _uncommitted(lake: Path, files: list[Path]) -> list[str]:
+def uncommitted_files(lake: Path, files: list[Path]) -> list[str]:
     """Sink files whose positions are beyond their stream's commit marker."""
     commits = committed_streams(lake)
     out = []
@@ -403,7 +403,7 @@ def compact_partition(
             result.status = "busy"
             result.detail = f"unpublished entries present (a sink still writing?): {busy[:5]}"
             return result
-        uncommitted = _uncommitted(lake, inputs)
+        uncommitted = uncommitted_files(lake, inputs)
         if uncommitted:
             # A file the sink has not committed may be an orphan that its recovery deletes and rewrites:
             # merging it would duplicate its rows.
