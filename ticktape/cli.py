@@ -24,7 +24,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sync",
     "book",
     "config",
+    "serve",
     "quality",
+    "validate",
 )
 
 
