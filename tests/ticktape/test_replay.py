@@ -241,3 +241,16 @@ def test_replay_command_errors(sample: Path, tmp_path: Path) -> None:
         "replay", "--exchange", "binance", "--input", str(sample), "--transport", "local", check=False
     )
     assert res.returncode == 2 and "needs --log DIR" in res.stderr
+    res = ticktape(
+        "replay",
+        "--exchange",
+        "binance",
+        "--input",
+        str(sample),
+        "--lake",
+        "x",
+        "--stream-id",
+        "../up",
+        check=False,
+    )
+    assert res.returncode == 2 and "invalid stream id" in res.stderr

@@ -27,6 +27,7 @@ from collectors.base import Normaliser
 from collectors.capture import CaptureError, read_capture
 from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS, RecordBuffer, rows_to_arrow
+from storage.lake import check_stream_id
 from storage.sink import UnitWriter
 from streaming.local import LogError
 from ticktape.config import enable_config
@@ -296,6 +297,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         get_dialect(args.exchange)
+        if args.stream_id:
+            check_stream_id(args.stream_id)
     except ValueError as exc:
         print(f"ticktape replay: {exc}", file=err)
         return 2

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from storage.lake import check_stream_id
 from storage.sink import Sink, SinkOptions, SinkStats
 from streaming.local import LogError
 from ticktape.config import enable_config
@@ -117,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("flush_rows", "flush_entries"):
         if getattr(args, name) <= 0:
             print(f"ticktape sink: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    if args.stream_id:
+        try:
+            check_stream_id(args.stream_id)
+        except ValueError as exc:
+            print(f"ticktape sink: --stream-id: {exc}", file=sys.stderr)
             return 2
     try:
         return asyncio.run(_run(args))
