@@ -6,26 +6,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
-from prometheus_client import generate_latest
 
-from quality.live import QualityTracker
-from quality.metrics import tracker_registry
-from schemas import RecordBuffer
+from tests.quality.exposition import EXTERNAL, exposition, served_names, ticktape_names
 from tests.support.services import ROOT
 
 PROM_DIR = ROOT / "infra" / "prometheus"
 RULES = PROM_DIR / "ticktape-rules.yml"
 RULE_TESTS = PROM_DIR / "tests" / "ticktape-rules.test.yml"
 SLOW_RULE_TESTS = PROM_DIR / "tests" / "ticktape-slow.test.yml"
-#: metrics that other processes export (sink, sync: see infra/prometheus/README.md), and Prometheus' own
-EXTERNAL = {
-    "ticktape_sink_lag_seconds",
-    "ticktape_sync_failures_total",
-    "ticktape_sync_last_success_timestamp_seconds",
-}
 
 
 def promtool() -> str:
@@ -54,16 +44,8 @@ def test_promtool_check_and_test_rules():
 
 
 def test_rules_use_only_metrics_the_exporter_serves():
-    tracker = QualityTracker()
-    now = time.time_ns()
-    out = RecordBuffer()
-    out.trades.append(("okx", "BTC-USDT", now - 5_000_000, now, "1", 1.0, 1.0, "buy", 0))
-    out.feed_events.append(("okx", "BTC-USDT", "book", now, "gap", "{}"))
-    tracker.observe(out)
-    tracker.snapshot()
-    exposition = generate_latest(tracker_registry(tracker)).decode()
-    served = set(re.findall(r"^(ticktape_[a-z_]+)", exposition, re.M))
-    used = set(re.findall(r"(?<![:\w])(ticktape_[a-z_0-9]+)", RULES.read_text())) - EXTERNAL
+    served = served_names()
+    used = ticktape_names(RULES.read_text()) - EXTERNAL
     missing = sorted(name for name in used if name not in served)
     assert not missing, f"rules use metrics the exporter does not serve: {missing}"
-    assert not re.search(r'symbol="', exposition)
+    assert not re.search(r'symbol="', exposition())
