@@ -1066,15 +1066,14 @@ COLLECT_DESTS: dict[str, str] = {
     "ws_url": "collect.ws_url",
     "rest_url": "collect.rest_url",
 }
-#: Commands whose ``--endpoint-url`` is the S3 endpoint; elsewhere it is the Kinesis one.
-S3_COMMANDS = frozenset({"sync", "query", "validate"})
 _SKIP_DESTS = frozenset({"help", "config", "func", "version"})
 
 
-def key_for(command: str, dest: str) -> str:
-    """The configuration key of a command's flag (by argparse dest)."""
+def key_for(command: str, dest: str, dests: frozenset[str] | set[str] = frozenset()) -> str:
+    """The configuration key of a command's flag (by argparse dest; ``dests``: all of its flags)."""
     if dest == "endpoint_url":
-        return "s3.endpoint_url" if command in S3_COMMANDS else "transport.kinesis.endpoint_url"
+        # next to the transport flags it is Kinesis' endpoint; on the lake readers it is S3's
+        return "transport.kinesis.endpoint_url" if "kinesis_stream" in dests else "s3.endpoint_url"
     if command == "sync" and dest == "dest":  # sync's --to
         return "s3.url"
     if command == "collect" and dest in COLLECT_DESTS:
@@ -1114,10 +1113,11 @@ def enable_config(parser: argparse.ArgumentParser, command: str) -> None:
             "--group", help="collector group of the configuration file to run (env TICKTAPE_COLLECT_GROUP)"
         )
     infos: list[_FlagInfo] = []
+    dests = {a.dest for a in parser._actions}
     for action in parser._actions:
         if not _configurable(action):
             continue
-        infos.append(_FlagInfo(key_for(command, action.dest), action, action.default, action.required))
+        infos.append(_FlagInfo(key_for(command, action.dest, dests), action, action.default, action.required))
         if action.help and "%(default)" in action.help:
             action.help = action.help.replace("%(default)s", str(action.default))
         if action.required:
@@ -1262,9 +1262,9 @@ def command_section_issues(cfg: Config, command: str, actions: list[argparse.Act
         where = f"{command}.{name}"
         line = cfg.lines.get(where, cfg.lines.get(command))
         action = by_dest.get(name)
-        if action is None or key_for(command, name) in SETTINGS:
+        if action is None or key_for(command, name, set(by_dest)) in SETTINGS:
             hint = (
-                f" (set {key_for(command, name)} instead)"
+                f" (set {key_for(command, name, set(by_dest))} instead)"
                 if action is not None
                 else _suggest(name, sorted(by_dest))
             )

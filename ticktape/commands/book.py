@@ -10,6 +10,7 @@ import duckdb
 
 from storage.book_at import BookAt, book_at, parse_instant
 from storage.catalog import LakeBusyError, open_catalog
+from ticktape.config import enable_config
 
 from .query import format_ns
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--depth", type=int, default=10, help="levels per side to print (default 10; 0: all)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     p.set_defaults(func=run)
+    enable_config(p, "book")
 
 
 def write_book(book: BookAt, out: object) -> None:
