@@ -254,3 +254,48 @@ def test_replay_command_errors(sample: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert res.returncode == 2 and "invalid stream id" in res.stderr
+
+
+def test_progress_line_only_on_a_terminal(
+    sample: Path, tmp_path: Path, direct_lake: tuple[Path, str]
+) -> None:
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ticktape.cli",
+            "replay",
+            "--exchange",
+            "binance",
+            "--input",
+            str(sample),
+            "--lake",
+            str(tmp_path / "lake"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=300)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"\rreplay ethusdt_20240808.capture.gz: 8,192 lines" in seen
+    assert b"\x1b[K" in seen  # the line is cleared before the summary
+    # Not on a terminal (stderr is a pipe): no progress line.
+    res = ticktape(
+        "replay", "--exchange", "binance", "--input", str(sample), "--lake", str(tmp_path / "lake")
+    )
+    assert "\r" not in res.stderr and "lines," not in res.stderr
