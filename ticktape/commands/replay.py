@@ -157,10 +157,9 @@ class Progress:
             return
         self.last = now
         elapsed = max(now - stats.started, 1e-9)
-        rows = sum(stats.rows.values())
         self.out.write(
             f"\r{self.label}: {stats.lines:,} lines, {stats.frames / elapsed:,.0f} frames/s, "
-            f"{rows:,} rows written, {elapsed:.0f} s "
+            f"{stats.units} unit(s) written, {elapsed:.0f} s "
         )
         self.out.flush()
 
