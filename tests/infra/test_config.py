@@ -297,6 +297,7 @@ def fake_command(seen: list[argparse.Namespace]) -> argparse.ArgumentParser:
     p.add_argument("--until-idle", type=float, default=None)
     p.add_argument("--batch-rows", type=int, default=1000)
     p.add_argument("--verify", action="store_true")
+    p.add_argument("--kinesis-stream")
     p.add_argument("--endpoint-url")
 
     def func(args: argparse.Namespace) -> int:
