@@ -56,6 +56,8 @@ MAX_EVENT_KINDS = 48
 HISTORY_POINTS = 180
 
 _DUPLICATE = int(Flags.DUPLICATE)
+#: "no latency seen" (kept an int so the hot path compares without a None check)
+NO_MIN = 1 << 62
 
 
 class _SymbolStats:
@@ -85,7 +87,7 @@ class _SymbolStats:
         self.negative = 0
         self.raw_sum = 0
         self.corr_sum = 0
-        self.raw_min: int | None = None
+        self.raw_min = NO_MIN
         self.last_recv = 0
         self.last_exch = 0
         self.last_timed = 0
@@ -95,10 +97,10 @@ class _SymbolStats:
     def reset(self) -> None:
         self.messages = self.timed = self.duplicates = self.outdated = self.negative = 0
         self.raw_sum = self.corr_sum = 0
-        self.raw_min = None
-        for i in range(len(self.raw_hist)):
-            self.raw_hist[i] = 0
-            self.corr_hist[i] = 0
+        self.raw_min = NO_MIN
+        n = len(self.raw_hist)
+        self.raw_hist[:] = bytes(n)  # n zeros, in C
+        self.corr_hist[:] = bytes(n)
 
 
 @dataclass
@@ -252,29 +254,25 @@ class QualityTracker:
     def _observe_rows(self, channel: str, rows: list[tuple[Any, ...]], per_frame: bool) -> None:
         edges = self._edges_ns
         cutoff = self._cutoff_ns
-        symbols = self._symbols
-        cur_ex: str | None = None
-        cur_sym: str | None = None
-        ex: _Exchange | None = None
+        bisect_left = bisect.bisect_left
+        # (exchange, symbol) -> its stats, exchange state and floor: one dict lookup per row
+        touched: dict[tuple[str, str], tuple[_SymbolStats, _Exchange, int]] = {}
         st: _SymbolStats | None = None
+        ex: _Exchange | None = None
         floor = 0
+        cur: tuple[str, str] | None = None
         prev_recv = prev_exch = -1
         for row in rows:
-            exchange = row[0]
-            symbol = row[1]
             ts_exchange = row[2]
             ts_recv = row[3]
-            if exchange != cur_ex or symbol != cur_sym or st is None or ex is None:
-                if ex is not None:
-                    self._touch(ex, channel, st)
-                cur_ex, cur_sym = exchange, symbol
-                key = (exchange, channel, symbol)
-                st = symbols.get(key)
-                if st is None:
-                    st = symbols[key] = _SymbolStats(self._buckets)
-                ex = self._exchanges.get(exchange) or self._exchange(exchange)
-                floor = ex.floor.floor_ns if ex.floor.floor_ns is not None else 0
+            if cur is None or row[0] != cur[0] or row[1] != cur[1]:
+                cur = (row[0], row[1])
+                got = touched.get(cur)
+                if got is None:
+                    got = touched[cur] = self._stats_for(cur[0], channel, cur[1])
+                st, ex, floor = got
                 prev_recv = prev_exch = -1
+            assert st is not None and ex is not None
             if per_frame and ts_recv == prev_recv and ts_exchange == prev_exch:
                 continue  # another level of the same book frame
             prev_recv = ts_recv
@@ -291,26 +289,33 @@ class QualityTracker:
             # event age is about the newest *received* message (30 s-old frames make it 30 s at once)
             st.last_exch = ts_exchange
             st.last_timed = ts_recv
-            if st.raw_min is None or latency < st.raw_min:
+            if latency < st.raw_min:
                 st.raw_min = latency
             st.raw_sum += latency
-            st.raw_hist[bisect.bisect_left(edges, latency)] += 1
+            st.raw_hist[bisect_left(edges, latency)] += 1
             if latency < 0:
                 st.negative += 1
             if ex.bootstrapping:
                 floor = ex.floor.bootstrap(latency)
+                touched[cur] = (st, ex, floor)
             above = latency - floor
             st.corr_sum += above
-            st.corr_hist[bisect.bisect_left(edges, above)] += 1
+            st.corr_hist[bisect_left(edges, above)] += 1
             if above > cutoff:
                 st.outdated += 1
-        if ex is not None:
-            self._touch(ex, channel, st)
+        for st, ex, _ in touched.values():
+            self._touch(ex, st)
 
-    def _touch(self, ex: _Exchange, channel: str, st: _SymbolStats | None) -> None:
-        # Per batch, not per row: the exchange-level last times that the ages are computed from.
+    def _stats_for(self, exchange: str, channel: str, symbol: str) -> tuple[_SymbolStats, _Exchange, int]:
+        key = (exchange, channel, symbol)
+        st = self._symbols.get(key)
         if st is None:
-            return
+            st = self._symbols[key] = _SymbolStats(self._buckets)
+        ex = self._exchanges.get(exchange) or self._exchange(exchange)
+        return st, ex, ex.floor.floor_ns if ex.floor.floor_ns is not None else 0
+
+    def _touch(self, ex: _Exchange, st: _SymbolStats) -> None:
+        # Per batch, not per row: the exchange-level last times that the ages are computed from.
         if st.last_recv > ex.last_recv:
             ex.last_recv = st.last_recv
             ex.had_data = True
@@ -404,7 +409,7 @@ class QualityTracker:
     ) -> _Closed:
         name = ex.name
         # 1. the clock floor from this interval's minimum raw latency
-        minima = [st.raw_min for _, _, st in entries if st.raw_min is not None]
+        minima = [st.raw_min for _, _, st in entries if st.raw_min != NO_MIN]
         if minima:
             ex.floor.add_second(now // NS, min(minima))
             ex.bootstrapping = False
@@ -438,16 +443,13 @@ class QualityTracker:
                     agg.negative += st.negative
                     agg.raw_sum_ns += st.raw_sum
                     agg.corr_sum_ns += st.corr_sum
-                    raw, corr, sraw, scorr = agg.raw_hist, agg.corr_hist, st.raw_hist, st.corr_hist
-                    for i in range(self._buckets):
-                        raw[i] += sraw[i]
-                        corr[i] += scorr[i]
+                    _add_sparse(agg.raw_hist, st.raw_hist)
+                    _add_sparse(agg.corr_hist, st.corr_hist)
                 second.messages += st.messages
                 second.timed += st.timed
                 second.outdated += st.outdated
                 second.duplicates += st.duplicates
-                for i, c in enumerate(st.corr_hist):
-                    second.corr_hist[i] += c
+                _add_sparse(second.corr_hist, st.corr_hist)
             counts.last_recv = max(counts.last_recv, st.last_recv)
             if st.last_timed >= counts.last_timed and st.last_timed:
                 counts.last_exch, counts.last_timed = st.last_exch, st.last_timed
@@ -765,6 +767,13 @@ class QualityTracker:
                         await result
                 except Exception:
                     log.exception("publishing quality rows failed")
+
+
+def _add_sparse(total: list[int], part: list[int]) -> None:
+    # Latency histograms are sparse (a few buckets hold everything): skip the empty ones.
+    for i, c in enumerate(part):
+        if c:
+            total[i] += c
 
 
 def limits_for(config: QualityConfig, exchange: str) -> dict[str, float]:
