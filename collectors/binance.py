@@ -318,15 +318,9 @@ class BinanceFamilyNormaliser(Normaliser):
         out: RecordBuffer,
     ) -> None:
         """Applies both sides of a depth event and advances the book's sequence."""
-        before = len(out.book)
-        book.apply_update(out, ts_exchange, ts_recv, data["b"], data["a"], seq)
-        book.last_seq = seq
         flags = self.time_flags.flags(ts_exchange, ts_recv)
-        if flags:
-            rows = out.book
-            for i in range(before, len(rows)):
-                row = rows[i]
-                rows[i] = (*row[:10], row[10] | flags)
+        book.apply_update(out, ts_exchange, ts_recv, data["b"], data["a"], seq, flags)
+        book.last_seq = seq
         if book.book.is_crossed():
             bid, ask = book.book.best_bid(), book.book.best_ask()
             emit_event(

@@ -28,6 +28,8 @@ def _neg(price: float) -> float:
 
 
 _INF = float("inf")
+#: SortedDict is a dict subclass whose key list only changes when a key is added or removed.
+_dict_setitem = dict.__setitem__
 
 
 def parse_levels(levels: Iterable[Sequence[Any]]) -> list[tuple[float, float, str, str]]:
@@ -242,17 +244,29 @@ class SyncedBook:
         bids: Iterable[Sequence[Any]],
         asks: Iterable[Sequence[Any]],
         seq: int | None,
+        extra_flags: int = 0,
     ) -> None:
-        """Applies a two-sided update; both sides are validated before either is applied."""
+        """Applies a two-sided update; both sides are validated before either is applied.
+
+        ``extra_flags`` (e.g. the time flags of the message) are OR-ed into every row's flags.
+        """
         parsed_bids = parse_levels(bids)
         parsed_asks = parse_levels(asks)
-        rows = out.book
+        append = out.book.append
         book = self.book
-        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
-        for side, parsed in ((BID, parsed_bids), (ASK, parsed_asks)):
+        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags | extra_flags
+        # L2Book.set_level inlined: this loop runs once per level of every update (the hot path).
+        for side, levels, parsed in ((BID, book.bids, parsed_bids), (ASK, book.asks, parsed_asks)):
             for price, size, p_str, s_str in parsed:
-                book.set_level(side, price, size, p_str, s_str)
-                rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+                if size == 0.0:
+                    levels.pop(price, None)
+                elif price in levels:
+                    # An existing level keeps its place in the sorted keys: a plain dict store skips
+                    # SortedDict.__setitem__'s membership test and key-list bookkeeping.
+                    _dict_setitem(levels, price, (size, p_str, s_str))
+                else:
+                    levels[price] = (size, p_str, s_str)
+                append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
 
     def check_crossed(self, out: RecordBuffer, ts_recv: int, detail: dict[str, Any]) -> bool:
         """Emits ``crossed_book`` (with ``detail``) when the synced book's best bid >= best ask."""

@@ -1,0 +1,181 @@
+"""Replay throughput, whole process: ``ticktape replay`` of real Binance frames into a lake.
+
+The shared Binance sample (33,618 frames, ~6 minutes of ETHUSDT) is repeated until there are at least
+``--frames`` frames. Repetitions are separated by an empty line (a disconnect: the book is rebuilt from
+the repetition's own snapshot), and every update id (``U``, ``u``, ``lastUpdateId``) and trade id
+(``t``) is shifted per repetition so that nothing is dropped as a repeat or a duplicate: every
+repetition yields the same rows as the first. Receive times are left as recorded.
+
+Beside it, in the same run, the same frames are parsed with plain ``orjson.loads`` in this process
+(the physical proxy: what reading JSON costs at all); the ratio of the two rates is the figure the
+issue targets (>= 0.40). Both rates are per CPU second (the replay's user + system time, start-up
+included; ``process_time`` for orjson): on a shared machine wall time measures the neighbours, CPU
+time measures the code on one core. The wall-clock rate is reported beside it. Run: ``python -m bench.replay [--frames N] [--quick] [--no-save]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import BINANCE_SAMPLE, SCRATCH, publish, ticktape_cmd
+from collectors.capture import read_capture
+
+NAME = "replay"
+TITLE = "Replay throughput, whole process (`bench/replay.py`)"
+COLUMNS = (
+    "frames",
+    "input",
+    "wall_s",
+    "cpu_s",
+    "replay_frames_per_cpu_s",
+    "orjson_frames_per_cpu_s",
+    "ratio",
+    "replay_frames_per_wall_s",
+    "rows",
+    "lake_mb",
+)
+DEFAULT_FRAMES = 500_000
+QUICK_FRAMES = 100_000
+_IDS = re.compile(rb'"(U|u|t|lastUpdateId)":(\d+)')
+
+
+def _sample_lines(sample: Path) -> list[bytes]:
+    with gzip.open(sample, "rb") as fh:
+        return [line.rstrip(b"\n") for line in fh if line.strip()]
+
+
+def repeated_capture(frames: int, *, compress: bool = True, sample: Path = BINANCE_SAMPLE) -> Path:
+    """A capture of the sample repeated to at least ``frames`` frames (cached: it is deterministic)."""
+    lines = _sample_lines(sample)
+    reps = -(-frames // len(lines))
+    ids = [int(m[2]) for line in lines for m in _IDS.finditer(line)]
+    # One shift larger than the whole id range keeps every repetition's ids above the previous ones.
+    shift = max(ids) - min(ids) + 1
+    suffix = ".capture.gz" if compress else ".capture"
+    path = SCRATCH / f"binance-x{reps}{suffix}"
+    if path.exists():
+        return path
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    opener: Any = gzip.open if compress else open
+    with opener(tmp, "wb") as fh:
+        for rep in range(reps):
+            if rep:
+                fh.write(b"\n")  # a disconnect between repetitions
+            delta = rep * shift
+            if delta == 0:
+                fh.write(b"\n".join(lines) + b"\n")
+                continue
+
+            def bump(m: re.Match[bytes], delta: int = delta) -> bytes:
+                return b'"%s":%d' % (m[1], int(m[2]) + delta)
+
+            fh.write(b"\n".join(_IDS.sub(bump, line) for line in lines) + b"\n")
+    tmp.rename(path)
+    return path
+
+
+def orjson_rate(path: Path) -> tuple[int, float]:
+    """``(frames, frames/s)`` of plain ``orjson.loads`` over the capture's frames (held in memory)."""
+    frames = [item[1] for item in read_capture(path) if isinstance(item, tuple)]
+    loads = orjson.loads
+    best = 0.0
+    for _ in range(3):  # best of three: the machine is shared
+        start = time.process_time()
+        for f in frames:
+            loads(f)
+        best = max(best, len(frames) / (time.process_time() - start))
+    return len(frames), best
+
+
+_SUMMARY = re.compile(r"(\d[\d,]*) frames, .* in ([\d.]+) s \(([\d,]+) frames/s\)")
+
+
+def run_replay(path: Path, lake: Path) -> dict[str, Any]:
+    """Runs ``ticktape replay`` in a subprocess; wall time covers the whole process (start-up included)."""
+    cmd = [*ticktape_cmd(), "replay", "--exchange", "binance", "--input", str(path), "--lake", str(lake)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ticktape replay failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    m = _SUMMARY.search(proc.stdout)
+    if m is None:
+        raise RuntimeError(f"unexpected replay summary: {proc.stdout[:500]}")
+    rows = sum(
+        int(parts[1].replace(",", ""))
+        for line in proc.stdout.splitlines()
+        if len(parts := line.split()) == 2 and parts[0] in ("trades", "book", "bbo", "feed_events")
+    )
+    size = sum(p.stat().st_size for p in lake.rglob("*.parquet"))
+    return {
+        "frames": int(m[1].replace(",", "")),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "internal_s": float(m[2]),
+        "rows": rows,
+        "lake_bytes": size,
+        "summary": proc.stdout,
+    }
+
+
+def measure(frames: int, compress: bool = True) -> dict[str, Any]:
+    """One replay run and the orjson proxy over the same frames."""
+    path = repeated_capture(frames, compress=compress)
+    n, proxy = orjson_rate(path)
+    lake = Path(tempfile.mkdtemp(prefix="bench-replay-lake-", dir=SCRATCH))
+    try:
+        r = run_replay(path, lake)
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
+    if r["frames"] != n:
+        raise RuntimeError(f"replay read {r['frames']} frames, the capture holds {n}")
+    rate = n / r["cpu_s"]
+    return {
+        "frames": n,
+        "input": path.name,
+        "wall_s": r["wall_s"],
+        "cpu_s": r["cpu_s"],
+        "replay_frames_per_cpu_s": rate,
+        "orjson_frames_per_cpu_s": proxy,
+        "ratio": rate / proxy,
+        "target_ratio": 0.40,
+        "replay_frames_per_wall_s": n / r["wall_s"],
+        "replay_loop_frames_per_wall_s": n / r["internal_s"],
+        "rows": r["rows"],
+        "lake_mb": r["lake_bytes"] / 1e6,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--frames", type=int, default=None, help=f"at least this many frames ({DEFAULT_FRAMES:,})")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_FRAMES:,} frames")
+    p.add_argument(
+        "--plain", action="store_true", help="uncompressed capture (default gzip, as collectors write)"
+    )
+    p.add_argument("--no-save", action="store_true", help="print JSON only, do not append to RESULTS.md")
+    args = p.parse_args(argv)
+    frames = args.frames or (QUICK_FRAMES if args.quick else DEFAULT_FRAMES)
+    result = measure(frames, compress=not args.plain)
+    publish(NAME, TITLE, COLUMNS, result, save=not args.no_save)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
