@@ -348,3 +348,16 @@ def test_a_reassigned_stream_is_not_written_twice(tmp_path: Path) -> None:
     assert sorted(lake_rows(lake, "trades")) == sorted(
         r for ds, rows in items if ds == "trades" for r in rows
     )
+
+
+def test_duckdb_reports_the_partition_value_of_exchange(tmp_path: Path) -> None:
+    """Why rows are only ever written under their own exchange's partition: DuckDB (2.0) reads the
+    hive partition value for ``exchange``, not the value stored in the file."""
+    part = tmp_path / "trades/exchange=binance/date=2024-08-08"
+    part.mkdir(parents=True)
+    rows = [trade("okx", "BTC-USDT", DAY1, 1)]
+    pq.write_table(pa.Table.from_batches([rows_to_arrow("trades", rows)]), part / "x.parquet")
+    got = duckdb.sql(
+        f"select exchange from read_parquet('{tmp_path}/trades/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    assert got == [("binance",)]
