@@ -222,3 +222,32 @@ async def test_delivery_failure_is_surfaced():
         await asyncio.wait_for(pub.flush(), 60)
     assert pub.stats.errors > 0 and pub.stats.published_rows == 26
     await asyncio.wait_for(pub.close(), 60)  # the failure was reported once, by flush
+
+
+async def test_rebalance_splits_partitions_between_members(kafka_broker):
+    settings = settings_for(kafka_broker)
+    pub = KafkaPublisher(settings)
+    await pub.start()
+    await pub.publish(make_records(60, symbols=tuple(f"S{i}-USDT" for i in range(12))))
+    await pub.close()
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    fast = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 300}
+    first = KafkaConsumer(settings, group_id=group, datasets=["trades"], **fast)
+    await first.start()
+    assert len(first.streams()) == 3
+    second = KafkaConsumer(settings, group_id=group, datasets=["trades"], **fast)
+    start_second = asyncio.create_task(second.start())
+    # The first member keeps polling (heartbeats, rejoin) while the second joins.
+    got_first: list = []
+    while not start_second.done():
+        for b in await first.poll(0.2):
+            got_first.extend(arrow_to_rows(b.table))
+    await start_second
+    for _ in range(20):
+        await first.poll(0.2)
+        if len(first.streams()) + len(second.streams()) == 3 and second.streams():
+            break
+    a, b = set(first.streams()), set(second.streams())
+    await first.close()
+    await second.close()
+    assert a and b and not a & b and len(a | b) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import uuid
@@ -17,7 +18,9 @@ from streaming.kinesis import (
     KinesisConsumer,
     KinesisPublisher,
     KinesisSettings,
+    ShardLimiter,
     backoff_delay,
+    hash_key,
     parse_stream_id,
 )
 from tests.streaming.test_kafka import by_key, make_records
@@ -258,3 +261,60 @@ def test_backoff_has_full_jitter_and_a_cap():
     delays = [backoff_delay(10, 0.1, 2.0) for _ in range(2000)]
     assert max(delays) <= 2.0 and min(delays) >= 0.0
     assert min(delays) < 0.2 and max(delays) > 1.8  # spread over the whole range, not clustered
+
+
+def test_shard_limiter_maps_keys_like_kinesis_and_enforces_budgets():
+    half = 2**127
+    shards = [
+        {
+            "ShardId": "shardId-0",
+            "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(half - 1)},
+            "SequenceNumberRange": {"StartingSequenceNumber": "1"},
+        },
+        {
+            "ShardId": "shardId-1",
+            "HashKeyRange": {"StartingHashKey": str(half), "EndingHashKey": str(2**128 - 1)},
+            "SequenceNumberRange": {"StartingSequenceNumber": "1"},
+        },
+        # A closed parent: never a write target.
+        {
+            "ShardId": "shardId-old",
+            "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(2**128 - 1)},
+            "SequenceNumberRange": {"StartingSequenceNumber": "1", "EndingSequenceNumber": "9"},
+        },
+    ]
+    limiter = ShardLimiter(shards, records_per_s=3, bytes_per_s=1000)
+    keys = [f"binance|S{i}-USDT" for i in range(50)]
+    for key in keys:
+        assert limiter.shard_of(key) == ("shardId-0" if hash_key(key) < half else "shardId-1")
+    assert {limiter.shard_of(k) for k in keys} == {"shardId-0", "shardId-1"}
+    now = 1000.0
+    limiter.records["shardId-0"].stamp = limiter.bytes["shardId-0"].stamp = now
+    assert [limiter.try_take("shardId-0", 10, now) for _ in range(4)] == [True, True, True, False]
+    assert limiter.try_take("shardId-0", 10, now + 0.34)  # a third of a second refills one record
+    limiter.records["shardId-1"].stamp = limiter.bytes["shardId-1"].stamp = now
+    assert limiter.try_take("shardId-1", 900, now) and not limiter.try_take("shardId-1", 900, now)
+
+
+async def test_aggregates_grow_while_a_shard_has_no_budget(moto):
+    name = new_stream(moto, shards=1)
+    # 4 records/s for the shard: rows published over ~1.5 s (60 records without the limit) travel in few.
+    pub = KinesisPublisher(settings_for(moto, name, shard_records_per_s=4), client=client_for(moto))
+    await pub.start()
+    records = make_records(300, symbols=("ETH-USDT",))
+    expected = expected_rows(records)
+    for i in range(15):
+        part = RecordBuffer()
+        for d, rows in expected.items():
+            step = -(-len(rows) // 15)
+            part.rows(d).extend(rows[i * step : (i + 1) * step])
+        await pub.publish(part)
+        await asyncio.sleep(0.1)
+    await pub.close()
+    assert pub.stats.published_rows == sum(len(v) for v in expected.values())
+    assert pub.stats.extra["kinesis_records"] <= 4 * 3 + 8  # ~4/s over the run, plus the 1 s burst
+    consumer = KinesisConsumer(settings_for(moto, name), client=client_for(moto))
+    await consumer.start()
+    got, _ = await consume_all(consumer, pub.stats.published_rows)
+    await consumer.close()
+    assert_same(got, expected)
