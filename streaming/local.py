@@ -728,6 +728,17 @@ class LocalConsumer(Consumer):
         """Continues at entry ``next_position``."""
         self._check_stream(stream)
         self._reader.seek(next_position)
+        end = await asyncio.to_thread(log_end, self.log_dir)
+        if next_position > end:
+            # A sink whose lake is ahead of the log: a different (or recreated) log under the same
+            # stream id. Nothing is read until the log catches up, so say why.
+            log.warning(
+                "log %s ends before entry %d (next entry %d): it is not the log this position came from; "
+                "give each log its own stream id",
+                self.log_dir,
+                next_position,
+                end,
+            )
 
     @property
     def position(self) -> int:
@@ -769,6 +780,15 @@ class LocalConsumer(Consumer):
     async def close(self) -> None:
         """Closes the open segment."""
         self._reader.close()
+
+
+def log_end(log_dir: str | Path) -> int:
+    """The number the next entry appended to the log gets (0 for an empty or missing log)."""
+    segments = list_segments(Path(log_dir))
+    if not segments:
+        return 0
+    first, path = segments[-1]
+    return first + _scan_segment(path, first).entries
 
 
 def committed_positions(log_dir: str | Path) -> dict[str, int]:

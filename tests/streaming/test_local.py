@@ -333,3 +333,17 @@ def test_retention_deletes_only_segments_every_group_committed(tmp_path: Path) -
     asyncio.run(commit("sink", 22))
     write_batches(log_dir, 2, segment_bytes=1, keep_segments=2)
     assert [f for f, _ in list_segments(log_dir)] == [21, 22]
+
+
+def test_seeking_past_the_end_of_the_log_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_batches(tmp_path / "log", 3)
+
+    async def main() -> None:
+        con = LocalConsumer(tmp_path / "log")
+        await con.seek("local", 3)  # the next entry: fine, nothing to say
+        assert not caplog.records
+        await con.seek("local", 500)  # a lake that is ahead of this log: another log, same stream id
+        assert await con.poll(0.05) == []
+
+    asyncio.run(main())
+    assert any("ends before entry 500 (next entry 3)" in r.getMessage() for r in caplog.records)
