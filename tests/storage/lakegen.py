@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas import arrow_schema, rows_to_arrow
 from storage.lake import sink_file_name
@@ -83,3 +88,17 @@ def write_trade_day(
         write_sink_file(lake, "trades", chunk, stream, pos, pos + len(chunk) - 1)
         pos += len(chunk)
     return rows
+
+
+def write_orphan(path: Path, dataset: str, rows: list[tuple[Any, ...]]) -> Path:
+    """Writes rows straight to ``path`` with no commit marker (what a crashed sink leaves behind)."""
+    pq.write_table(pa.Table.from_batches([rows_to_arrow(dataset, rows)]), path)
+    return path
+
+
+def run_command(module: ModuleType, argv: list[str]) -> int:
+    """Runs one ``ticktape`` subcommand module in-process (only its own parser) and returns its exit code."""
+    parser = argparse.ArgumentParser()
+    module.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 from datetime import date
@@ -20,16 +19,10 @@ from storage.compact import compact_lake
 from ticktape.commands import book as book_cmd
 from ticktape.commands.replay import replay_to_lake
 
+from .lakegen import run_command
+
 SAMPLE = Path("binance/ethusdt_20240808.capture.gz")
 NATIVE, SYMBOL = "ETHUSDT", "ETH-USDT"
-
-
-def run_cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    module.register(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def frames(path: Path) -> list[tuple[int, bytes] | None]:
@@ -168,21 +161,23 @@ def test_cli(sample_lake: tuple[Path, Path], capsys: pytest.CaptureFixture[str])
     t = pick_instants(frames(capture))[-3]
     [want] = collector_books(capture, [t]).values()
     argv = ["book", "--lake", str(lake), "--exchange", "binance", "--symbol", SYMBOL, "--at", str(t)]
-    assert run_cli(book_cmd, [*argv, "--format", "json", "--depth", "3"]) == 0
+    assert run_command(book_cmd, [*argv, "--format", "json", "--depth", "3"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["synced"] and got["at_ns"] == t
     assert [tuple(x) for x in got["bids"]] == [(p, s) for p, s, _, _ in want.book.top("bid", 3)]
     assert [tuple(x) for x in got["asks"]] == [(p, s) for p, s, _, _ in want.book.top("ask", 3)]
-    assert run_cli(book_cmd, argv) == 0
+    assert run_command(book_cmd, argv) == 0
     table = capsys.readouterr().out
     assert "binance ETH-USDT at 2024-08-08T" in table and "epoch 0" in table
     assert len(table.splitlines()) == 3 + 10  # header lines + 10 levels (default depth)
     before = ["--at", "2024-08-08T00:00:00Z"]
-    assert run_cli(book_cmd, [*argv[:-2], *before]) == 1
+    assert run_command(book_cmd, [*argv[:-2], *before]) == 1
     assert "no snapshot" in capsys.readouterr().out
-    assert run_cli(book_cmd, [*argv[:-2], "--at", "yesterday"]) == 2
+    assert run_command(book_cmd, [*argv[:-2], "--at", "yesterday"]) == 2
     assert "not a timestamp" in capsys.readouterr().err
-    assert run_cli(book_cmd, [*argv[:-4], "--exchange", "../etc", "--symbol", SYMBOL, "--at", str(t)]) == 2
+    assert (
+        run_command(book_cmd, [*argv[:-4], "--exchange", "../etc", "--symbol", SYMBOL, "--at", str(t)]) == 2
+    )
 
 
 def test_parse_instant() -> None:

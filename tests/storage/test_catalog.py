@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -16,17 +15,9 @@ from schemas import DATASETS, arrow_schema
 from storage.catalog import empty_view_sql, open_catalog
 from ticktape.commands import query as query_cmd
 
-from .lakegen import partition_dir, write_trade_day
+from .lakegen import partition_dir, run_command, write_trade_day
 
 DAY = date(2024, 8, 8)
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    query_cmd.register(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def test_empty_lake_has_every_view_with_its_columns(tmp_path: Path) -> None:
@@ -74,31 +65,36 @@ def test_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lake = tmp_path / "lake"
     write_trade_day(lake, "binance", DAY, n=30, files=1)
     sql = "SELECT symbol, ts_recv, price, side, date FROM trades ORDER BY symbol, ts_recv, trade_id LIMIT 5"
-    assert run_cli(["query", "--lake", str(lake), "--format", "json", sql]) == 0
+    assert run_command(query_cmd, ["query", "--lake", str(lake), "--format", "json", sql]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 5 and set(rows[0]) == {"symbol", "ts_recv", "price", "side", "date"}
     assert rows[0]["ts_recv"].startswith("2024-08-08T") and rows[0]["ts_recv"].endswith("Z")
     assert len(rows[0]["ts_recv"]) == len("2024-08-08T00:00:00.000000000Z")
     assert rows[0]["date"] == "2024-08-08" and isinstance(rows[0]["price"], float)
-    assert run_cli(["query", "--lake", str(lake), "--format", "csv", sql]) == 0
+    assert run_command(query_cmd, ["query", "--lake", str(lake), "--format", "csv", sql]) == 0
     parsed = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert parsed[0] == ["symbol", "ts_recv", "price", "side", "date"] and len(parsed) == 6
     assert [r[1] for r in parsed[1:]] == [r["ts_recv"] for r in rows]
-    assert run_cli(["query", "--lake", str(lake), sql]) == 0
+    assert run_command(query_cmd, ["query", "--lake", str(lake), sql]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split(" | ")[0].strip() == "symbol" and table[-1] == "(5 rows)"
     assert "NULL" in "\n".join(table) or all(r["side"] is not None for r in rows)
-    assert run_cli(["query", "--lake", str(lake), "SELECT 1 AS x WHERE false"]) == 0
+    assert run_command(query_cmd, ["query", "--lake", str(lake), "SELECT 1 AS x WHERE false"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "(0 rows)"
-    assert run_cli(["query", "--lake", str(lake), "--format", "json", "SELECT 1 AS x WHERE false"]) == 0
+    assert (
+        run_command(
+            query_cmd, ["query", "--lake", str(lake), "--format", "json", "SELECT 1 AS x WHERE false"]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == []
 
 
 def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lake = tmp_path / "lake"
     write_trade_day(lake, "binance", DAY, n=10, files=1)
-    assert run_cli(["query", "--lake", str(lake), "SELECT nope FROM trades"]) == 1
+    assert run_command(query_cmd, ["query", "--lake", str(lake), "SELECT nope FROM trades"]) == 1
     assert "nope" in capsys.readouterr().err
-    assert run_cli(["query", "--lake", str(tmp_path / "missing"), "SELECT 1"]) == 2
+    assert run_command(query_cmd, ["query", "--lake", str(tmp_path / "missing"), "SELECT 1"]) == 2
     assert "lake directory not found" in capsys.readouterr().err
-    assert run_cli(["query", "--lake", "s3://", "SELECT 1"]) == 2
+    assert run_command(query_cmd, ["query", "--lake", "s3://", "SELECT 1"]) == 2

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import threading
 from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -29,7 +27,14 @@ from storage.compact import (
 from ticktape.commands import compact as compact_cmd
 from ticktape.commands import query as query_cmd
 
-from .lakegen import partition_dir, trade_rows, write_sink_file, write_trade_day
+from .lakegen import (
+    partition_dir,
+    run_command,
+    trade_rows,
+    write_orphan,
+    write_sink_file,
+    write_trade_day,
+)
 
 DAY = date(2024, 8, 8)
 TODAY = date(2024, 8, 10)
@@ -38,14 +43,6 @@ TODAY = date(2024, 8, 10)
 def lake_rows(directory: Path) -> list[tuple]:
     files = data_files(directory)
     return [row for f in files for row in arrow_to_rows(pq.read_table(f))]
-
-
-def run_cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    module.register(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def test_rows_equal_sorted_zstd_and_idempotent(tmp_path: Path) -> None:
@@ -106,19 +103,19 @@ def test_open_days_are_left_alone(tmp_path: Path) -> None:
         not f.name.startswith(COMPACTED_PREFIX)
         for f in data_files(partition_dir(lake, "trades", "binance", DAY))
     )
-    code = run_cli(
+    code = run_command(
         compact_cmd,
         ["compact", "--lake", str(lake), "--date", DAY.isoformat(), "--closed-before", DAY.isoformat()],
     )
     assert code == 2
     assert (
-        run_cli(
+        run_command(
             compact_cmd,
             ["compact", "--lake", str(lake), "--date", DAY.isoformat(), "--closed-before", TODAY.isoformat()],
         )
         == 0
     )
-    assert run_cli(compact_cmd, ["compact", "--lake", str(tmp_path / "missing")]) == 2
+    assert run_command(compact_cmd, ["compact", "--lake", str(tmp_path / "missing")]) == 2
 
 
 def test_late_file_after_compaction_is_merged(tmp_path: Path) -> None:
@@ -138,7 +135,7 @@ def test_busy_partition_is_skipped(tmp_path: Path) -> None:
     write_trade_day(lake, "binance", DAY, n=100, files=2)
     part = partition_dir(lake, "trades", "binance", DAY)
     (part / ".local-00000000000000000100.parquet.tmp").write_bytes(b"partial")
-    code = run_cli(compact_cmd, ["compact", "--lake", str(lake), "--closed-before", TODAY.isoformat()])
+    code = run_command(compact_cmd, ["compact", "--lake", str(lake), "--closed-before", TODAY.isoformat()])
     assert code == 1
     assert len(data_files(part)) == 2
 
@@ -204,10 +201,7 @@ def test_crash_after_exchange_is_recovered(tmp_path: Path) -> None:
     assert (work / "next").is_dir()
     # A late sink file that landed in the old directory must survive recovery.
     late = trade_rows("binance", DAY, 50, seed=5, id_base=9_000_000)
-    tbl = pa.Table.from_pylist(
-        [dict(zip(arrow_schema("trades").names, r, strict=True)) for r in late], schema=arrow_schema("trades")
-    )
-    pq.write_table(tbl, work / "next" / "local-00000000000000090000-00000000000000090049.parquet")
+    write_orphan(work / "next" / "local-00000000000000090000-00000000000000090049.parquet", "trades", late)
     recover(lake)
     assert not work.exists()
     got = lake_rows(part.path)
@@ -250,11 +244,13 @@ def test_query_counts_equal_before_and_after(tmp_path: Path, capsys: pytest.Capt
     lake = tmp_path / "lake"
     write_trade_day(lake, "binance", DAY, n=4_000, files=4)
     sql = "SELECT exchange, date, symbol, count(*) AS n, round(sum(price), 2) AS p, max(ts_recv) AS t FROM trades GROUP BY ALL ORDER BY ALL"
-    assert run_cli(query_cmd, ["query", "--lake", str(lake), "--format", "csv", sql]) == 0
+    assert run_command(query_cmd, ["query", "--lake", str(lake), "--format", "csv", sql]) == 0
     before = capsys.readouterr().out
-    assert run_cli(compact_cmd, ["compact", "--lake", str(lake), "--closed-before", TODAY.isoformat()]) == 0
+    assert (
+        run_command(compact_cmd, ["compact", "--lake", str(lake), "--closed-before", TODAY.isoformat()]) == 0
+    )
     capsys.readouterr()
-    assert run_cli(query_cmd, ["query", "--lake", str(lake), "--format", "csv", sql]) == 0
+    assert run_command(query_cmd, ["query", "--lake", str(lake), "--format", "csv", sql]) == 0
     assert capsys.readouterr().out == before
     assert "binance,2024-08-08,BTC-USDT," in before
 
@@ -265,11 +261,7 @@ def test_uncommitted_sink_file_blocks_the_partition(tmp_path: Path) -> None:
     rows = write_trade_day(lake, "binance", DAY, n=600, files=3)
     part = partition_dir(lake, "trades", "binance", DAY)
     orphan = trade_rows("binance", DAY, 10, seed=3, id_base=5_000_000)
-    tbl = pa.Table.from_pylist(
-        [dict(zip(arrow_schema("trades").names, r, strict=True)) for r in orphan],
-        schema=arrow_schema("trades"),
-    )
-    pq.write_table(tbl, part / "local-00000000000000010000-00000000000000010009.parquet")
+    write_orphan(part / "local-00000000000000010000-00000000000000010009.parquet", "trades", orphan)
     [res] = compact_lake(lake, closed_before=TODAY)
     assert res.status == "busy" and "local-00000000000000010000" in res.detail
     assert len(data_files(part)) == 4

@@ -22,11 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     p.add_argument("--lake", required=True, type=Path, help="lake directory")
-    p.add_argument("--date", help="only this UTC day (YYYY-MM-DD); default: every closed day")
-    p.add_argument(
-        "--closed-before",
-        help="days before this date (YYYY-MM-DD) count as closed (default: today, UTC)",
-    )
+    add_day_arguments(p)
     p.add_argument(
         "--allow-brief-gap",
         action="store_true",
@@ -34,6 +30,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.set_defaults(func=run)
     enable_config(p, "compact")
+
+
+def add_day_arguments(p: argparse.ArgumentParser) -> None:
+    """``--date`` and ``--closed-before``: which closed days a command covers (compact, sync)."""
+    p.add_argument("--date", help="only this UTC day (YYYY-MM-DD); default: every closed day")
+    p.add_argument(
+        "--closed-before",
+        help="days before this date (YYYY-MM-DD) count as closed (default: today, UTC)",
+    )
 
 
 def _report(res: CompactResult) -> None:

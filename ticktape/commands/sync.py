@@ -11,6 +11,8 @@ from storage.compact import parse_day
 from storage.sync import DayReport, S3Lake, SyncError, sync_lake, total_bytes
 from ticktape.config import enable_config
 
+from .compact import add_day_arguments
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds the ``sync`` subcommand."""
@@ -28,11 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--lake", required=True, type=Path, help="lake directory")
     p.add_argument("--to", required=True, dest="dest", help="destination, s3://BUCKET/PREFIX")
     p.add_argument("--endpoint-url", help="S3 endpoint (S3-compatible stores, moto, MinIO)")
-    p.add_argument("--date", help="only this UTC day (YYYY-MM-DD); default: every closed day")
-    p.add_argument(
-        "--closed-before",
-        help="days before this date (YYYY-MM-DD) count as closed (default: today, UTC)",
-    )
+    add_day_arguments(p)
     p.add_argument(
         "--verify-content",
         action="store_true",
