@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +29,7 @@ from collectors.capture import CaptureError, read_capture
 from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS, RecordBuffer, rows_to_arrow
 from storage.lake import check_stream_id
-from storage.sink import UnitWriter
+from storage.sink import UnitResult, UnitWriter
 from streaming.local import LogError
 from ticktape.config import enable_config
 from ticktape.transport_args import TransportArgsError, add_transport_args, publisher_from_args
@@ -195,14 +196,26 @@ def replay_to_lake(
         start_after=max(committed, 0),
         progress=progress,
     )
-    for first, last, buf in units:
-        tables = {ds: rows_to_arrow(ds, buf.rows(ds)) for ds in RECORD_DATASETS if buf.rows(ds)}
-        result = writer.write_unit(stream, first, last, tables)
+
+    def account(result: UnitResult) -> None:
         stats.units += 1
         stats.files += len(result.files)
         stats.bytes += result.bytes
         for ds, n in result.rows.items():
             stats.rows[ds] += n
+
+    # Units are written by one worker thread (sorting, zstd and fsync release the GIL) while the next
+    # unit is normalised; at most one write is in flight, so units still commit in order and memory
+    # holds at most two units.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-writer") as pool:
+        pending: Future[UnitResult] | None = None
+        for first, last, buf in units:
+            tables = {ds: rows_to_arrow(ds, buf.rows(ds)) for ds in RECORD_DATASETS if buf.rows(ds)}
+            if pending is not None:
+                account(pending.result())
+            pending = pool.submit(writer.write_unit, stream, first, last, tables)
+        if pending is not None:
+            account(pending.result())
     stats.elapsed_s = time.monotonic() - stats.started
     stats.parse_errors = normaliser.parse_errors
     return stats, stream
