@@ -33,7 +33,8 @@ from aiokafka.errors import (
 
 from schemas import RECORD_DATASETS, RecordBuffer
 from streaming import codec
-from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, Publisher, PublisherStats
+from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats
+from streaming.delivery import DeliveryError, SenderPublisher
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,6 @@ _STREAM_RE = re.compile(r"^kafka\.(?P<topic>[A-Za-z0-9._-]+)\.(?P<partition>\d+)
 
 # Delivery listener: (dataset, ts_recv of each row in the message, ack time in ns).
 DeliveryListener = Callable[[str, Sequence[int], int], None]
-
-
-class DeliveryError(RuntimeError):
-    """Messages the broker did not acknowledge (after the producer's own retries)."""
 
 
 @dataclass
@@ -133,10 +130,13 @@ class _Message:
     ts_recv: tuple[int, ...]
 
 
-class KafkaPublisher(Publisher):
+class KafkaPublisher(SenderPublisher):
     """Publishes records to ``<prefix>.<dataset>`` topics with key ``exchange|symbol``."""
 
+    transport = "Kafka"
+
     def __init__(self, settings: KafkaSettings, on_delivery: DeliveryListener | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.stats = PublisherStats(extra={"messages": 0, "bytes": 0, "encode_errors": 0, "idempotent": 0})
         self.on_delivery = on_delivery
@@ -146,10 +146,6 @@ class KafkaPublisher(Publisher):
         self._space_event = asyncio.Event()  # set when the queue has room
         self._space_event.set()
         self._inflight: set[asyncio.Future[Any]] = set()
-        self._sender: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
-        self._failed_rows = 0
-        self._closed = False
 
     async def start(self) -> None:
         """Creates missing topics (if enabled) and starts the producer and the sender task."""
@@ -198,16 +194,9 @@ class KafkaPublisher(Publisher):
             raise
         return producer
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            exc, rows = self._failure, self._failed_rows
-            self._failure, self._failed_rows = None, 0
-            raise DeliveryError(f"{rows} rows were not delivered to Kafka: {exc!r}") from exc
-
     async def publish(self, records: RecordBuffer) -> None:
         """Encodes and queues the records (one message per key and dataset, split at the size cap)."""
-        if self._producer is None or self._closed:
-            raise RuntimeError("KafkaPublisher is not started (or already closed)")
+        self._check_open()
         self._raise_failure()
         s = self.settings
         track = self.on_delivery is not None
@@ -282,10 +271,7 @@ class KafkaPublisher(Publisher):
             self.on_delivery(msg.dataset, msg.ts_recv, time.time_ns())
 
     def _record_failure(self, msg: _Message, exc: BaseException) -> None:
-        self.stats.errors += 1
-        self._failed_rows += msg.rows
-        if self._failure is None:
-            self._failure = exc
+        self._latch_failure(msg.rows, exc)
         log.error("kafka delivery failed: %d %s rows for key %r: %r", msg.rows, msg.dataset, msg.key, exc)
 
     async def flush(self) -> None:
@@ -299,20 +285,9 @@ class KafkaPublisher(Publisher):
                 await asyncio.sleep(0.001)
         self._raise_failure()
 
-    async def close(self) -> None:
-        """Flushes, then stops the sender and the producer (stopped even if the flush raised)."""
-        if self._closed:
-            return
-        try:
-            if self._producer is not None:
-                await self.flush()
-        finally:
-            self._closed = True
-            if self._sender is not None:
-                self._sender.cancel()
-                await asyncio.gather(self._sender, return_exceptions=True)
-            if self._producer is not None:
-                await self._producer.stop()
+    async def _release(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
 
 
 def _encode_parts(

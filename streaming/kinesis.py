@@ -38,7 +38,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from schemas import RECORD_DATASETS, RecordBuffer
 from streaming import codec
-from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, Publisher, PublisherStats
+from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats
+from streaming.delivery import DeliveryError, SenderPublisher
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,6 @@ _STREAM_RE = re.compile(r"^kinesis\.(?P<name>[A-Za-z0-9._-]+)\.(?P<shard>shardId
 
 # Delivery listener: (dataset, ts_recv of each row in the record, ack time in ns).
 DeliveryListener = Callable[[str, Sequence[int], int], None]
-
-
-class DeliveryError(RuntimeError):
-    """Records Kinesis did not accept after all retries (or rejected for good)."""
 
 
 @dataclass
@@ -231,8 +228,10 @@ class _Aggregate:
 _AggKey = tuple[str, str]
 
 
-class KinesisPublisher(Publisher):
+class KinesisPublisher(SenderPublisher):
     """Publishes records to a Kinesis stream (see the module docstring)."""
+
+    transport = "Kinesis"
 
     def __init__(
         self,
@@ -240,6 +239,7 @@ class KinesisPublisher(Publisher):
         client: Any = None,
         on_delivery: DeliveryListener | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self._client = client
         self.on_delivery = on_delivery
@@ -261,12 +261,8 @@ class KinesisPublisher(Publisher):
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
-        self._sender: asyncio.Task[None] | None = None
         self._limiter: ShardLimiter | None = None
-        self._failure: BaseException | None = None
-        self._failed_rows = 0
         self._flushing = 0
-        self._closed = False
 
     async def start(self) -> None:
         """Checks the stream (creating it if configured), loads the shard map, starts the sender."""
@@ -278,16 +274,9 @@ class KinesisPublisher(Publisher):
             self._limiter = ShardLimiter(shards, s.shard_records_per_s, s.shard_bytes_per_s)
         self._sender = asyncio.create_task(self._send_loop(), name="kinesis-sender")
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            exc, rows = self._failure, self._failed_rows
-            self._failure, self._failed_rows = None, 0
-            raise DeliveryError(f"{rows} rows were not delivered to Kinesis: {exc!r}") from exc
-
     async def publish(self, records: RecordBuffer) -> None:
         """Encodes rows into the aggregates of their key; blocks or drops when the queue is full."""
-        if self._sender is None or self._closed:
-            raise RuntimeError("KinesisPublisher is not started (or already closed)")
+        self._check_open()
         self._raise_failure()
         s = self.settings
         now = time.monotonic()
@@ -485,10 +474,7 @@ class KinesisPublisher(Publisher):
             agg.not_before = time.monotonic() + backoff_delay(agg.attempts, s.backoff_base_s, s.backoff_cap_s)
             return  # stays first in its key's queue: order within the key is kept
         self._done_with(agg)
-        self.stats.errors += 1
-        self._failed_rows += agg.rows
-        if self._failure is None:
-            self._failure = exc
+        self._latch_failure(agg.rows, exc)
         log.error(
             "kinesis delivery failed after %d attempt(s): %d %s rows for key %r: %r",
             agg.attempts,
@@ -511,20 +497,9 @@ class KinesisPublisher(Publisher):
             self._flushing -= 1
         self._raise_failure()
 
-    async def close(self) -> None:
-        """Flushes and stops the sender (stopped even if the flush raised)."""
-        if self._closed:
-            return
-        try:
-            if self._sender is not None:
-                await self.flush()
-        finally:
-            self._closed = True
-            if self._sender is not None:
-                self._sender.cancel()
-                await asyncio.gather(self._sender, return_exceptions=True)
-            if self._calls:
-                await asyncio.gather(*self._calls, return_exceptions=True)
+    async def _release(self) -> None:
+        if self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
 
 
 def _prepare_stream(client: Any, settings: KinesisSettings) -> list[dict[str, Any]]:
