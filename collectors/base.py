@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: Latency above which a record is OUTDATED, by default (DESIGN.md, "Quality").
 DEFAULT_OUTDATED_CUTOFF_NS = 2_500_000_000
+#: A latency floor below minus this means the host clock is behind the exchange's (BAD_TS_RECV).
+DEFAULT_CLOCK_TOLERANCE_NS = 50_000_000
 #: Frames larger than this are rejected as parse errors (websocket max size is set above it).
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
@@ -34,26 +36,79 @@ CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
 
 
 class TimeFlagger:
-    """Per-record time flags (OUTDATED, NEG_LATENCY) from raw latency ``ts_recv - ts_exchange``.
+    """Per-record time flags from raw latency ``ts_recv - ts_exchange``, aware of the host clock.
 
-    Deterministic given the frames, so a replay sets exactly the flags the live run set.
+    NEG_LATENCY marks a record received before its exchange time. The flagger also keeps a floor:
+    the highest of the per-second latency minima of the last :attr:`FLOOR_SECONDS` seconds that had
+    timed records (a robust "fastest message", that one stray timestamp cannot move). A floor below
+    ``-clock_tolerance_ns`` proves the host clock is behind the exchange's (nothing arrives before it
+    is sent): from then on every record gets BAD_TS_RECV, and OUTDATED is judged on latency above
+    that floor, so a host clock 1.27 s behind neither flags every record nor hides 1.27 s of
+    staleness. A positive floor is never subtracted: it cannot be told apart from data that is old
+    (the 30 s incident), so OUTDATED then uses raw latency. The live quality layer keeps its own,
+    slower floor for the clock-offset estimate.
+
+    Deterministic given the frames (it uses their timestamps, never the wall clock), so a replay
+    sets exactly the flags the live run set.
     """
 
-    __slots__ = ("outdated_cutoff_ns",)
+    #: seconds of per-second minima behind the floor
+    FLOOR_SECONDS = 8
 
-    def __init__(self, outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS) -> None:
+    __slots__ = ("_minima", "_second", "_second_min", "clock_tolerance_ns", "floor_ns", "outdated_cutoff_ns")
+
+    def __init__(
+        self,
+        outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS,
+        clock_tolerance_ns: int = DEFAULT_CLOCK_TOLERANCE_NS,
+    ) -> None:
         self.outdated_cutoff_ns = outdated_cutoff_ns
+        self.clock_tolerance_ns = clock_tolerance_ns
+        #: current floor (ns); 0 until the first timed record
+        self.floor_ns = 0
+        self._minima: list[int] = []
+        self._second = -1
+        self._second_min = 0
 
     def flags(self, ts_exchange: int | None, ts_recv: int) -> int:
         """Flags for a record with these timestamps."""
+        host_behind = self.floor_ns < -self.clock_tolerance_ns
         if ts_exchange is None:
-            return 0
+            return int(Flags.BAD_TS_RECV) if host_behind else 0
         latency = ts_recv - ts_exchange
+        second = ts_recv // 1_000_000_000
+        if second != self._second:
+            self._close_second(second, latency)
+            host_behind = self.floor_ns < -self.clock_tolerance_ns
+        elif latency < self._second_min:
+            self._second_min = latency
+            if latency < self.floor_ns and len(self._minima) < self.FLOOR_SECONDS:
+                # still learning (first seconds of a connection): follow the minimum at once
+                self.floor_ns = latency
+                host_behind = self.floor_ns < -self.clock_tolerance_ns
+        flags = 0
         if latency < 0:
-            return int(Flags.NEG_LATENCY)
-        if latency > self.outdated_cutoff_ns:
-            return int(Flags.OUTDATED)
-        return 0
+            flags |= int(Flags.NEG_LATENCY)
+        if host_behind:
+            flags |= int(Flags.BAD_TS_RECV)
+            if latency - self.floor_ns > self.outdated_cutoff_ns:
+                flags |= int(Flags.OUTDATED)
+        elif latency > self.outdated_cutoff_ns:
+            flags |= int(Flags.OUTDATED)
+        return flags
+
+    def _close_second(self, second: int, latency: int) -> None:
+        if self._second >= 0:
+            self._minima.append(self._second_min)
+            if len(self._minima) > self.FLOOR_SECONDS:
+                del self._minima[0]
+            self.floor_ns = max(self._minima)
+        else:
+            self.floor_ns = latency
+        self._second = second
+        self._second_min = latency
+        if len(self._minima) < self.FLOOR_SECONDS and latency < self.floor_ns:
+            self.floor_ns = latency
 
 
 class Normaliser(abc.ABC):
