@@ -41,6 +41,9 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 _EPOCH = dt.date(1970, 1, 1)
 SORT_KEYS = [("symbol", "ascending"), ("ts_recv", "ascending")]
 PARQUET_COMPRESSION = "zstd"
+#: zstd level of lake files: 6 makes them ~20 % smaller than the default (1) for ~2x the (small)
+#: compression time; 9 saves only ~2 % more (bench/RESULTS.md, "Storage").
+PARQUET_COMPRESSION_LEVEL = 6
 
 
 def is_valid_exchange_id(exchange: Any) -> bool:
@@ -199,6 +202,23 @@ def split_partitions(table: pa.Table) -> tuple[list[tuple[str, str, pa.Table]], 
     return out, rejected
 
 
+def parquet_encodings(schema: pa.Schema) -> dict[str, Any]:
+    """Per-column Parquet encodings of lake files (keyword arguments of ``pq.write_table``/``ParquetWriter``).
+
+    Strings (exchange, symbol, side, ids, kinds) repeat: dictionary. Timestamps and int64 sequence
+    numbers grow slowly within a file sorted by (symbol, ts_recv): delta encoding stores the small
+    differences. Prices and sizes stay plain (a dictionary of distinct floats compresses worse than
+    zstd over plain values). Together with zstd level 6: ~25 % smaller files than pyarrow's defaults.
+    """
+    dictionary = [f.name for f in schema if pa.types.is_string(f.type)]
+    delta = {
+        f.name: "DELTA_BINARY_PACKED"
+        for f in schema
+        if pa.types.is_int64(f.type) or pa.types.is_timestamp(f.type)
+    }
+    return {"use_dictionary": dictionary, "column_encoding": delta or None}
+
+
 def write_parquet_atomic(
     table: pa.Table,
     path: Path,
@@ -214,7 +234,15 @@ def write_parquet_atomic(
     """
     ensure_dir(path.parent, durable)
     tmp = temp_path(path)
-    pq.write_table(table, tmp, compression=compression, row_group_size=row_group_size)
+    level = PARQUET_COMPRESSION_LEVEL if compression == "zstd" else None
+    pq.write_table(
+        table,
+        tmp,
+        compression=compression,
+        compression_level=level,
+        row_group_size=row_group_size,
+        **parquet_encodings(table.schema),
+    )
     if durable:
         fsync_file(tmp)
     os.replace(tmp, path)
