@@ -16,6 +16,7 @@ boolean and ``[null, T]`` unions). Tests check both directions against fastavro.
 from __future__ import annotations
 
 import base64
+import collections
 import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -535,23 +536,57 @@ def runs_to_batches(stream: str, items: Iterable[tuple[int, str, list[Row]]]) ->
     """Batches from decoded messages ``(position, dataset, rows)`` in stream order.
 
     Consecutive messages of one dataset become one batch covering their positions, so the batches
-    of a stream have disjoint, increasing position ranges (what the sink's exactly-once needs).
+    of a stream have disjoint, increasing position ranges (what the sink's exactly-once needs). A
+    message without rows (a dropped duplicate) still extends its run, so every position read is
+    covered and a resumed sink never reads it again.
     """
     batches: list[ConsumedBatch] = []
     run: list[Row] = []
     run_dataset = ""
-    first = last = 0
+    first = last = -1
 
     def close_run() -> None:
-        if run:
+        if first >= 0:
             table = pa.Table.from_batches([rows_to_arrow(run_dataset, run)])
             batches.append(ConsumedBatch(stream, first, last, run_dataset, table))
 
     for position, dataset, rows in items:
-        if dataset != run_dataset or not run:
+        if dataset != run_dataset or first < 0:
             close_run()
             run, run_dataset, first = [], dataset, position
         run.extend(rows)
         last = position
     close_run()
     return batches
+
+
+class RecentMessages:
+    """Recognises a message that repeats one of the last ``window`` messages of a stream.
+
+    A producer that retries after a lost acknowledgement (Kafka without idempotence, a Kinesis call
+    that timed out after it was written) puts the same value a second time, right after the first:
+    the producer sends one batch per partition at a time. Every record carries its receive time in
+    nanoseconds, so two equal values of one key are that retry, never two real events. Forget the
+    window whenever the stream is repositioned (a seek re-reads on purpose).
+    """
+
+    def __init__(self, window: int = 8192) -> None:
+        self.window = window
+        self._order: collections.deque[int] = collections.deque()
+        self._seen: set[int] = set()
+
+    def repeated(self, key: bytes | str | None, value: bytes) -> bool:
+        """True if ``(key, value)`` is among the recent messages; otherwise remembers it."""
+        h = hash((key, value))
+        if h in self._seen:
+            return True
+        self._seen.add(h)
+        self._order.append(h)
+        if len(self._order) > self.window:
+            self._seen.discard(self._order.popleft())
+        return False
+
+    def reset(self) -> None:
+        """Forgets everything (after a seek)."""
+        self._order.clear()
+        self._seen.clear()

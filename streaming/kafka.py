@@ -17,7 +17,7 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -357,6 +357,9 @@ class _Rebalance(ConsumerRebalanceListener):
         """Forgets revoked partitions: their data will be read by their new owner from its commit."""
         for tp in revoked:
             self.owner._new.discard(tp)
+            self.owner._recent.pop(tp, None)
+        if revoked and self.owner.on_revoke is not None:
+            await self.owner.on_revoke(sorted(stream_id(tp.topic, tp.partition) for tp in revoked))
         if revoked:
             log.info(
                 "kafka partitions revoked: %s", sorted(stream_id(tp.topic, tp.partition) for tp in revoked)
@@ -389,6 +392,7 @@ class KafkaConsumer(Consumer):
         assignment_timeout_s: float = 30.0,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        dedupe_window: int = 8192,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
@@ -401,8 +405,14 @@ class KafkaConsumer(Consumer):
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._new: set[TopicPartition] = set()
+        self._recent: dict[TopicPartition, codec.RecentMessages] = {}
+        self.dedupe_window = dedupe_window
+        #: Awaited with the stream ids of revoked partitions before they move to another member: a
+        #: sink sets it to write and commit what it holds of them (else both members would write it).
+        self.on_revoke: Callable[[list[str]], Awaitable[None]] | None = None
         self.decode_errors = 0
         self.consumed_messages = 0
+        self.duplicates_dropped = 0
 
     async def start(self) -> None:
         """Connects; returns once partitions are assigned (so that the sink can seek them first)."""
@@ -481,6 +491,7 @@ class KafkaConsumer(Consumer):
             raise ValueError(f"stream {stream} is not assigned to this consumer")
         consumer.seek(tp, next_position)
         self._new.discard(tp)
+        self._recent.pop(tp, None)  # re-reading on purpose: not producer retries
 
     async def poll(self, timeout_s: float) -> list[ConsumedBatch]:
         """Fetches messages and returns one batch per topic-partition and dataset.
@@ -501,12 +512,15 @@ class KafkaConsumer(Consumer):
                 continue
             stream = stream_id(tp.topic, tp.partition)
             decoded: list[tuple[int, str, list[tuple[Any, ...]]]] = []
+            recent = self._recent.get(tp)
+            if recent is None:
+                recent = self._recent[tp] = codec.RecentMessages(self.dedupe_window)
             for m in messages:
                 self.consumed_messages += 1
                 try:
                     if m.value is None:
                         raise codec.CodecError("message without a value")
-                    decoded.append((m.offset, *codec.decode_message(m.value)))
+                    dataset, rows = codec.decode_message(m.value)
                 except codec.CodecError as exc:
                     self.decode_errors += 1
                     log.warning("undecodable message at %s offset %d: %s", stream, m.offset, exc)
@@ -516,6 +530,12 @@ class KafkaConsumer(Consumer):
                         stream, m.offset, m.key, m.value or b"", exc, ts_recv, channel
                     )
                     decoded.append((m.offset, "feed_events", [row]))
+                    continue
+                if recent.repeated(m.key, m.value):
+                    # A producer retry: no rows, but its position stays covered by a batch.
+                    self.duplicates_dropped += 1
+                    rows = []
+                decoded.append((m.offset, dataset, rows))
             batches.extend(codec.runs_to_batches(stream, decoded))
         return batches
 

@@ -544,6 +544,7 @@ class _Shard:
     closed: bool = False
     millis_behind: int = 0
     start: tuple[str, int | None] = ("TRIM_HORIZON", None)
+    recent: codec.RecentMessages = field(default_factory=codec.RecentMessages)
 
 
 class KinesisConsumer(Consumer):
@@ -569,6 +570,7 @@ class KinesisConsumer(Consumer):
         self._shards: dict[str, _Shard] = {}
         self.decode_errors = 0
         self.consumed_records = 0
+        self.duplicates_dropped = 0
 
     async def start(self) -> None:
         """Lists the shards; each starts at its checkpoint (if any) or at ``start_at``."""
@@ -616,6 +618,7 @@ class KinesisConsumer(Consumer):
             shard.start, shard.last_seq = ("AFTER_SEQUENCE_NUMBER", next_position - 1), next_position - 1
         shard.iterator = None
         shard.closed = False
+        shard.recent.reset()  # re-reading on purpose: not producer retries
 
     def _iterator(self, shard: _Shard) -> str:
         kind, seq = shard.start
@@ -689,7 +692,13 @@ class KinesisConsumer(Consumer):
             seq = int(r["SequenceNumber"])
             self.consumed_records += 1
             try:
-                items.append((seq, *codec.decode_message(r["Data"])))
+                dataset, rows = codec.decode_message(r["Data"])
+                if shard.recent.repeated(r.get("PartitionKey"), r["Data"]):
+                    # Written twice (a PutRecords call that timed out after Kinesis stored it, then
+                    # retried): no rows, its position stays covered.
+                    self.duplicates_dropped += 1
+                    rows = []
+                items.append((seq, dataset, rows))
             except codec.CodecError as exc:
                 self.decode_errors += 1
                 log.warning("undecodable kinesis record %s in %s: %s", seq, shard.stream, exc)

@@ -203,3 +203,26 @@ def test_runs_to_batches_give_disjoint_ranges():
         ("trades", 15, 15, 1),
     ]
     assert codec.runs_to_batches("s", []) == []
+
+
+def test_recent_messages_window_and_reset():
+    recent = codec.RecentMessages(window=3)
+    assert not recent.repeated(b"k", b"v1")
+    assert recent.repeated(b"k", b"v1")
+    assert not recent.repeated(b"other", b"v1")  # same value, another key: not a retry
+    for v in (b"v2", b"v3", b"v4"):
+        assert not recent.repeated(b"k", v)
+    assert not recent.repeated(b"k", b"v1")  # fell out of the window
+    recent.reset()
+    assert not recent.repeated(b"k", b"v4")
+
+
+def test_runs_without_rows_still_cover_their_positions():
+    items = [(5, "trades", [TRADE]), (6, "trades", []), (7, "book", []), (8, "book", [BOOK])]
+    batches = codec.runs_to_batches("kafka.x.0", items)
+    assert [(b.dataset, b.first, b.last, b.table.num_rows) for b in batches] == [
+        ("trades", 5, 6, 1),
+        ("book", 7, 8, 1),
+    ]
+    (only,) = codec.runs_to_batches("kafka.x.0", [(0, "bbo", [])])
+    assert (only.first, only.last, only.table.num_rows) == (0, 0, 0)

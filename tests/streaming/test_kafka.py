@@ -251,3 +251,29 @@ async def test_rebalance_splits_partitions_between_members(kafka_broker):
     await first.close()
     await second.close()
     assert a and b and not a & b and len(a | b) == 3
+
+
+async def test_producer_retry_duplicates_are_dropped_but_covered(kafka_broker):
+    settings = settings_for(kafka_broker)
+    pub = KafkaPublisher(settings)
+    await pub.start()
+    await pub.close()  # topics exist
+    first = codec.encode_rows("trades", [("okx", "BTC-USDT", None, T0, "1", 1.0, 1.0, None, 0)])
+    second = codec.encode_rows("trades", [("okx", "BTC-USDT", None, T0 + 1, "2", 1.0, 1.0, None, 0)])
+    raw = AIOKafkaProducer(bootstrap_servers=kafka_broker.address)
+    await raw.start()
+    # What a non-idempotent producer does when an acknowledgement is lost: the same value again.
+    for value in (first, first, second, second):
+        await raw.send_and_wait(settings.topic("trades"), value, key=b"okx|BTC-USDT", partition=1)
+    await raw.stop()
+
+    consumer = KafkaConsumer(settings, group_id=None, datasets=["trades"])
+    await consumer.start()
+    got, batches = await consume_all(consumer, 2, idle_polls=1)
+    assert [r[4] for r in got["trades"]] == ["1", "2"] and consumer.duplicates_dropped == 2
+    assert (batches[0].first, batches[-1].last) == (0, 3)  # every offset covered, nothing re-read later
+    # A seek re-reads on purpose: the same messages are data again, not retries.
+    await consumer.seek(batches[0].stream, 0)
+    again, _ = await consume_all(consumer, 2, idle_polls=1)
+    await consumer.close()
+    assert [r[4] for r in again["trades"]] == ["1", "2"]

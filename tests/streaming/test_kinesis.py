@@ -318,3 +318,36 @@ async def test_aggregates_grow_while_a_shard_has_no_budget(moto):
     got, _ = await consume_all(consumer, pub.stats.published_rows)
     await consumer.close()
     assert_same(got, expected)
+
+
+class LostResponseClient(FlakyClient):
+    """Kinesis stores the records but the response is lost (a timeout): the publisher sends them again."""
+
+    def put_records(self, StreamName, Records):
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        response = self.real.put_records(StreamName=StreamName, Records=Records)
+        if call % 3 == 1:
+            self.failed_entries += len(Records)
+            raise OSError("connection reset after the request was sent")
+        return response
+
+
+async def test_records_written_twice_reach_the_sink_once(moto):
+    name = new_stream(moto)
+    lossy = LostResponseClient(client_for(moto))
+    records = make_records(300, symbols=tuple(f"S{i}-USDT" for i in range(6)))
+    expected = expected_rows(records)
+    pub = KinesisPublisher(settings_for(moto, name), client=lossy)
+    await pub.start()
+    await publish_in_parts(pub, records, parts=4)
+    await pub.close()
+    assert lossy.failed_entries > 0 and pub.stats.errors == 0
+
+    consumer = KinesisConsumer(settings_for(moto, name), client=client_for(moto))
+    await consumer.start()
+    got, _ = await consume_all(consumer, sum(len(v) for v in expected.values()))
+    await consumer.close()
+    assert consumer.duplicates_dropped == lossy.failed_entries
+    assert_same(got, expected)
