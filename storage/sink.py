@@ -5,7 +5,8 @@ The sink reads batches from a :class:`streaming.base.Consumer` and groups them, 
 (``flush_rows`` rows or ``flush_entries`` batches, counted from the unit's first position), so a sink
 restarted after a crash cuts the log exactly where the first run did and rewrites identical files.
 Live feeds that pause are flushed after ``flush_idle_s`` without new data, or at the latest after
-``max_delay_s``, which only changes where units end, never what the lake holds.
+``max_delay_s``, and many streams together never hold more than ``max_pending_rows`` in memory:
+these only change where units end, never what the lake holds.
 
 Writing a unit (:class:`UnitWriter`):
 
@@ -248,6 +249,8 @@ class SinkOptions:
     until_idle_s: float | None = None
     poll_timeout_s: float = 0.25
     durable: bool = True
+    #: memory bound over all streams' open units (many Kafka partitions): the largest is cut early
+    max_pending_rows: int = 2_000_000
 
 
 @dataclass
@@ -323,6 +326,12 @@ class Sink:
             await self.consumer.close()
         return self.stats
 
+    async def _bound_memory(self) -> None:
+        """Ends the largest open units while all of them together exceed ``max_pending_rows``."""
+        while self._pending and sum(p.rows for p in self._pending.values()) > self.options.max_pending_rows:
+            largest = max(self._pending, key=lambda s: self._pending[s].rows)
+            await self._flush(largest)
+
     def _forget_revoked(self) -> None:
         """Drops the state of streams the consumer no longer owns (a Kafka rebalance moved them).
 
@@ -352,6 +361,7 @@ class Sink:
                 self.stats.skipped_batches += 1
                 continue
             await self._add(b, now)
+            await self._bound_memory()
 
     async def _add(self, b: ConsumedBatch, now: float) -> None:
         opts = self.options

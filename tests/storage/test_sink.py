@@ -26,6 +26,7 @@ from storage.lake import (
     split_partitions,
 )
 from storage.sink import Sink, SinkOptions, UnitWriter, commit_path, last_committed
+from streaming.base import Consumer
 from streaming.local import LocalConsumer, LocalLogWriter
 
 DAY1 = int(datetime(2024, 8, 8, tzinfo=UTC).timestamp()) * 10**9
@@ -361,3 +362,42 @@ def test_duckdb_reports_the_partition_value_of_exchange(tmp_path: Path) -> None:
         f"select exchange from read_parquet('{tmp_path}/trades/**/*.parquet', hive_partitioning = true)"
     ).fetchall()
     assert got == [("binance",)]
+
+
+class TwoLogs(Consumer):
+    """Two local logs read as two streams by one consumer (as one Kafka consumer reads partitions)."""
+
+    def __init__(self, a: Path, b: Path) -> None:
+        self.parts = {"log-a": LocalConsumer(a, stream="log-a"), "log-b": LocalConsumer(b, stream="log-b")}
+
+    async def start(self) -> None:
+        for c in self.parts.values():
+            await c.start()
+
+    def streams(self) -> list[str]:
+        return sorted(self.parts)
+
+    async def seek(self, stream: str, next_position: int) -> None:
+        await self.parts[stream].seek(stream, next_position)
+
+    async def poll(self, timeout_s: float):
+        out = []
+        for c in self.parts.values():
+            out.extend(await c.poll(0.0))
+        if not out:
+            await asyncio.sleep(timeout_s)
+        return out
+
+
+def test_open_units_of_many_streams_are_bounded_in_memory(tmp_path: Path) -> None:
+    items = entries()
+    make_log(tmp_path / "a", items)
+    make_log(tmp_path / "b", items)
+    lake = tmp_path / "lake"
+    opts = SinkOptions(until_idle_s=0.3, poll_timeout_s=0.05, max_pending_rows=200)
+    sink = Sink(TwoLogs(tmp_path / "a", tmp_path / "b"), lake, opts)
+    asyncio.run(sink.run())
+    assert sink.stats.committed == {"log-a": 23, "log-b": 23}
+    assert sink.stats.units > 4  # without the bound: one unit per stream
+    trades = sorted(r for ds, rows in items if ds == "trades" for r in rows)
+    assert sorted(lake_rows(lake, "trades")) == sorted(trades + trades)
