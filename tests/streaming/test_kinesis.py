@@ -11,7 +11,9 @@ from collections import Counter, defaultdict
 import boto3
 import pytest
 
-from schemas import RecordBuffer, arrow_to_rows
+from schemas import RecordBuffer, arrow_to_rows, rows_to_arrow
+from storage.lake import parse_sink_file_name, sink_file_name
+from storage.sink import UnitWriter, last_committed
 from streaming import codec, open_consumer, open_publisher
 from streaming.kinesis import (
     DeliveryError,
@@ -351,3 +353,29 @@ async def test_records_written_twice_reach_the_sink_once(moto):
     await consumer.close()
     assert consumer.duplicates_dropped == lossy.failed_entries
     assert_same(got, expected)
+
+
+# A real Kinesis sequence number: 56 digits, far beyond 64 bits.
+BIG_SEQ = 49590338271490256608559692538361571095921575989136588898
+
+
+async def test_real_sized_sequence_numbers_fit_lake_names_markers_and_checkpoints(moto, tmp_path):
+    name = new_stream(moto, shards=1)
+    stream = f"kinesis.{name}.shardId-000000000000"
+    file_name = sink_file_name(stream, BIG_SEQ, BIG_SEQ + 10**20)
+    assert len(file_name) < 255 and parse_sink_file_name(file_name) == (stream, BIG_SEQ, BIG_SEQ + 10**20)
+    lake = tmp_path / "lake"
+    trades = rows_to_arrow("trades", make_records(3).trades)
+    UnitWriter(lake).write_unit(stream, BIG_SEQ, BIG_SEQ + 5, {"trades": trades})
+    assert last_committed(lake, stream) == BIG_SEQ + 5  # exact, not rounded through a float or int64
+
+    consumer = KinesisConsumer(
+        settings_for(moto, name), client=client_for(moto), checkpoint_dir=tmp_path / "cp"
+    )
+    await consumer.start()
+    await consumer.commit(stream, BIG_SEQ + 5)
+    await consumer.seek(stream, BIG_SEQ + 6)
+    assert consumer._shards[stream].start == ("AFTER_SEQUENCE_NUMBER", BIG_SEQ + 5)
+    again = KinesisConsumer(settings_for(moto, name), client=client_for(moto), checkpoint_dir=tmp_path / "cp")
+    await again.start()
+    assert again._shards[stream].start == ("AFTER_SEQUENCE_NUMBER", BIG_SEQ + 5)
