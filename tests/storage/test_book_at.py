@@ -190,3 +190,56 @@ def test_parse_instant() -> None:
     for bad in ("2024-08-08", "2024-08-08T25:00:00Z", "soon", "2024-13-01T00:00:00Z"):
         with pytest.raises(ValueError):
             parse_instant(bad)
+
+
+def test_book_index_gives_the_same_books(
+    sample_lake: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints every 20 s: every instant's book equals the full rebuild and the collector's."""
+    import shutil
+
+    from storage import book_at as book_at_mod
+
+    capture, lake = sample_lake
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    monkeypatch.setattr(book_at_mod, "CHECKPOINT_NS", 20 * 10**9)
+    monkeypatch.setattr(book_at_mod.build_book_index, "__defaults__", (20 * 10**9,))
+    results = compact_lake(copy, closed_before=date(2030, 1, 1))
+    [book_res] = [r for r in results if r.partition.dataset == "book"]
+    assert book_res.detail.startswith("book index: ") and int(book_res.detail.split()[2]) >= 15
+    day = date(2024, 8, 8)
+    assert book_at_mod.index_is_current(copy, "binance", day)
+
+    used = []
+    real_load = book_at_mod.load_checkpoint
+
+    def spy(*args, **kwargs):
+        ckpt = real_load(*args, **kwargs)
+        used.append(ckpt is not None)
+        return ckpt
+
+    monkeypatch.setattr(book_at_mod, "load_checkpoint", spy)
+    instants = pick_instants(frames(capture))
+    expected = collector_books(capture, instants)
+    with open_catalog(str(copy)) as cat:
+        for t in instants:
+            fast = book_at(cat, "binance", SYMBOL, t)
+            assert_same(fast, expected[t])
+            if fast.synced:
+                full = book_at(cat, "binance", SYMBOL, t, use_index=False)
+                assert (fast.bids, fast.asks, fast.rows_applied, fast.last_seq) == (
+                    full.bids,
+                    full.asks,
+                    full.rows_applied,
+                    full.last_seq,
+                )
+                assert fast.last_update_ns == full.last_update_ns
+    assert sum(used) >= 20  # most instants started from a checkpoint
+
+    # A late file makes the index stale: it is ignored (answers stay right) and rebuilt by compaction.
+    part = next((copy / "book" / "exchange=binance").glob("date=*"))
+    (part / "zz-late.parquet").write_bytes(b"")
+    assert not book_at_mod.index_is_current(copy, "binance", day)
+    (part / "zz-late.parquet").unlink()
+    assert book_at_mod.index_is_current(copy, "binance", day)

@@ -44,14 +44,15 @@ def add_day_arguments(p: argparse.ArgumentParser) -> None:
 def _report(res: CompactResult) -> None:
     part = res.partition
     if res.status == "compacted":
+        extra = f", {res.detail}" if res.detail else ""
         print(
             f"{part.relative}: {res.input_files} files -> {len(res.output_files)} "
-            f"({res.output_rows} rows, {res.seconds:.1f} s)"
+            f"({res.output_rows} rows, {res.seconds:.1f} s{extra})"
         )
     elif res.status in ("busy", "failed"):
         print(f"{part.relative}: {res.status}: {res.detail}", file=sys.stderr)
     else:
-        print(f"{part.relative}: {res.status}")
+        print(f"{part.relative}: {res.status}" + (f" ({res.detail})" if res.detail else ""))
 
 
 def run(args: argparse.Namespace) -> int:
