@@ -1245,6 +1245,9 @@ def resolve_args(
                 )
             )
         setattr(args, dest, value)
+    if command == "serve" and not getattr(args, "exchanges", None) and cfg.collectors:
+        # the fleet's exchanges are expected to report: one that never does shows as silent
+        args.exchanges = ",".join(dict.fromkeys(c.exchange for c in cfg.collectors))
     if command == "collect" and not getattr(args, "exchange", None) and cfg.collectors:
         _fill_collector(args, cfg)
         issues = [i for i in issues if i.location not in ("collect.exchange", "collect.symbols")]

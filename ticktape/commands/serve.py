@@ -22,6 +22,7 @@ from quality.live import QualityTracker
 from quality.server import QualityServer
 from schemas import RECORD_DATASETS, RecordBuffer, arrow_to_rows
 from streaming.base import ConsumedBatch, Consumer
+from ticktape.config import enable_config, quality_config_of
 from ticktape.runtime import parse_list, stop_event_on_signals, wait_or_timeout
 from ticktape.transport_args import TransportArgsError, add_transport_args, consumer_from_args
 
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--duration", type=float, help="stop after this many seconds (default: run until signalled)"
     )
     p.set_defaults(func=run)
+    enable_config(p, "serve")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except TransportArgsError as exc:
         print(f"ticktape serve: {exc}", file=sys.stderr)
         return 2
-    tracker = QualityTracker(exchanges=parse_list(args.exchanges))
+    tracker = QualityTracker(quality_config_of(args), exchanges=parse_list(args.exchanges))
     try:
         return asyncio.run(_serve(args, consumer, tracker))
     except OSError as exc:

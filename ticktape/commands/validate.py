@@ -12,6 +12,7 @@ import duckdb
 from quality.expectations import default_out_dir, validate_day
 from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
+from ticktape.config import enable_config, quality_config_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="latency above the floor that makes a message OUTDATED, seconds (default %(default)s)",
     )
     p.set_defaults(func=run)
+    enable_config(p, "validate")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 catalog.con,
                 args.date,
                 out,
-                QualityConfig(outdated_cutoff_s=args.outdated_cutoff),
+                quality_config_of(args),  # [thresholds] of --config; --outdated-cutoff is in it
                 args.exchange,
             )
     except duckdb.Error as exc:
