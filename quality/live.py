@@ -145,6 +145,7 @@ class _Closed:
     channels: dict[str, _Counts]
     symbol_rows: list[tuple[Any, ...]]
     floor_ns: int | None
+    gaps: dict[str, int]
 
 
 @dataclass
@@ -181,7 +182,8 @@ class _Exchange:
         self.win_events: dict[str, int] = {}
         self.win_corr_hist = [0] * buckets
         self.events_total: dict[tuple[str, str], int] = {}
-        self.pending_events: dict[str, int] = {}
+        #: feed events since the last snapshot, per (channel, kind)
+        self.pending_events: dict[tuple[str, str], int] = {}
         self.symbol_gaps: dict[tuple[str, str], int] = {}
         self.last_recv = 0
         self.last_exch = 0
@@ -330,7 +332,7 @@ class QualityTracker:
                 kind = "other"
             key = (channel, kind)
             ex.events_total[key] = ex.events_total.get(key, 0) + 1
-            ex.pending_events[kind] = ex.pending_events.get(kind, 0) + 1
+            ex.pending_events[key] = ex.pending_events.get(key, 0) + 1
             if kind == "gap" and symbol is not None:
                 skey = (symbol, channel)
                 ex.symbol_gaps[skey] = ex.symbol_gaps.get(skey, 0) + 1
@@ -395,7 +397,8 @@ class QualityTracker:
             view = self._evaluate(ex, now, rate)
             rows.append(self._exchange_row(ex, view, start, now, c.second))
             for channel, interval in sorted(c.channels.items()):
-                rows.append(self._channel_row(ex, view, channel, start, now, interval, c.floor_ns))
+                gaps = c.gaps.get(channel, 0)
+                rows.append(self._channel_row(ex, view, channel, start, now, interval, c.floor_ns, gaps))
             rows.extend(c.symbol_rows)
         return rows
 
@@ -416,8 +419,14 @@ class QualityTracker:
         floor_ns = ex.floor.floor_ns
         ex.interval_lag_ns = min(minima) - (floor_ns or 0) if minima else None
         # 2. fold symbol counters into channel totals and this interval's exchange figures
-        second = _Second(now, 0, 0, 0, 0, dict(ex.pending_events), [0] * self._buckets)
+        by_kind: dict[str, int] = {}
+        gaps_by_channel: dict[str, int] = {}
+        for (channel, kind), n in ex.pending_events.items():
+            by_kind[kind] = by_kind.get(kind, 0) + n
+            if kind == "gap":
+                gaps_by_channel[channel] = gaps_by_channel.get(channel, 0) + n
         ex.pending_events.clear()
+        second = _Second(now, 0, 0, 0, 0, by_kind, [0] * self._buckets)
         channel_interval: dict[str, _Counts] = {}
         symbol_rows: list[tuple[Any, ...]] = []
         for channel, symbol, st in entries:
@@ -459,7 +468,7 @@ class QualityTracker:
             if ex_name == name:
                 got = channel_interval.get(channel)
                 counts.rate = (got.messages if got else 0) / interval_s
-        return _Closed(ex, second, channel_interval, symbol_rows, floor_ns)
+        return _Closed(ex, second, channel_interval, symbol_rows, floor_ns, gaps_by_channel)
 
     def _push_second(self, ex: _Exchange, second: _Second, host_stalled: bool) -> None:
         horizon = second.t_ns - self.config.score_window_s * NS
@@ -660,6 +669,7 @@ class QualityTracker:
         now: int,
         interval: _Counts,
         floor_ns: int | None,
+        gaps: int,
     ) -> tuple[Any, ...]:
         counts = self._counts[(ex.name, channel)]
         floor = floor_ns or 0
@@ -668,7 +678,7 @@ class QualityTracker:
             timed_messages=interval.timed,
             outdated=interval.outdated,
             duplicates=interval.duplicates,
-            # gaps are per symbol (symbol rows) and per exchange (the "all" row)
+            gaps=gaps,
             latency_p99_s=self._above_q(0.99, interval.corr_hist),
             clock_offset_s=view.clock_offset_estimate_s,
             receive_age_s=(now - counts.last_recv) / NS if counts.last_recv else None,

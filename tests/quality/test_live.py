@@ -152,12 +152,18 @@ def test_book_levels_of_one_frame_count_once_and_rows_fit_the_schema():
         out.book.append(("okx", "BTC-USDT", T0 - 3 * MS, T0, "bid", 100.0 - i, 1.0, True, 7, 0, 16))
     out.book.append(("okx", "BTC-USDT", T0 + 90 * MS, T0 + 100 * MS, "ask", 101.0, 1.0, False, 8, 0, 0))
     out.book.append(("okx", "ETH-USDT", T0 + 90 * MS, T0 + 100 * MS, "ask", 11.0, 1.0, False, 8, 0, 0))
+    out.feed_events.append(("okx", "BTC-USDT", "book", T0 + 100 * MS, "gap", "{}"))
     tr.observe(out)
     rows = tr.snapshot(T0 + NS)
     by_key = {(r[1], r[2]): r for r in rows}
     names = field_names("quality")
     messages = names.index("messages")
+    gaps = names.index("gaps")
     assert by_key[(None, "all")][messages] == 3
+    assert (
+        by_key[(None, "all")][gaps] == by_key[(None, "book")][gaps] == by_key[("BTC-USDT", "book")][gaps] == 1
+    )
+    assert by_key[("ETH-USDT", "book")][gaps] == 0
     assert by_key[("BTC-USDT", "book")][messages] == 2
     assert by_key[("ETH-USDT", "book")][messages] == 1
     batch = rows_to_arrow("quality", rows)
