@@ -41,6 +41,14 @@ class SenderPublisher(Publisher):
             self._failure, self._failed_rows = None, 0
             raise DeliveryError(f"{rows} rows were not delivered to {self.transport}: {exc!r}") from exc
 
+    def _raise_sender_stopped(self, pending: int) -> None:
+        """Raises :class:`DeliveryError`: the sender task ended with ``pending`` messages not sent."""
+        task = self._sender
+        cause = None if task is None or not task.done() or task.cancelled() else task.exception()
+        raise DeliveryError(
+            f"the {self.transport} sender stopped with {pending} message(s) not sent: {cause!r}"
+        ) from cause
+
     def _check_open(self) -> None:
         if self._sender is None or self._closed:
             raise RuntimeError(f"{type(self).__name__} is not started (or already closed)")

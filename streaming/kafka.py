@@ -277,8 +277,8 @@ class KafkaPublisher(SenderPublisher):
     async def flush(self) -> None:
         """Waits until every queued message is acknowledged; raises :class:`DeliveryError` on failures."""
         while self._queue or self._inflight:
-            if self._sender is not None and self._sender.done():
-                break
+            if self._queue and (self._sender is None or self._sender.done()):
+                self._raise_sender_stopped(len(self._queue))
             if self._inflight:
                 await asyncio.wait(list(self._inflight))
             else:

@@ -424,6 +424,10 @@ class KinesisPublisher(SenderPublisher):
                 self.stats.extra["throttled"] += 1
             for agg in batch:
                 self._retry_or_fail(agg, exc, retryable=is_retryable(exc))
+        except Exception as exc:
+            # Not an AWS or network error (a bug, a client wrapper): failing beats retrying forever.
+            for agg in batch:
+                self._retry_or_fail(agg, exc, retryable=False)
         else:
             ack = time.time_ns()
             results = response.get("Records", [])
@@ -490,7 +494,7 @@ class KinesisPublisher(SenderPublisher):
         try:
             while self._open or self._sealed or self._calls:
                 if self._sender is None or self._sender.done():
-                    break
+                    self._raise_sender_stopped(len(self._open) + sum(len(q) for q in self._sealed.values()))
                 self._wake.set()
                 await asyncio.sleep(0.005)
         finally:
