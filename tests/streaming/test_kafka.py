@@ -277,3 +277,20 @@ async def test_producer_retry_duplicates_are_dropped_but_covered(kafka_broker):
     again, _ = await consume_all(consumer, 2, idle_polls=1)
     await consumer.close()
     assert [r[4] for r in again["trades"]] == ["1", "2"]
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "gzip", "snappy"])
+async def test_compressed_batches_round_trip(kafka_broker, compression):
+    settings = settings_for(kafka_broker, compression=compression, linger_ms=20)
+    records = make_records(200)
+    expected = {d: list(records.rows(d)) for d in ("trades", "book", "bbo", "feed_events")}
+    pub = KafkaPublisher(settings)
+    await pub.start()
+    await pub.publish(records)
+    await pub.close()
+    consumer = KafkaConsumer(settings, group_id=None)
+    await consumer.start()
+    got, _ = await consume_all(consumer, sum(len(v) for v in expected.values()), idle_polls=1)
+    await consumer.close()
+    for d, rows in expected.items():
+        assert by_key(got[d]) == by_key(rows), d
