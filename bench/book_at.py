@@ -27,6 +27,8 @@ from bench.common import SCRATCH, publish
 from storage.book_at import book_at
 from storage.catalog import open_catalog
 from storage.compact import compact_lake
+from storage.lake import write_json_atomic
+from storage.sink import commit_path
 
 DAY = date(2024, 8, 8)
 DAY_START_NS = 1723075200 * 1_000_000_000  # 2024-08-08T00:00:00Z
@@ -78,6 +80,8 @@ def generate(lake: Path, rows: int) -> None:
         """
         con.execute(sql)
     con.close()
+    # As the sink leaves it: a commit marker covering every file (compaction merges only committed files).
+    write_json_atomic(commit_path(lake, "bench"), {"stream": "bench", "first": 0, "last": last})
 
 
 def measure(lake: Path, at_ns: int, runs: int = 5) -> tuple[float, float, int]:
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     base = SCRATCH / f"book_at-{args.rows}"
     lake = base / "lake"
-    if not (base / "done").exists():
+    if not (base / "done").exists() or not commit_path(lake, "bench").exists():
         shutil.rmtree(base, ignore_errors=True)
         generate(lake, args.rows)
         (base / "done").touch()

@@ -259,3 +259,35 @@ def test_unfinished_sink_files_are_not_synced(tmp_path: Path, moto, s3, bucket: 
     captured = capsys.readouterr()
     assert "2024-08-08: NOT SYNCED" in captured.out and "c-00000000000000999000" in captured.out
     assert not [k for k in all_keys(s3, bucket) if "date=2024-08-08" in k]
+
+
+def test_metrics_file_for_the_alert_rules(tmp_path: Path, moto, s3, bucket: str, capsys) -> None:
+    """The sync alert reads ticktape_sync_failures_total and ..._last_success_timestamp_seconds."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def values(path: Path) -> dict[str, float]:
+        return {
+            s.name: s.value
+            for fam in text_string_to_metric_families(path.read_text())
+            for s in fam.samples
+            if not s.name.endswith("_created")
+        }
+
+    lake = make_lake(tmp_path)
+    prom = tmp_path / "sync.prom"
+    assert run_command(sync_cmd, sync_argv(lake, moto, bucket, "--metrics-file", str(prom))) == 0
+    first = values(prom)
+    assert first["ticktape_sync_failures_total"] == 0
+    assert first["ticktape_sync_last_success_timestamp_seconds"] > 0
+    assert first["ticktape_sync_last_run_uploaded_bytes"] > 0
+    key = next(k for k in all_keys(s3, bucket) if k.endswith(".parquet"))
+    s3.put_object(Bucket=bucket, Key=key, Body=b"tampered", ChecksumAlgorithm="SHA256")
+    for expected_failures in (1, 2):
+        assert run_command(sync_cmd, sync_argv(lake, moto, bucket, "--metrics-file", str(prom))) == 1
+        now = values(prom)
+        assert now["ticktape_sync_failures_total"] == expected_failures
+        assert (
+            now["ticktape_sync_last_success_timestamp_seconds"]
+            == first["ticktape_sync_last_success_timestamp_seconds"]
+        )
+        assert now["ticktape_sync_last_run_problems"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also download every object of the covered days and compare its SHA-256",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="Prometheus text file to update after the run (node-exporter textfile collector): "
+        "ticktape_sync_failures_total, ticktape_sync_last_success_timestamp_seconds, ...",
+    )
     p.set_defaults(func=run)
     enable_config(p, "sync")
 
@@ -82,7 +89,44 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r.day.isoformat()}: {problem}", file=sys.stderr)
     if not reports:
         print("nothing to sync (no closed day in the lake)")
-    return 0 if all(r.ok for r in reports) else 1
+    ok = all(r.ok for r in reports)
+    if args.metrics_file is not None:
+        write_metrics(args.metrics_file, ok, reports)
+    return 0 if ok else 1
+
+
+def write_metrics(path: Path, ok: bool, reports: list[DayReport]) -> None:
+    """Updates the sync's Prometheus text file: counters carry over from the previous run's file."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+    from prometheus_client.parser import text_string_to_metric_families
+
+    previous: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(path.read_text()):
+            for sample in family.samples:
+                previous[sample.name] = sample.value
+    except (OSError, ValueError):
+        pass  # first run, or an unreadable file: start from zero
+    now = time.time()
+    registry = CollectorRegistry()
+    failures = Counter("ticktape_sync_failures", "failed sync runs", registry=registry)
+    failures.inc(previous.get("ticktape_sync_failures_total", 0.0) + (0 if ok else 1))
+    last_success = Gauge(
+        "ticktape_sync_last_success_timestamp_seconds",
+        "Unix time of the last successful sync",
+        registry=registry,
+    )
+    last_success.set(now if ok else previous.get("ticktape_sync_last_success_timestamp_seconds", 0.0))
+    Gauge(
+        "ticktape_sync_last_run_timestamp_seconds", "Unix time of the last sync run", registry=registry
+    ).set(now)
+    Gauge("ticktape_sync_last_run_uploaded_bytes", "bytes uploaded by the last run", registry=registry).set(
+        sum(r.uploaded_bytes for r in reports)
+    )
+    Gauge(
+        "ticktape_sync_last_run_problems", "mismatches and conflicts of the last run", registry=registry
+    ).set(sum(len(r.problems) + bool(r.skipped) for r in reports))
+    write_to_textfile(str(path), registry)
 
 
 def _day_line(report: DayReport) -> str:
