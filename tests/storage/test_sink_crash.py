@@ -76,18 +76,23 @@ def lake_snapshot(lake: Path) -> dict[str, list[tuple[str, list[tuple]]]]:
 
 
 def kill_repeatedly(
-    log_dir: Path, lake: Path, entries: int, drain_s: float, rng: random.Random
+    log_dir: Path, lake: Path, entries: int, unit_s: float, rng: random.Random
 ) -> tuple[int, list[int]]:
-    """Starts and SIGKILLs sinks until KILLS kills landed (or one finished); returns kills, commits."""
+    """Starts and SIGKILLs sinks until KILLS kills landed (or one finished); returns kills, commits.
+
+    Each kill waits for a random commit position (spread over the whole log), then a random part of
+    a unit's time more, so that kills land in every phase: starting up, reading, writing files,
+    writing the commit marker.
+    """
     kills = 0
     progress: list[int] = []
-    while kills < KILLS:
-        remaining = 1.0 - (last_committed(lake, "local") + 1) / entries
+    for target in sorted(rng.sample(range(-1, entries - 20), KILLS)):
         proc = start_sink(log_dir, lake)
-        # Kill before what is left would be done: the kills spread over the whole drain.
-        time.sleep(rng.uniform(0.0, max(0.05, drain_s * remaining)))
+        while proc.is_alive() and last_committed(lake, "local") < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 2 * unit_s))
         if not proc.is_alive():
-            break  # finished before the kill (the machine got faster than the reference run)
+            break  # finished before the kill
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         assert proc.exitcode == -signal.SIGKILL
@@ -110,12 +115,13 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(samples: Path, t
     drain_s = time.monotonic() - t0 - 1.0  # without the final --until-idle wait
     assert proc.exitcode == 0
     assert last_committed(reference, "local") == entries - 1
+    reference_units = len(dataset_files(reference, "book"))
 
     lake = tmp_path / "crashed"
     rng = random.Random(20240808)
     for _attempt in range(3):
         shutil.rmtree(lake, ignore_errors=True)
-        kills, progress = kill_repeatedly(log_dir, lake, entries, drain_s, rng)
+        kills, progress = kill_repeatedly(log_dir, lake, entries, drain_s / reference_units, rng)
         if kills >= KILLS:
             break
     print(f"drain {drain_s:.1f} s, {entries} entries, commits after each kill: {progress}")
