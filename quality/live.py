@@ -65,6 +65,8 @@ class _SymbolStats:
 
     __slots__ = (
         "corr_hist",
+        "corr_max",
+        "corr_min",
         "corr_sum",
         "duplicates",
         "last_exch",
@@ -87,6 +89,8 @@ class _SymbolStats:
         self.negative = 0
         self.raw_sum = 0
         self.corr_sum = 0
+        self.corr_max = -NO_MIN
+        self.corr_min = NO_MIN
         self.raw_min = NO_MIN
         self.last_recv = 0
         self.last_exch = 0
@@ -97,6 +101,8 @@ class _SymbolStats:
     def reset(self) -> None:
         self.messages = self.timed = self.duplicates = self.outdated = self.negative = 0
         self.raw_sum = self.corr_sum = 0
+        self.corr_max = -NO_MIN
+        self.corr_min = NO_MIN
         self.raw_min = NO_MIN
         n = len(self.raw_hist)
         self.raw_hist[:] = bytes(n)  # n zeros, in C
@@ -114,6 +120,8 @@ class _Counts:
     negative: int = 0
     raw_sum_ns: int = 0
     corr_sum_ns: int = 0
+    corr_max_ns: int = -NO_MIN
+    corr_min_ns: int = NO_MIN
     raw_hist: list[int] = field(default_factory=list)
     corr_hist: list[int] = field(default_factory=list)
     last_recv: int = 0
@@ -134,6 +142,9 @@ class _Second:
     duplicates: int
     events: dict[str, int]
     corr_hist: list[int]
+    #: extreme latencies above the floor (ns): quantiles interpolated in a wide bucket stay within them
+    corr_max_ns: int = -NO_MIN
+    corr_min_ns: int = NO_MIN
 
 
 @dataclass
@@ -302,6 +313,10 @@ class QualityTracker:
                 touched[cur] = (st, ex, floor)
             above = latency - floor
             st.corr_sum += above
+            if above > st.corr_max:
+                st.corr_max = above
+            if above < st.corr_min:
+                st.corr_min = above
             st.corr_hist[bisect_left(edges, above)] += 1
             if above > cutoff:
                 st.outdated += 1
@@ -452,6 +467,8 @@ class QualityTracker:
                     agg.negative += st.negative
                     agg.raw_sum_ns += st.raw_sum
                     agg.corr_sum_ns += st.corr_sum
+                    agg.corr_max_ns = max(agg.corr_max_ns, st.corr_max)
+                    agg.corr_min_ns = min(agg.corr_min_ns, st.corr_min)
                     _add_sparse(agg.raw_hist, st.raw_hist)
                     _add_sparse(agg.corr_hist, st.corr_hist)
                 second.messages += st.messages
@@ -459,6 +476,8 @@ class QualityTracker:
                 second.outdated += st.outdated
                 second.duplicates += st.duplicates
                 _add_sparse(second.corr_hist, st.corr_hist)
+                second.corr_max_ns = max(second.corr_max_ns, st.corr_max)
+                second.corr_min_ns = min(second.corr_min_ns, st.corr_min)
             counts.last_recv = max(counts.last_recv, st.last_recv)
             if st.last_timed >= counts.last_timed and st.last_timed:
                 counts.last_exch, counts.last_timed = st.last_exch, st.last_timed
@@ -503,6 +522,8 @@ class QualityTracker:
 
     def _evaluate(self, ex: _Exchange, now: int, rate: float | None) -> ExchangeView:
         cfg = self.config
+        window_max = max((s.corr_max_ns for s in ex.window), default=-NO_MIN)
+        window_min = min((s.corr_min_ns for s in ex.window), default=NO_MIN)
         receive_age, event_age, timed_age = self._ages(ex, now)
         floor_s = ex.floor.floor_ns / NS if ex.floor.floor_ns is not None else None
         ev = ex.win_events
@@ -517,7 +538,7 @@ class QualityTracker:
             crossed_books=ev.get("crossed_book", 0),
             parse_errors=ev.get("parse_error", 0),
             dropped=ev.get("dropped", 0),
-            latency_p99_s=self._above_q(0.99, ex.win_corr_hist),
+            latency_p99_s=self._above_q(0.99, ex.win_corr_hist, window_max, window_min),
             clock_offset_s=floor_s,
             receive_age_s=receive_age,
             event_age_s=event_age,
@@ -563,7 +584,7 @@ class QualityTracker:
             freshness_weight=freshness_weight(state, event_age, cfg, ex.name),
             components={k: round(v, 4) for k, v in components(figures, cfg).items()},
             figures=figures,
-            latency_p50_s=self._above_q(0.5, ex.win_corr_hist),
+            latency_p50_s=self._above_q(0.5, ex.win_corr_hist, window_max, window_min),
             clock_offset_estimate_s=floor_s,
             clock_suspect=clock_suspect,
             channels=channels,
@@ -601,7 +622,7 @@ class QualityTracker:
             outdated=st.outdated,
             duplicates=st.duplicates,
             gaps=gaps,
-            latency_p99_s=self._above_q(0.99, st.corr_hist),
+            latency_p99_s=self._above_q(0.99, st.corr_hist, st.corr_max, st.corr_min),
             clock_offset_s=floor_ns / NS if floor_ns is not None else None,
             receive_age_s=(at - st.last_recv) / NS if st.last_recv else None,
             event_age_s=(at - st.last_exch - floor) / NS if st.last_exch else None,
@@ -609,7 +630,19 @@ class QualityTracker:
         )
         value, _ = score(figures, self.config, exchange)
         state = raw_state(value, bool(gate_reasons(figures, self.config, exchange)), self.config)
-        return self._quality_row(exchange, symbol, channel, start, now, figures, st.corr_hist, value, state)
+        return self._quality_row(
+            exchange,
+            symbol,
+            channel,
+            start,
+            now,
+            figures,
+            st.corr_hist,
+            value,
+            state,
+            st.corr_max,
+            st.corr_min,
+        )
 
     def _quality_row(
         self,
@@ -622,6 +655,8 @@ class QualityTracker:
         corr_hist: list[int],
         value: float,
         state: str,
+        max_ns: int = -NO_MIN,
+        min_ns: int = NO_MIN,
     ) -> tuple[Any, ...]:
         return (
             exchange,
@@ -630,7 +665,7 @@ class QualityTracker:
             start,
             now,
             f.messages,
-            finite_or_none(self._above_q(0.5, corr_hist)),
+            finite_or_none(self._above_q(0.5, corr_hist, max_ns, min_ns)),
             finite_or_none(f.latency_p99_s),
             f.clock_offset_s,
             f.event_age_s,
@@ -651,13 +686,23 @@ class QualityTracker:
             outdated=second.outdated,
             duplicates=second.duplicates + second.events.get("duplicate", 0),
             gaps=second.events.get("gap", 0),
-            latency_p99_s=self._above_q(0.99, second.corr_hist),
+            latency_p99_s=self._above_q(0.99, second.corr_hist, second.corr_max_ns, second.corr_min_ns),
             clock_offset_s=view.clock_offset_estimate_s,
             receive_age_s=view.figures.receive_age_s,
             event_age_s=view.figures.event_age_s,
         )
         return self._quality_row(
-            ex.name, None, "all", start, now, f, second.corr_hist, view.score, view.state
+            ex.name,
+            None,
+            "all",
+            start,
+            now,
+            f,
+            second.corr_hist,
+            view.score,
+            view.state,
+            second.corr_max_ns,
+            second.corr_min_ns,
         )
 
     def _channel_row(
@@ -679,20 +724,39 @@ class QualityTracker:
             outdated=interval.outdated,
             duplicates=interval.duplicates,
             gaps=gaps,
-            latency_p99_s=self._above_q(0.99, interval.corr_hist),
+            latency_p99_s=self._above_q(0.99, interval.corr_hist, interval.corr_max_ns, interval.corr_min_ns),
             clock_offset_s=view.clock_offset_estimate_s,
             receive_age_s=(now - counts.last_recv) / NS if counts.last_recv else None,
             event_age_s=(now - counts.last_exch - floor) / NS if counts.last_exch else None,
         )
         return self._quality_row(
-            ex.name, None, channel, start, now, f, interval.corr_hist, view.score, view.state
+            ex.name,
+            None,
+            channel,
+            start,
+            now,
+            f,
+            interval.corr_hist,
+            view.score,
+            view.state,
+            interval.corr_max_ns,
+            interval.corr_min_ns,
         )
 
-    def _above_q(self, q: float, hist: list[int]) -> float | None:
+    def _above_q(
+        self, q: float, hist: list[int], max_ns: int = -NO_MIN, min_ns: int = NO_MIN
+    ) -> float | None:
         # Latency above the floor is reported as >= 0: messages below a floor that has not yet
         # caught up (it rises slowly on purpose) are "as fast as the floor", never negative latency.
+        # Interpolation inside a wide bucket (30-45 s) stays within the values actually seen.
         value = histogram_quantile(q, self.edges_s, hist)
-        return None if value is None else max(0.0, value)
+        if value is None:
+            return None
+        if max_ns != -NO_MIN:
+            value = min(value, max_ns / NS)
+        if min_ns != NO_MIN:
+            value = max(value, min_ns / NS)
+        return max(0.0, value)
 
     # ---------------------------------------------------------------- readers
 

@@ -15,7 +15,8 @@ A floor that adapted freely would hide the very incident ticktape exists for: an
 suddenly carry 30 s-old timestamps raises every per-second minimum by 30 s, and a plain rolling
 minimum would call that "clock offset" once the window has turned over. Two rules prevent it:
 
-* the quantile needs 95 % of the window (9.5 minutes by default) to be late before it moves at all;
+* the quantile moves only when 95 % of the window is late (9.5 minutes once the 10-minute window
+  is full; 95 % of the seconds seen so far on a younger feed);
 * after that the floor may *rise* by at most ``floor_rise_per_s`` (2 ms per second: four times the
   fastest slew NTP applies to a clock), so absorbing 30 s would take more than four hours, while
   the incident is reported, scored and alerted from its first seconds.
