@@ -165,7 +165,8 @@ class RssSampler:
 
     pids: dict[str, int]
     interval_s: float = 1.0
-    samples: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    #: per process: ``(seconds since start, RSS bytes, CPU seconds used so far)``
+    samples: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -182,8 +183,9 @@ class RssSampler:
             now = time.monotonic() - t0
             for name, pid in self.pids.items():
                 rss = rss_bytes(pid)
-                if rss is not None:
-                    self.samples[name].append((now, rss))
+                cpu = cpu_seconds(pid)
+                if rss is not None and cpu is not None:
+                    self.samples[name].append((now, rss, cpu))
             self._stop.wait(self.interval_s)
 
     def stop(self) -> None:
@@ -203,6 +205,24 @@ def rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(samples: Sequence[tuple[float, int, float]]) -> float:
+    """Average share of one core a sampled process used between its first and last sample."""
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return float("nan")
+    return (samples[-1][2] - samples[0][2]) / (samples[-1][0] - samples[0][0])
 
 
 def percentile(values: Sequence[float], q: float) -> float:
