@@ -294,3 +294,25 @@ async def test_compressed_batches_round_trip(kafka_broker, compression):
     await consumer.close()
     for d, rows in expected.items():
         assert by_key(got[d]) == by_key(rows), d
+
+
+@pytest.mark.parametrize("policy", ["block", "drop-oldest"])
+async def test_bounded_queue_blocks_or_drops_and_counts(kafka_broker, policy):
+    settings = settings_for(kafka_broker, queue_max_messages=4, queue_policy=policy)
+    symbols = tuple(f"S{i}-USDT" for i in range(40))
+    records = make_records(400, symbols=symbols)
+    total = len(records)
+    pub = KafkaPublisher(settings)
+    await pub.start()
+    await pub.publish(records)  # 160 messages (40 keys x 4 datasets) into a queue of 4
+    await pub.close()
+    assert pub.stats.published_rows + pub.stats.dropped_rows == total
+    if policy == "block":
+        assert pub.stats.dropped_rows == 0
+    else:
+        assert pub.stats.dropped_rows > 0
+    consumer = KafkaConsumer(settings, group_id=None)
+    await consumer.start()
+    got, _ = await consume_all(consumer, pub.stats.published_rows, idle_polls=1)
+    await consumer.close()
+    assert sum(len(v) for v in got.values()) == pub.stats.published_rows

@@ -379,3 +379,23 @@ async def test_real_sized_sequence_numbers_fit_lake_names_markers_and_checkpoint
     again = KinesisConsumer(settings_for(moto, name), client=client_for(moto), checkpoint_dir=tmp_path / "cp")
     await again.start()
     assert again._shards[stream].start == ("AFTER_SEQUENCE_NUMBER", BIG_SEQ + 5)
+
+
+@pytest.mark.parametrize("policy", ["block", "drop-oldest"])
+async def test_bounded_queue_blocks_or_drops_and_counts(moto, policy):
+    name = new_stream(moto, shards=1)
+    records = make_records(400, symbols=tuple(f"S{i}-USDT" for i in range(40)))
+    total = len(records)
+    pub = KinesisPublisher(
+        settings_for(moto, name, queue_max_bytes=2000, queue_policy=policy), client=client_for(moto)
+    )
+    await pub.start()
+    await publish_in_parts(pub, records, parts=10)
+    await pub.close()
+    assert pub.stats.published_rows + pub.stats.dropped_rows == total
+    assert (pub.stats.dropped_rows == 0) == (policy == "block")
+    consumer = KinesisConsumer(settings_for(moto, name), client=client_for(moto))
+    await consumer.start()
+    got, _ = await consume_all(consumer, pub.stats.published_rows)
+    await consumer.close()
+    assert sum(len(v) for v in got.values()) == pub.stats.published_rows
