@@ -3,6 +3,7 @@ exactly as an uninterrupted run writes it (same files, same rows, no loss, no du
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -17,8 +18,8 @@ import pytest
 from collectors.capture import read_capture
 from collectors.registry import get_dialect
 from schemas import RECORD_DATASETS, RecordBuffer, arrow_schema, arrow_to_rows, rows_to_arrow
-from storage.lake import dataset_files
-from storage.sink import last_committed
+from storage.lake import dataset_files, parse_sink_file_name
+from storage.sink import intent_path, last_committed
 from streaming.local import LocalLogWriter
 from ticktape.cli import build_parser
 
@@ -75,10 +76,21 @@ def lake_snapshot(lake: Path) -> dict[str, list[tuple[str, list[tuple]]]]:
     return out
 
 
+def writing(lake: Path) -> bool:
+    """True while the sink is between a unit's intent and its commit marker."""
+    try:
+        intent = json.loads(intent_path(lake, "local").read_bytes())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return int(intent["first"]) > last_committed(lake, "local")
+
+
 def kill_repeatedly(
     log_dir: Path, lake: Path, entries: int, unit_s: float, rng: random.Random
-) -> tuple[int, list[int]]:
-    """Starts and SIGKILLs sinks until KILLS kills landed (or one finished); returns kills, commits.
+) -> tuple[int, list[int], list[int]]:
+    """Starts and SIGKILLs sinks until KILLS kills landed (or one finished).
+
+    Returns the kills, the commit position after each kill and the orphan files each kill left.
 
     Each kill waits for a random commit position (spread over the whole log), then a random part of
     a unit's time more, so that kills land in every phase: starting up, reading, writing files,
@@ -86,11 +98,18 @@ def kill_repeatedly(
     """
     kills = 0
     progress: list[int] = []
-    for target in sorted(rng.sample(range(-1, entries - 20), KILLS)):
+    orphans: list[int] = []
+    for i, target in enumerate(sorted(rng.sample(range(-1, entries - 20), KILLS))):
         proc = start_sink(log_dir, lake)
         while proc.is_alive() and last_committed(lake, "local") < target:
             time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 2 * unit_s))
+        if i % 2:
+            time.sleep(rng.uniform(0.0, 2 * unit_s))
+        else:
+            # Every other kill aims at the write itself: between the intent and the commit marker.
+            while proc.is_alive() and not writing(lake):
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0.0, 0.01))
         if not proc.is_alive():
             break  # finished before the kill
         os.kill(proc.pid, signal.SIGKILL)
@@ -98,7 +117,19 @@ def kill_repeatedly(
         assert proc.exitcode == -signal.SIGKILL
         kills += 1
         progress.append(last_committed(lake, "local"))
-    return kills, progress
+        orphans.append(len(orphan_files(lake, progress[-1])))
+    return kills, progress, orphans
+
+
+def orphan_files(lake: Path, committed: int) -> list[Path]:
+    """Files a killed sink left beyond its last commit (renamed or still temporary)."""
+    out = []
+    for p in lake.rglob("*"):
+        name = p.name[1 : -len(".tmp")] if p.name.startswith(".") and p.name.endswith(".tmp") else p.name
+        parsed = parse_sink_file_name(name)
+        if parsed is not None and parsed[1] > committed:
+            out.append(p)
+    return out
 
 
 @pytest.mark.slow
@@ -121,13 +152,16 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(samples: Path, t
     rng = random.Random(20240808)
     for _attempt in range(3):
         shutil.rmtree(lake, ignore_errors=True)
-        kills, progress = kill_repeatedly(log_dir, lake, entries, drain_s / reference_units, rng)
+        kills, progress, orphans = kill_repeatedly(log_dir, lake, entries, drain_s / reference_units, rng)
         if kills >= KILLS:
             break
-    print(f"drain {drain_s:.1f} s, {entries} entries, commits after each kill: {progress}")
+    print(
+        f"drain {drain_s:.1f} s, {entries} entries, commits after each kill: {progress}, orphans: {orphans}"
+    )
     assert kills >= 10, f"the sink finished after only {kills} kills"
     assert progress == sorted(progress)  # commits never go backwards
     assert progress[-1] > entries // 3, "the kills did not spread over the drain"
+    assert any(orphans), "no kill landed in the middle of writing a unit"
 
     proc = start_sink(log_dir, lake)
     proc.join(300)
