@@ -51,8 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set when SIGTERM reached the default handler below (batch roles keep it for their whole run).
+_SIGTERM_RECEIVED: list[bool] = []
+
+
 def _exit_on_early_sigterm(signum: int, frame: object) -> None:
     # A SIGTERM that arrives before a role installed its own graceful handler: nothing is open yet.
+    # Batch roles (compact, sync, validate) keep this handler: their work is atomic or read-only.
+    _SIGTERM_RECEIVED.append(True)
     raise SystemExit(0)
 
 
@@ -70,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        if not _SIGTERM_RECEIVED:
+            raise
+        # a library turned the SIGTERM exit into its own error (DuckDB: "Query interrupted")
+        logging.getLogger("ticktape").warning("stopped by SIGTERM")
+        return 0
     return code
 
 

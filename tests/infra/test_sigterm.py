@@ -6,6 +6,7 @@ interrupted mid-way leaves the lake's rows unchanged.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,9 +14,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -66,6 +69,16 @@ class Role:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _quality(port: int, exchange: str) -> dict[str, Any]:
+    """``/api/quality``'s object for one exchange ({} while the server is not answering yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/quality", timeout=5) as response:
+            items = json.loads(response.read())
+    except (OSError, ValueError):
+        return {}
+    return next((item for item in items if item.get("exchange") == exchange), {})
 
 
 @pytest.fixture
@@ -150,7 +163,7 @@ rest_url = "http://127.0.0.1:{simulator}"
         {**env, "TICKTAPE_COLLECT_GROUP": "spot", "TICKTAPE_SERVER_PORT": str(http_port)},
         tmp_path / "collect.out",
     )
-    sink = None
+    sink = serve = None
     try:
         collect.wait_for("collecting binance")
         # the container health check passes against the live collector
@@ -163,9 +176,20 @@ rest_url = "http://127.0.0.1:{simulator}"
         )
         assert health.returncode == 0, health.stdout
         sink = Role("sink", ["sink"], env, tmp_path / "sink.out")
+        serve_port = free_port()
+        serve = Role(
+            "serve", ["serve"], {**env, "TICKTAPE_SERVER_PORT": str(serve_port)}, tmp_path / "serve.out"
+        )
         sink.wait_for(r"committed \S+ \d+\.\.\d+")
         # SIGTERM the sink while the collector keeps publishing
         assert sink.terminate() == 0, sink.text()
+        # serve, which consumes the same records for the fleet's dashboard, has seen binance by now
+        wait_for_port(serve_port, proc=serve.proc)
+        deadline = time.monotonic() + 30
+        while (age := _quality(serve_port, "binance").get("receive_age_s")) is None or age > 5:
+            assert time.monotonic() < deadline, f"serve never saw binance live:\n{serve.text()}"
+            time.sleep(0.2)
+        assert serve.terminate() == 0, serve.text()
         time.sleep(1.0)
         assert collect.terminate() == 0, collect.text()
         published = int(re.search(r"([\d,]+) rows published", collect.text()).group(1).replace(",", ""))  # type: ignore[union-attr]
@@ -175,8 +199,9 @@ rest_url = "http://127.0.0.1:{simulator}"
         assert rest.proc.wait(timeout=120) == 0, rest.text()
     finally:
         collect.kill()
-        if sink is not None:
-            sink.kill()
+        for role in (sink, serve):
+            if role is not None:
+                role.kill()
     tables = lake_tables(lake)
     assert sum(t.num_rows for t in tables.values()) == published
     trades = tables["trades"]
@@ -184,9 +209,10 @@ rest_url = "http://127.0.0.1:{simulator}"
     assert len(keys) == trades.num_rows, "a trade was written twice"
 
 
-@pytest.mark.slow
-def test_compact_stops_on_sigterm_with_the_lake_unchanged(tmp_path: Path) -> None:
-    lake = tmp_path / "lake"
+@pytest.fixture(scope="module")
+def replayed_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake with one closed day: the shared Binance recording, replayed."""
+    lake = tmp_path_factory.mktemp("replayed") / "lake"
     replay = subprocess.run(
         [*TICKTAPE, "replay", "--exchange", "binance", "--input", str(SAMPLE), "--lake", str(lake)],
         cwd=ROOT,
@@ -195,10 +221,15 @@ def test_compact_stops_on_sigterm_with_the_lake_unchanged(tmp_path: Path) -> Non
         timeout=300,
     )
     assert replay.returncode == 0, replay.stderr
-    before = lake_tables(lake)
+    return lake
+
+
+@pytest.mark.slow
+def test_compact_stops_on_sigterm_with_the_lake_unchanged(replayed_lake: Path, tmp_path: Path) -> None:
+    before = lake_tables(replayed_lake)
     assert before["book"].num_rows > 100_000
     work = tmp_path / "work"
-    shutil.copytree(lake, work)
+    shutil.copytree(replayed_lake, work)
     compact = Role("compact", ["compact"], {"TICKTAPE_LAKE_PATH": str(work)}, tmp_path / "compact.out")
     try:
         # the first partition is done and the next one is being merged
@@ -219,3 +250,61 @@ def test_compact_stops_on_sigterm_with_the_lake_unchanged(tmp_path: Path) -> Non
     for dataset, table in before.items():
         assert after[dataset].equals(table), dataset
     assert all(f.name.startswith("compacted-") for f in (work / "book").rglob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_sync_stops_on_sigterm_and_a_rerun_completes_and_verifies(
+    replayed_lake: Path, moto: Any, tmp_path: Path
+) -> None:
+    import boto3
+
+    bucket = f"ticktape-sigterm-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1").create_bucket(Bucket=bucket)
+    env = {
+        "TICKTAPE_LAKE_PATH": str(replayed_lake),
+        "TICKTAPE_S3_URL": f"s3://{bucket}/lake",
+        "TICKTAPE_S3_ENDPOINT_URL": moto.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    sync = Role("sync", ["sync", "--no-progress"], env, tmp_path / "sync.out")
+    try:
+        # credentials found: the uploads of the day start now
+        sync.wait_for(r"Found credentials")
+        assert sync.terminate() == 0, sync.text()
+    finally:
+        sync.kill()
+    # whatever the first run left, the second one finishes the day, verifies it and writes the manifest
+    again = subprocess.run(
+        [*TICKTAPE, "sync", "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2024-08-08: ok" in again.stdout and "manifest" in again.stdout, again.stdout
+    third = subprocess.run(
+        [*TICKTAPE, "sync", "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    assert third.returncode == 0 and " 0 uploaded" in third.stdout, third.stdout + third.stderr
+
+
+@pytest.mark.slow
+def test_validate_stops_on_sigterm(replayed_lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "validation"
+    env = {"TICKTAPE_LAKE_PATH": str(replayed_lake), "TICKTAPE_VALIDATE_OUT": str(out)}
+    validate = Role("validate", ["validate", "--date", "2024-08-08"], env, tmp_path / "validate.out")
+    try:
+        # the first suite has run; the others are in progress
+        validate.wait_for(r"trades\.binance: passed", timeout_s=120)
+        assert validate.terminate() == 0, validate.text()
+    finally:
+        validate.kill()
