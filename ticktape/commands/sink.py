@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import signal
 import sys
@@ -85,10 +86,19 @@ def print_summary(stats: SinkStats, lake: str, out: TextIO | None = None) -> Non
         write(f"  stream {stream_id}: committed through position {last}\n")
 
 
+def local_group(lake: str) -> str:
+    """The local log's consumer group of a sink: one per lake, so that the log's retention keeps
+    every segment that any lake fed from it still needs."""
+    digest = hashlib.sha256(str(Path(lake).resolve()).encode()).hexdigest()[:12]
+    return f"sink-{digest}"
+
+
 async def _run(args: argparse.Namespace) -> int:
     overrides = {}
     if args.stream_id:
         overrides["stream"] = args.stream_id
+    if (args.transport or "local") == "local":
+        overrides["group"] = local_group(args.lake)
     consumer = consumer_from_args(args, **overrides)
     options = SinkOptions(
         flush_rows=args.flush_rows,
