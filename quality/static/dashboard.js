@@ -118,9 +118,12 @@ function render(items) {
   body.replaceChildren(...rows);
   const counts = { OK: 0, DEGRADED: 0, EXCLUDE: 0 };
   items.forEach((i) => { counts[i.state] = (counts[i.state] || 0) + 1; });
+  // The collector's own lag is the same for every row: shown once, and only when it matters.
+  const lag = Math.max(0, ...items.map((i) => i.collector_lag_s || 0));
+  const lagText = lag > 0.1 ? ` · collector lag ${fmtSeconds(lag)}` : "";
   document.getElementById("summary").textContent =
-    `${items.length} exchanges · ${counts.OK} OK · ${counts.DEGRADED} DEGRADED · ${counts.EXCLUDE} EXCLUDE · ` +
-    `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    `${items.length} exchanges · ${counts.OK} OK · ${counts.DEGRADED} DEGRADED · ${counts.EXCLUDE} EXCLUDE` +
+    `${lagText} · updated ${new Date().toISOString().slice(11, 19)} UTC`;
   document.body.dataset.loaded = "true";
 }
 
