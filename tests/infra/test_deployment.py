@@ -110,7 +110,12 @@ def test_kustomization_lists_every_manifest_and_the_image() -> None:
     assert image == {"name": "ticktape", "newTag": version}
     for name, spec in pod_specs():
         for c in containers(spec):
-            assert c["image"] == f"ticktape:{version}", f"{name}/{c['name']}: {c['image']}"
+            if c["image"].startswith("ticktape:"):
+                assert c["image"] == f"ticktape:{version}", f"{name}/{c['name']}: {c['image']}"
+            else:  # helpers (the sync metrics exporter): pinned third-party images
+                assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+", c["image"]), (
+                    f"{name}/{c['name']}: pin {c['image']}"
+                )
 
 
 def test_configmap_configuration_validates_and_each_group_has_a_deployment(tmp_path: Path) -> None:
@@ -253,6 +258,16 @@ def compose_env(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
+def listen_port(name: str, service: dict[str, Any]) -> int:
+    """The port a compose service listens on (ticktape: its server port; others: their own)."""
+    if service["image"].startswith("ticktape:"):
+        return int(compose_env(service)["TICKTAPE_SERVER_PORT"])
+    for arg in service.get("command", []):
+        if arg.startswith("--web.listen-address="):
+            return int(arg.rsplit(":", 1)[1])
+    return {"prometheus": 9090, "grafana": 3000, "kafka": 9092}[name]
+
+
 def ticktape_services() -> dict[str, dict[str, Any]]:
     return {n: s for n, s in compose()["services"].items() if s.get("image", "").startswith("ticktape:")}
 
@@ -288,6 +303,7 @@ def test_compose_images_are_pinned_and_ticktape_is_built_here() -> None:
         "apache/kafka:3.8.1",
         "prom/prometheus:v2.54.1",
         "grafana/grafana:11.2.2",
+        "prom/node-exporter:v1.8.2",
     }
 
 
@@ -308,7 +324,6 @@ def test_compose_references_only_existing_files_volumes_and_services() -> None:
 
 
 def test_compose_ports_are_loopback_unique_and_served() -> None:
-    listen = {"prometheus": 9090, "grafana": 3000}
     seen: set[int] = set()
     for name, service in compose()["services"].items():
         for spec in service.get("ports", []):
@@ -316,11 +331,7 @@ def test_compose_ports_are_loopback_unique_and_served() -> None:
             assert host == "127.0.0.1", f"{name}: publish on loopback only ({spec})"
             assert int(host_port) not in seen
             seen.add(int(host_port))
-            expected = (
-                int(compose_env(service)["TICKTAPE_SERVER_PORT"])
-                if name in ticktape_services()
-                else listen[name]
-            )
+            expected = listen_port(name, service)
             assert int(container_port) == expected, f"{name}: nothing listens on {container_port}"
 
 
@@ -346,7 +357,7 @@ def test_prometheus_config_scrapes_the_services_and_loads_the_rules(tmp_path: Pa
             if host == "localhost":
                 continue
             assert host in services, f"{job['job_name']}: no service {host}"
-            assert int(port) == int(compose_env(services[host])["TICKTAPE_SERVER_PORT"])
+            assert int(port) == listen_port(host, services[host]), f"{job['job_name']}: {target}"
     # promtool checks the configuration and the rule files it loads, with local paths
     rules = sorted((INFRA / "prometheus").glob("*.yml"))
     assert rules, "infra/prometheus/*.yml (the alert rules compose mounts) are missing"
@@ -429,7 +440,8 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, "numeric non-root USER (Kubernetes runAsNonRoot checks it)"
     for _, spec in pod_specs():
-        assert spec["securityContext"]["runAsUser"] == int(uid)
+        if all(c["image"].startswith("ticktape:") for c in containers(spec)):
+            assert spec["securityContext"]["runAsUser"] == int(uid)
     (health,) = [rest for word, rest in final if word == "HEALTHCHECK"]
     copies = {
         rest.split()[-1]: rest.split()[-2] for word, rest in final if word == "COPY" and "--from" not in rest
@@ -601,8 +613,36 @@ def test_every_kubernetes_container_command_resolves(tmp_path: Path) -> None:
     roles = set()
     for name, spec in pod_specs():
         for c in containers(spec):
+            if not c["image"].startswith("ticktape:"):
+                continue
             env = {e["name"]: e.get("value", "from-a-secret") for e in c.get("env", [])}
             args = resolve(container_argv(c.get("args") or c["command"]), env, k8s_config_text(), tmp_path)
             check_role(args, f"k8s {name}/{c['name']}")
             roles.add(args.command)
     assert roles == set(ROLES), "every role of the image runs somewhere in the cluster"
+
+
+def test_sync_metrics_reach_prometheus(tmp_path: Path) -> None:
+    # the daily sync's text file is where the textfile exporter reads, on the same volume
+    def textfile_dir(args: list[str]) -> str:
+        (directory,) = [a.split("=", 1)[1] for a in args if a.startswith("--collector.textfile.directory=")]
+        return directory
+
+    services = compose()["services"]
+    sync = services["sync"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in sync["volumes"]}
+    args = resolve(
+        ["sync"], compose_env(sync), (INFRA / mounts["/etc/ticktape/ticktape.toml"]).read_text(), tmp_path
+    )
+    exporter = services["sync-metrics"]
+    assert str(Path(args.metrics_file).parent) == textfile_dir(exporter["command"])
+    assert "lake:/data/lake:ro" in exporter["volumes"] and "lake:/data/lake" in sync["volumes"]
+    prom = yaml.safe_load((INFRA / "compose" / "prometheus.yml").read_text())
+    assert any("sync-metrics:9100" in job["static_configs"][0]["targets"] for job in prom["scrape_configs"])
+    (deployment,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "ticktape-sync-metrics"]
+    pod = deployment["spec"]["template"]["spec"]
+    args = resolve(["sync"], {}, k8s_config_text(), tmp_path)
+    assert str(Path(args.metrics_file).parent) == textfile_dir(pod["containers"][0]["args"])
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"ticktape-lake"}
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
