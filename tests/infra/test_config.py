@@ -493,3 +493,15 @@ def test_validate_checks_command_tables_against_the_real_commands(tmp_path: Path
     assert f"{path}:14: compact.allow_brief_gap: expected a boolean (true/false), got 'yes'" in lines
     assert f"{path}:15: compact.datee: not an option of `ticktape compact` (did you mean 'date'?)" in lines
     assert f"{path}: 5 error(s)" in lines
+
+
+def test_show_prints_the_resolved_configuration_as_valid_toml(tmp_path: Path) -> None:
+    code, out, err = run_config_cli("config", "show", str(EXAMPLE))
+    assert code == 0, err
+    shown = write(tmp_path, out, "shown.toml")
+    original, again = load_config(EXAMPLE, check_secrets=False), load_config(shown, check_secrets=False)
+    for key in SETTINGS:
+        assert again.value(key) == original.value(key), key
+    assert again.collectors == original.collectors
+    assert again.commands == original.commands
+    assert "# file" in out and "# default" in out
