@@ -1,8 +1,9 @@
 """Great Expectations suites over one closed day of the lake.
 
 GE 1.x's DuckDB SQL data source is broken, so each (dataset, exchange) of the day is read with DuckDB
-(the connection the caller opened over the lake: a local directory or S3) into a pandas DataFrame,
-with a few derived columns, and validated by a pandas data source:
+(the connection the caller opened over the lake: a local directory or S3) into pandas DataFrames of
+whole symbols (at most ``max_rows`` rows each, so a busy day fits in memory), with a few derived
+columns, and validated by a pandas data source:
 
 * schema: exactly the dataset's columns (plus the derived ones); required fields never null;
 * trades: price > 0, size > 0, side ``buy``/``sell`` (or null), ``(symbol, trade_id)`` unique;
@@ -44,6 +45,8 @@ MAX_OUTDATED_RATIO = 0.01
 ORDERED_MOSTLY = 0.999
 
 VALIDATED = ("trades", "book", "bbo", "feed_events")
+#: rows of one DataFrame handed to GE (a day is validated in chunks of whole symbols)
+DEFAULT_CHUNK_ROWS = 5_000_000
 
 
 @dataclass
@@ -107,17 +110,50 @@ def _frame_sql(dataset: str) -> str:
             "epoch_ns(ts_exchange) - lag(epoch_ns(ts_exchange)) OVER "
             "(PARTITION BY symbol ORDER BY ts_recv, ts_exchange) AS ts_exchange_step_ns"
         )
+        # the day's floor of this exchange and dataset is the first parameter
         derived.append(
-            "(epoch_ns(ts_recv) - epoch_ns(ts_exchange) - quantile_disc(epoch_ns(ts_recv) - epoch_ns(ts_exchange), "
-            f"0.01) OVER ()) / {NS}.0 AS latency_above_floor_s"
+            f"(epoch_ns(ts_recv) - epoch_ns(ts_exchange) - $floor) / {NS}.0 AS latency_above_floor_s"
         )
         derived.append("CAST((flags & 1) <> 0 AS INTEGER) AS outdated")
     if dataset == "bbo":
         derived.append("ask_price - bid_price AS spread")
-    return (
-        f"SELECT {', '.join(cols + derived)} FROM {dataset} "
-        "WHERE exchange = ? AND date = CAST(? AS DATE) ORDER BY symbol, ts_recv"
-    )
+    where = "exchange = $exchange AND date = CAST($date AS DATE)"
+    if dataset != "feed_events":
+        where += " AND list_contains($symbols, symbol)"
+    return f"SELECT {', '.join(cols + derived)} FROM {dataset} WHERE {where} ORDER BY symbol, ts_recv"
+
+
+def _symbol_chunks(
+    con: duckdb.DuckDBPyConnection, dataset: str, exchange: str, date: str, max_rows: int
+) -> list[list[str]]:
+    """Whole symbols grouped into chunks of at most ``max_rows`` rows (a bigger symbol is a chunk of its own)."""
+    counts = con.execute(
+        f"SELECT symbol, count(*) FROM {dataset} WHERE exchange = ? AND date = CAST(? AS DATE) "
+        "GROUP BY symbol ORDER BY symbol",
+        [exchange, date],
+    ).fetchall()
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    rows = 0
+    for symbol, n in counts:
+        if current and rows + n > max_rows:
+            chunks.append(current)
+            current, rows = [], 0
+        current.append(symbol)
+        rows += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _day_floor_ns(con: duckdb.DuckDBPyConnection, dataset: str, exchange: str, date: str) -> int:
+    """The 1 % quantile of raw latency of one dataset, exchange and day (0 without exchange times)."""
+    row = con.execute(
+        f"SELECT quantile_disc(epoch_ns(ts_recv) - epoch_ns(ts_exchange), 0.01) FROM {dataset} "
+        "WHERE exchange = ? AND date = CAST(? AS DATE)",
+        [exchange, date],
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _suite_expectations(dataset: str, columns: list[str], config: QualityConfig) -> list[Any]:
@@ -176,14 +212,18 @@ def validate_day(
     out_dir: Path,
     config: QualityConfig | None = None,
     exchanges: list[str] | None = None,
+    max_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> DayReport:
-    """Runs every suite on every (dataset, exchange) present on ``date`` and writes the results."""
+    """Runs every suite on every (dataset, exchange) present on ``date`` and writes the results.
+
+    Market data is handed to GE in chunks of whole symbols of at most ``max_rows`` rows, so memory
+    stays bounded on a busy day; every expectation holds per symbol, so chunking changes no verdict
+    except the outdated share, which is then required of every chunk."""
     dt.date.fromisoformat(date)  # ValueError on a bad date, before anything is written
     cfg = config or QualityConfig()
     # GE would otherwise try to reach its analytics service: ticktape never calls out.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
 
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a re-run replaces the day's results, it does not pile up
@@ -209,31 +249,62 @@ def validate_day(
         for exchange in present:
             if exchanges and exchange not in exchanges:
                 continue
-            frame = con.execute(_frame_sql(dataset), [exchange, date]).df()
             name = f"{dataset}.{exchange}"
-            asset = source.add_dataframe_asset(name=name)
-            batch = asset.add_batch_definition_whole_dataframe("day")
-            suite = context.suites.add(gx.ExpectationSuite(name=name))
-            for expectation in _suite_expectations(dataset, list(frame.columns), cfg):
-                suite.add_expectation(expectation)
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(name=f"{name}.{date}", data=batch, suite=suite)
+            sql = _frame_sql(dataset)
+            params: dict[str, Any] = {"exchange": exchange, "date": date}
+            chunks: list[list[str] | None] = [None]
+            if dataset != "feed_events":
+                params["floor"] = _day_floor_ns(con, dataset, exchange, date)
+                chunks = list(_symbol_chunks(con, dataset, exchange, date, max_rows))
+            checkpoint = None
+            total = SuiteResult(dataset, exchange, 0, True, 0)
+            for symbols in chunks:
+                if symbols is not None:
+                    params["symbols"] = symbols
+                frame = con.execute(sql, params).df()
+                if checkpoint is None:
+                    checkpoint = _checkpoint(
+                        context, source, name, date, _suite_expectations(dataset, list(frame.columns), cfg)
+                    )
+                result = checkpoint.run(batch_parameters={"dataframe": frame})
+                part = _summarise(dataset, exchange, len(frame), result)
+                where = f"{symbols[0]}..{symbols[-1]}" if symbols else None
+                total.rows += part.rows
+                total.evaluated += part.evaluated
+                total.success = total.success and part.success
+                total.failed += [{**f, "symbols": where} for f in part.failed]
+                del frame
+            suites.append(total)
+            log.info(
+                "%s %s: %s (%d chunks)", date, name, "passed" if total.success else "FAILED", len(chunks)
             )
-            checkpoint = context.checkpoints.add(
-                gx.Checkpoint(
-                    name=f"{name}.{date}",
-                    validation_definitions=[definition],
-                    actions=[UpdateDataDocsAction(name="data_docs")],
-                    result_format="SUMMARY",
-                )
-            )
-            result = checkpoint.run(batch_parameters={"dataframe": frame})
-            suites.append(_summarise(dataset, exchange, len(frame), result))
-            log.info("%s %s: %s", date, name, "passed" if suites[-1].success else "FAILED")
     docs = out_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     report = DayReport(date, out_dir, suites, docs if docs.is_file() else None)
     (out_dir / "results.json").write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
     return report
+
+
+def _checkpoint(context: Any, source: Any, name: str, date: str, expectations: list[Any]) -> Any:
+    """A checkpoint that validates one dataframe against a new suite of ``expectations``."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    asset = source.add_dataframe_asset(name=name)
+    batch = asset.add_batch_definition_whole_dataframe("day")
+    suite = context.suites.add(gx.ExpectationSuite(name=name))
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{name}.{date}", data=batch, suite=suite)
+    )
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{name}.{date}",
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs")],
+            result_format="SUMMARY",
+        )
+    )
 
 
 def _summarise(dataset: str, exchange: str, rows: int, result: Any) -> SuiteResult:

@@ -56,12 +56,15 @@ def failed(out) -> dict[str, list[str]]:
 def test_validate_passes_clean_day_and_fails_crossed_bbo_or_duplicate_trade_id(tmp_path, capsys):
     clean = tmp_path / "clean"
     write_day(clean)
-    assert main(["validate", "--lake", str(clean), "--date", DAY]) == 0
+    # one symbol per GE dataframe (200 rows each): chunking must not change the verdict
+    assert main(["validate", "--lake", str(clean), "--date", DAY, "--max-rows", "150"]) == 0
     out = tmp_path / "clean-validation" / DAY
     doc = json.loads((out / "results.json").read_text())
     assert doc["success"] is True
     assert {s["dataset"] for s in doc["suites"]} == {"trades", "bbo", "book", "feed_events"}
     assert all(s["evaluated_expectations"] >= 3 for s in doc["suites"])
+    by = {s["dataset"]: s for s in doc["suites"]}
+    assert by["trades"]["rows"] == 400 and by["trades"]["evaluated_expectations"] == 2 * 15  # two chunks
     docs = out / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert docs.is_file() and "trades.binance" in docs.read_text()
     assert "validation passed" in capsys.readouterr().out
@@ -74,7 +77,22 @@ def test_validate_passes_clean_day_and_fails_crossed_bbo_or_duplicate_trade_id(t
 
     dup = tmp_path / "dup"
     write_day(dup, duplicate=True)
-    assert main(["validate", "--lake", str(dup), "--date", DAY, "--out", str(tmp_path / "r2")]) == 1
+    assert (
+        main(
+            [
+                "validate",
+                "--lake",
+                str(dup),
+                "--date",
+                DAY,
+                "--out",
+                str(tmp_path / "r2"),
+                "--max-rows",
+                "150",
+            ]
+        )
+        == 1
+    )
     assert failed(tmp_path / "r2") == {"trades.binance": ["expect_compound_columns_to_be_unique"]}
 
     assert main(["validate", "--lake", str(clean), "--date", "2024-08-07"]) == 2  # no data that day

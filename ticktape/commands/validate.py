@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from quality.expectations import default_out_dir, validate_day
+from quality.expectations import DEFAULT_CHUNK_ROWS, default_out_dir, validate_day
 from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
 from ticktape.config import enable_config, quality_config_of
@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--endpoint-url", help="S3 endpoint (S3-compatible stores, moto, MinIO)")
     p.add_argument("--out", type=Path, help="results directory (default <lake>-validation/<date>)")
     p.add_argument("--exchange", action="append", help="only this exchange (repeatable)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        help="rows per DataFrame handed to Great Expectations; a day goes in chunks of whole symbols "
+        "(default %(default)s)",
+    )
     p.add_argument(
         "--allow-open-day",
         action="store_true",
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 out,
                 quality_config_of(args),  # [thresholds] of --config; --outdated-cutoff is in it
                 args.exchange,
+                max(1, args.max_rows),
             )
     except duckdb.Error as exc:
         print(f"ticktape validate: cannot read the lake {args.lake}: {exc}", file=sys.stderr)
