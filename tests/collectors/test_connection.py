@@ -305,3 +305,17 @@ async def test_planned_rotation_overlaps_and_loses_nothing() -> None:
             assert (top[0][0], top[0][1], top[1][0], top[1][1]) == row[4:8]
             compared += 1
     assert compared > 50
+
+
+async def test_a_faulty_exchange_does_not_disturb_another() -> None:
+    async with running("binance") as bad, running("okx", symbols=("BTC-USDT", "ETH-USDT")) as good:
+        await good.until(lambda: good.count("bbo", "BTC-USDT") > 5)
+        before = good.count("book", "ETH-USDT")
+        bad.sim.faults.drop_updates["BTCUSDT"] = 1
+        bad.sim.faults.malformed_frames = 1
+        await bad.until(lambda: len(bad.events("parse_error")) >= 1 and len(bad.events("gap")) >= 1)
+        await bad.sim.disconnect_all()
+        await bad.until(lambda: bad.collector.stats.connects >= 2)
+        await good.until(lambda: good.count("book", "ETH-USDT") > before + 20)
+        assert good.collector.stats.connects == 1
+        assert [e for e in good.got.feed_events if e[4] in ("gap", "parse_error", "disconnect")] == []

@@ -90,16 +90,13 @@ async def _collect(
     stop_event_on_signals(stop)
     await publisher.start()
     observers = []
-    server = None
+    tracker = None
     if args.port is not None:
         from quality.live import QualityTracker
-        from quality.server import QualityServer
 
         tracker = QualityTracker(quality_config_of(args))
         tracker.expect([dialect.exchange_id])
         observers.append(tracker.observe)
-        server = QualityServer(tracker, host=args.host, port=args.port)
-        await server.start()
     collector = build_collector(
         dialect,
         symbols,
@@ -111,6 +108,14 @@ async def _collect(
         settings=settings,
         observers=observers,
     )
+    server = None
+    if tracker is not None:
+        from quality.server import QualityServer
+        from ticktape.metrics import pipeline_registry
+
+        registry = pipeline_registry([collector], publisher, args.transport or "local")
+        server = QualityServer(tracker, host=args.host, port=args.port, registry=registry)
+        await server.start()
     await collector.start()
     log.info("collecting %s %s (%s)", dialect.exchange_id, ",".join(collector.symbols), ",".join(channels))
     try:

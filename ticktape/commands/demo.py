@@ -139,15 +139,23 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
 
     from quality.live import QualityTracker
     from quality.server import QualityServer
+    from ticktape.metrics import pipeline_registry
 
     tracker = QualityTracker(exchanges=list(sims))
+    collectors: list[Collector] = []
     server: QualityServer | None = None
     if args.port >= 0:
 
         async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
             await _publish_quality(publisher, rows)
 
-        server = QualityServer(tracker, host=args.host, port=args.port, on_rows=publish_quality)
+        server = QualityServer(
+            tracker,
+            host=args.host,
+            port=args.port,
+            on_rows=publish_quality,
+            registry=pipeline_registry(collectors, publisher, "local"),
+        )
         await server.start()
         print(
             f"dashboard: {server.url}/   metrics: {server.url}/metrics   api: {server.url}/api/quality",
@@ -155,7 +163,6 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
         )
 
     settings = ConnectionSettings()
-    collectors: list[Collector] = []
     for dialect in dialects:
         sim = sims[dialect.exchange_id]
         collector = build_collector(

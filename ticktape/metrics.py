@@ -1,0 +1,126 @@
+"""Prometheus metrics of the process plumbing: connections, the output queue, REST budget, publishers.
+
+The quality layer exports what the records say (latency, ages, gaps); this exports what the machinery
+did: reconnects, stale channels, recycles, queue depth and drops, snapshot errors, REST budget waits
+and bans, rows published and dropped by the transport. Read at scrape time from the plain counters the
+collectors and publishers keep, so the hot path never touches a prometheus-client object.
+Labels: ``exchange`` (and ``transport``) only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as PromCollector
+from prometheus_client.registry import CollectorRegistry
+
+from collectors.connection import Collector
+from streaming.base import Publisher
+
+
+class PipelineCollector(PromCollector):
+    """Exports the counters of a process's collectors and publisher."""
+
+    def __init__(self, collectors: Sequence[Collector], publisher: Publisher | None, transport: str) -> None:
+        self.collectors = collectors  # read at scrape time: may grow after registration
+        self.publisher = publisher
+        self.transport = transport
+
+    def collect(self) -> Iterator[Metric]:
+        """One scrape of every pipeline metric."""
+        counters = {
+            "connects": ("ticktape_connects_total", "Websocket connections opened"),
+            "disconnects": ("ticktape_disconnects_total", "Websocket connections lost or closed"),
+            "frames": ("ticktape_frames_total", "Frames received"),
+            "bytes": ("ticktape_received_bytes_total", "Frame bytes received"),
+            "stale_events": (
+                "ticktape_stale_channels_total",
+                "Channels that went stale (no data past the threshold)",
+            ),
+            "recycles": (
+                "ticktape_connection_recycles_total",
+                "Connections recycled because a channel stayed stale",
+            ),
+            "snapshots_fetched": ("ticktape_rest_snapshots_total", "REST book snapshots fetched"),
+            "snapshot_errors": (
+                "ticktape_rest_errors_total",
+                "REST snapshot requests that failed (429/418 included)",
+            ),
+            "dropped_rows": (
+                "ticktape_queue_dropped_rows_total",
+                "Rows dropped by a full output queue (drop-oldest)",
+            ),
+        }
+        families = {
+            key: CounterMetricFamily(name, doc, labels=["exchange"]) for key, (name, doc) in counters.items()
+        }
+        depth = GaugeMetricFamily(
+            "ticktape_queue_depth", "Batches waiting in the output queue", labels=["exchange"]
+        )
+        depth_max = GaugeMetricFamily(
+            "ticktape_queue_depth_max", "Deepest the output queue has been", labels=["exchange"]
+        )
+        rotations = CounterMetricFamily(
+            "ticktape_connection_rotations_total", "Planned connection rotations", labels=["exchange"]
+        )
+        budget_used = GaugeMetricFamily(
+            "ticktape_rest_budget_used",
+            "REST request weight spent in the current window",
+            labels=["exchange"],
+        )
+        budget_limit = GaugeMetricFamily(
+            "ticktape_rest_budget_limit", "REST request weight allowed per window", labels=["exchange"]
+        )
+        budget_bans = CounterMetricFamily(
+            "ticktape_rest_backoffs_total",
+            "429/418 answers that paused every REST request",
+            labels=["exchange"],
+        )
+        for collector in self.collectors:
+            ex = [collector.exchange]
+            stats = collector.stats
+            for key, family in families.items():
+                family.add_metric(ex, float(getattr(stats, key)))
+            depth.add_metric(ex, float(len(collector.output)))
+            depth_max.add_metric(ex, float(stats.max_queue_depth))
+            rotations.add_metric(ex, float(collector.rotations))
+            budget_used.add_metric(ex, float(collector.budget.used()))
+            budget_limit.add_metric(ex, float(collector.budget.limit))
+            budget_bans.add_metric(ex, float(collector.budget.rejections))
+        yield from families.values()
+        yield from (depth, depth_max, rotations, budget_used, budget_limit, budget_bans)
+        if self.publisher is not None:
+            pub_stats = self.publisher.stats
+            labels = [self.transport]
+            published = CounterMetricFamily(
+                "ticktape_published_rows_total", "Rows handed to the transport", labels=["transport"]
+            )
+            published.add_metric(labels, float(pub_stats.published_rows))
+            dropped = CounterMetricFamily(
+                "ticktape_publisher_dropped_rows_total",
+                "Rows the publisher dropped (queue policy)",
+                labels=["transport"],
+            )
+            dropped.add_metric(labels, float(pub_stats.dropped_rows))
+            errors = CounterMetricFamily(
+                "ticktape_publisher_errors_total", "Delivery failures", labels=["transport"]
+            )
+            errors.add_metric(labels, float(pub_stats.errors))
+            queued = GaugeMetricFamily(
+                "ticktape_publisher_queue_depth", "Rows waiting in the publisher", labels=["transport"]
+            )
+            queued.add_metric(labels, float(pub_stats.queue_depth))
+            yield from (published, dropped, errors, queued)
+
+
+def pipeline_registry(
+    collectors: Sequence[Collector],
+    publisher: Publisher | None,
+    transport: str,
+    registry: CollectorRegistry | None = None,
+) -> CollectorRegistry:
+    """A registry (new, or the one given) with the pipeline collector registered in it."""
+    registry = registry if registry is not None else CollectorRegistry()
+    registry.register(PipelineCollector(collectors, publisher, transport))
+    return registry
