@@ -270,16 +270,18 @@ def _bump_sequence(lake: Path) -> int:
 
 
 @contextlib.contextmanager
-def lake_lock(lake: Path) -> Iterator[None]:
-    """Holds the lake's compaction lock: one compaction at a time per lake."""
+def lake_lock(lake: Path, wait: bool = False) -> Iterator[None]:
+    """Holds the lake's compaction lock: one compaction at a time per lake, and no sync reading the
+    files of a day while a compaction swaps them. ``wait`` blocks until it is free; otherwise a held
+    lock raises :class:`CompactionError`."""
     path = lake / WORK_SUBDIR / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise CompactionError(
-                f"another compaction holds {path}; try again when it has finished"
+                f"another compaction or sync holds {path}; try again when it has finished"
             ) from None
         try:
             yield

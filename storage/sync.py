@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from schemas import DATASETS
 
 from .catalog import split_s3_url
-from .compact import Partition, data_files, select_days, uncommitted_files, utc_today
+from .compact import Partition, data_files, lake_lock, select_days, uncommitted_files, utc_today
 from .lake import STATE_DIR
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,6 @@ MANIFEST_FORMAT = 1
 MULTIPART_THRESHOLD = 256 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 8 * 1024 * 1024
-
-
-class SyncError(RuntimeError):
-    """A sync could not start (bad destination, no credentials, unreachable endpoint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,11 +483,13 @@ def sync_lake(
     if not lake.is_dir():
         raise FileNotFoundError(f"lake directory not found: {lake}")
     reports = []
-    for d, parts in plan_days(lake, day, closed_before).items():
-        report = sync_day(lake, remote, d, parts, verify_content, progress)
-        reports.append(report)
-        if on_day is not None:
-            on_day(report)
+    # A compaction swapping a day's files while we hash and upload them would make files vanish.
+    with lake_lock(lake, wait=True):
+        for d, parts in plan_days(lake, day, closed_before).items():
+            report = sync_day(lake, remote, d, parts, verify_content, progress)
+            reports.append(report)
+            if on_day is not None:
+                on_day(report)
     return reports
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.compact import parse_day
-from storage.sync import DayReport, S3Lake, SyncError, sync_lake, total_bytes
+from storage.sync import DayReport, S3Lake, sync_lake, total_bytes
 from ticktape.config import enable_config
 
 from .compact import add_day_arguments
@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"ticktape sync: {exc}", file=sys.stderr)
         return 2
-    except (SyncError, BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError) as exc:
         print(f"ticktape sync: S3 error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ticktape sync: {exc}", file=sys.stderr)
         return 1
     finally:
         if bar is not None:
