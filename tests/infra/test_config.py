@@ -505,3 +505,28 @@ def test_show_prints_the_resolved_configuration_as_valid_toml(tmp_path: Path) ->
     assert again.collectors == original.collectors
     assert again.commands == original.commands
     assert "# file" in out and "# default" in out
+
+
+def test_every_command_takes_config_and_maps_every_flag() -> None:
+    import argparse as ap
+
+    from ticktape.cli import COMMAND_MODULES, build_parser
+    from ticktape.config import key_for
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, ap._SubParsersAction)]
+    assert set(sub.choices) == set(COMMAND_MODULES), "a command module failed to register"
+    for name, command in sub.choices.items():
+        if name == "config":  # its options are about the configuration itself
+            continue
+        assert command.get_default("config_resolver") is not None, (
+            f"`ticktape {name}` lacks --config (enable_config)"
+        )
+        dests = {a.dest for a in command._actions}
+        for action in command._actions:
+            if not action.option_strings or action.dest in ("help", "config"):
+                continue
+            key = key_for(name, action.dest, dests)
+            # a shared key is a documented setting; any other flag is `[<command>] <dest>`
+            assert key in SETTINGS or key == f"{name}.{action.dest}", (name, action.dest, key)
+            assert env_name(key).startswith("TICKTAPE_")
