@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 ROW_GROUP_ROWS = 500_000
 #: Rows per compacted file before a new part starts (a few large files per partition and day).
 FILE_ROWS = 20_000_000
+#: Columns that increase within a symbol once sorted: delta-encoded (measured 3.5x smaller than
+#: dictionary+zstd on book rows, and faster to write; bench/RESULTS.md).
+DELTA_COLUMNS = frozenset({"ts_recv", "ts_exchange", "seq", "window_start", "window_end"})
 #: Name prefix of compacted files; they carry no stream positions, so the sink never treats them as its own.
 COMPACTED_PREFIX = "compacted-"
 #: Where staging directories live, relative to the lake (outside every dataset tree, so globs never see it).
@@ -320,6 +323,7 @@ def _write_sorted(
 ) -> tuple[list[str], int]:
     """Sorts the inputs with DuckDB (spilling to disk when large) and writes the compacted parts."""
     schema = arrow_schema(dataset)
+    delta = {n: "DELTA_BINARY_PACKED" for n in schema.names if n in DELTA_COLUMNS}
     cols = ", ".join(f'"{name}"' for name in schema.names)
     con = duckdb.connect(
         config={
@@ -359,7 +363,12 @@ def _write_sorted(
             if writer is None:
                 names.append(f"{COMPACTED_PREFIX}{token}-{len(names):05d}.parquet")
                 writer = pq.ParquetWriter(
-                    staged / names[-1], schema, compression="zstd", write_statistics=True
+                    staged / names[-1],
+                    schema,
+                    compression="zstd",
+                    write_statistics=True,
+                    use_dictionary=[n for n in schema.names if n not in delta],
+                    column_encoding=delta or None,
                 )
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             file_rows += table.num_rows

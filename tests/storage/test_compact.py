@@ -65,6 +65,8 @@ def test_rows_equal_sorted_zstd_and_idempotent(tmp_path: Path) -> None:
     assert after == expected_order
     meta = pq.ParquetFile(files[0]).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
+    ts_col = arrow_schema("trades").names.index("ts_recv")
+    assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(ts_col).encodings
     assert pq.read_schema(files[0]).equals(arrow_schema("trades"))
 
     # Idempotent: a second run changes nothing.
