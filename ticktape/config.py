@@ -1069,11 +1069,17 @@ COLLECT_DESTS: dict[str, str] = {
 _SKIP_DESTS = frozenset({"help", "config", "func", "version"})
 
 
+#: Commands whose ``--host``/``--port`` are ticktape's HTTP server (``server.*``).
+SERVER_COMMANDS = frozenset({"collect", "serve", "demo"})
+
+
 def key_for(command: str, dest: str, dests: frozenset[str] | set[str] = frozenset()) -> str:
     """The configuration key of a command's flag (by argparse dest; ``dests``: all of its flags)."""
     if dest == "endpoint_url":
         # next to the transport flags it is Kinesis' endpoint; on the lake readers it is S3's
         return "transport.kinesis.endpoint_url" if "kinesis_stream" in dests else "s3.endpoint_url"
+    if dest in ("host", "port") and command not in SERVER_COMMANDS:
+        return f"{command}.{dest}"  # e.g. the simulator's own port is not ticktape's HTTP server
     if command == "sync" and dest == "dest":  # sync's --to
         return "s3.url"
     if command == "collect" and dest in COLLECT_DESTS:
