@@ -71,6 +71,18 @@ class Role:
             self.proc.wait()
 
 
+def run_ticktape(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs a ticktape command to its end."""
+    return subprocess.run(
+        [*TICKTAPE, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def _quality(port: int, exchange: str) -> dict[str, Any]:
     """``/api/quality``'s object for one exchange ({} while the server is not answering yet)."""
     try:
@@ -213,13 +225,7 @@ rest_url = "http://127.0.0.1:{simulator}"
 def replayed_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lake with one closed day: the shared Binance recording, replayed."""
     lake = tmp_path_factory.mktemp("replayed") / "lake"
-    replay = subprocess.run(
-        [*TICKTAPE, "replay", "--exchange", "binance", "--input", str(SAMPLE), "--lake", str(lake)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    replay = run_ticktape("replay", "--exchange", "binance", "--input", str(SAMPLE), "--lake", str(lake))
     assert replay.returncode == 0, replay.stderr
     return lake
 
@@ -242,9 +248,7 @@ def test_compact_stops_on_sigterm_with_the_lake_unchanged(replayed_lake: Path, t
     for dataset, table in before.items():
         assert during[dataset].equals(table), f"{dataset}: rows changed by an interrupted compaction"
     # a second run finishes the job, and the rows are still the same
-    again = subprocess.run(
-        [*TICKTAPE, "compact", "--lake", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    again = run_ticktape("compact", "--lake", str(work))
     assert again.returncode == 0, again.stdout + again.stderr
     after = lake_tables(work)
     for dataset, table in before.items():
@@ -276,24 +280,10 @@ def test_sync_stops_on_sigterm_and_a_rerun_completes_and_verifies(
     finally:
         sync.kill()
     # whatever the first run left, the second one finishes the day, verifies it and writes the manifest
-    again = subprocess.run(
-        [*TICKTAPE, "sync", "--no-progress"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
+    again = run_ticktape("sync", "--no-progress", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2024-08-08: ok" in again.stdout and "manifest" in again.stdout, again.stdout
-    third = subprocess.run(
-        [*TICKTAPE, "sync", "--no-progress"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
+    third = run_ticktape("sync", "--no-progress", env=env)
     assert third.returncode == 0 and " 0 uploaded" in third.stdout, third.stdout + third.stderr
 
 
