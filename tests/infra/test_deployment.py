@@ -210,6 +210,9 @@ def test_sink_scales_with_partitions_and_daily_job_runs_in_order() -> None:
         yaml.safe_load(COMPOSE.read_text())["services"]["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
     )
     assert hpa["spec"]["maxReplicas"] == partitions, "more sinks than partitions would sit idle"
+    from streaming.kafka import KafkaSettings
+
+    assert KafkaSettings().partitions == partitions, "the publisher creates the topics with this many"
     (cron,) = by_kind("CronJob")
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     steps = [" ".join(c.get("args") or c["command"]) for c in containers(pod)]
