@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ticktape.toml"
 
 
-def run_config_cli(*argv: str) -> tuple[int, str, str]:
+def run_config_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Runs ``ticktape config ...`` through the real entry point in a fresh interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-m", "ticktape.cli", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-m", "ticktape.cli", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -530,3 +536,12 @@ def test_every_command_takes_config_and_maps_every_flag() -> None:
             # a shared key is a documented setting; any other flag is `[<command>] <dest>`
             assert key in SETTINGS or key == f"{name}.{action.dest}", (name, action.dest, key)
             assert env_name(key).startswith("TICKTAPE_")
+
+
+def test_validate_env_warns_about_variables_nothing_reads() -> None:
+    env = {"TICKTAPE_SINK_UNTIL_IDLE": "3", "TICKTAPE_SINK_UNTIL_IDEL": "3", "TICKTAPE_LAKE_PATH": "/x"}
+    code, out, err = run_config_cli("config", "validate", "--env", "--json", str(EXAMPLE), env=env)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["warnings"] == ["env TICKTAPE_SINK_UNTIL_IDEL: no setting reads this variable"]
+    assert result["lake"] == "/x"

@@ -24,6 +24,8 @@ from ticktape.config import (
     ConfigError,
     ConfigIssue,
     command_section_issues,
+    env_name,
+    key_for,
     load_config,
     reference_rows,
     unknown_env,
@@ -69,6 +71,21 @@ def _command_issues(cfg: Config) -> list[ConfigIssue]:
     return issues
 
 
+def _command_env_names(env: dict[str, str] | None) -> set[str]:
+    """The ``TICKTAPE_<COMMAND>_<OPTION>`` variables of every command's own flags."""
+    if not env:
+        return set()
+    from ticktape.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    names: set[str] = set()
+    for command, sub in subparsers.choices.items():
+        dests = {a.dest for a in sub._actions}
+        names.update(env_name(key_for(command, a.dest, dests)) for a in sub._actions if a.option_strings)
+    return names
+
+
 def _validate(args: argparse.Namespace) -> int:
     env = dict(os.environ) if args.env else None
     issues: list[ConfigIssue] = []
@@ -79,7 +96,10 @@ def _validate(args: argparse.Namespace) -> int:
         issues = list(exc.issues)
     if cfg is not None:
         issues.extend(_command_issues(cfg))
-    warnings = [f"env {name}: no setting reads this variable" for name in unknown_env(env or {})]
+    warnings = [
+        f"env {name}: no setting reads this variable"
+        for name in unknown_env(env or {}, _command_env_names(env))
+    ]
     summary: dict[str, Any] = {"file": args.file, "ok": not issues, "errors": [str(i) for i in issues]}
     if warnings:
         summary["warnings"] = warnings
