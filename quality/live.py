@@ -662,6 +662,7 @@ class QualityTracker:
             exchange,
             symbol,
             channel,
+            now,  # ts_recv: when the row was computed
             start,
             now,
             f.messages,

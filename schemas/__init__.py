@@ -19,9 +19,10 @@ import pyarrow as pa
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 
-#: Datasets that collectors produce (in this order everywhere) and the quality dataset.
-RECORD_DATASETS: tuple[str, ...] = ("trades", "book", "bbo", "feed_events")
-DATASETS: tuple[str, ...] = (*RECORD_DATASETS, "quality")
+#: Datasets a collector process produces and transports carry (in this order everywhere): the market
+#: data, feed events, and the quality layer's per-second rows.
+RECORD_DATASETS: tuple[str, ...] = ("trades", "book", "bbo", "feed_events", "quality")
+DATASETS: tuple[str, ...] = RECORD_DATASETS
 
 #: Fields whose Avro type is a long holding integer nanoseconds since the epoch.
 TIMESTAMP_FIELDS = frozenset({"ts_exchange", "ts_recv", "window_start", "window_end"})
@@ -135,6 +136,7 @@ class RecordBuffer:
     book: list[tuple[Any, ...]] = field(default_factory=list)
     bbo: list[tuple[Any, ...]] = field(default_factory=list)
     feed_events: list[tuple[Any, ...]] = field(default_factory=list)
+    quality: list[tuple[Any, ...]] = field(default_factory=list)
 
     def rows(self, dataset: str) -> list[tuple[Any, ...]]:
         """The row list of one dataset."""
@@ -142,7 +144,7 @@ class RecordBuffer:
         return rows
 
     def __len__(self) -> int:
-        return len(self.trades) + len(self.book) + len(self.bbo) + len(self.feed_events)
+        return len(self.trades) + len(self.book) + len(self.bbo) + len(self.feed_events) + len(self.quality)
 
     def extend(self, other: RecordBuffer) -> None:
         """Appends every row of ``other``."""
@@ -150,6 +152,7 @@ class RecordBuffer:
         self.book.extend(other.book)
         self.bbo.extend(other.bbo)
         self.feed_events.extend(other.feed_events)
+        self.quality.extend(other.quality)
 
     def clear(self) -> None:
         """Empties every dataset."""
@@ -157,11 +160,12 @@ class RecordBuffer:
         self.book.clear()
         self.bbo.clear()
         self.feed_events.clear()
+        self.quality.clear()
 
     def take(self) -> RecordBuffer:
         """Moves all rows into a new buffer and leaves this one empty."""
-        taken = RecordBuffer(self.trades, self.book, self.bbo, self.feed_events)
-        self.trades, self.book, self.bbo, self.feed_events = [], [], [], []
+        taken = RecordBuffer(self.trades, self.book, self.bbo, self.feed_events, self.quality)
+        self.trades, self.book, self.bbo, self.feed_events, self.quality = [], [], [], [], []
         return taken
 
 

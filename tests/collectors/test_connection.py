@@ -255,8 +255,9 @@ async def test_reconnect_storm_respects_rest_budget_and_jitters() -> None:
         **{**FAST.__dict__, "stale_after_s": {"book": 30.0, "bbo": 30.0, "trades": 60.0}}
     )
     async with running(symbols=symbols, settings=settings, budget=budget, rate_hz=5) as run:
-        for _ in range(5):
-            await asyncio.sleep(0.3)
+        for n in range(1, 6):
+            await run.until(lambda n=n: run.collector.stats.connects >= n, 20)  # type: ignore[misc]
+            await asyncio.sleep(0.2)
             await run.sim.disconnect_all()
         await run.until(lambda: run.collector.stats.connects >= 6, 20)
     delays = run.collector.stats.reconnect_delays

@@ -35,7 +35,7 @@ TRADE = (
 BOOK = ("binance", "ETH-USDT", None, 1723075200124567000, "ask", 2678.13, 0.0, True, 47982347234, 3, 16)
 BBO = ("okx", "BTC-USDT-PERP", 1, 2, 61000.5, None, 61000.6, 3.0, None, 33)
 EVENT = ("kraken", None, "connection", 1723075200124567000, "disconnect", '{"reason":"ping timeout é"}')
-QUALITY = ("binance", None, "all", 1, 2, 300, 0.01, None, -1.27, 0.5, 0.1, 0.0, 0, 0, 97.5, "OK")
+QUALITY = ("binance", None, "all", 2, 1, 2, 300, 0.01, None, -1.27, 0.5, 0.1, 0.0, 0, 0, 97.5, "OK")
 EXAMPLES = {"trades": TRADE, "book": BOOK, "bbo": BBO, "feed_events": EVENT, "quality": QUALITY}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from collectors.connection import ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
+from schemas import RecordBuffer
 from ticktape.config import enable_config, quality_config_of
 from ticktape.runtime import (
     build_collector,
@@ -114,7 +115,15 @@ async def _collect(
         from ticktape.metrics import pipeline_registry
 
         registry = pipeline_registry([collector], publisher, args.transport or "local")
-        server = QualityServer(tracker, host=args.host, port=args.port, registry=registry)
+
+        async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
+            # the quality dataset: one row per exchange/channel/symbol each second, beside the data
+            if rows:
+                await publisher.publish(RecordBuffer(quality=list(rows)))
+
+        server = QualityServer(
+            tracker, host=args.host, port=args.port, registry=registry, on_rows=publish_quality
+        )
         await server.start()
     await collector.start()
     log.info("collecting %s %s (%s)", dialect.exchange_id, ",".join(collector.symbols), ",".join(channels))

@@ -208,10 +208,8 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
 
 async def _publish_quality(publisher: Publisher, rows: list[tuple[Any, ...]]) -> None:
     """Publishes the tracker's per-second ``quality`` rows beside the market data."""
-    if rows and hasattr(RecordBuffer, "quality"):
-        buffer = RecordBuffer()
-        buffer.rows("quality").extend(rows)
-        await publisher.publish(buffer)
+    if rows:
+        await publisher.publish(RecordBuffer(quality=list(rows)))
 
 
 async def _incident(

@@ -92,7 +92,11 @@ class Feeder:
         """Observes every fresh batch (one RecordBuffer per consumed batch)."""
         horizon = time.time_ns() - self.catch_up_ns
         for batch in batches:
-            if batch.dataset not in RECORD_DATASETS or batch.table.num_rows == 0:
+            if (
+                batch.dataset not in RECORD_DATASETS
+                or batch.dataset == "quality"
+                or batch.table.num_rows == 0
+            ):
                 continue
             newest = pc.max(batch.table.column("ts_recv").cast(pa.int64())).as_py()
             if newest is not None and newest < horizon:
