@@ -98,18 +98,29 @@ def measure(lake: Path, at_ns: int, runs: int = 5) -> tuple[float, float, int]:
     return statistics.median(times), min(times), levels
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Generates (or reuses) the lake, measures, prints JSON and records to RESULTS.md."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def day_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """``--rows`` and ``--no-save``, shared with bench/compact.py (same generated day)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--rows", type=int, default=26_000_000, help="ETH-USDT book rows in the day")
     p.add_argument("--no-save", action="store_true", help="do not append to bench/RESULTS.md")
-    args = p.parse_args(argv)
-    base = SCRATCH / f"book_at-{args.rows}"
+    return p.parse_args(argv)
+
+
+def generated_day(rows: int) -> tuple[Path, Path]:
+    """``(scratch dir, lake)`` of the generated day, generating it unless it is cached."""
+    base = SCRATCH / f"book_at-{rows}"
     lake = base / "lake"
     if not (base / "done").exists() or not commit_path(lake, "bench").exists():
         shutil.rmtree(base, ignore_errors=True)
-        generate(lake, args.rows)
+        generate(lake, rows)
         (base / "done").touch()
+    return base, lake
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generates (or reuses) the lake, measures, prints JSON and records to RESULTS.md."""
+    args = day_arguments(__doc__.splitlines()[0], argv)
+    base, lake = generated_day(args.rows)
     compacted = base / "compacted"
     if not (base / "compacted-done").exists():
         shutil.rmtree(compacted, ignore_errors=True)

@@ -9,16 +9,14 @@ Run: ``python -m bench.compact [--rows N] [--no-save]``.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from datetime import date
 from typing import Any
 
-from bench.book_at import generate
+from bench.book_at import day_arguments, generated_day
 from bench.common import SCRATCH, publish
 from storage.compact import compact_lake
-from storage.sink import commit_path
 
 COLUMNS = ["rows", "files_in", "files_out", "mb_in", "mb_out", "compact_s", "rows_per_s", "index_s"]
 
@@ -29,16 +27,8 @@ def _size(root: Any) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Generates (or reuses) the day, compacts a copy, prints JSON and records to RESULTS.md."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=26_000_000, help="ETH-USDT book rows in the day")
-    p.add_argument("--no-save", action="store_true", help="do not append to bench/RESULTS.md")
-    args = p.parse_args(argv)
-    base = SCRATCH / f"book_at-{args.rows}"
-    lake = base / "lake"
-    if not (base / "done").exists() or not commit_path(lake, "bench").exists():
-        shutil.rmtree(base, ignore_errors=True)
-        generate(lake, args.rows)
-        (base / "done").touch()
+    args = day_arguments(__doc__.splitlines()[0], argv)
+    _, lake = generated_day(args.rows)
     work = SCRATCH / "compact-bench"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(lake, work)
