@@ -32,12 +32,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import arrow_schema
 from streaming.base import ConsumedBatch, Consumer
@@ -229,6 +230,17 @@ class UnitWriter:
         return UnitResult(stream, first, last, dict(rows), rel, size, rejected_rows)
 
 
+def _newest_ts_recv(tables: Iterable[pa.Table]) -> int | None:
+    """The largest ``ts_recv`` (ns) over some tables, or None."""
+    newest: int | None = None
+    for table in tables:
+        if table.num_rows and "ts_recv" in table.column_names:
+            value = pc.max(table.column("ts_recv").cast(pa.int64())).as_py()
+            if value is not None and (newest is None or value > newest):
+                newest = value
+    return newest
+
+
 def concat_tables(dataset: str, tables: Sequence[pa.Table]) -> pa.Table:
     """One table of ``dataset``'s schema from batches (cast where a transport's schema differs)."""
     schema = arrow_schema(dataset)
@@ -266,6 +278,8 @@ class SinkStats:
     rejected_rows: int = 0
     orphans_removed: int = 0
     committed: dict[str, int] = field(default_factory=dict)
+    #: receive time (ns) of the newest record committed to the lake: the sink-lag metric's anchor
+    newest_committed_ts_recv: int | None = None
 
 
 @dataclass
@@ -404,6 +418,11 @@ class Sink:
         st.rejected_rows += result.rejected_rows
         for ds, n in result.rows.items():
             st.rows[ds] += n
+        newest = _newest_ts_recv(tables.values())
+        if newest is not None and (
+            st.newest_committed_ts_recv is None or newest > st.newest_committed_ts_recv
+        ):
+            st.newest_committed_ts_recv = newest
         log.info(
             "committed %s %d..%d: %s (%d files, %.1f MB)",
             stream,

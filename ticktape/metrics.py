@@ -9,13 +9,17 @@ Labels: ``exchange`` (and ``transport``) only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.connection import Collector
+from storage.sink import SinkStats
 from streaming.base import Publisher
 
 
@@ -124,3 +128,82 @@ def pipeline_registry(
     registry = registry if registry is not None else CollectorRegistry()
     registry.register(PipelineCollector(collectors, publisher, transport))
     return registry
+
+
+class SinkCollector(PromCollector):
+    """Exports a sink's progress; ``ticktape_sink_lag_seconds`` drives the TicktapeSinkLag alert."""
+
+    def __init__(self, stats: SinkStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """One scrape of the sink metrics."""
+        st = self.stats
+        lag = GaugeMetricFamily(
+            "ticktape_sink_lag_seconds",
+            "Now minus the receive time of the newest record committed to the lake",
+        )
+        if st.newest_committed_ts_recv is not None:
+            lag.add_metric([], max(0.0, (time.time_ns() - st.newest_committed_ts_recv) / 1e9))
+        yield lag
+        rows = CounterMetricFamily(
+            "ticktape_sink_rows_total", "Rows committed to the lake", labels=["dataset"]
+        )
+        for dataset, n in sorted(st.rows.items()):
+            rows.add_metric([dataset], float(n))
+        yield rows
+        for name, doc, value in (
+            ("ticktape_sink_files_total", "Parquet files committed", st.files),
+            ("ticktape_sink_bytes_total", "Parquet bytes committed", st.bytes),
+            ("ticktape_sink_units_total", "Units (position ranges) committed", st.units),
+            (
+                "ticktape_sink_rejected_rows_total",
+                "Rows kept aside (invalid exchange id or time)",
+                st.rejected_rows,
+            ),
+            (
+                "ticktape_sink_orphans_removed_total",
+                "Files of interrupted writes removed at start",
+                st.orphans_removed,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], float(value))
+            yield family
+
+
+class SinkMetricsServer:
+    """A minimal /metrics endpoint for the sink role (bound to 127.0.0.1 by default)."""
+
+    def __init__(self, stats: SinkStats, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(SinkCollector(stats))
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def start(self) -> None:
+        """Binds and serves."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stops serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

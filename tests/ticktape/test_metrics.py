@@ -48,3 +48,54 @@ async def test_metrics_expose_connections_queue_and_budget() -> None:
     assert 'ticktape_rest_budget_used{exchange="binance"} 50.0' in text
     assert 'ticktape_queue_depth{exchange="binance"}' in text
     assert "ticktape_host_stalls_total" in text  # the quality layer's metrics share the page
+
+
+def test_sink_exports_lag_rows_and_files(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from schemas import rows_to_arrow
+    from streaming.local import LocalLogWriter
+    from tests.support.services import ROOT, free_port, wait_for_port
+
+    now = time.time_ns()
+    writer = LocalLogWriter(tmp_path / "log")
+    writer.append(
+        "trades", rows_to_arrow("trades", [("binance", "BTC-USDT", now, now, "1", 1.0, 1.0, "buy", 0)])
+    )
+    writer.close()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ticktape.cli",
+            "sink",
+            "--log",
+            str(tmp_path / "log"),
+            "--lake",
+            str(tmp_path / "lake"),
+            "--flush-idle",
+            "0.2",
+            "--metrics-port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc, timeout_s=60)
+        deadline = time.monotonic() + 30
+        text = ""
+        while "\nticktape_sink_lag_seconds " not in text and time.monotonic() < deadline:
+            time.sleep(0.2)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert 'ticktape_sink_rows_total{dataset="trades"} 1.0' in text
+    lag = float(text.split("\nticktape_sink_lag_seconds ")[1].split()[0])
+    assert 0.0 <= lag < 120.0

@@ -68,6 +68,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="end a unit at the latest this long after its first batch (default %(default)s)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics (ticktape_sink_lag_seconds, rows, files) on this port",
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address of the metrics server (default 127.0.0.1)"
+    )
     p.set_defaults(func=run)
     enable_config(p, "sink")
 
@@ -112,11 +121,19 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    metrics = None
+    if getattr(args, "metrics_port", None) is not None:
+        from ticktape.metrics import SinkMetricsServer
+
+        metrics = SinkMetricsServer(sink.stats, args.metrics_host, args.metrics_port)
+        await metrics.start()
     try:
         stats = await sink.run(stop)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if metrics is not None:
+            await metrics.stop()
     if stop.is_set():
         log.info("stopped by signal after flushing and committing")
     print_summary(stats, args.lake)
