@@ -264,6 +264,9 @@ def compose_env(service: dict[str, Any]) -> dict[str, str]:
 def listen_port(name: str, service: dict[str, Any]) -> int:
     """The port a compose service listens on (ticktape: its server port; others: their own)."""
     if service["image"].startswith("ticktape:"):
+        command = service.get("command", [])
+        if "--metrics-port" in command:  # the sink serves only its metrics endpoint
+            return int(command[command.index("--metrics-port") + 1])
         return int(compose_env(service)["TICKTAPE_SERVER_PORT"])
     for arg in service.get("command", []):
         if arg.startswith("--web.listen-address="):
