@@ -133,6 +133,8 @@ def record(name: str, title: str, columns: Sequence[str], row: dict[str, Any], p
         *(fmt(row.get(c)) for c in columns),
     ]
     line = "| " + " | ".join(cells) + " |"
+    head = "| " + " | ".join(header) + " |"
+    sep = "|" + "|".join("---" for _ in header) + "|"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = text.splitlines()
     marker = _marker(name)
@@ -140,12 +142,18 @@ def record(name: str, title: str, columns: Sequence[str], row: dict[str, Any], p
         i = lines.index(marker) + 1
         while i < len(lines) and not lines[i].startswith("|"):
             i += 1  # a blank line or a sentence between the marker and the table
+        start = i
         while i < len(lines) and lines[i].startswith("|"):
             i += 1
-        lines.insert(i, line)
+        if start < len(lines) and lines[start] != head:
+            # The benchmark's columns changed: the old table stays as it was, a new one follows it.
+            old = lines.index(marker)
+            lines[i:i] = ["", marker, head, sep, line]
+            del lines[old]
+        else:
+            lines.insert(i, line)
     else:
-        sep = "|" + "|".join("---" for _ in header) + "|"
-        lines += ["", f"## {title}", "", marker, "| " + " | ".join(header) + " |", sep, line]
+        lines += ["", f"## {title}", "", marker, head, sep, line]
     path.write_text("\n".join(lines) + "\n")
 
 

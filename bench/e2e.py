@@ -54,6 +54,7 @@ COLUMNS = (
     "sink_max_delay_s",
     "delay_p50_ms",
     "delay_p99_ms",
+    "events_per_collector_cpu_s",
 )
 EXCHANGE = "binance"
 #: Sixteen symbols: the simulator steps every symbol once per tick, and its ticks come at most about
@@ -240,6 +241,10 @@ def summarise(run: str, r: PipelineRun, sink_max_delay_s: float) -> dict[str, An
         "delay_p99_ms": q(99),
         "delay_max_ms": float(r.delays_ms.max()) if len(r.delays_ms) else float("nan"),
         "cpu_share": {name: round(cpu_share(s), 2) for name, s in r.rss.items()},
+        # What one core could carry: events per CPU second the collector used (start-up included).
+        "events_per_collector_cpu_s": data_rows / r.rss["collector"][-1][2]
+        if r.rss.get("collector")
+        else None,
         "load": load_average(),
     }
 
