@@ -1305,22 +1305,23 @@ def _choice_problem(action: argparse.Action, value: Any) -> str | None:
 def _fill_collector(args: argparse.Namespace, cfg: Config) -> None:
     """Sets ``collect``'s exchange flags from the configured collector group.
 
-    ``ticktape collect`` runs one exchange per process, so the selected group must hold exactly one
-    collector; otherwise the error names the groups to choose from.
+    A group may hold several exchanges: ``args.group_collectors`` lists them all and ``collect`` runs
+    each in the same process; the single-exchange flags are set from the first one.
     """
     selected = cfg.selected_collectors()
-    if len(selected) != 1:
+    if not selected:
         groups = ", ".join(f"{g} ({len(cs)} collector(s))" for g, cs in cfg.groups().items())
         raise ConfigError(
             [
                 ConfigIssue(
                     "collect.group",
-                    "`ticktape collect` runs one exchange per process: choose a group with one collector "
-                    f"(--group or {env_name('collect.group')}); groups: {groups}",
+                    f"no collector group selected or it is empty (--group or {env_name('collect.group')}); "
+                    f"groups: {groups or 'none configured'}",
                 )
             ]
         )
-    (chosen,) = selected
+    args.group_collectors = selected
+    chosen = selected[0]
     args.exchange = chosen.exchange
     args.symbols = ",".join(chosen.symbols)
     if not getattr(args, "channels", None):

@@ -98,3 +98,65 @@ def test_collect_and_sink_processes_fill_a_queryable_lake(tmp_path: Path) -> Non
 
     replayed = replay_capture(get_dialect("binance").new_normaliser(), tmp_path / "cap.gz")
     assert n_trades[0] == len(replayed.trades)
+
+
+def test_collect_runs_a_configured_group_of_exchanges_in_one_process(tmp_path: Path) -> None:
+    from tests.support.services import free_port as _free
+
+    ports = {"binance": _free(), "okx": _free()}
+    sims = [
+        _start(
+            ["simulate", "--exchange", ex, "--port", str(port), "--rate", "30"], tmp_path / f"sim-{ex}.out"
+        )
+        for ex, port in ports.items()
+    ]
+    config = tmp_path / "ticktape.toml"
+    config.write_text(
+        f"""
+[[collectors]]
+exchange = "binance"
+symbols = ["BTCUSDT"]
+group = "majors"
+ws_url = "ws://127.0.0.1:{ports["binance"]}"
+rest_url = "http://127.0.0.1:{ports["binance"]}"
+
+[[collectors]]
+exchange = "okx"
+symbols = ["BTC-USDT"]
+group = "majors"
+ws_url = "ws://127.0.0.1:{ports["okx"]}"
+"""
+    )
+    try:
+        for sim, port in zip(sims, ports.values(), strict=True):
+            wait_for_port(port, proc=sim)
+        log_dir = tmp_path / "log"
+        out = tmp_path / "collect.out"
+        collect = _start(
+            [
+                "collect",
+                "--config",
+                str(config),
+                "--group",
+                "majors",
+                "--transport",
+                "local",
+                "--log",
+                str(log_dir),
+                "--duration",
+                "4",
+            ],
+            out,
+        )
+        assert collect.wait(timeout=90) == 0, out.read_text()
+    finally:
+        for sim in sims:
+            sim.terminate()
+            sim.wait(timeout=10)
+    from streaming.local import read_log
+
+    exchanges = set()
+    for _, dataset, table in read_log(log_dir):
+        if dataset == "bbo":
+            exchanges.update(table.column("exchange").to_pylist())
+    assert exchanges == {"binance", "okx"}

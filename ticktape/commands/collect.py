@@ -1,4 +1,5 @@
-"""``ticktape collect``: live capture of one exchange into a transport (and optionally a raw capture)."""
+"""``ticktape collect``: live capture of one exchange, or of a configured group of exchanges, into a
+transport (and optionally raw captures)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from collectors.connection import ConnectionSettings
@@ -60,14 +63,61 @@ def register(sub: Any) -> None:
     enable_config(p, "collect")
 
 
+@dataclass(frozen=True)
+class CollectorSpec:
+    """One exchange this process collects."""
+
+    dialect: Any
+    symbols: list[str]
+    channels: tuple[str, ...]
+    ws_url: str | None
+    rest_url: str | None
+    capture: str | None
+
+
+def _capture_path(capture: str | None, exchange: str, many: bool) -> str | None:
+    """The raw capture of one exchange: the given path, or with the exchange id inserted when several run."""
+    if capture is None or not many:
+        return capture
+    path = Path(capture)
+    stem, dot, ext = path.name.partition(".")
+    return str(path.with_name(f"{stem}.{exchange}{dot}{ext}"))
+
+
+def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
+    """What to collect: a configured collector group (several exchanges), else the flags' one exchange."""
+    group = getattr(args, "group_collectors", None)
+    if group and len(group) > 1:
+        return [
+            CollectorSpec(
+                get_dialect(c.exchange),
+                list(c.symbols),
+                parse_channels(",".join(c.channels)),
+                c.ws_url,
+                c.rest_url,
+                _capture_path(args.capture, c.exchange, True),
+            )
+            for c in group
+        ]
+    symbols = parse_list(args.symbols)
+    if not symbols:
+        raise ValueError("--symbols is empty")
+    return [
+        CollectorSpec(
+            get_dialect(args.exchange),
+            symbols,
+            parse_channels(args.channels),
+            args.ws_url,
+            args.rest_url,
+            args.capture,
+        )
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
-    """Runs the collector until the duration ends or a signal arrives."""
+    """Runs the collectors until the duration ends or a signal arrives."""
     try:
-        dialect = get_dialect(args.exchange)
-        channels = parse_channels(args.channels)
-        symbols = parse_list(args.symbols)
-        if not symbols:
-            raise ValueError("--symbols is empty")
+        specs = _specs(args)
         publisher = publisher_from_args(args)
     except (ValueError, TransportArgsError) as exc:
         print(f"ticktape collect: {exc}", file=sys.stderr)
@@ -76,14 +126,12 @@ def run(args: argparse.Namespace) -> int:
         stale_after_s={"book": args.stale_book_s, "bbo": args.stale_book_s, "trades": args.stale_trades_s},
         recycle_after_s=args.recycle_after_s,
     )
-    return asyncio.run(_collect(args, dialect, symbols, channels, publisher, settings))
+    return asyncio.run(_collect(args, specs, publisher, settings))
 
 
 async def _collect(
     args: argparse.Namespace,
-    dialect: Any,
-    symbols: list[str],
-    channels: tuple[str, ...],
+    specs: list[CollectorSpec],
     publisher: Any,
     settings: ConnectionSettings,
 ) -> int:
@@ -96,25 +144,28 @@ async def _collect(
         from quality.live import QualityTracker
 
         tracker = QualityTracker(quality_config_of(args))
-        tracker.expect([dialect.exchange_id])
+        tracker.expect([spec.dialect.exchange_id for spec in specs])
         observers.append(tracker.observe)
-    collector = build_collector(
-        dialect,
-        symbols,
-        publisher,
-        channels=channels,
-        ws_url=args.ws_url,
-        rest_url=args.rest_url,
-        capture=args.capture,
-        settings=settings,
-        observers=observers,
-    )
+    collectors = [
+        build_collector(
+            spec.dialect,
+            spec.symbols,
+            publisher,
+            channels=spec.channels,
+            ws_url=spec.ws_url,
+            rest_url=spec.rest_url,
+            capture=spec.capture,
+            settings=settings,
+            observers=observers,
+        )
+        for spec in specs
+    ]
     server = None
     if tracker is not None:
         from quality.server import QualityServer
         from ticktape.metrics import pipeline_registry
 
-        registry = pipeline_registry([collector], publisher, args.transport or "local")
+        registry = pipeline_registry(collectors, publisher, args.transport or "local")
 
         async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
             # the quality dataset: one row per exchange/channel/symbol each second, beside the data
@@ -125,19 +176,24 @@ async def _collect(
             tracker, host=args.host, port=args.port, registry=registry, on_rows=publish_quality
         )
         await server.start()
-    await collector.start()
-    log.info("collecting %s %s (%s)", dialect.exchange_id, ",".join(collector.symbols), ",".join(channels))
+    for collector, spec in zip(collectors, specs, strict=True):
+        await collector.start()
+        log.info(
+            "collecting %s %s (%s)", collector.exchange, ",".join(collector.symbols), ",".join(spec.channels)
+        )
     try:
         await wait_or_timeout(stop, args.duration)
     finally:
-        await collector.stop()
+        for collector in collectors:
+            await collector.stop()
         await publisher.close()
         if server is not None:
             await server.stop()
-    s = collector.stats
-    print(
-        f"{dialect.exchange_id}: {s.frames} frames, {collector.published_rows} rows published, "
-        f"{s.connects} connects, {s.snapshots_fetched} snapshots, {s.dropped_rows} rows dropped",
-        file=sys.stderr,
-    )
+    for collector in collectors:
+        s = collector.stats
+        print(
+            f"{collector.exchange}: {s.frames} frames, {collector.published_rows} rows published, "
+            f"{s.connects} connects, {s.snapshots_fetched} snapshots, {s.dropped_rows} rows dropped",
+            file=sys.stderr,
+        )
     return 0
