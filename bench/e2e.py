@@ -1,8 +1,8 @@
-"""End to end on this machine: simulator -> ``ticktape collect`` -> local log -> ``ticktape sink`` -> lake.
+"""End to end on this machine: simulator -> ``ticktape collect`` -> transport -> ``ticktape sink`` -> lake.
 
 The exchange simulator (Binance spot dialect, websocket and REST on loopback) runs in this process;
 the collector and the sink are real ``ticktape`` processes, as deployed, talking through the local
-transport. Each run drives the simulator at a fixed market rate for ``--seconds`` and then checks,
+transport and, in a second pass, through Kafka (the tests' tansu broker, in memory, on loopback). Each run drives the simulator at a fixed market rate for ``--seconds`` and then checks,
 once the sink has drained the log, that nothing was lost: every row the collector published is in the
 lake, the collector connected once (the simulator never dropped it as a slow consumer) and no book
 gap was recorded. Two runs:
@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,12 @@ import numpy as np
 from bench.common import SCRATCH, RssSampler, cpu_share, load_average, publish, ticktape_cmd
 from collectors.registry import get_dialect
 from collectors.simulator import ExchangeSimulator, SimulatorConfig
+from schemas import RECORD_DATASETS
 
 NAME = "e2e"
-TITLE = "End to end: simulator -> collect -> local log -> sink -> lake (`bench/e2e.py`)"
+TITLE = "End to end: simulator -> collect -> transport (local, Kafka) -> sink -> lake (`bench/e2e.py`)"
 COLUMNS = (
+    "transport",
     "run",
     "seconds",
     "sim_frames_per_s",
@@ -113,19 +116,22 @@ async def run_pipeline(
     symbols: tuple[str, ...] = SYMBOLS,
     rss_interval_s: float = 1.0,
     faults: Callable[[ExchangeSimulator, float], Coroutine[Any, Any, int]] | None = None,
+    transport: list[str] | None = None,
 ) -> PipelineRun:
     """One run: simulator at ``rate_hz`` steps/s per symbol, collector and sink processes, lake checked.
 
     ``faults(sim, seconds)``, when given, runs beside the market for ``seconds`` and returns how many
-    faults it injected.
+    faults it injected. ``transport`` holds the transport flags of both processes (default: a local
+    log in ``work``).
     """
-    lake, log = work / "lake", work / "log"
+    lake = work / "lake"
+    transport = transport or ["--transport", "local", "--log", str(work / "log")]
     sim = get_dialect(EXCHANGE).simulator(SimulatorConfig(symbols=symbols, rate_hz=rate_hz))
     await sim.start()
     sink = await _start(
         "sink",
         "sink",
-        "--transport", "local", "--log", str(log), "--lake", str(lake),
+        *transport, "--lake", str(lake),
         "--flush-idle", str(sink_max_delay_s), "--max-delay", str(sink_max_delay_s),
         log_dir=work,
     )  # fmt: skip
@@ -135,7 +141,7 @@ async def run_pipeline(
         "collect",
         "--exchange", EXCHANGE, "--symbols", ",".join(symbols),
         "--ws-url", sim.ws_url, "--rest-url", sim.rest_url,
-        "--transport", "local", "--log", str(log), "--duration", str(seconds),
+        *transport, "--duration", str(seconds),
         log_dir=work,
     )  # fmt: skip
     sampler = RssSampler(
@@ -257,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20_000, help="events/s of the delay run (20,000)")
     p.add_argument("--max-delay", type=float, default=0.5, help="sink --flush-idle/--max-delay (0.5 s)")
     p.add_argument("--runs", default="delay,max", help="which runs: delay, max (comma-separated)")
+    p.add_argument(
+        "--transports", default="local,kafka", help="local and/or kafka (a tansu broker on loopback)"
+    )
     p.add_argument("--no-save", action="store_true", help="print JSON only, do not append to RESULTS.md")
     args = p.parse_args(argv)
     seconds = args.seconds or (10.0 if args.quick else 30.0)
@@ -265,17 +274,49 @@ def main(argv: list[str] | None = None) -> int:
         "delay": args.rate / ROWS_PER_STEP / len(SYMBOLS),
         "max": 2 * args.rate / ROWS_PER_STEP / len(SYMBOLS),
     }
-    for run in args.runs.split(","):
-        if run not in plans:
-            p.error(f"unknown run {run!r}; known: {', '.join(plans)}")
-        SCRATCH.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{run}-", dir=SCRATCH))
-        try:
-            r = asyncio.run(run_pipeline(plans[run], seconds, work=work, sink_max_delay_s=args.max_delay))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        publish(NAME, TITLE, COLUMNS, summarise(run, r, args.max_delay), save=not args.no_save)
+    runs = args.runs.split(",")
+    transports = args.transports.split(",")
+    for name in runs:
+        if name not in plans:
+            p.error(f"unknown run {name!r}; known: {', '.join(plans)}")
+    for name in transports:
+        if name not in ("local", "kafka"):
+            p.error(f"unknown transport {name!r}; known: local, kafka")
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    for name in transports:
+        with contextlib.ExitStack() as stack:
+            flags = None
+            if name == "kafka":
+                flags = stack.enter_context(kafka_transport())
+            for run in runs:
+                work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{run}-", dir=SCRATCH))
+                try:
+                    r = asyncio.run(
+                        run_pipeline(
+                            plans[run], seconds, work=work, sink_max_delay_s=args.max_delay, transport=flags
+                        )
+                    )
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                result = {"transport": name, **summarise(run, r, args.max_delay)}
+                publish(NAME, TITLE, COLUMNS, result, save=not args.no_save)
     return 0
+
+
+@contextlib.contextmanager
+def kafka_transport() -> Iterator[list[str]]:
+    """A tansu broker (the tests' Kafka) with the dataset topics; yields both processes' flags.
+
+    Each run gets its own topic prefix, so a run never reads the previous run's records.
+    """
+    from streaming.kafka import KafkaSettings, ensure_topics
+    from tests.support.services import tansu_broker
+
+    with tansu_broker() as broker:
+        prefix = f"bench{os.getpid()}"
+        settings = KafkaSettings(bootstrap=broker.address, topic_prefix=prefix)
+        asyncio.run(ensure_topics(settings, [settings.topic(d) for d in RECORD_DATASETS]))
+        yield ["--transport", "kafka", "--kafka-bootstrap", broker.address, "--topic-prefix", prefix]
 
 
 if __name__ == "__main__":
