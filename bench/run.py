@@ -40,7 +40,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "bench.book_at", "ticktape book at an instant over a day of book rows", ("--rows", "5000000")
     ),
     "local_sink": Benchmark("bench.local_sink", "local transport and sink rows/s", ("--frames", "50000")),
-    "e2e": Benchmark("bench.e2e", "simulator -> collect -> local log -> sink -> lake, delay and rate"),
+    "e2e": Benchmark(
+        "bench.e2e",
+        "simulator -> collect -> transport (local, Kafka) -> sink -> lake, delay and rate",
+        args=("--seconds", "20"),
+    ),
     "kafka_e2e": Benchmark(
         "bench.kafka_e2e",
         "collector -> Kafka (tansu) -> lake, rows/s and receive-to-ack delay",
