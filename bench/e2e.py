@@ -38,6 +38,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 
 from bench.common import SCRATCH, RssSampler, cpu_share, load_average, publish, ticktape_cmd
 from collectors.registry import get_dialect
@@ -75,6 +76,8 @@ ROWS_PER_STEP = 3.6
 SINK_WARMUP_S = 6.0
 #: Data rows of the first seconds (connection, snapshots, first units) are left out of the delay figures.
 DELAY_WARMUP_S = 2.0
+#: Longest wait for the sink to commit what the collector published.
+DRAIN_TIMEOUT_S = 120.0
 _COLLECT_STATS = re.compile(
     r"(\d+) frames, (\d+) rows published, (\d+) connects, (\d+) snapshots, (\d+) rows dropped"
 )
@@ -162,10 +165,16 @@ async def run_pipeline(
             )
         sim_frames = sim.frames_sent
         await sim.stop()
-        # Let the sink drain the log and commit, then stop it the way containers do (SIGTERM).
-        await asyncio.sleep(sink_max_delay_s * 2 + 3)
+        stats = _collector_stats(work)
+        # Let the sink drain the transport and commit everything the collector published (or give up
+        # after DRAIN_TIMEOUT_S: missing rows then show as lost), then stop it as containers do.
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while _committed_rows(lake) < stats["rows"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
         sink.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(sink.wait(), timeout=120)
+        sink_code = await asyncio.wait_for(sink.wait(), timeout=120)
+        if sink_code != 0:
+            raise RuntimeError(f"ticktape sink exited {sink_code}: {(work / 'sink.log').read_text()[-2000:]}")
     finally:
         sampler.stop()
         for proc in (collect, sink):
@@ -173,12 +182,6 @@ async def run_pipeline(
                 proc.kill()
                 await proc.wait()
         await sim.stop()
-    m = _COLLECT_STATS.search((work / "collect.log").read_text())
-    if m is None:
-        raise RuntimeError(f"no collector summary in {work / 'collect.log'}")
-    stats = dict(
-        zip(("frames", "rows", "connects", "snapshots", "dropped"), map(int, m.groups()), strict=True)
-    )
     lake_rows, gaps, recv, delays = _lake_facts(lake)
     span = (recv.max() - recv.min()) / 1e9 if len(recv) > 1 else elapsed
     steady = delays[recv >= recv.min() + DELAY_WARMUP_S * 1e9] if len(recv) else delays
@@ -192,6 +195,25 @@ async def run_pipeline(
         rss=sampler.samples,
         faults=injected,
     )
+
+
+def _collector_stats(work: Path) -> dict[str, int]:
+    """The counters ``ticktape collect`` prints when it stops."""
+    m = _COLLECT_STATS.search((work / "collect.log").read_text())
+    if m is None:
+        raise RuntimeError(f"no collector summary in {work / 'collect.log'}")
+    return dict(
+        zip(("frames", "rows", "connects", "snapshots", "dropped"), map(int, m.groups()), strict=True)
+    )
+
+
+def _committed_rows(lake: Path) -> int:
+    """Rows in the lake's visible Parquet files (their footers only)."""
+    total = 0
+    for f in lake.glob("*/exchange=*/date=*/*.parquet"):
+        with contextlib.suppress(OSError):
+            total += pq.read_metadata(f).num_rows
+    return total
 
 
 def _lake_facts(lake: Path) -> tuple[int, int, np.ndarray, np.ndarray]:
