@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas import RecordBuffer, arrow_to_rows
+from schemas import RECORD_DATASETS, RecordBuffer, arrow_to_rows
 from streaming import codec, open_consumer, open_publisher
 from streaming.kafka import DeliveryError, KafkaConsumer, KafkaPublisher, KafkaSettings, parse_stream_id
 from tests.support.services import tansu_broker
@@ -85,7 +85,7 @@ async def test_round_trip_keys_and_per_key_order(kafka_broker):
     consumer = KafkaConsumer(settings, group_id=None)
     await consumer.start()
     assert sorted(consumer.streams()) == sorted(
-        f"kafka.{settings.topic(d)}.{p}" for d in expected for p in range(3)
+        f"kafka.{settings.topic(d)}.{p}" for d in RECORD_DATASETS for p in range(3)
     )
     got, batches = await consume_all(consumer, sum(len(v) for v in expected.values()))
     await consumer.close()
