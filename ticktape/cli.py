@@ -30,15 +30,32 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every registered subcommand."""
+def command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named on a command line, or None (help, a typo, no command)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--log-level":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand, or only ``only``'s.
+
+    Registering one command imports only its module: a replay does not pay for DuckDB, aiohttp or
+    Great Expectations (about 1 s of start-up per process, bench/RESULTS.md).
+    """
     parser = argparse.ArgumentParser(
         prog="ticktape",
         description="Capture crypto exchange market data and know how fresh and trustworthy it is.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in (only,) if only is not None else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"ticktape.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -65,7 +82,8 @@ def _exit_on_early_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ticktape`` command."""
     signal.signal(signal.SIGTERM, _exit_on_early_sigterm)
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=command_in(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
