@@ -207,13 +207,7 @@ class SyncedBook:
 
         Raises :class:`ParseError` (before changing anything) when a level is malformed.
         """
-        parsed = parse_levels(levels)
-        rows = out.book
-        book = self.book
-        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
-        for price, size, p_str, s_str in parsed:
-            book.set_level(side, price, size, p_str, s_str)
-            rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+        self.apply_parsed(out, ts_exchange, ts_recv, side, parse_levels(levels), seq)
 
     def apply_parsed(
         self,
