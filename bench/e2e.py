@@ -54,6 +54,7 @@ COLUMNS = (
     "sim_frames_per_s",
     "events_per_s",
     "lost_rows",
+    "duplicate_trades",
     "reconnects",
     "sink_max_delay_s",
     "delay_p50_ms",
@@ -92,13 +93,14 @@ class PipelineRun:
     collector: dict[str, int]
     lake_rows: int
     gaps: int
+    duplicate_trades: int
     delays_ms: np.ndarray
     rss: dict[str, list[tuple[float, int, float]]] = field(default_factory=dict)
     faults: int = 0
 
     @property
     def lost_rows(self) -> int:
-        """Rows the collector published that are not in the lake."""
+        """Rows the collector published that are not in the lake (negative: the lake holds more)."""
         return self.collector.get("rows", 0) - self.lake_rows
 
 
@@ -182,7 +184,7 @@ async def run_pipeline(
                 proc.kill()
                 await proc.wait()
         await sim.stop()
-    lake_rows, gaps, recv, delays = _lake_facts(lake)
+    lake_rows, gaps, duplicates, recv, delays = _lake_facts(lake)
     span = (recv.max() - recv.min()) / 1e9 if len(recv) > 1 else elapsed
     steady = delays[recv >= recv.min() + DELAY_WARMUP_S * 1e9] if len(recv) else delays
     return PipelineRun(
@@ -191,6 +193,7 @@ async def run_pipeline(
         collector=stats,
         lake_rows=lake_rows,
         gaps=gaps,
+        duplicate_trades=duplicates,
         delays_ms=steady,
         rss=sampler.samples,
         faults=injected,
@@ -216,9 +219,9 @@ def _committed_rows(lake: Path) -> int:
     return total
 
 
-def _lake_facts(lake: Path) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Rows in the lake, book gap events, and ``ts_recv`` (ns) and receive-to-durable delay (ms) of the
-    data rows (trades, book, bbo)."""
+def _lake_facts(lake: Path) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """Rows in the lake, book gap events, repeated trades, and ``ts_recv`` (ns) and receive-to-durable
+    delay (ms) of the data rows (trades, book, bbo)."""
     con = duckdb.connect()
     total = 0
     recvs: list[np.ndarray] = []
@@ -242,10 +245,18 @@ def _lake_facts(lake: Path) -> tuple[int, int, np.ndarray, np.ndarray]:
             [str(lake / "feed_events" / "**" / "*.parquet")],
         ).fetchone()
         gaps = row[0] if row else 0
+    duplicates = 0
+    if list(lake.glob("trades/exchange=*/date=*/*.parquet")):
+        # The normaliser drops repeated trade ids, so a repeated one in the lake came from the transport.
+        row = con.execute(
+            "SELECT count(*) - count(DISTINCT (symbol, trade_id)) FROM read_parquet(?, hive_partitioning = true)",
+            [str(lake / "trades" / "**" / "*.parquet")],
+        ).fetchone()
+        duplicates = row[0] if row else 0
     con.close()
     if not recvs:
-        return total, int(gaps), np.zeros(0, np.int64), np.zeros(0)
-    return total, int(gaps), np.concatenate(recvs), np.concatenate(delays)
+        return total, int(gaps), int(duplicates), np.zeros(0, np.int64), np.zeros(0)
+    return total, int(gaps), int(duplicates), np.concatenate(recvs), np.concatenate(delays)
 
 
 def summarise(run: str, r: PipelineRun, sink_max_delay_s: float) -> dict[str, Any]:
@@ -264,6 +275,7 @@ def summarise(run: str, r: PipelineRun, sink_max_delay_s: float) -> dict[str, An
         "dropped_rows": r.collector["dropped"],
         "reconnects": r.collector["connects"] - 1,
         "gaps": r.gaps,
+        "duplicate_trades": r.duplicate_trades,
         "sink_max_delay_s": sink_max_delay_s,
         "delay_p50_ms": q(50),
         "delay_p99_ms": q(99),
@@ -307,10 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     for name in transports:
         with contextlib.ExitStack() as stack:
-            flags = None
-            if name == "kafka":
-                flags = stack.enter_context(kafka_transport())
+            kafka = stack.enter_context(kafka_transport()) if name == "kafka" else None
             for run in runs:
+                flags = kafka(run) if kafka is not None else None
                 work = Path(tempfile.mkdtemp(prefix=f"bench-e2e-{run}-", dir=SCRATCH))
                 try:
                     r = asyncio.run(
@@ -326,19 +337,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def kafka_transport() -> Iterator[list[str]]:
-    """A tansu broker (the tests' Kafka) with the dataset topics; yields both processes' flags.
+def kafka_transport() -> Iterator[Callable[[str], list[str]]]:
+    """A tansu broker (the tests' Kafka); yields ``flags(run)``: both processes' transport flags.
 
-    Each run gets its own topic prefix, so a run never reads the previous run's records.
+    Every run gets topics of its own (``bench<pid><run>.<dataset>``): a sink with a fresh lake reads
+    its topics from the start, so sharing topics would mix one run's records into the next.
     """
     from streaming.kafka import KafkaSettings, ensure_topics
     from tests.support.services import tansu_broker
 
     with tansu_broker() as broker:
-        prefix = f"bench{os.getpid()}"
-        settings = KafkaSettings(bootstrap=broker.address, topic_prefix=prefix)
-        asyncio.run(ensure_topics(settings, [settings.topic(d) for d in RECORD_DATASETS]))
-        yield ["--transport", "kafka", "--kafka-bootstrap", broker.address, "--topic-prefix", prefix]
+
+        def flags(run: str) -> list[str]:
+            prefix = f"bench{os.getpid()}{run}"
+            settings = KafkaSettings(bootstrap=broker.address, topic_prefix=prefix)
+            asyncio.run(ensure_topics(settings, [settings.topic(d) for d in RECORD_DATASETS]))
+            return ["--transport", "kafka", "--kafka-bootstrap", broker.address, "--topic-prefix", prefix]
+
+        yield flags
 
 
 if __name__ == "__main__":
