@@ -48,7 +48,17 @@ import pyarrow.parquet as pq
 
 from schemas import DATASETS, arrow_schema
 
-from .lake import STATE_DIR, fsync_dir, fsync_file, parse_sink_file_name, partition_dirs, write_json_atomic
+from .lake import (
+    PARQUET_COMPRESSION,
+    PARQUET_COMPRESSION_LEVEL,
+    STATE_DIR,
+    fsync_dir,
+    fsync_file,
+    parquet_encodings,
+    parse_sink_file_name,
+    partition_dirs,
+    write_json_atomic,
+)
 from .sink import committed_streams
 
 log = logging.getLogger(__name__)
@@ -57,9 +67,6 @@ log = logging.getLogger(__name__)
 ROW_GROUP_ROWS = 500_000
 #: Rows per compacted file before a new part starts (a few large files per partition and day).
 FILE_ROWS = 20_000_000
-#: Columns that increase within a symbol once sorted: delta-encoded (measured 3.5x smaller than
-#: dictionary+zstd on book rows, and faster to write; bench/RESULTS.md).
-DELTA_COLUMNS = frozenset({"ts_recv", "ts_exchange", "seq", "window_start", "window_end"})
 #: Name prefix of compacted files; they carry no stream positions, so the sink never treats them as its own.
 COMPACTED_PREFIX = "compacted-"
 #: Where staging directories live, relative to the lake (outside every dataset tree, so globs never see it).
@@ -323,7 +330,6 @@ def _write_sorted(
 ) -> tuple[list[str], int]:
     """Sorts the inputs with DuckDB (spilling to disk when large) and writes the compacted parts."""
     schema = arrow_schema(dataset)
-    delta = {n: "DELTA_BINARY_PACKED" for n in schema.names if n in DELTA_COLUMNS}
     cols = ", ".join(f'"{name}"' for name in schema.names)
     con = duckdb.connect(
         config={
@@ -362,13 +368,15 @@ def _write_sorted(
             table = pa.Table.from_batches(pending, schema=schema)
             if writer is None:
                 names.append(f"{COMPACTED_PREFIX}{token}-{len(names):05d}.parquet")
+                # the sink's encodings (storage.lake.parquet_encodings): compacted files are never
+                # larger than the files they replace
                 writer = pq.ParquetWriter(
                     staged / names[-1],
                     schema,
-                    compression="zstd",
+                    compression=PARQUET_COMPRESSION,
+                    compression_level=PARQUET_COMPRESSION_LEVEL,
                     write_statistics=True,
-                    use_dictionary=[n for n in schema.names if n not in delta],
-                    column_encoding=delta or None,
+                    **parquet_encodings(schema),
                 )
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             file_rows += table.num_rows
