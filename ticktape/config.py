@@ -149,7 +149,7 @@ class KafkaConfig:
         "idempotent producer: auto (on where the broker supports it), on, off",
         choices=("auto", "on", "off"),
     )
-    linger_ms: int = setting(5, "producer linger before sending a batch", minimum=0)
+    linger_ms: int = setting(1, "producer linger before sending a batch", minimum=0)
     compression: str = setting(
         "zstd",
         "producer compression",
