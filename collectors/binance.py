@@ -27,7 +27,7 @@ from aiohttp import web
 
 from schemas import RecordBuffer
 
-from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from .base import ExchangeDialect, Normaliser, Subscription
 from .book import SyncedBook
 from .events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
 from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
@@ -364,9 +364,6 @@ class BinanceDialect(ExchangeDialect):
     depth_stream: ClassVar[str] = "depth@100ms"
     snapshot_path: ClassVar[str] = "/api/v3/depth"
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceNormaliser
-
-    def __init__(self, options: DialectOptions | None = None) -> None:
-        super().__init__(options)
 
     def native_symbol(self, symbol: str) -> str:
         return symbol.replace("-", "").replace("/", "").upper()

@@ -56,7 +56,7 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
-from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from .base import ExchangeDialect, Normaliser, Subscription
 from .binance import bbo_side
 from .book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from .dedupe import RecentTradeIds
@@ -331,9 +331,6 @@ class CoinbaseDialect(ExchangeDialect):
     default_rest_url: ClassVar[str | None] = None
     #: A sequence gap resyncs every book of its connection, so connections stay modest in size.
     max_streams_per_connection: ClassVar[int] = 90
-
-    def __init__(self, options: DialectOptions | None = None) -> None:
-        super().__init__(options)
 
     def native_symbol(self, symbol: str) -> str:
         text = symbol.strip().upper().replace("/", "-")

@@ -569,11 +569,6 @@ class FeedConnection:
             await asyncio.sleep(interval)
             await ws.send(text)
 
-    async def flush_capture(self) -> None:
-        """Flushes the capture file (if any) to the OS."""
-        if self.capture is not None:
-            self.capture.flush()
-
 
 async def _frames(ws: Any) -> Any:
     """Frames as received; text frames stay undecoded bytes (the parser reads UTF-8 itself).

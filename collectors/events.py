@@ -14,7 +14,6 @@ from schemas import RecordBuffer
 #: Longest frame kept verbatim in a parse_error event; longer frames are kept truncated (and say so).
 MAX_KEPT_FRAME_BYTES = 256 * 1024
 
-EXCHANGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # Normalised symbols: letters, digits, '-', '_', '.'; no path separators, no "..".
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
 
@@ -60,13 +59,6 @@ def check_symbol(symbol: Any) -> str:
     if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol) or ".." in symbol:
         raise ParseError(f"invalid symbol {str(symbol)[:80]!r}")
     return symbol
-
-
-def check_exchange_id(exchange: str) -> str:
-    """Returns ``exchange`` if it is a valid exchange id (safe as a lake path element)."""
-    if not EXCHANGE_ID_RE.match(exchange):
-        raise ValueError(f"invalid exchange id {exchange!r}")
-    return exchange
 
 
 def positive_price(value: Any, what: str = "price") -> float:

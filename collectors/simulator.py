@@ -16,7 +16,6 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -493,7 +492,3 @@ class ExchangeSimulator(abc.ABC):
         for frame in frames:
             for session in list(self.sessions):
                 self.send(session, frame)
-
-    def all_subscribed_symbols(self, sessions: Iterable[ClientSession]) -> set[str]:
-        """Native symbols any of the sessions subscribed."""
-        return {s for session in sessions for _, s in session.subscriptions}

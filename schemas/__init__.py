@@ -167,33 +167,3 @@ class RecordBuffer:
         taken = RecordBuffer(self.trades, self.book, self.bbo, self.feed_events, self.quality)
         self.trades, self.book, self.bbo, self.feed_events, self.quality = [], [], [], [], []
         return taken
-
-
-# Column positions used on hot paths (kept in step with the .avsc files by tests/schemas).
-TRADE_FIELDS = ("exchange", "symbol", "ts_exchange", "ts_recv", "trade_id", "price", "size", "side", "flags")
-BOOK_FIELDS = (
-    "exchange",
-    "symbol",
-    "ts_exchange",
-    "ts_recv",
-    "side",
-    "price",
-    "size",
-    "is_snapshot",
-    "seq",
-    "epoch",
-    "flags",
-)
-BBO_FIELDS = (
-    "exchange",
-    "symbol",
-    "ts_exchange",
-    "ts_recv",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-    "seq",
-    "flags",
-)
-FEED_EVENT_FIELDS = ("exchange", "symbol", "channel", "ts_recv", "kind", "detail")
