@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from collectors.backoff import RestBudget
 from collectors.base import CHANNELS, ExchangeDialect
@@ -49,6 +50,16 @@ def parse_channels(text: str | None) -> tuple[str, ...]:
     return channels
 
 
+def quality_rows_publisher(publisher: Publisher) -> Callable[[list[tuple[Any, ...]]], Awaitable[None]]:
+    """The quality server's ``on_rows``: publishes the tracker's per-second ``quality`` rows beside the data."""
+
+    async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            await publisher.publish(RecordBuffer(quality=list(rows)))
+
+    return publish_quality
+
+
 def build_collector(
     dialect: ExchangeDialect,
     symbols: Sequence[str],
@@ -64,13 +75,10 @@ def build_collector(
 ) -> Collector:
     """A collector for one exchange publishing through ``publisher``."""
 
-    async def sink(batch: RecordBuffer) -> None:
-        await publisher.publish(batch)
-
     return Collector(
         dialect,
         symbols,
-        sink,
+        publisher.publish,
         channels=channels,
         ws_url=ws_url,
         rest_url=rest_url,

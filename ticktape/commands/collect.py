@@ -13,12 +13,12 @@ from typing import Any
 
 from collectors.connection import ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
-from schemas import RecordBuffer
 from ticktape.config import enable_config, quality_config_of
 from ticktape.runtime import (
     build_collector,
     parse_channels,
     parse_list,
+    quality_rows_publisher,
     stop_event_on_signals,
     wait_or_timeout,
 )
@@ -167,13 +167,12 @@ async def _collect(
 
         registry = pipeline_registry(collectors, publisher, args.transport or "local")
 
-        async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
-            # the quality dataset: one row per exchange/channel/symbol each second, beside the data
-            if rows:
-                await publisher.publish(RecordBuffer(quality=list(rows)))
-
         server = QualityServer(
-            tracker, host=args.host, port=args.port, registry=registry, on_rows=publish_quality
+            tracker,
+            host=args.host,
+            port=args.port,
+            registry=registry,
+            on_rows=quality_rows_publisher(publisher),
         )
         await server.start()
     for collector, spec in zip(collectors, specs, strict=True):

@@ -18,13 +18,18 @@ from typing import Any
 from collectors.connection import Collector, ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import ExchangeSimulator, SimulatorConfig
-from schemas import RecordBuffer
 from storage.sink import Sink, SinkOptions
 from streaming import open_consumer, open_publisher
 from streaming.base import Publisher
 from ticktape.commands.simulate import default_symbols
 from ticktape.config import enable_config
-from ticktape.runtime import build_collector, parse_list, stop_event_on_signals, wait_or_timeout
+from ticktape.runtime import (
+    build_collector,
+    parse_list,
+    quality_rows_publisher,
+    stop_event_on_signals,
+    wait_or_timeout,
+)
 
 log = logging.getLogger("ticktape.demo")
 
@@ -145,15 +150,11 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
     collectors: list[Collector] = []
     server: QualityServer | None = None
     if args.port >= 0:
-
-        async def publish_quality(rows: list[tuple[Any, ...]]) -> None:
-            await _publish_quality(publisher, rows)
-
         server = QualityServer(
             tracker,
             host=args.host,
             port=args.port,
-            on_rows=publish_quality,
+            on_rows=quality_rows_publisher(publisher),
             registry=pipeline_registry(collectors, publisher, "local"),
         )
         await server.start()
@@ -204,12 +205,6 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
             await sim.stop()
     elapsed = time.monotonic() - started
     return _summary(lake, collectors, tracker, elapsed)
-
-
-async def _publish_quality(publisher: Publisher, rows: list[tuple[Any, ...]]) -> None:
-    """Publishes the tracker's per-second ``quality`` rows beside the market data."""
-    if rows:
-        await publisher.publish(RecordBuffer(quality=list(rows)))
 
 
 async def _incident(
