@@ -82,7 +82,8 @@ class ConnectionStats:
     bytes: int = 0
     connects: int = 0
     disconnects: int = 0
-    reconnect_delays: list[float] = field(default_factory=list)
+    #: the latest reconnect delays (bounded: a long-lived collector must not grow without limit)
+    reconnect_delays: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     snapshots_fetched: int = 0
     snapshot_errors: int = 0
     stale_events: int = 0
