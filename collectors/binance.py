@@ -321,17 +321,7 @@ class BinanceFamilyNormaliser(Normaliser):
         flags = self.time_flags.flags(ts_exchange, ts_recv)
         book.apply_update(out, ts_exchange, ts_recv, data["b"], data["a"], seq, flags)
         book.last_seq = seq
-        if book.book.is_crossed():
-            bid, ask = book.book.best_bid(), book.book.best_ask()
-            emit_event(
-                out,
-                self.exchange,
-                book.symbol,
-                "book",
-                ts_recv,
-                "crossed_book",
-                {"bid": bid, "ask": ask, "u": seq},
-            )
+        book.check_crossed(out, ts_recv, {"u": seq})
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """Every book must be rebuilt from a new snapshot after a disconnect."""
