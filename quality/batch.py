@@ -24,7 +24,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .scoring import NS, ClockFloor, QualityConfig, WindowFigures, gate_reasons, raw_state, score
+from .scoring import (
+    NS,
+    ClockFloor,
+    QualityConfig,
+    WindowFigures,
+    event_figures,
+    gate_reasons,
+    raw_state,
+    score,
+)
 
 #: Channels of the data datasets, in report order.
 CHANNELS = ("trades", "book", "bbo")
@@ -157,12 +166,7 @@ def lake_quality(
             timed_messages=timed,
             outdated=outdated,
             duplicates=dups + ev.get("duplicate", 0),
-            gaps=ev.get("gap", 0),
-            resyncs=ev.get("resync", 0),
-            checksum_failures=ev.get("checksum_mismatch", 0),
-            crossed_books=ev.get("crossed_book", 0),
-            parse_errors=ev.get("parse_error", 0),
-            dropped=ev.get("dropped", 0),
+            **event_figures(ev),
             latency_p99_s=p99,
             clock_offset_s=offset,
             receive_age_s=gaps.get(exchange) or 0.0,

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 State = Literal["OK", "DEGRADED", "EXCLUDE"]
 STATES: tuple[State, ...] = ("OK", "DEGRADED", "EXCLUDE")
@@ -193,6 +194,30 @@ class WindowFigures:
     stalled: bool = False
     message_rate: float | None = None
     baseline_rate: float | None = None
+
+
+class EventFigures(TypedDict):
+    """The :class:`WindowFigures` counts that come from feed events."""
+
+    gaps: int
+    resyncs: int
+    checksum_failures: int
+    crossed_books: int
+    parse_errors: int
+    dropped: int
+
+
+def event_figures(events: Mapping[str, int]) -> EventFigures:
+    """Feed-event counts (``kind -> count``) as :class:`WindowFigures` fields: the one place that
+    says which event kinds the score counts."""
+    return EventFigures(
+        gaps=events.get("gap", 0),
+        resyncs=events.get("resync", 0),
+        checksum_failures=events.get("checksum_mismatch", 0),
+        crossed_books=events.get("crossed_book", 0),
+        parse_errors=events.get("parse_error", 0),
+        dropped=events.get("dropped", 0),
+    )
 
 
 def _linear(value: float, good: float, bad: float) -> float:
