@@ -358,6 +358,16 @@ class ResyncWatch:
         self.waiting[native] = count
         return count if count % self.every == 0 else 0
 
+    def check(
+        self, out: RecordBuffer, exchange: str, native: str, symbol: str, ts_recv: int, requests: set[str]
+    ) -> None:
+        """Notes one more update while waiting; when the snapshot is overdue, asks again (adds ``native``
+        to the normaliser's ``requests``) and records a ``resync_retry`` event."""
+        waited = self.update(native)
+        if waited:
+            requests.add(native)
+            emit_event(out, exchange, symbol, "book", ts_recv, "resync_retry", {"updates_waited": waited})
+
     def done(self, native: str) -> None:
         """The snapshot arrived."""
         self.waiting.pop(native, None)

@@ -228,10 +228,14 @@ class CoinbaseNormaliser(Normaliser):
             raise ParseError(f"unknown l2 event type {str(kind)[:20]!r}", book.symbol, "book")
         if book.snapshots == 0:
             self.unsynced_updates += 1  # nothing to apply it to; a snapshot is on its way
-            self.check_resync_wait(ts_recv, native, book.symbol, out)
+            self.resync_watch.check(
+                out, self.exchange, native, book.symbol, ts_recv, self.resubscribe_requests
+            )
             return
         if not book.synced:
-            self.check_resync_wait(ts_recv, native, book.symbol, out)
+            self.resync_watch.check(
+                out, self.exchange, native, book.symbol, ts_recv, self.resubscribe_requests
+            )
         # Apply in runs that share a side and an event time (one call per run, not per level).
         i = 0
         n = len(parsed)
@@ -245,15 +249,6 @@ class CoinbaseNormaliser(Normaliser):
             self._flag_times(out, before, ts_exchange, ts_recv)
             i = j
         book.check_crossed(out, ts_recv, {"sequence_num": seq})
-
-    def check_resync_wait(self, ts_recv: int, native: str, symbol: str, out: RecordBuffer) -> None:
-        """Asks for the book again when its snapshot is overdue (see :class:`ResyncWatch`)."""
-        waited = self.resync_watch.update(native)
-        if waited:
-            self.resubscribe_requests.add(native)
-            emit_event(
-                out, self.exchange, symbol, "book", ts_recv, "resync_retry", {"updates_waited": waited}
-            )
 
     def _flag_times(self, out: RecordBuffer, before: int, ts_exchange: int | None, ts_recv: int) -> None:
         add_flags(out.book, before, self.time_flags.flags(ts_exchange, ts_recv))

@@ -279,11 +279,15 @@ class KrakenNormaliser(Normaliser):
                 parse_levels(bids)  # still reject malformed input as such
                 parse_levels(asks)
                 self.unsynced_updates += 1  # nothing to apply it to; the snapshot is on its way
-                self.check_resync_wait(ts_recv, native, symbol, out)
+                self.resync_watch.check(
+                    out, self.exchange, native, symbol, ts_recv, self.resubscribe_requests
+                )
                 return
             book.apply_update(out, ts_exchange, ts_recv, bids, asks, None)
             if not book.synced:
-                self.check_resync_wait(ts_recv, native, symbol, out)
+                self.resync_watch.check(
+                    out, self.exchange, native, symbol, ts_recv, self.resubscribe_requests
+                )
         else:
             raise ParseError(f"unknown book message type {str(kind)[:20]!r}", symbol, "book")
         self.truncate(book, native, ts_exchange, ts_recv, out)
@@ -307,15 +311,6 @@ class KrakenNormaliser(Normaliser):
                 self.resubscribe_requests.add(native)
         add_flags(out.book, before, flags)
         book.check_crossed(out, ts_recv, {"type": kind})
-
-    def check_resync_wait(self, ts_recv: int, native: str, symbol: str, out: RecordBuffer) -> None:
-        """Asks for the book again when its snapshot is overdue (see :class:`ResyncWatch`)."""
-        waited = self.resync_watch.update(native)
-        if waited:
-            self.resubscribe_requests.add(native)
-            emit_event(
-                out, self.exchange, symbol, "book", ts_recv, "resync_retry", {"updates_waited": waited}
-            )
 
     def checksum_with_precision(
         self, native: str, book: SyncedBook, bids: list[tuple[Any, Any]], asks: list[tuple[Any, Any]]
