@@ -307,7 +307,8 @@ class FeedConnection:
         if not len(out):
             return
         self.watchdog.saw(out, time.monotonic())
-        if out.book:
+        # Epoch bookkeeping only matters to planned rotation: connections without it skip the work.
+        if out.book and self.settings.max_connection_age_s > 0:
             if self.epoch_offset:
                 off = self.epoch_offset
                 out.book = [(*r[:9], r[9] + off, r[10]) for r in out.book]
