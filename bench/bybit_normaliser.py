@@ -11,8 +11,8 @@ import sys
 import time
 
 from collectors.base import Normaliser
-from collectors.bybit import BybitDialect
 from collectors.simulator import SimulatorConfig
+from collectors.venues.bybit import BybitDialect
 from schemas import RecordBuffer
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")

@@ -14,9 +14,9 @@ import sys
 import time
 
 from collectors.base import DialectOptions, ExchangeDialect, Subscription
-from collectors.coinbase import CoinbaseDialect
-from collectors.kraken import KrakenDialect
 from collectors.simulator import ClientSession, SimulatorConfig
+from collectors.venues.coinbase import CoinbaseDialect
+from collectors.venues.kraken import KrakenDialect
 from schemas import RecordBuffer
 
 SYMBOLS = {

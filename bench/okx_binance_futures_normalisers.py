@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from collectors.base import DialectOptions, Normaliser
-from collectors.binance_futures import BinanceFuturesNormaliser
 from collectors.capture import read_capture
-from collectors.okx import OkxDialect, OkxSimulator
 from collectors.simulator import SimulatorConfig
+from collectors.venues.binance_futures import BinanceFuturesNormaliser
+from collectors.venues.okx import OkxDialect, OkxSimulator
 from schemas import RecordBuffer
 
 SAMPLE = (

@@ -150,6 +150,56 @@ class Normaliser(abc.ABC):
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             self.parse_error(out, ts_recv, frame, f"{type(exc).__name__}: {exc}")
 
+    def emit_trade(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int | None,
+        ts_recv: int,
+        trade_id: str | None,
+        price: float,
+        size: float,
+        side: str | None,
+        flags: int = 0,
+    ) -> None:
+        """Appends one ``trades`` row: the time flags of its timestamps OR-ed with ``flags``.
+
+        Every venue's trades pass through here, so checks that apply to all of them live in one place.
+        """
+        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        out.trades.append((self.exchange, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags))
+
+    def emit_bbo(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int | None,
+        ts_recv: int,
+        bid_price: float | None,
+        bid_size: float | None,
+        ask_price: float | None,
+        ask_size: float | None,
+        seq: int | None,
+        flags: int = 0,
+    ) -> None:
+        """Appends one ``bbo`` row (an empty side is ``None`` price and size): the time flags of its
+        timestamps OR-ed with ``flags``. Every venue's best bid/offer passes through here."""
+        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        out.bbo.append(
+            (
+                self.exchange,
+                symbol,
+                ts_exchange,
+                ts_recv,
+                bid_price,
+                bid_size,
+                ask_price,
+                ask_size,
+                seq,
+                flags,
+            )
+        )
+
     @abc.abstractmethod
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         """Parses and normalises one frame (exchange-specific)."""
@@ -205,6 +255,8 @@ class ExchangeDialect(abc.ABC):
     exchange_id: ClassVar[str]
     default_ws_url: ClassVar[str]
     default_rest_url: ClassVar[str | None] = None
+    #: native symbols the simulator serves and ``ticktape demo`` captures (two liquid pairs)
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTCUSDT", "ETHUSDT")
     #: streams/topics allowed on one connection (subscriptions are split across connections above it)
     max_streams_per_connection: ClassVar[int] = 200
     #: application-level ping: (frame text, interval seconds), or None when websocket pings suffice

@@ -83,6 +83,17 @@ def non_negative_size(value: Any, what: str = "size") -> float:
     return x
 
 
+def bbo_side(price: Any, size: Any, what: str) -> tuple[float | None, float | None]:
+    """One side of a best bid/offer; an empty side (price 0, size 0) becomes nulls."""
+    p = non_negative_size(price, f"{what} price")
+    s = non_negative_size(size, f"{what} size")
+    if p == 0.0:
+        if s != 0.0:
+            raise ParseError(f"{what} price 0 with size {size!r}", channel="bbo")
+        return None, None
+    return p, s
+
+
 def ms_to_ns(value: Any) -> int:
     """Exchange millisecond timestamp to integer ns; :class:`ParseError` when absent or absurd."""
     if isinstance(value, str):

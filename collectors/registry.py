@@ -8,13 +8,13 @@ from .base import DialectOptions, ExchangeDialect
 
 #: exchange id -> module in ``collectors`` defining ``DIALECT_CLASS``
 EXCHANGE_MODULES: dict[str, str] = {
-    "binance": "collectors.binance",
-    "binance-futures": "collectors.binance_futures",
-    "coinbase": "collectors.coinbase",
-    "kraken": "collectors.kraken",
-    "okx": "collectors.okx",
-    "bybit": "collectors.bybit",
-    "bybit-spot": "collectors.bybit_spot",
+    "binance": "collectors.venues.binance",
+    "binance-futures": "collectors.venues.binance_futures",
+    "coinbase": "collectors.venues.coinbase",
+    "kraken": "collectors.venues.kraken",
+    "okx": "collectors.venues.okx",
+    "bybit": "collectors.venues.bybit",
+    "bybit-spot": "collectors.venues.bybit_spot",
 }
 
 

@@ -1,27 +1,10 @@
-"""Test helpers: replay a capture through a normaliser, and rebuild books from ``book`` rows."""
+"""Test helpers: rebuild books from ``book`` rows and compare them with the venue's bbo."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from collectors.base import Normaliser
 from collectors.book import L2Book
-from collectors.capture import CaptureError, read_capture
-from schemas import RecordBuffer
-
-
-def replay_capture(normaliser: Normaliser, path: Path) -> RecordBuffer:
-    """All records of a capture file, as a replay produces them."""
-    out = RecordBuffer()
-    for item in read_capture(path):
-        if item is None:
-            normaliser.on_disconnect(0, out)
-        elif isinstance(item, CaptureError):
-            raise AssertionError(f"bad capture line {item.line_no}: {item.reason}")
-        else:
-            normaliser.on_frame(item[0], item[1], out)
-    return out
 
 
 def tops_by_seq(book_rows: list[tuple[Any, ...]]) -> dict[tuple[str, int], tuple[Any, Any]]:

@@ -8,9 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collectors.binance import BinanceNormaliser, snapshot_frame
+from collectors.capture import replay_capture
+from collectors.venues.binance import BinanceNormaliser, snapshot_frame
 from schemas import Flags, RecordBuffer
-from tests.collectors.book_replay import replay_capture, tops_by_seq
+from tests.collectors.book_replay import tops_by_seq
 
 SAMPLE = "binance/ethusdt_20240808.capture.gz"
 

@@ -8,13 +8,13 @@ import orjson
 import pytest
 
 from collectors.base import Subscription
-from collectors.binance import snapshot_frame
-from collectors.binance_futures import BinanceFuturesDialect, BinanceFuturesNormaliser
-from collectors.capture import read_capture
+from collectors.capture import read_capture, replay_capture
 from collectors.registry import get_dialect
+from collectors.venues.binance import snapshot_frame
+from collectors.venues.binance_futures import BinanceFuturesDialect, BinanceFuturesNormaliser
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
-from tests.collectors.book_replay import assert_tops_match_bbo, replay_capture
+from tests.collectors.book_replay import assert_tops_match_bbo
 from tests.collectors.test_connection import running
 
 SAMPLE = "binance-futures/ethusdt_20240808.capture.gz"

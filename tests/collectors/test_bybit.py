@@ -16,17 +16,18 @@ import pytest
 import websockets
 
 from collectors.base import DialectOptions, Subscription
-from collectors.bybit import (
+from collectors.capture import replay_capture
+from collectors.registry import get_dialect
+from collectors.simulator import SimulatorConfig
+from collectors.venues.bybit import (
     RESUBSCRIBE_AGAIN_AFTER,
     BybitDialect,
     BybitNormaliser,
     BybitSimulator,
 )
-from collectors.registry import get_dialect
-from collectors.simulator import SimulatorConfig
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
-from tests.collectors.book_replay import replay_capture, tops_by_seq
+from tests.collectors.book_replay import tops_by_seq
 from tests.collectors.test_connection import running
 
 MS = 1_000_000

@@ -10,10 +10,10 @@ import pytest
 import websockets
 
 from collectors.base import DialectOptions, Subscription
-from collectors.bybit import BybitNormaliser
-from collectors.bybit_spot import BybitSpotDialect, BybitSpotNormaliser
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
+from collectors.venues.bybit import BybitNormaliser
+from collectors.venues.bybit_spot import BybitSpotDialect, BybitSpotNormaliser
 from schemas import Flags, RecordBuffer
 from tests.collectors.test_bybit import compare_tops_with_bbo
 from tests.collectors.test_connection import running

@@ -14,12 +14,13 @@ import orjson
 import pytest
 
 from collectors.base import Subscription
-from collectors.coinbase import CoinbaseDialect, CoinbaseNormaliser
+from collectors.capture import replay_capture
 from collectors.events import ParseError, iso_to_ns, ns_to_iso
 from collectors.registry import get_dialect
+from collectors.venues.coinbase import CoinbaseDialect, CoinbaseNormaliser
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
-from tests.collectors.book_replay import replay_capture, tops_by_seq
+from tests.collectors.book_replay import tops_by_seq
 from tests.collectors.test_connection import running
 
 # -- documented examples ------------------------------------------------------------------------------

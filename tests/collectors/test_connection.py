@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 
 from collectors.backoff import Backoff, RestBudget
+from collectors.capture import replay_capture
 from collectors.connection import Collector, ConnectionSettings
 from collectors.registry import get_dialect
 from collectors.simulator import ExchangeSimulator, SimulatorConfig
 from schemas import Flags, RecordBuffer
-from tests.collectors.book_replay import replay_capture
 
 FAST = ConnectionSettings(
     backoff_base_s=0.05,

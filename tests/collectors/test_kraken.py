@@ -15,12 +15,12 @@ import pytest
 
 from collectors.base import DialectOptions, Subscription
 from collectors.book import L2Book
+from collectors.capture import replay_capture
 from collectors.events import iso_to_ns
-from collectors.kraken import KrakenDialect, KrakenNormaliser, kraken_checksum
 from collectors.registry import get_dialect
+from collectors.venues.kraken import KrakenDialect, KrakenNormaliser, kraken_checksum
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
-from tests.collectors.book_replay import replay_capture
 from tests.collectors.test_connection import running
 
 # -- documented examples (docs.kraken.com, websocket v2 "Book (Level 2)") -----------------------------
@@ -334,7 +334,7 @@ SYMBOLS = ("BTC/USD", "ETH/USD")
 @pytest.fixture(autouse=True)
 def depth_10(monkeypatch: pytest.MonkeyPatch) -> None:
     # Depth 10: every visible change is covered by the checksum, so a dropped update is always caught.
-    monkeypatch.setattr("collectors.kraken.DEFAULT_BOOK_DEPTH", 10)
+    monkeypatch.setattr("collectors.venues.kraken.DEFAULT_BOOK_DEPTH", 10)
 
 
 async def test_simulator_round_trip_verifies_every_checksum(tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ import websockets
 
 from collectors.base import DialectOptions, Subscription
 from collectors.book import L2Book
-from collectors.capture import read_capture
-from collectors.okx import OkxDialect, OkxNormaliser, okx_checksum
+from collectors.capture import read_capture, replay_capture
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
+from collectors.venues.okx import OkxDialect, OkxNormaliser, okx_checksum
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
-from tests.collectors.book_replay import assert_tops_match_bbo, replay_capture
+from tests.collectors.book_replay import assert_tops_match_bbo
 from tests.collectors.test_connection import running
 
 SAMPLE = "okx/okx_20220513.capture.gz"

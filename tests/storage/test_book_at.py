@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.binance import BinanceNormaliser
 from collectors.book import SyncedBook
 from collectors.capture import CaptureError, read_capture
+from collectors.venues.binance import BinanceNormaliser
 from schemas import RecordBuffer
 from storage.book_at import BookAt, book_at, parse_instant
 from storage.catalog import open_catalog

@@ -93,8 +93,8 @@ def test_collect_and_sink_processes_fill_a_queryable_lake(tmp_path: Path) -> Non
     kinds = {k for (k,) in con.execute(f"SELECT DISTINCT kind FROM {glob('feed_events')}").fetchall()}
     assert {"connect", "disconnect"} <= kinds and "gap" not in kinds
     # every row the collector published reached the lake: the capture replays to the same trades
+    from collectors.capture import replay_capture
     from collectors.registry import get_dialect
-    from tests.collectors.book_replay import replay_capture
 
     replayed = replay_capture(get_dialect("binance").new_normaliser(), tmp_path / "cap.gz")
     assert n_trades[0] == len(replayed.trades)

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import hashlib
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from collectors.base import Normaliser
-from collectors.capture import CaptureError, read_capture
+from collectors.capture import ReplayStats, iter_units
 from collectors.registry import exchange_ids, get_dialect
-from schemas import RECORD_DATASETS, RecordBuffer, rows_to_arrow
+from schemas import RECORD_DATASETS, rows_to_arrow
 from storage.lake import check_stream_id
 from storage.sink import UnitResult, UnitWriter
 from streaming.local import LogError
@@ -40,26 +37,7 @@ LAKE_UNIT_ROWS = 500_000
 #: Lines per published chunk when replaying into a transport (the publisher batches further).
 PUBLISH_UNIT_LINES = 4_096
 PUBLISH_UNIT_ROWS = 50_000
-PROGRESS_EVERY_LINES = 8_192
 PROGRESS_INTERVAL_S = 0.5
-
-
-@dataclass
-class ReplayStats:
-    """What a replay read and produced."""
-
-    lines: int = 0
-    frames: int = 0
-    disconnects: int = 0
-    capture_errors: int = 0
-    parse_errors: int = 0
-    skipped_lines: int = 0
-    rows: dict[str, int] = field(default_factory=lambda: collections.Counter())
-    files: int = 0
-    bytes: int = 0
-    units: int = 0
-    started: float = field(default_factory=time.monotonic)
-    elapsed_s: float = 0.0
 
 
 def replay_stream_id(exchange: str, path: str | Path) -> str:
@@ -73,75 +51,6 @@ def replay_stream_id(exchange: str, path: str | Path) -> str:
         digest = hashlib.sha256(fh.read(64 * 1024)).hexdigest()[:10]
     base = re.sub(r"[^A-Za-z0-9._-]", "_", path.name)[:80]
     return f"replay.{exchange}.{base}.{digest}"
-
-
-def iter_units(
-    path: str | Path,
-    normaliser: Normaliser,
-    stats: ReplayStats,
-    *,
-    unit_lines: int,
-    unit_rows: int,
-    start_after: int = 0,
-    progress: Callable[[ReplayStats], None] | None = None,
-) -> Iterator[tuple[int, int, RecordBuffer]]:
-    """Normalises a capture and yields ``(first line, last line, records)`` per unit.
-
-    Unit boundaries depend only on the file (every ``unit_lines`` lines, or earlier once ``unit_rows``
-    rows are waiting), so a resumed replay cuts where the first one did. Lines up to ``start_after``
-    are still normalised (book state depends on them) but their records are discarded.
-    """
-    on_frame = normaliser.on_frame
-    buf = RecordBuffer()
-    unit_first = 1
-    line = 0
-    frames = 0
-    last_ts: int | None = None
-    early_errors: list[CaptureError] = []
-    for item in read_capture(path):
-        line += 1
-        if item.__class__ is tuple:
-            ts, frame = item
-            if early_errors:
-                for err in early_errors:
-                    normaliser.parse_error(buf, ts, err.line, f"capture line {err.line_no}: {err.reason}")
-                early_errors.clear()
-            last_ts = ts
-            frames += 1
-            on_frame(ts, frame, buf)
-        elif item is None:
-            stats.disconnects += 1
-            if last_ts is not None:  # before the first frame there is no state to reset
-                normaliser.on_disconnect(last_ts, buf)
-        else:
-            assert isinstance(item, CaptureError)
-            stats.capture_errors += 1
-            if last_ts is None:
-                # Nothing to date it by yet: recorded with the first frame's receive time.
-                early_errors.append(item)
-            else:
-                normaliser.parse_error(buf, last_ts, item.line, f"capture line {item.line_no}: {item.reason}")
-        if line == start_after:
-            buf.clear()
-            unit_first = line + 1
-        elif line - unit_first + 1 >= unit_lines or (not line & 63 and len(buf) >= unit_rows):
-            if line > start_after:
-                stats.lines, stats.frames = line, frames
-                yield unit_first, line, buf.take()
-            else:
-                buf.clear()
-            unit_first = line + 1
-        if progress is not None and not line % PROGRESS_EVERY_LINES:
-            stats.lines, stats.frames = line, frames
-            progress(stats)
-    if early_errors:
-        # A file without a single frame: the errors are dated 0 (the epoch), which is honest.
-        for err in early_errors:
-            normaliser.parse_error(buf, 0, err.line, f"capture line {err.line_no}: {err.reason}")
-    stats.lines, stats.frames = line, frames
-    stats.skipped_lines = min(start_after, line)
-    if unit_first <= line and line > start_after:
-        yield unit_first, line, buf
 
 
 class Progress:

@@ -71,18 +71,6 @@ async def _simulate(args: argparse.Namespace, dialects: list[Any]) -> int:
     return 0
 
 
-#: Two symbols per exchange for demos, in each exchange's native naming.
-DEMO_SYMBOLS: dict[str, tuple[str, ...]] = {
-    "binance": ("BTCUSDT", "ETHUSDT"),
-    "binance-futures": ("BTCUSDT", "ETHUSDT"),
-    "coinbase": ("BTC-USD", "ETH-USD"),
-    "kraken": ("BTC/USD", "ETH/USD"),
-    "okx": ("BTC-USDT", "ETH-USDT"),
-    "bybit": ("BTCUSDT", "ETHUSDT"),
-    "bybit-spot": ("BTCUSDT", "ETHUSDT"),
-}
-
-
 def default_symbols(exchange_id: str) -> tuple[str, ...]:
-    """Demo symbols of an exchange (native names)."""
-    return DEMO_SYMBOLS.get(exchange_id, ("BTCUSDT", "ETHUSDT"))
+    """Demo symbols of an exchange (native names): the dialect's ``demo_symbols``."""
+    return get_dialect(exchange_id).demo_symbols

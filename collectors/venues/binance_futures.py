@@ -42,16 +42,16 @@ import orjson
 
 from schemas import RecordBuffer
 
-from .base import ExchangeDialect
+from ..base import ExchangeDialect
+from ..book import SyncedBook
+from ..events import ParseError, emit_event, ms_to_ns
+from ..simulator import ExchangeSimulator, MarketStep, SimulatorConfig
 from .binance import (
     BinanceDialect,
     BinanceFamilyNormaliser,
     BinanceSimulator,
     split_binance_symbol,
 )
-from .book import SyncedBook
-from .events import ParseError, emit_event, ms_to_ns
-from .simulator import ExchangeSimulator, MarketStep, SimulatorConfig
 
 EXCHANGE = "binance-futures"
 

@@ -54,13 +54,12 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
-from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
-from .binance import bbo_side
-from .book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
-from .checksum import book_crc32
-from .dedupe import RecentTradeIds
-from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
-from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from ..book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
+from ..checksum import book_crc32
+from ..dedupe import RecentTradeIds
+from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
+from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
 
 EXCHANGE = "kraken"
 #: Book depths Kraken accepts on subscribe.
@@ -374,10 +373,8 @@ class KrakenNormaliser(Normaliser):
         if self.trade_ids.seen(native, tid):
             emit_event(out, self.exchange, symbol, "trades", ts_recv, "duplicate", {"trade_id": tid})
             return
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        if kind == "snapshot":
-            flags |= Flags.SNAPSHOT
-        out.trades.append((self.exchange, symbol, ts_exchange, ts_recv, tid, price, size, side, flags))
+        flags = int(Flags.SNAPSHOT) if kind == "snapshot" else 0
+        self.emit_trade(out, symbol, ts_exchange, ts_recv, tid, price, size, side, flags)
 
     def on_ticker(self, ts_recv: int, kind: Any, item: dict[str, Any], out: RecordBuffer) -> None:
         """A ticker (best bid/offer) update: one bbo row."""
@@ -386,22 +383,9 @@ class KrakenNormaliser(Normaliser):
         ask_price, ask_size = bbo_side(item["ask"], item["ask_qty"], "ask")
         ts_raw = item.get("timestamp")
         ts_exchange = iso_to_ns(ts_raw) if ts_raw is not None else None
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        if kind == "snapshot":
-            flags |= Flags.SNAPSHOT
-        out.bbo.append(
-            (
-                self.exchange,
-                symbol,
-                ts_exchange,
-                ts_recv,
-                bid_price,
-                bid_size,
-                ask_price,
-                ask_size,
-                None,
-                flags,
-            )
+        flags = int(Flags.SNAPSHOT) if kind == "snapshot" else 0
+        self.emit_bbo(
+            out, symbol, ts_exchange, ts_recv, bid_price, bid_size, ask_price, ask_size, None, flags
         )
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
@@ -424,6 +408,7 @@ class KrakenDialect(ExchangeDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://ws.kraken.com"
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC/USD", "ETH/USD")
     default_rest_url: ClassVar[str | None] = None
     #: Kraken documents no per-connection limit for public channels; keep subscribe requests modest.
     max_streams_per_connection: ClassVar[int] = 300

@@ -27,10 +27,10 @@ from aiohttp import web
 
 from schemas import RecordBuffer
 
-from .base import ExchangeDialect, Normaliser, Subscription
-from .book import SyncedBook
-from .events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
-from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from ..base import ExchangeDialect, Normaliser, Subscription
+from ..book import SyncedBook
+from ..events import ParseError, bbo_side, check_symbol, emit_event, ms_to_ns, positive_price
+from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 
 if TYPE_CHECKING:
     import aiohttp
@@ -101,17 +101,6 @@ def side_of_buyer_maker(is_buyer_maker: Any) -> str:
     if is_buyer_maker is False:
         return "buy"
     raise ParseError(f"trade flag m is not a boolean: {str(is_buyer_maker)[:20]!r}", channel="trades")
-
-
-def bbo_side(price: Any, size: Any, what: str) -> tuple[float | None, float | None]:
-    """One side of a best bid/offer; an empty side (price 0, size 0) becomes nulls."""
-    p = non_negative_size(price, f"{what} price")
-    s = non_negative_size(size, f"{what} size")
-    if p == 0.0:
-        if s != 0.0:
-            raise ParseError(f"{what} price 0 with size {size!r}", channel="bbo")
-        return None, None
-    return p, s
 
 
 class BinanceFamilyNormaliser(Normaliser):
@@ -193,10 +182,7 @@ class BinanceFamilyNormaliser(Normaliser):
             emit_event(out, self.exchange, symbol, "trades", ts_recv, "duplicate", {"trade_id": trade_id})
             return
         self.last_trade_id[native] = trade_id
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        out.trades.append(
-            (self.exchange, symbol, ts_exchange, ts_recv, str(trade_id), price, size, side, flags)
-        )
+        self.emit_trade(out, symbol, ts_exchange, ts_recv, str(trade_id), price, size, side)
 
     def on_book_ticker(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``@bookTicker`` event: one bbo row."""
@@ -207,21 +193,7 @@ class BinanceFamilyNormaliser(Normaliser):
         bid_price, bid_size = bbo_side(data["b"], data["B"], "bid")
         ask_price, ask_size = bbo_side(data["a"], data["A"], "ask")
         ts_exchange = self.book_ticker_time(data)
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        out.bbo.append(
-            (
-                self.exchange,
-                symbol,
-                ts_exchange,
-                ts_recv,
-                bid_price,
-                bid_size,
-                ask_price,
-                ask_size,
-                seq,
-                flags,
-            )
-        )
+        self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_price, bid_size, ask_price, ask_size, seq)
 
     def book_ticker_time(self, data: dict[str, Any]) -> int | None:
         """Exchange time of a bookTicker event: spot sends none."""

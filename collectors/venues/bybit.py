@@ -1,6 +1,6 @@
 """Bybit v5 linear perpetuals (exchange id ``bybit``): public websocket ``/v5/public/linear``.
 
-The spot dialect (``bybit-spot``, :mod:`collectors.bybit_spot`) subclasses everything here; only the
+The spot dialect (``bybit-spot``, :mod:`collectors.venues.bybit_spot`) subclasses everything here; only the
 endpoint, the symbol naming and a few limits differ.
 
 Topics (subscribed with ``{"op":"subscribe","args":[...],"req_id":...}``, acknowledged with
@@ -55,10 +55,10 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
-from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
-from .book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
-from .dedupe import RecentTradeIds
-from .events import (
+from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
+from ..dedupe import RecentTradeIds
+from ..events import (
     ParseError,
     check_symbol,
     emit_event,
@@ -67,7 +67,7 @@ from .events import (
     non_negative_size,
     positive_price,
 )
-from .simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 
 EXCHANGE = "bybit"
 
@@ -271,25 +271,11 @@ class BybitNormaliser(Normaliser):
                 (trade_id, positive_price(t["p"]), positive_price(t["v"], "size"), side, ms_to_ns(t["T"]))
             )
         seen = self.trade_ids.seen
-        rows = out.trades
-        ex, flags_of = self.exchange, self.time_flags.flags
         for trade_id, price, size, side, ts_exchange in parsed:
             if seen(native, trade_id):
-                emit_event(out, ex, symbol, "trades", ts_recv, "duplicate", {"trade_id": trade_id})
+                emit_event(out, self.exchange, symbol, "trades", ts_recv, "duplicate", {"trade_id": trade_id})
                 continue
-            rows.append(
-                (
-                    ex,
-                    symbol,
-                    ts_exchange,
-                    ts_recv,
-                    trade_id,
-                    price,
-                    size,
-                    side,
-                    flags_of(ts_exchange, ts_recv),
-                )
-            )
+            self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side)
 
     # -- book ------------------------------------------------------------------------------------
     def on_book(
@@ -432,22 +418,18 @@ class BybitNormaliser(Normaliser):
             state.last_u = u
         bid = book.best_bid()
         ask = book.best_ask()
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        if state.maybe_bad:
-            flags |= Flags.MAYBE_BAD_BOOK  # between a gap and the next snapshot
-        out.bbo.append(
-            (
-                self.exchange,
-                symbol,
-                ts_exchange,
-                ts_recv,
-                bid[0] if bid else None,
-                bid[1] if bid else None,
-                ask[0] if ask else None,
-                ask[1] if ask else None,
-                seq,
-                flags,
-            )
+        # MAYBE_BAD_BOOK between a gap and the next snapshot
+        self.emit_bbo(
+            out,
+            symbol,
+            ts_exchange,
+            ts_recv,
+            bid[0] if bid else None,
+            bid[1] if bid else None,
+            ask[0] if ask else None,
+            ask[1] if ask else None,
+            seq,
+            int(Flags.MAYBE_BAD_BOOK) if state.maybe_bad else 0,
         )
 
     # -- bbo: tickers (linear) --------------------------------------------------------------------
@@ -482,19 +464,16 @@ class BybitNormaliser(Normaliser):
         if not changed:
             return
         bid_p, bid_s, ask_p, ask_s = state
-        out.bbo.append(
-            (
-                self.exchange,
-                symbol,
-                ts_exchange,
-                ts_recv,
-                bid_p,
-                bid_s if bid_p is not None else None,
-                ask_p,
-                ask_s if ask_p is not None else None,
-                _opt_int(msg.get("cs")),
-                self.time_flags.flags(ts_exchange, ts_recv),
-            )
+        self.emit_bbo(
+            out,
+            symbol,
+            ts_exchange,
+            ts_recv,
+            bid_p,
+            bid_s if bid_p is not None else None,
+            ask_p,
+            ask_s if ask_p is not None else None,
+            _opt_int(msg.get("cs")),
         )
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:

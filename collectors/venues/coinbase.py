@@ -56,12 +56,11 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
-from .base import ExchangeDialect, Normaliser, Subscription
-from .binance import bbo_side
-from .book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
-from .dedupe import RecentTradeIds
-from .events import ParseError, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
-from .simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from ..base import ExchangeDialect, Normaliser, Subscription
+from ..book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
+from ..dedupe import RecentTradeIds
+from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
+from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
 
 EXCHANGE = "coinbase"
 CHANNEL_NAMES = {"trades": "market_trades", "book": "level2", "bbo": "ticker"}
@@ -278,10 +277,8 @@ class CoinbaseNormaliser(Normaliser):
             if self.trade_ids.seen(native, tid):
                 duplicates.setdefault(symbol, []).append(tid)
                 continue
-            flags = self.time_flags.flags(ts_exchange, ts_recv)
-            if snapshot:
-                flags |= Flags.SNAPSHOT
-            out.trades.append((self.exchange, symbol, ts_exchange, ts_recv, tid, price, size, side, flags))
+            flags = int(Flags.SNAPSHOT) if snapshot else 0
+            self.emit_trade(out, symbol, ts_exchange, ts_recv, tid, price, size, side, flags)
         for symbol, ids in duplicates.items():
             emit_event(
                 out,
@@ -301,14 +298,12 @@ class CoinbaseNormaliser(Normaliser):
         if not isinstance(tickers, list):
             raise ParseError("tickers is not a list", channel="bbo")
         snapshot = event.get("type") == "snapshot"
-        flags = self.time_flags.flags(ts_msg, ts_recv) | (Flags.SNAPSHOT if snapshot else 0)
+        flags = int(Flags.SNAPSHOT) if snapshot else 0
         for ticker in tickers:
             symbol = self.symbols.name(ticker["product_id"])
             bid_price, bid_size = bbo_side(ticker["best_bid"], ticker["best_bid_quantity"], "bid")
             ask_price, ask_size = bbo_side(ticker["best_ask"], ticker["best_ask_quantity"], "ask")
-            out.bbo.append(
-                (self.exchange, symbol, ts_msg, ts_recv, bid_price, bid_size, ask_price, ask_size, seq, flags)
-            )
+            self.emit_bbo(out, symbol, ts_msg, ts_recv, bid_price, bid_size, ask_price, ask_size, seq, flags)
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """A new connection restarts the sequence at 0 and sends new snapshots."""
@@ -323,6 +318,7 @@ class CoinbaseDialect(ExchangeDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://advanced-trade-ws.coinbase.com"
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USD", "ETH-USD")
     default_rest_url: ClassVar[str | None] = None
     #: A sequence gap resyncs every book of its connection, so connections stay modest in size.
     max_streams_per_connection: ClassVar[int] = 90

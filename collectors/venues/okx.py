@@ -64,13 +64,13 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
-from .base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook
+from ..checksum import book_crc32, to_signed32
+from ..dedupe import RecentTradeIds
+from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 from .binance import split_binance_symbol
-from .book import ASK, BID, L2Book, SymbolBooks, SyncedBook
-from .checksum import book_crc32, to_signed32
-from .dedupe import RecentTradeIds
-from .events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
-from .simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 
 EXCHANGE = "okx"
 WS_PATH = "/ws/v5/public"
@@ -226,15 +226,12 @@ class OkxNormaliser(Normaliser):
             )
         snapshot_due = inst_id in self.trade_snapshot_due
         self.trade_snapshot_due.discard(inst_id)
-        rows = out.trades
         for trade_id, price, size, side, ts_exchange in parsed:
             if self.trade_ids.seen(inst_id, trade_id):
                 emit_event(out, self.exchange, symbol, "trades", ts_recv, "duplicate", {"trade_id": trade_id})
                 continue
-            flags = self.time_flags.flags(ts_exchange, ts_recv)
-            if snapshot_due and ts_exchange <= self.newest_ts:
-                flags |= int(Flags.SNAPSHOT)
-            rows.append((self.exchange, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags))
+            flags = int(Flags.SNAPSHOT) if snapshot_due and ts_exchange <= self.newest_ts else 0
+            self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags)
             if ts_exchange > self.newest_ts:
                 self.newest_ts = ts_exchange
 
@@ -358,20 +355,7 @@ class OkxNormaliser(Normaliser):
         """Appends one ``bbo`` row (either bbo channel) and advances the newest exchange time."""
         if ts_exchange > self.newest_ts:
             self.newest_ts = ts_exchange
-        flags = self.time_flags.flags(ts_exchange, ts_recv)
-        row = (
-            self.exchange,
-            symbol,
-            ts_exchange,
-            ts_recv,
-            bid_price,
-            bid_size,
-            ask_price,
-            ask_size,
-            seq,
-            flags,
-        )
-        out.bbo.append(row)
+        self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_price, bid_size, ask_price, ask_size, seq)
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """Books and subscription state start over on the next connection (trade ids are kept)."""
@@ -386,6 +370,7 @@ class OkxDialect(ExchangeDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://ws.okx.com:8443"
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
     default_rest_url: ClassVar[str | None] = None  # books come over the websocket
     #: channel subscriptions per connection (OKX limits request size, not a count; keep requests small)
     max_streams_per_connection: ClassVar[int] = 300
