@@ -255,6 +255,11 @@ class ExchangeDialect(abc.ABC):
     exchange_id: ClassVar[str]
     default_ws_url: ClassVar[str]
     default_rest_url: ClassVar[str | None] = None
+    #: True when book updates carry a sequence that makes a lost update detectable (a ``gap``); False
+    #: for venues that send the whole book every time (nothing to lose between two messages)
+    sequenced_book: ClassVar[bool] = True
+    #: True when the venue sends a book checksum that the normaliser verifies (``checksum_mismatch``)
+    book_checksum: ClassVar[bool] = False
     #: native symbols the simulator serves and ``ticktape demo`` captures (two liquid pairs)
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTCUSDT", "ETHUSDT")
     #: streams/topics allowed on one connection (subscriptions are split across connections above it)

@@ -370,6 +370,7 @@ class OkxDialect(ExchangeDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://ws.okx.com:8443"
+    book_checksum: ClassVar[bool] = True
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
     default_rest_url: ClassVar[str | None] = None  # books come over the websocket
     #: channel subscriptions per connection (OKX limits request size, not a count; keep requests small)
