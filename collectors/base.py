@@ -258,8 +258,12 @@ class ExchangeDialect(abc.ABC):
     #: True when book updates carry a sequence that makes a lost update detectable (a ``gap``); False
     #: for venues that send the whole book every time (nothing to lose between two messages)
     sequenced_book: ClassVar[bool] = True
-    #: True when the venue sends a book checksum that the normaliser verifies (``checksum_mismatch``)
+    #: True when the venue sends a book checksum that the normaliser verifies (``checksum_mismatch``);
+    #: on a venue without sequence numbers, that checksum is also how a lost update is found
     book_checksum: ClassVar[bool] = False
+    #: what a lost book update breaks: ``"symbol"`` (per-symbol sequences) or ``"connection"`` (one
+    #: sequence for the whole connection, which cannot say whose update was lost: every book resyncs)
+    gap_scope: ClassVar[str] = "symbol"
     #: native symbols the simulator serves and ``ticktape demo`` captures (two liquid pairs)
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTCUSDT", "ETHUSDT")
     #: streams/topics allowed on one connection (subscriptions are split across connections above it)

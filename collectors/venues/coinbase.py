@@ -318,6 +318,8 @@ class CoinbaseDialect(ExchangeDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://advanced-trade-ws.coinbase.com"
+    #: ``sequence_num`` counts every message of a connection: a lost one breaks every book on it
+    gap_scope: ClassVar[str] = "connection"
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USD", "ETH-USD")
     default_rest_url: ClassVar[str | None] = None
     #: A sequence gap resyncs every book of its connection, so connections stay modest in size.

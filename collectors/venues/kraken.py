@@ -409,6 +409,8 @@ class KrakenDialect(ExchangeDialect):
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://ws.kraken.com"
     book_checksum: ClassVar[bool] = True
+    #: v2 book messages carry no sequence number: a lost update shows as a checksum mismatch
+    sequenced_book: ClassVar[bool] = False
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTC/USD", "ETH/USD")
     default_rest_url: ClassVar[str | None] = None
     #: Kraken documents no per-connection limit for public channels; keep subscribe requests modest.
