@@ -10,6 +10,7 @@ from .base import DialectOptions, ExchangeDialect
 EXCHANGE_MODULES: dict[str, str] = {
     "binance": "collectors.venues.binance",
     "binance-futures": "collectors.venues.binance_futures",
+    "binance-delivery": "collectors.venues.binance_delivery",
     "coinbase": "collectors.venues.coinbase",
     "kraken": "collectors.venues.kraken",
     "okx": "collectors.venues.okx",
