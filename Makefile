@@ -14,7 +14,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[dev]'
+	@# Bytecode written once here: processes run with PYTHONDONTWRITEBYTECODE would otherwise
+	@# recompile numpy, pyarrow and our own modules at every start (bench/RESULTS.md, start-up).
+	@$(BIN)/python -m compileall -q -j 0 collectors streaming storage quality schemas ticktape bench >/dev/null
 	@touch $(STAMP)
 
 # promtool and chromium come from Debian packages; installed when we are root.
