@@ -156,7 +156,7 @@ class Normaliser(abc.ABC):
         symbol: str,
         ts_exchange: int | None,
         ts_recv: int,
-        trade_id: str | None,
+        trade_id: str,
         price: float,
         size: float,
         side: str | None,
