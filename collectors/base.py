@@ -32,7 +32,11 @@ DEFAULT_CLOCK_TOLERANCE_NS = 50_000_000
 #: Frames larger than this are rejected as parse errors (websocket max size is set above it).
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
+#: Market-data channels, which every venue offers (the default subscription).
 CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
+#: Derivatives channels (issue 15), offered by derivative venues that declare them in
+#: :attr:`ExchangeDialect.channels`; their datasets are in ``schemas.DATASET_CHANNELS``.
+DERIVATIVE_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest", "liquidations")
 
 
 class TimeFlagger:
@@ -200,6 +204,80 @@ class Normaliser(abc.ABC):
             )
         )
 
+    def emit_funding(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int | None,
+        ts_recv: int,
+        funding_rate: float,
+        predicted_rate: float | None = None,
+        next_funding_time: int | None = None,
+        flags: int = 0,
+    ) -> None:
+        """Appends one ``funding`` row (the rate as a fraction per funding interval), with time flags."""
+        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        out.funding.append(
+            (
+                self.exchange,
+                symbol,
+                ts_exchange,
+                ts_recv,
+                funding_rate,
+                predicted_rate,
+                next_funding_time,
+                flags,
+            )
+        )
+
+    def emit_mark_price(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int | None,
+        ts_recv: int,
+        mark_price: float,
+        index_price: float | None = None,
+        flags: int = 0,
+    ) -> None:
+        """Appends one ``mark_price`` row, with time flags."""
+        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        out.mark_price.append((self.exchange, symbol, ts_exchange, ts_recv, mark_price, index_price, flags))
+
+    def emit_open_interest(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int | None,
+        ts_recv: int,
+        open_interest: float,
+        open_interest_value: float | None = None,
+        flags: int = 0,
+    ) -> None:
+        """Appends one ``open_interest`` row (in the venue's unit, stated in instruments), with time flags."""
+        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        out.open_interest.append(
+            (self.exchange, symbol, ts_exchange, ts_recv, open_interest, open_interest_value, flags)
+        )
+
+    def emit_liquidation(
+        self,
+        out: RecordBuffer,
+        symbol: str,
+        ts_exchange: int | None,
+        ts_recv: int,
+        liquidation_id: str | None,
+        side: str | None,
+        price: float,
+        size: float,
+        flags: int = 0,
+    ) -> None:
+        """Appends one ``liquidations`` row (``side``: the liquidation order's taker side), with time flags."""
+        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        out.liquidations.append(
+            (self.exchange, symbol, ts_exchange, ts_recv, liquidation_id, side, price, size, flags)
+        )
+
     @abc.abstractmethod
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         """Parses and normalises one frame (exchange-specific)."""
@@ -264,6 +342,8 @@ class ExchangeDialect(abc.ABC):
     #: what a lost book update breaks: ``"symbol"`` (per-symbol sequences) or ``"connection"`` (one
     #: sequence for the whole connection, which cannot say whose update was lost: every book resyncs)
     gap_scope: ClassVar[str] = "symbol"
+    #: channels this venue offers: the market channels, and the derivatives channels it carries
+    channels: ClassVar[tuple[str, ...]] = CHANNELS
     #: native symbols the simulator serves and ``ticktape demo`` captures (two liquid pairs)
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTCUSDT", "ETHUSDT")
     #: streams/topics allowed on one connection (subscriptions are split across connections above it)

@@ -24,6 +24,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from schemas import DATASET_CHANNELS
+
 from .scoring import (
     NS,
     ClockFloor,
@@ -35,8 +37,8 @@ from .scoring import (
     score,
 )
 
-#: Channels of the data datasets, in report order.
-CHANNELS = ("trades", "book", "bbo")
+#: (dataset, channel) of the data datasets, in report order.
+CHANNELS: tuple[tuple[str, str], ...] = tuple(DATASET_CHANNELS.items())
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,19 @@ class LakeFilter:
 
 
 def _messages_sql(where: str) -> str:
-    def part(dataset: str, per_frame: bool) -> str:
+    def part(dataset: str, channel: str, per_frame: bool) -> str:
         if per_frame:
             return (
-                f"SELECT exchange, '{dataset}' AS channel, epoch_ns(ts_recv) AS recv, "
+                f"SELECT exchange, '{channel}' AS channel, epoch_ns(ts_recv) AS recv, "
                 "epoch_ns(ts_recv) - epoch_ns(ts_exchange) AS lat, bit_or(flags) AS flags "
                 f"FROM {dataset} WHERE {where} GROUP BY exchange, symbol, ts_recv, ts_exchange"
             )
         return (
-            f"SELECT exchange, '{dataset}' AS channel, epoch_ns(ts_recv) AS recv, "
+            f"SELECT exchange, '{channel}' AS channel, epoch_ns(ts_recv) AS recv, "
             f"epoch_ns(ts_recv) - epoch_ns(ts_exchange) AS lat, flags FROM {dataset} WHERE {where}"
         )
 
-    union = " UNION ALL ".join(part(ds, ds == "book") for ds in CHANNELS)
+    union = " UNION ALL ".join(part(ds, ch, ds == "book") for ds, ch in CHANNELS)
     return (
         "CREATE OR REPLACE TEMP TABLE _tt_msgs AS SELECT exchange, channel, recv, lat, "
         f"(flags & 4) <> 0 AS dup, recv // {NS} AS sec FROM ({union})"

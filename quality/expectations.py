@@ -44,7 +44,19 @@ MAX_OUTDATED_RATIO = 0.01
 #: Share of consecutive messages (per symbol, in receive order) whose exchange time must not go back.
 ORDERED_MOSTLY = 0.999
 
-VALIDATED = ("trades", "book", "bbo", "feed_events")
+VALIDATED = (
+    "trades",
+    "book",
+    "bbo",
+    "feed_events",
+    "instruments",
+    "funding",
+    "mark_price",
+    "open_interest",
+    "liquidations",
+)
+#: datasets without an exchange time (no latency or ordering expectations)
+_UNTIMED = ("feed_events", "instruments")
 #: rows of one DataFrame handed to GE (a day is validated in chunks of whole symbols)
 DEFAULT_CHUNK_ROWS = 5_000_000
 
@@ -104,7 +116,7 @@ def _frame_sql(dataset: str) -> str:
         else:
             cols.append(f'"{f.name}"')
     derived = []
-    if dataset != "feed_events":
+    if dataset not in _UNTIMED:
         # previous exchange time of the same symbol in receive order (ties broken by exchange time)
         derived.append(
             "epoch_ns(ts_exchange) - lag(epoch_ns(ts_exchange)) OVER "
@@ -118,7 +130,7 @@ def _frame_sql(dataset: str) -> str:
     if dataset == "bbo":
         derived.append("ask_price - bid_price AS spread")
     where = "exchange = $exchange AND date = CAST($date AS DATE)"
-    if dataset != "feed_events":
+    if dataset not in _UNTIMED:
         where += " AND list_contains($symbols, symbol)"
     return f"SELECT {', '.join(cols + derived)} FROM {dataset} WHERE {where} ORDER BY symbol, ts_recv"
 
@@ -185,7 +197,31 @@ def _suite_expectations(dataset: str, columns: list[str], config: QualityConfig)
             e.ExpectColumnValuesToBeBetween(column="ask_size", min_value=0),
             e.ExpectColumnValuesToBeBetween(column="spread", min_value=0),
         ]
-    if dataset != "feed_events":
+    elif dataset == "instruments":
+        out += [
+            e.ExpectColumnValuesToBeInSet(column="kind", value_set=["spot", "perpetual", "future", "option"]),
+            e.ExpectColumnValuesToBeBetween(column="tick_size", min_value=0, strict_min=True),
+            e.ExpectColumnValuesToBeBetween(column="lot_size", min_value=0, strict_min=True),
+            e.ExpectColumnValuesToBeBetween(column="contract_size", min_value=0, strict_min=True),
+            e.ExpectColumnValuesToBeInSet(column="option_type", value_set=["call", "put"]),
+        ]
+    elif dataset == "funding":
+        # a funding rate is a small fraction per interval; venues cap it far below 100 %
+        out += [e.ExpectColumnValuesToBeBetween(column="funding_rate", min_value=-1, max_value=1)]
+    elif dataset == "mark_price":
+        out += [
+            e.ExpectColumnValuesToBeBetween(column="mark_price", min_value=0, strict_min=True),
+            e.ExpectColumnValuesToBeBetween(column="index_price", min_value=0, strict_min=True),
+        ]
+    elif dataset == "open_interest":
+        out += [e.ExpectColumnValuesToBeBetween(column="open_interest", min_value=0)]
+    elif dataset == "liquidations":
+        out += [
+            e.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True),
+            e.ExpectColumnValuesToBeBetween(column="size", min_value=0, strict_min=True),
+            e.ExpectColumnValuesToBeInSet(column="side", value_set=["buy", "sell"]),
+        ]
+    if dataset not in _UNTIMED:
         out += [
             e.ExpectColumnValuesToBeBetween(column="ts_exchange_step_ns", min_value=0, mostly=ORDERED_MOSTLY),
             e.ExpectColumnValuesToBeBetween(
@@ -253,7 +289,7 @@ def validate_day(
             sql = _frame_sql(dataset)
             params: dict[str, Any] = {"exchange": exchange, "date": date}
             chunks: list[list[str] | None] = [None]
-            if dataset != "feed_events":
+            if dataset not in _UNTIMED:
                 params["floor"] = _day_floor_ns(con, dataset, exchange, date)
                 chunks = list(_symbol_chunks(con, dataset, exchange, date, max_rows))
             checkpoint = None

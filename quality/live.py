@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import Flags, RecordBuffer
+from schemas import DATASET_CHANNELS, Flags, RecordBuffer
 
 from .scoring import (
     NS,
@@ -45,7 +45,10 @@ from .scoring import (
 
 log = logging.getLogger(__name__)
 
-DATA_CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
+#: derivatives datasets observed as channels of their own: (dataset, channel)
+_DERIVATIVE_CHANNELS: tuple[tuple[str, str], ...] = tuple(
+    (ds, ch) for ds, ch in DATASET_CHANNELS.items() if ds not in ("trades", "book", "bbo")
+)
 #: feed event kinds with their own counters (others are counted too, under their own kind)
 EVENT_KINDS: tuple[str, ...] = (
     "connect", "disconnect", "gap", "resync", "checksum_mismatch", "crossed_book", "stale", "outdated",
@@ -262,6 +265,10 @@ class QualityTracker:
             self._observe_rows("book", records.book, True)
         if records.bbo:
             self._observe_rows("bbo", records.bbo, False)
+        for dataset, channel in _DERIVATIVE_CHANNELS:
+            rows = records.rows(dataset)
+            if rows:
+                self._observe_rows(channel, rows, False)
         if records.feed_events:
             self._observe_events(records.feed_events)
 

@@ -19,13 +19,37 @@ import pyarrow as pa
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 
-#: Datasets a collector process produces and transports carry (in this order everywhere): the market
-#: data, feed events, and the quality layer's per-second rows.
-RECORD_DATASETS: tuple[str, ...] = ("trades", "book", "bbo", "feed_events", "quality")
+#: Derivatives and reference data (issue 15): instruments from the venues' REST metadata, and the
+#: funding, mark/index, open-interest and liquidation streams of derivative venues.
+DERIVATIVE_DATASETS: tuple[str, ...] = (
+    "instruments",
+    "funding",
+    "mark_price",
+    "open_interest",
+    "liquidations",
+)
+#: Datasets a collector process produces and transports carry (in this order everywhere: the local
+#: log stores a dataset's index here, so new datasets are only ever appended): the market data, feed
+#: events, the quality layer's per-second rows, then derivatives and reference data.
+RECORD_DATASETS: tuple[str, ...] = ("trades", "book", "bbo", "feed_events", "quality", *DERIVATIVE_DATASETS)
 DATASETS: tuple[str, ...] = RECORD_DATASETS
 
+#: The channel each market or derivatives dataset is collected on (feed events and quality rows name
+#: channels, collectors subscribe channels, the lake stores datasets).
+DATASET_CHANNELS: dict[str, str] = {
+    "trades": "trades",
+    "book": "book",
+    "bbo": "bbo",
+    "funding": "funding",
+    "mark_price": "mark",
+    "open_interest": "open_interest",
+    "liquidations": "liquidations",
+}
+
 #: Fields whose Avro type is a long holding integer nanoseconds since the epoch.
-TIMESTAMP_FIELDS = frozenset({"ts_exchange", "ts_recv", "window_start", "window_end"})
+TIMESTAMP_FIELDS = frozenset(
+    {"ts_exchange", "ts_recv", "window_start", "window_end", "expiry", "next_funding_time"}
+)
 
 
 class Flags(enum.IntFlag):
@@ -127,9 +151,11 @@ def arrow_to_rows(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
 
 @dataclass(slots=True)
 class RecordBuffer:
-    """Rows produced by a collector, per dataset, in arrival order.
+    """Rows produced by a collector, per dataset (one list per name in :data:`RECORD_DATASETS`), in
+    arrival order.
 
-    Normalisers append tuples to the lists directly; publishers drain them.
+    Normalisers append tuples through the row builders (``collectors.base.Normaliser.emit_*``);
+    publishers drain them.
     """
 
     trades: list[tuple[Any, ...]] = field(default_factory=list)
@@ -137,6 +163,11 @@ class RecordBuffer:
     bbo: list[tuple[Any, ...]] = field(default_factory=list)
     feed_events: list[tuple[Any, ...]] = field(default_factory=list)
     quality: list[tuple[Any, ...]] = field(default_factory=list)
+    instruments: list[tuple[Any, ...]] = field(default_factory=list)
+    funding: list[tuple[Any, ...]] = field(default_factory=list)
+    mark_price: list[tuple[Any, ...]] = field(default_factory=list)
+    open_interest: list[tuple[Any, ...]] = field(default_factory=list)
+    liquidations: list[tuple[Any, ...]] = field(default_factory=list)
 
     def rows(self, dataset: str) -> list[tuple[Any, ...]]:
         """The row list of one dataset."""
@@ -144,26 +175,23 @@ class RecordBuffer:
         return rows
 
     def __len__(self) -> int:
-        return len(self.trades) + len(self.book) + len(self.bbo) + len(self.feed_events) + len(self.quality)
+        return sum(len(getattr(self, ds)) for ds in RECORD_DATASETS)
 
     def extend(self, other: RecordBuffer) -> None:
         """Appends every row of ``other``."""
-        self.trades.extend(other.trades)
-        self.book.extend(other.book)
-        self.bbo.extend(other.bbo)
-        self.feed_events.extend(other.feed_events)
-        self.quality.extend(other.quality)
+        for ds in RECORD_DATASETS:
+            theirs = getattr(other, ds)
+            if theirs:
+                getattr(self, ds).extend(theirs)
 
     def clear(self) -> None:
         """Empties every dataset."""
-        self.trades.clear()
-        self.book.clear()
-        self.bbo.clear()
-        self.feed_events.clear()
-        self.quality.clear()
+        for ds in RECORD_DATASETS:
+            getattr(self, ds).clear()
 
     def take(self) -> RecordBuffer:
         """Moves all rows into a new buffer and leaves this one empty."""
-        taken = RecordBuffer(self.trades, self.book, self.bbo, self.feed_events, self.quality)
-        self.trades, self.book, self.bbo, self.feed_events, self.quality = [], [], [], [], []
+        taken = RecordBuffer(*(getattr(self, ds) for ds in RECORD_DATASETS))
+        for ds in RECORD_DATASETS:
+            setattr(self, ds, [])
         return taken

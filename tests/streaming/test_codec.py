@@ -36,7 +36,26 @@ BOOK = ("binance", "ETH-USDT", None, 1723075200124567000, "ask", 2678.13, 0.0, T
 BBO = ("okx", "BTC-USDT-PERP", 1, 2, 61000.5, None, 61000.6, 3.0, None, 33)
 EVENT = ("kraken", None, "connection", 1723075200124567000, "disconnect", '{"reason":"ping timeout é"}')
 QUALITY = ("binance", None, "all", 2, 1, 2, 300, 0.01, None, -1.27, 0.5, 0.1, 0.0, 0, 0, 97.5, "OK")
-EXAMPLES = {"trades": TRADE, "book": BOOK, "bbo": BBO, "feed_events": EVENT, "quality": QUALITY}
+INSTRUMENT = (
+    "deribit", "BTC-27DEC26-100000-C", "BTC-27DEC26-100000-C", "option", "BTC", "USD", "BTC",
+    0.0005, 0.1, 1.0, 1798358400000000000, 100000.0, "call", "trading", 1723075200124567000,
+)  # fmt: skip
+FUNDING = ("binance-futures", "BTC-USDT-PERP", 1, 2, 0.0001, None, 1723104000000000000, 8)
+MARK = ("bybit", "BTC-USDT-PERP", 1, 2, 61000.5, 61001.25, 0)
+OPEN_INTEREST = ("okx", "BTC-USDT-PERP", 1, 2, 123456.0, None, 0)
+LIQUIDATION = ("binance-futures", "ETH-USDT-PERP", 1, 2, None, "sell", 2600.5, 1.25, 0)
+EXAMPLES = {
+    "trades": TRADE,
+    "book": BOOK,
+    "bbo": BBO,
+    "feed_events": EVENT,
+    "quality": QUALITY,
+    "instruments": INSTRUMENT,
+    "funding": FUNDING,
+    "mark_price": MARK,
+    "open_interest": OPEN_INTEREST,
+    "liquidations": LIQUIDATION,
+}
 
 
 @functools.cache
