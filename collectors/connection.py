@@ -632,9 +632,12 @@ class Collector:
         budget: RestBudget | None = None,
         observers: Sequence[Callable[[RecordBuffer], None]] = (),
     ) -> None:
-        unknown = set(channels) - set(CHANNELS)
+        unknown = set(channels) - set(dialect.channels)
         if unknown:
-            raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
+            raise ValueError(
+                f"{dialect.exchange_id} has no channel {', '.join(sorted(unknown))}; "
+                f"it offers: {', '.join(dialect.channels)}"
+            )
         if not symbols:
             raise ValueError(f"{dialect.exchange_id}: no symbols to collect")
         self.dialect = dialect
