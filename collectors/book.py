@@ -262,6 +262,45 @@ class SyncedBook:
                     levels[price] = (size, p_str, s_str)
                 append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
 
+    def apply_full_book(
+        self,
+        out: RecordBuffer,
+        ts_exchange: int | None,
+        ts_recv: int,
+        bids: Iterable[Sequence[Any]],
+        asks: Iterable[Sequence[Any]],
+        seq: int | None,
+        extra_flags: int = 0,
+    ) -> None:
+        """Applies a message that carries the whole (top of the) book, as some venues send every time.
+
+        The first one of an epoch is the snapshot (``is_snapshot`` rows, a ``resync`` after the first
+        epoch); later ones emit only what changed against the held book (size 0 for a level that is no
+        longer listed), so the ``book`` dataset stays a stream of changes that rebuilds every message
+        exactly, and a full book per message is not mistaken for a resync.
+        """
+        if not self.synced:
+            self.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
+            return
+        parsed = {BID: parse_levels(bids), ASK: parse_levels(asks)}
+        append = out.book.append
+        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags | extra_flags
+        for side, levels in ((BID, self.book.bids), (ASK, self.book.asks)):
+            listed: dict[float, tuple[float, str, str]] = {}
+            for price, size, p_str, s_str in parsed[side]:
+                if size != 0.0:
+                    listed[price] = (size, p_str, s_str)
+            for price in [p for p in levels if p not in listed]:
+                del levels[price]
+                append((ex, sym, ts_exchange, ts_recv, side, price, 0.0, False, seq, epoch, flags))
+            for price, (size, p_str, s_str) in listed.items():
+                held = levels.get(price)
+                if held is not None and held[0] == size:
+                    continue
+                levels[price] = (size, p_str, s_str)
+                append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+        self.last_seq = seq
+
     def check_crossed(self, out: RecordBuffer, ts_recv: int, detail: dict[str, Any]) -> bool:
         """Emits ``crossed_book`` (with ``detail``) when the synced book's best bid >= best ask."""
         if not self.synced or not self.book.is_crossed():

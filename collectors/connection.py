@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from schemas import RecordBuffer
 
 from .backoff import Backoff, RestBudget
-from .base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from .base import ExchangeDialect, Normaliser, Subscription
 from .capture import CaptureWriter
 from .events import emit_event
 
@@ -624,7 +624,7 @@ class Collector:
         symbols: Sequence[str],
         sink: RecordSink,
         *,
-        channels: Sequence[str] = CHANNELS,
+        channels: Sequence[str] | None = None,
         ws_url: str | None = None,
         rest_url: str | None = None,
         settings: ConnectionSettings | None = None,
@@ -632,6 +632,8 @@ class Collector:
         budget: RestBudget | None = None,
         observers: Sequence[Callable[[RecordBuffer], None]] = (),
     ) -> None:
+        if channels is None:
+            channels = dialect.channels  # everything the venue offers
         unknown = set(channels) - set(dialect.channels)
         if unknown:
             raise ValueError(

@@ -11,6 +11,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "binance": "collectors.venues.binance",
     "binance-futures": "collectors.venues.binance_futures",
     "binance-delivery": "collectors.venues.binance_delivery",
+    "hyperliquid": "collectors.venues.hyperliquid",
     "coinbase": "collectors.venues.coinbase",
     "kraken": "collectors.venues.kraken",
     "okx": "collectors.venues.okx",

@@ -22,13 +22,13 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.base import ExchangeDialect
+from collectors.base import DERIVATIVE_CHANNELS, ExchangeDialect
 from collectors.capture import read_capture, replay_capture
 from collectors.connection import Collector
 from collectors.events import SYMBOL_RE
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import SimulatorConfig
-from schemas import RecordBuffer
+from schemas import DATASET_CHANNELS, RecordBuffer
 from tests.collectors.test_connection import FAST
 
 EXCHANGES = exchange_ids()
@@ -124,6 +124,12 @@ async def test_live_run_through_faults_equals_its_replay(exchange: str, tmp_path
                 lambda s=sym: live.count("book", s) > 10 and live.count("trades", s) > 0,
             )
         assert all(live.count("bbo", s) > 0 for s in live.symbols), "no bbo rows for a demo symbol"
+        for channel in set(dialect.channels) & set(DERIVATIVE_CHANNELS):
+            dataset = next(d for d, c in DATASET_CHANNELS.items() if c == channel)
+            await live.until(
+                f"{channel} rows of every demo symbol",
+                lambda d=dataset: all(live.count(d, s) > 0 for s in live.symbols),
+            )
 
         if dialect.sequenced_book or dialect.book_checksum:
             # a lost update: a gap where books are sequenced, else the next checksum cannot match
@@ -183,7 +189,7 @@ async def test_live_run_through_faults_equals_its_replay(exchange: str, tmp_path
     files = list(tmp_path.glob("live*"))
     replayed = _rows_by_capture(live)
     single = len(files) == 1
-    for ds in ("trades", "book", "bbo"):
+    for ds in DATASET_CHANNELS:
         assert _same_rows(live.got.rows(ds), replayed.rows(ds), single), f"{ds}: replay differs from live"
     normaliser_events = [e for e in live.got.feed_events if e[2] != "connection"]
     assert _same_rows(normaliser_events, replayed.feed_events, single)
