@@ -32,7 +32,8 @@ Channels (every push is ``{"action":"snapshot"|"update","arg":{instType,channel,
 - ``trade``: ``{ts, price, size, side, tradeId}``, ``side`` the taker side. The first push after a
   subscription is a ``snapshot`` of recent trades (newest first): those rows carry SNAPSHOT, and
   trades whose ``tradeId`` was already stored (a reconnect) are dropped and counted
-  (``trades_replayed``), never stored twice.
+  (``trades_replayed``), never stored twice. ``update`` pushes are live trades and always stored
+  (the futures documentation's own example lists two trades under one placeholder ``tradeId``).
 - ``books`` (all levels): a ``snapshot`` then ``update`` pushes; levels ``[price, size]``, size ``"0"``
   removes a level; ``ts`` is the book time. ``books1``/``books5``/``books15`` are whole snapshots of
   the top 1/5/15 levels every push; ``books5``/``books15`` are not used (``books`` holds the same

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,8 +32,9 @@ ARGS_PER_REQUEST = 50
 #: Book channel (incremental, checksummed) and best bid/offer channels.
 BOOK_CHANNEL = "books"
 BBO_CHANNELS = ("books1", "ticker")
-#: Channels that the retired v1 recordings carry besides ours; recognised and counted, never rows.
-IGNORED_PREFIXES = ("candle",)
+#: Candle channels (``candle1m``, ``candle1H``, ``candle1Dutc``...), which the v1 recordings carry besides
+#: ours: recognised and counted, never rows.
+IGNORED_CHANNEL = re.compile(r"candle\d+[A-Za-z]+")
 
 
 def _checksum_level(price: str, size: str) -> str:
@@ -121,7 +123,7 @@ class BitgetNormaliser(Normaliser):
             self.on_books1(ts_recv, inst_id, data, out)
         elif channel == "ticker":
             self.on_ticker(ts_recv, inst_id, data, out)
-        elif isinstance(channel, str) and channel.startswith(IGNORED_PREFIXES):
+        elif isinstance(channel, str) and IGNORED_CHANNEL.fullmatch(channel):
             self.symbols.name(inst_id)  # still validated
             self.ignored_pushes += 1
         else:
@@ -149,7 +151,8 @@ class BitgetNormaliser(Normaliser):
     def on_trades(self, ts_recv: int, inst_id: Any, action: str, data: list[Any], out: RecordBuffer) -> None:
         """A trade push. v2 entries are ``{ts, price, size, side, tradeId}``; v1 ones ``[ts, price,
         size, side]`` without id. The subscribe snapshot (recent trades, newest first) is flagged
-        SNAPSHOT and its already stored trades are dropped (counted in ``trades_replayed``)."""
+        SNAPSHOT and its already stored trades are dropped (counted in ``trades_replayed``); ``update``
+        pushes are live trades and are always stored."""
         symbol = self.symbols.name(inst_id)
         parsed: list[tuple[str | None, float, float, str, int]] = []
         for t in data:  # validate the whole push before emitting any of it
@@ -172,9 +175,12 @@ class BitgetNormaliser(Normaliser):
                     ms_to_ns(ts),
                 )
             )
-        flags = int(Flags.SNAPSHOT) if action == "snapshot" else 0
+        snapshot = action == "snapshot"
+        flags = int(Flags.SNAPSHOT) if snapshot else 0
         for trade_id, price, size, side, ts_exchange in parsed:
-            if trade_id is not None and self.trade_ids.seen(inst_id, trade_id):
+            # Every id is remembered; only a snapshot (a replay of recent trades) drops known ones: an
+            # update is a new trade by definition.
+            if trade_id is not None and self.trade_ids.seen(inst_id, trade_id) and snapshot:
                 self.trades_replayed += 1
                 continue
             self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags)

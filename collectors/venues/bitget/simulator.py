@@ -51,6 +51,8 @@ class BitgetSimulator(ExchangeSimulator):
             s: deque(maxlen=TRADE_SNAPSHOT_SIZE) for s in self.markets
         }
         self._rendered: tuple[MarketStep, dict[str, list[str]]] | None = None
+        #: text pings received (and answered ``pong``)
+        self.pings = 0
 
     def _push(self, action: str, channel: str, inst_id: str, data: list[Any], ms: int) -> str:
         arg = {"instType": self.inst_type, "channel": channel, "instId": inst_id}
@@ -59,6 +61,7 @@ class BitgetSimulator(ExchangeSimulator):
     # -- client requests -------------------------------------------------------------------------
     async def on_message(self, session: ClientSession, text: str) -> None:
         if text == "ping":
+            self.pings += 1
             self.send(session, "pong")
             return
         try:
