@@ -536,3 +536,18 @@ async def test_simulator_protocol_ping_errors_and_ticker() -> None:
             assert {r[1] for r in out.bbo} == {"BTC-USDT-PERP"}
     finally:
         await sim.stop()
+
+
+def test_a_bogus_sequence_cannot_freeze_a_book() -> None:
+    # A frame with an absurd (but valid) seq passes; the real updates then all look "behind" it.
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS), out)
+    n.on_frame(2, _book("update", 9_000_000_000_000_000_000, 10, [("43231.5", "1")]), out)
+    for i in range(50):
+        n.on_frame(3 + i, _book("update", 11 + i, 10 + i, [("43231.6", str(i + 1))]), out)
+    kinds = [e[4] for e in out.feed_events]
+    assert kinds == ["duplicate"] * 49 + ["gap"]
+    assert n.resubscribe_requests == {"BTCUSDT"} and not n.books["BTCUSDT"].synced
+    n.on_frame(60, _book("snapshot", 2**63, None, DOC_BIDS, DOC_ASKS), out)  # past a Java long
+    assert out.feed_events[-1][4] == "parse_error"

@@ -50,7 +50,8 @@ Book integrity (documented rules implemented here):
   the last applied push is a ``gap``. ``pseq`` 0 is the documented restart after a release or
   service restart: accepted (counted in ``sequence_restarts``; the checksum still guards the book).
   An update whose ``seq`` is at or below the book's is a repeat or a sequence going backwards: a
-  ``duplicate`` event, not applied. Pushes that carry ``seq`` but no ``pseq`` (the spot v2 example
+  ``duplicate`` event, not applied; 50 of them in a row mean the book's own ``seq`` is wrong (a bad
+  frame that passed validation) and count as a ``gap``. Pushes that carry ``seq`` but no ``pseq`` (the spot v2 example
   shows only ``seq``) are checked for order only; a lost update there is found by the checksum.
 - checksum: CRC32 read as a signed 32-bit integer of the best 25 bids and asks interleaved
   ``bid1price:bid1size:ask1price:ask1size:...`` over the exact wire strings (a side that runs out

@@ -32,6 +32,10 @@ ARGS_PER_REQUEST = 50
 #: Book channel (incremental, checksummed) and best bid/offer channels.
 BOOK_CHANNEL = "books"
 BBO_CHANNELS = ("books1", "ticker")
+#: Updates in a row at or below the book's seq after which the book's own seq is presumed wrong.
+BEHIND_LIMIT = 50
+#: Bitget's sequence numbers are Java longs.
+SEQ_MAX = 2**63 - 1
 #: Candle channels (``candle1m``, ``candle1H``, ``candle1Dutc``...), which the v1 recordings carry besides
 #: ours: recognised and counted, never rows.
 IGNORED_CHANNEL = re.compile(r"candle\d+[A-Za-z]+")
@@ -50,9 +54,9 @@ def _int_field(value: Any, what: str, symbol: str) -> int | None:
     """An optional integer sequence field (Bitget sends numbers; a numeric string is accepted)."""
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= SEQ_MAX:
         raise ParseError(f"{what} is not a non-negative integer: {str(value)[:40]!r}", symbol, "book")
     return value
 
@@ -87,6 +91,8 @@ class BitgetNormaliser(Normaliser):
         self.trades_replayed = 0
         #: updates accepted across a documented sequence restart (``pseq`` 0)
         self.sequence_restarts = 0
+        #: instId -> updates in a row whose seq was at or below the book's
+        self.behind: dict[str, int] = {}
         #: pushes of channels we do not store (v1 candles and tickers in old captures)
         self.ignored_pushes = 0
 
@@ -247,11 +253,18 @@ class BitgetNormaliser(Normaliser):
             self.sequence_restarts += 1  # documented restart after a release; the checksum still holds
             return True
         if seq <= last:
-            # a repeat, or a sequence going backwards: never applied over a newer book
+            # a repeat, or a sequence going backwards: never applied over a newer book. A run of them
+            # means the book's own seq is wrong (a bad frame that passed validation): resync it.
+            behind = self.behind.get(inst_id, 0) + 1
+            self.behind[inst_id] = behind
             detail = {"seq": seq, "pseq": pseq, "last_seq": last}
-            emit_event(out, self.exchange, book.symbol, "book", ts_recv, "duplicate", detail)
+            if behind >= BEHIND_LIMIT:
+                self.break_book(out, book, inst_id, ts_recv, "gap", {**detail, "updates_behind": behind})
+            else:
+                emit_event(out, self.exchange, book.symbol, "book", ts_recv, "duplicate", detail)
             return False
         if pseq is None or pseq == last:
+            self.behind.pop(inst_id, None)
             return True
         self.break_book(out, book, inst_id, ts_recv, "gap", {"expected_pseq": last, "pseq": pseq, "seq": seq})
         return False
@@ -267,6 +280,7 @@ class BitgetNormaliser(Normaliser):
     ) -> None:
         """A gap or checksum failure: that book is cleared and renewed by resubscribing it alone."""
         book.gap(out, ts_recv, kind, detail)
+        self.behind.pop(inst_id, None)
         self.resubscribe_requests.add(inst_id)
 
     # -- best bid/offer ------------------------------------------------------------------------
@@ -310,6 +324,7 @@ class BitgetNormaliser(Normaliser):
             book.reset()
         self.resubscribe_requests.clear()
         self.resync_watch.waiting.clear()
+        self.behind.clear()
 
 
 class BitgetDialect(ExchangeDialect):
