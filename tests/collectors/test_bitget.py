@@ -4,7 +4,7 @@ API (real checksums), documented v2 message examples and rules, and the simulato
 What the v1 recordings (``../shared/samples/bitget``) differ in from current v2, as the module says:
 ``instType`` ``sp``/``mc`` (v2: ``SPOT``/``USDT-FUTURES``); trades are ``[ts, price, size, side]``
 arrays without a trade id (v2: objects with ``tradeId``); books carry the same CRC32 checksum but no
-``seq``/``pseq``; tickers have ``bestBid``/``bestAsk`` without sizes (no bbo rows from them).
+``seq``/``pseq`` (the rows get made-up ``v1:...`` trade ids); tickers have ``bestBid``/``bestAsk`` without sizes (no bbo rows from them).
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def test_v1_trades_equal_the_messages_field_by_field(recording: Any) -> None:
         inst = f["arg"]["instId"]
         assert (ex, symbol) == (exchange, f"{inst[:-4]}-USDT{suffix}")
         assert (ts_ex, ts_recv) == (int(t[0]) * 1_000_000, ts)
-        assert (trade_id, price, size, side) == (None, float(t[1]), float(t[2]), t[3])
+        assert (price, size, side) == (float(t[1]), float(t[2]), t[3])
+        assert trade_id == f"v1:{t[0]}:{t[1]}:{t[2]}:{t[3]}"  # made up from the wire: v1 has no id
         # the subscribe snapshot (recent trades) is flagged, live updates are not
         assert bool(flags & Flags.SNAPSHOT) == (f["action"] == "snapshot")
 

@@ -66,8 +66,9 @@ Book integrity (documented rules implemented here):
 
 Retired v1 captures (``wss://ws.bitget.com/spot/v1/stream`` and ``/mix/v1/stream``, as in
 ``../shared/samples/bitget``, 2022) replay through the same normalisers: ``instType`` ``sp``/``mc``;
-trades are arrays ``[ts, price, size, side]`` without trade id (rows get a null ``trade_id`` and
-cannot be de-duplicated across reconnects); books carry the same checksum but no ``seq``/``pseq``
+trades are arrays ``[ts, price, size, side]`` without trade id (the lake needs one: rows get
+``v1:<ts>:<price>:<size>:<side>`` from the wire strings, which is not unique, so v1 trades are never
+de-duplicated across reconnects); books carry the same checksum but no ``seq``/``pseq``
 (only the checksum proves continuity); v1 tickers (``bestBid``/``bestAsk`` without sizes) and
 ``candle*`` pushes are counted in ``ignored_pushes`` and give no rows.
 """

@@ -34,6 +34,8 @@ BOOK_CHANNEL = "books"
 BBO_CHANNELS = ("books1", "ticker")
 #: Updates in a row at or below the book's seq after which the book's own seq is presumed wrong.
 BEHIND_LIMIT = 50
+#: Trade id given to a v1 trade (which has none; the lake needs one): its own wire fields.
+V1_TRADE_ID = "v1:{}:{}:{}:{}"
 #: Bitget's sequence numbers are Java longs.
 SEQ_MAX = 2**63 - 1
 #: Candle channels (``candle1m``, ``candle1H``, ``candle1Dutc``...), which the v1 recordings carry besides
@@ -156,25 +158,28 @@ class BitgetNormaliser(Normaliser):
     # -- trades --------------------------------------------------------------------------------
     def on_trades(self, ts_recv: int, inst_id: Any, action: str, data: list[Any], out: RecordBuffer) -> None:
         """A trade push. v2 entries are ``{ts, price, size, side, tradeId}``; v1 ones ``[ts, price,
-        size, side]`` without id. The subscribe snapshot (recent trades, newest first) is flagged
+        size, side]`` without id (their rows get the made-up id :data:`V1_TRADE_ID`). The subscribe snapshot (recent trades, newest first) is flagged
         SNAPSHOT and its already stored trades are dropped (counted in ``trades_replayed``); ``update``
         pushes are live trades and are always stored."""
         symbol = self.symbols.name(inst_id)
-        parsed: list[tuple[str | None, float, float, str, int]] = []
+        parsed: list[tuple[str, bool, float, float, str, int]] = []
         for t in data:  # validate the whole push before emitting any of it
             if isinstance(t, dict):
                 trade_id = t["tradeId"]
                 if not isinstance(trade_id, str) or not trade_id or len(trade_id) > 64:
                     raise ParseError(f"bad tradeId {str(trade_id)[:40]!r}", symbol, "trades")
                 ts, price, size, side = t["ts"], t["price"], t["size"], t["side"]
+                exchange_id = True
             elif isinstance(t, list) and len(t) == 4:
-                trade_id = None
                 ts, price, size, side = t
+                trade_id = V1_TRADE_ID.format(ts, price, size, side)[:64]
+                exchange_id = False
             else:
                 raise ParseError("trade is neither an object nor a v1 array", symbol, "trades")
             parsed.append(
                 (
                     trade_id,
+                    exchange_id,
                     positive_price(price),
                     positive_price(size, "size"),
                     _side(side, symbol),
@@ -183,10 +188,10 @@ class BitgetNormaliser(Normaliser):
             )
         snapshot = action == "snapshot"
         flags = int(Flags.SNAPSHOT) if snapshot else 0
-        for trade_id, price, size, side, ts_exchange in parsed:
+        for trade_id, exchange_id, price, size, side, ts_exchange in parsed:
             # Every id is remembered; only a snapshot (a replay of recent trades) drops known ones: an
-            # update is a new trade by definition.
-            if trade_id is not None and self.trade_ids.seen(inst_id, trade_id) and snapshot:
+            # update is a new trade by definition. Made-up v1 ids are not unique: never de-duplicated.
+            if exchange_id and self.trade_ids.seen(inst_id, trade_id) and snapshot:
                 self.trades_replayed += 1
                 continue
             self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags)
