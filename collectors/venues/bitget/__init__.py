@@ -13,6 +13,8 @@ Documentation followed (checked 2026-12-05):
 - futures trades: https://www.bitget.com/api-doc/contract/websocket/public/New-Trades-Channel
 - the ``pseq`` rule (restart with ``pseq`` 0) as written for Bitget's unified-account books:
   https://www.bitget.com/api-doc/uta/websocket/public/Order-Book-Channel
+The book pages were read as stored copies of Bitget's own mirror domains, same paths (bitgetapp.com,
+cnbitget.com, bitget.org, bitgetpro.site); the connection and trade pages from www.bitget.com itself.
 
 Connection: ``wss://ws.bitget.com/v2/ws/public``. Subscribe with
 ``{"op":"subscribe","args":[{"instType":"SPOT"|"USDT-FUTURES","channel":C,"instId":"BTCUSDT"},...]}``
