@@ -18,6 +18,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "okx": "collectors.venues.okx",
     "bybit": "collectors.venues.bybit",
     "bybit-spot": "collectors.venues.bybit_spot",
+    "bitget": "collectors.venues.bitget.spot",
+    "bitget-futures": "collectors.venues.bitget.futures",
 }
 
 

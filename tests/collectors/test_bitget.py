@@ -1,0 +1,554 @@
+"""Bitget (``bitget`` spot, ``bitget-futures`` USDT-M): the shared 2022 recordings of the retired v1
+API (real checksums), documented v2 message examples and rules, and the simulator round trip.
+
+What the v1 recordings (``../shared/samples/bitget``) differ in from current v2, as the module says:
+``instType`` ``sp``/``mc`` (v2: ``SPOT``/``USDT-FUTURES``); trades are ``[ts, price, size, side]``
+arrays without a trade id (v2: objects with ``tradeId``); books carry the same CRC32 checksum but no
+``seq``/``pseq`` (the rows get made-up ``v1:...`` trade ids); tickers have ``bestBid``/``bestAsk`` without sizes (no bbo rows from them).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import websockets
+
+from collectors.base import DialectOptions, Subscription
+from collectors.book import L2Book
+from collectors.capture import read_capture, replay_capture
+from collectors.registry import get_dialect
+from collectors.simulator import SimulatorConfig
+from collectors.venues.bitget import bitget_checksum
+from collectors.venues.bitget.client import BitgetDialect, BitgetNormaliser
+from collectors.venues.bitget.futures import BitgetFuturesDialect, BitgetFuturesNormaliser
+from collectors.venues.bitget.spot import BitgetSpotDialect, BitgetSpotNormaliser
+from schemas import Flags, RecordBuffer
+from tests.collectors.bad_input import assert_parse_error_then_flowing
+from tests.collectors.book_replay import assert_tops_match_bbo
+from tests.collectors.test_connection import running
+
+SPOT_SAMPLE = "bitget/bitget_cryptofeed.capture.gz"
+FUTURES_SAMPLE = "bitget/bitget_cryptofeed_2.capture.gz"
+
+
+def _signed(text: str) -> int:
+    crc = zlib.crc32(text.encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+# -- the 2022 v1 recordings --------------------------------------------------------------------------
+
+
+def _frames(samples: Path, name: str) -> list[tuple[int, dict[str, Any]]]:
+    items = read_capture(samples / name)
+    return [(item[0], orjson.loads(item[1])) for item in items if isinstance(item, tuple)]
+
+
+def _pushes(frames: list[tuple[int, dict[str, Any]]], channel: str) -> list[tuple[int, dict[str, Any]]]:
+    return [(ts, f) for ts, f in frames if f.get("arg", {}).get("channel") == channel and "data" in f]
+
+
+CASES = [
+    # (exchange id, sample, symbol suffix, trades, book pushes, ignored pushes, instruments)
+    ("bitget", SPOT_SAMPLE, "", 430, 443, 171, 8),
+    ("bitget-futures", FUTURES_SAMPLE, "-PERP", 125, 194, 244, 2),
+]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def recording(request: pytest.FixtureRequest, samples: Path) -> Any:
+    exchange, sample, suffix, *counts = request.param
+    normaliser = get_dialect(exchange).new_normaliser()
+    assert isinstance(normaliser, BitgetNormaliser)
+    out = replay_capture(normaliser, samples / sample)
+    return exchange, suffix, counts, _frames(samples, sample), normaliser, out
+
+
+def test_v1_trades_equal_the_messages_field_by_field(recording: Any) -> None:
+    exchange, suffix, (n_trades, *_), frames, _, out = recording
+    expected = [(ts, f, t) for ts, f in _pushes(frames, "trade") for t in f["data"]]
+    assert len(out.trades) == len(expected) == n_trades
+    for (ts, f, t), row in zip(expected, out.trades, strict=True):
+        ex, symbol, ts_ex, ts_recv, trade_id, price, size, side, flags = row
+        inst = f["arg"]["instId"]
+        assert (ex, symbol) == (exchange, f"{inst[:-4]}-USDT{suffix}")
+        assert (ts_ex, ts_recv) == (int(t[0]) * 1_000_000, ts)
+        assert (price, size, side) == (float(t[1]), float(t[2]), t[3])
+        assert trade_id == f"v1:{t[0]}:{t[1]}:{t[2]}:{t[3]}"  # made up from the wire: v1 has no id
+        # the subscribe snapshot (recent trades) is flagged, live updates are not
+        assert bool(flags & Flags.SNAPSHOT) == (f["action"] == "snapshot")
+
+
+def test_v1_every_checksum_verifies_without_false_gap(recording: Any) -> None:
+    _, _, (_, n_books, n_ignored, n_instruments), frames, normaliser, out = recording
+    books = _pushes(frames, "books")
+    assert normaliser.checksums_verified == len(books) == n_books
+    assert normaliser.checksums_unverified == 0
+    assert out.feed_events == [] and normaliser.parse_errors == 0
+    assert normaliser.resubscribe_requests == set()
+    assert {r[9] for r in out.book} == {0}  # one epoch per book: no resync
+    assert len({r[1] for r in out.book if r[7]}) == n_instruments
+    # candles and v1 tickers are recognised and counted, never rows; v1 tickers give no bbo
+    others = [
+        f for _, f in frames if f.get("arg", {}).get("channel") in ("ticker", "candle1m") and "data" in f
+    ]
+    assert normaliser.ignored_pushes == len(others) == n_ignored
+    assert out.bbo == []
+
+
+def test_v1_book_rows_follow_the_wire(recording: Any) -> None:
+    _, _, _, frames, _, out = recording
+    books = _pushes(frames, "books")
+    ts, first = next((ts, f) for ts, f in books if f["action"] == "update")
+    inst = first["arg"]["instId"]
+    entry = first["data"][0]
+    symbol_rows = [r for r in out.book if r[3] == ts and not r[7]]
+    wire = [("bid", float(p), float(s)) for p, s in entry["bids"]]
+    wire += [("ask", float(p), float(s)) for p, s in entry["asks"]]
+    assert [(r[4], r[5], r[6]) for r in symbol_rows] == wire
+    assert all(r[1].startswith(inst[:-4]) and r[2] == int(entry["ts"]) * 1_000_000 for r in symbol_rows)
+    assert all(r[8] is None for r in symbol_rows)  # v1 has no seq
+
+
+# -- documented v2 messages ----------------------------------------------------------------------------
+
+# Spot trade push, as on https://www.bitget.com/api-doc/spot/websocket/public/Trades-Channel
+DOC_SPOT_TRADE = (
+    b'{"action":"snapshot","arg":{"instType":"SPOT","channel":"trade","instId":"BTCUSDT"},'
+    b'"data":[{"ts":"1695709835822","price":"26293.4","size":"0.0013","side":"buy",'
+    b'"tradeId":"1000000000"}],"ts":1695711090682}'
+)
+# Futures trade push, as on https://www.bitget.com/api-doc/contract/websocket/public/New-Trades-Channel
+DOC_FUTURES_TRADE = (
+    b'{"action":"snapshot","arg":{"instType":"USDT-FUTURES","channel":"trade","instId":"BTCUSDT"},'
+    b'"data":[{"ts":"1695716760565","price":"27000.5","size":"0.001","side":"buy","tradeId":"1111111111"},'
+    b'{"ts":"1695716759514","price":"27000.0","size":"0.001","side":"sell","tradeId":"1111111111"}],'
+    b'"ts":1695716761589}'
+)
+
+
+def test_documented_trade_pushes() -> None:
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1_695_709_835_900_000_000, DOC_SPOT_TRADE, out)
+    assert out.trades == [
+        (
+            "bitget",
+            "BTC-USDT",
+            1_695_709_835_822_000_000,
+            1_695_709_835_900_000_000,
+            "1000000000",
+            26293.4,
+            0.0013,
+            "buy",
+            int(Flags.SNAPSHOT),
+        )
+    ]
+    f = BitgetFuturesNormaliser()
+    out = RecordBuffer()
+    f.on_frame(1_695_716_761_600_000_000, DOC_FUTURES_TRADE.replace(b'"snapshot"', b'"update"'), out)
+    # Both trades of the example, though it gives them one placeholder id: an update is never dropped.
+    assert [(r[1], r[2], r[4], r[5], r[6], r[7]) for r in out.trades] == [
+        ("BTC-USDT-PERP", 1_695_716_760_565_000_000, "1111111111", 27000.5, 0.001, "buy"),
+        ("BTC-USDT-PERP", 1_695_716_759_514_000_000, "1111111111", 27000.0, 0.001, "sell"),
+    ]
+
+
+def test_documented_checksum_strings() -> None:
+    # The two worked examples of the Depth Channel page: bid1:ask1:bid2:ask2..., a short side stops.
+    book = L2Book()
+    for side, levels in (
+        ("bid", [("43231.1", "4"), ("43231", "6")]),
+        ("ask", [("43232.8", "9"), ("43232.9", "8")]),
+    ):
+        for p, s in levels:
+            book.set_level(side, float(p), float(s), p, s)
+    assert bitget_checksum(book) == _signed("43231.1:4:43232.8:9:43231:6:43232.9:8")
+    short = L2Book()
+    short.set_level("bid", 3366.1, 7.0, "3366.1", "7")
+    for p, s in (("3366.8", "9"), ("3368", "8"), ("3372", "8")):
+        short.set_level("ask", float(p), float(s), p, s)
+    assert bitget_checksum(short) == _signed("3366.1:7:3366.8:9:3368:8:3372:8")
+
+
+def _book(
+    action: str,
+    seq: int | None,
+    pseq: int | None = None,
+    bids: list[tuple[str, str]] | None = None,
+    asks: list[tuple[str, str]] | None = None,
+    inst: str = "BTCUSDT",
+    checksum: int | None = None,
+    inst_type: str = "SPOT",
+) -> bytes:
+    entry: dict[str, Any] = {
+        "asks": [list(x) for x in asks or []],
+        "bids": [list(x) for x in bids or []],
+        "ts": "1695716059516",
+    }
+    if seq is not None:
+        entry["seq"] = seq
+    if pseq is not None:
+        entry["pseq"] = pseq
+    if checksum is not None:
+        entry["checksum"] = checksum
+    arg = {"instType": inst_type, "channel": "books", "instId": inst}
+    return orjson.dumps({"action": action, "arg": arg, "data": [entry], "ts": 1695716059516})
+
+
+DOC_BIDS = [("43231.1", "4"), ("43231", "6")]
+DOC_ASKS = [("43232.8", "9"), ("43232.9", "8")]
+DOC_CHECKSUM = _signed("43231.1:4:43232.8:9:43231:6:43232.9:8")
+
+
+def test_checksum_on_the_documented_book_verifies_and_a_wrong_one_resubscribes() -> None:
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS, checksum=DOC_CHECKSUM), out)
+    n.on_frame(2, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS, inst="ETHUSDT"), out)
+    assert out.feed_events == [] and n.checksums_verified == 1 and n.checksums_unverified == 1
+    # remove bid2: the book is 43231.1:4:43232.8:9:43232.9:8
+    ok = _signed("43231.1:4:43232.8:9:43232.9:8")
+    n.on_frame(3, _book("update", 11, 10, [("43231", "0")], checksum=ok), out)
+    assert out.feed_events == [] and n.checksums_verified == 2
+    before = len(out.book)
+    n.on_frame(4, _book("update", 12, 11, [("43231.2", "1")], checksum=ok), out)
+    assert [(e[1], e[4]) for e in out.feed_events] == [("BTC-USDT", "checksum_mismatch")]
+    detail = orjson.loads(out.feed_events[0][5])
+    assert detail["checksum"] == ok and detail["computed"] != ok
+    assert out.book[before:] and all(r[10] & Flags.MAYBE_BAD_BOOK for r in out.book[before:])
+    assert n.resubscribe_requests == {"BTCUSDT"} and n.books["ETHUSDT"].synced
+    n.on_frame(5, _book("update", 13, 12, [("43231.3", "1")], checksum=ok), out)
+    assert n.updates_skipped == 1  # waiting for the new snapshot
+    n.on_frame(6, _book("snapshot", 20, None, DOC_BIDS, DOC_ASKS, checksum=DOC_CHECKSUM), out)
+    (resync,) = [e for e in out.feed_events if e[4] == "resync"]
+    assert resync[1] == "BTC-USDT" and orjson.loads(resync[5])["epoch"] == 1
+
+
+def test_sequence_rules() -> None:
+    n = BitgetFuturesNormaliser()
+    out = RecordBuffer()
+    inst_type = "USDT-FUTURES"
+    n.on_frame(1, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS, inst_type=inst_type), out)
+    n.on_frame(2, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS, inst="ETHUSDT", inst_type=inst_type), out)
+    n.on_frame(3, _book("update", 15, 10, [("43231.5", "1")], inst_type=inst_type), out)  # pseq continues
+    n.on_frame(4, _book("update", 15, 10, [("43231.5", "1")], inst_type=inst_type), out)  # the same again
+    n.on_frame(5, _book("update", 3, 0, [("43231.6", "1")], inst_type=inst_type), out)  # restart: pseq 0
+    n.on_frame(6, _book("update", 7, None, [("43231.7", "1")], inst_type=inst_type), out)  # seq only
+    n.on_frame(7, _book("update", 6, None, [("43231.8", "1")], inst_type=inst_type), out)  # backwards
+    assert [e[4] for e in out.feed_events] == ["duplicate", "duplicate"]
+    book = n.books["BTCUSDT"]
+    assert book.synced and book.last_seq == 7 and n.sequence_restarts == 1
+    assert book.book.best_bid() == (43231.7, 1.0)
+    assert [r[8] for r in out.book if not r[7]] == [15, 3, 7]
+    # a lost push: pseq is not the last seq -> a gap for that instrument only
+    n.on_frame(8, _book("update", 30, 20, [("43231.9", "1")], inst_type=inst_type), out)
+    n.on_frame(9, _book("update", 12, 10, [("43231.9", "1")], inst="ETHUSDT", inst_type=inst_type), out)
+    (gap,) = [e for e in out.feed_events if e[4] == "gap"]
+    assert gap[1] == "BTC-USDT-PERP" and orjson.loads(gap[5])["expected_pseq"] == 7
+    assert n.resubscribe_requests == {"BTCUSDT"} and n.books["ETHUSDT"].synced
+
+
+def test_books1_is_the_bbo_with_the_book_seq() -> None:
+    # The top level of the documented books5 example, pushed on books1 (snapshot every time).
+    frame = (
+        b'{"action":"snapshot","arg":{"instType":"SPOT","channel":"books1","instId":"BTCUSDT"},'
+        b'"data":[{"asks":[["26274.9","0.0009"]],"bids":[["26274.8","0.0009"]],"checksum":0,"seq":123,'
+        b'"ts":"1695710946294"}],"ts":1695710946294}'
+    )
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1_695_710_946_300_000_000, frame, out)
+    assert out.bbo == [
+        (
+            "bitget",
+            "BTC-USDT",
+            1_695_710_946_294_000_000,
+            1_695_710_946_300_000_000,
+            26274.8,
+            0.0009,
+            26274.9,
+            0.0009,
+            123,
+            0,
+        )
+    ]
+
+
+def test_ticker_bbo_has_no_sequence() -> None:
+    frame = (
+        b'{"action":"snapshot","arg":{"instType":"USDT-FUTURES","channel":"ticker","instId":"BTCUSDT"},'
+        b'"data":[{"instId":"BTCUSDT","lastPr":"27000.5","bidPr":"27000","askPr":"27000.5",'
+        b'"bidSz":"2.71","askSz":"8.76","ts":"1695716760565"}],"ts":1695716760565}'
+    )
+    n = BitgetFuturesNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1_695_716_760_600_000_000, frame, out)
+    assert [r[1:] for r in out.bbo] == [
+        (
+            "BTC-USDT-PERP",
+            1_695_716_760_565_000_000,
+            1_695_716_760_600_000_000,
+            27000.0,
+            2.71,
+            27000.5,
+            8.76,
+            None,
+            0,
+        )
+    ]
+
+
+def test_control_messages() -> None:
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, b"pong", out)
+    n.on_frame(
+        2, b'{"event":"subscribe","arg":{"instType":"SPOT","channel":"books","instId":"BTCUSDT"}}', out
+    )
+    n.on_frame(
+        3, b'{"event":"unsubscribe","arg":{"instType":"SPOT","channel":"books","instId":"BTCUSDT"}}', out
+    )
+    n.on_frame(
+        4,
+        b'{"event":"error","arg":{"instType":"SPOT","channel":"books","instId":"NOPEUSDT"},'
+        b'"code":30001,"msg":"instType:SPOT,channel:books,instId:NOPEUSDT doesn\'t exist"}',
+        out,
+    )
+    assert [(e[1], e[4]) for e in out.feed_events] == [("NOPE-USDT", "exchange_error")]
+    assert orjson.loads(out.feed_events[0][5])["code"] == "30001"
+
+
+def test_trade_snapshot_after_reconnect_drops_stored_trades() -> None:
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    live = DOC_SPOT_TRADE.replace(b'"snapshot"', b'"update"')
+    n.on_frame(1, live, out)
+    n.on_disconnect(2, out)
+    n.on_frame(3, DOC_SPOT_TRADE, out)  # the recent trades Bitget sends on subscribe
+    assert [r[4] for r in out.trades] == ["1000000000"] and n.trades_replayed == 1
+    assert not out.trades[0][8] & Flags.SNAPSHOT  # the live push was stored, not the replay
+
+
+GOOD_TRADE = (
+    b'{"action":"update","arg":{"instType":"SPOT","channel":"trade","instId":"ETHUSDT"},'
+    b'"data":[{"ts":"1700000000000","price":"2","size":"3","side":"sell","tradeId":"7"}],"ts":1700000000000}'
+)
+
+
+def _trade(**fields: Any) -> bytes:
+    trade = {"ts": "1700000000000", "price": "1", "size": "1", "side": "buy", "tradeId": "1"}
+    trade.update(fields)
+    inst = trade.pop("inst", "BTCUSDT")
+    arg = {"instType": "SPOT", "channel": "trade", "instId": inst}
+    return orjson.dumps({"action": "update", "arg": arg, "data": [trade]})
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"action":"update","arg":{"instType":"SPOT","channel":"trade","instId":"BTCUSDT"},"data":[{"ts":',
+        b"[1, 2, 3]",
+        _trade(price="abc"),
+        _trade(price="NaN"),
+        _trade(price="-3"),
+        _trade(price="1e400"),
+        _trade(size="inf"),
+        _trade(side="up"),
+        _trade(tradeId=12),
+        _trade(ts="yesterday"),
+        _trade(inst="../../etc"),
+        _trade(inst=5),
+        b'{"action":"update","arg":{"instType":"USDT-FUTURES","channel":"trade","instId":"BTCUSDT"},"data":[]}',
+        b'{"action":"update","arg":{"instType":"SPOT","channel":"candles","instId":"BTCUSDT"},"data":[]}',
+        b'{"action":"update","arg":{"instType":"SPOT","channel":"kline","instId":"BTCUSDT"},"data":[]}',
+        b'{"action":"merge","arg":{"instType":"SPOT","channel":"trade","instId":"BTCUSDT"},"data":[]}',
+        b'{"action":"update","arg":{"instType":"SPOT","channel":"books","instId":"BTCUSDT"},"data":[{"asks":"x","bids":[],"ts":"1"}]}',
+        b'{"action":"snapshot","arg":{"instType":"SPOT","channel":"books","instId":"BTCUSDT"},"data":[{"asks":[["NaN","1"]],"bids":[],"ts":"1"}]}',
+        b'{"action":"snapshot","arg":{"instType":"SPOT","channel":"books","instId":"BTCUSDT"},"data":[{"asks":[],"bids":[],"ts":"1","seq":-4}]}',
+        b'{"action":"snapshot","arg":{"instType":"SPOT","channel":"books","instId":"BTCUSDT"},"data":[{"asks":[],"bids":[],"ts":"1","checksum":"12"}]}',
+        b'{"action":"snapshot","arg":{"instType":"SPOT","channel":"books1","instId":"BTCUSDT"},"data":[{"asks":[["-1","1"]],"bids":[],"ts":"1"}]}',
+        b'{"event":"surprise"}',
+        b"\xff\xfe",
+    ],
+)
+def test_hostile_frames_are_parse_errors_and_data_keeps_flowing(frame: bytes) -> None:
+    assert_parse_error_then_flowing(BitgetSpotNormaliser(), frame, GOOD_TRADE, ["7"])
+
+
+def test_dialects_and_registry() -> None:
+    spot, futures = get_dialect("bitget"), get_dialect("bitget-futures")
+    assert isinstance(spot, BitgetSpotDialect) and isinstance(futures, BitgetFuturesDialect)
+    assert spot.book_checksum and spot.sequenced_book and spot.max_streams_per_connection == 50
+    assert spot.app_ping == ("ping", 25.0)
+    assert spot.native_symbol("BTC-USDT") == "BTCUSDT" == futures.native_symbol("btc-usdt-perp")
+    assert spot.normalise_symbol("ETHUSDT") == "ETH-USDT"
+    assert futures.normalise_symbol("ETHUSDT") == "ETH-USDT-PERP"
+    sub = Subscription(("BTCUSDT", "ETHUSDT"))
+    assert spot.connection_url("ws://127.0.0.1:9", sub) == "ws://127.0.0.1:9/v2/ws/public"
+    assert (
+        futures.connection_url("wss://ws.bitget.com/v2/ws/public", sub) == "wss://ws.bitget.com/v2/ws/public"
+    )
+    (frame,) = futures.subscribe_frames(sub)
+    assert orjson.loads(frame) == {
+        "op": "subscribe",
+        "args": [
+            {"instType": "USDT-FUTURES", "channel": c, "instId": s}
+            for s in ("BTCUSDT", "ETHUSDT")
+            for c in ("trade", "books", "books1")
+        ],
+    }
+    unsub, resub = spot.resubscribe_frames(["ETHUSDT"], sub)
+    assert orjson.loads(unsub) == {
+        "op": "unsubscribe",
+        "args": [{"instType": "SPOT", "channel": "books", "instId": "ETHUSDT"}],
+    }
+    assert orjson.loads(resub)["op"] == "subscribe"
+    # the largest subscription one connection carries still fits in one request
+    many = Subscription(tuple(f"X{i}USDT" for i in range(17)))
+    assert len(spot.subscribe_frames(many)) == 2  # 51 arguments, 50 per request
+    ticker = BitgetSpotDialect(DialectOptions(extra={"bbo_channel": "ticker"}))
+    assert '"ticker"' in ticker.subscribe_frames(sub)[0]
+    with pytest.raises(ValueError, match="bbo_channel"):
+        BitgetSpotDialect(DialectOptions(extra={"bbo_channel": "books5"}))
+    assert BitgetDialect.app_ping is not None and BitgetDialect.app_ping[1] < 30  # Bitget: every 30 s
+
+
+def test_checksum_verification_can_be_switched_off() -> None:
+    n = BitgetSpotDialect(DialectOptions(verify_checksums=False)).new_normaliser()
+    out = RecordBuffer()
+    n.on_frame(1, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS, checksum=12345), out)
+    assert out.feed_events == []
+
+
+# -- through the simulator, a real websocket and the shared connection lifecycle ---------------------
+
+VENUES = [("bitget", ""), ("bitget-futures", "-PERP")]
+
+
+def _normaliser(run: Any) -> BitgetNormaliser:
+    normaliser = run.collector.connections[0].normaliser
+    assert isinstance(normaliser, BitgetNormaliser)
+    return normaliser
+
+
+@pytest.mark.parametrize(("exchange", "suffix"), VENUES)
+async def test_simulator_round_trip_books_match_books1_and_checksums_verify(
+    exchange: str, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short text-ping interval so that ping/pong runs inside the test (Bitget's is 30 s).
+    monkeypatch.setattr(BitgetDialect, "app_ping", ("ping", 0.2))
+    btc, eth = f"BTC-USDT{suffix}", f"ETH-USDT{suffix}"
+    async with running(exchange, ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(
+            lambda: (
+                run.count("bbo", btc) > 60
+                and run.count("bbo", eth) > 60
+                and run.count("trades", btc) > 5
+                and _normaliser(run).checksums_verified > 100
+                and run.sim.pings >= 3
+            )
+        )
+    kinds = {e[4] for e in run.got.feed_events}
+    assert not kinds & {"parse_error", "gap", "checksum_mismatch", "resync", "exchange_error", "duplicate"}
+    assert _normaliser(run).checksums_unverified == 0
+    assert assert_tops_match_bbo(run.got.book, run.got.bbo) > 100  # books1 carries the book's seq
+    assert {r[1] for r in run.got.trades} == {btc, eth}
+    assert {r[0] for r in run.got.trades} == {exchange}
+
+
+@pytest.mark.parametrize(("exchange", "suffix"), VENUES)
+async def test_dropped_update_resubscribes_only_that_book(exchange: str, suffix: str) -> None:
+    btc, eth = f"BTC-USDT{suffix}", f"ETH-USDT{suffix}"
+    async with running(exchange, ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(lambda: run.count("book", btc) > 20)
+        run.sim.faults.drop_updates["ETHUSDT"] = 1
+        await run.until(lambda: len(run.events("resync", eth)) == 1)
+        btc_before = run.count("book", btc)
+        await run.until(lambda: run.count("book", btc) > btc_before + 20)
+        (gap,) = run.events("gap", eth)
+        assert orjson.loads(gap[5])["pseq"] != orjson.loads(gap[5])["expected_pseq"]
+        assert run.events("gap", btc) == [] and run.events("resync", btc) == []
+        assert run.events("checksum_mismatch") == []  # the sequence caught it first
+        assert {r[9] for r in run.got.book if r[1] == eth} == {0, 1}
+        assert {r[9] for r in run.got.book if r[1] == btc} == {0}
+        assert run.collector.stats.connects == 1  # resynced by resubscribing, not by reconnecting
+
+
+@pytest.mark.parametrize(("exchange", "suffix"), VENUES)
+async def test_corrupted_checksum_is_detected_and_resynced(exchange: str, suffix: str) -> None:
+    btc, eth = f"BTC-USDT{suffix}", f"ETH-USDT{suffix}"
+    async with running(exchange, ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(lambda: run.count("book", btc) > 20)
+        run.sim.faults.corrupt_checksums["BTCUSDT"] = 1
+        await run.until(lambda: len(run.events("resync", btc)) == 1)
+        (mismatch,) = run.events("checksum_mismatch", btc)
+        detail = orjson.loads(mismatch[5])
+        assert detail["checksum"] != detail["computed"]
+        flagged = [r for r in run.got.book if r[10] & Flags.MAYBE_BAD_BOOK]
+        assert flagged and {r[1] for r in flagged} == {btc} and {r[9] for r in flagged} == {0}
+        eth_before = run.count("book", eth)
+        await run.until(lambda: run.count("book", eth) > eth_before + 20)
+        assert run.events("checksum_mismatch", eth) == [] and run.events("gap") == []
+
+
+@pytest.mark.parametrize(("exchange", "suffix"), VENUES)
+async def test_reconnect_drops_replayed_trades_and_replay_equals_live(
+    exchange: str, suffix: str, tmp_path: Path
+) -> None:
+    btc, eth = f"BTC-USDT{suffix}", f"ETH-USDT{suffix}"
+    capture = tmp_path / f"{exchange}.capture"
+    async with running(exchange, ("BTCUSDT", "ETHUSDT"), capture=capture) as run:
+        await run.until(lambda: run.count("trades", btc) > 5 and run.count("trades", eth) > 5)
+        await run.sim.disconnect_all()
+        await run.until(lambda: run.collector.stats.connects >= 2 and len(run.events("resync", btc)) == 1)
+        await run.until(lambda: len(run.events("resync", eth)) == 1 and _normaliser(run).trades_replayed > 5)
+    ids = [(r[1], r[4]) for r in run.got.trades]
+    assert len(ids) == len(set(ids))
+    replayed = replay_capture(get_dialect(exchange).new_normaliser(), capture)
+    assert replayed.trades == run.got.trades and replayed.book == run.got.book and replayed.bbo == run.got.bbo
+    assert replayed.feed_events == [e for e in run.got.feed_events if e[2] != "connection"]
+
+
+async def test_simulator_protocol_ping_errors_and_ticker() -> None:
+    dialect = BitgetFuturesDialect(DialectOptions(extra={"bbo_channel": "ticker"}))
+    symbols = ("BTCUSDT", "ETHUSDT")
+    sim = dialect.simulator(SimulatorConfig(symbols=symbols, rate_hz=50))
+    await sim.start()
+    try:
+        async with websockets.connect(dialect.connection_url(sim.ws_url, Subscription(symbols))) as ws:
+            await ws.send("ping")
+            assert await ws.recv() == "pong"
+            bad = '{"op":"subscribe","args":[{"instType":"SPOT","channel":"books","instId":"BTCUSDT"}]}'
+            await ws.send(bad)  # spot instType on the futures venue
+            error = orjson.loads(await ws.recv())
+            assert error["event"] == "error" and error["code"] == 30001
+            await ws.send(dialect.subscribe_frames(Subscription(("BTCUSDT",), ("bbo",)))[0])
+            n = dialect.new_normaliser()
+            out = RecordBuffer()
+            while len(out.bbo) < 5:
+                n.on_frame(time.time_ns(), await ws.recv(), out)
+            assert out.feed_events == [] and {r[8] for r in out.bbo} == {None}
+            assert {r[1] for r in out.bbo} == {"BTC-USDT-PERP"}
+    finally:
+        await sim.stop()
+
+
+def test_a_bogus_sequence_cannot_freeze_a_book() -> None:
+    # A frame with an absurd (but valid) seq passes; the real updates then all look "behind" it.
+    n = BitgetSpotNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, _book("snapshot", 10, None, DOC_BIDS, DOC_ASKS), out)
+    n.on_frame(2, _book("update", 9_000_000_000_000_000_000, 10, [("43231.5", "1")]), out)
+    for i in range(50):
+        n.on_frame(3 + i, _book("update", 11 + i, 10 + i, [("43231.6", str(i + 1))]), out)
+    kinds = [e[4] for e in out.feed_events]
+    assert kinds == ["duplicate"] * 49 + ["gap"]
+    assert n.resubscribe_requests == {"BTCUSDT"} and not n.books["BTCUSDT"].synced
+    n.on_frame(60, _book("snapshot", 2**63, None, DOC_BIDS, DOC_ASKS), out)  # past a Java long
+    assert out.feed_events[-1][4] == "parse_error"
