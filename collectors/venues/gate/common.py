@@ -464,6 +464,12 @@ class GateDialect(ExchangeDialect):
     def new_normaliser(self) -> Normaliser:
         return self.normaliser_class()
 
+    def snapshot_request_weight(self, native_symbol: str) -> int:
+        # Gate allows 200 public requests per 10 s per endpoint and IP (announcement of 2024-01-14,
+        # https://bquan.live/th/announcements/article/33995). Against the connection's default budget
+        # (half of 6000 weight a minute) a weight of 5 allows 10 snapshots a second: half of Gate's 20.
+        return 5
+
     def snapshot_params(self, native_symbol: str) -> dict[str, str]:
         """Query of the REST snapshot."""
         return {self.snapshot_symbol_param: native_symbol, "limit": str(SNAPSHOT_LIMIT), "with_id": "true"}

@@ -1,9 +1,9 @@
 """Gate USDT-margined perpetual futures (exchange id ``gate-futures``): ``wss://fx-ws.gateio.ws/v4/ws/usdt``.
 
 Documentation (checked 2026-12-05): https://www.gate.com/docs/developers/futures/ws/en/ (futures websocket
-v4), https://www.gate.io/de/article/19776 (order book channels and local book procedure) and
-https://www.gate.com/docs/developers/apiv4/en/#futures-order-book (REST ``GET /futures/usdt/order_book``);
-the shared rules and the channel choices are in :mod:`.common`.
+v4), https://www.gate.io/de/article/19776 (order book channels and local book procedure, naming the REST call
+below) and https://www.gate.com/docs/developers/apiv4/en/ (REST API v4); the shared rules and the channel
+choices are in :mod:`.common`.
 
 Channels:
 - ``futures.trades`` (payload: contract list): each push is a *list* of trades ``{size, id, create_time,

@@ -1,8 +1,9 @@
 """Gate spot (exchange id ``gate``): websocket API v4 ``wss://api.gateio.ws/ws/v4/``.
 
-Documentation (checked 2026-12-05): https://www.gate.com/docs/developers/apiv4/ws/en/ (spot websocket)
-and https://www.gate.com/docs/developers/apiv4/en/#retrieve-order-book (REST ``GET /spot/order_book``);
-the shared rules and the channel choices are in :mod:`.common`.
+Documentation (checked 2026-12-05): https://www.gate.com/docs/developers/apiv4/ws/en/ (spot websocket;
+its local order book procedure names the REST call below) and https://www.gate.com/docs/developers/apiv4/en/
+(REST API v4, base ``https://api.gateio.ws/api/v4``); the shared rules and the channel choices are in
+:mod:`.common`.
 
 Channels:
 - ``spot.trades`` (payload: pair list): one push per trade, ``{id, create_time, create_time_ms, side,
