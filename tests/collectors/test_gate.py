@@ -235,6 +235,13 @@ def test_documented_spot_trade_and_book_ticker() -> None:
     assert out.feed_events == []
 
 
+def test_spot_trades_v2_pushes_are_trades_and_kept_once() -> None:
+    n, out = GateSpotNormaliser(), RecordBuffer()
+    n.on_frame(1, SPOT_TRADE_DOC.replace('"spot.trades"', '"spot.trades_v2"'), out)
+    n.on_frame(2, SPOT_TRADE_DOC, out)
+    assert [r[4] for r in out.trades] == ["309143071"] and [e[4] for e in out.feed_events] == ["duplicate"]
+
+
 def test_documented_futures_trade_sign_is_the_taker_side_and_size_in_contracts() -> None:
     n, out = GateFuturesNormaliser(), RecordBuffer()
     n.on_frame(1_545_136_465_000_000_000, FUTURES_TRADE_DOC, out)

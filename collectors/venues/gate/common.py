@@ -50,7 +50,9 @@ Channel choice (why not the newer ones):
   only cover ``order_book_update``. ``order_book_update`` remains documented and maintained (its
   ``full`` field was added 2025-05-22), so it is used.
 - ``spot.trades_v2`` (added 2025-01-08) carries the same fields as ``spot.trades`` and is marked
-  "no longer maintained" (停止维护) in the current spot page: ``spot.trades`` is used.
+  "no longer maintained" (停止维护) in the current spot page: ``spot.trades`` is subscribed. Pushes of
+  ``spot.trades_v2`` (in captures made by other tools) are read as trades too; a trade seen on both
+  channels is kept once (``duplicate`` event for the second).
 """
 
 from __future__ import annotations
@@ -154,6 +156,8 @@ class GateNormaliser(Normaliser):
     prefix: ClassVar[str]
     #: channels of the venue that ticktape does not record: their pushes are skipped, not errors
     ignored_channels: ClassVar[frozenset[str]] = frozenset()
+    #: other channels whose pushes are trades in the ``<prefix>.trades`` format
+    alt_trade_channels: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -196,7 +200,7 @@ class GateNormaliser(Normaliser):
             result = msg.get("result")
             if channel == self.ch_book:
                 self.on_book_update(ts_recv, result, out)
-            elif channel == self.ch_trades:
+            elif channel == self.ch_trades or channel in self.alt_trade_channels:
                 self.on_trades(ts_recv, result, out)
             elif channel == self.ch_bbo:
                 self.on_book_ticker(ts_recv, result, out)

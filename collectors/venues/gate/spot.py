@@ -41,8 +41,9 @@ class GateSpotNormaliser(GateNormaliser):
     exchange: ClassVar[str] = EXCHANGE
     prefix: ClassVar[str] = "spot"
     ignored_channels: ClassVar[frozenset[str]] = frozenset(
-        {"spot.tickers", "spot.candlesticks", "spot.order_book", "spot.trades_v2"}
+        {"spot.tickers", "spot.candlesticks", "spot.order_book"}
     )
+    alt_trade_channels: ClassVar[frozenset[str]] = frozenset({"spot.trades_v2"})
 
     def normalise_native(self, native: Any) -> str:
         """``BTC_USDT`` -> ``BTC-USDT``."""
