@@ -235,6 +235,13 @@ def test_documented_spot_trade_and_book_ticker() -> None:
     assert out.feed_events == []
 
 
+def test_trade_without_ms_time_uses_seconds_and_string_ids_are_ids() -> None:
+    n, out = GateFuturesNormaliser(), RecordBuffer()
+    old = FUTURES_TRADE_DOC.replace('"create_time_ms":1545136464123,', "").replace("27753479", '"27753479"')
+    n.on_frame(1, old, out)
+    assert out.trades[0][2] == 1_545_136_464_000_000_000 and out.trades[0][4] == "27753479"
+
+
 def test_spot_trades_v2_pushes_are_trades_and_kept_once() -> None:
     n, out = GateSpotNormaliser(), RecordBuffer()
     n.on_frame(1, SPOT_TRADE_DOC.replace('"spot.trades"', '"spot.trades_v2"'), out)

@@ -119,6 +119,14 @@ def decimal_ms_to_ns(value: Any) -> int:
     return ms_to_ns(int(whole)) + int(frac[:6].ljust(6, "0"))
 
 
+def trade_time_ns(trade: dict[str, Any]) -> int:
+    """A trade's exchange time: ``create_time_ms`` (added 2021-03), else ``create_time`` (seconds)."""
+    ms = trade.get("create_time_ms")
+    if ms is not None:
+        return decimal_ms_to_ns(ms)
+    return seconds_to_ns(trade["create_time"])
+
+
 def seconds_to_ns(value: Any) -> int:
     """A time in seconds (Gate futures REST: ``1684930166.384``) to integer ns, exactly as written."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -237,9 +245,12 @@ class GateNormaliser(Normaliser):
     ) -> None:
         """One trade row, unless its id was already seen for that symbol (``duplicate`` event)."""
         symbol = self.books.name(native)
-        if not isinstance(trade_id, int) or isinstance(trade_id, bool):
+        if isinstance(trade_id, str) and trade_id.isdigit() and trade_id.isascii() and len(trade_id) < 40:
+            tid = trade_id  # documented as an integer; a decimal string (some recorders) is the same id
+        elif isinstance(trade_id, int) and not isinstance(trade_id, bool) and trade_id >= 0:
+            tid = str(trade_id)
+        else:
             raise ParseError(f"trade id is not an integer: {str(trade_id)[:40]!r}", symbol, "trades")
-        tid = str(trade_id)
         if self.trade_ids.seen(symbol, tid):
             emit_event(out, self.exchange, symbol, "trades", ts_recv, "duplicate", {"trade_id": tid})
             return

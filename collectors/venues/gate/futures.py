@@ -42,9 +42,9 @@ from .common import (
     SNAPSHOT_LIMIT,
     GateDialect,
     GateNormaliser,
-    decimal_ms_to_ns,
     seconds_to_ns,
     split_pair,
+    trade_time_ns,
 )
 from .simulator import GateSimulator
 
@@ -106,7 +106,7 @@ class GateFuturesNormaliser(GateNormaliser):
                 raise ParseError("trade is not an object", channel="trades")
             size = signed_size(t["size"])
             price = positive_price(t["price"])
-            ts_exchange = decimal_ms_to_ns(t["create_time_ms"])
+            ts_exchange = trade_time_ns(t)
             parsed.append(
                 (t["contract"], t["id"], price, abs(size), "sell" if size < 0 else "buy", ts_exchange)
             )

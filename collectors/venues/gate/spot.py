@@ -29,7 +29,7 @@ from schemas import RecordBuffer
 
 from ...events import ParseError, ms_to_ns, positive_price
 from ...simulator import ExchangeSimulator, SimulatorConfig
-from .common import GateDialect, GateNormaliser, decimal_ms_to_ns, split_pair
+from .common import GateDialect, GateNormaliser, split_pair, trade_time_ns
 from .simulator import GateSimulator
 
 EXCHANGE = "gate"
@@ -71,7 +71,7 @@ class GateSpotNormaliser(GateNormaliser):
             raise ParseError(f"trade side {str(side)[:20]!r}", channel="trades")
         price = positive_price(result["price"])
         size = positive_price(result["amount"], "amount")
-        ts_exchange = decimal_ms_to_ns(result["create_time_ms"])
+        ts_exchange = trade_time_ns(result)
         self.emit_gate_trade(out, ts_recv, native, result["id"], price, size, side, ts_exchange)
 
 
