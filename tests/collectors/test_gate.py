@@ -240,6 +240,9 @@ def test_trade_without_ms_time_uses_seconds_and_string_ids_are_ids() -> None:
     old = FUTURES_TRADE_DOC.replace('"create_time_ms":1545136464123,', "").replace("27753479", '"27753479"')
     n.on_frame(1, old, out)
     assert out.trades[0][2] == 1_545_136_464_000_000_000 and out.trades[0][4] == "27753479"
+    for bad in ('"Infinity"', '"NaN"', '"1e400"', "-5"):
+        n.on_frame(2, old.replace("1545136464,", f"{bad},").replace("27753479", "1"), out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] * 4 and len(out.trades) == 1
 
 
 def test_spot_trades_v2_pushes_are_trades_and_kept_once() -> None:

@@ -133,7 +133,7 @@ def seconds_to_ns(value: Any) -> int:
         raise ParseError(f"bad seconds timestamp {str(value)[:40]!r}")
     try:
         ns = int(Decimal(str(value)) * 1_000_000_000)
-    except (InvalidOperation, ValueError):
+    except (InvalidOperation, ValueError, ArithmeticError):  # "NaN", "Infinity", garbage
         raise ParseError(f"bad seconds timestamp {str(value)[:40]!r}") from None
     if not 0 < ns < 10**20:
         raise ParseError(f"bad seconds timestamp {str(value)[:40]!r}")
