@@ -350,6 +350,8 @@ class ExchangeDialect(abc.ABC):
     max_streams_per_connection: ClassVar[int] = 200
     #: application-level ping: (frame text, interval seconds), or None when websocket pings suffice
     app_ping: ClassVar[tuple[str, float] | None] = None
+    #: HTTP headers of the websocket handshake (a venue option set per connection), or None
+    ws_headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()

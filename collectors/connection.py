@@ -480,6 +480,7 @@ class FeedConnection:
             max_size=settings.max_frame_bytes,
             max_queue=4096,
             compression=None,
+            additional_headers=self.dialect.ws_headers,
         ) as ws:
             self._ws = ws
             self.stats.connects += 1

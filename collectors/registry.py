@@ -11,9 +11,6 @@ EXCHANGE_MODULES: dict[str, str] = {
     "binance": "collectors.venues.binance",
     "binance-futures": "collectors.venues.binance_futures",
     "binance-delivery": "collectors.venues.binance_delivery",
-    "hyperliquid": "collectors.venues.hyperliquid",
-    "bitstamp": "collectors.venues.bitstamp",
-    "gemini": "collectors.venues.gemini",
     "coinbase": "collectors.venues.coinbase",
     "kraken": "collectors.venues.kraken",
     "okx": "collectors.venues.okx",
@@ -21,6 +18,11 @@ EXCHANGE_MODULES: dict[str, str] = {
     "bybit-spot": "collectors.venues.bybit_spot",
     "bitget": "collectors.venues.bitget.spot",
     "bitget-futures": "collectors.venues.bitget.futures",
+    "bitstamp": "collectors.venues.bitstamp",
+    "gate": "collectors.venues.gate.spot",
+    "gate-futures": "collectors.venues.gate.futures",
+    "gemini": "collectors.venues.gemini",
+    "hyperliquid": "collectors.venues.hyperliquid",
 }
 
 
