@@ -15,6 +15,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "okx": "collectors.venues.okx",
     "bybit": "collectors.venues.bybit",
     "bybit-spot": "collectors.venues.bybit_spot",
+    "htx": "collectors.venues.htx",
+    "htx-swap": "collectors.venues.htx.swap",
 }
 
 
