@@ -10,6 +10,7 @@ the live run. Everything that touches the network lives in the dialect and in
 from __future__ import annotations
 
 import abc
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +38,8 @@ CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
 #: Derivatives channels (issue 15), offered by derivative venues that declare them in
 #: :attr:`ExchangeDialect.channels`; their datasets are in ``schemas.DATASET_CHANNELS``.
 DERIVATIVE_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest", "liquidations")
+#: Replies a normaliser keeps for the connection to send (a replay never sends them: bounded).
+MAX_PENDING_REPLIES = 64
 
 
 class TimeFlagger:
@@ -136,6 +139,8 @@ class Normaliser(abc.ABC):
         self.snapshot_requests: set[str] = set()
         #: native symbols whose subscription must be renewed (exchanges that resync by resubscribing)
         self.resubscribe_requests: set[str] = set()
+        #: frames the connection must send back at once (answers to the exchange's application pings)
+        self.replies: deque[str] = deque(maxlen=MAX_PENDING_REPLIES)
         self.frames = 0
         self.parse_errors = 0
 
@@ -352,6 +357,9 @@ class ExchangeDialect(abc.ABC):
     app_ping: ClassVar[tuple[str, float] | None] = None
     #: HTTP headers of the websocket handshake (a venue option set per connection), or None
     ws_headers: ClassVar[dict[str, str] | None] = None
+    #: least seconds between two :meth:`resubscribe_frames` requests sent on one connection (venues that
+    #: limit requests per connection); 0 sends them at once
+    request_interval_s: ClassVar[float] = 0.0
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()
@@ -375,6 +383,23 @@ class ExchangeDialect(abc.ABC):
     def resubscribe_frames(self, native_symbols: Sequence[str], sub: Subscription) -> list[str]:
         """Frames that renew the book subscription of some symbols (exchanges that resync this way)."""
         return []
+
+    def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
+        """Channels that share connections: one group by default. A venue that serves some channels
+        on another endpoint returns one group per endpoint; :meth:`connection_url` then picks the
+        endpoint from ``sub.channels``."""
+        return [tuple(channels)]
+
+    def decode_binary(self, data: bytes) -> bytes:
+        """A received frame as it is captured and normalised (DESIGN.md, "Raw capture format").
+
+        For venues whose frames are compressed or encoded: the connection calls it with every frame's
+        bytes (it reads frames undecoded, so text frames arrive here too and must pass unchanged) and
+        only when a dialect overrides it. It must be bounded (a decompression bomb must not exhaust
+        memory); a frame it cannot decode is returned as ``b64:`` + base64 of the raw bytes, which the
+        normaliser turns into a ``parse_error``, live and on replay alike. Default: ``data`` unchanged.
+        """
+        return data
 
     @abc.abstractmethod
     def new_normaliser(self) -> Normaliser:

@@ -301,6 +301,13 @@ class FeedConnection:
         self.max_epoch = -1
         self.on_rotation_due = on_rotation_due
         self.handover_log: HandoverLog | None = None
+        # Dialect hook for compressed/encoded frames: only called when the dialect overrides it.
+        overridden = type(dialect).decode_binary is not ExchangeDialect.decode_binary
+        self._decode: Callable[[bytes], bytes] | None = dialect.decode_binary if overridden else None
+        # Requests paced at the dialect's request_interval_s (venues limiting requests per connection).
+        self._outbox: deque[str] = deque()
+        self._pacer: asyncio.Task[None] | None = None
+        self._last_request = 0.0
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -354,13 +361,44 @@ class FeedConnection:
         out = RecordBuffer()
         self.normaliser.on_frame(ts_recv, frame, out)
         await self._emit(out)
+        replies = self.normaliser.replies
+        if replies:
+            if self._ws is not None:
+                while replies:
+                    await self._ws.send(replies.popleft())
+            else:
+                replies.clear()
         if self.normaliser.snapshot_requests:
             self._start_snapshot_fetches()
         if self.normaliser.resubscribe_requests and self._ws is not None:
             natives = sorted(self.normaliser.resubscribe_requests)
             self.normaliser.resubscribe_requests.clear()
-            for text in self.dialect.resubscribe_frames(natives, self.subscription):
-                await self._ws.send(text)
+            frames = self.dialect.resubscribe_frames(natives, self.subscription)
+            if self.dialect.request_interval_s > 0:
+                self._outbox.extend(frames)
+                if self._outbox and (self._pacer is None or self._pacer.done()):
+                    self._pacer = asyncio.create_task(self._send_paced(self._ws), name=f"pacer-{self.name}")
+            else:
+                for text in frames:
+                    await self._ws.send(text)
+
+    async def _send_paced(self, ws: Any) -> None:
+        """Sends the queued requests, at least ``request_interval_s`` apart."""
+        interval = self.dialect.request_interval_s
+        with contextlib.suppress(ConnectionClosed):
+            while self._outbox:
+                wait = self._last_request + interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                self._last_request = time.monotonic()
+                await ws.send(self._outbox.popleft())
+
+    def _stop_pacer(self) -> None:
+        self._outbox.clear()
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:
@@ -494,13 +532,17 @@ class FeedConnection:
             tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
             if self.dialect.app_ping is not None:
                 tasks.append(asyncio.create_task(self._app_ping(ws), name=f"ping-{self.name}"))
+            decode = self._decode
             try:
                 async for frame in _frames(ws):
                     ts_recv = time.time_ns()
                     self.stats.frames += 1
                     self.stats.bytes += len(frame)
+                    if decode is not None:
+                        frame = decode(frame)
                     await self._process(ts_recv, frame)
             finally:
+                self._stop_pacer()
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
@@ -607,13 +649,16 @@ def _redact(url: str) -> str:
 def split_subscription(
     dialect: ExchangeDialect, symbols: Sequence[str], channels: Sequence[str]
 ) -> list[Subscription]:
-    """Splits symbols across connections so that each stays within the exchange's stream limit."""
-    per_symbol = max(1, len(channels))
-    per_conn = max(1, dialect.max_streams_per_connection // per_symbol)
-    return [
-        Subscription(tuple(symbols[i : i + per_conn]), tuple(channels))
-        for i in range(0, len(symbols), per_conn)
-    ]
+    """Splits symbols across connections so that each stays within the exchange's stream limit; channels
+    that the dialect serves on separate endpoints (:meth:`ExchangeDialect.channel_groups`) get their own."""
+    subs: list[Subscription] = []
+    for group in dialect.channel_groups(channels):
+        per_conn = max(1, dialect.max_streams_per_connection // max(1, len(group)))
+        subs.extend(
+            Subscription(tuple(symbols[i : i + per_conn]), tuple(group))
+            for i in range(0, len(symbols), per_conn)
+        )
+    return subs
 
 
 class Collector:

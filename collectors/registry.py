@@ -23,6 +23,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "gate-futures": "collectors.venues.gate.futures",
     "gemini": "collectors.venues.gemini",
     "hyperliquid": "collectors.venues.hyperliquid",
+    "htx": "collectors.venues.htx",
+    "htx-swap": "collectors.venues.htx.swap",
 }
 
 

@@ -1,0 +1,233 @@
+"""HTX USDT-margined perpetual swaps (exchange id ``htx-swap``): ``wss://api.hbdm.com/linear-swap-ws``.
+
+Documentation followed (checked 2026-12-05): https://huobiapi.github.io/docs/usdt_swap/v1/en/
+("[General] Subscribe Incremental Market Depth Data", "[General] Subscribe market BBO data push",
+"[General] Subscribe Trade Detail Data", market heartbeat, FAQ "How to maintain local MBP data
+subscribing incremental MBP"); what HTX spot and swaps share is in :mod:`.common`.
+
+Book: ``market.$contract_code.depth.size_${size}.high_freq`` (size 20 or 150, default 150) subscribed
+with ``"data_type": "incremental"``. The first message after a subscribe (and after a reconnect) has
+``tick.event == "snapshot"``; then ``"update"`` messages follow, checked every 30 ms and sent only when
+the book changed. ``tick.version`` continues the chain: the FAQ says the version is incremented on a
+connection and a topic must be re-subscribed when it is not; recorded streams of one topic step by
+exactly one per message, which is the rule here:
+- ``snapshot``: the book is reset (a ``resync`` at the next epoch after the first one);
+- ``update`` with ``version == previous + 1``: applied; ``version <= previous``: a repeat (``duplicate``
+  event, ignored, also when the sequence goes backwards); a larger jump: a ``gap`` of that contract
+  only (book cleared), and the topic is re-subscribed (``unsub`` then ``sub``) for a new snapshot;
+  updates until it arrives are dropped; the request is repeated every :data:`RESUBSCRIBE_AGAIN_AFTER`
+  messages if it does not come;
+- size 0 removes a level. Sizes are in contracts (``contract_size`` of the contract converts them),
+  as the exchange sends them, in books, trades and bbo alike.
+Book rows: ``seq = version``, ``ts_exchange = tick.ts`` (when the book was checked).
+
+bbo: ``market.$contract_code.bbo``: ``tick.bid``/``tick.ask`` as ``[price, size]`` (either may be
+missing: an empty side), ``tick.ts`` (ts_exchange), ``tick.version`` (seq: the match id, not comparable
+with the book's version). Trades: ``trade.detail`` items' ``id`` (unique per contract), ``amount``
+(contracts, the size), ``quantity`` (coins, not stored) and ``trade_turnover``.
+
+Symbols: ``BTC-USDT`` (native) <-> ``BTC-USDT-PERP``; dated futures on the same endpoint
+(``BTC-USDT-210625``, ``BTC-USDT-CW``) keep HTX's name.
+
+The shared recordings (2022, cryptofeed) use ``market.$contract_code.depth.step0`` (a full book per
+message, read as described in :mod:`.common`; its ``version`` is a second count, not a sequence) on
+``linear-swap-ws`` and, in the other file, on the coin-margined ``swap-ws`` (``BTC-USD``, read the same
+way); they have no ``bbo`` and no ``high_freq`` book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from schemas import RecordBuffer
+
+from ...base import Subscription
+from ...book import ResyncWatch, parse_levels
+from ...events import ParseError, emit_event, ms_to_ns
+from ...simulator import ExchangeSimulator, SimulatorConfig
+from .common import HtxDialect, HtxNormaliser, bbo_level, int_field
+
+EXCHANGE = "htx-swap"
+#: Messages of a contract still waiting for its snapshot after a re-subscribe before asking again.
+RESUBSCRIBE_AGAIN_AFTER = 200
+
+
+class HtxSwapNormaliser(HtxNormaliser):
+    """HTX USDT-margined swap frames -> records (rules in the module docstring)."""
+
+    exchange: ClassVar[str] = EXCHANGE
+    trade_id_field: ClassVar[str] = "id"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: contracts with a re-subscribe in flight
+        self.awaiting: set[str] = set()
+        self.watch = ResyncWatch(RESUBSCRIBE_AGAIN_AFTER)
+        #: updates dropped because their contract had no snapshot on this connection
+        self.dropped_unsynced = 0
+
+    def normalise_native(self, native: str) -> str:
+        if not isinstance(native, str) or native != native.upper():
+            raise ParseError(f"contract code is not upper case: {str(native)[:40]!r}")
+        parts = native.split("-")
+        if len(parts) == 2 and all(parts):
+            return f"{native}-PERP"
+        if len(parts) == 3 and all(parts):
+            return native  # a dated future or a contract type (BTC-USDT-CW): HTX's own name
+        raise ParseError(f"unknown contract code {native[:40]!r}")
+
+    def incremental_channel(self, rest: str) -> bool:
+        return rest.startswith("depth.size_") and rest.endswith(".high_freq") and rest[11:-10].isdigit()
+
+    def on_bbo(
+        self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
+    ) -> None:
+        bid_p, bid_s = bbo_level(tick.get("bid"), "bid", symbol)
+        ask_p, ask_s = bbo_level(tick.get("ask"), "ask", symbol)
+        version = tick.get("version")
+        self.emit_bbo(
+            out,
+            symbol,
+            ms_to_ns(tick["ts"]),
+            ts_recv,
+            bid_p,
+            bid_s,
+            ask_p,
+            ask_s,
+            version if isinstance(version, int) and not isinstance(version, bool) else None,
+        )
+
+    def request(self, native: str) -> None:
+        """Asks the connection to re-subscribe ``native``'s book (once while one is in flight)."""
+        if native not in self.awaiting:
+            self.awaiting.add(native)
+            self.resubscribe_requests.add(native)
+
+    def on_incremental(
+        self,
+        ts_recv: int,
+        msg: dict[str, Any],
+        tick: dict[str, Any],
+        native: str,
+        symbol: str,
+        out: RecordBuffer,
+    ) -> None:
+        event = tick["event"]
+        version = int_field(tick["version"], "version", symbol)
+        bids = tick.get("bids") or []
+        asks = tick.get("asks") or []
+        ts_exchange = ms_to_ns(tick["ts"])
+        book = self.symbol_books.book(native)
+        start = len(out.book)
+        if event == "snapshot":
+            book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, version)
+            self.awaiting.discard(native)
+            self.watch.done(native)
+        elif event == "update":
+            if not book.synced:
+                parse_levels(bids)  # still a parse error when malformed
+                parse_levels(asks)
+                self.dropped_unsynced += 1
+                if native in self.awaiting:
+                    self.watch.check(out, self.exchange, native, symbol, ts_recv, self.resubscribe_requests)
+                else:
+                    self.request(native)
+                return
+            last = book.last_seq
+            assert last is not None
+            if version == last + 1:
+                book.apply_update(out, ts_exchange, ts_recv, bids, asks, version)
+                book.last_seq = version
+            elif version <= last:
+                parse_levels(bids)
+                parse_levels(asks)
+                emit_event(
+                    out,
+                    self.exchange,
+                    symbol,
+                    "book",
+                    ts_recv,
+                    "duplicate",
+                    {"version": version, "last": last},
+                )
+                return
+            else:
+                parse_levels(bids)  # a malformed frame is a parse error, not a gap
+                parse_levels(asks)
+                book.gap(
+                    out,
+                    ts_recv,
+                    "gap",
+                    {"expected_version": last + 1, "version": version, "missing": version - last - 1},
+                )
+                self.request(native)
+                return
+        else:
+            raise ParseError(f"unknown book event {str(event)[:20]!r}", symbol, "book")
+        flags = self.time_flags.flags(ts_exchange, ts_recv)
+        if flags:
+            rows = out.book
+            for i in range(start, len(rows)):
+                rows[i] = (*rows[i][:-1], rows[i][-1] | flags)
+        book.check_crossed(out, ts_recv, {"version": version})
+
+    def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
+        super().on_disconnect(ts_recv, out)
+        self.awaiting.clear()
+        self.watch.waiting.clear()
+
+
+class HtxSwapDialect(HtxDialect):
+    """HTX USDT-margined swaps: endpoint, topics, re-subscription, simulator."""
+
+    exchange_id: ClassVar[str] = EXCHANGE
+    default_ws_url: ClassVar[str] = "wss://api.hbdm.com"
+    ws_path: ClassVar[str] = "/linear-swap-ws"
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
+    normaliser_class: ClassVar[type[HtxNormaliser]] = HtxSwapNormaliser
+    book_depths: ClassVar[tuple[int, ...]] = (20, 150)
+    default_book_depth: ClassVar[int] = 150
+
+    def native_symbol(self, symbol: str) -> str:
+        """``BTC-USDT-PERP``, ``btc-usdt``, ``BTC/USDT``, ``BTCUSDT`` -> ``BTC-USDT``."""
+        upper = symbol.strip().upper().replace("/", "-")
+        if upper.endswith("-PERP"):
+            upper = upper[: -len("-PERP")]
+        if "-" not in upper:
+            for quote in ("USDT", "USDC", "USD"):
+                if upper.endswith(quote) and len(upper) > len(quote):
+                    return f"{upper[: -len(quote)]}-{quote}"
+        return upper
+
+    def connection_url(self, ws_url: str, sub: Subscription) -> str:
+        base = ws_url.rstrip("/")
+        return base if base.endswith(self.ws_path) else base + self.ws_path
+
+    def topics(self, native: str, channels: Sequence[str]) -> list[str]:
+        names = {
+            "trades": f"market.{native}.trade.detail",
+            "book": f"market.{native}.depth.size_{self.book_depth}.high_freq",
+            "bbo": f"market.{native}.bbo",
+        }
+        return [names[c] for c in channels]
+
+    def sub_frame(self, topic: str, op: str = "sub") -> str:
+        if topic.endswith(".high_freq"):
+            return f'{{"{op}":"{topic}","data_type":"incremental","id":"{op}-{next(self._ids)}"}}'
+        return super().sub_frame(topic, op)
+
+    def resubscribe_frames(self, native_symbols: Sequence[str], sub: Subscription) -> list[str]:
+        """``unsub`` then ``sub`` of the book topics: HTX answers a subscribe with a snapshot."""
+        if "book" not in sub.channels:
+            return []
+        topics = [t for n in native_symbols for t in self.topics(n, ("book",))]
+        return [self.sub_frame(t, "unsub") for t in topics] + [self.sub_frame(t) for t in topics]
+
+    def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
+        from .simulator import HtxSwapSimulator
+
+        return HtxSwapSimulator(self, config)
+
+
+DIALECT_CLASS = HtxSwapDialect
