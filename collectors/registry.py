@@ -15,6 +15,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "okx": "collectors.venues.okx",
     "bybit": "collectors.venues.bybit",
     "bybit-spot": "collectors.venues.bybit_spot",
+    "kucoin": "collectors.venues.kucoin",
+    "kucoin-futures": "collectors.venues.kucoin.futures",
 }
 
 
