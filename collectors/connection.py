@@ -43,6 +43,10 @@ from .capture import CaptureWriter
 from .events import emit_event
 
 log = logging.getLogger(__name__)
+#: The websocket library's own logger. Its DEBUG output prints the handshake's request path, query
+#: string included, which carries a per-connection token on some venues (KuCoin): kept at INFO.
+_wire_log = logging.getLogger(f"{__name__}.wire")
+_wire_log.setLevel(logging.INFO)
 
 RecordSink = Callable[[RecordBuffer], Awaitable[None]]
 
@@ -496,6 +500,7 @@ class FeedConnection:
             max_size=settings.max_frame_bytes,
             max_queue=4096,
             compression=None,
+            logger=_wire_log,
         ) as ws:
             self._ws = ws
             self.stats.connects += 1

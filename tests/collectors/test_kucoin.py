@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -439,7 +440,10 @@ def test_parse_bullet() -> None:
 
 # -- simulator round trips through the real connection layer ---------------------------------------
 @pytest.mark.parametrize("exchange", ["kucoin", "kucoin-futures"])
-async def test_simulator_round_trip_token_resync_and_replay(exchange: str, tmp_path: Path) -> None:
+async def test_simulator_round_trip_token_resync_and_replay(
+    exchange: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # even debug logs must not show the token
     dialect = get_dialect(exchange)
     natives = dialect.demo_symbols
     first, second = (dialect.normalise_symbol(s) for s in natives)
@@ -472,6 +476,7 @@ async def test_simulator_round_trip_token_resync_and_replay(exchange: str, tmp_p
     text = gzip.decompress(capture.read_bytes())
     assert tokens and not any(t.encode() in text for t in tokens)
     assert not any(t in e[5] for t in tokens for e in run.got.feed_events)
+    assert not any(t in caplog.text for t in tokens), caplog.text[:3000]
 
 
 async def test_bullet_429_pauses_then_connects() -> None:
