@@ -349,6 +349,29 @@ def test_futures_execution_and_ticker_v2_examples() -> None:
     assert [e[4] for e in out.feed_events] == ["duplicate"]
 
 
+def test_futures_execution_in_the_older_documented_format() -> None:
+    # The pre-2024 example: filled quantity in matchSize, unfilled rest in size, time in ns.
+    n = KucoinFuturesNormaliser()
+    out = RecordBuffer()
+    old = (
+        b'{"topic":"/contractMarket/execution:XBTUSDM","subject":"match","data":{"symbol":"XBTUSDM",'
+        b'"sequence":36,"side":"buy","matchSize":1,"size":1,"price":"3200.0","takerOrderId":"5c9dd00870744d71c43f5e25",'
+        b'"time":1553846281766256031,"makerOrderId":"5c9d852070744d0976909a0c","tradeId":"5c9dd00970744d6f5a3d32fc"},'
+        b'"type":"message"}'
+    )
+    n.on_frame(1553846281800000000, old, out)
+    row = out.trades[0]
+    assert row[1:8] == (
+        "BTC-USD-PERP",
+        1553846281766256031,
+        1553846281800000000,
+        "5c9dd00970744d6f5a3d32fc",
+        3200.0,
+        1.0,
+        "buy",
+    )
+
+
 def test_symbols() -> None:
     spot, fut = get_dialect("kucoin"), get_dialect("kucoin-futures")
     assert spot.native_symbol("btc/usdt") == "BTC-USDT" and spot.normalise_symbol("ETH-BTC") == "ETH-BTC"

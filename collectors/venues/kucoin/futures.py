@@ -12,7 +12,9 @@ tokens (a spot token does not open the futures endpoint).
 Topics (one symbol per topic, as documented: ``/contractMarket/level2:XBTUSDTM``):
 - ``/contractMarket/execution`` (subject ``match``): ``{symbol, sequence, side, size, price, tradeId,
   takerOrderId, makerOrderId, ts}``; ``side`` is the taker's side, ``ts`` nanoseconds (older pushes
-  named it ``time``, accepted too), ``size`` an integer number of contracts (lots).
+  named it ``time`` and sent the filled quantity as ``matchSize``, ``size`` being the unfilled rest:
+  https://www.kucoin.com/docs/websocket/futures-trading/public-channels/match-execution-data; both
+  forms are accepted), ``size`` an integer number of contracts (lots).
 - ``/contractMarket/level2`` (``level2``): one change per message, ``{sequence, change:
   "price,side,size", timestamp (ms)}``; the sequence increments by one per change, so the shared rule
   reduces to "each message is the previous sequence + 1". Synced with ``GET /api/v1/level2/snapshot``
@@ -100,7 +102,8 @@ class KucoinFuturesNormaliser(KucoinNormaliser):
     def on_execution(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``/contractMarket/execution`` message: one trade (size in contracts)."""
         price = positive_price(data["price"])
-        size = positive_price(data["size"], "size")
+        # the pre-2024 format sent the filled quantity as matchSize (and size was the unfilled rest)
+        size = positive_price(data["matchSize"] if "matchSize" in data else data["size"], "size")
         side = taker_side(data.get("side"))
         ts = data["ts"] if "ts" in data else data["time"]
         self.trade(out, native, ns_time(ts, "trade time"), ts_recv, data["tradeId"], price, size, side)
