@@ -577,3 +577,24 @@ async def test_collector_pings_and_ignores_pongs() -> None:
         await collector.stop()
         await sim.stop()
     assert not [e for e in got.feed_events if e[4] in ("parse_error", "exchange_error")]
+
+
+@pytest.mark.parametrize("exchange", ["kucoin", "kucoin-futures"])
+async def test_fetch_snapshot_frames_and_refusals(exchange: str) -> None:
+    import aiohttp
+
+    dialect = get_dialect(exchange)
+    sim = dialect.simulator(SimulatorConfig(symbols=dialect.demo_symbols))
+    await sim.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            frame = await dialect.fetch_snapshot(http, sim.rest_url, dialect.demo_symbols[0])
+            with pytest.raises(aiohttp.ClientResponseError) as refused:
+                await dialect.fetch_snapshot(http, sim.rest_url, "NOPE")
+    finally:
+        await sim.stop()
+    assert refused.value.status == 400
+    n = dialect.new_normaliser()
+    out = RecordBuffer()
+    n.on_frame(1, frame, out)
+    assert out.feed_events == [] and {r[7] for r in out.book} == {True} and len(out.book) > 20

@@ -45,9 +45,10 @@ import abc
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
+import aiohttp
 import orjson
 
 from schemas import RecordBuffer
@@ -56,9 +57,6 @@ from ...base import ExchangeDialect, Normaliser, Subscription
 from ...book import ASK, BID, SymbolBooks, SyncedBook, add_flags, parse_levels
 from ...dedupe import RecentTradeIds
 from ...events import ParseError, emit_event
-
-if TYPE_CHECKING:
-    import aiohttp
 
 #: Seconds between application pings (documented pingInterval 18 s, pingTimeout 10 s).
 PING_INTERVAL_S = 15.0
@@ -380,8 +378,6 @@ class KucoinDialect(ExchangeDialect, abc.ABC):
         return self.snapshot_weight
 
     async def fetch_snapshot(self, http: aiohttp.ClientSession, rest_url: str, native_symbol: str) -> str:
-        import aiohttp
-
         async with http.get(
             f"{rest_url.rstrip('/')}{self.snapshot_path}", params={"symbol": native_symbol}
         ) as resp:
