@@ -376,6 +376,20 @@ class ExchangeDialect(abc.ABC):
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
         """The websocket URL to open for a subscription (exchanges with URL-based streams put them here)."""
 
+    async def prepare_connection(
+        self, http: aiohttp.ClientSession, rest_url: str | None, ws_url: str, sub: Subscription
+    ) -> str:
+        """The websocket URL for one connection attempt, called before every (re)connect.
+
+        Defaults to :meth:`connection_url`. Venues that hand out a per-connection endpoint and token
+        over REST (KuCoin's ``bullet-public``) override it. The URL may carry a secret in its query
+        string: the connection layer never logs or records more than :func:`connection._redact`
+        leaves of it. Raises ``aiohttp.ClientError`` (``ClientResponseError`` with 429/418 pauses
+        the exchange's REST budget), ``TimeoutError`` or ``ValueError``; the attempt then counts as
+        a failed connect and is retried with backoff.
+        """
+        return self.connection_url(ws_url, sub)
+
     def subscribe_frames(self, sub: Subscription) -> list[str]:
         """Frames to send right after connecting (empty when the URL carries the subscription)."""
         return []

@@ -43,6 +43,10 @@ from .capture import CaptureWriter
 from .events import emit_event
 
 log = logging.getLogger(__name__)
+#: The websocket library's own logger. Its DEBUG output prints the handshake's request path, query
+#: string included, which carries a per-connection token on some venues (KuCoin): kept at INFO.
+_wire_log = logging.getLogger(f"{__name__}.wire")
+_wire_log.setLevel(logging.INFO)
 
 RecordSink = Callable[[RecordBuffer], Awaitable[None]]
 
@@ -473,12 +477,13 @@ class FeedConnection:
 
     async def run(self) -> None:
         """Connects and reconnects until :meth:`stop`."""
-        url = self.dialect.connection_url(self.ws_url, self.subscription)
+        url = ""
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
                 close_detail: dict[str, Any] = {}
                 try:
+                    url = await self._prepare_url()
                     await self._session(url)
                 except ConnectionClosed as exc:
                     close = exc.sent if exc.sent is not None and exc.rcvd is None else exc.rcvd
@@ -486,10 +491,12 @@ class FeedConnection:
                         "close_code": close.code if close is not None else None,
                         "error": str(exc)[:200],
                     }
-                except (OSError, InvalidHandshake, TimeoutError) as exc:
-                    close_detail = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                except (OSError, InvalidHandshake, TimeoutError, aiohttp.ClientError) as exc:
+                    close_detail = {"error": f"{type(exc).__name__}: {_redact(str(exc))[:200]}"}
                 except InvalidURI as exc:
-                    raise ValueError(f"{self.exchange}: invalid websocket URL {url!r}: {exc}") from exc
+                    raise ValueError(
+                        f"{self.exchange}: invalid websocket URL {_redact(url)!r}: {_redact(str(exc))}"
+                    ) from exc
                 finally:
                     self._ws = None
                     self.connected.clear()
@@ -508,6 +515,19 @@ class FeedConnection:
             if self.capture is not None:
                 self.capture.close()
 
+    async def _prepare_url(self) -> str:
+        """The dialect's URL for this attempt (a REST call for venues with per-connection tokens)."""
+        try:
+            return await self.dialect.prepare_connection(
+                self.http, self.rest_url, self.ws_url, self.subscription
+            )
+        except aiohttp.ClientResponseError as exc:
+            if exc.status in (418, 429):
+                self.budget.back_off(_retry_after_s(exc.headers, default=1.0))
+            raise
+        except ValueError as exc:  # a malformed answer: a failed attempt, retried with backoff
+            raise aiohttp.ClientError(f"connection preparation failed: {exc}") from exc
+
     async def _session(self, url: str) -> None:
         settings = self.settings
         async with websockets.connect(
@@ -519,6 +539,7 @@ class FeedConnection:
             max_queue=4096,
             compression=None,
             additional_headers=self.dialect.ws_headers,
+            logger=_wire_log,
         ) as ws:
             self._ws = ws
             self.stats.connects += 1

@@ -25,6 +25,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "hyperliquid": "collectors.venues.hyperliquid",
     "htx": "collectors.venues.htx",
     "htx-swap": "collectors.venues.htx.swap",
+    "kucoin": "collectors.venues.kucoin",
+    "kucoin-futures": "collectors.venues.kucoin.futures",
 }
 
 

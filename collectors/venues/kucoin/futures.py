@@ -1,0 +1,187 @@
+"""KuCoin futures (exchange id ``kucoin-futures``): classic futures websocket, USDT-margined perpetuals.
+
+Documentation followed (checked 2026-12-05):
+- https://www.kucoin.com/docs-new/3470082w0 (``/contractMarket/level2`` Orderbook - Increment)
+- https://www.kucoin.com/docs-new/3470084w0 (``/contractMarket/execution`` Trade)
+- https://www.kucoin.com/docs-new/3470080w0 (``/contractMarket/tickerV2`` Ticker V2, real-time BBO)
+- https://www.kucoin.com/docs-new/api-3470224 (GET ``/api/v1/level2/snapshot``, public, weight 3)
+- https://www.kucoin.com/docs-new/api-3470297 (POST ``/api/v1/bullet-public`` on api-futures.kucoin.com)
+plus the shared rules in :mod:`collectors.venues.kucoin.client`. The futures host hands out its own
+tokens (a spot token does not open the futures endpoint).
+
+Topics (one symbol per topic, as documented: ``/contractMarket/level2:XBTUSDTM``):
+- ``/contractMarket/execution`` (subject ``match``): ``{symbol, sequence, side, size, price, tradeId,
+  takerOrderId, makerOrderId, ts}``; ``side`` is the taker's side, ``ts`` nanoseconds (older pushes
+  named it ``time`` and sent the filled quantity as ``matchSize``, ``size`` being the unfilled rest:
+  https://www.kucoin.com/docs/websocket/futures-trading/public-channels/match-execution-data; both
+  forms are accepted), ``size`` an integer number of contracts (lots).
+- ``/contractMarket/level2`` (``level2``): one change per message, ``{sequence, change:
+  "price,side,size", timestamp (ms)}``; the sequence increments by one per change, so the shared rule
+  reduces to "each message is the previous sequence + 1". Synced with ``GET /api/v1/level2/snapshot``
+  (full depth, ``{sequence, symbol, bids, asks, ts (ns)}`` with numeric prices and sizes).
+- ``/contractMarket/tickerV2`` (``tickerV2``) for the best bid/offer: ``{symbol, sequence, bestBidPrice,
+  bestBidSize, bestAskPrice, bestAskSize, ts (ns)}``, pushed on every book change; its ``sequence`` is
+  the level-2 sequence ("shares the sn and sequence fields with" ``/contractMarket/level2``), so its rows
+  compare with the rebuilt book at an equal ``seq``. Older pushes had no ``sequence`` (``seq`` null) and
+  numeric prices; both are accepted.
+
+Sizes (trades, book, bbo) are in contracts, exactly as KuCoin sends them; one contract is the
+contract's ``multiplier`` of the base currency (0.001 BTC for XBTUSDTM, from GET /api/v1/contracts/
+{symbol}), which belongs in the ``instruments`` dataset (``contract_size``), not in every row.
+
+Symbols: ``XBTUSDTM`` -> ``BTC-USDT-PERP`` (KuCoin calls bitcoin XBT), ``ETHUSDTM`` -> ``ETH-USDT-PERP``,
+``...USDCM`` -> ``-USDC-PERP``, inverse ``XBTUSDM`` -> ``BTC-USD-PERP``; dated futures (``XBTMZ25``) keep
+KuCoin's name. Topics take one symbol each, so a connection carries at most 20 symbols (60 subscribe
+messages: KuCoin allows 100 client messages per 10 s, pings included).
+
+No real futures recording is shared: the tests use the documented message examples above and the
+simulator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from schemas import RecordBuffer
+
+from ...base import Normaliser
+from ...book import ASK, BID
+from ...events import ParseError, check_symbol, ms_to_ns, non_negative_size, positive_price
+from ...simulator import ExchangeSimulator, SimulatorConfig
+from .client import (
+    Increment,
+    KucoinDialect,
+    KucoinNormaliser,
+    ns_time,
+    parse_change,
+    parse_sequence,
+    taker_side,
+)
+
+EXCHANGE = "kucoin-futures"
+SNAPSHOT_TOPIC = "/contractMarket/level2Snapshot"
+#: perpetual suffixes -> quote currency
+PERP_SUFFIXES: tuple[tuple[str, str], ...] = (("USDTM", "USDT"), ("USDCM", "USDC"), ("USDM", "USD"))
+#: KuCoin's base-currency names that differ from the usual ones
+BASE_ALIASES = {"XBT": "BTC"}
+NATIVE_BASES = {v: k for k, v in BASE_ALIASES.items()}
+
+
+def normalise_contract(native: str) -> str:
+    """``XBTUSDTM`` -> ``BTC-USDT-PERP``; other contracts keep KuCoin's name."""
+    for suffix, quote in PERP_SUFFIXES:
+        if native.endswith(suffix) and len(native) > len(suffix):
+            base = native[: -len(suffix)]
+            return f"{BASE_ALIASES.get(base, base)}-{quote}-PERP"
+    return native
+
+
+class KucoinFuturesNormaliser(KucoinNormaliser):
+    """KuCoin futures frames -> records."""
+
+    exchange: ClassVar[str] = EXCHANGE
+    snapshot_topic: ClassVar[str] = SNAPSHOT_TOPIC
+
+    def normalise_native(self, native: Any) -> str:
+        if not isinstance(native, str):
+            raise ParseError(f"symbol is not a string: {str(native)[:40]!r}")
+        return normalise_contract(native)
+
+    def on_data(
+        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer
+    ) -> None:
+        if prefix == "/contractMarket/level2":
+            self.on_level2(ts_recv, native, data, out)
+        elif prefix == "/contractMarket/execution":
+            self.on_execution(ts_recv, native, data, out)
+        elif prefix == "/contractMarket/tickerV2":
+            self.on_ticker(ts_recv, native, data, out)
+        else:
+            raise ParseError(f"unknown topic {prefix[:60]!r}")
+
+    def on_execution(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``/contractMarket/execution`` message: one trade (size in contracts)."""
+        price = positive_price(data["price"])
+        # the pre-2024 format sent the filled quantity as matchSize (and size was the unfilled rest)
+        size = positive_price(data["matchSize"] if "matchSize" in data else data["size"], "size")
+        side = taker_side(data.get("side"))
+        ts = data["ts"] if "ts" in data else data["time"]
+        self.trade(out, native, ns_time(ts, "trade time"), ts_recv, data["tradeId"], price, size, side)
+
+    def on_ticker(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``/contractMarket/tickerV2`` message: one bbo row at the book's sequence."""
+        symbol = self.symbols.name(native)
+        seq = parse_sequence(data["sequence"]) if "sequence" in data else None  # absent before 2024
+        bid_price, bid_size = _side(data["bestBidPrice"], data["bestBidSize"], "bid")
+        ask_price, ask_size = _side(data["bestAskPrice"], data["bestAskSize"], "ask")
+        ts_exchange = ns_time(data["ts"], "ticker ts")
+        self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_price, bid_size, ask_price, ask_size, seq)
+
+    def on_level2(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``/contractMarket/level2`` message: one change ``"price,side,size"`` at one sequence."""
+        symbol = self.symbols.name(native)
+        seq = parse_sequence(data["sequence"])
+        change = data["change"]
+        parts = change.split(",") if isinstance(change, str) else []
+        if len(parts) != 3 or parts[1] not in ("buy", "sell"):
+            raise ParseError(f"level2 change is not 'price,side,size': {str(change)[:60]!r}", symbol, "book")
+        side = BID if parts[1] == "buy" else ASK
+        ts = data.get("timestamp")
+        ts_exchange = ms_to_ns(ts) if ts is not None else None
+        inc = Increment(seq, seq, ts_exchange, [parse_change(seq, side, parts[0], parts[2])])
+        self.on_increment(ts_recv, native, inc, out)
+
+    def snapshot_time(self, data: dict[str, Any]) -> int | None:
+        ts = data.get("ts")
+        return ns_time(ts, "snapshot ts") if ts is not None else None
+
+
+def _side(price: Any, size: Any, what: str) -> tuple[float | None, float | None]:
+    """One side of a tickerV2; an empty side (price 0 or absent) becomes nulls."""
+    if price in (None, "", "0", 0):
+        return None, None
+    return positive_price(price, f"{what} price"), non_negative_size(size, f"{what} size")
+
+
+class KucoinFuturesDialect(KucoinDialect):
+    """KuCoin futures: endpoints, token flow, subscriptions, snapshots, simulator."""
+
+    exchange_id: ClassVar[str] = EXCHANGE
+    default_ws_url: ClassVar[str] = "wss://ws-api-futures.kucoin.com"
+    default_rest_url: ClassVar[str | None] = "https://api-futures.kucoin.com"
+    demo_symbols: ClassVar[tuple[str, ...]] = ("XBTUSDTM", "ETHUSDTM")
+    #: one symbol per topic and per subscribe message: 20 symbols x 3 channels = 60 messages at connect
+    max_streams_per_connection: ClassVar[int] = 60
+    symbols_per_topic: ClassVar[int] = 1
+    topics: ClassVar[dict[str, str]] = {
+        "trades": "/contractMarket/execution",
+        "book": "/contractMarket/level2",
+        "bbo": "/contractMarket/tickerV2",
+    }
+    snapshot_path: ClassVar[str] = "/api/v1/level2/snapshot"
+    snapshot_topic: ClassVar[str] = SNAPSHOT_TOPIC
+    snapshot_weight: ClassVar[int] = 3
+
+    def native_symbol(self, symbol: str) -> str:
+        s = symbol.strip().upper()
+        if s.endswith("-PERP"):
+            base, _, quote = s[: -len("-PERP")].partition("-")
+            suffix = next((suf for suf, q in PERP_SUFFIXES if q == quote), None)
+            if not base or suffix is None:
+                raise ValueError(f"kucoin-futures has no perpetual for {symbol!r}")
+            return f"{NATIVE_BASES.get(base, base)}{suffix}"
+        return s
+
+    def normalise_symbol(self, native: str) -> str:
+        return check_symbol(normalise_contract(native.strip().upper()))
+
+    def new_normaliser(self) -> Normaliser:
+        return KucoinFuturesNormaliser()
+
+    def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
+        from .simulator import KucoinFuturesSimulator
+
+        return KucoinFuturesSimulator(self, config)
+
+
+DIALECT_CLASS = KucoinFuturesDialect
