@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from schemas import RecordBuffer
 
 from .backoff import Backoff, RestBudget
-from .base import ExchangeDialect, Normaliser, Subscription
+from .base import CHANNELS, DERIVATIVE_CHANNELS, ExchangeDialect, Normaliser, Subscription
 from .capture import CaptureWriter
 from .events import emit_event
 
@@ -701,12 +701,24 @@ class Collector:
     ) -> None:
         if channels is None:
             channels = dialect.channels  # everything the venue offers
-        unknown = set(channels) - set(dialect.channels)
+        unknown = set(channels) - set(CHANNELS) - set(DERIVATIVE_CHANNELS)
         if unknown:
+            known = ", ".join((*CHANNELS, *DERIVATIVE_CHANNELS))
+            raise ValueError(f"unknown channels {', '.join(sorted(unknown))}; known: {known}")
+        offered = [c for c in channels if c in dialect.channels]
+        if not offered:
             raise ValueError(
-                f"{dialect.exchange_id} has no channel {', '.join(sorted(unknown))}; "
-                f"it offers: {', '.join(dialect.channels)}"
+                f"{dialect.exchange_id} offers none of {', '.join(channels)}; it offers: {', '.join(dialect.channels)}"
             )
+        if len(offered) < len(channels):
+            # "all channels" of a configuration means what each venue has (gemini has no bbo stream)
+            log.info(
+                "%s does not offer %s: collecting %s",
+                dialect.exchange_id,
+                ", ".join(c for c in channels if c not in offered),
+                ", ".join(offered),
+            )
+        channels = offered
         if not symbols:
             raise ValueError(f"{dialect.exchange_id}: no symbols to collect")
         self.dialect = dialect

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.backoff import RestBudget
-from collectors.base import CHANNELS, ExchangeDialect
+from collectors.base import CHANNELS, DERIVATIVE_CHANNELS, ExchangeDialect
 from collectors.connection import Collector, ConnectionSettings
 from schemas import RecordBuffer
 from streaming.base import Publisher
@@ -44,9 +44,10 @@ def parse_list(text: str | None) -> list[str]:
 def parse_channels(text: str | None) -> tuple[str, ...]:
     """Channels from a comma list (all when empty); ``ValueError`` naming unknown ones."""
     channels = tuple(parse_list(text)) or CHANNELS
-    unknown = [c for c in channels if c not in CHANNELS]
+    known = (*CHANNELS, *DERIVATIVE_CHANNELS)
+    unknown = [c for c in channels if c not in known]
     if unknown:
-        raise ValueError(f"unknown channel(s) {', '.join(unknown)}; known: {', '.join(CHANNELS)}")
+        raise ValueError(f"unknown channel(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return channels
 
 
@@ -65,7 +66,7 @@ def build_collector(
     symbols: Sequence[str],
     publisher: Publisher,
     *,
-    channels: Sequence[str] = CHANNELS,
+    channels: Sequence[str] | None = None,
     ws_url: str | None = None,
     rest_url: str | None = None,
     capture: str | Path | None = None,
@@ -73,7 +74,7 @@ def build_collector(
     budget: RestBudget | None = None,
     observers: Sequence[Callable[[RecordBuffer], None]] = (),
 ) -> Collector:
-    """A collector for one exchange publishing through ``publisher``."""
+    """A collector for one exchange publishing through ``publisher`` (``channels`` None: all it offers)."""
 
     return Collector(
         dialect,

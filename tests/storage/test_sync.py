@@ -14,7 +14,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from schemas import arrow_schema
+from schemas import DERIVATIVE_DATASETS, arrow_schema
 from storage import sync as sync_mod
 from storage.catalog import open_catalog
 from storage.compact import compact_lake, data_files
@@ -237,7 +237,7 @@ def test_duckdb_over_s3_equals_local(tmp_path: Path, moto, bucket: str, capsys) 
         assert book.num_rows == 0
         assert book.column_names == [*arrow_schema("book").names, "date"]
         assert cat.query("SELECT count(*) AS n FROM trades").column("n")[0].as_py() == 3_000 + 800 + 2_000
-        assert sorted(cat.empty) == ["bbo", "book", "feed_events", "quality"]
+        assert sorted(cat.empty) == sorted(["bbo", "book", "feed_events", "quality", *DERIVATIVE_DATASETS])
 
 
 def test_bad_usage_exits_2(tmp_path: Path, moto, bucket: str, capsys) -> None:

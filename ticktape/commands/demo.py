@@ -256,7 +256,8 @@ def _summary(lake: Path, collectors: list[Collector], tracker: Any, elapsed: flo
             f"  {ex:<16}{c.get('trades', 0):>9}{c.get('book', 0):>10}{c.get('bbo', 0):>9}{c.get('feed_events', 0):>8}"
             f"  {state.get('state', '?')} {state.get('score', 0):.0f}"
         )
-        if not c.get("book") or not c.get("bbo"):
+        offered = get_dialect(ex).channels
+        if not c.get("book") or ("bbo" in offered and not c.get("bbo")):
             missing.append(ex)
     print("\ntry:")
     print(
