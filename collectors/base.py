@@ -136,6 +136,9 @@ class Normaliser(abc.ABC):
         self.snapshot_requests: set[str] = set()
         #: native symbols whose subscription must be renewed (exchanges that resync by resubscribing)
         self.resubscribe_requests: set[str] = set()
+        #: frames the live connection sends back at once (answers to a venue's heartbeat requests);
+        #: a replay has no connection and leaves them unsent
+        self.replies: list[str] = []
         self.frames = 0
         self.parse_errors = 0
 

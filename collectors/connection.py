@@ -361,6 +361,12 @@ class FeedConnection:
             self.normaliser.resubscribe_requests.clear()
             for text in self.dialect.resubscribe_frames(natives, self.subscription):
                 await self._ws.send(text)
+        if self.normaliser.replies:
+            replies = self.normaliser.replies[:]
+            self.normaliser.replies.clear()
+            if self._ws is not None:
+                for text in replies:
+                    await self._ws.send(text)
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:
