@@ -12,6 +12,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "binance-futures": "collectors.venues.binance_futures",
     "binance-delivery": "collectors.venues.binance_delivery",
     "hyperliquid": "collectors.venues.hyperliquid",
+    "deribit": "collectors.venues.deribit",
     "coinbase": "collectors.venues.coinbase",
     "kraken": "collectors.venues.kraken",
     "okx": "collectors.venues.okx",
