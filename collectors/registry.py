@@ -13,6 +13,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "binance-delivery": "collectors.venues.binance_delivery",
     "hyperliquid": "collectors.venues.hyperliquid",
     "deribit": "collectors.venues.deribit",
+    "bitmex": "collectors.venues.bitmex",
     "coinbase": "collectors.venues.coinbase",
     "kraken": "collectors.venues.kraken",
     "okx": "collectors.venues.okx",
