@@ -11,6 +11,7 @@ checked 2026-12-05).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from collectors.capture import read_capture, replay_capture
 from collectors.registry import get_dialect
 from collectors.venues.deribit import TEST_REPLY, DeribitNormaliser
 from schemas import RecordBuffer
+from tests.collectors.test_contract import Live
 
 SAMPLE = "deribit/deribit_cryptofeed.capture.gz"
 MS = 1_000_000
@@ -328,3 +330,19 @@ def test_subscription_and_symbols() -> None:
         assert dialect.normalise_symbol(native) == symbol
         assert dialect.native_symbol(symbol) == native
         assert dialect.native_symbol(native) == native
+
+
+async def test_the_live_connection_answers_test_requests(tmp_path: Path) -> None:
+    """The simulator closes a connection that leaves MAX_UNANSWERED test requests unanswered, as Deribit
+    does; sent five times a second, twelve of them must all be answered on one connection."""
+    live = Live(get_dialect("deribit"), tmp_path / "hb.capture.gz")
+    live.sim.config.heartbeat_interval_s = 0.2
+    await live.start()
+    try:
+        await asyncio.sleep(2.5)
+        assert live.collector is not None
+        assert live.collector.stats.connects == 1
+        assert live.sim.connections_total == 1
+        assert all(s.state.get("unanswered", 0) <= 1 for s in live.sim.sessions)
+    finally:
+        await live.stop()
