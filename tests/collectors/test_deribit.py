@@ -304,7 +304,7 @@ def test_a_test_request_is_answered_with_public_test() -> None:
         {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "test_request"}},
     )
     assert out.feed_events == []
-    assert n.replies == [TEST_REPLY]
+    assert list(n.replies) == [TEST_REPLY]
     assert orjson.loads(TEST_REPLY)["method"] == "public/test"
 
 
