@@ -16,13 +16,19 @@ Per connection:
   that counts only data, never heartbeats; a stale channel is reported (``stale`` event) and, after
   ``recycle_after_s``, the connection is recycled;
 - REST snapshots go through the exchange's :class:`~collectors.backoff.RestBudget`; 429/418 and
-  ``Retry-After`` pause every request of that exchange.
+  ``Retry-After`` pause every request of that exchange;
+- pacing: every connect and every frame sent waits for the venue's limits
+  (:class:`~collectors.pacing.Pacer`, declared on the dialect); the time waited is in the stats;
+- planned rotation (make-before-break) at the dialect's rotation age (before a venue's forced
+  disconnect, e.g. Binance's 24 h) or ``max_connection_age_s``, and at once when the venue announces
+  a shutdown (the normaliser sets ``rotation_requested``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -38,9 +44,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from schemas import RecordBuffer
 
 from .backoff import Backoff, RestBudget
-from .base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from .base import (
+    CHANNELS,
+    DEFAULT_RECYCLE_AFTER_S,
+    DEFAULT_STALE_AFTER_S,
+    ExchangeDialect,
+    Normaliser,
+    Subscription,
+)
 from .capture import CaptureWriter
 from .events import emit_event
+from .pacing import ConnectionPacing, Pacer
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +73,16 @@ class ConnectionSettings:
     backoff_cap_s: float = 30.0
     healthy_after_s: float = 30.0
     #: seconds without data before a channel is stale, per channel (trades adapt, see below)
-    stale_after_s: dict[str, float] = field(default_factory=lambda: {"book": 5.0, "bbo": 5.0, "trades": 60.0})
+    stale_after_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_S))
     #: a quiet symbol's trades are stale only after this many times its usual gap between trades
     trades_stale_factor: float = 20.0
     #: recycle the connection when a channel has been stale this long (0 disables)
-    recycle_after_s: float = 30.0
-    #: planned reconnect before the exchange's forced disconnect (0 disables); Binance drops at 24 h
-    max_connection_age_s: float = 0.0
+    recycle_after_s: float = DEFAULT_RECYCLE_AFTER_S
+    #: planned make-before-break rotation at this connection age (0 disables); None: the dialect's
+    #: own default (:meth:`ExchangeDialect.rotation_age_s`, e.g. 23 h where the venue drops at 24 h)
+    max_connection_age_s: float | None = None
+    #: wait for the venue's connection and message limits (the dialect's ``limits``)
+    pacing: bool = True
     #: bounded queue between connections and the publisher
     queue_max_batches: int = 10_000
     queue_policy: str = "block"  # or "drop-oldest"
@@ -92,6 +109,11 @@ class ConnectionStats:
     dropped_rows: int = 0
     queue_depth: int = 0
     max_queue_depth: int = 0
+    #: seconds spent waiting for the venue's limits (connects, messages), and how many waits
+    pacing_wait_s: float = 0.0
+    pacing_waits: int = 0
+    #: rotations asked for by the venue (e.g. Binance ``serverShutdown``)
+    shutdown_rotations: int = 0
 
 
 class OutputQueue:
@@ -269,6 +291,7 @@ class FeedConnection:
         name: str = "conn0",
         on_rotation_due: Callable[[FeedConnection], None] | None = None,
         shadow: bool = False,
+        pacer: Pacer | None = None,
     ) -> None:
         self.dialect = dialect
         self.exchange = dialect.exchange_id
@@ -301,6 +324,8 @@ class FeedConnection:
         self.max_epoch = -1
         self.on_rotation_due = on_rotation_due
         self.handover_log: HandoverLog | None = None
+        self.pacer = pacer or Pacer(dialect.limits, enabled=settings.pacing)
+        self.pacing: ConnectionPacing = self.pacer.connection_windows()
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -308,7 +333,7 @@ class FeedConnection:
             return
         self.watchdog.saw(out, time.monotonic())
         # Epoch bookkeeping only matters to planned rotation: connections without it skip the work.
-        if out.book and self.settings.max_connection_age_s > 0:
+        if out.book and self.settings.max_connection_age_s:
             if self.epoch_offset:
                 off = self.epoch_offset
                 out.book = [(*r[:9], r[9] + off, r[10]) for r in out.book]
@@ -360,7 +385,33 @@ class FeedConnection:
             natives = sorted(self.normaliser.resubscribe_requests)
             self.normaliser.resubscribe_requests.clear()
             for text in self.dialect.resubscribe_frames(natives, self.subscription):
-                await self._ws.send(text)
+                await self._send(self._ws, text, subscribe=True)
+        if self.normaliser.rotation_requested:
+            self.normaliser.rotation_requested = False
+            self._rotate_now("server_shutdown")
+
+    async def _send(self, ws: Any, text: str, subscribe: bool = False) -> None:
+        """Sends one frame once the venue's message limits allow it (the wait is counted)."""
+        waited = await self.pacing.message(subscribe)
+        if waited:
+            self._count_wait(waited)
+        await ws.send(text)
+
+    def _count_wait(self, waited: float) -> None:
+        self.stats.pacing_wait_s += waited
+        self.stats.pacing_waits += 1
+
+    def _rotate_now(self, reason: str) -> None:
+        """Rotates this connection now: make-before-break when the collector manages it, else a
+        reconnect (the venue is about to close this connection anyway)."""
+        if self.mode != "live":
+            return
+        self.stats.shutdown_rotations += 1
+        if self.on_rotation_due is not None and self.settings.max_connection_age_s:
+            callback, self.on_rotation_due = self.on_rotation_due, None  # once per connection
+            callback(self)
+        else:
+            self.recycle("rotation")
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:
@@ -438,6 +489,9 @@ class FeedConnection:
         url = self.dialect.connection_url(self.ws_url, self.subscription)
         try:
             while not self._stop.is_set():
+                waited = await self.pacer.connect()
+                if waited:
+                    self._count_wait(waited)
                 started = time.monotonic()
                 close_detail: dict[str, Any] = {}
                 try:
@@ -488,7 +542,7 @@ class FeedConnection:
                 self._event("connect", {"url": _redact(url), "symbols": len(self.subscription.symbols)})
             )
             for text in self.dialect.subscribe_frames(self.subscription):
-                await ws.send(text)
+                await self._send(ws, text, subscribe=True)
             self.connected.set()
             tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
             if self.dialect.app_ping is not None:
@@ -557,9 +611,11 @@ class FeedConnection:
                 self.stats.recycles += 1
                 self.recycle("stale")
                 return
-            if settings.max_connection_age_s > 0 and now - opened >= settings.max_connection_age_s:
+            max_age = settings.max_connection_age_s
+            if max_age and now - opened >= max_age:
                 if self.on_rotation_due is not None and self.mode == "live":
-                    self.on_rotation_due(self)  # the collector opens a successor, then retires us
+                    callback, self.on_rotation_due = self.on_rotation_due, None  # once per connection
+                    callback(self)  # the collector opens a successor, then retires us
                     return
                 self.recycle("rotation")
                 return
@@ -569,7 +625,7 @@ class FeedConnection:
         text, interval = self.dialect.app_ping
         while True:
             await asyncio.sleep(interval)
-            await ws.send(text)
+            await self._send(ws, text)
 
 
 async def _frames(ws: Any) -> Any:
@@ -606,13 +662,17 @@ def _redact(url: str) -> str:
 def split_subscription(
     dialect: ExchangeDialect, symbols: Sequence[str], channels: Sequence[str]
 ) -> list[Subscription]:
-    """Splits symbols across connections so that each stays within the exchange's stream limit."""
-    per_symbol = max(1, len(channels))
-    per_conn = max(1, dialect.max_streams_per_connection // per_symbol)
-    return [
-        Subscription(tuple(symbols[i : i + per_conn]), tuple(channels))
-        for i in range(0, len(symbols), per_conn)
-    ]
+    """Splits symbols across connections so that each stays within the exchange's stream limit, and
+    channels that the venue routes to different endpoints onto different connections."""
+    subs: list[Subscription] = []
+    for group in dialect.channel_groups(channels):
+        per_symbol = max(1, len(group))
+        per_conn = max(1, dialect.max_streams_per_connection // per_symbol)
+        subs.extend(
+            Subscription(tuple(symbols[i : i + per_conn]), tuple(group))
+            for i in range(0, len(symbols), per_conn)
+        )
+    return subs
 
 
 class Collector:
@@ -644,7 +704,11 @@ class Collector:
         self.sink = sink
         self.ws_url = ws_url or dialect.default_ws_url
         self.rest_url = rest_url or dialect.default_rest_url
-        self.settings = settings or ConnectionSettings()
+        settings = settings or ConnectionSettings()
+        if settings.max_connection_age_s is None:  # the venue's own default (rotate before its cut-off)
+            settings = dataclasses.replace(settings, max_connection_age_s=dialect.rotation_age_s())
+        self.settings = settings
+        self.pacer = Pacer(dialect.limits, enabled=settings.pacing)
         self.capture_path = Path(capture_path) if capture_path is not None else None
         self.budget = budget or RestBudget()
         self.observers = list(observers)
@@ -688,6 +752,7 @@ class Collector:
             name=f"{self.exchange}-{index}" + (f"-g{generation}" if generation else ""),
             on_rotation_due=self._rotation_due,
             shadow=shadow,
+            pacer=self.pacer,
         )
 
     def _rotation_due(self, old: FeedConnection) -> None:
