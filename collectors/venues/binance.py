@@ -406,7 +406,7 @@ def stream_channel(stream_kind: str) -> str | None:
 class BinanceSimulator(ExchangeSimulator):
     """Binance spot on loopback: ``/stream?streams=...`` (combined) and ``GET /api/v3/depth``."""
 
-    ws_paths = ("/stream", "/ws")
+    ws_paths: tuple[str, ...] = ("/stream", "/ws")
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
