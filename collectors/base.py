@@ -289,6 +289,9 @@ class ExchangeDialect(abc.ABC):
     limits: ClassVar[VenueLimits] = VenueLimits()
     #: seconds after which the venue closes every connection (Binance and Bitget: 24 h), or None
     forced_disconnect_s: ClassVar[float | None] = None
+    #: True when book rows' ``seq`` is the venue's own update id, the same on every connection (a
+    #: rotation then hands a book over at a matching update id instead of resyncing it)
+    book_handover_by_seq: ClassVar[bool] = False
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()

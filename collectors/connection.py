@@ -53,12 +53,16 @@ from .base import (
     Subscription,
 )
 from .capture import CaptureWriter
+from .dedupe import RecentTradeIds
 from .events import emit_event
 from .pacing import ConnectionPacing, Pacer
 
 log = logging.getLogger(__name__)
 
 RecordSink = Callable[[RecordBuffer], Awaitable[None]]
+
+#: Trade ids per symbol a connection remembers for a rotation handover (more than any venue replays)
+ROTATION_TRADE_IDS = 1_000
 
 
 @dataclass
@@ -320,8 +324,13 @@ class FeedConnection:
         self.held = RecordBuffer()
         self.ready = asyncio.Event()
         self._snapshotted: set[str] = set()
-        self.epoch_offset = 0
-        self.max_epoch = -1
+        #: per symbol: added to the epoch of this connection's book rows (set at a rotation handover)
+        self.epoch_offsets: dict[str, int] = {}
+        #: per symbol: (seq, epoch) of the last book row this connection emitted (rotation only)
+        self.last_book: dict[str, tuple[Any, int]] = {}
+        #: trade ids this connection published lately (rotation only): a successor that receives
+        #: trades replayed on subscribe (OKX, Coinbase, Kraken...) must not publish them again
+        self.published_trades = RecentTradeIds(ROTATION_TRADE_IDS) if settings.max_connection_age_s else None
         self.on_rotation_due = on_rotation_due
         self.handover_log: HandoverLog | None = None
         self.pacer = pacer or Pacer(dialect.limits, enabled=settings.pacing)
@@ -334,11 +343,17 @@ class FeedConnection:
         self.watchdog.saw(out, time.monotonic())
         # Epoch bookkeeping only matters to planned rotation: connections without it skip the work.
         if out.book and self.settings.max_connection_age_s:
-            if self.epoch_offset:
-                off = self.epoch_offset
-                out.book = [(*r[:9], r[9] + off, r[10]) for r in out.book]
-            self.max_epoch = max(self.max_epoch, max(r[9] for r in out.book))
+            offsets = self.epoch_offsets
+            if offsets:
+                out.book = [(*r[:9], r[9] + offsets.get(r[1], 0), r[10]) for r in out.book]
+            last = self.last_book
+            for r in out.book:
+                last[r[1]] = (r[8], r[9])
         if self.mode == "live":
+            if self.published_trades is not None and out.trades:
+                seen = self.published_trades.seen
+                for r in out.trades:
+                    seen(r[1], r[4])
             if self.handover_log is not None:
                 self.handover_log.record(out)
             await self.output.put(out)
@@ -764,8 +779,9 @@ class Collector:
         """Planned rotation: open a successor, wait until its books are synced, hand over, close ``old``.
 
         Nothing is lost and nothing is doubled: the successor's held trades are de-duplicated against
-        what ``old`` published, its bbo rows continue after ``old``'s last sequence, and its books enter
-        the lake as a resync (snapshot rows, next epoch, a ``resync`` event with reason ``rotation``).
+        what ``old`` published, its bbo rows continue after ``old``'s last sequence, and its books
+        continue at a matching update id where the venue allows it, else enter as a resync
+        (:meth:`_handover`).
         """
         index = self.connections.index(old)
         generation = self.rotations + 1
@@ -794,23 +810,53 @@ class Collector:
         old.stop()
 
     def _handover(self, old: FeedConnection, new: FeedConnection) -> RecordBuffer:
+        """The successor's held records, continuing what ``old`` published.
+
+        Books: where the venue's book sequence is the same on every connection
+        (``dialect.book_handover_by_seq``, e.g. Binance's update ids), the successor's book continues
+        ``old``'s at the first update after ``old``'s last one, in ``old``'s epoch: no snapshot rows,
+        no resync, the book continuous. That needs the successor's snapshot at or before ``old``'s
+        last update and the successor already past it; otherwise (or on other venues) the book
+        enters as a resync (its snapshot rows, the next epoch, a ``resync`` event, reason ``rotation``).
+        """
         held = new.held
         new.held = RecordBuffer()
-        # The successor's books enter as a resync after everything the old connection published.
-        offset = old.max_epoch + 1 - (min((r[9] for r in held.book), default=0))
-        new.epoch_offset += offset
         out = RecordBuffer(feed_events=list(held.feed_events))
-        last_snapshot: dict[str, int] = {}
-        for i, row in enumerate(held.book):
-            if row[7] and (i == 0 or not held.book[i - 1][7] or held.book[i - 1][1] != row[1]):
-                last_snapshot[row[1]] = i
-        out.book = [
-            (*r[:9], r[9] + offset, r[10])
-            for i, r in enumerate(held.book)
-            if i >= last_snapshot.get(r[1], len(held.book))
-        ]
+        tails: dict[str, list[tuple[Any, ...]]] = {}  # per symbol: rows from its last snapshot on
+        for row in held.book:
+            rows = tails.setdefault(row[1], [])
+            if row[7] and rows and not rows[-1][7]:
+                rows.clear()  # a later snapshot (the successor resynced): start from it
+            rows.append(row)
         ts = time.time_ns()
-        for symbol in sorted(last_snapshot):
+        by_seq = self.dialect.book_handover_by_seq
+        for symbol, rows in tails.items():
+            if not rows[0][7]:
+                continue  # no snapshot held for it (should not happen once ready): nothing to hand over
+            snap_seq, snap_epoch = rows[0][8], rows[0][9]
+            last = old.last_book.get(symbol)
+            last_seq = last[0] if last is not None else None
+            newest = max((r[8] for r in rows if r[8] is not None), default=None)
+            if (
+                by_seq
+                and last is not None
+                and last_seq is not None
+                and snap_seq is not None
+                and newest is not None
+                and snap_seq <= last_seq <= newest
+            ):
+                offset = last[1] - snap_epoch  # the successor's epoch becomes old's
+                new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
+                out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows if not r[7] and r[8] > last_seq)
+                continue
+            base = (
+                last[1] + 1
+                if last is not None
+                else max((e for _, e in old.last_book.values()), default=-1) + 1
+            )
+            offset = base - snap_epoch
+            new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
+            out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows)
             emit_event(
                 out,
                 self.exchange,
@@ -821,7 +867,13 @@ class Collector:
                 {"reason": "rotation", "connection": new.name},
             )
         published = old.handover_log or HandoverLog()
-        out.trades = [r for r in held.trades if r[4] not in published.trades.get(r[1], ())]
+        recent = old.published_trades
+        out.trades = [
+            r
+            for r in held.trades
+            if r[4] not in published.trades.get(r[1], ())
+            and not (recent is not None and recent.seen(r[1], r[4]))
+        ]
         out.bbo = [r for r in held.bbo if _bbo_key(r) > published.bbo.get(r[1], (-1, -1))]
         return out
 

@@ -350,6 +350,8 @@ class BinanceDialect(ExchangeDialect):
     )
     #: every connection is closed at 24 h
     forced_disconnect_s: ClassVar[float | None] = 24 * 3600.0
+    #: book rows carry Binance's update ids, the same on every connection: rotations hand over there
+    book_handover_by_seq: ClassVar[bool] = True
     depth_stream: ClassVar[str] = "depth@100ms"
     snapshot_path: ClassVar[str] = "/api/v3/depth"
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceNormaliser
