@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     """Runs the collectors until the duration ends or a signal arrives."""
     try:
         specs = _specs(args)
+        for spec in specs:  # a symbol the venue cannot serve as named is an error before connecting
+            for symbol in spec.symbols:
+                spec.dialect.native_symbol(symbol)
         publisher = publisher_from_args(args)
     except (ValueError, TransportArgsError) as exc:
         print(f"ticktape collect: {exc}", file=sys.stderr)
