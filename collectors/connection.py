@@ -63,6 +63,8 @@ RecordSink = Callable[[RecordBuffer], Awaitable[None]]
 
 #: Trade ids per symbol a connection remembers for a rotation handover (more than any venue replays)
 ROTATION_TRADE_IDS = 1_000
+#: Longest wait for a successor's books to join the old connection's at a matching update id
+HANDOVER_ALIGN_S = 2.0
 
 
 @dataclass
@@ -335,6 +337,7 @@ class FeedConnection:
         self.handover_log: HandoverLog | None = None
         self.pacer = pacer or Pacer(dialect.limits, enabled=settings.pacing)
         self.pacing: ConnectionPacing = self.pacer.connection_windows()
+        self._connect_slot: list[float] | None = None
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -411,6 +414,12 @@ class FeedConnection:
         if waited:
             self._count_wait(waited)
         await ws.send(text)
+
+    def _mark_opened(self) -> None:
+        """The handshake is over: the connection counts against the venue's rate from now."""
+        if self._connect_slot is not None:
+            self.pacer.opened(self._connect_slot)
+            self._connect_slot = None
 
     def _count_wait(self, waited: float) -> None:
         self.stats.pacing_wait_s += waited
@@ -504,7 +513,7 @@ class FeedConnection:
         url = self.dialect.connection_url(self.ws_url, self.subscription)
         try:
             while not self._stop.is_set():
-                waited = await self.pacer.connect()
+                waited, self._connect_slot = await self.pacer.connect()
                 if waited:
                     self._count_wait(waited)
                 started = time.monotonic()
@@ -522,6 +531,7 @@ class FeedConnection:
                 except InvalidURI as exc:
                     raise ValueError(f"{self.exchange}: invalid websocket URL {url!r}: {exc}") from exc
                 finally:
+                    self._mark_opened()  # a failed handshake still reached the venue
                     self._ws = None
                     self.connected.clear()
                     self._cancel_fetches()
@@ -550,6 +560,7 @@ class FeedConnection:
             max_queue=4096,
             compression=None,
         ) as ws:
+            self._mark_opened()
             self._ws = ws
             self.stats.connects += 1
             self.watchdog.reset()
@@ -800,6 +811,12 @@ class Collector:
             old.on_rotation_due = self._rotation_due
             old.recycle("rotation")
             return
+        if self.dialect.book_handover_by_seq:
+            # Both connections carry the same update ids: wait (briefly) until each book of the
+            # successor has joined what ``old`` published, so that the handover needs no resync.
+            deadline = time.monotonic() + HANDOVER_ALIGN_S
+            while not self._aligned(old, new) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         handover = self._handover(old, new)
         old.mode = "retired"
         new.mode = "live"
@@ -808,6 +825,30 @@ class Collector:
         self._tasks.append(task)
         self.rotations += 1
         old.stop()
+
+    @staticmethod
+    def _book_tails(held: RecordBuffer) -> dict[str, list[tuple[Any, ...]]]:
+        """Per symbol: the held book rows from its last snapshot on."""
+        tails: dict[str, list[tuple[Any, ...]]] = {}
+        for row in held.book:
+            rows = tails.setdefault(row[1], [])
+            if row[7] and rows and not rows[-1][7]:
+                rows.clear()  # a later snapshot (the successor resynced): start from it
+            rows.append(row)
+        return tails
+
+    @staticmethod
+    def _joins(rows: list[tuple[Any, ...]], last: tuple[Any, int] | None) -> bool:
+        """True when a successor's rows (snapshot first) can continue ``last`` = (seq, epoch) exactly:
+        its snapshot is at or before that update and it has applied updates up to it or beyond."""
+        if last is None or last[0] is None or not rows or not rows[0][7] or rows[0][8] is None:
+            return False
+        newest = max((r[8] for r in rows if r[8] is not None), default=None)
+        return newest is not None and rows[0][8] <= last[0] <= newest
+
+    def _aligned(self, old: FeedConnection, new: FeedConnection) -> bool:
+        tails = self._book_tails(new.held)
+        return all(self._joins(rows, old.last_book.get(symbol)) for symbol, rows in tails.items())
 
     def _handover(self, old: FeedConnection, new: FeedConnection) -> RecordBuffer:
         """The successor's held records, continuing what ``old`` published.
@@ -822,29 +863,16 @@ class Collector:
         held = new.held
         new.held = RecordBuffer()
         out = RecordBuffer(feed_events=list(held.feed_events))
-        tails: dict[str, list[tuple[Any, ...]]] = {}  # per symbol: rows from its last snapshot on
-        for row in held.book:
-            rows = tails.setdefault(row[1], [])
-            if row[7] and rows and not rows[-1][7]:
-                rows.clear()  # a later snapshot (the successor resynced): start from it
-            rows.append(row)
+        tails = self._book_tails(held)
         ts = time.time_ns()
         by_seq = self.dialect.book_handover_by_seq
         for symbol, rows in tails.items():
             if not rows[0][7]:
                 continue  # no snapshot held for it (should not happen once ready): nothing to hand over
-            snap_seq, snap_epoch = rows[0][8], rows[0][9]
+            snap_epoch = rows[0][9]
             last = old.last_book.get(symbol)
-            last_seq = last[0] if last is not None else None
-            newest = max((r[8] for r in rows if r[8] is not None), default=None)
-            if (
-                by_seq
-                and last is not None
-                and last_seq is not None
-                and snap_seq is not None
-                and newest is not None
-                and snap_seq <= last_seq <= newest
-            ):
+            if by_seq and last is not None and self._joins(rows, last):
+                last_seq = last[0]
                 offset = last[1] - snap_epoch  # the successor's epoch becomes old's
                 new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
                 out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows if not r[7] and r[8] > last_seq)

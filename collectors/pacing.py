@@ -54,7 +54,9 @@ class RateWindow:
     """At most ``limit`` events in any sliding window of ``window_s`` seconds.
 
     :meth:`acquire` waits until one more event fits, records it and returns the seconds it waited.
-    Waiters are served in arrival order.
+    Waiters are served in arrival order. An event can be moved later with :meth:`touch` (a
+    connection counts at the venue when its handshake arrives, which is after the slot was taken:
+    re-stamping it then keeps the client's window at least as strict as the venue's).
     """
 
     def __init__(self, limit: int, window_s: float) -> None:
@@ -62,24 +64,34 @@ class RateWindow:
             raise ValueError(f"a rate window needs limit >= 1 and window_s > 0, not {limit}/{window_s}")
         self.limit = limit
         self.window_s = window_s
-        self._times: deque[float] = deque()
+        self._times: deque[list[float]] = deque()
         self._lock = asyncio.Lock()
+        self.last_slot: list[float] = [0.0]
 
     def _expire(self, now: float) -> None:
-        while self._times and self._times[0] <= now - self.window_s:
+        while self._times and self._times[0][0] <= now - self.window_s:
             self._times.popleft()
 
     async def acquire(self) -> float:
-        """Waits for room in the window, takes it, and returns how long it waited (seconds)."""
+        """Waits for room in the window, takes it, and returns how long it waited (seconds).
+
+        The slot taken is :attr:`last_slot` until the next acquire (see :meth:`touch`)."""
         started = time.monotonic()
         async with self._lock:
             while True:
                 now = time.monotonic()
                 self._expire(now)
                 if len(self._times) < self.limit:
-                    self._times.append(now)
+                    self.last_slot = [now]
+                    self._times.append(self.last_slot)
                     return now - started
-                await asyncio.sleep(max(0.001, self._times[0] + self.window_s - now))
+                oldest = min(slot[0] for slot in self._times)
+                await asyncio.sleep(max(0.001, oldest + self.window_s - now))
+
+    @staticmethod
+    def touch(slot: list[float]) -> None:
+        """Re-stamps a taken slot with the current time (it then leaves the window later)."""
+        slot[0] = max(slot[0], time.monotonic())
 
 
 class Pacer:
@@ -127,11 +139,19 @@ class Pacer:
             self.waited_by[kind] += waited
         return waited
 
-    async def connect(self) -> float:
-        """Waits until one more connection may be opened; returns the seconds waited."""
+    async def connect(self) -> tuple[float, list[float] | None]:
+        """Waits until one more connection may be opened; returns the seconds waited and the slot to
+        :meth:`opened` once the handshake is done (or failed)."""
         if not self.enabled or self._connects is None:
-            return 0.0
-        return self._count("connect", await self._connects.acquire())
+            return 0.0, None
+        waited = self._count("connect", await self._connects.acquire())
+        return waited, self._connects.last_slot
+
+    @staticmethod
+    def opened(slot: list[float] | None) -> None:
+        """The connection of ``slot`` reached the venue now: it counts from now on."""
+        if slot is not None:
+            RateWindow.touch(slot)
 
 
 class ConnectionPacing:
