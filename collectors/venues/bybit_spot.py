@@ -20,6 +20,8 @@ from ..simulator import ExchangeSimulator, MarketStep, SimulatorConfig
 from .bybit import BybitDialect, BybitNormaliser, BybitSimulator, split_quote
 
 EXCHANGE = "bybit-spot"
+#: Bybit spot rejects subscribe requests with more args than this
+SPOT_ARGS_PER_REQUEST = 10
 
 #: Quote assets of Bybit spot pairs, longest first (``USDE`` before ``USD``-like suffixes).
 SPOT_QUOTES: tuple[str, ...] = tuple(
@@ -48,10 +50,10 @@ class BybitSpotDialect(BybitDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     ws_path: ClassVar[str] = "/v5/public/spot"
-    args_per_request: ClassVar[int] = 10
+    args_per_request: ClassVar[int] = SPOT_ARGS_PER_REQUEST
     #: 500 connections per 5 minutes per IP, and at most 10 args per subscribe request on spot
     limits: ClassVar[VenueLimits] = VenueLimits(
-        connections_per_window=500, connection_window_s=300.0, subscriptions_per_message=10
+        connections_per_window=500, connection_window_s=300.0, subscriptions_per_message=SPOT_ARGS_PER_REQUEST
     )
     book_depths: ClassVar[tuple[int, ...]] = (50, 200, 1000)
     bbo_sources: ClassVar[tuple[str, ...]] = ("orderbook.1",)
