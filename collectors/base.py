@@ -10,6 +10,7 @@ the live run. Everything that touches the network lives in the dialect and in
 from __future__ import annotations
 
 import abc
+import functools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from .events import ParseError, emit_event, frame_text_for_event
+from .pacing import VenueLimits
 
 if TYPE_CHECKING:
     import aiohttp
@@ -32,6 +34,13 @@ DEFAULT_OUTDATED_CUTOFF_NS = 2_500_000_000
 DEFAULT_CLOCK_TOLERANCE_NS = 50_000_000
 #: Frames larger than this are rejected as parse errors (websocket max size is set above it).
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Seconds without data before a channel is stale (trades adapt to each symbol's pace above this).
+#: The one declaration: the connection layer's settings and ``[thresholds]`` both read it.
+DEFAULT_STALE_AFTER_S: dict[str, float] = {"book": 5.0, "bbo": 5.0, "trades": 60.0}
+#: Recycle a connection whose channel has been stale this long (0 disables).
+DEFAULT_RECYCLE_AFTER_S = 30.0
+#: A planned rotation happens this long before a venue's forced disconnect.
+ROTATION_MARGIN_S = 3600.0
 
 #: Market-data channels, which every venue offers (the default subscription).
 CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
@@ -141,6 +150,9 @@ class Normaliser(abc.ABC):
         self.resubscribe_requests: set[str] = set()
         #: frames the connection must send back at once (answers to the exchange's application pings)
         self.replies: deque[str] = deque(maxlen=MAX_PENDING_REPLIES)
+        #: set when the venue announced that it will close this connection soon (e.g. Binance's
+        #: ``serverShutdown``): the connection layer rotates to a new connection at once
+        self.rotation_requested = False
         self.frames = 0
         self.parse_errors = 0
 
@@ -322,10 +334,16 @@ class Subscription:
 
 @dataclass
 class DialectOptions:
-    """Per-run options a dialect may honour (e.g. book depth, checksum verification)."""
+    """Per-run options a dialect honours (book depth, checksum verification, the OUTDATED cutoff).
+
+    ``outdated_cutoff_ns`` reaches every normaliser's :class:`TimeFlagger` (see
+    :meth:`ExchangeDialect.new_normaliser`), so ``[thresholds] outdated_cutoff_s`` sets the OUTDATED
+    flag written into the lake, live and in replay alike.
+    """
 
     verify_checksums: bool = True
     book_depth: int | None = None
+    outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -360,9 +378,45 @@ class ExchangeDialect(abc.ABC):
     #: least seconds between two :meth:`resubscribe_frames` requests sent on one connection (venues that
     #: limit requests per connection); 0 sends them at once
     request_interval_s: ClassVar[float] = 0.0
+    #: the venue's documented limits on connecting and sending (enforced by :mod:`collectors.pacing`
+    #: in the client and by the simulator)
+    limits: ClassVar[VenueLimits] = VenueLimits()
+    #: seconds after which the venue closes every connection (Binance and Bitget: 24 h), or None
+    forced_disconnect_s: ClassVar[float | None] = None
+    #: True when book rows' ``seq`` is the venue's own update id, the same on every connection (a
+    #: rotation then hands a book over at a matching update id instead of resyncing it)
+    book_handover_by_seq: ClassVar[bool] = False
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every venue's ``new_normaliser`` hands the run's options to the normaliser it makes.
+
+        Wrapping here (not in each venue) means a venue added later cannot forget it: the configured
+        OUTDATED cutoff reaches its :class:`TimeFlagger` without code in the venue module.
+        """
+        super().__init_subclass__(**kwargs)
+        make = cls.__dict__.get("new_normaliser")
+        if make is None or getattr(make, "_applies_options", False):
+            return
+
+        @functools.wraps(make)
+        def new_normaliser(self: ExchangeDialect) -> Normaliser:
+            normaliser: Normaliser = make(self)
+            normaliser.time_flags.outdated_cutoff_ns = self.options.outdated_cutoff_ns
+            return normaliser
+
+        new_normaliser._applies_options = True  # type: ignore[attr-defined]
+        cls.new_normaliser = new_normaliser  # type: ignore[method-assign]
+
+    def rotation_age_s(self) -> float:
+        """Age (s) at which a connection is rotated by default: before the venue's forced disconnect
+        (``forced_disconnect_s`` minus :data:`ROTATION_MARGIN_S`, at least half of it), else 0 (never)."""
+        forced = self.forced_disconnect_s
+        if not forced:
+            return 0.0
+        return max(forced / 2, forced - ROTATION_MARGIN_S)
 
     @abc.abstractmethod
     def native_symbol(self, symbol: str) -> str:

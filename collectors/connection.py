@@ -16,13 +16,19 @@ Per connection:
   that counts only data, never heartbeats; a stale channel is reported (``stale`` event) and, after
   ``recycle_after_s``, the connection is recycled;
 - REST snapshots go through the exchange's :class:`~collectors.backoff.RestBudget`; 429/418 and
-  ``Retry-After`` pause every request of that exchange.
+  ``Retry-After`` pause every request of that exchange;
+- pacing: every connect and every frame sent waits for the venue's limits
+  (:class:`~collectors.pacing.Pacer`, declared on the dialect); the time waited is in the stats;
+- planned rotation (make-before-break) at the dialect's rotation age (before a venue's forced
+  disconnect, e.g. Binance's 24 h) or ``max_connection_age_s``, and at once when the venue announces
+  a shutdown (the normaliser sets ``rotation_requested``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -38,9 +44,19 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from schemas import RecordBuffer
 
 from .backoff import Backoff, RestBudget
-from .base import CHANNELS, DERIVATIVE_CHANNELS, ExchangeDialect, Normaliser, Subscription
+from .base import (
+    CHANNELS,
+    DEFAULT_RECYCLE_AFTER_S,
+    DEFAULT_STALE_AFTER_S,
+    DERIVATIVE_CHANNELS,
+    ExchangeDialect,
+    Normaliser,
+    Subscription,
+)
 from .capture import CaptureWriter
+from .dedupe import RecentTradeIds
 from .events import emit_event
+from .pacing import ConnectionPacing, Pacer
 
 log = logging.getLogger(__name__)
 #: The websocket library's own logger. Its DEBUG output prints the handshake's request path, query
@@ -49,6 +65,11 @@ _wire_log = logging.getLogger(f"{__name__}.wire")
 _wire_log.setLevel(logging.INFO)
 
 RecordSink = Callable[[RecordBuffer], Awaitable[None]]
+
+#: Trade ids per symbol a connection remembers for a rotation handover (more than any venue replays)
+ROTATION_TRADE_IDS = 1_000
+#: Longest wait for a successor's books to join the old connection's at a matching update id
+HANDOVER_ALIGN_S = 2.0
 
 
 @dataclass
@@ -63,13 +84,16 @@ class ConnectionSettings:
     backoff_cap_s: float = 30.0
     healthy_after_s: float = 30.0
     #: seconds without data before a channel is stale, per channel (trades adapt, see below)
-    stale_after_s: dict[str, float] = field(default_factory=lambda: {"book": 5.0, "bbo": 5.0, "trades": 60.0})
+    stale_after_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_S))
     #: a quiet symbol's trades are stale only after this many times its usual gap between trades
     trades_stale_factor: float = 20.0
     #: recycle the connection when a channel has been stale this long (0 disables)
-    recycle_after_s: float = 30.0
-    #: planned reconnect before the exchange's forced disconnect (0 disables); Binance drops at 24 h
-    max_connection_age_s: float = 0.0
+    recycle_after_s: float = DEFAULT_RECYCLE_AFTER_S
+    #: planned make-before-break rotation at this connection age (0 disables); None: the dialect's
+    #: own default (:meth:`ExchangeDialect.rotation_age_s`, e.g. 23 h where the venue drops at 24 h)
+    max_connection_age_s: float | None = None
+    #: wait for the venue's connection and message limits (the dialect's ``limits``)
+    pacing: bool = True
     #: bounded queue between connections and the publisher
     queue_max_batches: int = 10_000
     queue_policy: str = "block"  # or "drop-oldest"
@@ -96,6 +120,11 @@ class ConnectionStats:
     dropped_rows: int = 0
     queue_depth: int = 0
     max_queue_depth: int = 0
+    #: seconds spent waiting for the venue's limits (connects, messages), and how many waits
+    pacing_wait_s: float = 0.0
+    pacing_waits: int = 0
+    #: rotations asked for by the venue (e.g. Binance ``serverShutdown``)
+    shutdown_rotations: int = 0
 
 
 class OutputQueue:
@@ -273,6 +302,7 @@ class FeedConnection:
         name: str = "conn0",
         on_rotation_due: Callable[[FeedConnection], None] | None = None,
         shadow: bool = False,
+        pacer: Pacer | None = None,
     ) -> None:
         self.dialect = dialect
         self.exchange = dialect.exchange_id
@@ -301,8 +331,13 @@ class FeedConnection:
         self.held = RecordBuffer()
         self.ready = asyncio.Event()
         self._snapshotted: set[str] = set()
-        self.epoch_offset = 0
-        self.max_epoch = -1
+        #: per symbol: added to the epoch of this connection's book rows (set at a rotation handover)
+        self.epoch_offsets: dict[str, int] = {}
+        #: per symbol: (seq, epoch) of the last book row this connection emitted (rotation only)
+        self.last_book: dict[str, tuple[Any, int]] = {}
+        #: trade ids this connection published lately (rotation only): a successor that receives
+        #: trades replayed on subscribe (OKX, Coinbase, Kraken...) must not publish them again
+        self.published_trades = RecentTradeIds(ROTATION_TRADE_IDS) if settings.max_connection_age_s else None
         self.on_rotation_due = on_rotation_due
         self.handover_log: HandoverLog | None = None
         # Dialect hook for compressed/encoded frames: only called when the dialect overrides it.
@@ -312,6 +347,9 @@ class FeedConnection:
         self._outbox: deque[str] = deque()
         self._pacer: asyncio.Task[None] | None = None
         self._last_request = 0.0
+        self.pacer = pacer or Pacer(dialect.limits, enabled=settings.pacing)
+        self.pacing: ConnectionPacing = self.pacer.connection_windows()
+        self._connect_slot: list[float] | None = None
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -319,12 +357,18 @@ class FeedConnection:
             return
         self.watchdog.saw(out, time.monotonic())
         # Epoch bookkeeping only matters to planned rotation: connections without it skip the work.
-        if out.book and self.settings.max_connection_age_s > 0:
-            if self.epoch_offset:
-                off = self.epoch_offset
-                out.book = [(*r[:9], r[9] + off, r[10]) for r in out.book]
-            self.max_epoch = max(self.max_epoch, max(r[9] for r in out.book))
+        if out.book and self.settings.max_connection_age_s:
+            offsets = self.epoch_offsets
+            if offsets:
+                out.book = [(*r[:9], r[9] + offsets.get(r[1], 0), r[10]) for r in out.book]
+            last = self.last_book
+            for r in out.book:
+                last[r[1]] = (r[8], r[9])
         if self.mode == "live":
+            if self.published_trades is not None and out.trades:
+                seen = self.published_trades.seen
+                for r in out.trades:
+                    seen(r[1], r[4])
             if self.handover_log is not None:
                 self.handover_log.record(out)
             await self.output.put(out)
@@ -384,7 +428,10 @@ class FeedConnection:
                     self._pacer = asyncio.create_task(self._send_paced(self._ws), name=f"pacer-{self.name}")
             else:
                 for text in frames:
-                    await self._ws.send(text)
+                    await self._send(self._ws, text, subscribe=True)
+        if self.normaliser.rotation_requested:
+            self.normaliser.rotation_requested = False
+            self._rotate_now("server_shutdown")
 
     async def _send_paced(self, ws: Any) -> None:
         """Sends the queued requests, at least ``request_interval_s`` apart."""
@@ -403,6 +450,35 @@ class FeedConnection:
         if self._pacer is not None:
             self._pacer.cancel()
             self._pacer = None
+
+    async def _send(self, ws: Any, text: str, subscribe: bool = False) -> None:
+        """Sends one frame once the venue's message limits allow it (the wait is counted)."""
+        waited = await self.pacing.message(subscribe)
+        if waited:
+            self._count_wait(waited)
+        await ws.send(text)
+
+    def _mark_opened(self) -> None:
+        """The handshake is over: the connection counts against the venue's rate from now."""
+        if self._connect_slot is not None:
+            self.pacer.opened(self._connect_slot)
+            self._connect_slot = None
+
+    def _count_wait(self, waited: float) -> None:
+        self.stats.pacing_wait_s += waited
+        self.stats.pacing_waits += 1
+
+    def _rotate_now(self, reason: str) -> None:
+        """Rotates this connection now: make-before-break when the collector manages it, else a
+        reconnect (the venue is about to close this connection anyway)."""
+        if self.mode != "live":
+            return
+        self.stats.shutdown_rotations += 1
+        if self.on_rotation_due is not None and self.settings.max_connection_age_s:
+            callback, self.on_rotation_due = self.on_rotation_due, None  # once per connection
+            callback(self)
+        else:
+            self.recycle("rotation")
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:
@@ -480,6 +556,9 @@ class FeedConnection:
         url = ""
         try:
             while not self._stop.is_set():
+                waited, self._connect_slot = await self.pacer.connect()
+                if waited:
+                    self._count_wait(waited)
                 started = time.monotonic()
                 close_detail: dict[str, Any] = {}
                 try:
@@ -498,6 +577,7 @@ class FeedConnection:
                         f"{self.exchange}: invalid websocket URL {_redact(url)!r}: {_redact(str(exc))}"
                     ) from exc
                 finally:
+                    self._mark_opened()  # a failed handshake still reached the venue
                     self._ws = None
                     self.connected.clear()
                     self._cancel_fetches()
@@ -541,6 +621,7 @@ class FeedConnection:
             additional_headers=self.dialect.ws_headers,
             logger=_wire_log,
         ) as ws:
+            self._mark_opened()
             self._ws = ws
             self.stats.connects += 1
             self.watchdog.reset()
@@ -548,7 +629,7 @@ class FeedConnection:
                 self._event("connect", {"url": _redact(url), "symbols": len(self.subscription.symbols)})
             )
             for text in self.dialect.subscribe_frames(self.subscription):
-                await ws.send(text)
+                await self._send(ws, text, subscribe=True)
             self.connected.set()
             tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
             if self.dialect.app_ping is not None:
@@ -621,9 +702,11 @@ class FeedConnection:
                 self.stats.recycles += 1
                 self.recycle("stale")
                 return
-            if settings.max_connection_age_s > 0 and now - opened >= settings.max_connection_age_s:
+            max_age = settings.max_connection_age_s
+            if max_age and now - opened >= max_age:
                 if self.on_rotation_due is not None and self.mode == "live":
-                    self.on_rotation_due(self)  # the collector opens a successor, then retires us
+                    callback, self.on_rotation_due = self.on_rotation_due, None  # once per connection
+                    callback(self)  # the collector opens a successor, then retires us
                     return
                 self.recycle("rotation")
                 return
@@ -633,7 +716,7 @@ class FeedConnection:
         text, interval = self.dialect.app_ping
         while True:
             await asyncio.sleep(interval)
-            await ws.send(text)
+            await self._send(ws, text)
 
 
 async def _frames(ws: Any) -> Any:
@@ -670,11 +753,12 @@ def _redact(url: str) -> str:
 def split_subscription(
     dialect: ExchangeDialect, symbols: Sequence[str], channels: Sequence[str]
 ) -> list[Subscription]:
-    """Splits symbols across connections so that each stays within the exchange's stream limit; channels
-    that the dialect serves on separate endpoints (:meth:`ExchangeDialect.channel_groups`) get their own."""
+    """Splits symbols across connections so that each stays within the exchange's stream limit, and
+    channels that the venue routes to different endpoints onto different connections."""
     subs: list[Subscription] = []
     for group in dialect.channel_groups(channels):
-        per_conn = max(1, dialect.max_streams_per_connection // max(1, len(group)))
+        per_symbol = max(1, len(group))
+        per_conn = max(1, dialect.max_streams_per_connection // per_symbol)
         subs.extend(
             Subscription(tuple(symbols[i : i + per_conn]), tuple(group))
             for i in range(0, len(symbols), per_conn)
@@ -728,7 +812,11 @@ class Collector:
         self.sink = sink
         self.ws_url = ws_url or dialect.default_ws_url
         self.rest_url = rest_url or dialect.default_rest_url
-        self.settings = settings or ConnectionSettings()
+        settings = settings or ConnectionSettings()
+        if settings.max_connection_age_s is None:  # the venue's own default (rotate before its cut-off)
+            settings = dataclasses.replace(settings, max_connection_age_s=dialect.rotation_age_s())
+        self.settings = settings
+        self.pacer = Pacer(dialect.limits, enabled=settings.pacing)
         self.capture_path = Path(capture_path) if capture_path is not None else None
         self.budget = budget or RestBudget()
         self.observers = list(observers)
@@ -772,6 +860,7 @@ class Collector:
             name=f"{self.exchange}-{index}" + (f"-g{generation}" if generation else ""),
             on_rotation_due=self._rotation_due,
             shadow=shadow,
+            pacer=self.pacer,
         )
 
     def _rotation_due(self, old: FeedConnection) -> None:
@@ -783,8 +872,9 @@ class Collector:
         """Planned rotation: open a successor, wait until its books are synced, hand over, close ``old``.
 
         Nothing is lost and nothing is doubled: the successor's held trades are de-duplicated against
-        what ``old`` published, its bbo rows continue after ``old``'s last sequence, and its books enter
-        the lake as a resync (snapshot rows, next epoch, a ``resync`` event with reason ``rotation``).
+        what ``old`` published, its bbo rows continue after ``old``'s last sequence, and its books
+        continue at a matching update id where the venue allows it, else enter as a resync
+        (:meth:`_handover`).
         """
         index = self.connections.index(old)
         generation = self.rotations + 1
@@ -803,6 +893,12 @@ class Collector:
             old.on_rotation_due = self._rotation_due
             old.recycle("rotation")
             return
+        if self.dialect.book_handover_by_seq:
+            # Both connections carry the same update ids: wait (briefly) until each book of the
+            # successor has joined what ``old`` published, so that the handover needs no resync.
+            deadline = time.monotonic() + HANDOVER_ALIGN_S
+            while not self._aligned(old, new) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         handover = self._handover(old, new)
         old.mode = "retired"
         new.mode = "live"
@@ -812,24 +908,65 @@ class Collector:
         self.rotations += 1
         old.stop()
 
+    @staticmethod
+    def _book_tails(held: RecordBuffer) -> dict[str, list[tuple[Any, ...]]]:
+        """Per symbol: the held book rows from its last snapshot on."""
+        tails: dict[str, list[tuple[Any, ...]]] = {}
+        for row in held.book:
+            rows = tails.setdefault(row[1], [])
+            if row[7] and rows and not rows[-1][7]:
+                rows.clear()  # a later snapshot (the successor resynced): start from it
+            rows.append(row)
+        return tails
+
+    @staticmethod
+    def _joins(rows: list[tuple[Any, ...]], last: tuple[Any, int] | None) -> bool:
+        """True when a successor's rows (snapshot first) can continue ``last`` = (seq, epoch) exactly:
+        its snapshot is at or before that update and it has applied updates up to it or beyond."""
+        if last is None or last[0] is None or not rows or not rows[0][7] or rows[0][8] is None:
+            return False
+        newest = max((r[8] for r in rows if r[8] is not None), default=None)
+        return newest is not None and rows[0][8] <= last[0] <= newest
+
+    def _aligned(self, old: FeedConnection, new: FeedConnection) -> bool:
+        tails = self._book_tails(new.held)
+        return all(self._joins(rows, old.last_book.get(symbol)) for symbol, rows in tails.items())
+
     def _handover(self, old: FeedConnection, new: FeedConnection) -> RecordBuffer:
+        """The successor's held records, continuing what ``old`` published.
+
+        Books: where the venue's book sequence is the same on every connection
+        (``dialect.book_handover_by_seq``, e.g. Binance's update ids), the successor's book continues
+        ``old``'s at the first update after ``old``'s last one, in ``old``'s epoch: no snapshot rows,
+        no resync, the book continuous. That needs the successor's snapshot at or before ``old``'s
+        last update and the successor already past it; otherwise (or on other venues) the book
+        enters as a resync (its snapshot rows, the next epoch, a ``resync`` event, reason ``rotation``).
+        """
         held = new.held
         new.held = RecordBuffer()
-        # The successor's books enter as a resync after everything the old connection published.
-        offset = old.max_epoch + 1 - (min((r[9] for r in held.book), default=0))
-        new.epoch_offset += offset
         out = RecordBuffer(feed_events=list(held.feed_events))
-        last_snapshot: dict[str, int] = {}
-        for i, row in enumerate(held.book):
-            if row[7] and (i == 0 or not held.book[i - 1][7] or held.book[i - 1][1] != row[1]):
-                last_snapshot[row[1]] = i
-        out.book = [
-            (*r[:9], r[9] + offset, r[10])
-            for i, r in enumerate(held.book)
-            if i >= last_snapshot.get(r[1], len(held.book))
-        ]
+        tails = self._book_tails(held)
         ts = time.time_ns()
-        for symbol in sorted(last_snapshot):
+        by_seq = self.dialect.book_handover_by_seq
+        for symbol, rows in tails.items():
+            if not rows[0][7]:
+                continue  # no snapshot held for it (should not happen once ready): nothing to hand over
+            snap_epoch = rows[0][9]
+            last = old.last_book.get(symbol)
+            if by_seq and last is not None and self._joins(rows, last):
+                last_seq = last[0]
+                offset = last[1] - snap_epoch  # the successor's epoch becomes old's
+                new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
+                out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows if not r[7] and r[8] > last_seq)
+                continue
+            base = (
+                last[1] + 1
+                if last is not None
+                else max((e for _, e in old.last_book.values()), default=-1) + 1
+            )
+            offset = base - snap_epoch
+            new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
+            out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows)
             emit_event(
                 out,
                 self.exchange,
@@ -840,7 +977,13 @@ class Collector:
                 {"reason": "rotation", "connection": new.name},
             )
         published = old.handover_log or HandoverLog()
-        out.trades = [r for r in held.trades if r[4] not in published.trades.get(r[1], ())]
+        recent = old.published_trades
+        out.trades = [
+            r
+            for r in held.trades
+            if r[4] not in published.trades.get(r[1], ())
+            and not (recent is not None and recent.seen(r[1], r[4]))
+        ]
         out.bbo = [r for r in held.bbo if _bbo_key(r) > published.bbo.get(r[1], (-1, -1))]
         return out
 

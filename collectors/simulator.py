@@ -16,6 +16,7 @@ import logging
 import random
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,10 @@ class SimulatorConfig:
     #: frames queued per client before the simulator drops it as a slow consumer (as exchanges do)
     client_queue_frames: int = 50_000
     heartbeat_interval_s: float = 1.0
+    #: enforce the dialect's documented limits (``ExchangeDialect.limits``) as the venue does
+    enforce_limits: bool = True
+    #: close every connection this many seconds after it opened (a venue's forced disconnect; 0: never)
+    max_connection_age_s: float = 0.0
 
 
 @dataclass
@@ -269,6 +274,10 @@ class ExchangeSimulator(abc.ABC):
         }
         self.sessions: set[ClientSession] = set()
         self.connections_total = 0
+        #: limit breaches the simulator saw (and answered as the venue does), by limit
+        self.limit_violations: dict[str, int] = {"connections": 0, "messages": 0, "subscriptions": 0}
+        self._connect_times: deque[float] = deque()
+        self._ip_message_times: deque[float] = deque()
         self.rest_requests = 0
         self.frames_sent = 0
         self._runner: web.AppRunner | None = None
@@ -285,6 +294,30 @@ class ExchangeSimulator(abc.ABC):
     @abc.abstractmethod
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         """This session's frames for a market step: ``(trade_frames, book_frames, bbo_frames)``."""
+
+    def refuse_connection(self) -> web.StreamResponse:
+        """The venue's answer to a connection above its connection rate (HTTP 429 by default)."""
+        return web.json_response({"error": "too many connection attempts (simulated)"}, status=429)
+
+    async def on_message_limit(self, session: ClientSession) -> None:
+        """The venue's answer to a client above its message rate: close (1008, "Too many requests")."""
+        await session.ws.close(code=1008, message=b"Too many requests")
+
+    def subscribe_request(self, session: ClientSession, count: int) -> bool:
+        """Checks a subscribe request of ``count`` topics against the dialect's per-message and per-hour
+        limits; False (counted) when the venue would refuse it. Dialects call it from ``on_message``."""
+        limits = self.dialect.limits
+        if not self.config.enforce_limits:
+            return True
+        if limits.subscriptions_per_message and count > limits.subscriptions_per_message:
+            self.limit_violations["subscriptions"] += 1
+            return False
+        if limits.subscribe_requests_per_hour:
+            times: deque[float] = session.state.setdefault("subscribe_times", deque())
+            if not _fits(times, limits.subscribe_requests_per_hour, 3600.0):
+                self.limit_violations["subscriptions"] += 1
+                return False
+        return True
 
     def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
         """Exchange-level heartbeats to send this second (for dialects that have them)."""
@@ -381,7 +414,28 @@ class ExchangeSimulator(abc.ABC):
                 break
         session.queue.put_nowait(None)
 
-    async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+    def _over_message_rate(self, session: ClientSession) -> bool:
+        limits = self.dialect.limits
+        rate = limits.messages_per_second
+        if not rate or not self.config.enforce_limits:
+            return False
+        limit, window = (int(rate), 1.0) if rate >= 1 else (1, 1.0 / rate)
+        times = (
+            self._ip_message_times
+            if limits.messages_per_ip
+            else session.state.setdefault("msg_times", deque())
+        )
+        return not _fits(times, limit, window)
+
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        limits = self.dialect.limits
+        if (
+            self.config.enforce_limits
+            and limits.connections_per_window
+            and not _fits(self._connect_times, limits.connections_per_window, limits.connection_window_s)
+        ):
+            self.limit_violations["connections"] += 1
+            return self.refuse_connection()
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4 * 1024 * 1024)
         await ws.prepare(request)
         if self.faults.refuse_connections:
@@ -390,15 +444,26 @@ class ExchangeSimulator(abc.ABC):
         self.connections_total += 1
         session = ClientSession(ws, request, asyncio.Queue(self.config.client_queue_frames))
         writer = asyncio.create_task(self._writer(session))
+        expiry = (
+            asyncio.get_running_loop().call_later(self.config.max_connection_age_s, self._drop, session)
+            if self.config.max_connection_age_s > 0
+            else None
+        )
         try:
             await self.on_open(session)
             self.sessions.add(session)
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
+                    if self._over_message_rate(session):
+                        self.limit_violations["messages"] += 1
+                        await self.on_message_limit(session)
+                        break
                     await self.on_message(session, msg.data)
                 elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._drop(session)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -492,3 +557,14 @@ class ExchangeSimulator(abc.ABC):
         for frame in frames:
             for session in list(self.sessions):
                 self.send(session, frame)
+
+
+def _fits(times: deque[float], limit: int, window_s: float) -> bool:
+    """Records one event in a sliding window of ``window_s`` seconds; False when it is above ``limit``."""
+    now = time.monotonic()
+    while times and times[0] <= now - window_s:
+        times.popleft()
+    if len(times) >= limit:
+        return False
+    times.append(now)
+    return True

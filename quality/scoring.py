@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
+from collectors.base import DEFAULT_OUTDATED_CUTOFF_NS
+
 State = Literal["OK", "DEGRADED", "EXCLUDE"]
 STATES: tuple[State, ...] = ("OK", "DEGRADED", "EXCLUDE")
 _RANK: dict[str, int] = {"EXCLUDE": 0, "DEGRADED": 1, "OK": 2}
@@ -56,8 +58,9 @@ WEIGHTS: dict[str, float] = {
 class QualityConfig:
     """Every threshold of the quality layer (seconds unless named otherwise)."""
 
-    #: latency above the floor beyond which a message is OUTDATED (DESIGN.md: 2.5 s)
-    outdated_cutoff_s: float = 2.5
+    #: latency above the floor beyond which a message is OUTDATED (DESIGN.md: 2.5 s); the same
+    #: cutoff sets the OUTDATED flag in every normaliser (``DialectOptions.outdated_cutoff_ns``)
+    outdated_cutoff_s: float = DEFAULT_OUTDATED_CUTOFF_NS / 1e9
     #: latency above the floor that still earns the full latency score
     latency_good_s: float = 0.25
     #: outdated share of the window at which the latency component reaches 0

@@ -33,7 +33,7 @@ from aiokafka.errors import (
 
 from schemas import RECORD_DATASETS, RecordBuffer
 from streaming import codec
-from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats
+from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats
 from streaming.delivery import DeliveryError, SenderPublisher
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ class KafkaSettings:
     linger_ms: int = (
         1  # ~1 ms: p99 receive-to-ack 3 ms at 20k events/s, still 400k+ rows/s (bench/RESULTS.md)
     )
-    compression: str | None = None
+    #: producer compression: ``"none"``/None for none; zstd unless configured
+    compression: str | None = KAFKA_DEFAULT_COMPRESSION
     #: Largest message value; several records of one key are packed up to this size.
     max_message_bytes: int = 900_000
     #: Producer batch per partition (aiokafka's default of 16 KiB is small for market data).
@@ -79,6 +80,8 @@ class KafkaSettings:
         self.topic_prefix = self.topic_prefix.rstrip(".")
         if self.idempotence not in IDEMPOTENCE_MODES:
             raise ValueError(f"idempotence must be one of {IDEMPOTENCE_MODES}, got {self.idempotence!r}")
+        if self.compression == "none":
+            self.compression = None
         if self.compression not in COMPRESSION_TYPES:
             raise ValueError(f"compression must be one of {COMPRESSION_TYPES}, got {self.compression!r}")
         if self.queue_policy not in QUEUE_POLICIES:

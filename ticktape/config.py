@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.base import CHANNELS
+from collectors.base import CHANNELS, DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S, DialectOptions
 from collectors.registry import exchange_ids
 from quality.scoring import QualityConfig
-from streaming.base import QUEUE_POLICIES
+from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES
 from streaming.local import FSYNC_POLICIES
 
 ENV_PREFIX = "TICKTAPE_"
@@ -118,6 +118,13 @@ class CollectConfig:
     rest_url: str | None = setting(
         None, "REST endpoint override of the ad-hoc collector", flags=("--rest-url",)
     )
+    max_connection_age_s: float | None = setting(
+        None,
+        "rotate each connection (make-before-break) at this age in seconds; 0: never; unset: the "
+        "exchange's own default (23 h where the venue closes connections at 24 h, else never)",
+        flags=("--max-connection-age",),
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ class KafkaConfig:
     )
     linger_ms: int = setting(1, "producer linger before sending a batch", minimum=0)
     compression: str = setting(
-        "zstd",
+        KAFKA_DEFAULT_COMPRESSION,
         "producer compression",
         choices=("none", "gzip", "snappy", "lz4", "zstd"),
     )
@@ -241,14 +248,17 @@ def _thresholds_class() -> type:
             "stale_book_s",
             float,
             setting(
-                5.0, "book and bbo channels silent this long: stale", flags=("--stale-book-s",), minimum=0.1
+                DEFAULT_STALE_AFTER_S["book"],
+                "book and bbo channels silent this long: stale",
+                flags=("--stale-book-s",),
+                minimum=0.1,
             ),
         ),
         (
             "stale_trades_s",
             float,
             setting(
-                60.0,
+                DEFAULT_STALE_AFTER_S["trades"],
                 "trades silent this long: stale (the collector adapts it for quiet symbols)",
                 flags=("--stale-trades-s",),
                 minimum=0.1,
@@ -258,7 +268,7 @@ def _thresholds_class() -> type:
             "recycle_after_s",
             float,
             setting(
-                30.0,
+                DEFAULT_RECYCLE_AFTER_S,
                 "recycle a connection stale this long (0: never)",
                 flags=("--recycle-after-s",),
                 minimum=0,
@@ -387,7 +397,7 @@ class Config:
                 if given(f"transport.kafka.{key}"):
                     out[option] = getattr(k, key)
             if given("transport.kafka.compression"):
-                out["compression"] = None if k.compression == "none" else k.compression
+                out["compression"] = k.compression  # "none" reaches the producer as "no compression"
             extra: dict[str, Any] = {}
             if k.security_protocol != "PLAINTEXT":
                 extra["security_protocol"] = k.security_protocol
@@ -1065,6 +1075,7 @@ COLLECT_DESTS: dict[str, str] = {
     "channels": "collect.channels",
     "ws_url": "collect.ws_url",
     "rest_url": "collect.rest_url",
+    "max_connection_age": "collect.max_connection_age_s",
 }
 _SKIP_DESTS = frozenset({"help", "config", "func", "version"})
 
@@ -1335,6 +1346,15 @@ def quality_config_of(args: argparse.Namespace) -> QualityConfig:
     """The quality thresholds a command resolved (``[thresholds]``), or the defaults without ``--config``."""
     cfg: Config | None = getattr(args, "config_obj", None)
     return cfg.quality_config() if cfg is not None else QualityConfig()
+
+
+def dialect_options_of(args: argparse.Namespace) -> DialectOptions:
+    """The dialect options a command resolved: ``[thresholds] outdated_cutoff_s`` (or ``--outdated-cutoff``)
+    becomes the OUTDATED cutoff of every normaliser, so live capture and replay flag as configured."""
+    cutoff_s = getattr(args, "outdated_cutoff", None)
+    if cutoff_s is None:
+        cutoff_s = quality_config_of(args).outdated_cutoff_s
+    return DialectOptions(outdated_cutoff_ns=round(cutoff_s * 1_000_000_000))
 
 
 def reference_rows() -> list[tuple[str, str, str, str, str]]:

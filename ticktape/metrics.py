@@ -55,6 +55,14 @@ class PipelineCollector(PromCollector):
                 "ticktape_queue_dropped_rows_total",
                 "Rows dropped by a full output queue (drop-oldest)",
             ),
+            "pacing_wait_s": (
+                "ticktape_pacing_wait_seconds_total",
+                "Seconds spent waiting for the venue's connection and message limits (pacing)",
+            ),
+            "pacing_waits": (
+                "ticktape_pacing_waits_total",
+                "Connects and sends that waited for a venue limit",
+            ),
         }
         families = {
             key: CounterMetricFamily(name, doc, labels=["exchange"]) for key, (name, doc) in counters.items()

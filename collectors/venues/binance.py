@@ -15,12 +15,24 @@ A gap resets that symbol only: ``gap`` event, book cleared, new snapshot, ``resy
 Timestamps: trades carry ``T`` (trade time, ms), depth events ``E`` (event time, ms); spot
 ``@bookTicker`` carries no event time, so its ``ts_exchange`` is null. The REST snapshot has no time
 either: its rows have a null ``ts_exchange``.
+
+Connection facts (https://developers.binance.com/en/docs/products/spot/web-socket-streams, checked
+2026-12-05), declared on the dialect and enforced by :mod:`collectors.pacing` and the simulator:
+- a connection is valid for 24 hours, then closed: connections rotate (make-before-break) at 23 h;
+- a ``serverShutdown`` event announces that the server will close the connection soon: it is a
+  ``server_shutdown`` feed event and the connection rotates at once (not a parse error);
+- at most 5 incoming messages per second per connection (pings and subscribe requests counted); a
+  connection above it is closed (code 1008, "Too many requests"); at most 300 connection attempts
+  per 5 minutes per IP; at most 1024 streams per connection.
+- stream names are lower-case symbols; symbols that are not ASCII (they exist on spot) are
+  percent-encoded in the URL (UTF-8), and the server decodes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote as url_quote
 
 import orjson
 from aiohttp import web
@@ -30,6 +42,7 @@ from schemas import RecordBuffer
 from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import SyncedBook
 from ..events import ParseError, bbo_side, check_symbol, emit_event, ms_to_ns, positive_price
+from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 
 if TYPE_CHECKING:
@@ -146,6 +159,9 @@ class BinanceFamilyNormaliser(Normaliser):
             raise ParseError("frame is not a JSON object")
         stream = msg.get("stream")
         data = msg.get("data")
+        if msg.get("e") == "serverShutdown" or (isinstance(data, dict) and data.get("e") == "serverShutdown"):
+            self.on_server_shutdown(ts_recv, data if isinstance(data, dict) else msg, out)
+            return
         if not isinstance(stream, str) or not isinstance(data, dict):
             if "result" in msg and "id" in msg:
                 return  # reply to a SUBSCRIBE/LIST_SUBSCRIPTIONS request
@@ -165,6 +181,11 @@ class BinanceFamilyNormaliser(Normaliser):
             self.on_book_ticker(ts_recv, data, out)
         else:
             raise ParseError(f"unknown stream {stream[:60]!r}")
+
+    def on_server_shutdown(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
+        """``serverShutdown``: the server will close this connection soon; ask for a rotation now."""
+        self.rotation_requested = True
+        emit_event(out, self.exchange, None, "connection", ts_recv, "server_shutdown", {"E": data.get("E")})
 
     def on_trade(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``@trade`` event: one trade row (duplicates by id across reconnects are dropped)."""
@@ -323,6 +344,14 @@ class BinanceDialect(ExchangeDialect):
     default_rest_url: ClassVar[str | None] = "https://api.binance.com"
     #: Binance allows 1024 streams per connection; a shorter URL keeps well inside proxies' limits.
     max_streams_per_connection: ClassVar[int] = 200
+    #: 5 incoming messages/s per connection; 300 connection attempts per 5 minutes per IP
+    limits: ClassVar[VenueLimits] = VenueLimits(
+        connections_per_window=300, connection_window_s=300.0, messages_per_second=5
+    )
+    #: every connection is closed at 24 h
+    forced_disconnect_s: ClassVar[float | None] = 24 * 3600.0
+    #: book rows carry Binance's update ids, the same on every connection: rotations hand over there
+    book_handover_by_seq: ClassVar[bool] = True
     depth_stream: ClassVar[str] = "depth@100ms"
     snapshot_path: ClassVar[str] = "/api/v3/depth"
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceNormaliser
@@ -339,7 +368,7 @@ class BinanceDialect(ExchangeDialect):
         return [f"{s.lower()}@{names[c]}" for s in sub.symbols for c in sub.channels]
 
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
-        return f"{ws_url.rstrip('/')}/stream?streams={'/'.join(self.streams(sub))}"
+        return f"{ws_url.rstrip('/')}/stream?streams={stream_query(self.streams(sub))}"
 
     def new_normaliser(self) -> Normaliser:
         return self.normaliser_class()
@@ -361,6 +390,11 @@ class BinanceDialect(ExchangeDialect):
         return BinanceSimulator(self, config)
 
 
+def stream_query(streams: Sequence[str]) -> str:
+    """The ``streams=`` value: names joined by ``/``, non-ASCII symbols percent-encoded (UTF-8)."""
+    return "/".join(url_quote(name, safe="@_-.") for name in streams)
+
+
 STREAM_CHANNELS = {"trade": "trades", "bookTicker": "bbo"}
 
 
@@ -374,7 +408,7 @@ def stream_channel(stream_kind: str) -> str | None:
 class BinanceSimulator(ExchangeSimulator):
     """Binance spot on loopback: ``/stream?streams=...`` (combined) and ``GET /api/v3/depth``."""
 
-    ws_paths = ("/stream", "/ws")
+    ws_paths: tuple[str, ...] = ("/stream", "/ws")
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)

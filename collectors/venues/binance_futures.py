@@ -1,9 +1,33 @@
-"""Binance USD-M futures (exchange id ``binance-futures``): ``fstream`` combined streams + REST snapshot.
+"""Binance USD-M futures (exchange id ``binance-futures``): ``fstream`` routed streams + REST snapshot.
 
-Streams (one combined connection, ``/stream?streams=a/b/c``, at most 200 streams per connection as
-Binance documents for USD-M): ``<sym>@trade``, ``<sym>@depth@100ms`` (``@depth@0ms`` and
-``@depth@500ms`` parse the same way), ``<sym>@bookTicker``. Snapshot: ``GET /fapi/v1/depth``
-(weight 20 at ``limit=1000``).
+Routing (since 2026-04-23; Binance's "Important WebSocket Change Notice" of 2026-03-06): USD-M market
+data is served on category paths of ``wss://fstream.binance.com``:
+- ``/public``: high-frequency data, ``<sym>@depth...``, ``<sym>@bookTicker``, ``<sym>@trade`` (and
+  ``rpiDepth``);
+- ``/market``: ``aggTrade``, ``markPrice``, ``kline``, ``forceOrder``, tickers and the other regular streams;
+- ``/private``: user data (not used here).
+Both access modes stay (``/<route>/ws/<stream>`` and ``/<route>/stream?streams=a/b``); one connection
+may not mix categories, so :meth:`BinanceFuturesDialect.channel_groups` puts channels of different
+routes on different connections. The unrouted ``/ws`` and ``/stream`` still accept a connection but
+deliver no depth (a field report of 2026-09: only bookTicker and trades arrive; Binance's CAAS page
+says unrouted paths carry only ``/public`` data, which would include depth: we follow the field report
+and never use them). ``--ws-url`` is the base URL (``wss://fstream.binance.com`` or a simulator's
+``ws://127.0.0.1:PORT``); the collector derives ``/public`` and ``/market`` from it (a given
+``/public``/``/market``/``/ws``/``/stream`` suffix is dropped first). COIN-M (``dstream``) is not
+routed: a subclass sets :attr:`BinanceFuturesDialect.routed` to False.
+
+Streams: ``<sym>@trade``, ``<sym>@depth@100ms`` (``@depth@0ms`` and ``@depth@500ms`` parse the same
+way), ``<sym>@bookTicker``, all on ``/public``. At most 1024 streams per connection, 10 incoming
+messages per second per connection (above it Binance disconnects), every connection closed at 24 h
+(rotated at 23 h here). Snapshot: ``GET /fapi/v1/depth`` (weight 20 at ``limit=1000``).
+
+Sources (checked 2026-12-05):
+https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Important-WebSocket-Change-Notice
+https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams
+https://developers.binance.com/docs/derivatives/change-log (2026-04-02 entry: legacy paths retire 2026-04-23)
+Peers: ccxt PR 28091 (https://github.com/ccxt/ccxt/pull/28091; issue 28083 notes ``trade`` on
+``/public``), unicorn-binance-websocket-api PR 441
+(https://github.com/oliver-zehentleitner/unicorn-binance-websocket-api/pull/441: refuses mixed categories).
 
 Book sync, as Binance documents it for USD-M futures (it differs from spot):
 1. buffer depth events; fetch the REST snapshot;
@@ -36,24 +60,64 @@ Checked against the shared recording ``binance-futures/ethusdt_20240808`` (``@de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
 
 from schemas import RecordBuffer
 
-from ..base import ExchangeDialect
+from ..base import ExchangeDialect, Subscription
 from ..book import SyncedBook
 from ..events import ParseError, emit_event, ms_to_ns
-from ..simulator import ExchangeSimulator, MarketStep, SimulatorConfig
+from ..pacing import VenueLimits
+from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 from .binance import (
     BinanceDialect,
     BinanceFamilyNormaliser,
     BinanceSimulator,
     split_binance_symbol,
+    stream_query,
 )
 
 EXCHANGE = "binance-futures"
+
+#: USD-M stream kind (the part after ``@``, up to the next ``@``) -> its routed path
+STREAM_ROUTES: dict[str, str] = {
+    "depth": "public",
+    "rpiDepth": "public",
+    "bookTicker": "public",
+    "trade": "public",
+    "aggTrade": "market",
+    "markPrice": "market",
+    "kline": "market",
+    "continuousKline": "market",
+    "forceOrder": "market",
+    "ticker": "market",
+    "miniTicker": "market",
+    "compositeIndex": "market",
+    "contractInfo": "market",
+    "assetIndex": "market",
+}
+ROUTES = ("public", "market")
+
+
+def stream_route(stream: str) -> str:
+    """The routed path of a stream name (``btcusdt@depth@100ms`` -> ``public``); unknown kinds: market."""
+    kind = stream.partition("@")[2].partition("@")[0].partition("_")[0]
+    return STREAM_ROUTES.get(kind, "market")
+
+
+def base_ws_url(ws_url: str) -> str:
+    """The base URL of a given one: a trailing route or access-mode path is dropped."""
+    url = ws_url.rstrip("/")
+    for suffix in ("/stream", "/ws"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    for route in (*ROUTES, "private"):
+        if url.endswith("/" + route):
+            url = url[: -len(route) - 1]
+    return url
 
 
 class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
@@ -161,8 +225,14 @@ class BinanceFuturesDialect(BinanceDialect):
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://fstream.binance.com"
     default_rest_url: ClassVar[str | None] = "https://fapi.binance.com"
-    # Binance documents at most 200 streams per USD-M connection: the spot dialect's limit (200) holds,
-    # as does its depth stream name (depth@100ms).
+    #: 1024 streams per connection (USD-M websocket market streams page)
+    max_streams_per_connection: ClassVar[int] = 1024
+    #: 10 incoming messages/s per connection; connection attempts as on spot (300 per 5 minutes per IP)
+    limits: ClassVar[VenueLimits] = VenueLimits(
+        connections_per_window=300, connection_window_s=300.0, messages_per_second=10
+    )
+    #: USD-M routes streams by category (``/public``, ``/market``); COIN-M (dstream) does not
+    routed: ClassVar[bool] = True
     snapshot_path: ClassVar[str] = "/fapi/v1/depth"
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceFuturesNormaliser
 
@@ -177,16 +247,72 @@ class BinanceFuturesDialect(BinanceDialect):
         # USD-M documents weight 20 for GET /fapi/v1/depth with limit 1000.
         return 20
 
+    def route_of(self, channel: str) -> str:
+        """The routed path a channel's stream lives on (``public`` for trades, book and bbo)."""
+        names = {"trades": "trade", "book": self.depth_stream, "bbo": "bookTicker"}
+        return stream_route(f"x@{names[channel]}")
+
+    def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
+        """One group per route: a connection never mixes ``/public`` and ``/market`` streams."""
+        if not self.routed:
+            return [tuple(channels)]
+        groups: dict[str, list[str]] = {}
+        for channel in channels:
+            groups.setdefault(self.route_of(channel), []).append(channel)
+        return [tuple(g) for g in groups.values()]
+
+    def connection_url(self, ws_url: str, sub: Subscription) -> str:
+        """``<base>/<route>/stream?streams=...`` (routed), else ``<base>/stream?streams=...``."""
+        streams = self.streams(sub)
+        base = base_ws_url(ws_url)
+        if not self.routed:
+            return f"{base}/stream?streams={stream_query(streams)}"
+        routes = {stream_route(name) for name in streams}
+        if len(routes) != 1:
+            raise ValueError(f"{self.exchange_id}: one connection may not mix routes {sorted(routes)}")
+        return f"{base}/{routes.pop()}/stream?streams={stream_query(streams)}"
+
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return BinanceFuturesSimulator(self, config)
 
 
 class BinanceFuturesSimulator(BinanceSimulator):
-    """USD-M futures on loopback: frames carry ``pu``, ``T``, ``E`` and ``X`` as the real feed does."""
+    """USD-M futures on loopback: frames carry ``pu``, ``T``, ``E`` and ``X`` as the real feed does.
+
+    Routing as the venue does since 2026-04-23: ``/public`` serves only public streams and ``/market``
+    only market streams (a stream of the other category is accepted and stays silent); the unrouted
+    ``/ws`` and ``/stream`` accept connections but deliver no depth. :attr:`paths_used` counts the
+    paths clients connected to.
+    """
+
+    ws_paths = ("/public/stream", "/public/ws", "/market/stream", "/market/ws", "/stream", "/ws")
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
         self._futures_rendered: tuple[MarketStep, tuple[list[str], list[str], list[str]]] | None = None
+        self.paths_used: dict[str, int] = {}
+
+    async def on_open(self, session: ClientSession) -> None:
+        path = session.request.path
+        self.paths_used[path] = self.paths_used.get(path, 0) + 1
+        route = path.strip("/").partition("/")[0]
+        session.state["route"] = route if route in ROUTES else None
+        await super().on_open(session)
+
+    def _subscribe(self, session: ClientSession, streams: Sequence[str]) -> None:
+        routed = bool(getattr(self.dialect, "routed", True))
+        route = session.state.get("route")
+        delivered = []
+        for name in streams:
+            kind = name.partition("@")[2]
+            if not routed:
+                delivered.append(name)
+            elif route is None:
+                if not kind.startswith("depth"):  # unrouted paths: no depth (field report, 2026-09)
+                    delivered.append(name)
+            elif stream_route(name) == route:
+                delivered.append(name)
+        super()._subscribe(session, delivered)
 
     def step_frames(self, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         """Frames of one market step, rendered once per step and shared by every client."""

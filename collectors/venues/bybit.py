@@ -10,7 +10,8 @@ Topics (subscribed with ``{"op":"subscribe","args":[...],"req_id":...}``, acknow
   (a UUID on linear, a decimal string on spot), ``BT`` block trade, ``RPI``, ``seq`` (cross sequence).
   The message ``type`` is always ``snapshot``, but Bybit sends no backlog on subscribe: every trade
   is live, so no trade carries Flags.SNAPSHOT. Ids are de-duplicated per symbol (bounded memory).
-- ``orderbook.<N>.<S>`` (N in 50/200/500/1000 on linear, 50/200/1000 on spot; default 50): the book.
+- ``orderbook.<N>.<S>`` (N in 50/200/1000 on linear and on spot; default 50; linear depth 500 was
+  removed in November 2025): the book.
   Subscribing yields a ``snapshot``; ``delta`` messages follow. ``data.u`` is the update id of that
   topic and increments by one per message; ``data.seq`` is the matching engine's cross sequence,
   shared by every depth of the symbol and by trades. Rules implemented, as documented:
@@ -24,7 +25,8 @@ Topics (subscribed with ``{"op":"subscribe","args":[...],"req_id":...}``, acknow
   with, so the symbol's book topics are resubscribed (``resubscribe_requests``), which makes Bybit send
   a fresh snapshot. Deltas between the gap and that snapshot are kept with MAYBE_BAD_BOOK.
   A snapshot identical to the synced book at the same ``u`` (the level-1 re-push every 3 s when
-  nothing changed, or the answer to a resubscribe of a healthy topic) changes nothing.
+  nothing changed, on linear and spot alike, or the answer to a resubscribe of a healthy topic)
+  changes nothing.
 - best bid/offer (``bbo``): ``orderbook.1.<S>`` by default (same rules; it is its own topic with its
   own ``u``), or ``tickers.<S>`` on linear (``DialectOptions.extra["bbo_source"] = "tickers"``): a
   snapshot then deltas that carry only the fields that changed, merged here; ``cs`` is the cross
@@ -41,6 +43,14 @@ trades were added in 2023-2025 and are optional here; spot used ``trade.<S>`` wi
 and ``m`` for the side before v5 (not parsed: unknown topic). Heartbeat: the client sends
 ``{"op":"ping"}`` every 20 s (Bybit closes idle connections); pong replies are recognised and ignored.
 Spot accepts at most 10 args per subscribe request; linear frames are kept to 100 args.
+
+Sources (checked 2026-12-05): https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook
+(read as https://bybit-exchange.github.io/docs/zh-TW/v5/websocket/public/orderbook; depths 1/50/200/1000 for linear, inverse and spot; level 1: "if 3 seconds have elapsed without a
+change in the orderbook, a snapshot message will be pushed again" for USDT/USDC contracts, inverse and
+spot, with the same ``u``); https://bybit-exchange.github.io/docs/v5/rate-limit (websocket: no more
+than 500 connections within 5 minutes per IP; at most 1,000 market data connections per IP, counted
+per market). The connection rate is declared on the dialect, paced by :mod:`collectors.pacing` and
+enforced by the simulator. Bybit documents no forced disconnect (no rotation unless configured).
 """
 
 from __future__ import annotations
@@ -67,12 +77,14 @@ from ..events import (
     non_negative_size,
     positive_price,
 )
+from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 
 EXCHANGE = "bybit"
 
-#: Book depths the linear public stream offers (besides 1, which is the bbo channel here).
-LINEAR_BOOK_DEPTHS: tuple[int, ...] = (50, 200, 500, 1000)
+#: Book depths the linear public stream offers (besides 1, which is the bbo channel here); 500 was
+#: removed in November 2025.
+LINEAR_BOOK_DEPTHS: tuple[int, ...] = (50, 200, 1000)
 DEFAULT_BOOK_DEPTH = 50
 #: Trade ids remembered per symbol for de-duplication (Bybit ids are not ordered: UUIDs on linear).
 TRADE_ID_MEMORY = 8192
@@ -511,6 +523,8 @@ class BybitDialect(ExchangeDialect):
     #: Bybit asks clients to ping every 20 s; it drops connections that stay silent.
     app_ping: ClassVar[tuple[str, float] | None] = ('{"op":"ping"}', 20.0)
     args_per_request: ClassVar[int] = 100
+    #: at most 500 connections within 5 minutes per IP
+    limits: ClassVar[VenueLimits] = VenueLimits(connections_per_window=500, connection_window_s=300.0)
     book_depths: ClassVar[tuple[int, ...]] = LINEAR_BOOK_DEPTHS
     bbo_sources: ClassVar[tuple[str, ...]] = ("orderbook.1", "tickers")
     normaliser_class: ClassVar[type[BybitNormaliser]] = BybitNormaliser
@@ -638,7 +652,7 @@ class BybitSimulator(ExchangeSimulator):
     """
 
     category: ClassVar[str] = "linear"
-    #: linear level-1 books are re-pushed as a snapshot after 3 s without change (documented)
+    #: level-1 books (linear and spot) are re-pushed as a snapshot after 3 s without change (documented)
     level1_repush_ns: ClassVar[int] = 3_000_000_000
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
@@ -868,11 +882,7 @@ class BybitSimulator(ExchangeSimulator):
                 bids, asks = _wire(model, db, True), _wire(model, da, False)
                 frames[topic] = [self._book_frame(topic, kind, symbol, w.u, step.update_id, bids, asks, ms)]
                 w.last_push_ns = step.ts_ns
-            elif (
-                depth == 1
-                and self.category == "linear"
-                and step.ts_ns - w.last_push_ns >= self.level1_repush_ns
-            ):
+            elif depth == 1 and step.ts_ns - w.last_push_ns >= self.level1_repush_ns:
                 # documented: an unchanged level-1 book is re-sent as a snapshot with the same u
                 bids, asks = _wire(model, new_b, True), _wire(model, new_a, False)
                 frames[topic] = [

@@ -3,8 +3,9 @@
 Same protocol and book rules as :mod:`collectors.venues.bybit` (subclassed here, not copied): ``publicTrade``,
 ``orderbook.N`` snapshot/delta with ``u`` incrementing by one (``u == 1`` or a snapshot resets the
 book), ``orderbook.1`` for the best bid/offer. What differs on spot, as documented:
-- book depths 50, 200 and 1000 (level 1 is the bbo channel); there is no 3 s level-1 re-push;
-- at most 10 args per subscribe request (Bybit rejects longer requests);
+- book depths 50, 200 and 1000 (level 1 is the bbo channel); level 1 is re-pushed as a snapshot after
+  3 s without change, as on linear (the current orderbook page lists spot with the contracts);
+- at most 10 args per subscribe request (Bybit rejects longer requests; ``limits`` declares it);
 - spot ``tickers`` carry no best bid/offer, so ``orderbook.1`` is the only bbo source;
 - trade ids are decimal strings and trades have no ``L`` (tick direction);
 - symbols ``BTCUSDT`` normalise to ``BTC-USDT``.
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..pacing import VenueLimits
 from ..simulator import ExchangeSimulator, MarketStep, SimulatorConfig
 from .bybit import BybitDialect, BybitNormaliser, BybitSimulator, split_quote
 
 EXCHANGE = "bybit-spot"
+#: Bybit spot rejects subscribe requests with more args than this
+SPOT_ARGS_PER_REQUEST = 10
 
 #: Quote assets of Bybit spot pairs, longest first (``USDE`` before ``USD``-like suffixes).
 SPOT_QUOTES: tuple[str, ...] = tuple(
@@ -46,7 +50,11 @@ class BybitSpotDialect(BybitDialect):
 
     exchange_id: ClassVar[str] = EXCHANGE
     ws_path: ClassVar[str] = "/v5/public/spot"
-    args_per_request: ClassVar[int] = 10
+    args_per_request: ClassVar[int] = SPOT_ARGS_PER_REQUEST
+    #: 500 connections per 5 minutes per IP, and at most 10 args per subscribe request on spot
+    limits: ClassVar[VenueLimits] = VenueLimits(
+        connections_per_window=500, connection_window_s=300.0, subscriptions_per_message=SPOT_ARGS_PER_REQUEST
+    )
     book_depths: ClassVar[tuple[int, ...]] = (50, 200, 1000)
     bbo_sources: ClassVar[tuple[str, ...]] = ("orderbook.1",)
     normaliser_class: ClassVar[type[BybitNormaliser]] = BybitSpotNormaliser

@@ -41,6 +41,18 @@ What differs from old recordings: the retired Coinbase Pro / Exchange feed (``ws
 ``type``-tagged messages (``l2update``, ``match``, ``ticker``) with per-product ``sequence`` numbers and
 ``changes`` arrays; none of that applies to Advanced Trade.
 
+``-USDC`` products: on every channel except ``user``, a ``-USDC`` product id returns the data of the
+matching ``-USD`` product (USDT-USDC and EURC-USDC excepted), so subscribing ``BTC-USDC`` beside
+``BTC-USD`` would store one book twice under two names, and ``BTC-USDC`` alone would store the USD
+book under a USDC name. Such product ids are refused with an error naming the ``-USD`` product
+(https://docs.cdp.coinbase.com/coinbase-app/advanced-trade-apis/websocket/websocket-channels and
+.../websocket-endpoints, checked 2026-12-05).
+
+Limits (https://docs.cdp.coinbase.com/coinbase-app/advanced-trade-apis/websocket/websocket-rate-limits,
+checked 2026-12-05): 8 connections per second per IP and 8 unauthenticated messages per second per IP
+(every connection's subscribe frames count together). Declared on the dialect, paced by
+:mod:`collectors.pacing`, enforced by the simulator. Coinbase documents no forced disconnect.
+
 Symbols: spot product ids are already ``BASE-QUOTE``. International perpetuals (``BTC-PERP-INTX``,
 USDC-margined) become ``BTC-USDC-PERP``; dated futures (``BIT-28JUN24-CDE``) keep their id.
 """
@@ -60,6 +72,7 @@ from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
+from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
 
 EXCHANGE = "coinbase"
@@ -69,6 +82,8 @@ L2_SIDES = {"bid": BID, "offer": ASK, "ask": ASK}
 #: Maker side -> taker side (see the module docstring).
 TAKER_SIDE = {"BUY": "sell", "SELL": "buy"}
 PERP_SUFFIX = "-PERP-INTX"
+#: -USDC products with a book of their own (every other -USDC product id serves the -USD book)
+USDC_BOOKS = frozenset({"USDT-USDC", "EURC-USDC"})
 #: Trades the simulator replays on subscribe.
 SNAPSHOT_TRADES = 50
 
@@ -324,11 +339,20 @@ class CoinbaseDialect(ExchangeDialect):
     default_rest_url: ClassVar[str | None] = None
     #: A sequence gap resyncs every book of its connection, so connections stay modest in size.
     max_streams_per_connection: ClassVar[int] = 90
+    #: 8 connections/s per IP; 8 unauthenticated messages/s per IP (all connections together)
+    limits: ClassVar[VenueLimits] = VenueLimits(
+        connections_per_window=8, connection_window_s=1.0, messages_per_second=8, messages_per_ip=True
+    )
 
     def native_symbol(self, symbol: str) -> str:
         text = symbol.strip().upper().replace("/", "-")
         if text.endswith("-PERP") and text.count("-") == 2:
             return f"{text.split('-')[0]}{PERP_SUFFIX}"  # BTC-USDC-PERP -> BTC-PERP-INTX
+        if text.endswith("-USDC") and text not in USDC_BOOKS:
+            raise ValueError(
+                f"coinbase: {text} returns the data of {text[:-1]} on market data channels (Coinbase "
+                f"serves -USDC products from the -USD book); collect {text[:-1]} instead"
+            )
         return text
 
     def normalise_symbol(self, native: str) -> str:

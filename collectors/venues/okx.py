@@ -14,14 +14,28 @@ Channels (``arg.channel``; every push is ``{"arg":{"channel","instId"},"data":[.
   the 2022 recording: ts seconds older than the subscription); the first push after each trades
   acknowledgement is therefore flagged SNAPSHOT when its time is at or before the newest exchange
   time already seen (book, bbo or trade data), and a repeat of a stored trade is dropped.
-- ``books`` (400 levels, 100 ms; also ``books50-l2-tbt`` / ``books-l2-tbt``, same format, selected
-  with ``DialectOptions.extra["book_channel"]``): ``action`` is ``snapshot`` then ``update``; levels
+- ``books`` (400 levels, 100 ms): ``action`` is ``snapshot`` then ``update``; levels
   are ``[px, sz, "0" (deprecated), orders]``, size ``"0"`` removes a level; ``ts`` is the book time.
   OKX itself removes the levels that leave the 400-level window (on the recording BTC-USDT holds
   exactly 400 levels per side after every message), so the local book needs no truncation.
 - ``bbo-tbt`` (default) or ``tickers`` (``extra["bbo_channel"]``) for the best bid/offer. ``bbo-tbt``
   carries ``seqId`` from the same per-instrument sequence as the books, so its rows are comparable
   with the rebuilt book at equal ``seq``; ``tickers`` carries no sequence (``seq`` null).
+
+``books-l2-tbt`` and ``books50-l2-tbt`` (same format, 10 ms) need a logged-in account of a VIP fee
+tier (OKX answers ``{"event":"error","code":"60011","msg":"Please log in"}`` otherwise; the rule dates
+from OKX's change of 2022-05-05, https://www.okx.com/docs-v5/log_en/#2022-05-05, as reported in
+https://github.com/bmoscon/cryptofeed/issues/845 and https://github.com/ccxt/ccxt/issues/12995, checked 2026-12-05):
+ticktape's public collector does not log in, so they are refused as ``book_channel`` with a clear error.
+The normaliser still parses them (captures from accounts that had them replay).
+
+Limits (OKX "WebSocket > Connect", https://www.okx.com/docs-v5/en/#overview-websocket-connect; its
+figures as quoted by https://nautilustrader.io/docs/core-latest/nautilus_okx/websocket/client/static.OKX_WS_QUOTA.html,
+the page the search corpus holds, checked 2026-12-05):
+3 connection requests per second per IP; 480 ``subscribe``/``unsubscribe``/``login`` requests per
+hour per connection (resubscriptions for a resync count too). Declared on the dialect, paced by
+:mod:`collectors.pacing`, enforced by the simulator (above the connection rate it refuses with 429,
+above the hourly subscribe budget it answers error 60014 "Requests too frequent").
 
 Book integrity (documented rules implemented here):
 - ``seqId``/``prevSeqId``: a snapshot has ``prevSeqId = -1``; each update's ``prevSeqId`` must equal
@@ -69,6 +83,7 @@ from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook
 from ..checksum import book_crc32, to_signed32
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 from .binance import split_binance_symbol
 
@@ -77,6 +92,9 @@ WS_PATH = "/ws/v5/public"
 #: Book levels per side covered by the OKX checksum.
 CHECKSUM_DEPTH = 25
 BOOK_CHANNELS = frozenset({"books", "books50-l2-tbt", "books-l2-tbt"})
+#: tick-by-tick books: only for logged-in accounts of a VIP tier, never offered by the public collector
+LOGIN_BOOK_CHANNELS = frozenset({"books50-l2-tbt", "books-l2-tbt"})
+PUBLIC_BOOK_CHANNELS = BOOK_CHANNELS - LOGIN_BOOK_CHANNELS
 BBO_CHANNELS = frozenset({"bbo-tbt", "tickers"})
 #: Subscription arguments per subscribe request (OKX limits one request to 64 KB of text).
 ARGS_PER_REQUEST = 100
@@ -377,15 +395,24 @@ class OkxDialect(ExchangeDialect):
     max_streams_per_connection: ClassVar[int] = 300
     #: OKX closes a connection silent for 30 s; it answers the text ``ping`` with ``pong``.
     app_ping: ClassVar[tuple[str, float] | None] = ("ping", 20.0)
+    #: 3 connection requests/s per IP; 480 subscribe/unsubscribe/login requests per hour per connection
+    limits: ClassVar[VenueLimits] = VenueLimits(
+        connections_per_window=3, connection_window_s=1.0, subscribe_requests_per_hour=480
+    )
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         super().__init__(options)
         extra = self.options.extra
         self.book_channel = str(extra.get("book_channel", "books"))
         self.bbo_channel = str(extra.get("bbo_channel", "bbo-tbt"))
-        if self.book_channel not in BOOK_CHANNELS:
+        if self.book_channel in LOGIN_BOOK_CHANNELS:
             raise ValueError(
-                f"okx book_channel must be one of {sorted(BOOK_CHANNELS)}, not {self.book_channel!r}"
+                f"okx book_channel {self.book_channel!r} needs a logged-in VIP account (OKX answers "
+                f"'60011 Please log in'); the public collector offers 'books' (400 levels, 100 ms)"
+            )
+        if self.book_channel not in PUBLIC_BOOK_CHANNELS:
+            raise ValueError(
+                f"okx book_channel must be one of {sorted(PUBLIC_BOOK_CHANNELS)}, not {self.book_channel!r}"
             )
         if self.bbo_channel not in BBO_CHANNELS:
             raise ValueError(
@@ -474,6 +501,9 @@ class OkxSimulator(ExchangeSimulator):
         args = msg.get("args") if isinstance(msg, dict) else None
         if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             self.send(session, '{"event":"error","code":"60012","msg":"Invalid request"}')
+            return
+        if not self.subscribe_request(session, len(args)):
+            self.send(session, '{"event":"error","code":"60014","msg":"Requests too frequent."}')
             return
         replays: list[str] = []
         for arg in args:

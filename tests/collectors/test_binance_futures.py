@@ -239,8 +239,42 @@ def test_symbols_and_dialect() -> None:
     assert d.native_symbol("ETH-USDT-PERP") == d.native_symbol("ETHUSDT") == "ETHUSDT"
     assert d.native_symbol("btcusdt_250926") == "BTCUSDT_250926"
     assert d.snapshot_request_weight("ETHUSDT") == 20
-    url = d.connection_url("ws://127.0.0.1:1", Subscription(("ETHUSDT",)))
-    assert url == "ws://127.0.0.1:1/stream?streams=ethusdt@trade/ethusdt@depth@100ms/ethusdt@bookTicker"
+    streams = "ethusdt@trade/ethusdt@depth@100ms/ethusdt@bookTicker"
+    # --ws-url is a base URL: the route is derived, a given route or access path is dropped first
+    for given in (
+        "ws://127.0.0.1:1",
+        "ws://127.0.0.1:1/",
+        "ws://127.0.0.1:1/public",
+        "ws://127.0.0.1:1/stream",
+    ):
+        assert (
+            d.connection_url(given, Subscription(("ETHUSDT",)))
+            == f"ws://127.0.0.1:1/public/stream?streams={streams}"
+        )
+    assert d.max_streams_per_connection == 1024  # the USD-M page's figure (not 200)
+
+
+def test_routes_follow_the_2026_notice_and_a_connection_never_mixes_them() -> None:
+    from collectors.connection import split_subscription
+    from collectors.venues.binance_futures import stream_route
+
+    assert [stream_route(f"btcusdt@{k}") for k in ("depth@100ms", "bookTicker", "trade")] == ["public"] * 3
+    assert [stream_route(f"btcusdt@{k}") for k in ("aggTrade", "markPrice@1s", "kline_1m", "forceOrder")] == [
+        "market"
+    ] * 4
+    d = get_dialect("binance-futures")
+    subs = split_subscription(d, [f"S{i}USDT" for i in range(700)], ("trades", "book", "bbo"))
+    assert [len(s.symbols) for s in subs] == [341, 341, 18]  # 1024 streams / 3 per symbol
+    for sub in subs:
+        assert "/public/stream?" in d.connection_url("wss://fstream.binance.com", sub)
+
+    class CoinMargined(BinanceFuturesDialect):  # how binance-delivery (dstream) will turn routing off
+        routed = False
+
+    url = CoinMargined().connection_url(
+        "wss://dstream.binance.com", Subscription(("BTCUSD_PERP",), ("book",))
+    )
+    assert url == "wss://dstream.binance.com/stream?streams=btcusd_perp@depth@100ms"
 
 
 # -- through the simulator, a real websocket, REST snapshots and the shared connection lifecycle ---------
@@ -282,3 +316,48 @@ async def test_duplicated_update_is_not_a_gap() -> None:
         run.sim.faults.duplicate_updates["BTCUSDT"] = 2
         await run.until(lambda: len(run.events("duplicate", "BTC-USDT-PERP")) == 2)
         assert run.events("gap") == [] and run.events("resync") == []
+
+
+async def test_collector_uses_only_the_routed_public_path_and_books_match_book_ticker() -> None:
+    """Against a server routing as Binance does since 2026-04-23, from the base URL alone."""
+    async with running("binance-futures", ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(
+            lambda: (
+                all(run.count(ds, "ETH-USDT-PERP") > 20 for ds in ("trades", "book", "bbo"))
+                and run.count("bbo", "BTC-USDT-PERP") > 50
+            )
+        )
+    assert set(run.sim.paths_used) == {"/public/stream"}, run.sim.paths_used  # never an unrouted path
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "gap"}
+    assert assert_tops_match_bbo(run.got.book, run.got.bbo) > 50
+
+
+async def test_unrouted_paths_deliver_no_depth_like_the_venue() -> None:
+    import asyncio
+
+    import websockets
+
+    from collectors.simulator import SimulatorConfig
+
+    sim = get_dialect("binance-futures").simulator(SimulatorConfig(symbols=("BTCUSDT",), rate_hz=50))
+    await sim.start()
+    try:
+        got: dict[str, set[str]] = {}
+        for path in ("/stream", "/public/stream", "/market/stream"):
+            url = f"{sim.ws_url}{path}?streams=btcusdt@depth@100ms/btcusdt@bookTicker/btcusdt@aggTrade"
+            kinds: set[str] = set()
+            async with websockets.connect(url) as ws:
+                end = asyncio.get_running_loop().time() + 0.6
+                while (left := end - asyncio.get_running_loop().time()) > 0:
+                    try:
+                        kinds.add(
+                            orjson.loads(await asyncio.wait_for(ws.recv(), left))["stream"].split("@")[1]
+                        )
+                    except TimeoutError:
+                        break
+            got[path] = kinds
+    finally:
+        await sim.stop()
+    assert got["/stream"] == {"bookTicker"}  # unrouted: no depth
+    assert got["/public/stream"] == {"depth", "bookTicker"}
+    assert got["/market/stream"] == set()  # the simulator renders no aggTrade; public streams stay silent

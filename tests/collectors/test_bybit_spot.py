@@ -171,3 +171,60 @@ async def test_spot_dropped_update_resyncs_only_that_symbol_live() -> None:
     sol_epochs = {r[9] for r in run.got.book if r[1] == "SOL-USDT"}
     assert sol_epochs == {0, 1}
     assert {r[9] for r in run.got.book if r[1] != "SOL-USDT"} == {0}
+
+
+def test_spot_level1_is_re_pushed_every_3_s_and_the_repush_changes_nothing() -> None:
+    """Current docs: spot level-1 books are re-sent as a snapshot (same ``u``) after 3 s without change,
+    as on linear; the simulator does it and the normaliser takes it as no change (no gap, no resync)."""
+    from collectors.venues.bybit_spot import BybitSpotSimulator
+    from tests.collectors.test_bybit import _book, _feed
+
+    assert BybitSpotSimulator.level1_repush_ns == 3_000_000_000
+
+    def top(kind: str, u: int, bids=(), asks=()) -> dict:
+        msg = _book(kind, u, bids, asks, seq=u)
+        msg["topic"] = "orderbook.1.BTCUSDT"
+        return msg
+
+    out = _feed(
+        BybitSpotNormaliser(),
+        top("snapshot", 7, [("100", "1")], [("101", "1")]),
+        top("snapshot", 7, [("100", "1")], [("101", "1")]),  # the 3 s re-push
+        top("delta", 8, [("100.5", "2")]),
+    )
+    assert out.feed_events == []
+    assert [r[8] for r in out.bbo] == [7, 7, 8]
+
+
+async def test_spot_simulator_re_pushes_an_unchanged_level1_book() -> None:
+    dialect = BybitSpotDialect()
+    sim = dialect.simulator(SimulatorConfig(symbols=("BTCUSDT",), rate_hz=20, trade_probability=0.0))
+    sim.level1_repush_ns = 300_000_000  # the 3 s rule, scaled down for the test
+    await sim.start()
+    seen: list[tuple[str, int]] = []
+    try:
+        async with websockets.connect(f"{sim.ws_url}/v5/public/spot") as ws:
+            await ws.send('{"op":"subscribe","args":["orderbook.1.BTCUSDT"]}')
+            deadline = asyncio.get_running_loop().time() + 3
+            while asyncio.get_running_loop().time() < deadline:
+                msg = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
+                if msg.get("topic") == "orderbook.1.BTCUSDT":
+                    seen.append((msg["type"], msg["data"]["u"]))
+                    if any(
+                        k == "snapshot" and u == prev
+                        for (k, u), (_, prev) in zip(seen[1:], seen, strict=False)
+                    ):
+                        break
+    finally:
+        await sim.stop()
+    # a snapshot carrying the previous message's u: the re-push of an unchanged book
+    assert any(k == "snapshot" and u == prev for (k, u), (_, prev) in zip(seen[1:], seen, strict=False)), seen
+
+
+def test_linear_book_depths_are_1_50_200_1000() -> None:
+    from collectors.venues.bybit import BybitDialect
+
+    for depth in (50, 200, 1000):
+        assert BybitDialect(DialectOptions(book_depth=depth)).book_depth == depth
+    with pytest.raises(ValueError, match="book depth 500 not offered"):
+        BybitDialect(DialectOptions(book_depth=500))  # removed in November 2025

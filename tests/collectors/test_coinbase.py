@@ -479,3 +479,23 @@ def test_rfc3339_timestamps_keep_nanoseconds() -> None:
     for bad in ("2023-02-09T20:32:50", "2023-02-09T20:32:50.Z", "2023-13-09T20:32:50Z", "yesterday", 5, None):
         with pytest.raises(ParseError):
             iso_to_ns(bad)
+
+
+def test_usdc_products_that_serve_the_usd_book_are_refused_by_name() -> None:
+    """-USDC product ids return the -USD data on market channels: collecting both would store one
+    book twice; USDT-USDC and EURC-USDC have books of their own."""
+    d = get_dialect("coinbase")
+    with pytest.raises(ValueError, match="BTC-USDC returns the data of BTC-USD"):
+        d.native_symbol("btc-usdc")
+    assert d.native_symbol("USDT-USDC") == "USDT-USDC" and d.native_symbol("EURC-USDC") == "EURC-USDC"
+    assert d.native_symbol("BTC-USDC-PERP") == "BTC-PERP-INTX"  # the perpetual is its own product
+
+
+def test_collect_refuses_an_aliased_usdc_product_with_a_clear_message(tmp_path, capsys) -> None:
+    from ticktape.cli import main
+
+    code = main(
+        ["collect", "--exchange", "coinbase", "--symbols", "BTC-USD,BTC-USDC", "--log", str(tmp_path / "log")]
+    )
+    assert code == 2
+    assert "BTC-USDC returns the data of BTC-USD" in capsys.readouterr().err

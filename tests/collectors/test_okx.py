@@ -510,3 +510,13 @@ async def test_bad_frames_on_the_wire_are_parse_errors_and_data_keeps_flowing() 
         )
         assert all(orjson.loads(e[5])["frame"] for e in run.events("parse_error"))
         assert run.events("gap") == [] and run.collector.stats.connects == 1
+
+
+def test_tick_by_tick_books_need_a_login_and_are_not_offered() -> None:
+    from collectors.base import DialectOptions
+    from collectors.venues.okx import OkxDialect
+
+    for channel in ("books-l2-tbt", "books50-l2-tbt"):
+        with pytest.raises(ValueError, match="needs a logged-in VIP account"):
+            OkxDialect(DialectOptions(extra={"book_channel": channel}))
+    assert OkxDialect().book_channel == "books"

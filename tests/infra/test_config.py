@@ -434,7 +434,7 @@ def test_file_only_settings_reach_the_transport_and_the_quality_layer(tmp_path: 
     assert (args.exchange, args.symbols, args.channels) == ("binance", "BTCUSDT,ETHUSDT", "trades")
     options = transport_options(args)
     assert options["bootstrap"] == "k:9092" and options["linger_ms"] == 25
-    assert "compression" not in options  # "none" is the transport's own default: no compression
+    assert options["compression"] == "none"  # reaches the producer, whose own default is zstd
     assert options["idempotence"] == "off"
     assert options["extra"] == {
         "security_protocol": "SASL_PLAINTEXT",
@@ -545,3 +545,43 @@ def test_validate_env_warns_about_variables_nothing_reads() -> None:
     result = json.loads(out)
     assert result["warnings"] == ["env TICKTAPE_SINK_UNTIL_IDEL: no setting reads this variable"]
     assert result["lake"] == "/x"
+
+
+def test_stale_thresholds_and_rotation_age_reach_the_connection_layer(tmp_path: Path) -> None:
+    """One declaration of the staleness defaults; configured values and the rotation age reach the
+    collector's settings, and without one each exchange rotates before its own forced disconnect."""
+    from collectors.base import DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S
+    from collectors.connection import Collector, ConnectionSettings
+    from collectors.registry import get_dialect
+    from ticktape.cli import build_parser
+    from ticktape.commands.collect import connection_settings_of
+
+    def resolved(text: str | None, *flags: str) -> ConnectionSettings:
+        env = {}
+        if text is not None:
+            env["TICKTAPE_CONFIG"] = str(write(tmp_path, text))
+        args = build_parser().parse_args(["collect", "--exchange", "binance", "--symbols", "BTCUSDT", *flags])
+        args.config_obj = args.config_resolver(args, env)
+        return connection_settings_of(args)
+
+    default = resolved(None)
+    assert default.stale_after_s == DEFAULT_STALE_AFTER_S == ConnectionSettings().stale_after_s
+    assert default.recycle_after_s == DEFAULT_RECYCLE_AFTER_S and default.max_connection_age_s is None
+    configured = resolved(
+        "[thresholds]\nstale_book_s = 7\nstale_trades_s = 90\n[collect]\nmax_connection_age_s = 10\n"
+    )
+    assert configured.stale_after_s == {"book": 7.0, "bbo": 7.0, "trades": 90.0}
+    assert configured.max_connection_age_s == 10.0
+    assert resolved(None, "--max-connection-age", "0").max_connection_age_s == 0.0
+
+    async def noop(_: object) -> None:
+        return None
+
+    def age_of(exchange: str, settings: ConnectionSettings) -> float | None:
+        return Collector(
+            get_dialect(exchange), ["BTC-USDT"], noop, settings=settings
+        ).settings.max_connection_age_s
+
+    assert age_of("binance", default) == 23 * 3600  # Binance closes at 24 h: rotate an hour before
+    assert age_of("okx", default) == 0.0  # no forced disconnect documented: no rotation
+    assert age_of("binance", configured) == 10.0

@@ -316,3 +316,21 @@ async def test_bounded_queue_blocks_or_drops_and_counts(kafka_broker, policy):
     got, _ = await consume_all(consumer, pub.stats.published_rows, idle_polls=1)
     await consumer.close()
     assert sum(len(v) for v in got.values()) == pub.stats.published_rows
+
+
+async def test_producer_compresses_with_zstd_unless_configured_otherwise(kafka_broker):
+    """The documented default (zstd) lives in the producer settings; "none" from the file turns it off."""
+    from streaming import open_publisher
+
+    default = KafkaPublisher(settings_for(kafka_broker))
+    off = open_publisher("kafka", bootstrap=kafka_broker.address, compression="none")
+    for pub in (default, off):
+        await pub.start()
+    try:
+        assert default._producer is not None and off._producer._compression_type is None
+        assert default._producer._compression_type == "zstd"
+        records = make_records(50)
+        await default.publish(records)
+    finally:
+        for pub in (default, off):
+            await pub.close()

@@ -160,3 +160,65 @@ ws_url = "ws://127.0.0.1:{ports["okx"]}"
         if dataset == "bbo":
             exchanges.update(table.column("exchange").to_pylist())
     assert exchanges == {"binance", "okx"}
+
+
+def test_collect_binance_futures_from_a_base_url_uses_the_routed_public_path(tmp_path: Path) -> None:
+    """Acceptance (issue 13): ``ticktape collect --exchange binance-futures`` with ``--ws-url`` a base URL,
+    against a simulator that routes as Binance does since 2026-04-23 (no depth on unrouted paths)."""
+    from collectors.capture import replay_capture
+    from collectors.registry import get_dialect
+    from tests.collectors.book_replay import assert_tops_match_bbo
+
+    port = free_port()
+    sim = _start(
+        ["simulate", "--exchange", "binance-futures", "--symbols", "BTCUSDT,ETHUSDT", "--port", str(port)],
+        tmp_path / "sim.out",
+    )
+    log_dir, lake, capture = tmp_path / "log", tmp_path / "lake", tmp_path / "cap.gz"
+    try:
+        wait_for_port(port, proc=sim)
+        collect = _start(
+            [
+                "collect",
+                "--exchange",
+                "binance-futures",
+                "--symbols",
+                "BTCUSDT,ETH-USDT-PERP",
+                "--ws-url",
+                f"ws://127.0.0.1:{port}",
+                "--rest-url",
+                f"http://127.0.0.1:{port}",
+                "--duration",
+                "5",
+                "--transport",
+                "local",
+                "--log",
+                str(log_dir),
+                "--capture",
+                str(capture),
+            ],
+            tmp_path / "collect.out",
+        )
+        assert collect.wait(timeout=60) == 0, (tmp_path / "collect.out").read_text()
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    sink = _start(
+        ["sink", "--transport", "local", "--log", str(log_dir), "--lake", str(lake), "--until-idle", "3"],
+        tmp_path / "sink.out",
+    )
+    assert sink.wait(timeout=60) == 0, (tmp_path / "sink.out").read_text()
+    con = duckdb.connect()
+    events = f"read_parquet('{lake}/feed_events/**/*.parquet', hive_partitioning = true)"
+    urls = {
+        u
+        for (u,) in con.execute(
+            f"SELECT json_extract_string(detail, '$.url') FROM {events} WHERE kind = 'connect'"
+        ).fetchall()
+    }
+    assert urls == {f"ws://127.0.0.1:{port}/public/stream"}, urls  # never an unrouted path
+    records = replay_capture(get_dialect("binance-futures").new_normaliser(), capture)
+    for symbol in ("BTC-USDT-PERP", "ETH-USDT-PERP"):
+        for rows in (records.trades, records.book, records.bbo):
+            assert any(r[1] == symbol for r in rows)
+    assert assert_tops_match_bbo(records.book, records.bbo) > 50

@@ -299,3 +299,26 @@ def test_progress_line_only_on_a_terminal(
         "replay", "--exchange", "binance", "--input", str(sample), "--lake", str(tmp_path / "lake")
     )
     assert "\r" not in res.stderr and "lines," not in res.stderr
+
+
+def test_configured_outdated_cutoff_sets_the_flags_written_into_the_lake(
+    tmp_path: Path, samples: Path
+) -> None:
+    """``[thresholds] outdated_cutoff_s`` reaches the normaliser: the lake's OUTDATED flags follow it."""
+    from schemas import Flags
+    from ticktape.cli import main
+
+    capture = samples / SAMPLE[0] / SAMPLE[1]
+    config = tmp_path / "ticktape.toml"
+    config.write_text("[thresholds]\noutdated_cutoff_s = 0.0005\n")
+    strict, default = tmp_path / "strict", tmp_path / "default"
+    base = ["replay", "--exchange", SAMPLE[0], "--input", str(capture)]
+    assert main([*base, "--lake", str(strict), "--config", str(config)]) == 0
+    assert main([*base, "--lake", str(default)]) == 0
+    outdated = int(Flags.OUTDATED)
+    sql = f"select count(*), count(*) filter (where flags & {outdated} <> 0) from trades"
+    ((total, flagged_strict),) = query(strict, sql)
+    ((total_default, flagged_default),) = query(default, sql)
+    assert total == total_default > 6000
+    assert flagged_strict > total * 0.5, (flagged_strict, total)  # 0.5 ms above the floor: most trades
+    assert flagged_default < total * 0.01, (flagged_default, total)  # 2.5 s: almost none

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collectors.base import DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S
 from collectors.connection import ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
-from ticktape.config import enable_config, quality_config_of
+from ticktape.config import dialect_options_of, enable_config, quality_config_of
 from ticktape.runtime import (
     build_collector,
     parse_channels,
@@ -42,6 +43,13 @@ def register(sub: Any) -> None:
     p.add_argument("--ws-url", help="websocket base URL (simulators, testnets, proxies)")
     p.add_argument("--rest-url", help="REST base URL for snapshots")
     p.add_argument(
+        "--max-connection-age",
+        type=float,
+        metavar="SECONDS",
+        help="rotate each connection at this age (make-before-break; 0: never; default: the exchange's own, "
+        "23 h where the venue closes at 24 h)",
+    )
+    p.add_argument(
         "--capture",
         metavar="FILE",
         help="also write every received frame to this raw capture (.gz to compress)",
@@ -52,11 +60,22 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, help="serve /metrics, /api/quality and the dashboard on this port")
     p.add_argument("--host", default="127.0.0.1", help="address of the HTTP server (default 127.0.0.1)")
     p.add_argument(
-        "--stale-book-s", type=float, default=5.0, help="book/bbo silence before a channel is stale"
+        "--stale-book-s",
+        type=float,
+        default=DEFAULT_STALE_AFTER_S["book"],
+        help="book/bbo silence before a channel is stale",
     )
-    p.add_argument("--stale-trades-s", type=float, default=60.0, help="minimum trade silence before stale")
     p.add_argument(
-        "--recycle-after-s", type=float, default=30.0, help="recycle a connection stale this long (0: never)"
+        "--stale-trades-s",
+        type=float,
+        default=DEFAULT_STALE_AFTER_S["trades"],
+        help="minimum trade silence before stale",
+    )
+    p.add_argument(
+        "--recycle-after-s",
+        type=float,
+        default=DEFAULT_RECYCLE_AFTER_S,
+        help="recycle a connection stale this long (0: never)",
     )
     add_transport_args(p)
     p.set_defaults(func=run)
@@ -90,7 +109,7 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
     if group and len(group) > 1:
         return [
             CollectorSpec(
-                get_dialect(c.exchange),
+                get_dialect(c.exchange, dialect_options_of(args)),
                 list(c.symbols),
                 parse_channels(",".join(c.channels)),
                 c.ws_url,
@@ -104,7 +123,7 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
         raise ValueError("--symbols is empty")
     return [
         CollectorSpec(
-            get_dialect(args.exchange),
+            get_dialect(args.exchange, dialect_options_of(args)),
             symbols,
             parse_channels(args.channels),
             args.ws_url,
@@ -118,15 +137,23 @@ def run(args: argparse.Namespace) -> int:
     """Runs the collectors until the duration ends or a signal arrives."""
     try:
         specs = _specs(args)
+        for spec in specs:  # a symbol the venue cannot serve as named is an error before connecting
+            for symbol in spec.symbols:
+                spec.dialect.native_symbol(symbol)
         publisher = publisher_from_args(args)
     except (ValueError, TransportArgsError) as exc:
         print(f"ticktape collect: {exc}", file=sys.stderr)
         return 2
-    settings = ConnectionSettings(
+    return asyncio.run(_collect(args, specs, publisher, connection_settings_of(args)))
+
+
+def connection_settings_of(args: argparse.Namespace) -> ConnectionSettings:
+    """The connection settings the command resolved (``[thresholds]`` staleness, ``[collect]`` rotation)."""
+    return ConnectionSettings(
         stale_after_s={"book": args.stale_book_s, "bbo": args.stale_book_s, "trades": args.stale_trades_s},
         recycle_after_s=args.recycle_after_s,
+        max_connection_age_s=args.max_connection_age,
     )
-    return asyncio.run(_collect(args, specs, publisher, settings))
 
 
 async def _collect(

@@ -22,7 +22,7 @@ from storage.sink import Sink, SinkOptions
 from streaming import open_consumer, open_publisher
 from streaming.base import Publisher
 from ticktape.commands.simulate import default_symbols
-from ticktape.config import enable_config
+from ticktape.config import dialect_options_of, enable_config
 from ticktape.runtime import (
     build_collector,
     parse_list,
@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the demo; exit 0 when every exchange captured data."""
     try:
         ids = parse_list(args.exchanges) or exchange_ids()
-        dialects = [get_dialect(x) for x in ids]
+        options = dialect_options_of(args)
+        dialects = [get_dialect(x, options) for x in ids]
         if args.incident and args.incident not in ids:
             raise ValueError(
                 f"--incident {args.incident!r} is not one of the demo exchanges ({', '.join(ids)})"
