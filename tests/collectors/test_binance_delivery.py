@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from collectors.base import Subscription
 from collectors.capture import read_capture, replay_capture
 from collectors.registry import get_dialect
 from collectors.venues.binance_delivery import BinanceDeliveryNormaliser
@@ -81,3 +82,10 @@ def test_dstream_endpoints_and_snapshot_path() -> None:
     assert dialect.default_ws_url == "wss://dstream.binance.com"
     assert dialect.default_rest_url == "https://dapi.binance.com"
     assert dialect.snapshot_path == "/dapi/v1/depth"
+    # not routed by category as USD-M is since 2026-04-23: one combined /stream connection
+    sub = Subscription(("BTCUSD_PERP",))
+    assert dialect.channel_groups(sub.channels) == [sub.channels]
+    assert dialect.connection_url("wss://dstream.binance.com", sub).startswith(
+        "wss://dstream.binance.com/stream?"
+    )
+    assert dialect.forced_disconnect_s == 86_400  # the 24 h disconnect: rotated before it
