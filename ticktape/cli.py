@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "replay",
     "sink",
     "demo",
+    "ls",
     "query",
     "compact",
     "sync",
