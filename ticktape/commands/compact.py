@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
-from storage.compact import CompactResult, compact_lake, parse_day
+from storage.compact import CompactResult, compact_lake, parse_day, utc_today
 from ticktape.config import enable_config
 
 
@@ -60,6 +61,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         day = parse_day(args.date) if args.date else None
         closed_before = parse_day(args.closed_before) if args.closed_before else None
+        limit = closed_before or utc_today()
+        if day is not None and day >= limit:
+            after = (day + dt.timedelta(days=1)).isoformat()
+            print(
+                f"ticktape compact: {day.isoformat()} is not closed yet (days before {limit.isoformat()} "
+                f"count as closed, UTC): a sink may still be writing it. Once nothing writes that day any "
+                f"more, compact it with --date {day.isoformat()} --closed-before {after}",
+                file=sys.stderr,
+            )
+            return 2
         results = compact_lake(
             args.lake,
             day=day,
