@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "ls",
     "query",
+    "report",
     "compact",
     "sync",
     "book",
