@@ -122,3 +122,20 @@ def test_query_limits_table_output_but_not_exports(lake: Path) -> None:
     assert len(csv.stdout.splitlines()) == 1 + 1_500
     js = ticktape("query", "--lake", str(lake), "--format", "json", "SELECT trade_id FROM trades")
     assert js.stdout.count('"trade_id"') == 1_500
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(lake: Path) -> None:
+    # `ticktape query ... | head -1`: the pipe closes while the command still writes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ticktape.cli", "query", "--lake", str(lake), "--format", "csv",
+         "SELECT t.*, r.range FROM trades t, range(20) r"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("exchange,symbol")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
