@@ -159,3 +159,27 @@ def test_ls_lists_exchanges_datasets_symbols_and_days(
     assert run_command(ls_command, ["ls", "--lake", str(lake_dir), "--exchange", "krakn"]) == 2
     assert "no exchange 'krakn'" in capsys.readouterr().err
     assert run_command(ls_command, ["ls", "--lake", str(lake_dir / "nope")]) == 2
+
+
+def test_an_s3_lake_reads_the_same(lake_dir: Path, moto) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    s3.create_bucket(Bucket="api-lake")
+    for path in lake_dir.rglob("*.parquet"):
+        if not path.name.startswith("."):
+            s3.upload_file(str(path), "api-lake", f"research/{path.relative_to(lake_dir).as_posix()}")
+    with ticktape.open_lake("s3://api-lake/research", endpoint_url=moto.url) as remote:
+        assert remote.exchanges() == ["binance", "coinbase", "kraken", "okx"]
+        assert remote.days("coinbase") == DAYS
+        assert remote.symbols("kraken") == ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
+        assert (
+            remote.trades(exchange="okx", symbol="SOL-USDT").num_rows
+            == (
+                duck(lake_dir, "SELECT count(*) FROM trades WHERE exchange = 'okx' AND symbol = 'SOL-USDT'")[
+                    0
+                ][0]
+            )
+        )
+        with pytest.raises(LakeLookupError, match="closest symbols: ETH-USDT"):
+            remote.book(exchange="binance", symbol="ETH-USD")
