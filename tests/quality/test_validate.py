@@ -136,6 +136,9 @@ def test_validate_passes_clean_day_and_fails_crossed_bbo_or_duplicate_trade_id(t
     )
     assert failed(tmp_path / "r2") == {"trades.binance": ["expect_compound_columns_to_be_unique"]}
 
+    capsys.readouterr()
     assert main(["validate", "--lake", str(clean), "--date", "2024-08-07"]) == 2  # no data that day
+    assert "no data on 2024-08-07" in capsys.readouterr().err.strip().split("\n")[-1]
     assert main(["validate", "--lake", str(clean), "--date", "08/08/2024"]) == 2
-    assert "no data for 2024-08-07" in capsys.readouterr().err
+    assert main(["validate", "--lake", str(clean), "--date", DAY, "--exchange", "binanse"]) == 2
+    assert "it holds: binance" in capsys.readouterr().err

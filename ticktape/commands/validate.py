@@ -14,7 +14,7 @@ from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
 from ticktape.commands.report import write_report
 from ticktape.config import enable_config, quality_config_of
-from ticktape.lake import Lake
+from ticktape.lake import Lake, LakeLookupError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,13 +85,21 @@ def run(args: argparse.Namespace) -> int:
     page_error = None
     try:
         with catalog:
+            lake = Lake(catalog)
+            try:
+                for exchange in args.exchange or []:
+                    lake.check_exchange(exchange)
+                lake.check_day(args.date)
+            except LakeLookupError as exc:
+                print(f"ticktape validate: {exc}", file=sys.stderr)
+                return 2
             config = quality_config_of(args)  # [thresholds] of --config; --outdated-cutoff is in it
             report = validate_day(catalog.con, args.date, out, config, args.exchange, max(1, args.max_rows))
             if report.suites and not args.no_report:
                 # the day's HTML report beside its validation results (the daily job's last step)
                 page = out / "report.html"
                 try:
-                    write_report(Lake(catalog), args.date, page, config, args.exchange)
+                    write_report(lake, args.date, page, config, args.exchange)
                 except (duckdb.Error, OSError) as exc:
                     page, page_error = None, exc
     except duckdb.Error as exc:
