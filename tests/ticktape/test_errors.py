@@ -106,6 +106,9 @@ def test_compact_an_open_day_mentions_closed_before(lake: Path) -> None:
     assert res.returncode == 2
     tomorrow = (today + dt.timedelta(days=1)).isoformat()
     assert f"--closed-before {tomorrow}" in short_error(res)
+    res = ticktape("compact", "--lake", str(lake), "--date", "2020-01-01")
+    assert res.returncode == 2
+    assert short_error(res).endswith("days with data: 2026-12-01")
 
 
 def test_query_limits_table_output_but_not_exports(lake: Path) -> None:

@@ -7,8 +7,11 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from schemas import DATASETS
 from storage.compact import CompactResult, compact_lake, parse_day, utc_today
+from storage.lake import partition_dirs
 from ticktape.config import enable_config
+from ticktape.lake import days_text
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"ticktape compact: {exc}", file=sys.stderr)
+        return 2
+    if not results and day is not None:
+        days = sorted({p.name.removeprefix("date=") for p in partition_dirs(args.lake, DATASETS)})
+        have = f"days with data: {days_text(days)}" if days else "the lake holds no data yet"
+        print(f"ticktape compact: no data on {day.isoformat()} in {args.lake}; {have}", file=sys.stderr)
         return 2
     if not results:
         print("nothing to compact (no closed day in the lake)")
