@@ -5,9 +5,11 @@ so reads stay exact while a compaction swaps a partition (the catalog's seqlock)
 Tables: ``.to_pandas()`` and ``polars.from_arrow(...)`` take them as they are.
 
 What the lake holds (:meth:`Lake.inventory`, and ``ticktape ls``) comes from Parquet footers (row
-counts, row-group statistics of ``symbol``) read with DuckDB's ``parquet_metadata``; only row groups
-holding more than one symbol have their ``symbol`` column read (dictionary-encoded and sorted: a few
-bytes per row group). No data page of any other column is read.
+counts, row-group statistics of ``symbol`` and ``ts_recv``) read with DuckDB's ``parquet_metadata``
+(https://duckdb.org/docs/data/parquet/metadata, checked 2026-12-05: one row per row group and column,
+``stats_min_value``/``stats_max_value`` and whether they are exact). A row group whose exact bounds
+are one symbol needs nothing more; only row groups holding several symbols have their ``symbol``
+column read (dictionary-encoded and sorted, so small). No other column is read.
 
 The dataset readers come from :data:`schemas.DATASETS`: a dataset added there gets a reader
 (``lake.<dataset>(...)``) and a line in ``ticktape ls`` without a change here.
@@ -192,6 +194,8 @@ def read_inventory(catalog: Catalog, datasets: Iterable[str] = DATASETS) -> Inve
                 "SELECT file_name, row_group_id, any_value(row_group_num_rows) AS n, "
                 "max(CASE WHEN path_in_schema = 'symbol' THEN stats_min_value END) AS smin, "
                 "max(CASE WHEN path_in_schema = 'symbol' THEN stats_max_value END) AS smax, "
+                "bool_and(CASE WHEN path_in_schema = 'symbol' THEN coalesce(min_is_exact AND max_is_exact, "
+                "true) END) AS sexact, "
                 "max(CASE WHEN path_in_schema = 'ts_recv' THEN stats_min_value END) AS tmin, "
                 "max(CASE WHEN path_in_schema = 'ts_recv' THEN stats_max_value END) AS tmax "
                 "FROM parquet_metadata(?) GROUP BY file_name, row_group_id",
@@ -221,7 +225,8 @@ def read_inventory(catalog: Catalog, datasets: Iterable[str] = DATASETS) -> Inve
                     setattr(s, attr, iso if current is None else pick(current, iso))
             if not has_symbol or not row["n"]:
                 continue
-            if row["smin"] is not None and row["smin"] == row["smax"]:
+            # a writer may truncate long string statistics: only exact equal bounds name the symbol
+            if row["smin"] is not None and row["smin"] == row["smax"] and row["sexact"] is not False:
                 s.symbols.setdefault(row["smin"], set()).add(day)
             else:
                 mixed[row["file_name"]] = (ex, day)
