@@ -139,3 +139,46 @@ def test_report_of_a_day_without_data_lists_the_days(lake: Path, capsys: pytest.
     assert capsys.readouterr().err.strip().endswith("days with data: 2024-08-08, 2026-12-01")
     assert run_command(report_command, ["report", "--lake", str(lake), "--exchange", "okex"]) == 2
     assert "it holds: okx" in capsys.readouterr().err
+
+
+REPORT_LAYOUT_JS = """
+(() => [...document.querySelectorAll('svg.chart')].map((svg) => {
+  const r = svg.getBoundingClientRect();
+  const plot = svg.querySelector('rect.plot').getBBox();
+  return {right: r.right, plotTop: plot.y, plotLeft: plot.x, plotBottom: plot.y + plot.height,
+          texts: [...svg.querySelectorAll('text')].map((t) => { const b = t.getBBox();
+            return {text: t.textContent, left: b.x, right: b.x + b.width, top: b.y, bottom: b.y + b.height}; })};
+}))()
+"""
+
+
+def test_report_labels_stay_clear_of_each_other_and_of_the_plots(lake: Path, tmp_path: Path) -> None:
+    from tests.quality.cdp import Chromium
+
+    page = tmp_path / "report.html"
+    assert (
+        run_command(report_command, ["report", "--lake", str(lake), "--date", DAY, "--out", str(page)]) == 0
+    )
+    with Chromium(tmp_path / "profile") as browser:
+        browser.open(page.as_uri(), 1280, 900, "document.readyState === 'complete'")
+        charts = browser.evaluate(REPORT_LAYOUT_JS)
+    assert len(charts) == 5 * len(EXCHANGES)
+    for chart in charts:
+        assert chart["right"] <= 1280
+        texts = chart["texts"]
+        for i, a in enumerate(texts):
+            # titles, legends and axis labels lie outside the plot area (or, "no data", alone in it)
+            outside = (
+                a["bottom"] <= chart["plotTop"] + 0.5
+                or a["top"] >= chart["plotBottom"] - 0.5
+                or a["right"] <= chart["plotLeft"] + 0.5
+            )
+            assert outside or a["text"] == "no data", a
+            for b in texts[i + 1 :]:
+                apart = (
+                    a["right"] <= b["left"]
+                    or b["right"] <= a["left"]
+                    or a["bottom"] <= b["top"]
+                    or b["bottom"] <= a["top"]
+                )
+                assert apart, (a, b)
