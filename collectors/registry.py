@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 from .base import DialectOptions, ExchangeDialect
@@ -38,10 +39,12 @@ def exchange_ids() -> list[str]:
 
 
 def get_dialect(exchange_id: str, options: DialectOptions | None = None) -> ExchangeDialect:
-    """The dialect of an exchange id; ``ValueError`` naming the known ids otherwise."""
+    """The dialect of an exchange id; ``ValueError`` naming the known ids (closest first) otherwise."""
     module_name = EXCHANGE_MODULES.get(exchange_id)
     if module_name is None:
-        raise ValueError(f"unknown exchange {exchange_id!r}; known: {', '.join(EXCHANGE_MODULES)}")
+        given = str(exchange_id).lower()
+        known = sorted(EXCHANGE_MODULES, key=lambda x: -difflib.SequenceMatcher(None, given, x).ratio())
+        raise ValueError(f"unknown exchange {exchange_id!r}; known (closest first): {', '.join(known)}")
     module = importlib.import_module(module_name)
     dialect: ExchangeDialect = module.DIALECT_CLASS(options)
     return dialect

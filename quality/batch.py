@@ -217,6 +217,41 @@ def lake_quality(
     return report
 
 
+def lake_series(
+    con: duckdb.DuckDBPyConnection,
+    config: QualityConfig | None = None,
+    where: LakeFilter | None = None,
+    bucket_s: int = 60,
+) -> list[dict[str, Any]]:
+    """Per exchange and ``bucket_s`` bucket of receive time (``t``, ns): messages, latency p50/p99/max
+    above the clock floor (s), outdated messages; the rules of :func:`lake_quality`, over time."""
+    cfg = config or QualityConfig()
+    cond, params = (where or LakeFilter()).where()
+    con.execute(_messages_sql(cond), params * len(CHANNELS))
+    con.register("_tt_floors", _floors(con, cfg))
+    cutoff, bucket = int(cfg.outdated_cutoff_s * NS), int(bucket_s * NS)
+    try:
+        cur = con.execute(
+            f"""
+            WITH j AS (
+                SELECT m.exchange, m.recv, m.lat,
+                       CASE WHEN m.lat IS NULL THEN NULL ELSE greatest(m.lat - f.floor_ns, 0) END AS above,
+                       m.lat - f.floor_ns > {cutoff} AS is_outdated
+                FROM _tt_msgs m LEFT JOIN _tt_floors f ON m.exchange = f.exchange AND m.sec = f.sec
+            )
+            SELECT exchange, recv // {bucket} * {bucket} AS t, count(*) AS messages, count(lat) AS timed,
+                   quantile_cont(above, 0.5) / {NS} AS p50, quantile_cont(above, 0.99) / {NS} AS p99,
+                   max(above) / {NS} AS pmax, count_if(is_outdated) AS outdated
+            FROM j GROUP BY ALL ORDER BY ALL
+            """
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.execute("DROP TABLE IF EXISTS _tt_msgs")
+        con.unregister("_tt_floors")
+
+
 def _floors(con: duckdb.DuckDBPyConnection, cfg: QualityConfig) -> pa.Table:
     """The floor of every second that had timed messages, replayed per exchange as the live run would."""
     minima = con.execute(

@@ -16,13 +16,22 @@ columns, and validated by a pandas data source:
 
 Results go to ``<out>/results.json`` (our summary) and GE's own stores and Data Docs under
 ``<out>/gx/`` (open ``<out>/gx/uncommitted/data_docs/local_site/index.html``).
+
+Data Docs offline: GE's pages load Bootstrap, jQuery, Font Awesome and Vega from CDNs, and its index
+fills its tables with jQuery, so offline they render unstyled and the index is empty. After the run,
+every page loses its remote ``<link>``/``<script>``/``<img>`` tags and gets a small inline stylesheet,
+and the index becomes a plain list of the day's validation and expectation pages with their verdicts:
+nothing is fetched from the network. GE logs at INFO while it is imported (its API-docs decorators);
+its loggers are set to WARNING before the import.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +268,10 @@ def validate_day(
     cfg = config or QualityConfig()
     # GE would otherwise try to reach its analytics service: ticktape never calls out.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GE logs every store write at INFO, and hundreds of lines while it is imported: keep the command's
+    # output readable (before the import; --log-level DEBUG keeps them).
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
 
     if out_dir.exists():
@@ -266,9 +279,6 @@ def validate_day(
     out_dir.mkdir(parents=True)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # GE logs every store write at INFO and draws progress bars: keep the command's output readable.
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
     context = gx.get_context(mode="file", project_root_dir=str(out_dir))
     context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -315,6 +325,8 @@ def validate_day(
                 "%s %s: %s (%d chunks)", date, name, "passed" if total.success else "FAILED", len(chunks)
             )
     docs = out_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if docs.is_file():
+        make_docs_offline(docs.parent, date, suites)
     report = DayReport(date, out_dir, suites, docs if docs.is_file() else None)
     (out_dir / "results.json").write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
     return report
@@ -372,3 +384,68 @@ def _summarise(dataset: str, exchange: str, rows: int, result: Any) -> SuiteResu
 
 def _jsonable(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+#: A tag that loads something from the network (CDN stylesheets and scripts, GE's hosted logos).
+_REMOTE_TAG_RE = re.compile(
+    r"<(link|script|img)\b[^>]*\b(?:href|src)\s*=\s*[\"']?(?:https?:)?//[^>]*>(?:\s*</script>)?", re.I
+)
+#: Enough of Bootstrap's classes, as GE's pages use them, to read them offline.
+OFFLINE_CSS = """
+body { margin: 0; font: 14px/1.45 system-ui, sans-serif; color: #1a202c; background: #f7fafc; }
+a { color: #2b6cb0; } .d-none, footer, .navbar-brand { display: none; }
+.ge-breadcrumbs.d-none { display: flex; gap: 12px; list-style: none; margin: 0; padding: 0; }
+.navbar a, .navbar li { color: #e2e8f0; }
+.navbar { display: flex; align-items: center; padding: 8px 20px; background: #1a202c; color: #fff; }
+.container-fluid { padding: 12px 20px; } .row { display: flex; flex-wrap: wrap; }
+.col-12 { flex: 0 0 100%; } .col-6 { flex: 0 0 50%; } .col-md-2 { flex: 0 0 16%; max-width: 16%; }
+.col-md-10 { flex: 0 0 80%; max-width: 80%; padding-left: 16px; }
+.nav { list-style: none; padding: 0; margin: 0; } .nav-link { display: block; padding: 2px 6px; }
+.ge-navigation-sidebar-container { position: sticky; top: 0; background: #fff; padding: 6px; }
+.table, table { border-collapse: collapse; background: #fff; margin: 6px 0; }
+.table td, .table th, table.offline td, table.offline th { border: 1px solid #e2e8f0; padding: 4px 8px;
+  text-align: left; vertical-align: top; }
+.table-responsive { overflow-x: auto; }
+.card { background: #fff; border: 1px solid #e2e8f0; border-radius: 4px; margin: 8px 0; }
+.card-header { background: #edf2f7; padding: 6px 10px; font-weight: 600; } .card-body { padding: 6px 10px; }
+.alert { padding: 6px 10px; border-radius: 4px; background: #edf2f7; margin: 4px 0; }
+.badge { display: inline-block; padding: 1px 6px; border-radius: 3px; background: #e2e8f0; font-size: 12px; }
+.text-danger, .failed { color: #c53030; font-weight: 600; } .text-success, .passed { color: #1f9d55; }
+.fas.fa-check-circle::before { content: "\\2714"; } .fas.fa-times::before { content: "\\2718"; }
+"""
+
+
+def make_docs_offline(site: Path, date: str, suites: list[SuiteResult]) -> None:
+    """Makes a Data Docs site readable offline (module docstring): no remote asset, an inline
+    stylesheet, and an index that needs no script."""
+    for page in site.rglob("*.html"):
+        text = _REMOTE_TAG_RE.sub("", page.read_text(encoding="utf-8"))
+        text = text.replace("</head>", f"<style>{OFFLINE_CSS}</style></head>", 1)
+        page.write_text(text, encoding="utf-8")
+    verdict = {(s.dataset, s.exchange): s.success for s in suites}
+    items = []
+    for page in sorted(site.glob("validations/*/*/**/*.html")):
+        rel = page.relative_to(site)
+        dataset, exchange = rel.parts[1], rel.parts[2]
+        ok = verdict.get((dataset, exchange))
+        status = "-" if ok is None else ("passed" if ok else "FAILED")
+        suite = site / "expectations" / dataset / f"{exchange}.html"
+        suite_link = (
+            f'<a href="{html.escape(suite.relative_to(site).as_posix())}">suite</a>'
+            if suite.is_file()
+            else ""
+        )
+        items.append(
+            f"<tr><td>{html.escape(dataset)}.{html.escape(exchange)}</td>"
+            f'<td class="{"passed" if ok else "failed" if ok is not None else ""}">{status}</td>'
+            f'<td><a href="{html.escape(rel.as_posix())}">{html.escape(rel.parts[-2])}</a></td><td>{suite_link}</td></tr>'
+        )
+    (site / "index.html").write_text(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>ticktape validation {html.escape(date)}</title><style>{OFFLINE_CSS}</style></head><body>"
+        f'<div class="navbar">ticktape validation · {html.escape(date)}</div><div class="container-fluid">'
+        "<p>Great Expectations Data Docs of the day, one validation per dataset and exchange.</p>"
+        '<table class="offline"><thead><tr><th>suite</th><th>result</th><th>validation</th>'
+        f"<th>expectations</th></tr></thead><tbody>{''.join(items)}</tbody></table></div></body></html>\n",
+        encoding="utf-8",
+    )

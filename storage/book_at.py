@@ -30,7 +30,15 @@ import pyarrow.parquet as pq
 
 from .catalog import PARTITION_TYPES, Catalog, open_catalog
 from .compact import data_files
-from .lake import NS_PER_DAY, STATE_DIR, check_exchange_id, date_of_ns, partition_dir, write_parquet_atomic
+from .lake import (
+    NS_PER_DAY,
+    STATE_DIR,
+    check_exchange_id,
+    date_of_ns,
+    iso_ns,
+    partition_dir,
+    write_parquet_atomic,
+)
 
 #: How long before its snapshot a buffered delta may have been received (the REST snapshot's latency).
 MAX_BUFFER_NS = 10 * 60 * 1_000_000_000
@@ -446,4 +454,4 @@ def _break_after(catalog: Catalog, exchange: str, symbol: str, snap_ns: int, at_
     if not rows.num_rows:
         return None
     ev = rows.to_pylist()[0]
-    return f"book not synced: {ev['kind']} at ts_recv {ev['ts']} (after the snapshot, before the instant)"
+    return f"book not synced: {ev['kind']} at {iso_ns(ev['ts'])} (after the snapshot, before the instant)"

@@ -70,6 +70,13 @@ def date_of_day(day: int) -> str:
     return (_EPOCH + dt.timedelta(days=int(day))).isoformat()
 
 
+def iso_ns(ts_ns: int) -> str:
+    """Integer ns since the epoch -> ISO 8601 UTC with nanoseconds, ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ``."""
+    seconds, frac = divmod(int(ts_ns), 1_000_000_000)
+    stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+
+
 def date_of_ns(ts_ns: int) -> str:
     """``YYYY-MM-DD`` (UTC) of a timestamp in ns since the epoch."""
     return date_of_day(ts_ns // NS_PER_DAY)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "replay",
     "sink",
     "demo",
+    "ls",
     "query",
+    "report",
     "compact",
     "sync",
     "book",
@@ -94,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (`ticktape query ... | head`): no traceback; stdout goes to
+        # /dev/null so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception:
         if not _SIGTERM_RECEIVED:
             raise

@@ -3,8 +3,8 @@
 "use strict";
 
 const REFRESH_MS = 1000;
-const CHART_W = 140;
-const CHART_H = 30;
+const CHART_W = 104;
+const CHART_H = 40;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function fmtSeconds(x) {
@@ -28,7 +28,11 @@ function cell(text, cls) {
   return td;
 }
 
-// A sparkline of one history field; `limit` draws a dashed line when it is within the plotted range.
+// A sparkline of one history field. The top band holds the labels (the largest value, left; the limit,
+// right), the plot sits below it, so no label ever covers the line. The limit is always inside the
+// plotted range: its dashed line is drawn on every row, OK ones too, where the legend says.
+const LABEL_H = 10;
+
 function sparkline(points, field, limit) {
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("class", "spark");
@@ -36,31 +40,49 @@ function sparkline(points, field, limit) {
   svg.setAttribute("height", CHART_H);
   svg.setAttribute("viewBox", `0 0 ${CHART_W} ${CHART_H}`);
   svg.setAttribute("data-field", field);
+  const top = LABEL_H + 1;
+  const plotH = CHART_H - top - 1;
+  const plot = document.createElementNS(SVG_NS, "rect");
+  plot.setAttribute("class", "plot");
+  plot.setAttribute("x", 0);
+  plot.setAttribute("y", top);
+  plot.setAttribute("width", CHART_W);
+  plot.setAttribute("height", plotH);
+  svg.appendChild(plot);
+  const hasLimit = limit !== null && limit !== undefined;
   const values = points.map((p) => p[field]).filter((v) => v !== null && v !== undefined);
-  if (values.length < 2) return svg;
   let max = Math.max(...values, 0);
-  let min = Math.min(...values, 0);
-  if (limit !== null && limit !== undefined && limit < max * 4) max = Math.max(max, limit * 1.1);
+  const min = Math.min(...values, 0);
+  if (hasLimit) max = Math.max(max, limit * 1.15);
   if (max === min) max = min + 1;
+  const yOf = (v) => top + plotH - ((v - min) / (max - min)) * (plotH - 2) - 1;
+  if (hasLimit) {
+    const ly = yOf(limit).toFixed(1);
+    const line = document.createElementNS(SVG_NS, "line");
+    line.setAttribute("class", "limit");
+    line.setAttribute("x1", 0);
+    line.setAttribute("x2", CHART_W);
+    line.setAttribute("y1", ly);
+    line.setAttribute("y2", ly);
+    svg.appendChild(line);
+    const limitLabel = document.createElementNS(SVG_NS, "text");
+    limitLabel.setAttribute("class", "limit-label");
+    limitLabel.setAttribute("x", CHART_W - 1);
+    limitLabel.setAttribute("y", LABEL_H - 2);
+    limitLabel.setAttribute("text-anchor", "end");
+    // "limit 5 s", "limit 2.5 s": trailing zeros of the decimals dropped
+    limitLabel.textContent = "limit " + fmtSeconds(limit).replace(/\.(\d*?)0+ /, (m, d) => (d ? "." + d : "") + " ");
+    svg.appendChild(limitLabel);
+  }
+  if (values.length < 2) return svg;
   const n = points.length;
   const xy = [];
   points.forEach((p, i) => {
     const v = p[field];
     if (v === null || v === undefined) return;
     const x = (i / Math.max(1, n - 1)) * (CHART_W - 2) + 1;
-    const y = CHART_H - 2 - ((v - min) / (max - min)) * (CHART_H - 4);
-    xy.push(`${x.toFixed(1)},${y.toFixed(1)}`);
+    xy.push(`${x.toFixed(1)},${yOf(v).toFixed(1)}`);
   });
-  if (limit !== null && limit !== undefined && limit <= max) {
-    const ly = CHART_H - 2 - ((limit - min) / (max - min)) * (CHART_H - 4);
-    const line = document.createElementNS(SVG_NS, "line");
-    line.setAttribute("class", "limit");
-    line.setAttribute("x1", 0);
-    line.setAttribute("x2", CHART_W);
-    line.setAttribute("y1", ly.toFixed(1));
-    line.setAttribute("y2", ly.toFixed(1));
-    svg.appendChild(line);
-  }
   const last = points[n - 1];
   const poly = document.createElementNS(SVG_NS, "polyline");
   poly.setAttribute("points", xy.join(" "));
@@ -68,8 +90,9 @@ function sparkline(points, field, limit) {
   poly.setAttribute("stroke", colour);
   svg.appendChild(poly);
   const label = document.createElementNS(SVG_NS, "text");
-  label.setAttribute("x", 2);
-  label.setAttribute("y", 9);
+  label.setAttribute("class", "max-label");
+  label.setAttribute("x", 1);
+  label.setAttribute("y", LABEL_H - 2);
   label.textContent = "max " + fmtSeconds(Math.max(...values));
   svg.appendChild(label);
   return svg;
@@ -88,6 +111,9 @@ function row(item) {
   stateTd.appendChild(badge);
   tr.appendChild(stateTd);
   tr.appendChild(cell(item.score.toFixed(0), item.score < 70 ? "bad" : item.score < 90 ? "warn" : ""));
+  const why = [...item.reasons];
+  if (item.clock_suspect) why.push(item.clock_suspect);
+  tr.appendChild(cell(why.join("; "), "why"));
   tr.appendChild(cell(item.freshness_weight.toFixed(2)));
   const limits = item.limits || {};
   const ra = item.receive_age_s;
@@ -105,10 +131,6 @@ function row(item) {
   const c2 = document.createElement("td");
   c2.appendChild(sparkline(history, "event_age_s", limits.event_age_limit_s));
   tr.appendChild(c2);
-  const why = [...item.reasons];
-  if (item.clock_suspect) why.push(item.clock_suspect);
-  const whyTd = cell(why.join("; "), "why");
-  tr.appendChild(whyTd);
   return tr;
 }
 

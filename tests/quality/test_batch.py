@@ -93,4 +93,7 @@ def test_incident_lake_is_excluded_and_bad_arguments_are_clear(tmp_path, capsys)
     assert main(["quality", "--lake", str(tmp_path / "missing")]) == 2
     assert "lake directory not found" in capsys.readouterr().err
     assert main(["quality", "--lake", str(tmp_path), "--date", "yesterday"]) == 2
-    assert main(["quality", "--lake", str(tmp_path), "--exchange", "kraken"]) == 1
+    capsys.readouterr()
+    # an exchange the lake does not hold: a usage error naming the ones it does
+    assert main(["quality", "--lake", str(tmp_path), "--exchange", "kraken"]) == 2
+    assert "no exchange 'kraken'" in capsys.readouterr().err

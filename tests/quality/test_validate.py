@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 from tests.storage.lakegen import write_sink_file
 from ticktape.cli import main
@@ -56,8 +59,28 @@ def failed(out) -> dict[str, list[str]]:
 def test_validate_passes_clean_day_and_fails_crossed_bbo_or_duplicate_trade_id(tmp_path, capsys):
     clean = tmp_path / "clean"
     write_day(clean)
-    # one symbol per GE dataframe (200 rows each): chunking must not change the verdict
-    assert main(["validate", "--lake", str(clean), "--date", DAY, "--max-rows", "150"]) == 0
+    # one symbol per GE dataframe (200 rows each): chunking must not change the verdict. A process of
+    # its own, so that Great Expectations is imported there: its import-time INFO logging must not show.
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ticktape.cli",
+            "validate",
+            "--lake",
+            str(clean),
+            "--date",
+            DAY,
+            "--max-rows",
+            "150",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "great_expectations" not in res.stderr
+    assert [line.split(" ", 3)[2] for line in res.stderr.splitlines()] == ["INFO"] * 4  # one line per suite
     out = tmp_path / "clean-validation" / DAY
     doc = json.loads((out / "results.json").read_text())
     assert doc["success"] is True
@@ -67,7 +90,25 @@ def test_validate_passes_clean_day_and_fails_crossed_bbo_or_duplicate_trade_id(t
     assert by["trades"]["rows"] == 400 and by["trades"]["evaluated_expectations"] == 2 * 15  # two chunks
     docs = out / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert docs.is_file() and "trades.binance" in docs.read_text()
-    assert "validation passed" in capsys.readouterr().out
+    assert "validation passed" in res.stdout
+    # Data Docs readable offline: no page loads anything from the network; the index needs no script
+    # and links every validation page
+    pages = list(docs.parent.rglob("*.html"))
+    assert len(pages) >= 9
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"<(?:link|script|img)\b[^>]*(?:href|src)\s*=\s*[\"']?(?:https?:)?//", text), (
+            page
+        )
+        assert "<style>" in text
+    index = docs.read_text()
+    assert "<script" not in index
+    links = re.findall(r'<a href="(validations/[^"]+)"', index)
+    # one validation page per chunk of symbols: two each for trades, bbo and book, one for feed_events
+    assert len(links) == 7 and all((docs.parent / link).is_file() for link in links)
+    assert index.count('class="passed">passed<') == 7
+    # the day's report beside the results
+    assert (out / "report.html").is_file() and 'data-exchange="binance"' in (out / "report.html").read_text()
 
     crossed = tmp_path / "crossed"
     write_day(crossed, crossed=True)
@@ -95,6 +136,9 @@ def test_validate_passes_clean_day_and_fails_crossed_bbo_or_duplicate_trade_id(t
     )
     assert failed(tmp_path / "r2") == {"trades.binance": ["expect_compound_columns_to_be_unique"]}
 
+    capsys.readouterr()
     assert main(["validate", "--lake", str(clean), "--date", "2024-08-07"]) == 2  # no data that day
+    assert "no data on 2024-08-07" in capsys.readouterr().err.strip().split("\n")[-1]
     assert main(["validate", "--lake", str(clean), "--date", "08/08/2024"]) == 2
-    assert "no data for 2024-08-07" in capsys.readouterr().err
+    assert main(["validate", "--lake", str(clean), "--date", DAY, "--exchange", "binanse"]) == 2
+    assert "it holds: binance" in capsys.readouterr().err

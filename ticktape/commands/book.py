@@ -11,6 +11,7 @@ import duckdb
 from storage.book_at import BookAt, book_at, parse_instant
 from storage.catalog import LakeBusyError, open_catalog
 from ticktape.config import enable_config
+from ticktape.lake import Lake, days_text
 
 from .query import format_ns
 
@@ -75,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with catalog:
         try:
+            lake = Lake(catalog)
+            lake.check_symbol(args.exchange, args.symbol, "book")
             book = book_at(catalog, args.exchange, args.symbol, at_ns, depth=args.depth or None)
+            if book.snapshot_ns is None:
+                days = lake.inventory().symbols(args.exchange, "book").get(args.symbol, set())
+                book.reason += f"; book data of {args.symbol} on {args.exchange}: {days_text(sorted(days))}"
         except ValueError as exc:
             print(f"ticktape book: {exc}", file=sys.stderr)
             return 2

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
-from storage.compact import CompactResult, compact_lake, parse_day
+from schemas import DATASETS
+from storage.compact import CompactResult, compact_lake, parse_day, utc_today
+from storage.lake import partition_dirs
 from ticktape.config import enable_config
+from ticktape.lake import days_text
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,6 +64,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         day = parse_day(args.date) if args.date else None
         closed_before = parse_day(args.closed_before) if args.closed_before else None
+        limit = closed_before or utc_today()
+        if day is not None and day >= limit:
+            after = (day + dt.timedelta(days=1)).isoformat()
+            print(
+                f"ticktape compact: {day.isoformat()} is not closed yet (days before {limit.isoformat()} "
+                f"count as closed, UTC): a sink may still be writing it. Once nothing writes that day any "
+                f"more, compact it with --date {day.isoformat()} --closed-before {after}",
+                file=sys.stderr,
+            )
+            return 2
         results = compact_lake(
             args.lake,
             day=day,
@@ -69,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"ticktape compact: {exc}", file=sys.stderr)
+        return 2
+    if not results and day is not None:
+        days = sorted({p.name.removeprefix("date=") for p in partition_dirs(args.lake, DATASETS)})
+        have = f"days with data: {days_text(days)}" if days else "the lake holds no data yet"
+        print(f"ticktape compact: no data on {day.isoformat()} in {args.lake}; {have}", file=sys.stderr)
         return 2
     if not results:
         print("nothing to compact (no closed day in the lake)")

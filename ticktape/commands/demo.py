@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from collectors.connection import Collector, ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import ExchangeSimulator, SimulatorConfig
+from storage.lake import date_of_ns
 from storage.sink import Sink, SinkOptions
 from streaming import open_consumer, open_publisher
 from streaming.base import Publisher
@@ -77,6 +79,11 @@ def register(sub: Any) -> None:
         help="inject a simulator fault at --incident-at: disconnect, silent, heartbeats, gap, checksum, malformed (repeatable)",
     )
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: none)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="empty the lake first (only a lake that holds nothing but what ticktape writes)",
+    )
     p.set_defaults(func=run)
     enable_config(p, "demo")
 
@@ -92,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--incident {args.incident!r} is not one of the demo exchanges ({', '.join(ids)})"
             )
         faults = [_parse_fault(f, ids) for f in args.fault]
+        if args.fresh:
+            empty_lake(Path(args.lake))
     except ValueError as exc:
         print(f"ticktape demo: {exc}", file=sys.stderr)
         return 2
@@ -125,10 +134,64 @@ async def _inject(sim: ExchangeSimulator, kind: str) -> None:
         faults.malformed_frames = 1
 
 
+def lake_entries(lake: Path) -> tuple[list[Path], list[Path]]:
+    """``(ticktape's, others)``: the lake's entries that ticktape writes (dataset partitions, its state
+    directory) and everything else."""
+    from schemas import DATASETS
+    from storage.lake import STATE_DIR
+
+    ours: list[Path] = []
+    others: list[Path] = []
+    if not lake.is_dir():
+        return ours, others
+    for entry in sorted(lake.iterdir()):
+        if entry.name == STATE_DIR and entry.is_dir():
+            ours.append(entry)
+        elif entry.name in DATASETS and entry.is_dir():
+            inner = list(entry.iterdir())
+            if all(p.is_dir() and p.name.startswith("exchange=") for p in inner):
+                ours.append(entry)
+            else:
+                others.append(entry)
+        else:
+            others.append(entry)
+    return ours, others
+
+
+def empty_lake(lake: Path) -> None:
+    """Removes a lake's datasets and state; ``ValueError`` (and nothing removed) when it holds anything
+    ticktape did not write there."""
+    ours, others = lake_entries(lake)
+    if others:
+        names = ", ".join(p.name for p in others[:5]) + (" ..." if len(others) > 5 else "")
+        raise ValueError(
+            f"--fresh: {lake} holds what ticktape did not write ({names}); not emptying it: "
+            "give another --lake, or empty it yourself"
+        )
+    for entry in ours:
+        shutil.rmtree(entry)
+    if ours:
+        print(f"demo: emptied {lake} (--fresh)", flush=True)
+
+
+def lake_has_data(lake: Path) -> bool:
+    """True when a dataset of the lake holds a Parquet file."""
+    from schemas import DATASETS
+
+    return any(next((lake / ds).glob("exchange=*/date=*/*.parquet"), None) for ds in DATASETS)
+
+
 async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tuple[str, str]]) -> int:
     lake = Path(args.lake)
     log_dir = Path(args.log) if args.log else lake / "_ticktape" / "log"
+    if lake_has_data(lake):
+        print(
+            f"demo: {lake} already holds data from earlier runs; this run adds to it, and the counts "
+            "at the end are this run's only (--fresh empties the lake first)",
+            flush=True,
+        )
     lake.mkdir(parents=True, exist_ok=True)
+    run_start_ns = time.time_ns()
     stop = asyncio.Event()
     stop_event_on_signals(stop)
 
@@ -205,7 +268,7 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
         for sim in sims.values():
             await sim.stop()
     elapsed = time.monotonic() - started
-    return _summary(lake, collectors, tracker, elapsed)
+    return _summary(lake, collectors, tracker, elapsed, run_start_ns)
 
 
 async def _incident(
@@ -234,14 +297,20 @@ async def _status_loop(tracker: Any, every_s: float) -> None:
         print("status: " + " | ".join(parts), flush=True)
 
 
-def _summary(lake: Path, collectors: list[Collector], tracker: Any, elapsed: float) -> int:
+def _summary(lake: Path, collectors: list[Collector], tracker: Any, elapsed: float, since_ns: int) -> int:
     from storage.catalog import open_catalog
 
-    print(f"\ncaptured in {elapsed:.1f} s:")
+    print(f"\ncaptured in {elapsed:.1f} s (this run only):")
     counts: dict[str, dict[str, int]] = {}
     with open_catalog(str(lake)) as catalog:
         for dataset in ("trades", "book", "bbo", "feed_events"):
-            table = catalog.query(f"SELECT exchange, count(*) AS n FROM {dataset} GROUP BY exchange")
+            # received since this run started: rows of earlier runs in the same lake are not counted
+            table = catalog.query(
+                f"SELECT exchange, count(*) AS n FROM {dataset} "
+                "WHERE ts_recv >= make_timestamp_ns(?::BIGINT)::TIMESTAMPTZ_NS AND date >= CAST(? AS DATE) "
+                "GROUP BY exchange",
+                [since_ns, date_of_ns(since_ns)],
+            )
             for exchange, n in zip(
                 table.column("exchange").to_pylist(), table.column("n").to_pylist(), strict=True
             ):

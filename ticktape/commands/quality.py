@@ -13,6 +13,7 @@ from quality.batch import LakeFilter, format_table, lake_quality
 from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
 from ticktape.config import enable_config, quality_config_of
+from ticktape.lake import Lake, LakeLookupError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +58,15 @@ def run(args: argparse.Namespace) -> int:
     config = quality_config_of(args)  # [thresholds] of --config; --outdated-cutoff is in it
     try:
         with catalog:
+            lake = Lake(catalog)
+            if args.exchange is not None:
+                lake.check_exchange(args.exchange)
+            if args.date is not None:
+                lake.check_day(args.date, args.exchange)
             report = lake_quality(catalog.con, config, LakeFilter(args.exchange, args.date))
+    except LakeLookupError as exc:
+        print(f"ticktape quality: {exc}", file=sys.stderr)
+        return 2
     except duckdb.Error as exc:
         print(f"ticktape quality: cannot read the lake {args.lake}: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
     elif report:
         print(format_table(report))
     if not report:
-        print(f"ticktape quality: no messages in {args.lake}", file=sys.stderr)
+        print(f"ticktape quality: no trades, book or bbo messages in {args.lake}", file=sys.stderr)
         return 1
     return 0

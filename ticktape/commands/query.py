@@ -15,9 +15,12 @@ import pyarrow as pa
 
 from schemas import DATASETS
 from storage.catalog import LakeBusyError, open_catalog
+from storage.lake import iso_ns as format_ns
 from ticktape.config import enable_config
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Rows the table format prints unless ``--limit`` says otherwise (CSV and JSON print every row).
+DEFAULT_TABLE_ROWS = 1_000
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,17 +36,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--lake", required=True, help="lake directory or s3://BUCKET/PREFIX")
     p.add_argument("--endpoint-url", help="S3 endpoint (S3-compatible stores, moto, MinIO)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="output format (csv and json print every row: use them for exports)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_TABLE_ROWS,
+        help="rows the table format prints at most, saying how many it left out (default %(default)s; 0: all)",
+    )
     p.add_argument("sql", help='SQL, e.g. "SELECT symbol, count(*) FROM trades GROUP BY ALL"')
     p.set_defaults(func=run)
     enable_config(p, "query")
-
-
-def format_ns(ns: int) -> str:
-    """Integer nanoseconds since the epoch -> ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ``."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = _EPOCH + dt.timedelta(seconds=seconds)
-    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
 
 
 def _column_values(col: pa.ChunkedArray) -> list[Any]:
@@ -78,8 +85,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_table(table: pa.Table, out: IO[str]) -> None:
-    """Aligned text table with a header, a rule and a row count."""
+def write_table(table: pa.Table, out: IO[str], limit: int = 0) -> None:
+    """Aligned text table with a header, a rule and a row count; at most ``limit`` rows (0: all)."""
+    total = table.num_rows
+    if 0 < limit < total:
+        table = table.slice(0, limit)
     header = table.column_names
     cells = [[_cell(v) for v in row] for row in rows_of(table)]
     widths = [len(h) for h in header]
@@ -96,7 +106,13 @@ def write_table(table: pa.Table, out: IO[str]) -> None:
     out.write("-+-".join("-" * w for w in widths) + "\n")
     for row in cells:
         out.write(line(row) + "\n")
-    out.write(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})\n")
+    if table.num_rows < total:
+        out.write(
+            f"({total:,} rows; the first {table.num_rows:,} shown, {total - table.num_rows:,} left out: "
+            "--limit N shows more, --format csv or json prints them all)\n"
+        )
+    else:
+        out.write(f"({total} row{'s' if total != 1 else ''})\n")
 
 
 def write_csv(table: pa.Table, out: IO[str]) -> None:
@@ -138,5 +154,8 @@ def run(args: argparse.Namespace) -> int:
         except (duckdb.Error, LakeBusyError) as exc:
             print(f"ticktape query: {exc}", file=sys.stderr)
             return 1
-    WRITERS[args.format](table, sys.stdout)
+    if args.format == "table":
+        write_table(table, sys.stdout, max(0, args.limit))
+    else:
+        WRITERS[args.format](table, sys.stdout)
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from collectors.base import DialectOptions
-from collectors.capture import ReplayStats, iter_units
+from collectors.capture import CaptureError, ReplayStats, iter_units, read_capture
 from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS, rows_to_arrow
 from storage.lake import check_stream_id
@@ -39,6 +39,33 @@ LAKE_UNIT_ROWS = 500_000
 PUBLISH_UNIT_LINES = 4_096
 PUBLISH_UNIT_ROWS = 50_000
 PROGRESS_INTERVAL_S = 0.5
+#: Lines of a capture read before a replay, to tell whether it is the stated exchange's at all.
+SNIFF_LINES = 1_000
+
+
+def sniff_capture(path: str | Path, exchange: str, lines: int = SNIFF_LINES) -> tuple[int, int]:
+    """``(lines checked, lines unparseable)`` over the first ``lines`` lines of a capture: bad capture
+    lines, and frames that the exchange's normaliser turns into a ``parse_error`` event."""
+    from schemas import RecordBuffer
+
+    normaliser = get_dialect(exchange).new_normaliser()
+    buf = RecordBuffer()
+    checked = bad = 0
+    for item in read_capture(path):
+        if checked >= lines:
+            break
+        if item is None:  # a disconnect marker
+            continue
+        checked += 1
+        if isinstance(item, CaptureError):
+            bad += 1
+            continue
+        before = len(buf.feed_events)
+        normaliser.on_frame(item[0], item[1], buf)
+        if any(ev[4] == "parse_error" for ev in buf.feed_events[before:]):
+            bad += 1
+        buf.clear()
+    return checked, bad
 
 
 def replay_stream_id(exchange: str, path: str | Path) -> str:
@@ -184,6 +211,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--stream-id", metavar="ID", help="stream id in lake file names (default derived from the file)"
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replay even when most of the first {SNIFF_LINES:,} lines do not parse as this exchange's frames",
+    )
     add_transport_args(p, default=None)
     p.set_defaults(func=run)
     enable_config(p, "replay")
@@ -227,6 +259,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ticktape replay: {exc}", file=err)
         return 2
+    if not args.force:
+        try:
+            checked, bad = sniff_capture(path, args.exchange)
+        except OSError as exc:
+            print(f"ticktape replay: cannot read {path}: {exc}", file=err)
+            return 1
+        if checked and bad * 2 > checked:
+            print(
+                f"ticktape replay: {path} does not look like a capture of {args.exchange}: {bad:,} of its "
+                f"first {checked:,} lines are not {args.exchange} frames (or not capture lines at all); "
+                "nothing was written. Check --exchange (and the file), or replay anyway with --force.",
+                file=err,
+            )
+            return 3
     progress = Progress(err, f"replay {path.name}") if err.isatty() else None
     try:
         if args.lake:

@@ -12,7 +12,9 @@ import duckdb
 from quality.expectations import DEFAULT_CHUNK_ROWS, default_out_dir, validate_day
 from quality.scoring import QualityConfig
 from storage.catalog import open_catalog
+from ticktape.commands.report import write_report
 from ticktape.config import enable_config, quality_config_of
+from ticktape.lake import Lake, LakeLookupError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Validates one closed UTC day of the lake, per dataset and exchange: schema, nulls, positive "
             "prices and sizes, sides, unique trade ids, no crossed bbo, exchange timestamps ordered per "
-            "symbol, latency and outdated ratio within bounds. Writes results.json and GE Data Docs to "
-            "<lake>-validation/<date>/ (or --out) and exits 1 when any expectation fails."
+            "symbol, latency and outdated ratio within bounds. Writes results.json, GE Data Docs (readable "
+            "offline) and the day's report.html to <lake>-validation/<date>/ (or --out) and exits 1 when "
+            "any expectation fails."
         ),
     )
     p.add_argument("--lake", required=True, help="lake directory or s3://BUCKET/PREFIX")
@@ -50,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=QualityConfig.outdated_cutoff_s,
         help="latency above the floor that makes a message OUTDATED, seconds (default %(default)s)",
     )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write the day's HTML report (ticktape report) beside the results",
+    )
     p.set_defaults(func=run)
     enable_config(p, "validate")
 
@@ -73,16 +81,27 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"ticktape validate: {exc}", file=sys.stderr)
         return 2
+    page: Path | None = None
+    page_error = None
     try:
         with catalog:
-            report = validate_day(
-                catalog.con,
-                args.date,
-                out,
-                quality_config_of(args),  # [thresholds] of --config; --outdated-cutoff is in it
-                args.exchange,
-                max(1, args.max_rows),
-            )
+            lake = Lake(catalog)
+            try:
+                for exchange in args.exchange or []:
+                    lake.check_exchange(exchange)
+                lake.check_day(args.date)
+            except LakeLookupError as exc:
+                print(f"ticktape validate: {exc}", file=sys.stderr)
+                return 2
+            config = quality_config_of(args)  # [thresholds] of --config; --outdated-cutoff is in it
+            report = validate_day(catalog.con, args.date, out, config, args.exchange, max(1, args.max_rows))
+            if report.suites and not args.no_report:
+                # the day's HTML report beside its validation results (the daily job's last step)
+                page = out / "report.html"
+                try:
+                    write_report(lake, args.date, page, config, args.exchange)
+                except (duckdb.Error, OSError) as exc:
+                    page, page_error = None, exc
     except duckdb.Error as exc:
         print(f"ticktape validate: cannot read the lake {args.lake}: {exc}", file=sys.stderr)
         return 2
@@ -99,5 +118,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.json'}")
     if report.data_docs:
         print(f"data docs: {report.data_docs}")
+    if page is not None:
+        print(f"report: {page}")
     print("validation " + ("passed" if report.success else "FAILED"))
+    if page_error is not None:
+        print(f"ticktape validate: the day's report was not written: {page_error}", file=sys.stderr)
+        return 1
     return 0 if report.success else 1
