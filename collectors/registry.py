@@ -23,6 +23,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "gate-futures": "collectors.venues.gate.futures",
     "gemini": "collectors.venues.gemini",
     "hyperliquid": "collectors.venues.hyperliquid",
+    "bitfinex": "collectors.venues.bitfinex",
 }
 
 
