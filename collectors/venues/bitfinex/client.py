@@ -207,13 +207,13 @@ class BitfinexNormaliser(Normaliser):
             body = msg[1:-1]
             if not self.check_seq(ts_recv, seq, out):
                 return
+        head = body[0] if body else None
+        if head == "hb":
+            return  # Bitfinex sends heartbeats even on a channel whose "subscribed" answer is still to come
         chan = self.chans.get(chan_id) if isinstance(chan_id, int) and not isinstance(chan_id, bool) else None
         if chan is None:
             raise ParseError(f"message on an unknown channel {str(chan_id)[:40]!r}")
         channel, native = chan
-        head = body[0]
-        if head == "hb":
-            return
         if channel == "book":
             if head == "cs":
                 self.on_checksum(ts_recv, chan_id, native, body[1], out)
