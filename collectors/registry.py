@@ -24,6 +24,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "gemini": "collectors.venues.gemini",
     "hyperliquid": "collectors.venues.hyperliquid",
     "bitfinex": "collectors.venues.bitfinex",
+    "kraken-futures": "collectors.venues.kraken_futures",
 }
 
 
