@@ -5,11 +5,14 @@ spot, ``tBTCF0:USTF0`` perpetual); tardis.dev also files both under ``bitfinex``
 
 Protocol, as Bitfinex documents it (checked 2026-12-05):
 - the server greets with ``{"event":"info","version":2,...}``; a ``conf`` event sets per-connection
-  flags. We send ``{"event":"conf","flags":196608}``: ``SEQ_ALL`` (65536) appends one sequence number,
-  counting every message of the connection (heartbeats included), as the last element of every array
-  message; ``OB_CHECKSUM`` (131072) makes the server send ``[CHAN_ID,"cs",CHECKSUM,SEQ]`` after book
-  changes. ``TIMESTAMP`` (32768) is not asked for: where it puts its time in each message is not
-  documented on the pages we read, so book, ticker and status-free rows carry a null ``ts_exchange``.
+  flags. We send ``{"event":"conf","flags":229376}``: ``SEQ_ALL`` (65536) appends one sequence number,
+  counting every message of the connection (heartbeats included), to every array message;
+  ``TIMESTAMP`` (32768) then appends the message's millisecond time (``[CHAN_ID, ..., SEQ, MTS]``: the
+  documentation names the flag without showing the layout; this is how tardis.dev's recordings of
+  Bitfinex, made with the same two flags, read it), which becomes ``ts_exchange`` of book and bbo rows;
+  ``OB_CHECKSUM`` (131072) makes the server send ``[CHAN_ID,"cs",CHECKSUM,SEQ,MTS]`` after book changes.
+  The flags actually in force are read from the server's ``conf`` answer, so captures made with other
+  flags (the shared recording: ``SEQ_ALL`` only) replay as they were received.
 - subscribe one channel per frame; the answer ``{"event":"subscribed","chanId":N,...}`` maps the
   numeric channel id of every later ``[N, payload, SEQ]`` frame. ``[N,"hb",SEQ]`` is a heartbeat.
   Unsubscribe takes the channel id: ``{"event":"unsubscribe","chanId":N}``.
@@ -45,10 +48,14 @@ Channels:
   _, OPEN_INTEREST, ...]``: funding = ``CURRENT_FUNDING``, predicted = ``NEXT_FUNDING_ACCRUED``, next
   funding time; mark = ``MARK_PRICE`` with index ``SPOT_PRICE``; open interest in contracts (base units).
 - ``status`` ``key liq:global`` (``liquidations``): ``[["pos", POS_ID, MTS, _, SYMBOL, AMOUNT, BASE_PRICE,
-  _, IS_MATCH, IS_MARKET_SOLD, _, LIQUIDATION_PRICE], ...]`` for every market. One row per position
-  (``POS_ID``), from its first message; size ``|AMOUNT|``; side is the liquidation order's: a long
-  position (``AMOUNT > 0``) is closed by a sell. Rows are kept only for symbols this connection
-  subscribed, so several connections never write the same liquidation twice.
+  _, IS_MATCH, IS_MARKET_SOLD, _, LIQUIDATION_PRICE], ...]`` for every market, perpetuals and margin
+  positions on spot pairs alike. ``IS_MATCH`` is 0 for the trigger and 1 for the market execution, so one
+  position can come twice: one row per ``POS_ID``, from its first message, at ``LIQUIDATION_PRICE``; size
+  ``|AMOUNT|`` (the position's amount); side is the liquidation order's: a long position (``AMOUNT > 0``)
+  is closed by a sell. Rows are kept only for symbols this connection subscribed, so several connections
+  never write the same liquidation twice.
+- funding: ``CURRENT_FUNDING`` is the rate applied in the current 8-hour period, ``NEXT_FUNDING_ACCRUED``
+  the rate accrued so far for the next one (stored as ``predicted_rate``).
 
 Symbols: ``tBTCUSD`` -> ``BTC-USD``, ``tAAVE:USD`` -> ``AAVE-USD``, ``tBTCF0:USTF0`` -> ``BTC-USDT-PERP``
 (``UST`` is Bitfinex's code for USDT; other codes are kept). Funding currencies (``fUSD``) are not covered.
@@ -82,7 +89,7 @@ EXCHANGE = "bitfinex"
 FLAG_TIMESTAMP = 32768
 FLAG_SEQ_ALL = 65536
 FLAG_OB_CHECKSUM = 131072
-CONF_FLAGS = FLAG_SEQ_ALL | FLAG_OB_CHECKSUM
+CONF_FLAGS = FLAG_TIMESTAMP | FLAG_SEQ_ALL | FLAG_OB_CHECKSUM
 #: levels per side the checksum covers
 CHECKSUM_DEPTH = 25
 #: sequence numbers behind the expected one, in a row, after which the server's count is taken as is
@@ -198,15 +205,10 @@ class BitfinexNormaliser(Normaliser):
         if not isinstance(msg, list) or len(msg) < 2:
             raise ParseError("frame is neither an event nor a channel message")
         chan_id = msg[0]
-        body = msg[1:]
-        seq: int | None = None
-        if self.flags & FLAG_SEQ_ALL:
-            if len(msg) < 3:
-                raise ParseError("channel message without its sequence number")
-            seq = _int(msg[-1], "sequence number")
-            body = msg[1:-1]
-            if not self.check_seq(ts_recv, seq, out):
-                return
+        seq, mts, body = self.trailer(msg)
+        if seq is not None and not self.check_seq(ts_recv, seq, out):
+            return
+        ts_exchange = ms_to_ns(mts) if mts is not None else None
         head = body[0] if body else None
         if head == "hb":
             return  # Bitfinex sends heartbeats even on a channel whose "subscribed" answer is still to come
@@ -218,7 +220,7 @@ class BitfinexNormaliser(Normaliser):
             if head == "cs":
                 self.on_checksum(ts_recv, chan_id, native, body[1], out)
             else:
-                self.on_book(ts_recv, chan_id, native, head, seq, out)
+                self.on_book(ts_recv, ts_exchange, chan_id, native, head, seq, out)
         elif channel == "trades":
             if head in ("te", "tu"):
                 self.on_trades(ts_recv, native, [body[1]], out)
@@ -227,11 +229,29 @@ class BitfinexNormaliser(Normaliser):
             else:
                 raise ParseError(f"unknown trades message {str(head)[:40]!r}", channel="trades")
         elif channel == "ticker":
-            self.on_ticker(ts_recv, native, head, seq, out)
+            self.on_ticker(ts_recv, ts_exchange, native, head, seq, out)
         elif channel == "deriv":
             self.on_status(ts_recv, native, head, out)
         elif channel == "liq":
             self.on_liquidations(ts_recv, head, out)
+
+    def trailer(self, msg: list[Any]) -> tuple[int | None, Any, list[Any]]:
+        """Splits a channel message into (sequence, millisecond time as sent, body) by the connection's flags.
+
+        ``SEQ_ALL`` appends the sequence number, ``TIMESTAMP`` then a millisecond time (``[..., SEQ, MTS]``).
+        A heartbeat is accepted with or without the time.
+        """
+        seq_all = bool(self.flags & FLAG_SEQ_ALL)
+        stamped = bool(self.flags & FLAG_TIMESTAMP)
+        trail = seq_all + stamped
+        if msg[1] == "hb" and len(msg) == 2 + seq_all:
+            trail = seq_all
+        if len(msg) < 2 + trail:
+            raise ParseError("channel message without its sequence number or time")
+        body = msg[1 : len(msg) - trail]
+        mts = msg[-1] if stamped and trail > seq_all else None
+        seq = _int(msg[1 + len(body)], "sequence number") if seq_all else None
+        return seq, mts, body
 
     def check_seq(self, ts_recv: int, seq: int, out: RecordBuffer) -> bool:
         """Applies the connection sequence rule; False when the frame must be dropped."""
@@ -344,7 +364,14 @@ class BitfinexNormaliser(Normaliser):
         return (BID if amount > 0 else ASK), count, js_number(price), js_number(abs(amount))
 
     def on_book(
-        self, ts_recv: int, chan_id: int, native: str, payload: Any, seq: int | None, out: RecordBuffer
+        self,
+        ts_recv: int,
+        ts_exchange: int | None,
+        chan_id: int,
+        native: str,
+        payload: Any,
+        seq: int | None,
+        out: RecordBuffer,
     ) -> None:
         book = self.symbols.book(native)
         if not isinstance(payload, list):
@@ -353,7 +380,7 @@ class BitfinexNormaliser(Normaliser):
             levels = [self.level(e) for e in payload]
             bids = [(p, s) for side, _, p, s in levels if side == BID]
             asks = [(p, s) for side, _, p, s in levels if side == ASK]
-            book.apply_snapshot(out, None, ts_recv, bids, asks, seq)
+            book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
             self.watch.done(native)
             return
         side, count, price, size = self.level(payload)
@@ -363,10 +390,11 @@ class BitfinexNormaliser(Normaliser):
             )
             return
         level = [(price, size if count > 0 else "0")]
+        flags = self.time_flags.flags(ts_exchange, ts_recv) if ts_exchange is not None else 0
         if side == BID:
-            book.apply_update(out, None, ts_recv, level, [], seq)
+            book.apply_update(out, ts_exchange, ts_recv, level, [], seq, flags)
         else:
-            book.apply_update(out, None, ts_recv, [], level, seq)
+            book.apply_update(out, ts_exchange, ts_recv, [], level, seq, flags)
         book.last_seq = seq
 
     def on_checksum(self, ts_recv: int, chan_id: int, native: str, value: Any, out: RecordBuffer) -> None:
@@ -399,7 +427,15 @@ class BitfinexNormaliser(Normaliser):
                 continue  # the "tu" of a "te", or a trade replayed by a new subscription
             self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side)
 
-    def on_ticker(self, ts_recv: int, native: str, payload: Any, seq: int | None, out: RecordBuffer) -> None:
+    def on_ticker(
+        self,
+        ts_recv: int,
+        ts_exchange: int | None,
+        native: str,
+        payload: Any,
+        seq: int | None,
+        out: RecordBuffer,
+    ) -> None:
         symbol = self.symbols.name(native)
         if not isinstance(payload, list) or len(payload) < 4:
             raise ParseError("ticker is not [BID, BID_SIZE, ASK, ASK_SIZE, ...]", symbol, "bbo")
@@ -408,7 +444,7 @@ class BitfinexNormaliser(Normaliser):
         _number(payload[1], "bid size")
         _number(payload[3], "ask size")
         # BID_SIZE/ASK_SIZE are sums of the 25 best levels, not the top's size: kept out (docstring)
-        self.emit_bbo(out, symbol, None, ts_recv, bid, None, ask, None, seq)
+        self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid, None, ask, None, seq)
 
     def on_status(self, ts_recv: int, native: str, payload: Any, out: RecordBuffer) -> None:
         symbol = self.symbols.name(native)
@@ -548,7 +584,7 @@ class BitfinexDialect(ExchangeDialect):
                         {"event": "subscribe", "channel": "status", "key": f"deriv:{native}"}
                     ).decode()
                 )
-        if "liquidations" in sub.channels and any(is_perpetual(n) for n in sub.symbols):
+        if "liquidations" in sub.channels:  # margin positions on spot pairs are liquidated too
             frames.append(
                 orjson.dumps({"event": "subscribe", "channel": "status", "key": "liq:global"}).decode()
             )

@@ -17,7 +17,7 @@ import orjson
 from ...book import ASK, BID
 from ...checksum import to_signed32
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade
-from .client import CHECKSUM_DEPTH, FLAG_OB_CHECKSUM, FLAG_SEQ_ALL, is_perpetual, js_number
+from .client import CHECKSUM_DEPTH, FLAG_OB_CHECKSUM, FLAG_SEQ_ALL, FLAG_TIMESTAMP, is_perpetual, js_number
 
 #: recent trades a trades subscription replays
 TRADE_SNAPSHOT = 30
@@ -57,11 +57,15 @@ class BitfinexSimulator(ExchangeSimulator):
 
     # -- framing ---------------------------------------------------------------------------------
     def frame(self, session: ClientSession, chan_id: int, *body: Any) -> str:
-        """``[chanId, *body]`` plus the connection's next sequence number when ``SEQ_ALL`` is on."""
+        """``[chanId, *body]``, then the connection's next sequence number (``SEQ_ALL``) and the time in ms
+        (``TIMESTAMP``)."""
         msg: list[Any] = [chan_id, *body]
-        if session.state.get("flags", 0) & FLAG_SEQ_ALL:
+        flags = session.state.get("flags", 0)
+        if flags & FLAG_SEQ_ALL:
             session.state["seq"] = session.state.get("seq", 0) + 1
             msg.append(session.state["seq"])
+        if flags & FLAG_TIMESTAMP:
+            msg.append(self.now_exchange_ns() // 1_000_000)
         return orjson.dumps(msg).decode()
 
     def chans(self, session: ClientSession) -> dict[int, tuple[str, str]]:
