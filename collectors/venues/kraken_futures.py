@@ -13,7 +13,8 @@ Feeds:
   resubscribes that product's book (unsubscribe + subscribe) and its new snapshot is the resync.
 - ``trade_snapshot`` (recent trades, newest first, replayed on every subscribe) then ``trade``
   ``{uid, side, type, seq, time, qty, price}``. ``side`` is documented as the taker's side
-  ("classification of the taker side"). Trades are de-duplicated by ``uid``; ``type`` ``liquidation``
+  ("classification of the taker side"). Trades are de-duplicated by ``uid`` (trades of older captures
+  have none: ``seq:<seq>``, their per-product trade sequence, stands in); ``type`` ``liquidation``
   trades are also written to ``liquidations`` (same id, price, size and taker side); ``fill``,
   ``termination`` and ``block`` are trades only.
 - ``ticker`` (throttled to once a second): ``bid``, ``bid_size``, ``ask``, ``ask_size`` -> ``bbo``;
@@ -83,6 +84,12 @@ def _level(level: Any) -> tuple[float, float]:
     return positive_price(level["price"]), non_negative_size(level["qty"], "qty")
 
 
+def _time(msg: dict[str, Any], key: str) -> int | None:
+    """A message's millisecond time in ns; None when the message has none (older captures)."""
+    value = msg.get(key)
+    return None if value is None else ms_to_ns(value)
+
+
 def _rate(value: Any, symbol: str) -> float:
     try:
         rate = float(value)
@@ -144,7 +151,7 @@ class KrakenFuturesNormaliser(Normaliser):
         seq = _int(msg["seq"], "seq")
         bids = [_level(lv) for lv in msg["bids"]]
         asks = [_level(lv) for lv in msg["asks"]]
-        ts_exchange = ms_to_ns(msg["timestamp"])
+        ts_exchange = _time(msg, "timestamp")
         book.apply_snapshot(
             out,
             ts_exchange,
@@ -164,7 +171,7 @@ class KrakenFuturesNormaliser(Normaliser):
         if side is None:
             raise ParseError(f"unknown book side {str(msg['side'])[:20]!r}", book.symbol, "book")
         price, qty = _level(msg)
-        ts_exchange = ms_to_ns(msg["timestamp"])
+        ts_exchange = _time(msg, "timestamp")
         if not book.synced:
             self.watch.check(out, self.exchange, native, book.symbol, ts_recv, self.resubscribe_requests)
             return
@@ -189,7 +196,9 @@ class KrakenFuturesNormaliser(Normaliser):
         for t in trades:  # validate the whole message before any row is kept
             if not isinstance(t, dict):
                 raise ParseError("trade is not an object", symbol, "trades")
-            uid = t["uid"]
+            uid = t.get("uid")
+            if uid is None:  # trades of older captures carry no uid: their per-product seq identifies them
+                uid = f"seq:{_int(t['seq'], 'trade seq')}"
             if not isinstance(uid, str) or not uid or len(uid) > 80:
                 raise ParseError(f"bad trade uid {str(uid)[:40]!r}", symbol, "trades")
             side = t["side"]
@@ -217,7 +226,7 @@ class KrakenFuturesNormaliser(Normaliser):
 
     def on_ticker(self, ts_recv: int, msg: dict[str, Any], out: RecordBuffer) -> None:
         symbol = self.symbols.name(msg["product_id"])
-        ts_exchange = ms_to_ns(msg["time"])
+        ts_exchange = _time(msg, "time")
         bid, ask = msg.get("bid"), msg.get("ask")
         bid_p = positive_price(bid, "bid") if bid else None
         ask_p = positive_price(ask, "ask") if ask else None

@@ -170,6 +170,17 @@ def test_liquidation_trades_are_also_liquidations() -> None:
     ]
 
 
+def test_older_messages_without_uid_or_time() -> None:
+    """Kraken's older trade example has no ``uid``: its per-product ``seq`` identifies it."""
+    trade = {"feed": "trade", "product_id": "FI_XBTUSD_190426", "side": "buy", "type": "fill", "seq": 5271,
+             "time": 1554076802518, "qty": 3.0, "price": 4088.5}  # fmt: skip
+    out = _feed(KrakenFuturesNormaliser(), trade, trade)
+    assert [r[1:3] + r[4:8] for r in out.trades] == [
+        ("FI_XBTUSD_190426", 1554076802518 * MS, "seq:5271", 4088.5, 3.0, "buy")
+    ]
+    assert out.feed_events == []
+
+
 def _snapshot(seq: int) -> dict[str, Any]:
     return {"feed": "book_snapshot", "product_id": "PF_XBTUSD", "timestamp": 1700000000000, "seq": seq,
             "tickSize": None, "bids": [{"price": 100.0, "qty": 2.0}], "asks": [{"price": 101.0, "qty": 1.0}]}  # fmt: skip
