@@ -136,6 +136,9 @@ class Normaliser(abc.ABC):
         self.snapshot_requests: set[str] = set()
         #: native symbols whose subscription must be renewed (exchanges that resync by resubscribing)
         self.resubscribe_requests: set[str] = set()
+        #: set (to a reason) when the venue asks clients to reconnect; the live connection then recycles
+        #: its socket (a replay ignores it: the capture already holds the disconnect that followed)
+        self.reconnect_request: str | None = None
         self.frames = 0
         self.parse_errors = 0
 

@@ -361,6 +361,9 @@ class FeedConnection:
             self.normaliser.resubscribe_requests.clear()
             for text in self.dialect.resubscribe_frames(natives, self.subscription):
                 await self._ws.send(text)
+        if self.normaliser.reconnect_request is not None:
+            reason, self.normaliser.reconnect_request = self.normaliser.reconnect_request, None
+            self.recycle(reason)
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:

@@ -23,6 +23,7 @@ from collectors.registry import get_dialect
 from collectors.venues.bitfinex import BitfinexNormaliser, book_checksum, js_number, normalise_pair
 from schemas import RecordBuffer
 from tests.collectors.book_replay import tops_by_seq
+from tests.collectors.test_connection import running
 
 SAMPLE = "bitfinex/bitfinex_cryptofeed.capture.gz"
 MS = 1_000_000
@@ -427,3 +428,30 @@ def test_checksums_of_bitfinex_examples(symbol: str, frames: list[str], expected
     out = _feed(norm, _subscribed("book", 123, symbol), *frames)
     assert out.feed_events == []
     assert book_checksum(norm.symbols.book(symbol)) == expected
+
+
+async def test_spot_and_perpetual_over_a_real_websocket_and_20051_reconnects() -> None:
+    async with running("bitfinex", ("tBTCUSD", "tBTCF0:USTF0")) as run:
+        await run.until(
+            lambda: (
+                all(
+                    run.count(d, s) > 0
+                    for d in ("trades", "book", "bbo")
+                    for s in ("BTC-USD", "BTC-USDT-PERP")
+                )
+                and run.count("funding", "BTC-USDT-PERP") > 0
+                and run.count("book", "BTC-USD") > 10
+            )
+        )
+        assert run.count("funding", "BTC-USD") == 0  # no derivatives status for a spot pair
+        assert all(r[2] is not None for r in run.got.book)  # TIMESTAMP: book rows carry the exchange time
+        connects = run.collector.stats.connects
+        for session in list(run.sim.sessions):
+            run.sim.send(session, '{"event":"info","code":20051,"msg":"Stopping. Please try to reconnect"}')
+        await run.until(
+            lambda: run.collector.stats.connects > connects and bool(run.events("resync", "BTC-USD"))
+        )
+        assert len(run.events("reconnect_requested")) == 1
+        assert [
+            e[4] for e in run.got.feed_events if e[4] in ("gap", "checksum_mismatch", "parse_error")
+        ] == []

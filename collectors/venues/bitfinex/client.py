@@ -16,8 +16,8 @@ Protocol, as Bitfinex documents it (checked 2026-12-05):
 - subscribe one channel per frame; the answer ``{"event":"subscribed","chanId":N,...}`` maps the
   numeric channel id of every later ``[N, payload, SEQ]`` frame. ``[N,"hb",SEQ]`` is a heartbeat.
   Unsubscribe takes the channel id: ``{"event":"unsubscribe","chanId":N}``.
-- info codes: 20051 (server stop/restart: reconnect) is recorded as ``reconnect_requested`` (the
-  server then closes the socket and the connection reconnects); 20060/20061 (maintenance start/end) as
+- info codes: 20051 (server stop/restart: please reconnect) is recorded as ``reconnect_requested`` and
+  the connection reconnects (``Normaliser.reconnect_request``); 20060/20061 (maintenance start/end) as
   ``maintenance_start``/``maintenance_end``. ``{"event":"error",...}`` becomes ``venue_error``.
 - limits: 25 channel subscriptions per connection; 20 connections per minute on ``api-pub``.
 
@@ -295,6 +295,8 @@ class BitfinexNormaliser(Normaliser):
         elif event == "info":
             code = msg.get("code")
             kind = _INFO_EVENTS.get(code) if isinstance(code, int) else None
+            if kind == "reconnect_requested":
+                self.reconnect_request = "venue asked to reconnect (20051)"
             if kind is not None:
                 emit_event(
                     out,
