@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.base import Subscription
+from collectors.base import DialectOptions, Subscription
 from collectors.capture import read_capture, replay_capture
 from collectors.checksum import to_signed32
 from collectors.registry import get_dialect
@@ -330,6 +330,14 @@ def test_info_codes_are_events() -> None:
         "maintenance_end",
         "venue_error",
     ]
+
+
+def test_book_length_is_an_option() -> None:
+    deep = get_dialect("bitfinex", DialectOptions(book_depth=100))
+    frame = orjson.loads(deep.subscribe_frames(Subscription(("tBTCUSD",), ("book",)))[1])
+    assert (frame["channel"], frame["len"]) == ("book", "100")
+    with pytest.raises(ValueError, match="1, 25, 100, 250"):
+        get_dialect("bitfinex", DialectOptions(book_depth=50))
 
 
 def test_symbols_both_ways() -> None:

@@ -22,7 +22,7 @@ Protocol, as Bitfinex documents it (checked 2026-12-05):
 - limits: 25 channel subscriptions per connection; 20 connections per minute on ``api-pub``.
 
 Channels:
-- ``book`` (``prec P0, freq F0, len 25``): snapshot ``[N, [[PRICE, COUNT, AMOUNT], ...]]``, then one level
+- ``book`` (``prec P0, freq F0, len 25``; ``len`` 1, 100 or 250 with ``DialectOptions.book_depth``): snapshot ``[N, [[PRICE, COUNT, AMOUNT], ...]]``, then one level
   per message ``[N, [PRICE, COUNT, AMOUNT]]``; ``AMOUNT > 0`` is a bid, ``< 0`` an ask; ``COUNT 0``
   removes the level (``AMOUNT`` 1 for bids, -1 for asks). Book rows carry the connection sequence.
 - checksum: CRC32 of the best 25 bids and asks interleaved (bid 1, ask 1, bid 2, ...), each level as
@@ -78,7 +78,7 @@ import orjson
 
 from schemas import RecordBuffer
 
-from ...base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from ...base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ...book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook
 from ...checksum import to_signed32
 from ...dedupe import RecentTradeIds
@@ -92,6 +92,8 @@ FLAG_OB_CHECKSUM = 131072
 CONF_FLAGS = FLAG_TIMESTAMP | FLAG_SEQ_ALL | FLAG_OB_CHECKSUM
 #: levels per side the checksum covers
 CHECKSUM_DEPTH = 25
+#: book length subscribed unless ``DialectOptions.book_depth`` asks for another
+DEFAULT_BOOK_LENGTH = 25
 #: sequence numbers behind the expected one, in a row, after which the server's count is taken as is
 MAX_BACKWARDS = 50
 #: Bitfinex currency codes that differ from the usual ones
@@ -534,6 +536,18 @@ class BitfinexDialect(ExchangeDialect):
     max_streams_per_connection: ClassVar[int] = 25
     app_ping: ClassVar[tuple[str, float] | None] = None
 
+    #: book lengths Bitfinex offers (``len``); the checksum covers the best 25 levels whatever the length
+    book_depths: ClassVar[tuple[int, ...]] = (1, 25, 100, 250)
+
+    def __init__(self, options: DialectOptions | None = None) -> None:
+        super().__init__(options)
+        depth = self.options.book_depth or DEFAULT_BOOK_LENGTH
+        if depth not in self.book_depths:
+            raise ValueError(
+                f"bitfinex: book depth {depth} not offered; choose one of {', '.join(map(str, self.book_depths))}"
+            )
+        self.book_depth = depth
+
     def native_symbol(self, symbol: str) -> str:
         """``BTC-USD`` -> ``tBTCUSD``, ``AAVE-USD`` -> ``tAAVE:USD``, ``BTC-USDT-PERP`` -> ``tBTCF0:USTF0``."""
         text = symbol.strip()
@@ -554,8 +568,8 @@ class BitfinexDialect(ExchangeDialect):
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
         return f"{ws_url.rstrip('/')}/ws/2"
 
-    @staticmethod
-    def book_frame(native: str) -> str:
+    def book_frame(self, native: str) -> str:
+        """The book subscription: price levels (``P0``), in real time (``F0``), ``book_depth`` long."""
         return orjson.dumps(
             {
                 "event": "subscribe",
@@ -563,7 +577,7 @@ class BitfinexDialect(ExchangeDialect):
                 "symbol": native,
                 "prec": "P0",
                 "freq": "F0",
-                "len": "25",
+                "len": str(self.book_depth),
             }
         ).decode()
 
