@@ -240,6 +240,11 @@ def test_a_sequence_jump_resubscribes_every_book_and_a_step_back_is_an_error() -
     out = _feed(norm, [17082, [7254.7, 4, 3.4], 3], [17083, [3000.1, 0, 1], 5])
     assert [(e[1], e[4]) for e in out.feed_events] == [("BTC-USD", "gap"), ("ETH-USD", "gap")]
     assert norm.resubscribe_requests == {"tBTCUSD#17082", "tETHUSD#17083"}
+    # late messages of the channels being replaced are not applied; a second jump asks nothing more
+    norm.resubscribe_requests.clear()
+    out = _feed(norm, [17082, [7254.7, 5, 3.5], 6], [17082, "hb", 9])
+    assert out.book == [] and [e[4] for e in out.feed_events] == [] and norm.resubscribe_requests == set()
+    norm.last_seq = 4  # (the sequence checks below start from here)
     out = _feed(norm, [17082, "hb", 4])
     assert [e[4] for e in out.feed_events] == ["parse_error"]
     # a bogus count cannot freeze the connection: 50 steps back in a row are taken as the new count

@@ -196,6 +196,8 @@ class BitfinexNormaliser(Normaliser):
         self.flags = 0
         self.last_seq: int | None = None
         self.backwards = 0
+        #: book channel ids asked to be unsubscribed (their late messages are not applied)
+        self.retiring: set[int] = set()
         self.watch = ResyncWatch()
 
     # -- framing ---------------------------------------------------------------------------------
@@ -272,13 +274,18 @@ class BitfinexNormaliser(Normaliser):
         self.last_seq = seq
         self.backwards = 0
         for chan_id, (channel, native) in self.chans.items():
-            if channel != "book":
-                continue
+            if channel != "book" or chan_id in self.retiring:
+                continue  # a book already being resubscribed gets its new snapshot anyway
             book = self.symbols.book(native)
             if book.synced:
                 book.gap(out, ts_recv, "gap", detail)
-            self.resubscribe_requests.add(f"{native}#{chan_id}")
+            self.resubscribe(native, chan_id)
         return True
+
+    def resubscribe(self, native: str, chan_id: int) -> None:
+        """Asks for the book channel ``chan_id`` to be replaced by a new subscription (a new snapshot)."""
+        self.retiring.add(chan_id)
+        self.resubscribe_requests.add(f"{native}#{chan_id}")
 
     # -- events ----------------------------------------------------------------------------------
     def on_event(self, ts_recv: int, msg: dict[str, Any], out: RecordBuffer) -> None:
@@ -289,6 +296,7 @@ class BitfinexNormaliser(Normaliser):
             chan_id = msg.get("chanId")
             if isinstance(chan_id, int):
                 self.chans.pop(chan_id, None)
+                self.retiring.discard(chan_id)
         elif event == "conf":
             if msg.get("status") == "OK":
                 self.flags = _int(msg.get("flags", 0), "conf flags")
@@ -380,6 +388,12 @@ class BitfinexNormaliser(Normaliser):
         book = self.symbols.book(native)
         if not isinstance(payload, list):
             raise ParseError("book payload is not a list", book.symbol, "book")
+        if chan_id in self.retiring:
+            # a channel we asked to drop; if it keeps sending, the request is repeated now and then
+            self.watch.check(
+                out, self.exchange, f"{native}#{chan_id}", book.symbol, ts_recv, self.resubscribe_requests
+            )
+            return
         if not payload or isinstance(payload[0], list):
             levels = [self.level(e) for e in payload]
             bids = [(p, s) for side, _, p, s in levels if side == BID]
@@ -405,12 +419,12 @@ class BitfinexNormaliser(Normaliser):
         book = self.symbols.book(native)
         if isinstance(value, bool) or not isinstance(value, int) or not (-(2**31) <= value < 2**31):
             raise ParseError(f"bad checksum {str(value)[:40]!r}", book.symbol, "book")
-        if not book.synced:
+        if not book.synced or chan_id in self.retiring:
             return
         ours = book_checksum(book)
         if ours != value:
             book.gap(out, ts_recv, "checksum_mismatch", {"expected": value, "computed": ours})
-            self.resubscribe_requests.add(f"{native}#{chan_id}")
+            self.resubscribe(native, chan_id)
 
     # -- trades, ticker, status ----------------------------------------------------------------
     def on_trades(self, ts_recv: int, native: str, entries: list[Any], out: RecordBuffer) -> None:
@@ -509,6 +523,7 @@ class BitfinexNormaliser(Normaliser):
         for book in self.symbols.books.values():
             book.reset()
         self.chans.clear()
+        self.retiring.clear()
         self.subscribed.clear()
         self.last_seq = None
         self.backwards = 0
