@@ -4,7 +4,10 @@ Protocol, as Kraken documents it (checked 2026-12-05):
 - ``{"event":"subscribe","feed":"book","product_ids":["PF_XBTUSD"]}`` (also ``trade``, ``ticker``,
   ``heartbeat``), answered with ``{"event":"subscribed",...}``; failures with ``subscribed_failed`` or
   ``{"event":"alert","message":...}`` (recorded as ``venue_error``). Public feeds need no challenge.
-- the connection must see traffic at least every 60 s: we subscribe the ``heartbeat`` feed.
+- clients must ping at least every 60 s: the connection's websocket pings (every 20 s) do; the
+  ``heartbeat`` feed is subscribed too, so a quiet market still shows the connection alive.
+- limits: 100 websocket requests per second (Derivatives rate limits page); one subscribe frame per
+  feed carries every product of the connection.
 
 Feeds:
 - ``book_snapshot`` ``{product_id, timestamp, seq, bids:[{price, qty}], asks:[...]}`` then ``book``
@@ -33,7 +36,8 @@ native names, upper case, so that the inverse and the linear ``BTC-USD`` perpetu
 Sources: https://docs.kraken.com/exchange/api-reference/futures-websocket,
 https://docs.kraken.com/exchange/api-reference/futures-websocket/book.md,
 https://docs.kraken.com/exchange/api-reference/futures-websocket/trade.md,
-https://docs.kraken.com/exchange/api-reference/futures-websocket/ticker.md (checked 2026-12-05). Checked
+https://docs.kraken.com/exchange/api-reference/futures-websocket/ticker.md,
+https://docs.kraken.com/exchange/guides/futures/ratelimits.md (checked 2026-12-05). Checked
 against the shared recording ``kraken-futures/kraken-futures_cryptofeed`` (2021-07-22: book, trade,
 ``ticker_lite``, which carries bid and ask without sizes).
 """
