@@ -22,13 +22,15 @@ Protocol, as Bitfinex documents it (checked 2026-12-05):
 - limits: 25 channel subscriptions per connection; 20 connections per minute on ``api-pub``.
 
 Channels:
-- ``book`` (``prec P0, freq F0, len 25``; ``len`` 1, 100 or 250 with ``DialectOptions.book_depth``): snapshot ``[N, [[PRICE, COUNT, AMOUNT], ...]]``, then one level
-  per message ``[N, [PRICE, COUNT, AMOUNT]]``; ``AMOUNT > 0`` is a bid, ``< 0`` an ask; ``COUNT 0``
+- ``book`` (``prec P0, freq F0, len 25``; ``len`` 1, 100 or 250 with ``DialectOptions.book_depth``):
+  snapshot ``[N, [[PRICE, COUNT, AMOUNT], ...]]``, then one level per message ``[N, [PRICE, COUNT, AMOUNT]]``; ``AMOUNT > 0`` is a bid, ``< 0`` an ask; ``COUNT 0``
   removes the level (``AMOUNT`` 1 for bids, -1 for asks). Book rows carry the connection sequence.
 - checksum: CRC32 of the best 25 bids and asks interleaved (bid 1, ask 1, bid 2, ...), each level as
   ``PRICE:AMOUNT`` (asks with their negative amount), all joined with ``:``, compared as a **signed**
   32-bit integer. The numbers are printed as JavaScript prints them (Bitfinex's reference code is
-  JavaScript): shortest round-trip digits, integers without ``.0``, exponent form below 1e-6.
+  JavaScript): shortest round-trip digits, integers without ``.0``, exponent form below 1e-6. Checked
+  against the two books and checksums of Bitfinex's own Python client tests
+  (https://github.com/bitfinexcom/bitfinex-api-py, ``bfxapi/tests/test_ws_orderbook.py``).
 - sequence (``gap_scope = "connection"``): every message's ``SEQ`` must be the previous one + 1. A jump
   cannot say whose message was lost, so every book of the connection gets a ``gap`` and is resubscribed
   (unsubscribe by channel id, then subscribe; the new snapshot is the resync). A checksum mismatch
@@ -38,8 +40,8 @@ Channels:
   subscribe), then ``[N, "te", [ID, MTS, AMOUNT, PRICE]]`` at execution and ``[N, "tu", [...]]`` for the
   same trade once stored: one row per ``ID`` (repeats dropped, across reconnects too). The sign of
   ``AMOUNT`` is the taker's side (> 0 bought, < 0 sold); size is its absolute value.
-- ``ticker`` -> ``bbo``: ``[BID, BID_SIZE, ASK, ASK_SIZE, ...]``. Bitfinex documents ``BID_SIZE`` and
-  ``ASK_SIZE`` as the sum of the 25 best levels, not the best level's size (the shared recording shows
+- ``ticker`` -> ``bbo``: ``[BID, BID_SIZE, ASK, ASK_SIZE, ...]``. The v2 reference documents ``BID_SIZE``
+  and ``ASK_SIZE`` as the sum of the 25 best levels (v1 said "size of the last highest bid"), not the best level's size (the shared recording shows
   it: ticker bid size 76.17 against 0.69 at the best bid), so bbo rows carry the best prices and **null
   sizes**; the sizes at the top are in the ``book`` dataset.
 - ``status`` (perpetuals, derivatives channels ``funding``, ``mark``, ``open_interest``):
