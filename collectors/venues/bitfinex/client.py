@@ -23,8 +23,9 @@ Protocol, as Bitfinex documents it (checked 2026-12-05):
 
 Channels:
 - ``book`` (``prec P0, freq F0, len 25``; ``len`` 1, 100 or 250 with ``DialectOptions.book_depth``):
-  snapshot ``[N, [[PRICE, COUNT, AMOUNT], ...]]``, then one level per message ``[N, [PRICE, COUNT, AMOUNT]]``; ``AMOUNT > 0`` is a bid, ``< 0`` an ask; ``COUNT 0``
-  removes the level (``AMOUNT`` 1 for bids, -1 for asks). Book rows carry the connection sequence.
+  snapshot ``[N, [[PRICE, COUNT, AMOUNT], ...]]``, then one level per message ``[N, [PRICE, COUNT,
+  AMOUNT]]``; ``AMOUNT > 0`` is a bid, ``< 0`` an ask; ``COUNT 0`` removes the level (``AMOUNT`` 1 for
+  bids, -1 for asks). Book rows carry the connection sequence.
 - checksum: CRC32 of the best 25 bids and asks interleaved (bid 1, ask 1, bid 2, ...), each level as
   ``PRICE:AMOUNT`` (asks with their negative amount), all joined with ``:``, compared as a **signed**
   32-bit integer. The numbers are printed as JavaScript prints them (Bitfinex's reference code is
@@ -40,10 +41,11 @@ Channels:
   subscribe), then ``[N, "te", [ID, MTS, AMOUNT, PRICE]]`` at execution and ``[N, "tu", [...]]`` for the
   same trade once stored: one row per ``ID`` (repeats dropped, across reconnects too). The sign of
   ``AMOUNT`` is the taker's side (> 0 bought, < 0 sold); size is its absolute value.
-- ``ticker`` -> ``bbo``: ``[BID, BID_SIZE, ASK, ASK_SIZE, ...]``. The v2 reference documents ``BID_SIZE``
-  and ``ASK_SIZE`` as the sum of the 25 best levels (v1 said "size of the last highest bid"), not the best level's size (the shared recording shows
-  it: ticker bid size 76.17 against 0.69 at the best bid), so bbo rows carry the best prices and **null
-  sizes**; the sizes at the top are in the ``book`` dataset.
+- ``ticker`` -> ``bbo``: ``[BID, BID_SIZE, ASK, ASK_SIZE, ...]``. The v2 reference documents
+  ``BID_SIZE`` and ``ASK_SIZE`` as the sum of the 25 best levels (v1 said "size of the last highest
+  bid"), not the best level's size (the shared recording shows it: ticker bid size 76.17 against 0.69 at
+  the best bid), so bbo rows carry the best prices and **null sizes**; the sizes at the top are in the
+  ``book`` dataset.
 - ``status`` (perpetuals, derivatives channels ``funding``, ``mark``, ``open_interest``):
   ``key deriv:tBTCF0:USTF0`` sends ``[TIME_MS, _, DERIV_PRICE, SPOT_PRICE, _, INSURANCE_FUND_BALANCE, _,
   NEXT_FUNDING_EVT_MTS, NEXT_FUNDING_ACCRUED, NEXT_FUNDING_STEP, _, CURRENT_FUNDING, _, _, MARK_PRICE, _,
