@@ -27,7 +27,8 @@ Feeds:
   ``relative_funding_rate_prediction``; Kraken leaves a field out when it is zero, so an absent rate is
   0. ``next_funding_rate_time`` is documented as "time until", but Kraken's examples and live frames
   carry the absolute time of the next hour (ms since the epoch), which is how it is read. All rows carry
-  the ticker's ``time``.
+  the ticker's ``time``. One ticker message feeds all four datasets, so they are written whenever the
+  ticker is subscribed (for ``bbo`` or for a derivatives channel).
 
 Symbols: linear multi-collateral perpetuals ``PF_XBTUSD`` -> ``BTC-USD-PERP`` (``XBT`` -> ``BTC``).
 Inverse perpetuals (``PI_XBTUSD``, sizes in USD contracts) and dated futures (``FI_``, ``FF_``) keep their
