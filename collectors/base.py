@@ -153,6 +153,9 @@ class Normaliser(abc.ABC):
         #: set when the venue announced that it will close this connection soon (e.g. Binance's
         #: ``serverShutdown``): the connection layer rotates to a new connection at once
         self.rotation_requested = False
+        #: set (to a reason) when the venue asks clients to reconnect; the live connection then recycles
+        #: its socket (a replay ignores it: the capture already holds the disconnect that followed)
+        self.reconnect_request: str | None = None
         self.frames = 0
         self.parse_errors = 0
 

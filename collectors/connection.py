@@ -432,6 +432,9 @@ class FeedConnection:
         if self.normaliser.rotation_requested:
             self.normaliser.rotation_requested = False
             self._rotate_now("server_shutdown")
+        if self.normaliser.reconnect_request is not None:
+            reason, self.normaliser.reconnect_request = self.normaliser.reconnect_request, None
+            self.recycle(reason)
 
     async def _send_paced(self, ws: Any) -> None:
         """Sends the queued requests, at least ``request_interval_s`` apart."""

@@ -30,6 +30,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "htx-swap": "collectors.venues.htx.swap",
     "kucoin": "collectors.venues.kucoin",
     "kucoin-futures": "collectors.venues.kucoin.futures",
+    "bitfinex": "collectors.venues.bitfinex",
+    "kraken-futures": "collectors.venues.kraken_futures",
 }
 
 
