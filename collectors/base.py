@@ -360,6 +360,9 @@ class ExchangeDialect(abc.ABC):
     #: least seconds between two :meth:`resubscribe_frames` requests sent on one connection (venues that
     #: limit requests per connection); 0 sends them at once
     request_interval_s: ClassVar[float] = 0.0
+    #: seconds to wait after the websocket opens before the first request (venues whose request limits
+    #: count from the connection's first second and that document such a pause); 0 sends at once
+    subscribe_delay_s: ClassVar[float] = 0.0
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()
