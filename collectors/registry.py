@@ -25,6 +25,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "hyperliquid": "collectors.venues.hyperliquid",
     "htx": "collectors.venues.htx",
     "htx-swap": "collectors.venues.htx.swap",
+    "crypto-com": "collectors.venues.crypto_com",
 }
 
 
