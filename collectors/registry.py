@@ -26,6 +26,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "htx": "collectors.venues.htx",
     "htx-swap": "collectors.venues.htx.swap",
     "crypto-com": "collectors.venues.crypto_com",
+    "upbit": "collectors.venues.upbit",
 }
 
 
