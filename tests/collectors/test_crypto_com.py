@@ -321,3 +321,49 @@ async def test_live_connection_waits_before_requests_and_answers_heartbeats() ->
     assert sim.heartbeats_answered >= 2  # the simulator sends one a second
     assert sim.first_request_after_s and min(sim.first_request_after_s) >= 0.95
     assert {r[1] for r in run.got.trades} == {"BTC-USDT", "ETH-USDT"}
+
+
+def test_derivatives_channels_of_a_perpetual() -> None:
+    dialect = get_dialect("crypto-com")
+    sub = Subscription(("BTCUSD-PERP", "BTC_USDT"), ("bbo", "funding", "mark", "open_interest"))
+    (frame,) = dialect.subscribe_frames(sub)
+    assert orjson.loads(frame)["params"]["channels"] == [
+        "ticker.BTCUSD-PERP",
+        "funding.BTCUSD-PERP",
+        "estimatedfunding.BTCUSD-PERP",
+        "mark.BTCUSD-PERP",
+        "index.BTCUSD-INDEX",
+        "ticker.BTC_USDT",  # a spot pair has no derivatives channels
+    ]
+    assert "book_subscription_type" not in orjson.loads(frame)["params"]
+    n = CryptoComNormaliser()
+    out = RecordBuffer()
+    ts = 1786480898000 * MS
+    value = [{"v": "63654.45", "t": 1786480897000}]
+    n.on_frame(ts, _push("index", "BTCUSD-INDEX", "index.BTCUSD-INDEX", value), out)
+    n.on_frame(
+        ts + 1, _push("mark", "BTCUSD-PERP", "mark.BTCUSD-PERP", [{"v": "63652.3", "t": 1786480897000}]), out
+    )
+    estimated = [{"v": "-0.000006242", "t": 1786480859000}]
+    n.on_frame(
+        ts + 2, _push("estimatedfunding", "BTCUSD-PERP", "estimatedfunding.BTCUSD-PERP", estimated), out
+    )
+    funding = [{"v": "-0.000000091", "t": 1786480800000}]
+    n.on_frame(ts + 3, _push("funding", "BTCUSD-PERP", "funding.BTCUSD-PERP", funding), out)
+    ticker = {"i": "BTCUSD-PERP", "b": "63650.1", "bs": "2.1", "k": "63650.2", "ks": "0.3", "oi": "6115.5643"}
+    n.on_frame(
+        ts + 4, _push("ticker", "BTCUSD-PERP", "ticker.BTCUSD-PERP", [{**ticker, "t": 1786480897900}]), out
+    )
+    spot = {**ticker, "i": "BTC_USDT", "oi": "0", "t": 1786480897900}
+    n.on_frame(ts + 5, _push("ticker", "BTC_USDT", "ticker.BTC_USDT", [spot]), out)
+    assert out.feed_events == []
+    sym = "BTC-USD-PERP"
+    assert out.mark_price == [("crypto-com", sym, 1786480897000 * MS, ts + 1, 63652.3, 63654.45, 0)]
+    assert [r[:7] for r in out.funding] == [
+        ("crypto-com", sym, 1786480800000 * MS, ts + 3, -0.000000091, -0.000006242, None)
+    ]
+    assert out.open_interest == [("crypto-com", sym, 1786480897900 * MS, ts + 4, 6115.5643, None, 0)]
+    assert [r[1] for r in out.bbo] == [sym, "BTC-USDT"]  # spot open interest (always 0) is no row
+    n.on_frame(ts + 6, _push("funding", "BTC_USDT", "funding.BTC_USDT", funding), out)
+    n.on_frame(ts + 7, _push("funding", "BTCUSD-PERP", "funding.BTCUSD-PERP", [{"v": "NaN", "t": 1}]), out)
+    assert [e[4] for e in out.feed_events] == ["parse_error", "parse_error"]

@@ -41,8 +41,17 @@ bbo (``ticker.{instrument}``): ``b``/``bs`` best bid and its size, ``k``/``ks`` 
 Instruments: spot ``BTC_USDT`` -> ``BTC-USDT``; perpetuals ``BTCUSD-PERP`` -> ``BTC-USD-PERP``. Exchange
 v1 serves spot and derivatives on this one endpoint with the same channels and message shapes (the
 derivatives API was merged into it), so both are this exchange id, as the venue itself presents them;
-dated futures (``BTCUSD-251226``) keep Crypto.com's name. Derivatives channels (funding, mark) are not
-subscribed yet.
+dated futures (``BTCUSD-251226``) keep Crypto.com's name. The demo symbols are perpetuals so that it shows
+every channel; spot pairs carry trades, book and bbo.
+
+Derivatives channels (subscribed for derivatives only; each message is one ``{v, t}`` value):
+- ``funding``: ``funding.{instrument}`` (the current rate, a fraction) is a ``funding`` row, with the
+  latest ``estimatedfunding.{instrument}`` value before it as ``predicted_rate`` (no next funding time
+  is sent);
+- ``mark``: ``mark.{instrument}`` is a ``mark_price`` row, with the latest ``index.{BASEQUOTE}-INDEX``
+  value before it (``BTCUSD-PERP`` -> ``BTCUSD-INDEX``) as ``index_price``;
+- ``open_interest``: the ticker's ``oi`` (as the venue sends it; spot tickers report 0 and give no row).
+Crypto.com publishes no public liquidation stream.
 
 The shared recording (2021-11-23) is of the retired ``v2/market`` API: the same envelope, heartbeat and
 channel names, but every ``book`` message is the whole book (no ``u``/``pu``; read with the full-book
@@ -60,11 +69,11 @@ import orjson
 
 from schemas import RecordBuffer
 
-from ..base import ExchangeDialect, Normaliser, Subscription
-from ..book import ResyncWatch, SymbolBooks, parse_levels
-from ..dedupe import RecentTradeIds
-from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
-from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from ...base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from ...book import ResyncWatch, SymbolBooks, parse_levels
+from ...dedupe import RecentTradeIds
+from ...events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ...simulator import ExchangeSimulator, SimulatorConfig
 
 EXCHANGE = "crypto-com"
 WS_PATH = "/exchange/v1/market"
@@ -79,7 +88,10 @@ PERP_QUOTES = ("USDT", "USD")
 _TAKER_SIDE = {"BUY": "buy", "SELL": "sell"}
 #: Channels of the venue that carry none of our datasets (a subscription made by another client
 #: of the same connection, or a recording): passed over, not parse errors.
-IGNORED_CHANNELS = frozenset({"candlestick"})
+IGNORED_CHANNELS = frozenset({"candlestick", "settlement"})
+#: Channels whose messages are one ``{v, t}`` value (derivatives).
+_VALUE_CHANNELS = frozenset({"funding", "estimatedfunding", "mark", "index"})
+INDEX_SUFFIX = "-INDEX"
 
 
 def normalise_instrument(name: Any) -> str:
@@ -120,6 +132,9 @@ class CryptoComNormaliser(Normaliser):
         self.watch = ResyncWatch(RESUBSCRIBE_AGAIN_AFTER)
         #: updates dropped because their book had no snapshot on this connection
         self.dropped_unsynced = 0
+        #: latest index price per index name, and estimated funding rate per instrument
+        self.index_price: dict[str, float] = {}
+        self.predicted_rate: dict[str, float] = {}
 
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         msg = orjson.loads(frame)
@@ -161,6 +176,8 @@ class CryptoComNormaliser(Normaliser):
             self.on_update(ts_recv, native, data, out)
         elif channel == "ticker":
             self.on_ticker(ts_recv, native, data, out)
+        elif channel in _VALUE_CHANNELS:
+            self.on_value(ts_recv, channel, native, data, out)
         elif channel in IGNORED_CHANNELS:
             return
         else:
@@ -268,7 +285,39 @@ class CryptoComNormaliser(Normaliser):
             size = entry.get(size_key)
             quote += [positive_price(price), non_negative_size(size) if size is not None else None]
         ts_exchange = ms_to_ns(entry["t"])
+        oi = entry.get("oi")
+        open_interest = None
+        if oi is not None and is_derivative(native):  # spot tickers report 0
+            open_interest = non_negative_size(oi, "open interest")
         self.emit_bbo(out, symbol, ts_exchange, ts_recv, quote[0], quote[1], quote[2], quote[3], None)
+        if open_interest is not None:
+            self.emit_open_interest(out, symbol, ts_exchange, ts_recv, open_interest)
+
+    def on_value(self, ts_recv: int, channel: str, native: Any, data: list[Any], out: RecordBuffer) -> None:
+        """``funding``/``estimatedfunding``/``mark``/``index``: one ``{v, t}`` value of an instrument."""
+        if channel == "index":
+            if not isinstance(native, str) or not native.endswith(INDEX_SUFFIX):
+                raise ParseError(f"not an index name: {str(native)[:40]!r}", channel="mark")
+            entry = _one(data, native)
+            self.index_price[native] = positive_price(entry["v"], "index price")
+            return
+        symbol = self.symbols.name(native)
+        if not is_derivative(native):
+            raise ParseError(
+                f"{channel} of a spot pair", symbol, "funding" if "funding" in channel else "mark"
+            )
+        entry = _one(data, symbol)
+        ts_exchange = ms_to_ns(entry["t"])
+        if channel == "mark":
+            mark = positive_price(entry["v"], "mark price")
+            index = self.index_price.get(index_name(native))
+            self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
+            return
+        rate = _rate(entry["v"], symbol)
+        if channel == "estimatedfunding":
+            self.predicted_rate[native] = rate
+            return
+        self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, self.predicted_rate.get(native))
 
     def request(self, native: str) -> None:
         """Asks the connection to re-subscribe ``native``'s book (once while one is in flight)."""
@@ -285,6 +334,27 @@ class CryptoComNormaliser(Normaliser):
         self.watch.waiting.clear()
 
 
+def _rate(value: Any, symbol: str) -> float:
+    """A funding rate: a finite fraction (negative allowed)."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ParseError(f"funding rate is not a number: {str(value)[:40]!r}", symbol, "funding") from None
+    if not -1.0 < rate < 1.0:
+        raise ParseError(f"funding rate out of range: {str(value)[:40]!r}", symbol, "funding")
+    return rate
+
+
+def is_derivative(native: Any) -> bool:
+    """True for perpetuals and dated futures (no ``_`` in the name), False for spot pairs."""
+    return isinstance(native, str) and "_" not in native
+
+
+def index_name(native: str) -> str:
+    """The index of a derivative: ``BTCUSD-PERP`` -> ``BTCUSD-INDEX``."""
+    return native.split("-", 1)[0] + INDEX_SUFFIX
+
+
 def _one(data: list[Any], symbol: str) -> dict[str, Any]:
     """The one entry of a book or ticker message."""
     if len(data) != 1 or not isinstance(data[0], dict):
@@ -299,7 +369,9 @@ class CryptoComDialect(ExchangeDialect):
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://stream.crypto.com"
     default_rest_url: ClassVar[str | None] = "https://api.crypto.com"
-    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC_USDT", "ETH_USDT")
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark", "open_interest")
+    #: perpetuals, so that the demo shows every channel (spot pairs carry trades, book and bbo)
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTCUSD-PERP", "ETHUSD-PERP")
     #: documented: wait one second after connecting before sending requests
     subscribe_delay_s: ClassVar[float] = 1.0
     #: 100 requests per second per market-data connection: re-subscriptions paced at 20 per second
@@ -332,12 +404,20 @@ class CryptoComDialect(ExchangeDialect):
         return base if base.endswith(WS_PATH) else base + WS_PATH
 
     def channel_names(self, native: str, channels: Sequence[str]) -> list[str]:
-        names = {
-            "trades": f"trade.{native}",
-            "book": f"book.{native}.{self.book_depth}",
-            "bbo": f"ticker.{native}",
+        """The venue's channels for ours (derivatives channels only for derivatives; no repeats)."""
+        names: dict[str, tuple[str, ...]] = {
+            "trades": (f"trade.{native}",),
+            "book": (f"book.{native}.{self.book_depth}",),
+            "bbo": (f"ticker.{native}",),
         }
-        return [names[c] for c in channels]
+        if is_derivative(native):
+            names["funding"] = (f"funding.{native}", f"estimatedfunding.{native}")
+            names["mark"] = (f"mark.{native}", f"index.{index_name(native)}")
+            names["open_interest"] = (f"ticker.{native}",)
+        out: list[str] = []
+        for channel in channels:
+            out.extend(n for n in names.get(channel, ()) if n not in out)
+        return out
 
     def request_frame(self, method: str, channels: list[str]) -> str:
         params: dict[str, Any] = {"channels": channels}
@@ -367,132 +447,9 @@ class CryptoComDialect(ExchangeDialect):
         return CryptoComNormaliser()
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
+        from .simulator import CryptoComSimulator
+
         return CryptoComSimulator(self, config)
-
-
-class CryptoComSimulator(ExchangeSimulator):
-    """Crypto.com v1 market data on loopback: ``/exchange/v1/market``, delta books, heartbeats."""
-
-    ws_paths = (WS_PATH,)
-
-    def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
-        super().__init__(dialect, config)
-        self.heartbeats_answered = 0
-        #: seconds between each connection's opening and its first request
-        self.first_request_after_s: list[float] = []
-
-    async def on_open(self, session: ClientSession) -> None:
-        session.state["opened"] = time.monotonic()
-
-    def push(self, session: ClientSession, native: str, subscription: str, channel: str, data: Any) -> str:
-        result = {"instrument_name": native, "subscription": subscription, "channel": channel, "data": data}
-        if channel.startswith("book"):
-            result["depth"] = int(subscription.rsplit(".", 1)[1])
-        return orjson.dumps({"id": -1, "method": "subscribe", "code": 0, "result": result}).decode()
-
-    def error(self, session: ClientSession, msg_id: Any, method: Any, code: int, message: str) -> None:
-        self.send(
-            session, orjson.dumps({"id": msg_id, "method": method, "code": code, "message": message}).decode()
-        )
-
-    async def on_message(self, session: ClientSession, text: str) -> None:
-        try:
-            msg = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            self.error(session, -1, None, 10004, "BAD_REQUEST")
-            return
-        if not isinstance(msg, dict):
-            self.error(session, -1, None, 10004, "BAD_REQUEST")
-            return
-        opened = session.state.pop("opened", None)
-        if opened is not None:
-            self.first_request_after_s.append(time.monotonic() - opened)
-        msg_id, method = msg.get("id"), msg.get("method")
-        if method == "public/respond-heartbeat":
-            self.heartbeats_answered += 1
-            return
-        params = msg.get("params")
-        channels = params.get("channels") if isinstance(params, dict) else None
-        if method not in ("subscribe", "unsubscribe") or not isinstance(channels, list):
-            self.error(session, msg_id, method, 10004, "BAD_REQUEST")
-            return
-        parsed = []
-        for name in channels:
-            kind, native, depth = self.parse_channel(name)
-            if kind is None:
-                self.error(session, msg_id, method, 40003, f"invalid channel {str(name)[:60]}")
-                return
-            parsed.append((name, kind, native, depth))
-        for name, kind, native, depth in parsed:
-            if method == "subscribe":
-                session.subscriptions.add((kind, native))
-                session.state[f"{kind}:{native}"] = name
-                if kind == "book":
-                    self.send_snapshot(session, native, name, depth)
-            else:
-                session.subscriptions.discard((kind, native))
-        self.send(session, orjson.dumps({"id": msg_id, "method": method, "code": 0}).decode())
-
-    def parse_channel(self, name: Any) -> tuple[str | None, str, int]:
-        if not isinstance(name, str):
-            return None, "", 0
-        parts = name.split(".")
-        if len(parts) == 2 and parts[0] in ("trade", "ticker") and parts[1] in self.markets:
-            return parts[0], parts[1], 0
-        if len(parts) == 3 and parts[0] == "book" and parts[1] in self.markets and parts[2] in ("10", "50"):
-            return "book", parts[1], int(parts[2])
-        return None, "", 0
-
-    def send_snapshot(self, session: ClientSession, native: str, name: str, depth: int) -> None:
-        model = self.markets[native]
-        bids, asks = model.top(depth)
-        ms = self.now_exchange_ns() // 1_000_000
-        entry = {
-            "bids": [[p, s, "1"] for p, s in bids],
-            "asks": [[p, s, "1"] for p, s in asks],
-            "t": ms,
-            "tt": ms,
-            "u": model.update_id,
-        }
-        session.state[f"u:{native}"] = model.update_id
-        self.send(session, self.push(session, native, name, "book", [entry]))
-
-    def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
-        return [f'{{"id":{now_ns // 1_000_000},"method":"public/heartbeat","code":0}}']
-
-    def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
-        native, ms = step.symbol, step.ts_ns // 1_000_000
-        trades: list[str] = []
-        if step.trades and session.subscribed("trade", native):
-            data = [
-                {"d": str(t.trade_id), "t": ms, "p": t.price, "q": t.size, "s": t.side.upper(), "i": native}
-                for t in reversed(step.trades)  # newest first, as the venue sends
-            ]
-            trades.append(self.push(session, native, f"trade.{native}", "trade", data))
-        book: list[str] = []
-        if session.subscribed("book", native):
-            prev = session.state.get(f"u:{native}")
-            if prev is not None:
-                session.state[f"u:{native}"] = step.update_id
-                entry = {
-                    "update": {
-                        "bids": [[p, s, "0" if float(s) == 0 else "1"] for p, s in step.bids],
-                        "asks": [[p, s, "0" if float(s) == 0 else "1"] for p, s in step.asks],
-                    },
-                    "t": ms,
-                    "tt": ms,
-                    "u": step.update_id,
-                    "pu": prev,
-                    "cs": 0,
-                }
-                name = session.state[f"book:{native}"]
-                book.append(self.push(session, native, name, "book.update", [entry]))
-        other: list[str] = []
-        if session.subscribed("ticker", native):
-            (bp, bq), (ap, aq) = step.model.best()
-            entry = {"i": native, "b": bp, "bs": bq, "k": ap, "ks": aq, "t": ms, "a": bp, "v": "1000.0"}
-            other.append(self.push(session, native, f"ticker.{native}", "ticker", [entry]))
-        return trades, book, other
 
 
 DIALECT_CLASS = CryptoComDialect
