@@ -389,6 +389,9 @@ class ExchangeDialect(abc.ABC):
     #: True when book rows' ``seq`` is the venue's own update id, the same on every connection (a
     #: rotation then hands a book over at a matching update id instead of resyncing it)
     book_handover_by_seq: ClassVar[bool] = False
+    #: seconds to wait after the websocket opens before the first request (venues whose request limits
+    #: count from the connection's first second and that document such a pause); 0 sends at once
+    subscribe_delay_s: ClassVar[float] = 0.0
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()

@@ -631,6 +631,8 @@ class FeedConnection:
             await self._emit(
                 self._event("connect", {"url": _redact(url), "symbols": len(self.subscription.symbols)})
             )
+            if self.dialect.subscribe_delay_s > 0:
+                await asyncio.sleep(self.dialect.subscribe_delay_s)
             for text in self.dialect.subscribe_frames(self.subscription):
                 await self._send(ws, text, subscribe=True)
             self.connected.set()

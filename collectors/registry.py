@@ -32,6 +32,8 @@ EXCHANGE_MODULES: dict[str, str] = {
     "kucoin-futures": "collectors.venues.kucoin.futures",
     "bitfinex": "collectors.venues.bitfinex",
     "kraken-futures": "collectors.venues.kraken_futures",
+    "crypto-com": "collectors.venues.crypto_com",
+    "upbit": "collectors.venues.upbit",
 }
 
 
