@@ -12,6 +12,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "binance-futures": "collectors.venues.binance_futures",
     "binance-delivery": "collectors.venues.binance_delivery",
     "coinbase": "collectors.venues.coinbase",
+    "coinbase-international": "collectors.venues.coinbase_international",
     "kraken": "collectors.venues.kraken",
     "okx": "collectors.venues.okx",
     "bybit": "collectors.venues.bybit",
