@@ -28,6 +28,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "htx-swap": "collectors.venues.htx.swap",
     "kucoin": "collectors.venues.kucoin",
     "kucoin-futures": "collectors.venues.kucoin.futures",
+    "mexc": "collectors.venues.mexc",
 }
 
 
