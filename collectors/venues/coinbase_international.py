@@ -22,11 +22,13 @@ Documentation followed (checked 2026-12-05 through the search tool's stored copi
   live, it still replays INTX captures, and the ``deribit`` venue covers the new gateway.
 
 Authentication. Market data on INTX needs an API key even for public channels. The key, its secret and
-passphrase come from :class:`DialectOptions` ``extra`` (``api_key``, ``api_secret``, ``passphrase``) or
-the environment (``TICKTAPE_COINBASE_INTX_API_KEY``, ``..._API_SECRET``, ``..._PASSPHRASE``). They are
+passphrase come from the environment only (``TICKTAPE_COINBASE_INTX_API_KEY``, ``..._API_SECRET``,
+``..._PASSPHRASE``; like every secret of ``ticktape.config``, never from a file or an option). They are
 only ever put in the frames the collector *sends* (never captured: captures hold received frames), and
 never logged; without them :meth:`CoinbaseInternationalDialect.prepare_connection` fails with a clear
-``ValueError`` (a failed connect, retried with backoff). The simulator checks the signature.
+``ValueError`` (a failed connect, retried with backoff). The simulator checks the signature: it uses the
+configured key, or issues one to its dialect when none is configured (``ticktape demo``; a separate
+``ticktape simulate`` and ``collect`` need the same variables set in both).
 
 Rules implemented:
 - ``sequence`` is ONE counter per connection over every channel and product. A jump cannot be
@@ -366,12 +368,11 @@ class CoinbaseInternationalDialect(ExchangeDialect):
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
-        extra = self.options.extra
-        key = extra.get("api_key") or os.environ.get(f"{ENV_PREFIX}API_KEY")
-        secret = extra.get("api_secret") or os.environ.get(f"{ENV_PREFIX}API_SECRET")
-        passphrase = extra.get("passphrase") or os.environ.get(f"{ENV_PREFIX}PASSPHRASE")
+        key = os.environ.get(f"{ENV_PREFIX}API_KEY")
+        secret = os.environ.get(f"{ENV_PREFIX}API_SECRET")
+        passphrase = os.environ.get(f"{ENV_PREFIX}PASSPHRASE")
         self.credentials: Credentials | None = (
-            Credentials(str(key), str(secret), str(passphrase)) if key and secret and passphrase else None
+            Credentials(key, secret, passphrase) if key and secret and passphrase else None
         )
 
     def native_symbol(self, symbol: str) -> str:
@@ -395,6 +396,7 @@ class CoinbaseInternationalDialect(ExchangeDialect):
                 f"{EXCHANGE}: market data needs an API key; set {ENV_PREFIX}API_KEY, {ENV_PREFIX}API_SECRET "
                 f"and {ENV_PREFIX}PASSPHRASE"
             )
+        self.credentials.auth_fields()  # a secret that is not base64 fails here, as a failed connect
         return self.connection_url(ws_url, sub)
 
     def _request(self, kind: str, channels: Sequence[str], products: Sequence[str]) -> str:
@@ -481,7 +483,8 @@ class CoinbaseInternationalSimulator(ExchangeSimulator):
         if kind == "SUBSCRIBE" and not session.state.get("authenticated"):
             if not self._authentic(msg):
                 self.reject(session, "authentication failed")
-                await session.ws.close()
+                self.sessions.discard(session)  # no market data; the writer closes after the REJECT
+                session.queue.put_nowait(None)
                 return
             session.state["authenticated"] = True
         products, channels = msg.get("product_ids"), msg.get("channels")

@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
-from collectors.base import DialectOptions, Subscription
+from collectors.base import Subscription
 from collectors.book import BID
+from collectors.capture import replay_capture
 from collectors.events import iso_to_ns
 from collectors.venues.coinbase_international import (
     CoinbaseInternationalDialect,
@@ -27,6 +30,7 @@ from collectors.venues.coinbase_international import (
     sign,
 )
 from schemas import RecordBuffer
+from tests.collectors.test_connection import running
 
 TS = 1_683_730_800_000_000_000
 
@@ -211,7 +215,9 @@ def test_reject_and_hostile_messages_are_events() -> None:
     assert out.trades == [] and out.book == []
 
 
-def test_signature_follows_the_documented_prehash_and_secrets_stay_hidden() -> None:
+def test_signature_follows_the_documented_prehash_and_secrets_stay_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     secret = base64.b64encode(b"a secret of 32 bytes, not real!!").decode()
     expected = base64.b64encode(
         hmac.new(b"a secret of 32 bytes, not real!!", b"1683730727keyCBINTLMDpass", hashlib.sha256).digest()
@@ -219,9 +225,10 @@ def test_signature_follows_the_documented_prehash_and_secrets_stay_hidden() -> N
     assert sign("1683730727", "key", "pass", secret) == expected
     creds = Credentials("key", secret, "pass")
     assert secret not in repr(creds) and "pass" not in repr(creds).replace("passphrase", "")
-    dialect = CoinbaseInternationalDialect(
-        DialectOptions(extra={"api_key": "key", "api_secret": secret, "passphrase": "pass"})
-    )
+    monkeypatch.setenv("TICKTAPE_COINBASE_INTX_API_KEY", "key")
+    monkeypatch.setenv("TICKTAPE_COINBASE_INTX_API_SECRET", secret)
+    monkeypatch.setenv("TICKTAPE_COINBASE_INTX_PASSPHRASE", "pass")
+    dialect = CoinbaseInternationalDialect()
     [frame] = dialect.subscribe_frames(Subscription(("BTC-PERP",), dialect.channels))
     msg = orjson.loads(frame)
     assert msg["type"] == "SUBSCRIBE" and msg["product_ids"] == ["BTC-PERP"]
@@ -237,9 +244,44 @@ async def test_no_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
     dialect = CoinbaseInternationalDialect()
     with pytest.raises(ValueError, match="needs an API key"):
         await dialect.prepare_connection(None, None, dialect.default_ws_url, Subscription(("BTC-PERP",)))  # type: ignore[arg-type]
+    for var, value in (("API_KEY", "k"), ("API_SECRET", "not base64!"), ("PASSPHRASE", "p")):
+        monkeypatch.setenv(f"TICKTAPE_COINBASE_INTX_{var}", value)
+    dialect = CoinbaseInternationalDialect()
+    with pytest.raises(ValueError, match="not base64"):
+        await dialect.prepare_connection(None, None, dialect.default_ws_url, Subscription(("BTC-PERP",)))  # type: ignore[arg-type]
 
 
 def test_symbols() -> None:
     assert normalise_product("BTC-PERP") == "BTC-USDC-PERP"
     assert normalise_product("BTC-USDC") == "BTC-USDC"
     assert CoinbaseInternationalDialect().native_symbol("eth-usdc-perp") == "ETH-PERP"
+
+
+async def test_live_capture_holds_no_secret_and_a_bad_signature_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = base64.b64encode(b"x" * 32).decode()
+    monkeypatch.setenv("TICKTAPE_COINBASE_INTX_API_KEY", "k3y-visible")
+    monkeypatch.setenv("TICKTAPE_COINBASE_INTX_API_SECRET", secret)
+    monkeypatch.setenv("TICKTAPE_COINBASE_INTX_PASSPHRASE", "pass-phrase-1")
+    capture = tmp_path / "intx.capture"
+    async with running("coinbase-international", ("BTC-PERP", "ETH-PERP"), capture=capture) as run:
+        await run.until(
+            lambda: run.count("trades", "BTC-USDC-PERP") > 2 and run.count("funding", "ETH-USDC-PERP") > 0
+        )
+        # a client with the wrong secret is refused and disconnected
+        async with aiohttp.ClientSession() as http, http.ws_connect(run.sim.ws_url + "/") as ws:
+            bad = {"type": "SUBSCRIBE", "product_ids": ["BTC-PERP"], "channels": ["MATCH"]}
+            bad.update(
+                Credentials(
+                    "k3y-visible", base64.b64encode(b"y" * 32).decode(), "pass-phrase-1"
+                ).auth_fields()
+            )
+            await ws.send_str(orjson.dumps(bad).decode())
+            reply = await ws.receive(timeout=5)
+            assert orjson.loads(reply.data)["type"] == "REJECT"
+    text = capture.read_bytes()
+    assert b"k3y-visible" not in text and secret.encode() not in text and b"pass-phrase-1" not in text
+    assert b'"channel":"MATCH"' in text
+    replayed = replay_capture(CoinbaseInternationalNormaliser(), capture)
+    assert replayed.trades == run.got.trades and replayed.funding == run.got.funding

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
 from collectors.base import Subscription
 from collectors.book import ASK, BID
+from collectors.capture import replay_capture
 from collectors.venues.mexc import protobuf as pb
 from collectors.venues.mexc.client import MexcDialect, MexcNormaliser, snapshot_frame
 from schemas import RecordBuffer
+from tests.collectors.test_connection import running
 
 TS = 1_736_409_765_100_000_000
 
@@ -258,3 +262,23 @@ def test_hostile_protobuf_work_is_linear() -> None:
 def test_garbage_text(frame: bytes) -> None:
     _, out = run(frame)
     assert kinds(out) == ["parse_error"]
+
+
+async def test_live_frames_are_binary_and_captured_as_b64(tmp_path: Path) -> None:
+    capture = tmp_path / "mexc.capture"
+    async with running("mexc", ("BTCUSDT", "ETHUSDT"), capture=capture) as run:
+        await run.until(lambda: run.count("trades", "ETH-USDT") > 3 and run.count("book", "BTC-USDT") > 20)
+        async with aiohttp.ClientSession() as http, http.ws_connect(run.sim.ws_url + "/ws") as ws:
+            await ws.send_str(
+                '{"method":"SUBSCRIPTION","params":["spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT"]}'
+            )
+            first = await ws.receive(timeout=5)
+            second = await ws.receive(timeout=5)
+            assert first.type == aiohttp.WSMsgType.TEXT and orjson.loads(first.data)["code"] == 0
+            assert second.type == aiohttp.WSMsgType.BINARY
+            assert pb.decode_push(second.data).channel == "spot@public.aggre.depth.v3.api.pb@100ms@BTCUSDT"
+    lines = capture.read_bytes().splitlines()
+    assert any(line.split(b" ", 1)[1].startswith(b"b64:") for line in lines if line)
+    assert any(b'"generated":true' in line for line in lines)
+    replayed = replay_capture(MexcNormaliser(), capture)
+    assert replayed.trades == run.got.trades and replayed.book == run.got.book and replayed.bbo == run.got.bbo

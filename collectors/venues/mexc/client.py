@@ -357,8 +357,9 @@ class MexcDialect(ExchangeDialect):
         return MexcNormaliser()
 
     def snapshot_request_weight(self, native_symbol: str) -> int:
-        # MEXC documents GET /api/v3/depth at weight(IP) 1 against 500 per 10 s per endpoint; a modest
-        # weight keeps several symbols' snapshots from bursting.
+        # The weight of GET /api/v3/depth at limit 5000 could not be confirmed from the stored copies of
+        # MEXC's pages (checked 2026-12-05); 5 against the connection's default REST budget keeps the
+        # snapshots of many symbols from bursting. Revisit with the "Market Data Endpoints" page.
         return 5
 
     async def fetch_snapshot(self, http: aiohttp.ClientSession, rest_url: str, native_symbol: str) -> str:
