@@ -12,14 +12,16 @@ Documentation followed (checked 2026-12-05 through the search tool's stored copi
   ``time + key + "CBINTLMD" + passphrase``)
 - Channels: https://docs.cdp.coinbase.com/international-exchange/websocket-feed/channels
   (``LEVEL2`` top 20 levels, ``MATCH``, ``LEVEL1``, ``FUNDING``, ``RISK``, ``INSTRUMENTS``; the
-  ``INSTRUMENTS`` example shows perpetuals quoted and settled in USDC: ``quote_asset_name: USDC``)
+  ``INSTRUMENTS`` example shows perpetuals quoted in USDC, ``quote_asset_name: USDC``, and notional
+  amounts "in USDC"; settlement currency is not named on the page, USDC is inferred)
 - Rate limits: https://docs.cdp.coinbase.com/international-exchange/introduction/rate-limits-overview
-  (ten connection attempts per 30 s)
+  (not among the stored copies; a third-party summary of it retrieved 2026-07-26 gives ten connection
+  attempts in any 30 s)
 - Migration notices: https://docs.deribit.com/articles/intx-api-migration and
   https://docs.cdp.coinbase.com/api-reference/advanced-trade-api — Coinbase announced that international
   derivatives move from INTX to a Deribit-powered gateway (cutover announced for 2026-09-09 / 2026-10-01,
   "subject to change"). This module speaks the INTX feed as documented; if that feed is no longer served
-  live, it still replays INTX captures, and the ``deribit`` venue covers the new gateway.
+  live, it still replays INTX captures; the new gateway speaks Deribit's JSON-RPC (a Deribit venue).
 
 Authentication. Market data on INTX needs an API key even for public channels. The key, its secret and
 passphrase come from the environment only (``TICKTAPE_COINBASE_INTX_API_KEY``, ``..._API_SECRET``,

@@ -10,9 +10,11 @@ Documentation followed (checked 2026-12-05 through the search tool's stored copi
   and ``spot@public.aggre.bookTicker.v3.api.pb@...`` streams; "How to Properly Maintain a Local Copy of
   the Order Book".
 - Protobuf definitions: https://github.com/mexcdevelop/websocket-proto (field numbers in :mod:`.protobuf`).
-- Migration: the JSON streams of ``wss://wbs.mexc.com/ws`` were retired in 2025 for the protobuf ones
-  on ``wbs-api.mexc.com`` (mexcdevelop/apidocs pull 264 renames ``spot@public.deals.v3.api`` to
-  ``spot@public.aggre.deals.v3.api.pb@100ms``). Captures of the old JSON streams are not read.
+- Migration: the current page documents only ``wss://wbs-api.mexc.com/ws`` with protobuf pushes, and
+  https://github.com/mexcdevelop/apidocs/pull/264 renames ``spot@public.deals.v3.api.pb`` to
+  ``spot@public.aggre.deals.v3.api.pb@(100ms|10ms)``. The older JSON endpoint ``wss://wbs.mexc.com/ws``
+  is absent from it; the date it stopped serving could not be confirmed from the stored copies.
+  Captures of the old JSON streams are not read (their frames are ``parse_error`` events).
 
 Frames. Pushes are *binary* protobuf ``PushDataV3ApiWrapper`` messages; replies (subscription, PONG,
 errors) are JSON text. :meth:`MexcDialect.decode_binary` keeps JSON text unchanged and stores every
