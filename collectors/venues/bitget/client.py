@@ -344,6 +344,8 @@ class BitgetDialect(ExchangeDialect):
     max_streams_per_connection: ClassVar[int] = 50
     #: Bitget expects the text ``ping`` every 30 s (answered ``pong``) and closes after 2 min without.
     app_ping: ClassVar[tuple[str, float] | None] = ("ping", 25.0)
+    #: Bitget closes every connection after 24 h: rotated before (make-before-break)
+    forced_disconnect_s: ClassVar[float | None] = 24 * 3600.0
     #: ``instType`` of every subscription argument
     inst_type: ClassVar[str] = "SPOT"
     normaliser_class: ClassVar[type[BitgetNormaliser]] = BitgetNormaliser

@@ -325,6 +325,8 @@ class MexcDialect(ExchangeDialect):
     #: "One ws connection supports a maximum of 30 subscriptions"
     max_streams_per_connection: ClassVar[int] = 30
     app_ping: ClassVar[tuple[str, float] | None] = ('{"method":"PING"}', 20.0)
+    #: a MEXC connection is valid for 24 h at most: rotated before
+    forced_disconnect_s: ClassVar[float | None] = 24 * 3600.0
     snapshot_path: ClassVar[str] = "/api/v3/depth"
 
     def native_symbol(self, symbol: str) -> str:
