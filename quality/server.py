@@ -30,6 +30,38 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 RowsCallback = Callable[[list[tuple[Any, ...]]], Awaitable[None] | None]
 
 
+#: Connections idle this long (no request after a response) are closed.
+IDLE_TIMEOUT_S = 15.0
+
+
+class PortInUseError(OSError):
+    """A server could not bind its port (in use, or not allowed); the message says what to do."""
+
+
+def port_message(what: str, host: str, port: int, exc: OSError) -> str:
+    """One line naming the address that failed and pointing to ``--port``."""
+    return (
+        f"cannot serve {what} on {host}:{port}: {exc.strerror or exc}; "
+        "another process may be using it: choose another with --port (0 picks a free one)"
+    )
+
+
+async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+def harden(app: web.Application) -> web.Application:
+    """Every response says ``X-Content-Type-Options: nosniff`` (browsers never guess content types)."""
+    app.on_response_prepare.append(_nosniff)
+    return app
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """An AppRunner with ticktape's timeouts: idle keep-alive connections close after
+    :data:`IDLE_TIMEOUT_S`; request lines and headers are bounded in size by aiohttp."""
+    return web.AppRunner(harden(app), access_log=None, keepalive_timeout=IDLE_TIMEOUT_S)
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -80,16 +112,14 @@ class QualityServer:
 
     async def start(self) -> None:
         """Binds and starts serving (and driving the tracker unless ``drive=False``)."""
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = app_runner(self.app())
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(
-                exc.errno, f"cannot serve quality on {self.host}:{self.port}: {exc.strerror}"
-            ) from exc
+            raise PortInUseError(exc.errno, port_message("quality", self.host, self.port, exc)) from exc
         self._runner = runner
         # Port 0 asks the OS for a free port: report the real one.
         server = getattr(site, "_server", None)
