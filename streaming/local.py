@@ -837,8 +837,11 @@ class LocalPublisher(Publisher):
 
     async def _flusher(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives
+            # just as the event is set, and close() would then wait for this task forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+                async with asyncio.timeout(self.flush_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._write_queued(sync=self._writer_options["fsync"] != "never")

@@ -353,3 +353,18 @@ def test_seeking_past_the_end_of_the_log_warns(tmp_path: Path, caplog: pytest.Lo
     asyncio.run(main())
     assert any("ends before entry 500 (next entry 3)" in r.getMessage() for r in caplog.records)
 
+
+def test_close_stops_the_flusher_even_when_cancelled_as_it_wakes(tmp_path: Path) -> None:
+    """Python 3.11's ``asyncio.wait_for`` swallows a cancel arriving with the event it waits for;
+    the flusher must stop anyway, or ``close()`` never returns."""
+
+    async def main() -> None:
+        pub = LocalPublisher(tmp_path / "log", flush_interval_s=5.0)
+        await pub.start()
+        await asyncio.sleep(0.01)
+        pub._wake.set()
+        await asyncio.sleep(0)  # the event's waiter completes; the flusher has not resumed yet
+        await asyncio.wait_for(pub.close(), 5)
+        assert pub._task is not None and pub._task.cancelled()
+
+    asyncio.run(main())
