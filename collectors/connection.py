@@ -450,6 +450,14 @@ class FeedConnection:
                     }
                 except (OSError, InvalidHandshake, TimeoutError) as exc:
                     close_detail = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                    if not self.connected.is_set():
+                        # Said on the console: DNS, refused, TLS or handshake failures (retried).
+                        log.warning(
+                            "%s: cannot connect to %s: %s; retrying with backoff",
+                            self.exchange,
+                            url.split("?", 1)[0],
+                            close_detail["error"],
+                        )
                 except InvalidURI as exc:
                     raise ValueError(f"{self.exchange}: invalid websocket URL {url!r}: {exc}") from exc
                 finally:

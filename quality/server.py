@@ -38,11 +38,11 @@ class PortInUseError(OSError):
     """A server could not bind its port (in use, or not allowed); the message says what to do."""
 
 
-def port_message(what: str, host: str, port: int, exc: OSError) -> str:
-    """One line naming the address that failed and pointing to ``--port``."""
+def port_message(what: str, host: str, port: int, exc: OSError, flag: str = "--port") -> str:
+    """One line naming the address that failed and pointing to the port flag."""
     return (
         f"cannot serve {what} on {host}:{port}: {exc.strerror or exc}; "
-        "another process may be using it: choose another with --port (0 picks a free one)"
+        f"another process may be using it: choose another with {flag} (0 picks a free one)"
     )
 
 
@@ -56,10 +56,15 @@ def harden(app: web.Application) -> web.Application:
     return app
 
 
-def app_runner(app: web.Application) -> web.AppRunner:
-    """An AppRunner with ticktape's timeouts: idle keep-alive connections close after
-    :data:`IDLE_TIMEOUT_S`; request lines and headers are bounded in size by aiohttp."""
-    return web.AppRunner(harden(app), access_log=None, keepalive_timeout=IDLE_TIMEOUT_S)
+def app_runner(app: web.Application, idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+    """An AppRunner with ticktape's timeouts.
+
+    aiohttp's keep-alive timer runs from the moment a connection opens and closes it whenever no
+    complete request is being handled: it is both the idle timeout and the header-read timeout (a
+    client trickling a request's headers is cut off after ``idle_timeout_s``). Request lines and
+    headers are bounded in size by aiohttp (8 KiB each).
+    """
+    return web.AppRunner(harden(app), access_log=None, keepalive_timeout=idle_timeout_s)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -88,8 +93,10 @@ class QualityServer:
         on_rows: RowsCallback | None = None,
         interval_s: float = 1.0,
         registry: CollectorRegistry | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.tracker = tracker
+        self.idle_timeout_s = idle_timeout_s
         self.host = host
         self.port = port
         self.drive = drive
@@ -112,7 +119,7 @@ class QualityServer:
 
     async def start(self) -> None:
         """Binds and starts serving (and driving the tracker unless ``drive=False``)."""
-        runner = app_runner(self.app())
+        runner = app_runner(self.app(), self.idle_timeout_s)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -494,7 +495,11 @@ class LocalLogWriter:
         if written != len(data):
             # A short write (disk full): cut it off so the log never holds a torn entry.
             os.ftruncate(self._fd, self._offset)
-            raise OSError(f"short write to log {self.dir}: {written} of {len(data)} bytes")
+            raise OSError(
+                errno.ENOSPC,
+                f"short write to log {self.dir} ({written} of {len(data)} bytes): is the disk full?",
+                str(self.dir / segment_name(self._seg_first)),
+            )
         self._offset += len(data)
         self.next_entry = entry + 1
         self._dirty = True

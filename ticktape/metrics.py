@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.connection import Collector
-from quality.server import PortInUseError, app_runner, port_message
+from quality.server import IDLE_TIMEOUT_S, PortInUseError, app_runner, port_message
 from storage.sink import SinkStats
 from streaming.base import Publisher
 
@@ -181,7 +181,10 @@ class SinkCollector(PromCollector):
 class SinkMetricsServer:
     """A minimal /metrics endpoint for the sink role (bound to 127.0.0.1 by default)."""
 
-    def __init__(self, stats: SinkStats, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, stats: SinkStats, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s
         self.registry = CollectorRegistry()
         self.registry.register(SinkCollector(stats))
         self.stats = stats
@@ -204,14 +207,16 @@ class SinkMetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._health)
-        self._runner = app_runner(app)
+        self._runner = app_runner(app, self.idle_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise PortInUseError(exc.errno, port_message("metrics", self.host, self.port, exc)) from exc
+            raise PortInUseError(
+                exc.errno, port_message("metrics", self.host, self.port, exc, "--metrics-port")
+            ) from exc
         sockets = getattr(site._server, "sockets", None)
         if sockets:
             self.port = sockets[0].getsockname()[1]

@@ -172,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
     except LogCorruptError as exc:
         print(f"ticktape sink: {exc}", file=sys.stderr)
         return 3
-    except (LogError, OSError, ValueError) as exc:
+    except OSError as exc:
+        from ticktape.cli import describe_failure
+
+        print(f"ticktape sink: {describe_failure(exc)}", file=sys.stderr)
+        return 1
+    except (LogError, ValueError) as exc:
         print(f"ticktape sink: {exc}", file=sys.stderr)
         return 1
