@@ -357,8 +357,8 @@ class Sink:
         await self.flush_all()
         self.stats.log_corrupt += 1
         self.stats.failure = str(exc)
-        log.error("%s", exc)
         if self.options.hold_on_failure:
+            log.error("stopped consuming (unhealthy until stopped): %s", exc)
             await stop.wait()
 
     async def _bound_memory(self) -> None:

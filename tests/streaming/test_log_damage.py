@@ -203,3 +203,50 @@ def test_reader_seeking_past_damage_and_damage_ending_a_segment(tmp_path: Path) 
     assert got == [n for n in range(40) if n not in (2, second - 1)]
     assert [(d.first_lost, d.next_entry) for d in skipping.skipped] == [(2, 3), (second - 1, second)]
     assert first == 0 and os.path.exists(segment)
+
+
+def test_a_live_sink_stays_up_unhealthy_at_damage_until_stopped(tmp_path: Path) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from storage.sink import Sink, SinkOptions
+    from streaming.local import LocalConsumer
+    from ticktape.metrics import SinkMetricsServer
+
+    log_dir, lake = tmp_path / "log", tmp_path / "lake"
+    write_entries(log_dir, 0, 12)
+    ((_, segment),) = list_segments(log_dir)
+    damage_entry(segment, 5)
+
+    async def main() -> None:
+        sink = Sink(
+            LocalConsumer(log_dir, poll_interval_s=0.01),
+            lake,
+            SinkOptions(poll_timeout_s=0.05, flush_idle_s=0.05, hold_on_failure=True),
+        )
+        metrics = SinkMetricsServer(sink.stats)
+        await metrics.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(sink.run(stop))
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(200):
+                    async with session.get(f"http://127.0.0.1:{metrics.port}/healthz") as resp:
+                        if resp.status == 503:
+                            assert "is damaged at bytes" in await resp.text()
+                            break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("/healthz never turned unhealthy")
+                async with session.get(f"http://127.0.0.1:{metrics.port}/metrics") as resp:
+                    assert "ticktape_sink_log_corrupt_total 1.0" in await resp.text()
+            assert not task.done()  # still up: probes and alerts see it
+            assert trade_ids(lake) == expected_ids(range(5), set())
+        finally:
+            stop.set()
+            with pytest.raises(LogCorruptError):
+                await task
+            await metrics.stop()
+
+    asyncio.run(main())
