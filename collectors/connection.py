@@ -575,6 +575,14 @@ class FeedConnection:
                     }
                 except (OSError, InvalidHandshake, TimeoutError, aiohttp.ClientError) as exc:
                     close_detail = {"error": f"{type(exc).__name__}: {_redact(str(exc))[:200]}"}
+                    if not self.connected.is_set():
+                        # Said on the console: DNS, refused, TLS or handshake failures (retried).
+                        log.warning(
+                            "%s: cannot connect to %s: %s; retrying with backoff",
+                            self.exchange,
+                            _redact(url).split("?", 1)[0],
+                            close_detail["error"],
+                        )
                 except InvalidURI as exc:
                     raise ValueError(
                         f"{self.exchange}: invalid websocket URL {_redact(url)!r}: {_redact(str(exc))}"

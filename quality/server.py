@@ -30,6 +30,43 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 RowsCallback = Callable[[list[tuple[Any, ...]]], Awaitable[None] | None]
 
 
+#: Connections idle this long (no request after a response) are closed.
+IDLE_TIMEOUT_S = 15.0
+
+
+class PortInUseError(OSError):
+    """A server could not bind its port (in use, or not allowed); the message says what to do."""
+
+
+def port_message(what: str, host: str, port: int, exc: OSError, flag: str = "--port") -> str:
+    """One line naming the address that failed and pointing to the port flag."""
+    return (
+        f"cannot serve {what} on {host}:{port}: {exc.strerror or exc}; "
+        f"another process may be using it: choose another with {flag} (0 picks a free one)"
+    )
+
+
+async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+def harden(app: web.Application) -> web.Application:
+    """Every response says ``X-Content-Type-Options: nosniff`` (browsers never guess content types)."""
+    app.on_response_prepare.append(_nosniff)
+    return app
+
+
+def app_runner(app: web.Application, idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+    """An AppRunner with ticktape's timeouts.
+
+    aiohttp's keep-alive timer runs from the moment a connection opens and closes it whenever no
+    complete request is being handled: it is both the idle timeout and the header-read timeout (a
+    client trickling a request's headers is cut off after ``idle_timeout_s``). Request lines and
+    headers are bounded in size by aiohttp (8 KiB each).
+    """
+    return web.AppRunner(harden(app), access_log=None, keepalive_timeout=idle_timeout_s)
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -56,8 +93,10 @@ class QualityServer:
         on_rows: RowsCallback | None = None,
         interval_s: float = 1.0,
         registry: CollectorRegistry | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.tracker = tracker
+        self.idle_timeout_s = idle_timeout_s
         self.host = host
         self.port = port
         self.drive = drive
@@ -80,16 +119,14 @@ class QualityServer:
 
     async def start(self) -> None:
         """Binds and starts serving (and driving the tracker unless ``drive=False``)."""
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = app_runner(self.app(), self.idle_timeout_s)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(
-                exc.errno, f"cannot serve quality on {self.host}:{self.port}: {exc.strerror}"
-            ) from exc
+            raise PortInUseError(exc.errno, port_message("quality", self.host, self.port, exc)) from exc
         self._runner = runner
         # Port 0 asks the OS for a free port: report the real one.
         server = getattr(site, "_server", None)

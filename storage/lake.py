@@ -244,16 +244,21 @@ def write_parquet_atomic(
     ensure_dir(path.parent, durable)
     tmp = temp_path(path)
     level = PARQUET_COMPRESSION_LEVEL if compression == "zstd" else None
-    pq.write_table(
-        table,
-        tmp,
-        compression=compression,
-        compression_level=level,
-        row_group_size=row_group_size,
-        **parquet_encodings(table.schema),
-    )
-    if durable:
-        fsync_file(tmp)
+    try:
+        pq.write_table(
+            table,
+            tmp,
+            compression=compression,
+            compression_level=level,
+            row_group_size=row_group_size,
+            **parquet_encodings(table.schema),
+        )
+        if durable:
+            fsync_file(tmp)
+    except OSError as exc:
+        # Arrow's message names no file (disk full: "Error writing bytes to file"): say which.
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}", str(tmp)) from exc
     os.replace(tmp, path)
     if durable and sync_dir:
         fsync_dir(path.parent)

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from schemas import arrow_schema
 from streaming.base import ConsumedBatch, Consumer
+from streaming.local import LOG_CORRUPT, LogCorruptError
 
 from .lake import (
     STATE_DIR,
@@ -263,6 +264,9 @@ class SinkOptions:
     durable: bool = True
     #: memory bound over all streams' open units (many Kafka partitions): the largest is cut early
     max_pending_rows: int = 2_000_000
+    #: on damage the transport cannot read past: keep running (unhealthy, serving metrics) until
+    #: ``stop`` is set instead of returning at once, then raise
+    hold_on_failure: bool = False
 
 
 @dataclass
@@ -280,6 +284,10 @@ class SinkStats:
     committed: dict[str, int] = field(default_factory=dict)
     #: receive time (ns) of the newest record committed to the lake: the sink-lag metric's anchor
     newest_committed_ts_recv: int | None = None
+    #: damaged ranges of the transport met: skipped (recorded as ``log_corrupt`` events) or stopped at
+    log_corrupt: int = 0
+    #: why the sink stopped consuming (it is unhealthy), or None
+    failure: str | None = None
 
 
 @dataclass
@@ -323,7 +331,11 @@ class Sink:
                 await self._adopt(stream)
             last_data = time.monotonic()
             while not stop.is_set():
-                batches = await self.consumer.poll(opts.poll_timeout_s)
+                try:
+                    batches = await self.consumer.poll(opts.poll_timeout_s)
+                except LogCorruptError as exc:
+                    await self._stop_at_damage(exc, stop)
+                    raise
                 now = time.monotonic()
                 if batches:
                     last_data = now
@@ -339,6 +351,15 @@ class Sink:
         finally:
             await self.consumer.close()
         return self.stats
+
+    async def _stop_at_damage(self, exc: LogCorruptError, stop: asyncio.Event) -> None:
+        """Commits everything read before the damage, turns unhealthy and (live) waits for ``stop``."""
+        await self.flush_all()
+        self.stats.log_corrupt += 1
+        self.stats.failure = str(exc)
+        if self.options.hold_on_failure:
+            log.error("stopped consuming (unhealthy until stopped): %s", exc)
+            await stop.wait()
 
     async def _bound_memory(self) -> None:
         """Ends the largest open units while all of them together exceed ``max_pending_rows``."""
@@ -399,6 +420,8 @@ class Sink:
         p.rows += b.table.num_rows
         if b.table.num_rows:
             p.tables[b.dataset].append(b.table)
+            if b.dataset == "feed_events" and LOG_CORRUPT in b.table.column("kind").to_pylist():
+                self.stats.log_corrupt += 1
         if p.rows >= opts.flush_rows or p.entries >= opts.flush_entries:
             await self._flush(b.stream)
 

@@ -17,7 +17,11 @@ Rules:
   concurrent writer cannot be overwritten either.
 - Every run verifies the remote objects of the days it covers against their manifest (HEAD with the
   stored checksum, plus a listing for objects that do not belong) and fails naming each mismatch. With
-  ``verify_content`` the objects are downloaded and hashed as well.
+  ``verify_content`` the objects are downloaded and hashed as well. The report counts what was
+  verified and how.
+- Repair is limited to what can be proven: an object of a synced day that is *missing* on S3 while
+  the local file still has the manifest's size and SHA-256 is uploaded again (conditionally, with
+  its checksum) and counted as repaired. Objects that exist with other content are never touched.
 - A day whose local files changed after it was synced (a different manifest) is a conflict: nothing is
   uploaded for it (readers over S3 would otherwise see rows twice).
 """
@@ -96,6 +100,11 @@ class DayReport:
     uploaded: list[str] = field(default_factory=list)
     uploaded_bytes: int = 0
     present: int = 0
+    #: objects missing on S3 uploaded again from a local file that matches the manifest
+    repaired: list[str] = field(default_factory=list)
+    #: objects checked against the manifest (size and stored SHA-256), and those also downloaded and hashed
+    verified: int = 0
+    content_verified: int = 0
     manifest_written: bool = False
     problems: list[str] = field(default_factory=list)  # mismatches and conflicts, naming the objects
     skipped: str = ""  # why the day was not synced (not ready)
@@ -326,9 +335,17 @@ def local_manifest(
 
 
 def verify_day(
-    remote: S3Lake, day: date, manifest: dict[str, Any], verify_content: bool = False
+    remote: S3Lake,
+    day: date,
+    manifest: dict[str, Any],
+    verify_content: bool = False,
+    report: DayReport | None = None,
+    missing: list[str] | None = None,
 ) -> list[str]:
-    """Checks every object of a day against its manifest; returns the mismatches (empty when all match)."""
+    """Checks every object of a day against its manifest; returns the mismatches (empty when all match).
+
+    ``report`` counts the objects verified; ``missing`` receives the keys absent from S3.
+    """
     problems = []
     entries = [FileEntry.from_json(f) for f in manifest.get("files", [])]
     listed = {e.key for e in entries}
@@ -336,7 +353,12 @@ def verify_day(
         head = remote.head(e.key)
         if head is None:
             problems.append(f"missing: {remote.uri(e.key)}")
+            if missing is not None:
+                missing.append(e.key)
             continue
+        if report is not None:
+            report.verified += 1
+            report.content_verified += verify_content
         size = int(head.get("ContentLength", -1))
         found = head.get("ChecksumSHA256")
         if size != e.size:
@@ -399,8 +421,17 @@ def sync_day(
     if remote_manifest is not None:
         if remote_manifest != manifest:
             report.problems.append(_describe_change(remote, day, remote_manifest, manifest))
-        report.problems += verify_day(remote, day, remote_manifest, verify_content)
-        report.present = len(entries)
+        missing: list[str] = []
+        first = DayReport(day)
+        problems = verify_day(remote, day, remote_manifest, verify_content, first, missing)
+        if missing:
+            report.repaired = _repair(remote, remote_manifest, entries, missing, progress)
+        if report.repaired:
+            problems = verify_day(remote, day, remote_manifest, verify_content, report)
+        else:
+            report.verified, report.content_verified = first.verified, first.content_verified
+        report.problems += problems
+        report.present = len(entries) - len(report.repaired)
         return report
     for entry, path in entries:
         head = remote.head(entry.key)
@@ -428,7 +459,7 @@ def sync_day(
             )
     if report.problems:
         return report
-    report.problems += verify_day(remote, day, manifest, verify_content)
+    report.problems += verify_day(remote, day, manifest, verify_content, report)
     if report.problems:
         return report
     body = _manifest_bytes(manifest)
@@ -442,6 +473,29 @@ def sync_day(
                 f"conflict: {remote.uri(manifest_key(day))} was written concurrently with other content"
             )
     return report
+
+
+def _repair(
+    remote: S3Lake,
+    manifest: dict[str, Any],
+    entries: list[tuple[FileEntry, Path]],
+    missing: list[str],
+    progress: Callable[[int], None] | None,
+) -> list[str]:
+    """Uploads again the missing objects whose local file is exactly the manifest's; returns their keys."""
+    local = {e.key: (e, path) for e, path in entries}
+    promised = {f["key"]: FileEntry.from_json(f) for f in manifest.get("files", [])}
+    repaired = []
+    for key in missing:
+        entry, path = local.get(key, (None, None))
+        if entry is None or path is None or entry != promised.get(key):
+            continue  # no local copy, or not the bytes the manifest promises: nothing to prove
+        if remote.put_new(key, path, None, entry.checksum, entry.part_size):
+            repaired.append(key)
+            log.warning("repaired %s: it was missing on S3; uploaded the local file again", remote.uri(key))
+            if progress is not None:
+                progress(entry.size)
+    return repaired
 
 
 def _describe_change(remote: S3Lake, day: date, old: dict[str, Any], new: dict[str, Any]) -> str:

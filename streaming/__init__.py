@@ -123,14 +123,18 @@ def open_publisher(transport: str = "local", **options: Any) -> Publisher:
 def open_consumer(transport: str = "local", **options: Any) -> Consumer:
     """A consumer for ``transport``. Call ``await consumer.start()`` before use.
 
-    local: ``log_dir`` (required), ``stream`` (default ``local``), ``group``, ``poll_interval_s``.
+    local: ``log_dir`` (required), ``stream`` (default ``local``), ``group``, ``poll_interval_s``,
+    ``skip_corrupt``.
     kafka: ``bootstrap`` (required), ``topic_prefix``, ``group`` (default ``ticktape-sink``), ``max_records``.
     kinesis: ``stream_name`` (required), ``endpoint_url``, ``region``, ``checkpoint_dir``, ``start_at``.
     """
     if transport == "local":
         from .local import LocalConsumer
 
-        picked = _pick(options, ("stream", "group", "poll_interval_s", "max_poll_entries", "max_poll_bytes"))
+        picked = _pick(
+            options,
+            ("stream", "group", "poll_interval_s", "max_poll_entries", "max_poll_bytes", "skip_corrupt"),
+        )
         return LocalConsumer(_local_log_dir(options), **picked)
     if transport == "kafka":
         from .kafka import KafkaConsumer

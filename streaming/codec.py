@@ -19,6 +19,7 @@ import base64
 import collections
 import re
 import struct
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
@@ -538,8 +539,18 @@ def runs_to_batches(stream: str, items: Iterable[tuple[int, str, list[Row]]]) ->
     Consecutive messages of one dataset become one batch covering their positions, so the batches
     of a stream have disjoint, increasing position ranges (what the sink's exactly-once needs). A
     message without rows (a dropped duplicate) still extends its run, so every position read is
-    covered and a resumed sink never reads it again.
+    covered and a resumed sink never reads it again. A message that decodes but whose values do not
+    fit the columns (a long beyond 64 bits) becomes a ``decode_error`` event at its position, so it
+    can never stop a consumer or make it read the same message again and again.
     """
+    listed = list(items)
+    try:
+        return _runs(stream, listed)
+    except _COLUMN_ERRORS:
+        return _runs(stream, _fit_columns(stream, listed))
+
+
+def _runs(stream: str, items: list[tuple[int, str, list[Row]]]) -> list[ConsumedBatch]:
     batches: list[ConsumedBatch] = []
     run: list[Row] = []
     run_dataset = ""
@@ -558,6 +569,23 @@ def runs_to_batches(stream: str, items: Iterable[tuple[int, str, list[Row]]]) ->
         last = position
     close_run()
     return batches
+
+
+_COLUMN_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError)
+
+
+def _fit_columns(stream: str, items: list[tuple[int, str, list[Row]]]) -> list[tuple[int, str, list[Row]]]:
+    """``items`` with every message whose rows Arrow rejects replaced by a ``decode_error`` event."""
+    out: list[tuple[int, str, list[Row]]] = []
+    for position, dataset, rows in items:
+        try:
+            rows_to_arrow(dataset, rows)
+        except _COLUMN_ERRORS as exc:
+            row = decode_error_row(stream, position, None, repr(rows).encode(), exc, time.time_ns(), dataset)
+            out.append((position, "feed_events", [row]))
+        else:
+            out.append((position, dataset, rows))
+    return out
 
 
 class RecentMessages:

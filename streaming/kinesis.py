@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -402,10 +403,11 @@ class KinesisPublisher(SenderPublisher):
             if not batch:
                 sem.release()
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), tick)
-                except TimeoutError:
-                    pass
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives just as the
+                # event is set, and close() would wait forever for a sender that never stops.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(tick):
+                        await self._wake.wait()
                 continue
             task = asyncio.create_task(self._put(batch, sem))
             self._calls.add(task)

@@ -16,9 +16,19 @@ all little-endian; the CRC covers length, entry number and body. Entry numbers s
 increase by one along the log: they are the positions of the ``local`` stream.
 
 Durability: entries are appended with a single ``write``; ``fsync`` follows per the policy (every
-entry, every publisher flush, or only on close). A crash can leave a torn last entry: the next writer
-detects it (short read or CRC mismatch) and truncates it on open; readers never return an incomplete
-entry, they wait for it. Only one process may write a log at a time (``flock`` on ``LOCK``); a second
+entry, every publisher flush, or only on close). A crash can leave a torn last entry (an *incomplete*
+one: its header or body ends at the end of the file): the next writer truncates exactly that on open;
+readers never return an incomplete entry, they wait for it.
+
+Damage (bytes changed on disk, anywhere): every entry carries its CRC and its number, so an intact
+entry is recognised wherever it starts. When an entry fails its CRC, readers look for the next intact
+one (a header numbered above the last good entry whose CRC matches) and report the bytes in between
+as a :class:`LogDamage` (segment, byte range, entries lost). By default that is a
+:class:`LogCorruptError`; a reader opened with ``skip_corrupt`` skips exactly that range and reports
+it instead (the sink records it as a ``log_corrupt`` feed event). A writer reopening a log keeps
+intact entries after damage in place (they are still delivered), truncates only a true torn tail, and
+copies any other unreadable tail bytes to ``<log>/quarantine/`` before cutting them off, so nothing
+is ever deleted unseen. Only one process may write a log at a time (``flock`` on ``LOCK``); a second
 writer gets :class:`LogLockedError` naming the holder.
 
 Retention: when the writer rolls to a new segment it deletes the oldest segments whose entries every
@@ -32,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -45,10 +56,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from schemas import DATASETS, RECORD_DATASETS, RecordBuffer, rows_to_arrow
 
+from . import codec
 from .base import QUEUE_POLICIES, ConsumedBatch, Consumer, Publisher, PublisherStats
 
 log = logging.getLogger(__name__)
@@ -68,6 +81,10 @@ DEFAULT_KEEP_SEGMENTS = 4
 #: Rows per log entry at most: keeps entries (and the sink's reads) bounded.
 MAX_ENTRY_ROWS = 65_536
 DEFAULT_STREAM = "local"
+#: Feed-event kind of a damaged range a sink skipped (``--skip-corrupt``).
+LOG_CORRUPT = "log_corrupt"
+#: Where a writer keeps unreadable tail bytes it cut off (never deleted).
+QUARANTINE_DIR = "quarantine"
 
 _DATASET_CODE = {name: i for i, name in enumerate(DATASETS)}
 
@@ -80,8 +97,65 @@ class LogLockedError(LogError):
     """Another process holds the log's writer lock."""
 
 
+@dataclass(frozen=True, slots=True)
+class LogDamage:
+    """Bytes of a segment that hold no intact entry, between two intact ones (or the segment end).
+
+    Entries ``first_lost .. next_entry - 1`` are the ones that cannot be read (none when
+    ``next_entry == first_lost``: the damage hit bytes between entries).
+    """
+
+    segment: Path
+    start: int
+    end: int
+    first_lost: int
+    next_entry: int
+
+    @property
+    def bytes(self) -> int:
+        """Size of the damaged range."""
+        return self.end - self.start
+
+    @property
+    def lost_entries(self) -> int:
+        """How many entry numbers the damage swallowed."""
+        return self.next_entry - self.first_lost
+
+    def describe(self) -> str:
+        """One line naming the file, the byte range and the entries lost."""
+        lost = (
+            f"entries {self.first_lost}..{self.next_entry - 1} unreadable"
+            if self.lost_entries > 0
+            else "no entry lost"
+        )
+        return (
+            f"segment {self.segment} is damaged at bytes {self.start}..{self.end} "
+            f"({self.bytes} bytes; {lost}; the next intact entry is {self.next_entry})"
+        )
+
+    def detail(self) -> dict[str, Any]:
+        """The particulars, for a ``log_corrupt`` feed event."""
+        return {
+            "log": str(self.segment.parent),
+            "segment": self.segment.name,
+            "start": self.start,
+            "end": self.end,
+            "bytes": self.bytes,
+            "first_lost_entry": self.first_lost,
+            "next_entry": self.next_entry,
+            "lost_entries": self.lost_entries,
+        }
+
+
 class LogCorruptError(LogError):
-    """A log entry is damaged somewhere other than the tail (entries would be lost)."""
+    """A log entry is damaged somewhere other than a torn tail (entries would be lost).
+
+    ``damage`` names the segment and byte range when it is known.
+    """
+
+    def __init__(self, message: str, damage: LogDamage | None = None) -> None:
+        super().__init__(message)
+        self.damage = damage
 
 
 def segment_name(first_entry: int) -> str:
@@ -133,35 +207,106 @@ def decode_body(body: bytes | memoryview) -> tuple[str, pa.Table]:
     return DATASETS[code], table
 
 
+#: Smallest body a writer produces (dataset code + an Arrow IPC stream): shorter "headers" are noise.
+_MIN_BODY = 9
+
+
+def find_intact_entry(data: bytes | memoryview, base: int, min_entry: int) -> tuple[int, int] | None:
+    """The first intact entry in ``data`` numbered ``min_entry`` or above: ``(file offset, number)``.
+
+    ``data`` is the segment from file offset ``base`` on. An intact entry is a header whose number
+    fits, whose body lies within ``data`` and whose CRC matches; candidates are found with a
+    vectorised scan of every byte offset, so a damaged 64 MiB segment is searched in well under a
+    second.
+    """
+    n = len(data)
+    hsize = ENTRY_HEADER.size
+    if n < hsize:
+        return None
+    max_entry = min_entry + n // hsize
+    candidates: list[int] = []
+    for align in range(8):
+        count = (n - align - hsize) // 8 + 1
+        if count <= 0:
+            continue
+        numbers = np.frombuffer(data, dtype="<u8", count=count, offset=align + 8)
+        lengths = np.frombuffer(data, dtype="<u4", count=2 * count - 1, offset=align)[::2]
+        starts = align + 8 * np.arange(count, dtype=np.int64)
+        ok = (
+            (numbers >= min_entry)
+            & (numbers <= max_entry)
+            & (lengths >= _MIN_BODY)
+            & (lengths.astype(np.int64) <= n - starts - hsize)
+        )
+        candidates.extend(int(x) for x in starts[ok])
+    candidates.sort()
+    for pos in candidates:
+        length, crc, number = ENTRY_HEADER.unpack_from(data, pos)
+        if (
+            length <= MAX_ENTRY_BYTES
+            and _crc(length, number, data[pos + hsize : pos + hsize + length]) == crc
+        ):
+            return base + pos, number
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Scan:
-    """Result of scanning a segment: complete entries and where the valid part ends."""
+    """Result of scanning a segment: its intact entries, damage between them, and its tail."""
 
-    entries: int
+    #: the number the entry after the last intact one gets
+    next_entry: int
+    #: where the last intact entry ends (the magic's end when there is none)
     valid_bytes: int
     file_bytes: int
+    damage: tuple[LogDamage, ...]
+    #: the bytes after ``valid_bytes`` are one incomplete entry (a torn write), nothing else
+    torn_tail: bool
+
+
+def _is_torn(data: bytes | memoryview, pos: int, expected: int) -> bool:
+    """True when ``data[pos:]`` is the start of entry ``expected`` cut off by the end of the file."""
+    rest = len(data) - pos
+    if rest < ENTRY_HEADER.size:
+        return True
+    length, _crc_value, number = ENTRY_HEADER.unpack_from(data, pos)
+    return number == expected and length <= MAX_ENTRY_BYTES and ENTRY_HEADER.size + length > rest
 
 
 def _scan_segment(path: Path, first_entry: int) -> _Scan:
-    """Validates every entry of a segment (length, CRC, numbering); stops at the first bad one."""
+    """Validates every entry of a segment (length, CRC, numbering), finding intact entries past damage."""
     with open(path, "rb") as fh:
         data = fh.read()
-    if len(data) < len(SEGMENT_MAGIC) or data[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
-        return _Scan(0, 0, len(data))
+    magic = len(SEGMENT_MAGIC)
+    if len(data) < magic:
+        return _Scan(first_entry, 0, len(data), (), True)
     view = memoryview(data)
-    pos = len(SEGMENT_MAGIC)
-    n = 0
+    pos = magic
+    expected = first_entry
+    valid = magic
+    damage: list[LogDamage] = []
     hsize = ENTRY_HEADER.size
-    while pos + hsize <= len(data):
-        length, crc, entry = ENTRY_HEADER.unpack_from(data, pos)
-        end = pos + hsize + length
-        if entry != first_entry + n or length > MAX_ENTRY_BYTES or end > len(data):
+    while pos < len(data):
+        if pos + hsize <= len(data):
+            length, crc, entry = ENTRY_HEADER.unpack_from(data, pos)
+            end = pos + hsize + length
+            if (
+                entry == expected
+                and length <= MAX_ENTRY_BYTES
+                and end <= len(data)
+                and _crc(length, entry, view[pos + hsize : end]) == crc
+            ):
+                pos = valid = end
+                expected += 1
+                continue
+        found = find_intact_entry(view[pos:], pos, expected)
+        if found is None:
             break
-        if _crc(length, entry, view[pos + hsize : end]) != crc:
-            break
-        pos = end
-        n += 1
-    return _Scan(n, pos, len(data))
+        damage.append(LogDamage(path, pos, found[0], expected, found[1]))
+        pos, expected = found
+    view.release()
+    torn = valid == len(data) or _is_torn(data, valid, expected)
+    return _Scan(expected, valid, len(data), tuple(damage), torn)
 
 
 class LocalLogWriter:
@@ -187,6 +332,11 @@ class LocalLogWriter:
         self.compression = compression
         self.keep_segments = keep_segments
         self.truncated_bytes = 0
+        #: bytes of an unreadable tail that were moved to the quarantine folder, and that file
+        self.quarantined_bytes = 0
+        self.quarantined: Path | None = None
+        #: damaged ranges found in the last segment on open (the intact entries after them stay)
+        self.damage: list[LogDamage] = []
         self.deleted_segments = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._acquire_lock()
@@ -233,31 +383,66 @@ class LocalLogWriter:
         first, path = segments[-1]
         scan = _scan_segment(path, first)
         fd = os.open(path, os.O_RDWR)
-        if scan.valid_bytes == 0:
-            # Torn while the segment was being created: rewrite its header.
-            os.ftruncate(fd, 0)
+        magic = len(SEGMENT_MAGIC)
+        if os.pread(fd, magic, 0) != SEGMENT_MAGIC:
+            # Torn while the segment was being created, or a damaged header: the magic is not data.
+            if scan.file_bytes > magic:
+                log.warning("log %s: rewrote the damaged header of %s", self.dir, path.name)
             os.pwrite(fd, SEGMENT_MAGIC, 0)
+        valid = max(scan.valid_bytes, magic)
+        tail = scan.file_bytes - valid
+        if tail > 0 and not scan.torn_tail:
+            # Not an entry cut off by a crash: keep the bytes where a person can look at them.
+            self.quarantined = self._quarantine(fd, path, valid, tail)
+        elif tail > 0:
+            self.truncated_bytes = tail
+        if tail > 0:
+            os.ftruncate(fd, valid)
             os.fsync(fd)
-            self.truncated_bytes = scan.file_bytes
-            valid = len(SEGMENT_MAGIC)
-        else:
-            valid = scan.valid_bytes
-            if scan.file_bytes > valid:
-                self.truncated_bytes = scan.file_bytes - valid
-                os.ftruncate(fd, valid)
-                os.fsync(fd)
         if self.truncated_bytes:
             log.warning(
-                "log %s: truncated a torn tail of %d bytes in %s (entries up to %d are intact)",
+                "log %s: truncated a torn tail of %d bytes (one incomplete entry) in %s "
+                "(entries up to %d are intact)",
                 self.dir,
                 self.truncated_bytes,
                 path.name,
-                first + scan.entries - 1,
+                scan.next_entry - 1,
+            )
+        for damage in scan.damage:
+            self.damage.append(damage)
+            log.error(
+                "log %s: %s; the intact entries after it are kept; a sink stops there until run with "
+                "--skip-corrupt",
+                self.dir,
+                damage.describe(),
             )
         self._fd = fd
         self._seg_first = first
         self._offset = valid
-        self.next_entry = first + scan.entries
+        self.next_entry = scan.next_entry
+
+    def _quarantine(self, fd: int, path: Path, start: int, size: int) -> Path:
+        """Copies ``size`` bytes of a segment from ``start`` into ``<log>/quarantine/`` (fsynced)."""
+        folder = self.dir / QUARANTINE_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{path.name}.{start}-{start + size}.bin"
+        data = os.pread(fd, size, start)
+        with open(target, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(folder)
+        self.quarantined_bytes = size
+        log.error(
+            "log %s: %d unreadable bytes at the end of %s (offset %d) are not a torn entry; moved them to "
+            "%s instead of deleting them",
+            self.dir,
+            size,
+            path.name,
+            start,
+            target,
+        )
+        return target
 
     def _new_segment(self, first: int) -> None:
         path = self.dir / segment_name(first)
@@ -310,7 +495,11 @@ class LocalLogWriter:
         if written != len(data):
             # A short write (disk full): cut it off so the log never holds a torn entry.
             os.ftruncate(self._fd, self._offset)
-            raise OSError(f"short write to log {self.dir}: {written} of {len(data)} bytes")
+            raise OSError(
+                errno.ENOSPC,
+                f"short write to log {self.dir} ({written} of {len(data)} bytes): is the disk full?",
+                str(self.dir / segment_name(self._seg_first)),
+            )
         self._offset += len(data)
         self.next_entry = entry + 1
         self._dirty = True
@@ -366,13 +555,22 @@ class LocalLogReader:
 
     Never returns an incomplete entry: a torn or half-written tail is waited on (a new writer
     truncates and rewrites it). Blocking I/O with ``pread``; no lock is taken.
+
+    Damage (an entry failing its CRC with an intact entry after it, or unreadable bytes ending a
+    segment the log has moved past) raises :class:`LogCorruptError` naming the segment and byte
+    range; with ``skip_corrupt`` the reader skips exactly that range and appends it to
+    :attr:`skipped` instead.
     """
 
-    def __init__(self, log_dir: str | Path) -> None:
+    def __init__(self, log_dir: str | Path, *, skip_corrupt: bool = False) -> None:
         self.dir = Path(log_dir)
+        self.skip_corrupt = skip_corrupt
         self.next_entry = 0
+        #: damaged ranges skipped (``skip_corrupt``), in log order; the caller takes them
+        self.skipped: list[LogDamage] = []
         self._fd = -1
         self._seg_first = -1
+        self._seg_path: Path | None = None
         self._offset = 0
 
     def close(self) -> None:
@@ -405,42 +603,106 @@ class LocalLogReader:
         self.close()
         self._fd = fd
         self._seg_first = first
+        self._seg_path = path
         self._offset = len(SEGMENT_MAGIC)
         # Skip entries before the wanted one by their headers (bodies are not read).
         n = first
         while n < entry:
             header = os.pread(fd, ENTRY_HEADER.size, self._offset)
-            if len(header) < ENTRY_HEADER.size or ENTRY_HEADER.unpack(header)[2] != n:
+            if len(header) < ENTRY_HEADER.size:
                 # The wanted entry is not written yet: start over on the next read.
                 self.close()
                 return False
-            self._offset += ENTRY_HEADER.size + ENTRY_HEADER.unpack(header)[0]
+            length, _crc_value, number = ENTRY_HEADER.unpack(header)
+            if number != n or length > MAX_ENTRY_BYTES:
+                # Damage before the wanted entry: continue from the next intact entry up to it; if
+                # the wanted entry lies inside the damage, stop on it so that read() reports it.
+                found = self._find_from(self._offset, n)
+                if found is None or found[1] > entry:
+                    self.next_entry = entry
+                    return True
+                self._offset, n = found
+                continue
+            self._offset += ENTRY_HEADER.size + length
             n += 1
         return True
 
-    def _next_segment_starts_at(self, entry: int) -> bool:
-        return any(f == entry for f, _ in list_segments(self.dir))
+    def _find_from(self, offset: int, min_entry: int) -> tuple[int, int] | None:
+        size = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, size - offset, offset) if size > offset else b""
+        return find_intact_entry(data, offset, min_entry)
+
+    def _later_segment(self) -> int | None:
+        """First entry of the segment after the open one, if the log has moved on."""
+        later = [f for f, _ in list_segments(self.dir) if f > self._seg_first]
+        return min(later) if later else None
 
     def read(self, max_entries: int = 256, max_bytes: int = 64 * 1024 * 1024) -> list[tuple[int, bytes]]:
-        """Complete entries available now, from :attr:`next_entry` on: ``[(entry number, body)]``."""
+        """Complete entries available now, from :attr:`next_entry` on: ``[(entry number, body)]``.
+
+        Damage is reported (raised, or skipped with ``skip_corrupt``) only at the start of a call:
+        entries before it are returned first, and what :attr:`skipped` gained precedes what is returned.
+        """
         out: list[tuple[int, bytes]] = []
         total = 0
         while len(out) < max_entries and total < max_bytes:
             if self._fd < 0 and not self._open_segment_for(self.next_entry):
                 break
             got = self._read_one()
-            if got is None:
-                # Nothing complete here. If the writer has rolled to a segment starting exactly at the
-                # wanted entry, this segment is finished: move on.
-                if self._next_segment_starts_at(self.next_entry) and self._seg_first != self.next_entry:
-                    self._check_segment_end()
-                    self.close()
-                    continue
+            if got is not None:
+                out.append((self.next_entry, got))
+                total += len(got)
+                self.next_entry += 1
+                continue
+            # Look at the log's state first, then read again: the entry may have been completed in
+            # between, and once a later segment exists this one is final (a writer rolls after fsync).
+            later = self._later_segment()
+            got = self._read_one()
+            if got is not None:
+                out.append((self.next_entry, got))
+                total += len(got)
+                self.next_entry += 1
+                continue
+            if later == self.next_entry and os.fstat(self._fd).st_size == self._offset:
+                self.close()  # this segment is finished: go on with the next one
+                continue
+            damage = self._damage_here(later)
+            if damage is None:
                 break
-            out.append((self.next_entry, got))
-            total += len(got)
-            self.next_entry += 1
+            if out:
+                break  # entries before the damage go out first; the next call reports or skips it
+            if not self.skip_corrupt:
+                raise LogCorruptError(
+                    f"log {self.dir}: {damage.describe()}; entries before it were delivered, "
+                    "rerun with --skip-corrupt to skip exactly this range (recorded as a log_corrupt event)",
+                    damage,
+                )
+            log.error("log %s: skipping damage: %s", self.dir, damage.describe())
+            self.skipped.append(damage)
+            self.next_entry = damage.next_entry
+            if damage.end >= os.fstat(self._fd).st_size:
+                self.close()  # the rest of this segment was damaged: the next one follows
+            else:
+                self._offset = damage.end
         return out
+
+    def _damage_here(self, later: int | None) -> LogDamage | None:
+        """Damage at the current position, or None when the bytes there may be a write in progress.
+
+        ``later``: the first entry of the next segment, if the log has moved on.
+        """
+        assert self._seg_path is not None
+        found = self._find_from(self._offset, self.next_entry)
+        if found is not None and found[0] == self._offset:
+            return None  # the entry here was completed just now: the next read returns it
+        if found is not None:
+            return LogDamage(self._seg_path, self._offset, found[0], self.next_entry, found[1])
+        if later is None:
+            return None  # the end of the newest segment: a write in progress or a torn tail
+        # Bytes after the last good entry of a finished segment, or entries missing before the next
+        # segment: damage, not a torn tail (a writer rolls only after its segment is intact).
+        size = os.fstat(self._fd).st_size
+        return LogDamage(self._seg_path, self._offset, size, self.next_entry, max(later, self.next_entry))
 
     def _read_one(self) -> bytes | None:
         header = os.pread(self._fd, ENTRY_HEADER.size, self._offset)
@@ -454,16 +716,6 @@ class LocalLogReader:
             return None
         self._offset += ENTRY_HEADER.size + length
         return body
-
-    def _check_segment_end(self) -> None:
-        size = os.fstat(self._fd).st_size
-        if size > self._offset:
-            # Bytes after the last good entry of a finished segment: damage, not a torn tail (a writer
-            # rolls only after its segment is intact). Say so loudly; nothing is silently skipped.
-            raise LogCorruptError(
-                f"log {self.dir}: segment {segment_name(self._seg_first)} holds {size - self._offset} "
-                f"undecodable bytes after entry {self.next_entry - 1} although the log continues"
-            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,8 +842,11 @@ class LocalPublisher(Publisher):
 
     async def _flusher(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives
+            # just as the event is set, and close() would then wait for this task forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+                async with asyncio.timeout(self.flush_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._write_queued(sync=self._writer_options["fsync"] != "never")
@@ -703,6 +958,7 @@ class LocalConsumer(Consumer):
         poll_interval_s: float = 0.05,
         max_poll_entries: int = 256,
         max_poll_bytes: int = 64 * 1024 * 1024,
+        skip_corrupt: bool = False,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.stream = stream
@@ -710,8 +966,11 @@ class LocalConsumer(Consumer):
         self.poll_interval_s = poll_interval_s
         self.max_poll_entries = max_poll_entries
         self.max_poll_bytes = max_poll_bytes
-        self._reader = LocalLogReader(self.log_dir)
+        self._reader = LocalLogReader(self.log_dir, skip_corrupt=skip_corrupt)
         self.entries_read = 0
+        #: damaged ranges skipped (``skip_corrupt``) and entries whose body did not decode
+        self.corrupt_ranges = 0
+        self.decode_errors = 0
 
     async def start(self) -> None:
         """Nothing to connect: the log is read lazily (it may not exist yet)."""
@@ -762,10 +1021,34 @@ class LocalConsumer(Consumer):
 
     def _read_batches(self) -> list[ConsumedBatch]:
         out = []
-        for number, body in self._reader.read(self.max_poll_entries, self.max_poll_bytes):
-            dataset, table = decode_body(body)
+        entries = self._reader.read(self.max_poll_entries, self.max_poll_bytes)
+        for damage in self._reader.skipped:
+            self.corrupt_ranges += 1
+            out.extend(self._damage_batch(damage))
+        self._reader.skipped.clear()
+        for number, body in entries:
+            try:
+                dataset, table = decode_body(body)
+            except (pa.ArrowException, LogCorruptError, ValueError, IndexError) as exc:
+                # The CRC matched, so these are the bytes the writer wrote: kept in the event.
+                self.decode_errors += 1
+                log.error("log %s: entry %d does not decode: %s", self.log_dir, number, exc)
+                row = codec.decode_error_row(
+                    self.stream, number, None, bytes(body), exc, time.time_ns(), "log"
+                )
+                dataset, table = "feed_events", pa.Table.from_batches([rows_to_arrow("feed_events", [row])])
             out.append(ConsumedBatch(self.stream, number, number, dataset, table))
         return out
+
+    def _damage_batch(self, damage: LogDamage) -> list[ConsumedBatch]:
+        """A ``log_corrupt`` feed event covering the entries a skipped range swallowed."""
+        detail = {"stream": self.stream, **damage.detail()}
+        row = ("unknown", None, "log", time.time_ns(), LOG_CORRUPT, json.dumps(detail, sort_keys=True))
+        if damage.lost_entries <= 0:
+            # No entry number to carry it (bytes between entries): the error log is the record.
+            return []
+        table = pa.Table.from_batches([rows_to_arrow("feed_events", [row])])
+        return [ConsumedBatch(self.stream, damage.first_lost, damage.next_entry - 1, "feed_events", table)]
 
     async def commit(self, stream: str, last_position: int) -> None:
         """Records the group's committed position (advisory: the sink's markers are authoritative)."""
@@ -788,7 +1071,7 @@ def log_end(log_dir: str | Path) -> int:
     if not segments:
         return 0
     first, path = segments[-1]
-    return first + _scan_segment(path, first).entries
+    return _scan_segment(path, first).next_entry
 
 
 def committed_positions(log_dir: str | Path) -> dict[str, int]:

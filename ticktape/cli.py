@@ -6,6 +6,7 @@ the exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -93,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from ticktape.config import MaskSecretsFilter, mask_secrets
+
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskSecretsFilter) for f in handler.filters):
+            handler.addFilter(MaskSecretsFilter())
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
@@ -102,13 +108,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so that the interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception:
-        if not _SIGTERM_RECEIVED:
-            raise
-        # a library turned the SIGTERM exit into its own error (DuckDB: "Query interrupted")
-        logging.getLogger("ticktape").warning("stopped by SIGTERM")
-        return 0
+    except Exception as exc:
+        if _SIGTERM_RECEIVED:
+            # a library turned the SIGTERM exit into its own error (DuckDB: "Query interrupted")
+            logging.getLogger("ticktape").warning("stopped by SIGTERM")
+            return 0
+        # Never a traceback for the user: what failed and what to do (the traceback at DEBUG).
+        logging.getLogger("ticktape").debug("%s failed", args.command, exc_info=True)
+        print(f"ticktape {args.command}: {mask_secrets(describe_failure(exc, args))}", file=sys.stderr)
+        return 1
     return code
+
+
+def describe_failure(exc: BaseException, args: argparse.Namespace | None = None) -> str:
+    """One or two lines naming what failed and what to do, for an error no command handled itself."""
+    text = str(exc)
+    if isinstance(exc, OSError):
+        detail = exc.strerror or text
+        if exc.errno == errno.EADDRINUSE or "address already in use" in text:
+            if "--port" in detail:
+                return detail
+            return (
+                f"cannot listen: {detail}\nanother process holds that port: choose another with --port "
+                "(--metrics-port for the sink; 0 picks a free one)"
+            )
+        if exc.errno == errno.ENOSPC or "No space left on device" in text:
+            where = f" ({exc.filename})" if exc.filename else ""
+            return f"disk full: {detail}{where}\nfree space there or point the command at another directory"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"permission denied: {text}"
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if module.startswith("aiokafka") and ("bootstrap" in text.lower() or "connect" in name.lower()):
+        servers = getattr(args, "kafka_bootstrap", None) or text.removeprefix(name + ": ")
+        return (
+            f"Kafka unreachable at {servers}: no broker answered\n"
+            "check --kafka-bootstrap (HOST:PORT[,HOST:PORT]) and that the brokers are up"
+        )
+    if module.startswith(("botocore", "boto3")):
+        return f"AWS error: {text}\ncheck --endpoint-url, the region and the credentials (standard AWS chain)"
+    return f"{name}: {text}\n(run with --log-level DEBUG for the details)"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import difflib
 import inspect
+import logging
 import os
 import re
 import tomllib
@@ -48,6 +49,45 @@ TRANSPORTS = ("local", "kafka", "kinesis")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Key names that look like credentials: refused in the file whatever section they are in.
 _SECRET_NAME = re.compile(r"(password|secret|token|access_key|credential|api_key)", re.IGNORECASE)
+#: user:password@ (or a bare token@) in a URL, and query parameters whose name says secret.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*)(?::[^@/\s]*)?@")
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&;][A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|key|signature|sig|credential|auth)"
+    r"[A-Za-z0-9_.-]*)=(?P<value>[^&#\s'\"]+)",
+    re.IGNORECASE,
+)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with credentials inside URLs replaced by ``***`` (``user:***@host``, ``?token=***``).
+
+    Applied to everything ticktape prints: ``config show``, error messages and log lines.
+    """
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['key']}=***", text)
+
+
+def _mask_userinfo(m: re.Match[str]) -> str:
+    has_password = ":" in m[0][len(m["scheme"]) :]
+    # user:password@ keeps the user (it says which account); a bare name@ may itself be a token.
+    return f"{m['scheme']}{m['user']}:***@" if has_password else f"{m['scheme']}***@"
+
+
+class MaskSecretsFilter(logging.Filter):
+    """A logging filter that masks URL credentials in every record it passes (see :func:`mask_secrets`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = mask_secrets(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 #: Group names become container and Kubernetes object names, so they follow DNS label rules.
 _GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector as PromCollector
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.connection import Collector
+from quality.server import IDLE_TIMEOUT_S, PortInUseError, app_runner, port_message
 from storage.sink import SinkStats
 from streaming.base import Publisher
 
@@ -174,6 +175,11 @@ class SinkCollector(PromCollector):
                 "Files of interrupted writes removed at start",
                 st.orphans_removed,
             ),
+            (
+                "ticktape_sink_log_corrupt_total",
+                "Damaged log ranges met (skipped with --skip-corrupt, else the sink stopped there)",
+                st.log_corrupt,
+            ),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], float(value))
@@ -183,9 +189,13 @@ class SinkCollector(PromCollector):
 class SinkMetricsServer:
     """A minimal /metrics endpoint for the sink role (bound to 127.0.0.1 by default)."""
 
-    def __init__(self, stats: SinkStats, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, stats: SinkStats, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s
         self.registry = CollectorRegistry()
         self.registry.register(SinkCollector(stats))
+        self.stats = stats
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -195,6 +205,9 @@ class SinkMetricsServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _health(self, request: web.Request) -> web.Response:
+        failure = self.stats.failure
+        if failure is not None:
+            return web.Response(status=503, text=f"unhealthy: {failure}\n")
         return web.Response(text="ok\n")
 
     async def start(self) -> None:
@@ -202,10 +215,16 @@ class SinkMetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._health)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = app_runner(app, self.idle_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise PortInUseError(
+                exc.errno, port_message("metrics", self.host, self.port, exc, "--metrics-port")
+            ) from exc
         sockets = getattr(site._server, "sockets", None)
         if sockets:
             self.port = sockets[0].getsockname()[1]

@@ -459,12 +459,35 @@ async def test_corrupted_checksum_is_detected_and_resynced() -> None:
 async def test_reconnect_replays_the_last_trade_without_duplicating_it(tmp_path: Path) -> None:
     capture = tmp_path / "okx.capture"
     async with running("okx", SYMBOLS, capture=capture) as run:
+        normalised = {"BTC-USDT": "BTC-USDT", "ETH-USDT-SWAP": "ETH-USDT-PERP"}
+
+        def holds_the_last_trades() -> bool:
+            got = {(r[1], r[4]) for r in run.got.trades}
+            return all(
+                inst in run.sim.last_trade and (normalised[inst], run.sim.last_trade[inst][0]) in got
+                for inst in SYMBOLS
+            )
+
         await run.until(
-            lambda: run.count("trades", "BTC-USDT") > 5 and run.count("trades", "ETH-USDT-PERP") > 5
+            lambda: (
+                run.count("trades", "BTC-USDT") > 5
+                and run.count("trades", "ETH-USDT-PERP") > 5
+                and holds_the_last_trades()
+            )
         )
+        # The simulator replays its newest trade per instrument on subscribe; that replay is a
+        # duplicate only if the collector already holds that trade. A trade made while the client
+        # reconnects (or still queued at the disconnect) is rightly new. So, in the loop step that
+        # saw the collector hold both newest trades, stop new trades until the replays came back.
+        for market in run.sim.markets.values():
+            market.trade_probability = 0.0
         await run.sim.disconnect_all()
         await run.until(lambda: run.collector.stats.connects >= 2 and len(run.events("duplicate")) >= 2)
         await run.until(lambda: len(run.events("resync", "BTC-USDT")) == 1)
+        for market in run.sim.markets.values():
+            market.trade_probability = 0.35
+        before = run.count("trades", "BTC-USDT")
+        await run.until(lambda: run.count("trades", "BTC-USDT") > before)  # trades flow again
     ids = [(r[1], r[4]) for r in run.got.trades]
     assert len(ids) == len(set(ids))
     dupes = {orjson.loads(e[5])["trade_id"] for e in run.events("duplicate") if e[2] == "trades"}

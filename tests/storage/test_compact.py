@@ -172,7 +172,11 @@ def test_reader_never_sees_duplicates_or_missing_rows(tmp_path: Path) -> None:
             totals.append(totals[-1] + len(late))
             [res] = compact_lake(lake, closed_before=TODAY)
             assert res.status == "compacted"
-        while len(seen) < 40 and thread.is_alive():
+        # The reader's query in flight now may have started before the last late file: only a query
+        # that started after this point must see the final state. The second result from here on
+        # did (the first may be that in-flight one), so wait for it, whatever the load.
+        done_at = len(seen)
+        while (len(seen) < 40 or len(seen) < done_at + 2) and thread.is_alive():
             threading.Event().wait(0.01)
     finally:
         stop.set()

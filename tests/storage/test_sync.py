@@ -148,10 +148,46 @@ def test_tampered_missing_and_extra_objects_fail_naming_them(
     err = capsys.readouterr().err
     assert f"s3://{bucket}/{tampered}" in err and "size mismatch" in err
     assert f"checksum mismatch: s3://{bucket}/{same_size}" in err
-    assert f"missing: s3://{bucket}/{deleted}" in err
     assert f"unexpected object (not in the manifest): s3://{bucket}/{extra}" in err
-    # Nothing was repaired behind the user's back.
+    # The missing object is proven by the local file (manifest checksum): uploaded again and said so.
+    assert f"missing: s3://{bucket}/{deleted}" not in err
+    assert f"repaired (uploaded again): {deleted.removeprefix('research/lake/')}" in err
+    assert deleted in all_keys(s3, bucket)
+    # What exists with other content is never overwritten.
     assert s3.get_object(Bucket=bucket, Key=tampered)["Body"].read() == b"not parquet"
+
+
+def test_a_deleted_object_is_uploaded_again_and_counted(
+    tmp_path: Path, moto, s3, bucket: str, capsys
+) -> None:
+    lake = make_lake(tmp_path)
+    assert run_command(sync_cmd, sync_argv(lake, moto, bucket)) == 0
+    capsys.readouterr()
+    files = [k for k in all_keys(s3, bucket) if k.endswith(".parquet") and "date=2024-08-08" in k]
+    original = s3.get_object(Bucket=bucket, Key=files[0])["Body"].read()
+    s3.delete_object(Bucket=bucket, Key=files[0])
+    s3.delete_object(Bucket=bucket, Key=files[1])
+
+    assert run_command(sync_cmd, sync_argv(lake, moto, bucket, "--verify-content")) == 0
+    out = capsys.readouterr().out
+    day2 = next(line for line in out.splitlines() if line.startswith("2024-08-08"))
+    n = len(files)
+    assert f"2024-08-08: ok: {n} files, 0 uploaded (0.0 MB), {n - 2} already there, 2 repaired" in day2
+    assert f"verified {n} object(s) by downloading and hashing their content" in day2
+    assert s3.get_object(Bucket=bucket, Key=files[0])["Body"].read() == original
+    head = s3.head_object(Bucket=bucket, Key=files[0], ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(original).digest()).decode()
+    # Without --verify-content the summary says what was (and was not) checked.
+    assert run_command(sync_cmd, sync_argv(lake, moto, bucket)) == 0
+    assert f"verified {n} object(s) by size and stored SHA-256 (not content)" in capsys.readouterr().out
+
+    # A local file that no longer matches the manifest proves nothing: the object stays missing.
+    s3.delete_object(Bucket=bucket, Key=files[0])
+    local = lake / files[0].removeprefix("research/lake/")
+    local.write_bytes((lake / files[2].removeprefix("research/lake/")).read_bytes())  # other rows
+    assert run_command(sync_cmd, sync_argv(lake, moto, bucket)) == 1
+    err = capsys.readouterr().err
+    assert f"missing: s3://{bucket}/{files[0]}" in err and "repaired" not in err
 
 
 def test_content_verification_catches_a_lying_checksum(tmp_path: Path, moto, s3, bucket: str, capsys) -> None:

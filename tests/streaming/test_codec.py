@@ -245,3 +245,22 @@ def test_runs_without_rows_still_cover_their_positions():
     ]
     (only,) = codec.runs_to_batches("kafka.x.0", [(0, "bbo", [])])
     assert (only.first, only.last, only.table.num_rows) == (0, 0, 0)
+
+
+def test_a_long_beyond_64_bits_becomes_a_decode_error_event_not_a_crash_loop():
+    """A 10-byte varint decodes to a Python int Arrow cannot hold: that message alone is evented."""
+    ts = 1_723_161_254_024_619_568
+    good = ("okx", "BTC-USDT", ts - 5, ts, "1", 1.0, 1.0, "buy", 0)
+    value = codec.encode_rows("trades", [good])
+    hostile = value.replace(codec._long(ts - 5), b"\xfe" + b"\xff" * 8 + b"\x7f", 1)
+    dataset, rows = codec.decode_message(hostile)
+    assert dataset == "trades" and rows[0][2] > 2**63
+    items = [(10, "trades", [good]), (11, "trades", rows), (12, "trades", [good])]
+    batches = codec.runs_to_batches("kafka.t.0", items)
+    assert [(b.dataset, b.first, b.last, b.table.num_rows) for b in batches] == [
+        ("trades", 10, 10, 1),
+        ("feed_events", 11, 11, 1),
+        ("trades", 12, 12, 1),
+    ]
+    event = batches[1].table.to_pylist()[0]
+    assert event["kind"] == "decode_error" and json.loads(event["detail"])["position"] == "11"

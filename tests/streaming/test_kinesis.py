@@ -399,3 +399,19 @@ async def test_bounded_queue_blocks_or_drops_and_counts(moto, policy):
     got, _ = await consume_all(consumer, pub.stats.published_rows)
     await consumer.close()
     assert sum(len(v) for v in got.values()) == pub.stats.published_rows
+
+
+async def test_close_stops_the_sender_even_when_cancelled_as_it_wakes(moto):
+    """The cause of the suite's 300 s hangs: on Python 3.11 ``asyncio.wait_for`` swallows a cancel
+    that arrives in the same loop step as the event it waits for, so the sender never stopped and
+    ``close()`` waited for it forever. Reproduced here deterministically: a long tick parks the
+    sender, the wake-up and the cancel land together."""
+    name = new_stream(moto, shards=1)
+    pub = KinesisPublisher(settings_for(moto, name, linger_ms=2000), client=client_for(moto))
+    await pub.start()
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        pub._wake.set()
+        await asyncio.sleep(0)  # the event's waiter completes; the sender has not resumed yet
+    await asyncio.wait_for(pub.close(), 5)
+    assert pub._sender is not None and pub._sender.cancelled()

@@ -135,7 +135,7 @@ def test_torn_tail_is_ignored_by_readers_and_truncated_by_the_next_writer(tmp_pa
     assert seg.stat().st_size > intact
 
 
-def test_corrupt_tail_entry_is_truncated(tmp_path: Path) -> None:
+def test_corrupt_complete_tail_entry_is_quarantined_not_deleted(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     write_batches(log_dir, 3)
     seg = list_segments(log_dir)[-1][1]
@@ -146,7 +146,9 @@ def test_corrupt_tail_entry_is_truncated(tmp_path: Path) -> None:
         fh.write(bytes([b[0] ^ 0xFF]))
     assert [n for n, _, _ in read_log(log_dir)] == [0, 1]
     w = LocalLogWriter(log_dir)
-    assert w.next_entry == 2 and w.truncated_bytes > 0
+    # A complete entry failing its CRC is not a torn write: cut off, but kept in quarantine/.
+    assert w.next_entry == 2 and w.truncated_bytes == 0 and w.quarantined_bytes > 0
+    assert w.quarantined is not None and w.quarantined.stat().st_size == w.quarantined_bytes
     w.close()
 
 
@@ -157,7 +159,10 @@ def test_damage_before_the_tail_is_an_error_not_a_silent_skip(tmp_path: Path) ->
     assert [f for f, _ in segments] == [0, 1, 2, 3]
     with open(segments[1][1], "ab") as fh:
         fh.write(b"garbage that is not an entry")
-    with pytest.raises(LogCorruptError, match="undecodable bytes"):
+    with pytest.raises(
+        LogCorruptError,
+        match=r"00000000000000000001.seg is damaged at bytes 1985..2013 \(28 bytes; no entry lost",
+    ):
         list(read_log(log_dir))
 
 
@@ -347,3 +352,19 @@ def test_seeking_past_the_end_of_the_log_warns(tmp_path: Path, caplog: pytest.Lo
 
     asyncio.run(main())
     assert any("ends before entry 500 (next entry 3)" in r.getMessage() for r in caplog.records)
+
+
+def test_close_stops_the_flusher_even_when_cancelled_as_it_wakes(tmp_path: Path) -> None:
+    """Python 3.11's ``asyncio.wait_for`` swallows a cancel arriving with the event it waits for;
+    the flusher must stop anyway, or ``close()`` never returns."""
+
+    async def main() -> None:
+        pub = LocalPublisher(tmp_path / "log", flush_interval_s=5.0)
+        await pub.start()
+        await asyncio.sleep(0.01)
+        pub._wake.set()
+        await asyncio.sleep(0)  # the event's waiter completes; the flusher has not resumed yet
+        await asyncio.wait_for(pub.close(), 5)
+        assert pub._task is not None and pub._task.cancelled()
+
+    asyncio.run(main())

@@ -215,6 +215,7 @@ async def _collect(
         await publisher.close()
         if server is not None:
             await server.stop()
+    silent = []
     for collector in collectors:
         s = collector.stats
         print(
@@ -222,4 +223,14 @@ async def _collect(
             f"{s.connects} connects, {s.snapshots_fetched} snapshots, {s.dropped_rows} rows dropped",
             file=sys.stderr,
         )
+        if s.frames == 0:
+            silent.append(f"{collector.exchange} ({s.connects} connects)")
+    if silent and args.duration is not None:
+        # A bounded run that never received a frame did not do its job: say so, exit non-zero.
+        print(
+            f"ticktape collect: no frame received in {args.duration:g} s from {', '.join(silent)}; "
+            "check the network, DNS and --ws-url (the log above names each connection error)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -27,6 +27,7 @@ from ticktape.config import (
     env_name,
     key_for,
     load_config,
+    mask_secrets,
     reference_rows,
     unknown_env,
 )
@@ -150,7 +151,7 @@ def _show(args: argparse.Namespace) -> int:
         cfg = load_config(path, dict(os.environ), check_secrets=False)
     except ConfigError as exc:
         for issue in exc.issues:
-            print(issue, file=sys.stderr)
+            print(mask_secrets(str(issue)), file=sys.stderr)
         return 1
     table = ""
     for key, setting in SETTINGS.items():
@@ -165,17 +166,17 @@ def _show(args: argparse.Namespace) -> int:
         elif setting.secret:
             print(f"# {name} = ********  # {source}")
         else:
-            print(f"{name} = {_toml_value(value)}  # {source}")
+            print(f"{name} = {mask_secrets(_toml_value(value))}  # {source}")
     for command, options in cfg.commands.items():
         print(f"\n[{command}]")
         for name, value in options.items():
-            print(f"{name} = {_toml_value(value)}  # file")
+            print(f"{name} = {mask_secrets(_toml_value(value))}  # file")
     for c in cfg.collectors:
         print("\n[[collectors]]")
         for name in COLLECTOR_KEYS:
             value = getattr(c, name)
             if value is not None:
-                print(f"{name} = {_toml_value(value)}")
+                print(f"{name} = {mask_secrets(_toml_value(value))}")
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from storage.lake import check_stream_id
 from storage.sink import Sink, SinkOptions, SinkStats
-from streaming.local import LogError
+from streaming.local import LogCorruptError, LogError
 from ticktape.config import enable_config
 from ticktape.transport_args import TransportArgsError, add_transport_args, consumer_from_args
 
@@ -69,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="end a unit at the latest this long after its first batch (default %(default)s)",
     )
     p.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="local transport: skip a damaged range of the log (recorded as a log_corrupt feed event) "
+        "instead of stopping there",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -108,6 +114,7 @@ async def _run(args: argparse.Namespace) -> int:
         overrides["stream"] = args.stream_id
     if (args.transport or "local") == "local":
         overrides["group"] = local_group(args.lake)
+        overrides["skip_corrupt"] = bool(getattr(args, "skip_corrupt", False))
     consumer = consumer_from_args(args, **overrides)
     options = SinkOptions(
         flush_rows=args.flush_rows,
@@ -115,6 +122,8 @@ async def _run(args: argparse.Namespace) -> int:
         flush_idle_s=args.flush_idle,
         max_delay_s=args.max_delay,
         until_idle_s=args.until_idle,
+        # Live with a metrics server: stay up and unhealthy on damage, so that probes and alerts see it.
+        hold_on_failure=args.until_idle is None and getattr(args, "metrics_port", None) is not None,
     )
     sink = Sink(consumer, Path(args.lake), options)
     stop = asyncio.Event()
@@ -129,6 +138,9 @@ async def _run(args: argparse.Namespace) -> int:
         await metrics.start()
     try:
         stats = await sink.run(stop)
+    except LogCorruptError:
+        print_summary(sink.stats, args.lake)  # what was delivered before the damage
+        raise
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -157,6 +169,14 @@ def run(args: argparse.Namespace) -> int:
     except TransportArgsError as exc:
         print(f"ticktape sink: {exc}", file=sys.stderr)
         return 2
-    except (LogError, OSError, ValueError) as exc:
-        log.error("sink failed: %s", exc)
+    except LogCorruptError as exc:
+        print(f"ticktape sink: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:
+        from ticktape.cli import describe_failure
+
+        print(f"ticktape sink: {describe_failure(exc)}", file=sys.stderr)
+        return 1
+    except (LogError, ValueError) as exc:
+        print(f"ticktape sink: {exc}", file=sys.stderr)
         return 1

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     for r in reports:
+        for key in r.repaired:
+            print(f"{r.day.isoformat()}: repaired (uploaded again): {key}", file=sys.stderr)
         for problem in r.problems:
             print(f"{r.day.isoformat()}: {problem}", file=sys.stderr)
     if not reports:
@@ -138,7 +140,16 @@ def _day_line(report: DayReport) -> str:
         return f"{name}: NOT SYNCED: {report.skipped}"
     state = "ok" if report.ok else f"MISMATCH ({len(report.problems)} problem(s))"
     manifest = ", manifest written" if report.manifest_written else ""
+    repaired = (
+        f", {len(report.repaired)} repaired (missing on S3, uploaded again from the matching local file)"
+        if report.repaired
+        else ""
+    )
+    if report.content_verified:
+        verified = f"; verified {report.content_verified} object(s) by downloading and hashing their content"
+    else:
+        verified = f"; verified {report.verified} object(s) by size and stored SHA-256 (not content)"
     return (
         f"{name}: {state}: {report.files} files, {len(report.uploaded)} uploaded "
-        f"({report.uploaded_bytes / 1e6:.1f} MB), {report.present} already there{manifest}"
+        f"({report.uploaded_bytes / 1e6:.1f} MB), {report.present} already there{repaired}{manifest}{verified}"
     )
