@@ -360,7 +360,8 @@ def test_derivatives_channels_of_a_perpetual() -> None:
     sym = "BTC-USD-PERP"
     assert out.mark_price == [("crypto-com", sym, 1786480897000 * MS, ts + 1, 63652.3, 63654.45, 0)]
     assert [r[:7] for r in out.funding] == [
-        ("crypto-com", sym, 1786480800000 * MS, ts + 3, -0.000000091, -0.000006242, None)
+        # the funding value's t (a whole hour) is its interval, not an event time: no ts_exchange
+        ("crypto-com", sym, None, ts + 3, -0.000000091, -0.000006242, None)
     ]
     assert out.open_interest == [("crypto-com", sym, 1786480897900 * MS, ts + 4, 6115.5643, None, 0)]
     assert [r[1] for r in out.bbo] == [sym, "BTC-USDT"]  # spot open interest (always 0) is no row

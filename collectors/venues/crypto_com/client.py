@@ -47,7 +47,8 @@ every channel; spot pairs carry trades, book and bbo.
 Derivatives channels (subscribed for derivatives only; each message is one ``{v, t}`` value):
 - ``funding``: ``funding.{instrument}`` (the current rate, a fraction) is a ``funding`` row, with the
   latest ``estimatedfunding.{instrument}`` value before it as ``predicted_rate`` (no next funding time
-  is sent);
+  is sent). Its ``t`` names the funding interval (a whole hour), not the publication: the row's
+  ``ts_exchange`` is null, so the quality layer does not read an hour-old interval as stale data;
 - ``mark``: ``mark.{instrument}`` is a ``mark_price`` row, with the latest ``index.{BASEQUOTE}-INDEX``
   value before it (``BTCUSD-PERP`` -> ``BTCUSD-INDEX``) as ``index_price``;
 - ``open_interest``: the ticker's ``oi`` (as the venue sends it; spot tickers report 0 and give no row).
@@ -317,7 +318,9 @@ class CryptoComNormaliser(Normaliser):
         if channel == "estimatedfunding":
             self.predicted_rate[native] = rate
             return
-        self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, self.predicted_rate.get(native))
+        # A funding value's ``t`` is the funding interval it belongs to (a whole hour in the documented
+        # example), not when it was published: it is no event time, so the row has none.
+        self.emit_funding(out, symbol, None, ts_recv, rate, self.predicted_rate.get(native))
 
     def request(self, native: str) -> None:
         """Asks the connection to re-subscribe ``native``'s book (once while one is in flight)."""
