@@ -297,13 +297,18 @@ async def _status_loop(tracker: Any, every_s: float) -> None:
         print("status: " + " | ".join(parts), flush=True)
 
 
+#: derivatives datasets counted in the summary's ``derivs`` column (funding, mark/index, open interest,
+#: liquidations rows of the venues that carry them)
+DERIVATIVES_SHOWN: tuple[str, ...] = ("funding", "mark_price", "open_interest", "liquidations")
+
+
 def _summary(lake: Path, collectors: list[Collector], tracker: Any, elapsed: float, since_ns: int) -> int:
     from storage.catalog import open_catalog
 
     print(f"\ncaptured in {elapsed:.1f} s (this run only):")
     counts: dict[str, dict[str, int]] = {}
     with open_catalog(str(lake)) as catalog:
-        for dataset in ("trades", "book", "bbo", "feed_events"):
+        for dataset in ("trades", "book", "bbo", "feed_events", *DERIVATIVES_SHOWN):
             # received since this run started: rows of earlier runs in the same lake are not counted
             table = catalog.query(
                 f"SELECT exchange, count(*) AS n FROM {dataset} "
@@ -316,15 +321,17 @@ def _summary(lake: Path, collectors: list[Collector], tracker: Any, elapsed: flo
             ):
                 counts.setdefault(exchange, {})[dataset] = n
     states = {row["exchange"]: row for row in tracker.api()}
-    print(f"  {'exchange':<16}{'trades':>9}{'book':>10}{'bbo':>9}{'events':>8}  state")
+    width = max([len("exchange"), *(len(c.exchange) for c in collectors)]) + 2
+    print(f"  {'exchange':<{width}}{'trades':>9}{'book':>10}{'bbo':>9}{'derivs':>8}{'events':>8}  state")
     missing = []
     for collector in collectors:
         ex = collector.exchange
         c = counts.get(ex, {})
         state = states.get(ex, {})
+        derivs = sum(c.get(d, 0) for d in DERIVATIVES_SHOWN)
         print(
-            f"  {ex:<16}{c.get('trades', 0):>9}{c.get('book', 0):>10}{c.get('bbo', 0):>9}{c.get('feed_events', 0):>8}"
-            f"  {state.get('state', '?')} {state.get('score', 0):.0f}"
+            f"  {ex:<{width}}{c.get('trades', 0):>9}{c.get('book', 0):>10}{c.get('bbo', 0):>9}{derivs:>8}"
+            f"{c.get('feed_events', 0):>8}  {state.get('state', '?')} {state.get('score', 0):.0f}"
         )
         offered = get_dialect(ex).channels
         if not c.get("book") or ("bbo" in offered and not c.get("bbo")):
