@@ -83,6 +83,24 @@ def non_negative_size(value: Any, what: str = "size") -> float:
     return x
 
 
+#: A funding rate is a fraction per interval; venues cap it far below this (bitmex, deribit, ...: 1 %).
+MAX_ABS_FUNDING_RATE = 1.0
+
+
+def funding_rate(value: Any, symbol: str | None, what: str = "funding rate") -> float:
+    """Parses a funding rate (a fraction, negative allowed): finite and within
+    :data:`MAX_ABS_FUNDING_RATE`, else :class:`ParseError` on the ``funding`` channel."""
+    if isinstance(value, bool):
+        raise ParseError(f"{what} is not a number: {value!r}", symbol, "funding")
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ParseError(f"{what} is not a number: {str(value)[:40]!r}", symbol, "funding") from None
+    if not -MAX_ABS_FUNDING_RATE < rate < MAX_ABS_FUNDING_RATE:
+        raise ParseError(f"{what} out of range: {str(value)[:40]!r}", symbol, "funding")
+    return rate
+
+
 def bbo_side(price: Any, size: Any, what: str) -> tuple[float | None, float | None]:
     """One side of a best bid/offer; an empty side (price 0, size 0) becomes nulls."""
     p = non_negative_size(price, f"{what} price")

@@ -44,7 +44,15 @@ from schemas import RecordBuffer
 from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription
 from ..book import SymbolBooks
 from ..dedupe import RecentTradeIds
-from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..events import (
+    ParseError,
+    check_symbol,
+    emit_event,
+    funding_rate,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 
 EXCHANGE = "hyperliquid"
@@ -164,7 +172,7 @@ class HyperliquidNormaliser(Normaliser):
             raise ParseError("activeAssetCtx data has no ctx object", channel="funding")
         symbol = self.symbols.name(data["coin"])
         ctx = data["ctx"]
-        funding = _rate(ctx["funding"], symbol)
+        funding = funding_rate(ctx["funding"], symbol)
         mark = positive_price(ctx["markPx"], "markPx")
         oracle = ctx.get("oraclePx")
         index = positive_price(oracle, "oraclePx") if oracle is not None else None
@@ -177,17 +185,6 @@ class HyperliquidNormaliser(Normaliser):
         """A new connection's first ``l2Book`` of each coin is a new snapshot (a new epoch)."""
         for book in self.symbols.books.values():
             book.reset()
-
-
-def _rate(value: Any, symbol: str) -> float:
-    """A funding rate: a finite number (negative allowed)."""
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ParseError(f"funding is not a number: {str(value)[:40]!r}", symbol, "funding") from None
-    if not -1.0 < rate < 1.0:
-        raise ParseError(f"funding out of range: {str(value)[:40]!r}", symbol, "funding")
-    return rate
 
 
 def normalise_coin(coin: Any) -> str:

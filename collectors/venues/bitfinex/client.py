@@ -86,7 +86,7 @@ from ...base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subsc
 from ...book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook
 from ...checksum import to_signed32
 from ...dedupe import RecentTradeIds
-from ...events import ParseError, check_symbol, emit_event, ms_to_ns, positive_price
+from ...events import ParseError, check_symbol, emit_event, funding_rate, ms_to_ns, positive_price
 from ...simulator import ExchangeSimulator, SimulatorConfig
 
 EXCHANGE = "bitfinex"
@@ -480,8 +480,8 @@ class BitfinexNormaliser(Normaliser):
         next_ts = payload[7]
         next_funding = ms_to_ns(next_ts) if next_ts is not None else None
         accrued = payload[8]
-        predicted = _rate(accrued, symbol) if accrued is not None else None
-        funding = _rate(payload[11], symbol)
+        predicted = funding_rate(accrued, symbol) if accrued is not None else None
+        funding = funding_rate(payload[11], symbol)
         mark = positive_price(_number(payload[14], "mark price"), "mark price")
         oi = _number(payload[17], "open interest")
         if oi < 0:
@@ -532,13 +532,6 @@ class BitfinexNormaliser(Normaliser):
         self.last_seq = None
         self.backwards = 0
         self.flags = 0
-
-
-def _rate(value: Any, symbol: str) -> float:
-    rate = float(_number(value, "funding"))
-    if not -1.0 < rate < 1.0:
-        raise ParseError(f"funding out of range: {value!r}", symbol, "funding")
-    return rate
 
 
 class BitfinexDialect(ExchangeDialect):

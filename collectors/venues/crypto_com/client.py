@@ -73,7 +73,15 @@ from schemas import RecordBuffer
 from ...base import CHANNELS, ExchangeDialect, Normaliser, Subscription
 from ...book import ResyncWatch, SymbolBooks, parse_levels
 from ...dedupe import RecentTradeIds
-from ...events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ...events import (
+    ParseError,
+    check_symbol,
+    emit_event,
+    funding_rate,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from ...simulator import ExchangeSimulator, SimulatorConfig
 
 EXCHANGE = "crypto-com"
@@ -314,7 +322,7 @@ class CryptoComNormaliser(Normaliser):
             index = self.index_price.get(index_name(native))
             self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
             return
-        rate = _rate(entry["v"], symbol)
+        rate = funding_rate(entry["v"], symbol)
         if channel == "estimatedfunding":
             self.predicted_rate[native] = rate
             return
@@ -335,17 +343,6 @@ class CryptoComNormaliser(Normaliser):
         self.awaiting.clear()
         self.resubscribe_requests.clear()
         self.watch.waiting.clear()
-
-
-def _rate(value: Any, symbol: str) -> float:
-    """A funding rate: a finite fraction (negative allowed)."""
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ParseError(f"funding rate is not a number: {str(value)[:40]!r}", symbol, "funding") from None
-    if not -1.0 < rate < 1.0:
-        raise ParseError(f"funding rate out of range: {str(value)[:40]!r}", symbol, "funding")
-    return rate
 
 
 def is_derivative(native: Any) -> bool:
