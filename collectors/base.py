@@ -12,9 +12,9 @@ from __future__ import annotations
 import abc
 import functools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import orjson
 
@@ -325,6 +325,15 @@ class Normaliser(abc.ABC):
             "parse_error",
             {"reason": reason, **frame_text_for_event(frame)},
         )
+
+
+T = TypeVar("T")
+
+
+def unique_streams(natives: Sequence[str], channels: Sequence[str], name: Callable[[str, str], T]) -> list[T]:
+    """The venue's stream names of some symbols and our channels, in order, each once (several of our
+    channels may share one venue stream, as funding, mark and open interest often do)."""
+    return list(dict.fromkeys(name(native, channel) for native in natives for channel in channels))
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ import orjson
 
 from schemas import RecordBuffer
 
-from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription, unique_streams
 from ..book import ASK, BID, ResyncWatch, SymbolBooks
 from ..dedupe import RecentTradeIds
 from ..events import (
@@ -416,13 +416,7 @@ class BitmexDialect(ExchangeDialect):
 
     def topics(self, natives: Sequence[str], channels: Sequence[str]) -> list[str]:
         """``table:symbol`` topics of some symbols and our channels (shared tables once)."""
-        topics: list[str] = []
-        for native in natives:
-            for channel in channels:
-                topic = f"{_TABLES[channel]}:{native}"
-                if topic not in topics:
-                    topics.append(topic)
-        return topics
+        return unique_streams(natives, channels, lambda native, channel: f"{_TABLES[channel]}:{native}")
 
     def subscribe_frames(self, sub: Subscription) -> list[str]:
         return [orjson.dumps({"op": "subscribe", "args": self.topics(sub.symbols, sub.channels)}).decode()]

@@ -67,7 +67,7 @@ import orjson
 
 from schemas import RecordBuffer
 
-from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription, unique_streams
 from ..book import ResyncWatch, SymbolBooks
 from ..events import (
     ParseError,
@@ -324,13 +324,9 @@ class DeribitDialect(ExchangeDialect):
 
     def channel_names(self, natives: Sequence[str], channels: Sequence[str]) -> list[str]:
         """Deribit channel names of some instruments and our channels (shared channels once)."""
-        names: list[str] = []
-        for native in natives:
-            for channel in channels:
-                name = f"{_KINDS[channel]}.{native}.{INTERVAL}"
-                if name not in names:
-                    names.append(name)
-        return names
+        return unique_streams(
+            natives, channels, lambda native, channel: f"{_KINDS[channel]}.{native}.{INTERVAL}"
+        )
 
     def subscribe_frames(self, sub: Subscription) -> list[str]:
         return [

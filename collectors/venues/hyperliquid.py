@@ -41,7 +41,7 @@ import orjson
 
 from schemas import RecordBuffer
 
-from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription
+from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription, unique_streams
 from ..book import SymbolBooks
 from ..dedupe import RecentTradeIds
 from ..events import (
@@ -223,13 +223,7 @@ class HyperliquidDialect(ExchangeDialect):
 
     def feeds(self, sub: Subscription) -> list[tuple[str, str]]:
         """``(subscription type, coin)`` pairs of a subscription (derivatives channels share a feed)."""
-        feeds: list[tuple[str, str]] = []
-        for coin in sub.symbols:
-            for channel in sub.channels:
-                feed = (_FEEDS[channel], coin)
-                if feed not in feeds:
-                    feeds.append(feed)
-        return feeds
+        return unique_streams(sub.symbols, sub.channels, lambda coin, channel: (_FEEDS[channel], coin))
 
     def subscribe_frames(self, sub: Subscription) -> list[str]:
         return [
