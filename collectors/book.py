@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sortedcontainers import SortedDict
 
@@ -410,3 +410,52 @@ class ResyncWatch:
     def done(self, native: str) -> None:
         """The snapshot arrived."""
         self.waiting.pop(native, None)
+
+
+class ConnectionSequence:
+    """Mixin for normalisers whose venue numbers every message of a connection with one counter (every
+    channel and product: ``ExchangeDialect.gap_scope == "connection"``, Coinbase's ``sequence_num``).
+
+    A jump means messages were lost, but the counter cannot say whose: every synced book of the
+    connection is marked broken (one ``gap`` per book, flagged ``unattributed``; a connection-wide
+    ``gap`` only when no book could carry it, so one loss is not counted twice) and every book is asked
+    for again by resubscribing. The normaliser provides ``exchange``, ``books``, ``resubscribe_requests``,
+    ``last_seq`` (None after a disconnect) and ``sequence_gaps``.
+    """
+
+    exchange: ClassVar[str]
+    books: dict[str, SyncedBook]
+    resubscribe_requests: set[str]
+    last_seq: int | None
+    sequence_gaps: int
+    #: the venue's name of the counter, in feed-event details
+    sequence_field: ClassVar[str] = "sequence"
+
+    def check_sequence(self, ts_recv: int, seq: int, out: RecordBuffer) -> bool:
+        """Connection-wide continuity of the counter; False when the message must be skipped."""
+        last = self.last_seq
+        if last is None or seq == last + 1:
+            self.last_seq = seq
+            return True
+        if seq == last:
+            emit_event(
+                out, self.exchange, None, "connection", ts_recv, "duplicate", {self.sequence_field: seq}
+            )
+            return False
+        self.sequence_gaps += 1
+        detail: dict[str, Any] = {"expected": last + 1, self.sequence_field: seq}
+        if seq > last:
+            detail["missing"] = seq - last - 1
+            self.last_seq = seq
+        else:
+            detail["reason"] = "sequence went backwards (reordered message)"
+        marked = 0
+        for native, book in self.books.items():
+            if book.synced:
+                book.gap(out, ts_recv, "gap", {**detail, "unattributed": True})
+                marked += 1
+            # A book still waiting may have lost its very snapshot: ask for every one again.
+            self.resubscribe_requests.add(native)
+        if not marked:
+            emit_event(out, self.exchange, None, "connection", ts_recv, "gap", detail)
+        return True

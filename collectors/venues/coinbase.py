@@ -69,7 +69,7 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from ..base import ExchangeDialect, Normaliser, Subscription
-from ..book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
+from ..book import ASK, BID, ConnectionSequence, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
 from ..pacing import VenueLimits
@@ -106,10 +106,11 @@ def _ts_or_none(value: Any) -> int | None:
     return ts if ts > 0 else None
 
 
-class CoinbaseNormaliser(Normaliser):
+class CoinbaseNormaliser(ConnectionSequence, Normaliser):
     """Coinbase Advanced Trade frames -> records (one instance per connection)."""
 
     exchange: ClassVar[str] = EXCHANGE
+    sequence_field: ClassVar[str] = "sequence_num"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -177,37 +178,6 @@ class CoinbaseNormaliser(Normaliser):
                 self.parse_error(out, ts_recv, frame, exc.reason, exc.symbol, ours)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
                 self.parse_error(out, ts_recv, frame, f"{type(exc).__name__}: {exc}", None, ours)
-
-    def check_sequence(self, ts_recv: int, seq: int, out: RecordBuffer) -> bool:
-        """Connection-wide continuity of ``sequence_num``; False when the message must be skipped."""
-        last = self.last_seq
-        if last is None or seq == last + 1:
-            self.last_seq = seq
-            return True
-        if seq == last:
-            emit_event(out, self.exchange, None, "connection", ts_recv, "duplicate", {"sequence_num": seq})
-            return False
-        self.sequence_gaps += 1
-        detail: dict[str, Any] = {"expected": last + 1, "sequence_num": seq}
-        if seq > last:
-            detail["missing"] = seq - last - 1
-            self.last_seq = seq
-        else:
-            detail["reason"] = "sequence went backwards (reordered message)"
-        # The counter spans every channel and product: the loss cannot be attributed, so every
-        # book of this connection is suspect and is resynced. One gap event per broken book; a
-        # connection-wide one only when no book could carry it (a trades/bbo-only connection), so
-        # that one lost message is not counted twice.
-        marked = 0
-        for native, book in self.books.items():
-            if book.synced:
-                book.gap(out, ts_recv, "gap", {**detail, "unattributed": True})
-                marked += 1
-            # A book still waiting may have lost its very snapshot: ask for every one again.
-            self.resubscribe_requests.add(native)
-        if not marked:
-            emit_event(out, self.exchange, None, "connection", ts_recv, "gap", detail)
-        return True
 
     def on_l2_event(
         self, ts_recv: int, ts_msg: int, seq: int | None, event: dict[str, Any], out: RecordBuffer

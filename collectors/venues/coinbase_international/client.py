@@ -75,7 +75,7 @@ import orjson
 from schemas import RecordBuffer
 
 from ...base import ExchangeDialect, Normaliser, Subscription
-from ...book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
+from ...book import ASK, BID, ConnectionSequence, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from ...dedupe import RecentTradeIds
 from ...events import (
     ParseError,
@@ -163,10 +163,11 @@ def _optional_price(value: Any, what: str) -> float | None:
     return None if value is None or value == "" else positive_price(value, what)
 
 
-class CoinbaseInternationalNormaliser(Normaliser):
+class CoinbaseInternationalNormaliser(ConnectionSequence, Normaliser):
     """INTX frames -> records (one instance per connection)."""
 
     exchange: ClassVar[str] = EXCHANGE
+    sequence_field: ClassVar[str] = "sequence"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -221,32 +222,6 @@ class CoinbaseInternationalNormaliser(Normaliser):
             return  # documented channels ticktape does not record
         else:
             raise ParseError(f"unknown channel {str(channel)[:40]!r}")
-
-    def check_sequence(self, ts_recv: int, seq: int, out: RecordBuffer) -> bool:
-        """Session-wide continuity of ``sequence``; False when the message must be skipped."""
-        last = self.last_seq
-        if last is None or seq == last + 1:
-            self.last_seq = seq
-            return True
-        if seq == last:
-            emit_event(out, self.exchange, None, "connection", ts_recv, "duplicate", {"sequence": seq})
-            return False
-        self.sequence_gaps += 1
-        detail: dict[str, Any] = {"expected": last + 1, "sequence": seq}
-        if seq > last:
-            detail["missing"] = seq - last - 1
-            self.last_seq = seq
-        else:
-            detail["reason"] = "sequence went backwards (reordered message)"
-        marked = 0
-        for native, book in self.books.items():
-            if book.synced:
-                book.gap(out, ts_recv, "gap", {**detail, "unattributed": True})
-                marked += 1
-            self.resubscribe_requests.add(native)
-        if not marked:
-            emit_event(out, self.exchange, None, "connection", ts_recv, "gap", detail)
-        return True
 
     def on_level2(
         self, ts_recv: int, msg: dict[str, Any], seq: int | None, snapshot: bool, out: RecordBuffer
