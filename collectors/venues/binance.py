@@ -29,7 +29,16 @@ from schemas import RecordBuffer
 
 from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import SyncedBook
-from ..events import ParseError, bbo_side, check_symbol, emit_event, ms_to_ns, positive_price
+from ..events import (
+    ParseError,
+    bbo_side,
+    check_int64,
+    check_symbol,
+    decode_json,
+    emit_event,
+    ms_to_ns,
+    positive_price,
+)
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 
 if TYPE_CHECKING:
@@ -135,13 +144,13 @@ class BinanceFamilyNormaliser(Normaliser):
         """The synced book of a native symbol (created on first use)."""
         book = self.books.get(native)
         if book is None:
-            book = SyncedBook(self.exchange, self.normalise(native))
+            book = SyncedBook(self.exchange, self.normalise(native), self.limits)
             self.books[native] = book
         return book
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         stream = msg.get("stream")
@@ -170,9 +179,7 @@ class BinanceFamilyNormaliser(Normaliser):
         """A ``@trade`` event: one trade row (duplicates by id across reconnects are dropped)."""
         native = data["s"]
         symbol = self.normalise(native)
-        trade_id = data["t"]
-        if not isinstance(trade_id, int):
-            raise ParseError("trade id is not an integer", symbol, "trades")
+        trade_id = check_int64(data["t"], "trade id", symbol, "trades")
         price = positive_price(data["p"])
         size = positive_price(data["q"], "size")
         ts_exchange = ms_to_ns(data["T"])
@@ -187,9 +194,7 @@ class BinanceFamilyNormaliser(Normaliser):
     def on_book_ticker(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``@bookTicker`` event: one bbo row."""
         symbol = self.normalise(data["s"])
-        seq = data["u"]
-        if not isinstance(seq, int):
-            raise ParseError("update id u is not an integer", symbol, "bbo")
+        seq = check_int64(data["u"], "update id u", symbol, "bbo")
         bid_price, bid_size = bbo_side(data["b"], data["B"], "bid")
         ask_price, ask_size = bbo_side(data["a"], data["A"], "ask")
         ts_exchange = self.book_ticker_time(data)
@@ -202,9 +207,7 @@ class BinanceFamilyNormaliser(Normaliser):
     def on_snapshot(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
         """An injected REST depth snapshot: reset the book, then apply the buffered events."""
         book = self.book_of(native)
-        last_update_id = data["lastUpdateId"]
-        if not isinstance(last_update_id, int):
-            raise ParseError("lastUpdateId is not an integer", book.symbol, "book")
+        last_update_id = check_int64(data["lastUpdateId"], "lastUpdateId", book.symbol, "book")
         bids, asks = data["bids"], data["asks"]
         if not isinstance(bids, list) or not isinstance(asks, list):
             raise ParseError("snapshot bids/asks are not lists", book.symbol, "book")
@@ -226,8 +229,9 @@ class BinanceFamilyNormaliser(Normaliser):
         """A depth update: buffered until the book is synced, then applied under the sequence rule."""
         native = data["s"]
         book = self.book_of(native)
-        first, last = data["U"], data["u"]
-        if not isinstance(first, int) or not isinstance(last, int) or first > last + 1:
+        first = check_int64(data["U"], "depth update id U", book.symbol, "book")
+        last = check_int64(data["u"], "depth update id u", book.symbol, "book")
+        if first > last + 1:
             raise ParseError("depth update ids U/u are not a valid range", book.symbol, "book")
         if not book.synced:
             self.buffer(book, native, ts_recv, data, out)

@@ -59,7 +59,16 @@ from schemas import Flags, RecordBuffer
 from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from ..dedupe import RecentTradeIds
-from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
+from ..events import (
+    ParseError,
+    bbo_side,
+    check_symbol,
+    decode_json,
+    emit_event,
+    iso_to_ns,
+    ns_to_iso,
+    positive_price,
+)
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
 
 EXCHANGE = "coinbase"
@@ -98,7 +107,7 @@ class CoinbaseNormaliser(Normaliser):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.symbols = SymbolBooks(EXCHANGE, normalise_product)
+        self.symbols = SymbolBooks(EXCHANGE, normalise_product, self.limits)
         self.books = self.symbols.books  # product id -> synced book
         self.trade_ids = RecentTradeIds()
         self.last_seq: int | None = None
@@ -109,7 +118,7 @@ class CoinbaseNormaliser(Normaliser):
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         channel = msg.get("channel")
@@ -207,7 +216,11 @@ class CoinbaseNormaliser(Normaliser):
         # Validate the whole event before touching the book (one pass over the levels).
         try:
             sides = [L2_SIDES[u["side"]] for u in updates]
-            parsed = parse_levels((u["price_level"], u["new_quantity"]) for u in updates)
+            parsed = parse_levels(
+                ((u["price_level"], u["new_quantity"]) for u in updates),
+                self.limits.max_price,
+                self.limits.max_size,
+            )
             times = [u.get("event_time") for u in updates]
         except KeyError as exc:
             raise ParseError(f"l2 update without a valid {exc}", book.symbol, "book") from None

@@ -68,7 +68,15 @@ from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook
 from ..checksum import book_crc32, to_signed32
 from ..dedupe import RecentTradeIds
-from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..events import (
+    ParseError,
+    check_symbol,
+    decode_json,
+    emit_event,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 from .binance import split_binance_symbol
 
@@ -140,7 +148,7 @@ class OkxNormaliser(Normaliser):
     def __init__(self, verify_checksums: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verify_checksums = verify_checksums
-        self.symbols = SymbolBooks(self.exchange, _normalise_wire_inst_id)
+        self.symbols = SymbolBooks(self.exchange, _normalise_wire_inst_id, self.limits)
         self.books = self.symbols.books  # instId -> book
         self.trade_ids = RecentTradeIds()
         #: instIds whose trades subscription was acknowledged and whose first push is still to come
@@ -155,7 +163,7 @@ class OkxNormaliser(Normaliser):
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         if frame == b"pong" or frame == "pong":
             return  # answer to our application ping
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         data = msg.get("data")
