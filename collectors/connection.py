@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -281,7 +282,8 @@ class FeedConnection:
         self.budget = budget
         self.http = http
         self.name = name
-        self.normaliser: Normaliser = dialect.new_normaliser()
+        # Configured with the run's sanity bounds; rows of symbols outside the subscription are dropped.
+        self.normaliser: Normaliser = dialect.make_normaliser(subscription.symbols)
         self.capture = CaptureWriter(capture_path) if capture_path is not None else None
         self.backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, settings.healthy_after_s)
         self.watchdog = ChannelWatchdog(settings, subscription.channels)
@@ -301,6 +303,9 @@ class FeedConnection:
         self.max_epoch = -1
         self.on_rotation_due = on_rotation_due
         self.handover_log: HandoverLog | None = None
+        #: the last unexpected error that ended a session (None once a new session is up): unhealthy
+        self.failure: str | None = None
+        self.failures = 0
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -436,6 +441,8 @@ class FeedConnection:
     async def run(self) -> None:
         """Connects and reconnects until :meth:`stop`."""
         url = self.dialect.connection_url(self.ws_url, self.subscription)
+        if self.capture is not None and self.normaliser.subscribed is not None:
+            self.capture.write_subscription(self.normaliser.subscribed)
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -452,6 +459,12 @@ class FeedConnection:
                     close_detail = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                 except InvalidURI as exc:
                     raise ValueError(f"{self.exchange}: invalid websocket URL {url!r}: {exc}") from exc
+                except Exception as exc:  # a bug must not end the connection for good
+                    # Restarted like any lost connection (with backoff); unhealthy until a session is up.
+                    log.exception("%s: connection %s failed; restarting it", self.exchange, self.name)
+                    self.failures += 1
+                    self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    close_detail = {"error": self.failure, "task_failed": True}
                 finally:
                     self._ws = None
                     self.connected.clear()
@@ -482,6 +495,7 @@ class FeedConnection:
             compression=None,
         ) as ws:
             self._ws = ws
+            self.failure = None
             self.stats.connects += 1
             self.watchdog.reset()
             await self._emit(
@@ -656,6 +670,8 @@ class Collector:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.published_rows = 0
+        #: connection tasks that ended with an error (name -> error): the collector is unhealthy
+        self.dead: dict[str, str] = {}
         self.rotations = 0
         self._rotation_tasks: set[asyncio.Task[None]] = set()
 
@@ -767,8 +783,28 @@ class Collector:
         for i, sub in enumerate(subs):
             conn = self._new_connection(i, sub, len(subs), 0, shadow=False)
             self.connections.append(conn)
-            self._tasks.append(asyncio.create_task(conn.run(), name=f"conn-{conn.name}"))
+            task = asyncio.create_task(conn.run(), name=f"conn-{conn.name}")
+            task.add_done_callback(functools.partial(self._task_ended, conn.name))
+            self._tasks.append(task)
         self._publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.exchange}")
+
+    def _task_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.dead[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("%s: connection %s stopped for good: %s", self.exchange, name, self.dead[name])
+
+    def problems(self) -> list[str]:
+        """Why this collector is unhealthy right now (empty when healthy): connections restarting after
+        an unexpected error, connection tasks that ended, a publishing loop that stopped."""
+        found = [
+            f"{self.exchange} {c.name}: restarting after {c.failure}" for c in self.connections if c.failure
+        ]
+        found += [f"{self.exchange} {name}: stopped: {error}" for name, error in self.dead.items()]
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None and publisher.done() and not publisher.cancelled():
+            found.append(f"{self.exchange}: publishing stopped: {publisher.exception()!r}")
+        return found
 
     async def _deliver(self, batch: RecordBuffer) -> None:
         for observe in self.observers:

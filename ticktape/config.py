@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.base import CHANNELS
+from collectors.base import CHANNELS, DialectOptions
+from collectors.events import Limits
 from collectors.registry import exchange_ids
 from quality.scoring import QualityConfig
 from streaming.base import QUEUE_POLICIES
@@ -265,6 +266,28 @@ def _thresholds_class() -> type:
             ),
         ),
     ]
+    limits = Limits()
+    fields_ += [
+        (
+            "max_price",
+            float,
+            setting(limits.max_price, "prices at or above this are parse errors (sanity bound)", minimum=0),
+        ),
+        (
+            "max_size",
+            float,
+            setting(limits.max_size, "sizes at or above this are parse errors (sanity bound)", minimum=0),
+        ),
+        (
+            "max_ts_skew_s",
+            float,
+            setting(
+                limits.max_ts_skew_ns / 1e9,
+                "exchange times further than this from the receive time are flagged BAD_TS_EXCHANGE",
+                minimum=1,
+            ),
+        ),
+    ]
     comments = {**_field_comments(QualityConfig), **_QUALITY_DOCS}
     hints = typing.get_type_hints(QualityConfig)
     for f in dataclasses.fields(QualityConfig):
@@ -365,6 +388,11 @@ class Config:
         """The quality layer's thresholds (``[thresholds]``) as :class:`quality.scoring.QualityConfig`."""
         names = [f.name for f in dataclasses.fields(QualityConfig)]
         return QualityConfig(**{name: getattr(self.thresholds, name) for name in names})
+
+    def dialect_options(self) -> DialectOptions:
+        """Options every exchange dialect gets: the sanity bounds of ``[thresholds]``."""
+        th = self.thresholds
+        return DialectOptions(limits=Limits(th.max_price, th.max_size, int(th.max_ts_skew_s * 1e9)))
 
     def transport_settings(self, transport: str) -> dict[str, Any]:
         """Options for :func:`streaming.open_publisher` / ``open_consumer`` that have no flag.
@@ -1335,6 +1363,12 @@ def quality_config_of(args: argparse.Namespace) -> QualityConfig:
     """The quality thresholds a command resolved (``[thresholds]``), or the defaults without ``--config``."""
     cfg: Config | None = getattr(args, "config_obj", None)
     return cfg.quality_config() if cfg is not None else QualityConfig()
+
+
+def dialect_options_of(args: argparse.Namespace) -> DialectOptions:
+    """The dialect options a command resolved (sanity bounds of ``[thresholds]``), or the defaults."""
+    cfg: Config | None = getattr(args, "config_obj", None)
+    return cfg.dialect_options() if cfg is not None else DialectOptions()
 
 
 def reference_rows() -> list[tuple[str, str, str, str, str]]:

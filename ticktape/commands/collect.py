@@ -13,7 +13,7 @@ from typing import Any
 
 from collectors.connection import ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
-from ticktape.config import enable_config, quality_config_of
+from ticktape.config import dialect_options_of, enable_config, quality_config_of
 from ticktape.runtime import (
     build_collector,
     parse_channels,
@@ -90,7 +90,7 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
     if group and len(group) > 1:
         return [
             CollectorSpec(
-                get_dialect(c.exchange),
+                get_dialect(c.exchange, dialect_options_of(args)),
                 list(c.symbols),
                 parse_channels(",".join(c.channels)),
                 c.ws_url,
@@ -104,7 +104,7 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
         raise ValueError("--symbols is empty")
     return [
         CollectorSpec(
-            get_dialect(args.exchange),
+            get_dialect(args.exchange, dialect_options_of(args)),
             symbols,
             parse_channels(args.channels),
             args.ws_url,
@@ -173,6 +173,7 @@ async def _collect(
             port=args.port,
             registry=registry,
             on_rows=quality_rows_publisher(publisher),
+            health=lambda: [p for c in collectors for p in c.problems()],
         )
         await server.start()
     for collector, spec in zip(collectors, specs, strict=True):

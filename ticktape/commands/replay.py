@@ -22,13 +22,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
+from collectors.base import DialectOptions
 from collectors.capture import ReplayStats, iter_units
 from collectors.registry import exchange_ids, get_dialect
-from schemas import RECORD_DATASETS, rows_to_arrow
+from schemas import RECORD_DATASETS
 from storage.lake import check_stream_id
 from storage.sink import UnitResult, UnitWriter
+from streaming.base import arrow_tables
 from streaming.local import LogError
-from ticktape.config import enable_config
+from ticktape.config import dialect_options_of, enable_config
 from ticktape.transport_args import TransportArgsError, add_transport_args, publisher_from_args
 
 #: Lines per unit (one file per dataset, exchange and date) when replaying straight into the lake.
@@ -89,9 +91,14 @@ def replay_to_lake(
     unit_lines: int = LAKE_UNIT_LINES,
     unit_rows: int = LAKE_UNIT_ROWS,
     progress: Callable[[ReplayStats], None] | None = None,
+    options: DialectOptions | None = None,
 ) -> tuple[ReplayStats, str]:
-    """Replays a capture straight into the lake, exactly once; returns the stats and the stream id."""
-    normaliser = get_dialect(exchange).new_normaliser()
+    """Replays a capture straight into the lake, exactly once; returns the stats and the stream id.
+
+    Rows that do not fit the schema (none should: the normaliser validates) become ``bad_row``
+    feed events instead of failing the replay.
+    """
+    normaliser = get_dialect(exchange, options).make_normaliser()
     stream = stream or replay_stream_id(exchange, path)
     writer = UnitWriter(lake)
     committed = writer.recover(stream)
@@ -119,7 +126,7 @@ def replay_to_lake(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-writer") as pool:
         pending: Future[UnitResult] | None = None
         for first, last, buf in units:
-            tables = {ds: rows_to_arrow(ds, buf.rows(ds)) for ds in RECORD_DATASETS if buf.rows(ds)}
+            tables = arrow_tables(buf)
             if pending is not None:
                 account(pending.result())
             pending = pool.submit(writer.write_unit, stream, first, last, tables)
@@ -137,7 +144,7 @@ async def replay_to_transport(
     progress: Callable[[ReplayStats], None] | None = None,
 ) -> tuple[ReplayStats, dict[str, int]]:
     """Replays a capture into the transport chosen by ``args``; returns stats and publisher counters."""
-    normaliser = get_dialect(exchange).new_normaliser()
+    normaliser = get_dialect(exchange, dialect_options_of(args)).make_normaliser()
     publisher = publisher_from_args(args)
     await publisher.start()
     stats = ReplayStats()
@@ -227,7 +234,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.lake:
             stats, stream = replay_to_lake(
-                path, args.exchange, args.lake, stream=args.stream_id, progress=progress
+                path,
+                args.exchange,
+                args.lake,
+                stream=args.stream_id,
+                progress=progress,
+                options=dialect_options_of(args),
             )
             where = f"lake {args.lake} (stream {stream}, {stats.units} unit(s), {stats.files} file(s), "
             where += f"{stats.bytes / 1e6:.1f} MB)"
