@@ -180,9 +180,27 @@ def emit_event(
     kind: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Appends one ``feed_events`` row; ``detail`` is stored as JSON text."""
-    text = orjson.dumps(detail or {}, option=orjson.OPT_NON_STR_KEYS).decode()
+    """Appends one ``feed_events`` row; ``detail`` is stored as JSON text (values JSON cannot hold, such
+    as integers beyond 64 bits from a hostile frame, are stored as their text)."""
+    try:
+        text = orjson.dumps(detail or {}, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        text = orjson.dumps(_json_safe(detail or {}), option=orjson.OPT_NON_STR_KEYS).decode()
     out.feed_events.append((exchange, symbol, channel, ts_recv, kind, text))
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, dict):
+        return (
+            {str(k): _json_safe(v, depth + 1) for k, v in value.items()} if depth < 32 else str(value)[:200]
+        )
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value] if depth < 32 else str(value)[:200]
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+        return value
+    return str(value)[:200]
 
 
 def frame_text_for_event(frame: str | bytes) -> dict[str, Any]:
@@ -205,7 +223,9 @@ def check_symbol(symbol: Any) -> str:
 
 
 def positive_price(value: Any, what: str = "price") -> float:
-    """Parses a wire price: a finite number > 0, else :class:`ParseError`."""
+    """Parses a wire price: a finite number > 0 (not a boolean), else :class:`ParseError`."""
+    if value.__class__ is bool:
+        raise ParseError(f"{what} is a boolean")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -216,7 +236,9 @@ def positive_price(value: Any, what: str = "price") -> float:
 
 
 def non_negative_size(value: Any, what: str = "size") -> float:
-    """Parses a wire size: a finite number >= 0, else :class:`ParseError`."""
+    """Parses a wire size: a finite number >= 0 (not a boolean), else :class:`ParseError`."""
+    if value.__class__ is bool:
+        raise ParseError(f"{what} is a boolean")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -237,11 +259,15 @@ def bbo_side(price: Any, size: Any, what: str) -> tuple[float | None, float | No
     return p, s
 
 
+#: Largest millisecond timestamp whose nanoseconds fit int64 (year 2262).
+_MAX_MS = INT64_MAX // 1_000_000
+
+
 def ms_to_ns(value: Any) -> int:
     """Exchange millisecond timestamp to integer ns; :class:`ParseError` when absent or absurd."""
     if isinstance(value, str):
         value = int(value) if value.isdigit() else None
-    if not isinstance(value, int) or isinstance(value, bool) or not (0 < value < 10**14):
+    if value.__class__ is not int or not (0 < value <= _MAX_MS):
         raise ParseError(f"bad millisecond timestamp {str(value)[:40]!r}")
     return value * 1_000_000
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from schemas import RecordBuffer
 
 from ..base import ExchangeDialect, Normaliser, Subscription
-from ..book import SyncedBook
+from ..book import SyncedBook, parse_levels
 from ..events import (
     ParseError,
     bbo_side,
@@ -238,10 +238,20 @@ class BinanceFamilyNormaliser(Normaliser):
             return
         self.apply_depth(ts_recv, book, native, data, out)
 
+    def validate_levels(self, book: SyncedBook, data: dict[str, Any]) -> None:
+        """:class:`ParseError` when an event that is not applied now (buffered, or already covered by
+        the snapshot) holds levels no book may take."""
+        limits = self.limits
+        parse_levels(data["b"], limits.max_price, limits.max_size)
+        parse_levels(data["a"], limits.max_price, limits.max_size)
+        ms_to_ns(data["E"])
+
     def buffer(
         self, book: SyncedBook, native: str, ts_recv: int, data: dict[str, Any], out: RecordBuffer
     ) -> None:
-        """Keeps an event until the snapshot arrives, and asks for the snapshot."""
+        """Keeps an event until the snapshot arrives, and asks for the snapshot (a bad event is a parse
+        error now, not when it is applied)."""
+        self.validate_levels(book, data)
         if len(book.pending) >= MAX_PENDING_EVENTS:
             dropped = book.pending.pop(0)
             emit_event(
@@ -264,6 +274,7 @@ class BinanceFamilyNormaliser(Normaliser):
         prev = book.last_seq
         assert prev is not None
         if last <= prev:
+            self.validate_levels(book, data)
             return  # entirely before the book's state (snapshot overlap or repeat): nothing new
         if first > prev + 1:
             snapshot_overlap = book.snapshots > 0 and book.book.depth("bid") + book.book.depth("ask") > 0

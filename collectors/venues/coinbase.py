@@ -62,6 +62,7 @@ from ..dedupe import RecentTradeIds
 from ..events import (
     ParseError,
     bbo_side,
+    check_int64,
     check_symbol,
     decode_json,
     emit_event,
@@ -137,8 +138,7 @@ class CoinbaseNormaliser(Normaliser):
             raise ParseError("message without channel")
         seq = msg.get("sequence_num")
         if seq is not None:
-            if isinstance(seq, bool) or not isinstance(seq, int):
-                raise ParseError(f"sequence_num is not an integer: {str(seq)[:30]!r}")
+            check_int64(seq, "sequence_num")
             if not self.check_sequence(ts_recv, seq, out):
                 return
         events = msg.get("events")

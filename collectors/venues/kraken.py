@@ -61,6 +61,7 @@ from ..dedupe import RecentTradeIds
 from ..events import (
     ParseError,
     bbo_side,
+    check_int64,
     check_symbol,
     decode_json,
     emit_event,
@@ -370,8 +371,8 @@ class KrakenNormaliser(Normaliser):
         native = item["symbol"]
         symbol = self.symbols.name(native)
         trade_id = item["trade_id"]
-        if isinstance(trade_id, bool) or not isinstance(trade_id, int | str):
-            raise ParseError("trade_id is not an integer", symbol, "trades")
+        if trade_id.__class__ is not str:
+            check_int64(trade_id, "trade_id", symbol, "trades")
         price = positive_price(item["price"])
         size = positive_price(item["qty"], "qty")
         side = item["side"]

@@ -65,11 +65,12 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
-from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook
+from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
 from ..checksum import book_crc32, to_signed32
 from ..dedupe import RecentTradeIds
 from ..events import (
     ParseError,
+    check_int64,
     check_symbol,
     decode_json,
     emit_event,
@@ -115,9 +116,7 @@ def _normalise_wire_inst_id(inst_id: Any) -> str:
 def _seq(value: Any, what: str, symbol: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ParseError(f"{what} is not an integer: {str(value)[:40]!r}", symbol, "book")
-    return value
+    return check_int64(value, what, symbol, "book")
 
 
 def _or_flags(rows: list[Any], start: int, flags: int) -> None:
@@ -265,14 +264,17 @@ class OkxNormaliser(Normaliser):
                 book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
             else:
                 if not book.synced:
+                    self.validate_levels(bids, asks)  # not applied, but a bad one is still a parse error
                     self.updates_skipped += 1  # waiting for the snapshot of a (re)subscription
                     continue
                 last = book.last_seq
                 if seq is not None and prev is not None and last is not None and prev != last:
                     if seq <= last and prev < last and seq >= prev:
+                        self.validate_levels(bids, asks)
                         repeat = {"seqId": seq, "prevSeqId": prev, "last_seqId": last}
                         self.book_event(out, book, ts_recv, "duplicate", repeat)
                         continue
+                    self.validate_levels(bids, asks)
                     broken = {"expected_prevSeqId": last, "prevSeqId": prev, "seqId": seq}
                     self.break_book(out, book, inst_id, ts_recv, "gap", broken)
                     continue
@@ -296,6 +298,12 @@ class OkxNormaliser(Normaliser):
             if book.book.is_crossed():
                 crossed = {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "seqId": seq}
                 self.book_event(out, book, ts_recv, "crossed_book", crossed)
+
+    def validate_levels(self, bids: list[Any], asks: list[Any]) -> None:
+        """:class:`ParseError` when levels that are not applied now could not be applied."""
+        limits = self.limits
+        parse_levels(bids, limits.max_price, limits.max_size)
+        parse_levels(asks, limits.max_price, limits.max_size)
 
     def book_event(
         self, out: RecordBuffer, book: SyncedBook, ts_recv: int, kind: str, detail: dict[str, Any]
