@@ -10,6 +10,7 @@ the live run. Everything that touches the network lives in the dialect and in
 from __future__ import annotations
 
 import abc
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -46,6 +47,8 @@ DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 PLAUSIBLE_RECV_NS = 1_262_304_000 * 1_000_000_000
 
 CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
+#: The symbol column of trade, book and bbo rows.
+_SYMBOL = operator.itemgetter(1)
 
 
 class TimeFlagger:
@@ -217,17 +220,24 @@ class Normaliser(abc.ABC):
         if len(frame) > self.max_frame_bytes:
             self.parse_error(out, ts_recv, frame, f"oversized frame ({len(frame)} bytes)")
             return
-        trades, book, bbo = out.trades, out.book, out.bbo
-        n_trades, n_book, n_bbo = len(trades), len(book), len(bbo)
+        subscribed = self.subscribed
+        if subscribed is not None:
+            trades, book, bbo = out.trades, out.book, out.bbo
+            n_trades, n_book, n_bbo = len(trades), len(book), len(bbo)
         try:
             self.handle(ts_recv, frame, out)
         except ParseError as exc:
             self.parse_error(out, ts_recv, frame, exc.reason, exc.symbol, exc.channel)
         except orjson.JSONDecodeError as exc:
             self.parse_error(out, ts_recv, frame, f"malformed JSON: {exc}")
-        except Exception as exc:
+        except Exception as exc:  # any normaliser failure is a parse error, never a crash
             self.parse_error(out, ts_recv, frame, f"{type(exc).__name__}: {str(exc)[:300]}")
-        if self.subscribed is not None and (len(trades) > n_trades or len(book) > n_book or len(bbo) > n_bbo):
+        # The symbols of the new rows, checked in C (slice, map, issuperset): this runs for every frame.
+        if subscribed is not None and (
+            (len(trades) > n_trades and not subscribed.issuperset(map(_SYMBOL, trades[n_trades:])))
+            or (len(book) > n_book and not subscribed.issuperset(map(_SYMBOL, book[n_book:])))
+            or (len(bbo) > n_bbo and not subscribed.issuperset(map(_SYMBOL, bbo[n_bbo:])))
+        ):
             self._drop_unsubscribed(out, ts_recv, (n_trades, n_book, n_bbo))
         if self.time_flags.skewed != self._skew_reported:
             self._report_skew(out, ts_recv)
