@@ -73,6 +73,17 @@ class Limits:
         self.max_size = other.max_size
         self.max_ts_skew_ns = other.max_ts_skew_ns
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Limits):
+            return NotImplemented
+        return (self.max_price, self.max_size, self.max_ts_skew_ns) == (
+            other.max_price,
+            other.max_size,
+            other.max_ts_skew_ns,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def __repr__(self) -> str:
         return f"Limits(max_price={self.max_price!r}, max_size={self.max_size!r}, max_ts_skew_ns={self.max_ts_skew_ns})"
 
