@@ -495,7 +495,6 @@ class FeedConnection:
             compression=None,
         ) as ws:
             self._ws = ws
-            self.failure = None
             self.stats.connects += 1
             self.watchdog.reset()
             await self._emit(
@@ -503,6 +502,7 @@ class FeedConnection:
             )
             for text in self.dialect.subscribe_frames(self.subscription):
                 await ws.send(text)
+            self.failure = None  # connected and subscribed again: healthy
             self.connected.set()
             tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
             if self.dialect.app_ping is not None:

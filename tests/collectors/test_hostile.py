@@ -57,7 +57,7 @@ ON_TRADES = ("ts_1970", "ts_far_future", "unsubscribed_symbol")
 settings.register_profile(
     "hostile", max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
-settings.register_profile("fuzz", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("fuzz", max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))
 FUZZ_PROFILE = os.environ.get("TICKTAPE_FUZZ_PROFILE", "hostile")
 
 
