@@ -13,6 +13,7 @@ import abc
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -232,11 +233,9 @@ class Normaliser(abc.ABC):
             self.parse_error(out, ts_recv, frame, f"malformed JSON: {exc}")
         except Exception as exc:  # any normaliser failure is a parse error, never a crash
             self.parse_error(out, ts_recv, frame, f"{type(exc).__name__}: {str(exc)[:300]}")
-        # The symbols of the new rows, checked in C (slice, map, issuperset): this runs for every frame.
-        if subscribed is not None and (
-            (len(trades) > n_trades and not subscribed.issuperset(map(_SYMBOL, trades[n_trades:])))
-            or (len(book) > n_book and not subscribed.issuperset(map(_SYMBOL, book[n_book:])))
-            or (len(bbo) > n_bbo and not subscribed.issuperset(map(_SYMBOL, bbo[n_bbo:])))
+        # The symbols of the new rows, checked in C (slices, chain, map, issuperset): every frame.
+        if subscribed is not None and not subscribed.issuperset(
+            map(_SYMBOL, chain(trades[n_trades:], book[n_book:], bbo[n_bbo:]))
         ):
             self._drop_unsubscribed(out, ts_recv, (n_trades, n_book, n_bbo))
         if self.time_flags.skewed != self._skew_reported:
