@@ -89,6 +89,8 @@ class ConnectionStats:
     snapshot_errors: int = 0
     stale_events: int = 0
     recycles: int = 0
+    #: snapshot or resubscription requests for symbols outside the subscription, ignored
+    ignored_requests: int = 0
     dropped_batches: int = 0
     dropped_rows: int = 0
     queue_depth: int = 0
@@ -306,6 +308,8 @@ class FeedConnection:
         #: the last unexpected error that ended a session (None once a new session is up): unhealthy
         self.failure: str | None = None
         self.failures = 0
+        #: natives whose snapshot/resubscription requests were checked against the subscription
+        self._requestable: set[str] = set()
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -360,12 +364,33 @@ class FeedConnection:
         self.normaliser.on_frame(ts_recv, frame, out)
         await self._emit(out)
         if self.normaliser.snapshot_requests:
+            self._ignore_unsubscribed(self.normaliser.snapshot_requests)
             self._start_snapshot_fetches()
         if self.normaliser.resubscribe_requests and self._ws is not None:
+            self._ignore_unsubscribed(self.normaliser.resubscribe_requests)
             natives = sorted(self.normaliser.resubscribe_requests)
             self.normaliser.resubscribe_requests.clear()
             for text in self.dialect.resubscribe_frames(natives, self.subscription):
                 await self._ws.send(text)
+
+    def _ignore_unsubscribed(self, requests: set[str]) -> None:
+        """Drops requests (REST snapshots, resubscriptions) for symbols this connection never subscribed
+        to: a hostile feed must not spend the REST budget or subscribe us to its symbols."""
+        subscribed = self.normaliser.subscribed
+        if subscribed is None:
+            return
+        for native in list(requests):
+            if native in self._requestable:
+                continue
+            try:
+                ours = self.dialect.normalise_symbol(native) in subscribed
+            except ValueError:
+                ours = False
+            if ours:
+                self._requestable.add(native)
+            else:
+                requests.discard(native)
+                self.stats.ignored_requests += 1
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:

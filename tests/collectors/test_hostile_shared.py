@@ -184,3 +184,39 @@ async def test_a_failing_connection_is_restarted_and_healthz_says_so_meanwhile()
         await collector.stop()
         await server.stop()
         await sim.stop()
+
+
+async def test_frames_of_unsubscribed_symbols_never_cost_a_rest_snapshot() -> None:
+    dialect = get_dialect("binance")
+    sim = dialect.simulator(SimulatorConfig(symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"), rate_hz=40.0))
+    await sim.start()
+    got = RecordBuffer()
+
+    async def sink(batch: RecordBuffer) -> None:
+        got.extend(batch)
+
+    collector = Collector(
+        dialect, ("BTCUSDT",), sink, ws_url=sim.ws_url, rest_url=sim.rest_url, settings=FAST
+    )
+    try:
+        await collector.start()
+        await collector.wait_connected()
+        conn = collector.connections[0]
+        deadline = time.monotonic() + 10
+        while not any(r[7] for r in got.book):  # BTCUSDT's snapshot arrived
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        before = sim.rest_requests
+        depth = (
+            '{"stream":"solusdt@depth@100ms","data":{"e":"depthUpdate","E":%d,"s":"SOLUSDT","U":%d,"u":%d,'
+            '"b":[["150.1","2"]],"a":[]}}'
+        )
+        for i in range(20):  # a feed pushing a symbol nobody asked for: its book would want a snapshot
+            await conn._process(time.time_ns(), depth % (time.time_ns() // 1_000_000, 10 + i, 10 + i))
+        await asyncio.sleep(0.3)
+        assert sim.rest_requests == before and "SOLUSDT" not in conn._fetching
+        assert collector.stats.ignored_requests == 20
+        assert not any(r[1] == "SOL-USDT" for ds in ("trades", "book", "bbo") for r in got.rows(ds))
+    finally:
+        await collector.stop()
+        await sim.stop()
