@@ -494,7 +494,12 @@ class FeedConnection:
                     self._ws = None
                     self.connected.clear()
                     self._cancel_fetches()
-                await self._on_closed(started, close_detail)
+                try:
+                    await self._on_closed(started, close_detail)
+                except Exception as exc:  # e.g. the capture's disk is full: reconnect, never stop
+                    log.exception("%s: connection %s failed while closing", self.exchange, self.name)
+                    self.failures += 1
+                    self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
                 if self._stop.is_set():
                     break
                 self.backoff.connected_for(time.monotonic() - started)

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from collectors.base import Subscription
+from collectors.base import Normaliser, Subscription
 from collectors.connection import Collector
 from collectors.events import EventThrottle, Limits, ParseError, decode_json, json_too_deep
 from collectors.registry import get_dialect
@@ -217,6 +217,54 @@ async def test_frames_of_unsubscribed_symbols_never_cost_a_rest_snapshot() -> No
         assert sim.rest_requests == before and "SOLUSDT" not in conn._fetching
         assert collector.stats.ignored_requests == 20
         assert not any(r[1] == "SOL-USDT" for ds in ("trades", "book", "bbo") for r in got.rows(ds))
+    finally:
+        await collector.stop()
+        await sim.stop()
+
+
+class BrokenDisconnect(BinanceDialect):
+    """Binance whose normaliser fails once while handling a disconnect (a bug outside the session)."""
+
+    def new_normaliser(self) -> Normaliser:
+        normaliser = super().new_normaliser()
+        original = normaliser.on_disconnect
+        calls = []
+
+        def on_disconnect(ts_recv: int, out: RecordBuffer) -> None:
+            calls.append(ts_recv)
+            if len(calls) == 1:
+                raise RuntimeError("disconnect handling failed")
+            original(ts_recv, out)
+
+        normaliser.on_disconnect = on_disconnect  # type: ignore[method-assign]
+        return normaliser
+
+
+async def test_a_connection_failing_while_closing_reconnects() -> None:
+    dialect = BrokenDisconnect()
+    sim = dialect.simulator(SimulatorConfig(symbols=("BTCUSDT",), rate_hz=40.0))
+    await sim.start()
+    got = RecordBuffer()
+
+    async def sink(batch: RecordBuffer) -> None:
+        got.extend(batch)
+
+    collector = Collector(
+        dialect, ("BTCUSDT",), sink, ws_url=sim.ws_url, rest_url=sim.rest_url, settings=FAST
+    )
+    try:
+        await collector.start()
+        await collector.wait_connected()
+        await sim.disconnect_all()
+        deadline = time.monotonic() + 10
+        while collector.stats.connects < 2 or not collector.connections[0].failures:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        seen = len(got.trades)
+        while len(got.trades) <= seen or collector.problems():
+            assert time.monotonic() < deadline, collector.problems()
+            await asyncio.sleep(0.05)
+        assert not collector._tasks[0].done()
     finally:
         await collector.stop()
         await sim.stop()
