@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 45
 DEMO_LAKE ?= demo-lake
 DEMO_PORT ?= 8321
 
-.PHONY: install demo test lint bench system-deps clean
+.PHONY: install demo test lint bench fuzz system-deps clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ test: install system-deps lint
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# Property-based hostile-input tests (tests/collectors/test_hostile.py) with the long hypothesis profile:
+# thousands of mutated real and simulated frames per registered exchange (make test runs a few seconds' worth).
+fuzz: install
+	TICKTAPE_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:randomly tests/collectors/test_hostile.py -k fuzzed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import abc
 import functools
+import operator
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import orjson
 
 from schemas import Flags, RecordBuffer
 
-from .events import ParseError, emit_event, frame_text_for_event
+from .events import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ABS_FUNDING_RATE,
+    EventThrottle,
+    Limits,
+    ParseError,
+    check_int64,
+    emit_event,
+    frame_text_for_event,
+)
 from .pacing import VenueLimits
 
 if TYPE_CHECKING:
@@ -42,6 +54,10 @@ DEFAULT_RECYCLE_AFTER_S = 30.0
 #: A planned rotation happens this long before a venue's forced disconnect.
 ROTATION_MARGIN_S = 3600.0
 
+#: Receive times before this (2010-01-01) come from a host clock that was never set: exchange times
+#: cannot be judged against them (see :meth:`TimeFlagger.flags`).
+PLAUSIBLE_RECV_NS = 1_262_304_000 * 1_000_000_000
+
 #: Market-data channels, which every venue offers (the default subscription).
 CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
 #: Derivatives channels (issue 15), offered by derivative venues that declare them in
@@ -49,6 +65,8 @@ CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
 DERIVATIVE_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest", "liquidations")
 #: Replies a normaliser keeps for the connection to send (a replay never sends them: bounded).
 MAX_PENDING_REPLIES = 64
+#: The symbol column of trade, book and bbo rows.
+_SYMBOL = operator.itemgetter(1)
 
 
 class TimeFlagger:
@@ -71,15 +89,31 @@ class TimeFlagger:
     #: seconds of per-second minima behind the floor
     FLOOR_SECONDS = 8
 
-    __slots__ = ("_minima", "_second", "_second_min", "clock_tolerance_ns", "floor_ns", "outdated_cutoff_ns")
+    __slots__ = (
+        "_minima",
+        "_second",
+        "_second_min",
+        "clock_tolerance_ns",
+        "floor_ns",
+        "max_skew_ns",
+        "outdated_cutoff_ns",
+        "skew_last",
+        "skewed",
+    )
 
     def __init__(
         self,
         outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS,
         clock_tolerance_ns: int = DEFAULT_CLOCK_TOLERANCE_NS,
+        max_skew_ns: int = Limits().max_ts_skew_ns,
     ) -> None:
         self.outdated_cutoff_ns = outdated_cutoff_ns
         self.clock_tolerance_ns = clock_tolerance_ns
+        #: an exchange time further than this from the receive time is BAD_TS_EXCHANGE
+        self.max_skew_ns = max_skew_ns
+        #: records flagged BAD_TS_EXCHANGE so far, and the (ts_exchange, ts_recv) of the latest
+        self.skewed = 0
+        self.skew_last: tuple[int, int] = (0, 0)
         #: current floor (ns); 0 until the first timed record
         self.floor_ns = 0
         self._minima: list[int] = []
@@ -87,11 +121,19 @@ class TimeFlagger:
         self._second_min = 0
 
     def flags(self, ts_exchange: int | None, ts_recv: int) -> int:
-        """Flags for a record with these timestamps."""
+        """Flags for a record with these timestamps.
+
+        An exchange time that does not fit int64 (or is not an integer) is a :class:`ParseError`; one
+        ``max_skew_ns`` or more away from a plausible receive time is kept and flagged BAD_TS_EXCHANGE.
+        """
         host_behind = self.floor_ns < -self.clock_tolerance_ns
         if ts_exchange is None:
             return int(Flags.BAD_TS_RECV) if host_behind else 0
         latency = ts_recv - ts_exchange
+        if not -self.max_skew_ns < latency < self.max_skew_ns:
+            check_int64(ts_exchange, "exchange timestamp")
+            if ts_recv >= PLAUSIBLE_RECV_NS:
+                return self._skewed(ts_exchange, ts_recv, latency, host_behind)
         second = ts_recv // 1_000_000_000
         if second != self._second:
             self._close_second(second, latency)
@@ -113,6 +155,20 @@ class TimeFlagger:
             flags |= int(Flags.OUTDATED)
         return flags
 
+    def _skewed(self, ts_exchange: int, ts_recv: int, latency: int, host_behind: bool) -> int:
+        """An exchange time a day (``max_skew_ns``) or more away: kept and flagged BAD_TS_EXCHANGE if it
+        fits the column, :class:`ParseError` if not. It never moves the latency floor."""
+        self.skewed += 1
+        self.skew_last = (ts_exchange, ts_recv)
+        flags = int(Flags.BAD_TS_EXCHANGE)
+        if latency < 0:
+            flags |= int(Flags.NEG_LATENCY)
+        elif latency > self.outdated_cutoff_ns:
+            flags |= int(Flags.OUTDATED)
+        if host_behind:
+            flags |= int(Flags.BAD_TS_RECV)
+        return flags
+
     def _close_second(self, second: int, latency: int) -> None:
         if self._second >= 0:
             self._minima.append(self._second_min)
@@ -130,9 +186,17 @@ class TimeFlagger:
 class Normaliser(abc.ABC):
     """Turns one connection's frames into records. One instance per connection (or replay).
 
-    Subclasses implement :meth:`handle`. Any :class:`ParseError`, ``KeyError``, ``TypeError``,
-    ``ValueError`` or ``IndexError`` raised there becomes a ``parse_error`` feed event carrying the
-    frame; the normaliser keeps going, so one bad frame never stops the other symbols.
+    Subclasses implement :meth:`handle`, decoding with :func:`~collectors.events.decode_json` and
+    emitting rows only through :meth:`emit_trade`, :meth:`emit_bbo` and the book engine, which
+    validate every value (issue 12). An exception of any type raised there becomes a ``parse_error``
+    feed event carrying the frame; the normaliser keeps going, so one bad frame never stops the other
+    symbols.
+
+    When :meth:`subscribe` names the connection's symbols, trade, book and bbo rows of any other
+    symbol are dropped (counted in ``unsubscribed_rows``, and an ``unsubscribed_symbol`` event at most
+    once per second of receive time): a hostile feed cannot add symbols to the lake. The capture
+    records the subscription (:meth:`CaptureWriter.write_subscription
+    <collectors.capture.CaptureWriter.write_subscription>`), so a replay drops the same rows.
     """
 
     exchange: ClassVar[str]
@@ -158,6 +222,23 @@ class Normaliser(abc.ABC):
         self.reconnect_request: str | None = None
         self.frames = 0
         self.parse_errors = 0
+        #: sanity bounds; the same object is handed to this normaliser's books (see :meth:`configure`)
+        self.limits = Limits()
+        #: normalised symbols of the subscription (None: accept every symbol, e.g. an old capture)
+        self.subscribed: frozenset[str] | None = None
+        self.unsubscribed_rows = 0
+        self.crossed_bbo = 0
+        self.throttle = EventThrottle()
+        self._skew_reported = 0
+
+    def configure(self, limits: Limits) -> None:
+        """Applies the run's sanity bounds (``DialectOptions.limits``) to this normaliser and its books."""
+        self.limits.update(limits)
+        self.time_flags.max_skew_ns = limits.max_ts_skew_ns
+
+    def subscribe(self, symbols: Iterable[str] | None) -> None:
+        """The normalised symbols this connection subscribed to (None accepts every symbol)."""
+        self.subscribed = None if symbols is None else frozenset(symbols)
 
     def on_frame(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         """Normalises one frame received at ``ts_recv`` (ns) into ``out``."""
@@ -165,14 +246,82 @@ class Normaliser(abc.ABC):
         if len(frame) > self.max_frame_bytes:
             self.parse_error(out, ts_recv, frame, f"oversized frame ({len(frame)} bytes)")
             return
+        subscribed = self.subscribed
+        if subscribed is not None:
+            trades, book, bbo = out.trades, out.book, out.bbo
+            n_trades, n_book, n_bbo = len(trades), len(book), len(bbo)
         try:
             self.handle(ts_recv, frame, out)
         except ParseError as exc:
             self.parse_error(out, ts_recv, frame, exc.reason, exc.symbol, exc.channel)
         except orjson.JSONDecodeError as exc:
             self.parse_error(out, ts_recv, frame, f"malformed JSON: {exc}")
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            self.parse_error(out, ts_recv, frame, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # any normaliser failure is a parse error, never a crash
+            self.parse_error(out, ts_recv, frame, f"{type(exc).__name__}: {str(exc)[:300]}")
+        # The symbols of the new rows, checked in C (slices, chain, map, issuperset): every frame.
+        if subscribed is not None and not subscribed.issuperset(
+            map(_SYMBOL, chain(trades[n_trades:], book[n_book:], bbo[n_bbo:]))
+        ):
+            self._drop_unsubscribed(out, ts_recv, (n_trades, n_book, n_bbo))
+        if self.time_flags.skewed != self._skew_reported:
+            self._report_skew(out, ts_recv)
+
+    def _drop_unsubscribed(self, out: RecordBuffer, ts_recv: int, starts: tuple[int, int, int]) -> None:
+        allowed = self.subscribed
+        assert allowed is not None
+        dropped: dict[str, int] = {}
+        for rows, start in zip((out.trades, out.book, out.bbo), starts, strict=True):
+            if len(rows) == start or {r[1] for r in rows[start:]} <= allowed:
+                continue
+            kept = []
+            for r in rows[start:]:
+                if r[1] in allowed:
+                    kept.append(r)
+                else:
+                    dropped[r[1]] = dropped.get(r[1], 0) + 1
+            del rows[start:]
+            rows.extend(kept)
+        if not dropped:
+            return
+        n = sum(dropped.values())
+        self.unsubscribed_rows += n
+        held = self.throttle.due("unsubscribed_symbol", ts_recv)
+        if held:
+            emit_event(
+                out,
+                self.exchange,
+                None,
+                "unknown",
+                ts_recv,
+                "unsubscribed_symbol",
+                {
+                    "symbols": sorted(str(s)[:64] for s in dropped)[:10],
+                    "rows": n,
+                    "frames": held,
+                    "rows_total": self.unsubscribed_rows,
+                },
+            )
+
+    def _report_skew(self, out: RecordBuffer, ts_recv: int) -> None:
+        tf = self.time_flags
+        if self.throttle.due("bad_ts_exchange", ts_recv):
+            ts_exchange, at = tf.skew_last
+            emit_event(
+                out,
+                self.exchange,
+                None,
+                "unknown",
+                ts_recv,
+                "bad_ts_exchange",
+                {
+                    "ts_exchange": ts_exchange,
+                    "ts_recv": at,
+                    "skew_s": round((at - ts_exchange) / 1e9, 3),
+                    "max_skew_s": tf.max_skew_ns / 1e9,
+                    "records": tf.skewed - self._skew_reported,
+                },
+            )
+            self._skew_reported = tf.skewed
 
     def emit_trade(
         self,
@@ -188,8 +337,15 @@ class Normaliser(abc.ABC):
     ) -> None:
         """Appends one ``trades`` row: the time flags of its timestamps OR-ed with ``flags``.
 
-        Every venue's trades pass through here, so checks that apply to all of them live in one place.
+        Every venue's trades pass through here, so checks that apply to all of them live in one place:
+        price and size finite, positive and below :attr:`limits` (:class:`ParseError` otherwise), a
+        string (or null) trade id, and the exchange time (see :class:`TimeFlagger`).
         """
+        limits = self.limits
+        if not (0.0 < price < limits.max_price and 0.0 < size < limits.max_size):
+            raise ParseError(f"trade price/size out of range: {price!r} x {size!r}", symbol, "trades")
+        if trade_id is not None and trade_id.__class__ is not str:
+            raise ParseError(f"trade id is not text: {str(trade_id)[:40]!r}", symbol, "trades")
         flags |= self.time_flags.flags(ts_exchange, ts_recv)
         out.trades.append((self.exchange, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags))
 
@@ -207,7 +363,28 @@ class Normaliser(abc.ABC):
         flags: int = 0,
     ) -> None:
         """Appends one ``bbo`` row (an empty side is ``None`` price and size): the time flags of its
-        timestamps OR-ed with ``flags``. Every venue's best bid/offer passes through here."""
+        timestamps OR-ed with ``flags``. Every venue's best bid/offer passes through here.
+
+        Prices in ``(0, max_price)``, sizes in ``[0, max_size)`` and ``seq`` a 64-bit integer, else
+        :class:`ParseError`. A crossed bbo (bid >= ask) is kept as sent, flagged MAYBE_BAD_BOOK, and
+        reported by a ``crossed_book`` event (at most one per symbol per second of receive time).
+        """
+        limits = self.limits
+        max_price, max_size = limits.max_price, limits.max_size
+        if bid_price is not None:
+            if not 0.0 < bid_price < max_price or not (bid_size is None or 0.0 <= bid_size < max_size):
+                raise ParseError(f"bid out of range: {bid_price!r} x {bid_size!r}", symbol, "bbo")
+        elif bid_size is not None:
+            raise ParseError(f"bid size {bid_size!r} without a price", symbol, "bbo")
+        if ask_price is not None:
+            if not 0.0 < ask_price < max_price or not (ask_size is None or 0.0 <= ask_size < max_size):
+                raise ParseError(f"ask out of range: {ask_price!r} x {ask_size!r}", symbol, "bbo")
+            if bid_price is not None and bid_price >= ask_price:
+                flags |= self._crossed_bbo(out, symbol, ts_recv, bid_price, ask_price, seq)
+        elif ask_size is not None:
+            raise ParseError(f"ask size {ask_size!r} without a price", symbol, "bbo")
+        if seq is not None and (seq.__class__ is not int or not INT64_MIN <= seq <= INT64_MAX):
+            raise ParseError(f"bbo sequence is not a 64-bit integer: {str(seq)[:40]!r}", symbol, "bbo")
         flags |= self.time_flags.flags(ts_exchange, ts_recv)
         out.bbo.append(
             (
@@ -236,6 +413,15 @@ class Normaliser(abc.ABC):
         flags: int = 0,
     ) -> None:
         """Appends one ``funding`` row (the rate as a fraction per funding interval), with time flags."""
+        bound = MAX_ABS_FUNDING_RATE
+        if not -bound < funding_rate < bound or (
+            predicted_rate is not None and not -bound < predicted_rate < bound
+        ):
+            raise ParseError(
+                f"funding rate out of range: {funding_rate!r} / {predicted_rate!r}", symbol, "funding"
+            )
+        if next_funding_time is not None:
+            check_int64(next_funding_time, "next funding time", symbol, "funding")
         flags |= self.time_flags.flags(ts_exchange, ts_recv)
         out.funding.append(
             (
@@ -261,6 +447,9 @@ class Normaliser(abc.ABC):
         flags: int = 0,
     ) -> None:
         """Appends one ``mark_price`` row, with time flags."""
+        self._check_price(mark_price, symbol, "mark")
+        if index_price is not None:
+            self._check_price(index_price, symbol, "mark")
         flags |= self.time_flags.flags(ts_exchange, ts_recv)
         out.mark_price.append((self.exchange, symbol, ts_exchange, ts_recv, mark_price, index_price, flags))
 
@@ -275,6 +464,9 @@ class Normaliser(abc.ABC):
         flags: int = 0,
     ) -> None:
         """Appends one ``open_interest`` row (in the venue's unit, stated in instruments), with time flags."""
+        for value in (open_interest, open_interest_value):
+            if value is not None and not 0.0 <= value < self.limits.max_size * self.limits.max_price:
+                raise ParseError(f"open interest out of range: {value!r}", symbol, "open_interest")
         flags |= self.time_flags.flags(ts_exchange, ts_recv)
         out.open_interest.append(
             (self.exchange, symbol, ts_exchange, ts_recv, open_interest, open_interest_value, flags)
@@ -293,10 +485,35 @@ class Normaliser(abc.ABC):
         flags: int = 0,
     ) -> None:
         """Appends one ``liquidations`` row (``side``: the liquidation order's taker side), with time flags."""
+        self._check_price(price, symbol, "liquidations")
+        if not 0.0 < size < self.limits.max_size:
+            raise ParseError(f"liquidation size out of range: {size!r}", symbol, "liquidations")
         flags |= self.time_flags.flags(ts_exchange, ts_recv)
         out.liquidations.append(
             (self.exchange, symbol, ts_exchange, ts_recv, liquidation_id, side, price, size, flags)
         )
+
+    def _check_price(self, price: float, symbol: str, channel: str) -> None:
+        """A derivatives price: finite, positive and below :attr:`limits` (:class:`ParseError` otherwise)."""
+        if not 0.0 < price < self.limits.max_price:
+            raise ParseError(f"price out of range: {price!r}", symbol, channel)
+
+    def _crossed_bbo(
+        self, out: RecordBuffer, symbol: str, ts_recv: int, bid: float, ask: float, seq: int | None
+    ) -> int:
+        self.crossed_bbo += 1
+        held = self.throttle.due(("crossed_bbo", symbol), ts_recv)
+        if held:
+            emit_event(
+                out,
+                self.exchange,
+                symbol,
+                "bbo",
+                ts_recv,
+                "crossed_book",
+                {"bid": bid, "ask": ask, "seq": seq if seq.__class__ is int else None, "occurrences": held},
+            )
+        return int(Flags.MAYBE_BAD_BOOK)
 
     @abc.abstractmethod
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -316,6 +533,8 @@ class Normaliser(abc.ABC):
     ) -> None:
         """Records a frame that could not be normalised, keeping the frame itself."""
         self.parse_errors += 1
+        if symbol is not None and self.subscribed is not None and symbol not in self.subscribed:
+            symbol = None  # not a symbol of ours: it stays in the kept frame, not in the symbol column
         emit_event(
             out,
             self.exchange,
@@ -356,6 +575,8 @@ class DialectOptions:
     verify_checksums: bool = True
     book_depth: int | None = None
     outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS
+    #: sanity bounds of prices, sizes and exchange times (``[thresholds]`` of the configuration)
+    limits: Limits = field(default_factory=Limits)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -486,7 +707,26 @@ class ExchangeDialect(abc.ABC):
 
     @abc.abstractmethod
     def new_normaliser(self) -> Normaliser:
-        """A fresh normaliser for one connection or one replay."""
+        """A fresh normaliser for one connection or one replay (exchange-specific construction)."""
+
+    def make_normaliser(self, symbols: Sequence[str] | None = None) -> Normaliser:
+        """A fresh normaliser configured with this dialect's options (sanity bounds) and, when given,
+        the native ``symbols`` subscribed (rows of any other symbol are dropped, see :class:`Normaliser`)."""
+        normaliser = self.new_normaliser()
+        normaliser.configure(self.options.limits)
+        if symbols is not None:
+            normaliser.subscribe(self.subscribed_names(symbols))
+        return normaliser
+
+    def subscribed_names(self, native_symbols: Sequence[str]) -> list[str]:
+        """Normalised names of native symbols (those that cannot be normalised are left out)."""
+        names = []
+        for native in native_symbols:
+            try:
+                names.append(self.normalise_symbol(native))
+            except ValueError:
+                continue
+        return names
 
     async def fetch_snapshot(self, http: aiohttp.ClientSession, rest_url: str, native_symbol: str) -> str:
         """Fetches a REST book snapshot and returns it wrapped as a generated frame (capture format).

@@ -17,7 +17,7 @@ from sortedcontainers import SortedDict
 
 from schemas import Flags, RecordBuffer
 
-from .events import ParseError, check_symbol, emit_event
+from .events import INT64_MAX, INT64_MIN, Limits, ParseError, check_symbol, emit_event
 
 BID = "bid"
 ASK = "ask"
@@ -27,15 +27,20 @@ def _neg(price: float) -> float:
     return -price
 
 
-_INF = float("inf")
 #: SortedDict is a dict subclass whose key list only changes when a key is added or removed.
 _dict_setitem = dict.__setitem__
+_DEFAULT_LIMITS = Limits()
 
 
-def parse_levels(levels: Iterable[Sequence[Any]]) -> list[tuple[float, float, str, str]]:
+def parse_levels(
+    levels: Iterable[Sequence[Any]],
+    max_price: float = _DEFAULT_LIMITS.max_price,
+    max_size: float = _DEFAULT_LIMITS.max_size,
+) -> list[tuple[float, float, str, str]]:
     """Parses wire levels ``[price_str, size_str, ...]`` into ``(price, size, price_str, size_str)``.
 
-    Validates everything before anything is applied, so a bad level never leaves a half-updated book.
+    Validates everything before anything is applied, so a bad level never leaves a half-updated book:
+    prices in ``(0, max_price)``, sizes in ``[0, max_size)`` (0 removes a level).
     """
     parsed = []
     try:
@@ -43,7 +48,7 @@ def parse_levels(levels: Iterable[Sequence[Any]]) -> list[tuple[float, float, st
             p_str, s_str = level[0], level[1]
             price = float(p_str)
             size = float(s_str)
-            if not (0.0 < price < _INF) or not (0.0 <= size < _INF):
+            if not (0.0 < price < max_price) or not (0.0 <= size < max_size):
                 raise ParseError(
                     f"level out of range: {str(p_str)[:40]!r} x {str(s_str)[:40]!r}", channel="book"
                 )
@@ -53,6 +58,18 @@ def parse_levels(levels: Iterable[Sequence[Any]]) -> list[tuple[float, float, st
             raise
         raise ParseError(f"malformed book level: {exc}", channel="book") from None
     return parsed
+
+
+def _check_position(symbol: str, ts_exchange: Any, seq: Any) -> None:
+    """:class:`ParseError` unless ``ts_exchange`` and ``seq`` are null or 64-bit integers (not booleans)."""
+    if seq is not None and (seq.__class__ is not int or not INT64_MIN <= seq <= INT64_MAX):
+        raise ParseError(f"book sequence is not a 64-bit integer: {str(seq)[:40]!r}", symbol, "book")
+    if ts_exchange is not None and (
+        ts_exchange.__class__ is not int or not INT64_MIN <= ts_exchange <= INT64_MAX
+    ):
+        raise ParseError(
+            f"book exchange time is not a 64-bit integer: {str(ts_exchange)[:40]!r}", symbol, "book"
+        )
 
 
 class L2Book:
@@ -120,6 +137,9 @@ class SyncedBook:
 
     ``synced`` is False until the first snapshot (and again after a gap). ``epoch`` starts at 0 with the
     first snapshot and increments at every later snapshot that resets the book (a resync).
+
+    Every change is validated before the book is touched: levels by :func:`parse_levels` against
+    ``limits`` (the normaliser's sanity bounds), ``seq`` and ``ts_exchange`` as 64-bit integers.
     """
 
     __slots__ = (
@@ -127,6 +147,7 @@ class SyncedBook:
         "epoch",
         "exchange",
         "last_seq",
+        "limits",
         "maybe_bad",
         "pending",
         "snapshots",
@@ -134,9 +155,10 @@ class SyncedBook:
         "synced",
     )
 
-    def __init__(self, exchange: str, symbol: str) -> None:
+    def __init__(self, exchange: str, symbol: str, limits: Limits | None = None) -> None:
         self.exchange = exchange
         self.symbol = symbol
+        self.limits = limits or _DEFAULT_LIMITS
         self.book = L2Book()
         self.epoch = -1  # becomes 0 at the first snapshot
         self.snapshots = 0
@@ -165,8 +187,10 @@ class SyncedBook:
         ``bids``/``asks`` hold ``[price_str, size_str, ...]`` as sent by the exchange. A snapshot after
         the first one is a resync: ``epoch + 1`` and a ``resync`` feed event.
         """
-        parsed_bids = parse_levels(bids)
-        parsed_asks = parse_levels(asks)
+        _check_position(self.symbol, ts_exchange, seq)
+        limits = self.limits
+        parsed_bids = parse_levels(bids, limits.max_price, limits.max_size)
+        parsed_asks = parse_levels(asks, limits.max_price, limits.max_size)
         self.snapshots += 1
         self.epoch += 1
         if self.snapshots > 1:
@@ -207,7 +231,10 @@ class SyncedBook:
 
         Raises :class:`ParseError` (before changing anything) when a level is malformed.
         """
-        self.apply_parsed(out, ts_exchange, ts_recv, side, parse_levels(levels), seq)
+        limits = self.limits
+        self.apply_parsed(
+            out, ts_exchange, ts_recv, side, parse_levels(levels, limits.max_price, limits.max_size), seq
+        )
 
     def apply_parsed(
         self,
@@ -223,6 +250,7 @@ class SyncedBook:
         For feeds whose one message mixes sides and event times: the whole message is validated once,
         then applied in runs that share a side and a timestamp.
         """
+        _check_position(self.symbol, ts_exchange, seq)
         rows = out.book
         book = self.book
         ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
@@ -244,8 +272,10 @@ class SyncedBook:
 
         ``extra_flags`` (e.g. the time flags of the message) are OR-ed into every row's flags.
         """
-        parsed_bids = parse_levels(bids)
-        parsed_asks = parse_levels(asks)
+        _check_position(self.symbol, ts_exchange, seq)
+        limits = self.limits
+        parsed_bids = parse_levels(bids, limits.max_price, limits.max_size)
+        parsed_asks = parse_levels(asks, limits.max_price, limits.max_size)
         append = out.book.append
         book = self.book
         ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags | extra_flags
@@ -351,11 +381,15 @@ class SymbolBooks:
     rejects anything that could escape the lake directory) run once per symbol, not once per frame.
     """
 
-    __slots__ = ("books", "exchange", "names", "normalise_native")
+    __slots__ = ("books", "exchange", "limits", "names", "normalise_native")
 
-    def __init__(self, exchange: str, normalise_native: Callable[[Any], str]) -> None:
+    def __init__(
+        self, exchange: str, normalise_native: Callable[[Any], str], limits: Limits | None = None
+    ) -> None:
         self.exchange = exchange
         self.normalise_native = normalise_native
+        #: the normaliser's sanity bounds, shared with every book created here
+        self.limits = limits or _DEFAULT_LIMITS
         self.names: dict[Any, str] = {}
         self.books: dict[str, SyncedBook] = {}
 
@@ -371,7 +405,7 @@ class SymbolBooks:
         """The synced book of a native symbol (created on first use)."""
         book = self.books.get(native)
         if book is None:
-            book = SyncedBook(self.exchange, self.name(native))
+            book = SyncedBook(self.exchange, self.name(native), self.limits)
             self.books[native] = book
         return book
 

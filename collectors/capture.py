@@ -1,7 +1,10 @@
 """Raw capture files and the replay core: one received frame per line, ``<ts_recv ns> <frame text>``.
 
-An empty line marks a disconnect (book state resets there). Files whose name ends in ``.gz`` are
-gzip-compressed. REST responses that the collector injects (depth snapshots) are frames of their own,
+An empty line marks a disconnect (book state resets there). A line starting with ``#`` is written by
+ticktape itself, never received: ``# subscription {"symbols": [...]}`` records the normalised symbols
+the connection subscribed to, so that a replay drops the rows of other symbols exactly as the live
+run did (a received frame cannot forge it: frame lines always start with their receive time).
+Files whose name ends in ``.gz`` are gzip-compressed. REST responses that the collector injects (depth snapshots) are frames of their own,
 wrapped by the exchange module, so that replaying a capture gives exactly the records of the live run.
 """
 
@@ -11,10 +14,12 @@ import collections
 import gzip
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+import orjson
 
 from schemas import RecordBuffer
 
@@ -26,6 +31,16 @@ PROGRESS_EVERY_LINES = 8_192
 
 #: Marker returned by :func:`read_capture` for an empty line (a disconnect).
 DISCONNECT = None
+#: Start of the line recording a connection's subscription.
+SUBSCRIPTION_PREFIX = b"# subscription "
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSubscription:
+    """A ``# subscription`` line: the normalised symbols subscribed from here on."""
+
+    line_no: int
+    symbols: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +59,14 @@ def _open_read(path: Path) -> IO[bytes]:
     return raw
 
 
-def read_capture(path: str | Path) -> Iterator[tuple[int, bytes] | CaptureError | None]:
+def read_capture(
+    path: str | Path, meta: bool = False
+) -> Iterator[tuple[int, bytes] | CaptureError | CaptureSubscription | None]:
     """Yields ``(ts_recv_ns, frame_bytes)`` per frame, ``None`` at a disconnect, ``CaptureError`` for bad lines.
 
     Frames are returned as bytes exactly as stored (no decoding), so the parser sees the wire text.
+    ``#`` lines are skipped unless ``meta`` is set: then ``# subscription`` lines are yielded as
+    :class:`CaptureSubscription`.
     """
     path = Path(path)
     with _open_read(path) as fh:
@@ -59,6 +78,10 @@ def read_capture(path: str | Path) -> Iterator[tuple[int, bytes] | CaptureError 
             if not line:
                 yield DISCONNECT
                 continue
+            if line[:1] == b"#":
+                if meta and line.startswith(SUBSCRIPTION_PREFIX):
+                    yield _subscription(line_no, line)
+                continue
             space = line.find(b" ")
             if space <= 0:
                 yield CaptureError(line_no, line, "no space between receive time and frame")
@@ -69,6 +92,16 @@ def read_capture(path: str | Path) -> Iterator[tuple[int, bytes] | CaptureError 
                 yield CaptureError(line_no, line, "receive time is not an integer")
                 continue
             yield ts_recv, line[space + 1 :]
+
+
+def _subscription(line_no: int, line: bytes) -> CaptureSubscription | CaptureError:
+    try:
+        symbols = orjson.loads(line[len(SUBSCRIPTION_PREFIX) :])["symbols"]
+        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+            raise TypeError("symbols is not a list of strings")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        return CaptureError(line_no, line, f"bad subscription line: {exc}")
+    return CaptureSubscription(line_no, tuple(symbols))
 
 
 class CaptureWriter:
@@ -95,6 +128,10 @@ class CaptureWriter:
             data = data.replace(b"\r", b"\\r").replace(b"\n", b"\\n")
         self._fh.write(b"%d %s\n" % (ts_recv, data))
         self.frames += 1
+
+    def write_subscription(self, symbols: Iterable[str]) -> None:
+        """Records the normalised symbols subscribed from here on (a ``# subscription`` line)."""
+        self._fh.write(SUBSCRIPTION_PREFIX + orjson.dumps({"symbols": sorted(symbols)}) + b"\n")
 
     def write_disconnect(self) -> None:
         """Marks a disconnect (an empty line)."""
@@ -162,7 +199,7 @@ def iter_units(
     frames = 0
     last_ts: int | None = None
     early_errors: list[CaptureError] = []
-    for item in read_capture(path):
+    for item in read_capture(path, meta=True):
         line += 1
         if item.__class__ is tuple:
             ts, frame = item
@@ -173,6 +210,8 @@ def iter_units(
             last_ts = ts
             frames += 1
             on_frame(ts, frame, buf)
+        elif item.__class__ is CaptureSubscription:
+            normaliser.subscribe(item.symbols)
         elif item is None:
             stats.disconnects += 1
             if last_ts is not None:  # before the first frame there is no state to reset

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import deque
@@ -116,6 +117,8 @@ class ConnectionStats:
     snapshot_errors: int = 0
     stale_events: int = 0
     recycles: int = 0
+    #: snapshot or resubscription requests for symbols outside the subscription, ignored
+    ignored_requests: int = 0
     dropped_batches: int = 0
     dropped_rows: int = 0
     queue_depth: int = 0
@@ -315,7 +318,8 @@ class FeedConnection:
         self.budget = budget
         self.http = http
         self.name = name
-        self.normaliser: Normaliser = dialect.new_normaliser()
+        # Configured with the run's sanity bounds; rows of symbols outside the subscription are dropped.
+        self.normaliser: Normaliser = dialect.make_normaliser(subscription.symbols)
         self.capture = CaptureWriter(capture_path) if capture_path is not None else None
         self.backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, settings.healthy_after_s)
         self.watchdog = ChannelWatchdog(settings, subscription.channels)
@@ -350,6 +354,11 @@ class FeedConnection:
         self.pacer = pacer or Pacer(dialect.limits, enabled=settings.pacing)
         self.pacing: ConnectionPacing = self.pacer.connection_windows()
         self._connect_slot: list[float] | None = None
+        #: the last unexpected error that ended a session (None once a new session is up): unhealthy
+        self.failure: str | None = None
+        self.failures = 0
+        #: natives whose snapshot/resubscription requests were checked against the subscription
+        self._requestable: set[str] = set()
 
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer) -> None:
@@ -417,8 +426,10 @@ class FeedConnection:
             else:
                 replies.clear()
         if self.normaliser.snapshot_requests:
+            self._ignore_unsubscribed(self.normaliser.snapshot_requests)
             self._start_snapshot_fetches()
         if self.normaliser.resubscribe_requests and self._ws is not None:
+            self._ignore_unsubscribed(self.normaliser.resubscribe_requests)
             natives = sorted(self.normaliser.resubscribe_requests)
             self.normaliser.resubscribe_requests.clear()
             frames = self.dialect.resubscribe_frames(natives, self.subscription)
@@ -482,6 +493,25 @@ class FeedConnection:
             callback(self)
         else:
             self.recycle("rotation")
+
+    def _ignore_unsubscribed(self, requests: set[str]) -> None:
+        """Drops requests (REST snapshots, resubscriptions) for symbols this connection never subscribed
+        to: a hostile feed must not spend the REST budget or subscribe us to its symbols."""
+        subscribed = self.normaliser.subscribed
+        if subscribed is None:
+            return
+        for native in list(requests):
+            if native in self._requestable:
+                continue
+            try:
+                ours = self.dialect.normalise_symbol(native) in subscribed
+            except ValueError:
+                ours = False
+            if ours:
+                self._requestable.add(native)
+            else:
+                requests.discard(native)
+                self.stats.ignored_requests += 1
 
     # -- REST snapshots --------------------------------------------------------------------------
     def _start_snapshot_fetches(self) -> None:
@@ -557,6 +587,8 @@ class FeedConnection:
     async def run(self) -> None:
         """Connects and reconnects until :meth:`stop`."""
         url = ""
+        if self.capture is not None and self.normaliser.subscribed is not None:
+            self.capture.write_subscription(self.normaliser.subscribed)
         try:
             while not self._stop.is_set():
                 waited, self._connect_slot = await self.pacer.connect()
@@ -587,12 +619,23 @@ class FeedConnection:
                     raise ValueError(
                         f"{self.exchange}: invalid websocket URL {_redact(url)!r}: {_redact(str(exc))}"
                     ) from exc
+                except Exception as exc:  # a bug must not end the connection for good
+                    # Restarted like any lost connection (with backoff); unhealthy until a session is up.
+                    log.exception("%s: connection %s failed; restarting it", self.exchange, self.name)
+                    self.failures += 1
+                    self.failure = f"{type(exc).__name__}: {_redact(str(exc))[:200]}"
+                    close_detail = {"error": self.failure, "task_failed": True}
                 finally:
                     self._mark_opened()  # a failed handshake still reached the venue
                     self._ws = None
                     self.connected.clear()
                     self._cancel_fetches()
-                await self._on_closed(started, close_detail)
+                try:
+                    await self._on_closed(started, close_detail)
+                except Exception as exc:  # e.g. the capture's disk is full: reconnect, never stop
+                    log.exception("%s: connection %s failed while closing", self.exchange, self.name)
+                    self.failures += 1
+                    self.failure = f"{type(exc).__name__}: {str(exc)[:200]}"
                 if self._stop.is_set():
                     break
                 self.backoff.connected_for(time.monotonic() - started)
@@ -643,6 +686,7 @@ class FeedConnection:
                 await asyncio.sleep(self.dialect.subscribe_delay_s)
             for text in self.dialect.subscribe_frames(self.subscription):
                 await self._send(ws, text, subscribe=True)
+            self.failure = None  # connected and subscribed again: healthy
             self.connected.set()
             tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
             if self.dialect.app_ping is not None:
@@ -841,6 +885,8 @@ class Collector:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.published_rows = 0
+        #: connection tasks that ended with an error (name -> error): the collector is unhealthy
+        self.dead: dict[str, str] = {}
         self.rotations = 0
         self._rotation_tasks: set[asyncio.Task[None]] = set()
 
@@ -1007,8 +1053,28 @@ class Collector:
         for i, sub in enumerate(subs):
             conn = self._new_connection(i, sub, len(subs), 0, shadow=False)
             self.connections.append(conn)
-            self._tasks.append(asyncio.create_task(conn.run(), name=f"conn-{conn.name}"))
+            task = asyncio.create_task(conn.run(), name=f"conn-{conn.name}")
+            task.add_done_callback(functools.partial(self._task_ended, conn.name))
+            self._tasks.append(task)
         self._publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.exchange}")
+
+    def _task_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.dead[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("%s: connection %s stopped for good: %s", self.exchange, name, self.dead[name])
+
+    def problems(self) -> list[str]:
+        """Why this collector is unhealthy right now (empty when healthy): connections restarting after
+        an unexpected error, connection tasks that ended, a publishing loop that stopped."""
+        found = [
+            f"{self.exchange} {c.name}: restarting after {c.failure}" for c in self.connections if c.failure
+        ]
+        found += [f"{self.exchange} {name}: stopped: {error}" for name, error in self.dead.items()]
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None and publisher.done() and not publisher.cancelled():
+            found.append(f"{self.exchange}: publishing stopped: {publisher.exception()!r}")
+        return found
 
     async def _deliver(self, batch: RecordBuffer) -> None:
         for observe in self.observers:

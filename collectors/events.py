@@ -1,4 +1,13 @@
-"""Feed events (the ``feed_events`` dataset) and the validation helpers that produce parse errors."""
+"""Feed events (the ``feed_events`` dataset) and the validation helpers that produce parse errors.
+
+Hostile input (issue 12): everything a frame carries is validated here or in the shared row builders
+before it reaches Arrow or Avro. :func:`decode_json` is the one guarded decode path of every venue
+(size and nesting limits, no ``RecursionError`` can escape); :func:`check_int64` rejects integers
+that do not fit a ``long`` column and booleans where an integer is expected; :class:`Limits` holds the
+sanity bounds of prices, sizes and exchange times (configurable in ``[thresholds]``, passed down
+through ``DialectOptions``); :class:`EventThrottle` rate-limits events that a hostile feed could
+repeat on every frame, deterministically (by ``ts_recv``), so a replay records the live run's events.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,16 @@ from schemas import RecordBuffer
 #: Longest frame kept verbatim in a parse_error event; longer frames are kept truncated (and say so).
 MAX_KEPT_FRAME_BYTES = 256 * 1024
 
+#: Range of an Avro ``long`` / Arrow ``int64`` column.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+#: JSON frames nested deeper than this are parse errors (no venue nests more than a few levels).
+MAX_JSON_DEPTH = 64
+#: Default sanity bounds (``[thresholds]`` max_price / max_size / max_ts_skew_s override them).
+DEFAULT_MAX_PRICE = 1e12
+DEFAULT_MAX_SIZE = 1e15
+DEFAULT_MAX_TS_SKEW_NS = 86_400 * 1_000_000_000
+
 # Normalised symbols: letters, digits, '-', '_', '.'; no path separators, no "..".
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
 
@@ -28,6 +47,141 @@ class ParseError(ValueError):
         self.channel = channel
 
 
+class Limits:
+    """Sanity bounds of one normaliser: prices in ``(0, max_price)``, sizes in ``[0, max_size)``, and
+    exchange times within ``max_ts_skew_ns`` of the receive time (beyond it: kept, flagged, evented).
+
+    Mutable on purpose: a normaliser creates one and hands the same object to its books, so that
+    :meth:`Normaliser.configure <collectors.base.Normaliser.configure>` reaches all of them.
+    """
+
+    __slots__ = ("max_price", "max_size", "max_ts_skew_ns")
+
+    def __init__(
+        self,
+        max_price: float = DEFAULT_MAX_PRICE,
+        max_size: float = DEFAULT_MAX_SIZE,
+        max_ts_skew_ns: int = DEFAULT_MAX_TS_SKEW_NS,
+    ) -> None:
+        self.max_price = max_price
+        self.max_size = max_size
+        self.max_ts_skew_ns = max_ts_skew_ns
+
+    def update(self, other: Limits) -> None:
+        """Takes the bounds of ``other`` (in place: every holder of this object sees them)."""
+        self.max_price = other.max_price
+        self.max_size = other.max_size
+        self.max_ts_skew_ns = other.max_ts_skew_ns
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Limits):
+            return NotImplemented
+        return (self.max_price, self.max_size, self.max_ts_skew_ns) == (
+            other.max_price,
+            other.max_size,
+            other.max_ts_skew_ns,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Limits(max_price={self.max_price!r}, max_size={self.max_size!r}, max_ts_skew_ns={self.max_ts_skew_ns})"
+
+
+def check_int64(value: Any, what: str, symbol: str | None = None, channel: str = "unknown") -> int:
+    """Returns ``value`` if it is an integer (not a boolean) that fits an int64 column, else :class:`ParseError`."""
+    if value.__class__ is not int or not INT64_MIN <= value <= INT64_MAX:
+        raise ParseError(f"{what} is not a 64-bit integer: {str(value)[:40]!r}", symbol, channel)
+    return value
+
+
+_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_too_deep(frame: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``frame`` may nest JSON containers deeper than ``limit``.
+
+    Cheap for ordinary frames: fewer than ``limit`` opening brackets cannot nest deeper. Otherwise the
+    brackets alone are reduced pass by pass (each pass removes the innermost ``[]``/``{}`` pairs, so
+    the number of passes is the depth), in C. Brackets inside strings are counted too: a frame whose
+    strings hold unbalanced brackets is judged by the real parse instead (never a false rejection).
+    """
+    if frame.count(b"[") + frame.count(b"{") <= limit:
+        return False
+    rest = frame.translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        rest, n = _PAIR.subn(b"", rest)
+        if not rest:
+            return False
+        if not n:
+            return _parsed_depth_exceeds(frame, limit)
+    return True
+
+
+def _parsed_depth_exceeds(frame: bytes, limit: int) -> bool:
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return False  # malformed: the decode itself reports it
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, list | dict))
+    return False
+
+
+def decode_json(frame: str | bytes, loads: Any = orjson.loads, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The one guarded JSON decode of every venue: :class:`ParseError` for malformed JSON, invalid
+    UTF-8 or nesting deeper than ``max_depth``; no ``RecursionError`` escapes (``loads`` may be any
+    decoder, e.g. one keeping number text)."""
+    data = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
+    if json_too_deep(data, max_depth):
+        raise ParseError(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ParseError("JSON nested too deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # stdlib json.JSONDecodeError is a ValueError
+        raise ParseError(f"malformed JSON: {str(exc)[:200]}") from None
+
+
+class EventThrottle:
+    """At most one event per key per ``interval_ns`` of receive time, counting what it held back.
+
+    Deterministic given the frames (it reads ``ts_recv``, never the wall clock), so a replay emits
+    exactly the live run's events. Keys are bounded: beyond ``max_keys`` the oldest are forgotten.
+    """
+
+    __slots__ = ("held", "interval_ns", "last", "max_keys")
+
+    def __init__(self, interval_ns: int = 1_000_000_000, max_keys: int = 4096) -> None:
+        self.interval_ns = interval_ns
+        self.max_keys = max_keys
+        self.last: dict[Any, int] = {}
+        self.held: dict[Any, int] = {}
+
+    def due(self, key: Any, ts_recv: int) -> int:
+        """Notes one occurrence; returns how many it stands for (itself + held back) when an event is
+        due now, else 0."""
+        last = self.last.get(key)
+        if last is not None and 0 <= ts_recv - last < self.interval_ns:
+            self.held[key] = self.held.get(key, 0) + 1
+            return 0
+        if last is None and len(self.last) >= self.max_keys:
+            oldest = next(iter(self.last))
+            del self.last[oldest]
+            self.held.pop(oldest, None)
+        self.last.pop(key, None)
+        self.last[key] = ts_recv
+        return 1 + self.held.pop(key, 0)
+
+
 def emit_event(
     out: RecordBuffer,
     exchange: str,
@@ -37,9 +191,27 @@ def emit_event(
     kind: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Appends one ``feed_events`` row; ``detail`` is stored as JSON text."""
-    text = orjson.dumps(detail or {}, option=orjson.OPT_NON_STR_KEYS).decode()
+    """Appends one ``feed_events`` row; ``detail`` is stored as JSON text (values JSON cannot hold, such
+    as integers beyond 64 bits from a hostile frame, are stored as their text)."""
+    try:
+        text = orjson.dumps(detail or {}, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        text = orjson.dumps(_json_safe(detail or {}), option=orjson.OPT_NON_STR_KEYS).decode()
     out.feed_events.append((exchange, symbol, channel, ts_recv, kind, text))
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, dict):
+        return (
+            {str(k): _json_safe(v, depth + 1) for k, v in value.items()} if depth < 32 else str(value)[:200]
+        )
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value] if depth < 32 else str(value)[:200]
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+        return value
+    return str(value)[:200]
 
 
 def frame_text_for_event(frame: str | bytes) -> dict[str, Any]:
@@ -62,7 +234,9 @@ def check_symbol(symbol: Any) -> str:
 
 
 def positive_price(value: Any, what: str = "price") -> float:
-    """Parses a wire price: a finite number > 0, else :class:`ParseError`."""
+    """Parses a wire price: a finite number > 0 (not a boolean), else :class:`ParseError`."""
+    if value.__class__ is bool:
+        raise ParseError(f"{what} is a boolean")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -73,7 +247,9 @@ def positive_price(value: Any, what: str = "price") -> float:
 
 
 def non_negative_size(value: Any, what: str = "size") -> float:
-    """Parses a wire size: a finite number >= 0, else :class:`ParseError`."""
+    """Parses a wire size: a finite number >= 0 (not a boolean), else :class:`ParseError`."""
+    if value.__class__ is bool:
+        raise ParseError(f"{what} is a boolean")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -112,11 +288,15 @@ def bbo_side(price: Any, size: Any, what: str) -> tuple[float | None, float | No
     return p, s
 
 
+#: Largest millisecond timestamp whose nanoseconds fit int64 (year 2262).
+_MAX_MS = INT64_MAX // 1_000_000
+
+
 def ms_to_ns(value: Any) -> int:
     """Exchange millisecond timestamp to integer ns; :class:`ParseError` when absent or absurd."""
     if isinstance(value, str):
         value = int(value) if value.isdigit() else None
-    if not isinstance(value, int) or isinstance(value, bool) or not (0 < value < 10**14):
+    if value.__class__ is not int or not (0 < value <= _MAX_MS):
         raise ParseError(f"bad millisecond timestamp {str(value)[:40]!r}")
     return value * 1_000_000
 
@@ -168,7 +348,10 @@ def iso_to_ns(value: Any) -> int:
         if frac[0] != "." or not digits.isdigit() or not digits.isascii():
             raise ParseError(f"bad RFC 3339 fraction in {value[:40]!r}")
         nanos = int(digits[:9].ljust(9, "0"))
-    return (secs - offset_s) * 1_000_000_000 + nanos
+    ts = (secs - offset_s) * 1_000_000_000 + nanos
+    if not INT64_MIN <= ts <= INT64_MAX:
+        raise ParseError(f"RFC 3339 timestamp beyond the 64-bit ns range: {value[:40]!r}")
+    return ts
 
 
 def ns_to_iso(ts_ns: int, digits: int = 9) -> str:

@@ -80,7 +80,9 @@ class QualityServer:
     """Serves one tracker over HTTP. ``await start()``, then ``await stop()``.
 
     ``registry`` lets other parts of the process (publisher, sink) put their metrics on the same
-    ``/metrics``; the tracker's collector is added to it.
+    ``/metrics``; the tracker's collector is added to it. ``health`` returns what is wrong with the
+    process right now (e.g. :meth:`collectors.connection.Collector.problems`): ``/healthz`` answers
+    503 listing it, 200 ``ok`` when it is empty.
     """
 
     def __init__(
@@ -94,9 +96,11 @@ class QualityServer:
         interval_s: float = 1.0,
         registry: CollectorRegistry | None = None,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        health: Callable[[], list[str]] | None = None,
     ) -> None:
         self.tracker = tracker
         self.idle_timeout_s = idle_timeout_s
+        self.health = health
         self.host = host
         self.port = port
         self.drive = drive
@@ -171,4 +175,7 @@ class QualityServer:
         return _json({"error": f"unknown exchange {name!r}"}, status=404)
 
     async def _health(self, request: web.Request) -> web.Response:
+        problems = self.health() if self.health is not None else []
+        if problems:
+            return web.Response(text="unhealthy\n" + "\n".join(problems) + "\n", status=503)
         return web.Response(text="ok\n")

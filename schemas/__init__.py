@@ -62,6 +62,7 @@ class Flags(enum.IntFlag):
     NEG_LATENCY = 8  # ts_recv earlier than ts_exchange
     SNAPSHOT = 16  # from a snapshot sent by the exchange (book levels, trades replayed on subscribe)
     BAD_TS_RECV = 32  # the host clock was not trustworthy
+    BAD_TS_EXCHANGE = 64  # exchange time more than max_ts_skew_s (a day) away from ts_recv: kept as sent
 
 
 @cache

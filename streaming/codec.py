@@ -141,6 +141,8 @@ _MAX_LONG = (1 << 63) - 1
 def _long(n: int) -> bytes:
     """Zigzag varint of a long. Timestamps and sequence numbers repeat across the rows of one frame,
     so encodings are memoised (bounded)."""
+    if n.__class__ is not int and (n.__class__ is bool or not isinstance(n, int)):
+        _bad_long(n)
     b = _LONG_CACHE.get(n)
     if b is not None:
         return b
@@ -171,6 +173,10 @@ def _bad_bool(v: Any) -> bytes:
     raise CodecError(f"not a boolean: {v!r}")
 
 
+def _bad_long(v: Any) -> bytes:
+    raise CodecError(f"not an integer: {str(v)[:40]!r} ({type(v).__name__})")
+
+
 def _str_once(s: str) -> bytes:
     """Length-prefixed UTF-8 for high-cardinality strings (trade ids, event details): not memoised."""
     data = s.encode()
@@ -199,8 +205,10 @@ def _field_type(t: Any) -> tuple[str, bool]:
 # Expression templates producing the bytes of a value ``v`` of each Avro type.
 # Memo hits are looked up inline (no call), misses fall back to the function.
 _ENCODE_EXPR = {
-    "long": "(_LC({v}) or _long({v}))",
-    "int": "(_LC({v}) or _long({v}))",
+    # The memo is keyed by value, and True == 1 == 1.0: anything but a plain int goes to _long, which
+    # refuses booleans and non-integers (a bool or float never takes the memo's encoding of 1).
+    "long": "((_LC({v}) if {v}.__class__ is int else _long({v})) or _long({v}))",
+    "int": "((_LC({v}) if {v}.__class__ is int else _long({v})) or _long({v}))",
     "double": "_pack_double({v})",
     "boolean": "(b'\\x01' if {v} is True else b'\\x00' if {v} is False else _bad_bool({v}))",
 }
@@ -247,7 +255,7 @@ def encoder(dataset: str) -> Encoder:
             return fast(row)
         except CodecError:
             raise
-        except (TypeError, ValueError, AttributeError, struct.error) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError, struct.error) as exc:
             raise CodecError(
                 f"{dataset} row does not fit the schema ({exc}): {_row_repr(field_names, row)}"
             ) from None

@@ -33,7 +33,14 @@ from aiokafka.errors import (
 
 from schemas import RECORD_DATASETS, RecordBuffer
 from streaming import codec
-from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats
+from streaming.base import (
+    KAFKA_DEFAULT_COMPRESSION,
+    QUEUE_POLICIES,
+    ConsumedBatch,
+    Consumer,
+    PublisherStats,
+    bad_row_event,
+)
 from streaming.delivery import DeliveryError, SenderPublisher
 
 log = logging.getLogger(__name__)
@@ -212,7 +219,9 @@ class KafkaPublisher(SenderPublisher):
             topic = s.topic(dataset)
             enc = codec.encoder(dataset)
             for key, group in group_by_key(rows).items():
-                for part in _encode_parts(dataset, enc, group, s.max_message_bytes, self.stats):
+                for part in _encode_parts(
+                    dataset, enc, group, s.max_message_bytes, self.stats, records.feed_events
+                ):
                     value, part_rows = part
                     msg = _Message(
                         topic,
@@ -301,8 +310,10 @@ def _encode_parts(
     rows: list[tuple[Any, ...]],
     max_bytes: int,
     stats: PublisherStats,
+    events: list[tuple[Any, ...]],
 ) -> list[tuple[bytes, list[tuple[Any, ...]]]]:
-    """Encodes the rows of one key into values of at most ``max_bytes`` (with the rows of each)."""
+    """Encodes the rows of one key into values of at most ``max_bytes`` (with the rows of each); a row
+    that does not encode is appended to ``events`` as a ``bad_row`` feed event instead."""
     parts: list[tuple[bytes, list[tuple[Any, ...]]]] = []
     chunk: list[bytes] = []
     chunk_rows: list[tuple[Any, ...]] = []
@@ -315,7 +326,9 @@ def _encode_parts(
             # and logged loudly, and it never takes the other rows of the batch down with it.
             stats.extra["encode_errors"] += 1
             stats.errors += 1
-            log.error("dropping a %s row that does not encode: %s", dataset, exc)
+            log.error("a %s row does not encode (published as a bad_row event): %s", dataset, exc)
+            if dataset != "feed_events":
+                events.append(bad_row_event(dataset, row, exc))
             continue
         if chunk and size + len(data) > max_bytes:
             parts.append((b"".join(chunk), chunk_rows))

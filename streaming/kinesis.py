@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from schemas import RECORD_DATASETS, RecordBuffer
 from streaming import codec
-from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats
+from streaming.base import QUEUE_POLICIES, ConsumedBatch, Consumer, PublisherStats, bad_row_event
 from streaming.delivery import DeliveryError, SenderPublisher
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,9 @@ class KinesisPublisher(SenderPublisher):
                 except codec.CodecError as exc:
                     self.stats.extra["encode_errors"] += 1
                     self.stats.errors += 1
-                    log.error("dropping a %s row that does not encode: %s", dataset, exc)
+                    log.error("a %s row does not encode (published as a bad_row event): %s", dataset, exc)
+                    if dataset != "feed_events":  # feed_events come after the market data: encoded below
+                        records.feed_events.append(bad_row_event(dataset, row, exc))
                     continue
                 pair = (row[0], row[1])
                 if pair != last_pair or agg is None:

@@ -62,7 +62,15 @@ import pyarrow as pa
 from schemas import DATASETS, RECORD_DATASETS, RecordBuffer, rows_to_arrow
 
 from . import codec
-from .base import QUEUE_POLICIES, ConsumedBatch, Consumer, Publisher, PublisherStats
+from .base import (
+    QUEUE_POLICIES,
+    ConsumedBatch,
+    Consumer,
+    Publisher,
+    PublisherStats,
+    bad_row_event,
+    split_to_arrow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -723,31 +731,24 @@ class LocalLogReader:
 # ---------------------------------------------------------------------------------------------
 
 
-def _rows_to_batches(dataset: str, rows: list[tuple[Any, ...]]) -> tuple[list[pa.RecordBatch], int]:
-    """Record batches of at most :data:`MAX_ENTRY_ROWS` rows; rows Arrow rejects are dropped and counted."""
+def _rows_to_batches(
+    dataset: str, rows: list[tuple[Any, ...]]
+) -> tuple[list[pa.RecordBatch], list[tuple[Any, ...]]]:
+    """Record batches of at most :data:`MAX_ENTRY_ROWS` rows, and a ``bad_row`` event for each row Arrow
+    rejects (isolated so that the good rows still get through)."""
     batches = []
-    bad = 0
+    events: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), MAX_ENTRY_ROWS):
-        part = rows[start : start + MAX_ENTRY_ROWS]
-        try:
-            batches.append(rows_to_arrow(dataset, part))
-        except (pa.ArrowException, TypeError, ValueError):
-            # A collector produced a malformed row: isolate it so the good rows still get through.
-            good = []
-            for row in part:
-                try:
-                    rows_to_arrow(dataset, [row])
-                except (pa.ArrowException, TypeError, ValueError) as exc:
-                    bad += 1
-                    if bad == 1:
-                        log.error(
-                            "dropping a %s row that does not fit the schema (%s): %r", dataset, exc, row
-                        )
-                else:
-                    good.append(row)
-            if good:
-                batches.append(rows_to_arrow(dataset, good))
-    return batches, bad
+        batch, bad = split_to_arrow(dataset, rows[start : start + MAX_ENTRY_ROWS])
+        if batch is not None:
+            batches.append(batch)
+        for row, error in bad:
+            if not events:
+                log.error(
+                    "a %s row does not fit the schema (%s): published as a bad_row event", dataset, error
+                )
+            events.append(bad_row_event(dataset, row, error))
+    return batches, events
 
 
 class LocalPublisher(Publisher):
@@ -891,12 +892,20 @@ class LocalPublisher(Publisher):
         entries = 0
         bad_total = 0
         bodies: list[bytes] = []
-        for dataset in RECORD_DATASETS:
+        bad_events: list[tuple[Any, ...]] = []
+        # feed_events last: rows of the other datasets that do not encode become events there
+        for dataset in (*(d for d in RECORD_DATASETS if d != "feed_events"), "feed_events"):
             rows = list(itertools.chain.from_iterable(c.rows(dataset) for c in chunks))
+            if dataset == "feed_events":
+                rows.extend(bad_events)
             if not rows:
                 continue
-            batches, bad = _rows_to_batches(dataset, rows)
-            bad_total += bad
+            batches, events = _rows_to_batches(dataset, rows)
+            bad_total += len(events)
+            if dataset == "feed_events":
+                batches.extend(_rows_to_batches(dataset, events)[0])
+            else:
+                bad_events.extend(events)
             bodies.extend(encode_body(dataset, b, writer.compression) for b in batches)
         mark = writer.mark()
         try:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.base import CHANNELS, DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S, DialectOptions
+from collectors.events import Limits
 from collectors.registry import exchange_ids
 from quality.scoring import QualityConfig
 from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES
@@ -315,6 +316,28 @@ def _thresholds_class() -> type:
             ),
         ),
     ]
+    limits = Limits()
+    fields_ += [
+        (
+            "max_price",
+            float,
+            setting(limits.max_price, "prices at or above this are parse errors (sanity bound)", minimum=0),
+        ),
+        (
+            "max_size",
+            float,
+            setting(limits.max_size, "sizes at or above this are parse errors (sanity bound)", minimum=0),
+        ),
+        (
+            "max_ts_skew_s",
+            float,
+            setting(
+                limits.max_ts_skew_ns / 1e9,
+                "exchange times further than this from the receive time are flagged BAD_TS_EXCHANGE",
+                minimum=1,
+            ),
+        ),
+    ]
     comments = {**_field_comments(QualityConfig), **_QUALITY_DOCS}
     hints = typing.get_type_hints(QualityConfig)
     for f in dataclasses.fields(QualityConfig):
@@ -415,6 +438,11 @@ class Config:
         """The quality layer's thresholds (``[thresholds]``) as :class:`quality.scoring.QualityConfig`."""
         names = [f.name for f in dataclasses.fields(QualityConfig)]
         return QualityConfig(**{name: getattr(self.thresholds, name) for name in names})
+
+    def dialect_options(self) -> DialectOptions:
+        """Options every exchange dialect gets: the sanity bounds of ``[thresholds]``."""
+        th = self.thresholds
+        return DialectOptions(limits=Limits(th.max_price, th.max_size, int(th.max_ts_skew_s * 1e9)))
 
     def transport_settings(self, transport: str) -> dict[str, Any]:
         """Options for :func:`streaming.open_publisher` / ``open_consumer`` that have no flag.
@@ -1389,12 +1417,15 @@ def quality_config_of(args: argparse.Namespace) -> QualityConfig:
 
 
 def dialect_options_of(args: argparse.Namespace) -> DialectOptions:
-    """The dialect options a command resolved: ``[thresholds] outdated_cutoff_s`` (or ``--outdated-cutoff``)
-    becomes the OUTDATED cutoff of every normaliser, so live capture and replay flag as configured."""
+    """The dialect options a command resolved: the OUTDATED cutoff of every normaliser (``[thresholds]
+    outdated_cutoff_s`` or ``--outdated-cutoff``), so live capture and replay flag as configured, and the
+    sanity bounds of ``[thresholds]``."""
     cutoff_s = getattr(args, "outdated_cutoff", None)
     if cutoff_s is None:
         cutoff_s = quality_config_of(args).outdated_cutoff_s
-    return DialectOptions(outdated_cutoff_ns=round(cutoff_s * 1_000_000_000))
+    cfg: Config | None = getattr(args, "config_obj", None)
+    options = cfg.dialect_options() if cfg is not None else DialectOptions()
+    return dataclasses.replace(options, outdated_cutoff_ns=round(cutoff_s * 1_000_000_000))
 
 
 def reference_rows() -> list[tuple[str, str, str, str, str]]:

@@ -40,8 +40,17 @@ from aiohttp import web
 from schemas import RecordBuffer
 
 from ..base import ExchangeDialect, Normaliser, Subscription
-from ..book import SyncedBook
-from ..events import ParseError, bbo_side, check_symbol, emit_event, ms_to_ns, positive_price
+from ..book import SyncedBook, parse_levels
+from ..events import (
+    ParseError,
+    bbo_side,
+    check_int64,
+    check_symbol,
+    decode_json,
+    emit_event,
+    ms_to_ns,
+    positive_price,
+)
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 
@@ -148,13 +157,13 @@ class BinanceFamilyNormaliser(Normaliser):
         """The synced book of a native symbol (created on first use)."""
         book = self.books.get(native)
         if book is None:
-            book = SyncedBook(self.exchange, self.normalise(native))
+            book = SyncedBook(self.exchange, self.normalise(native), self.limits)
             self.books[native] = book
         return book
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         stream = msg.get("stream")
@@ -191,9 +200,7 @@ class BinanceFamilyNormaliser(Normaliser):
         """A ``@trade`` event: one trade row (duplicates by id across reconnects are dropped)."""
         native = data["s"]
         symbol = self.normalise(native)
-        trade_id = data["t"]
-        if not isinstance(trade_id, int):
-            raise ParseError("trade id is not an integer", symbol, "trades")
+        trade_id = check_int64(data["t"], "trade id", symbol, "trades")
         price = positive_price(data["p"])
         size = positive_price(data["q"], "size")
         ts_exchange = ms_to_ns(data["T"])
@@ -208,9 +215,7 @@ class BinanceFamilyNormaliser(Normaliser):
     def on_book_ticker(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``@bookTicker`` event: one bbo row."""
         symbol = self.normalise(data["s"])
-        seq = data["u"]
-        if not isinstance(seq, int):
-            raise ParseError("update id u is not an integer", symbol, "bbo")
+        seq = check_int64(data["u"], "update id u", symbol, "bbo")
         bid_price, bid_size = bbo_side(data["b"], data["B"], "bid")
         ask_price, ask_size = bbo_side(data["a"], data["A"], "ask")
         ts_exchange = self.book_ticker_time(data)
@@ -223,9 +228,7 @@ class BinanceFamilyNormaliser(Normaliser):
     def on_snapshot(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
         """An injected REST depth snapshot: reset the book, then apply the buffered events."""
         book = self.book_of(native)
-        last_update_id = data["lastUpdateId"]
-        if not isinstance(last_update_id, int):
-            raise ParseError("lastUpdateId is not an integer", book.symbol, "book")
+        last_update_id = check_int64(data["lastUpdateId"], "lastUpdateId", book.symbol, "book")
         bids, asks = data["bids"], data["asks"]
         if not isinstance(bids, list) or not isinstance(asks, list):
             raise ParseError("snapshot bids/asks are not lists", book.symbol, "book")
@@ -247,18 +250,29 @@ class BinanceFamilyNormaliser(Normaliser):
         """A depth update: buffered until the book is synced, then applied under the sequence rule."""
         native = data["s"]
         book = self.book_of(native)
-        first, last = data["U"], data["u"]
-        if not isinstance(first, int) or not isinstance(last, int) or first > last + 1:
+        first = check_int64(data["U"], "depth update id U", book.symbol, "book")
+        last = check_int64(data["u"], "depth update id u", book.symbol, "book")
+        if first > last + 1:
             raise ParseError("depth update ids U/u are not a valid range", book.symbol, "book")
         if not book.synced:
             self.buffer(book, native, ts_recv, data, out)
             return
         self.apply_depth(ts_recv, book, native, data, out)
 
+    def validate_levels(self, book: SyncedBook, data: dict[str, Any]) -> None:
+        """:class:`ParseError` when an event that is not applied now (buffered, or already covered by
+        the snapshot) holds levels no book may take."""
+        limits = self.limits
+        parse_levels(data["b"], limits.max_price, limits.max_size)
+        parse_levels(data["a"], limits.max_price, limits.max_size)
+        ms_to_ns(data["E"])
+
     def buffer(
         self, book: SyncedBook, native: str, ts_recv: int, data: dict[str, Any], out: RecordBuffer
     ) -> None:
-        """Keeps an event until the snapshot arrives, and asks for the snapshot."""
+        """Keeps an event until the snapshot arrives, and asks for the snapshot (a bad event is a parse
+        error now, not when it is applied)."""
+        self.validate_levels(book, data)
         if len(book.pending) >= MAX_PENDING_EVENTS:
             dropped = book.pending.pop(0)
             emit_event(
@@ -281,6 +295,7 @@ class BinanceFamilyNormaliser(Normaliser):
         prev = book.last_seq
         assert prev is not None
         if last <= prev:
+            self.validate_levels(book, data)
             return  # entirely before the book's state (snapshot overlap or repeat): nothing new
         if first > prev + 1:
             snapshot_overlap = book.snapshots > 0 and book.book.depth("bid") + book.book.depth("ask") > 0

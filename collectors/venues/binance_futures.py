@@ -177,6 +177,7 @@ class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
         assert prev is not None
         if native in self.awaiting_first:
             if last < prev:
+                self.validate_levels(book, data)
                 return  # older than the snapshot: already contained in it
             if first > prev:
                 # The snapshot is older than every event we hold: it cannot be joined, fetch another.
@@ -191,6 +192,7 @@ class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
             if pu != prev:
                 if last <= prev:
                     # A repeated or late event: the book already holds it.
+                    self.validate_levels(book, data)
                     emit_event(
                         out, self.exchange, book.symbol, "book", ts_recv, "duplicate", {"u": last, "pu": pu}
                     )

@@ -71,6 +71,7 @@ from ..dedupe import RecentTradeIds
 from ..events import (
     ParseError,
     check_symbol,
+    decode_json,
     emit_event,
     frame_text_for_event,
     ms_to_ns,
@@ -159,7 +160,7 @@ class BybitNormaliser(Normaliser):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.symbol_books = SymbolBooks(self.exchange, self.normalise_native)
+        self.symbol_books = SymbolBooks(self.exchange, self.normalise_native, self.limits)
         #: native symbol -> synced book (the ``orderbook.N`` topic, N > 1)
         self.books: dict[str, SyncedBook] = self.symbol_books.books
         self.book_depth: dict[str, int] = {}
@@ -230,7 +231,7 @@ class BybitNormaliser(Normaliser):
 
     # -- frames ----------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         topic = msg.get("topic")
@@ -371,8 +372,9 @@ class BybitNormaliser(Normaliser):
         kind = msg["type"]
         u = _int_field(data, "u", symbol, "bbo")
         seq = _opt_int(data.get("seq"))
-        bids = parse_levels(data["b"])
-        asks = parse_levels(data["a"])
+        limits = self.limits
+        bids = parse_levels(data["b"], limits.max_price, limits.max_size)
+        asks = parse_levels(data["a"], limits.max_price, limits.max_size)
         ts_exchange = self._ts_book(msg)
         state = self.tops.get(native)
         if state is None:

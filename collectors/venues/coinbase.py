@@ -71,7 +71,17 @@ from schemas import Flags, RecordBuffer
 from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, ConnectionSequence, ResyncWatch, SymbolBooks, add_flags, parse_levels
 from ..dedupe import RecentTradeIds
-from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
+from ..events import (
+    ParseError,
+    bbo_side,
+    check_int64,
+    check_symbol,
+    decode_json,
+    emit_event,
+    iso_to_ns,
+    ns_to_iso,
+    positive_price,
+)
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
 
@@ -114,7 +124,7 @@ class CoinbaseNormaliser(ConnectionSequence, Normaliser):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.symbols = SymbolBooks(EXCHANGE, normalise_product)
+        self.symbols = SymbolBooks(EXCHANGE, normalise_product, self.limits)
         self.books = self.symbols.books  # product id -> synced book
         self.trade_ids = RecentTradeIds()
         self.last_seq: int | None = None
@@ -125,7 +135,7 @@ class CoinbaseNormaliser(ConnectionSequence, Normaliser):
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         channel = msg.get("channel")
@@ -144,8 +154,7 @@ class CoinbaseNormaliser(ConnectionSequence, Normaliser):
             raise ParseError("message without channel")
         seq = msg.get("sequence_num")
         if seq is not None:
-            if isinstance(seq, bool) or not isinstance(seq, int):
-                raise ParseError(f"sequence_num is not an integer: {str(seq)[:30]!r}")
+            check_int64(seq, "sequence_num")
             if not self.check_sequence(ts_recv, seq, out):
                 return
         events = msg.get("events")
@@ -192,7 +201,11 @@ class CoinbaseNormaliser(ConnectionSequence, Normaliser):
         # Validate the whole event before touching the book (one pass over the levels).
         try:
             sides = [L2_SIDES[u["side"]] for u in updates]
-            parsed = parse_levels((u["price_level"], u["new_quantity"]) for u in updates)
+            parsed = parse_levels(
+                ((u["price_level"], u["new_quantity"]) for u in updates),
+                self.limits.max_price,
+                self.limits.max_size,
+            )
             times = [u.get("event_time") for u in updates]
         except KeyError as exc:
             raise ParseError(f"l2 update without a valid {exc}", book.symbol, "book") from None

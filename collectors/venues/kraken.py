@@ -58,7 +58,17 @@ from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
 from ..checksum import book_crc32
 from ..dedupe import RecentTradeIds
-from ..events import ParseError, bbo_side, check_symbol, emit_event, iso_to_ns, ns_to_iso, positive_price
+from ..events import (
+    ParseError,
+    bbo_side,
+    check_int64,
+    check_symbol,
+    decode_json,
+    emit_event,
+    iso_to_ns,
+    ns_to_iso,
+    positive_price,
+)
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
 
 EXCHANGE = "kraken"
@@ -162,7 +172,7 @@ class KrakenNormaliser(Normaliser):
         super().__init__(**kwargs)
         self.default_depth = depth
         self.verify_checksums = verify_checksums
-        self.symbols = SymbolBooks(EXCHANGE, normalise_native)
+        self.symbols = SymbolBooks(EXCHANGE, normalise_native, self.limits)
         self.books = self.symbols.books  # native -> synced book
         self.depths: dict[str, int] = {}  # native symbol -> subscribed depth (from the ack)
         self.trade_ids = RecentTradeIds()
@@ -177,11 +187,11 @@ class KrakenNormaliser(Normaliser):
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         if _is_book_frame(frame):
-            msg = loads_exact(frame)
+            msg = decode_json(frame, loads_exact)
         else:
-            msg = orjson.loads(frame)
+            msg = decode_json(frame)
             if isinstance(msg, dict) and msg.get("channel") == "book":
-                msg = loads_exact(frame)  # unusual key order: decode again keeping number text
+                msg = decode_json(frame, loads_exact)  # unusual key order: decode again keeping number text
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         channel = msg.get("channel")
@@ -361,8 +371,8 @@ class KrakenNormaliser(Normaliser):
         native = item["symbol"]
         symbol = self.symbols.name(native)
         trade_id = item["trade_id"]
-        if isinstance(trade_id, bool) or not isinstance(trade_id, int | str):
-            raise ParseError("trade_id is not an integer", symbol, "trades")
+        if trade_id.__class__ is not str:
+            check_int64(trade_id, "trade_id", symbol, "trades")
         price = positive_price(item["price"])
         size = positive_price(item["qty"], "qty")
         side = item["side"]

@@ -79,10 +79,19 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
-from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook
+from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
 from ..checksum import book_crc32, to_signed32
 from ..dedupe import RecentTradeIds
-from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..events import (
+    ParseError,
+    check_int64,
+    check_symbol,
+    decode_json,
+    emit_event,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 from .binance import split_binance_symbol
@@ -125,9 +134,7 @@ def _normalise_wire_inst_id(inst_id: Any) -> str:
 def _seq(value: Any, what: str, symbol: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ParseError(f"{what} is not an integer: {str(value)[:40]!r}", symbol, "book")
-    return value
+    return check_int64(value, what, symbol, "book")
 
 
 def _or_flags(rows: list[Any], start: int, flags: int) -> None:
@@ -158,7 +165,7 @@ class OkxNormaliser(Normaliser):
     def __init__(self, verify_checksums: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verify_checksums = verify_checksums
-        self.symbols = SymbolBooks(self.exchange, _normalise_wire_inst_id)
+        self.symbols = SymbolBooks(self.exchange, _normalise_wire_inst_id, self.limits)
         self.books = self.symbols.books  # instId -> book
         self.trade_ids = RecentTradeIds()
         #: instIds whose trades subscription was acknowledged and whose first push is still to come
@@ -173,7 +180,7 @@ class OkxNormaliser(Normaliser):
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         if frame == b"pong" or frame == "pong":
             return  # answer to our application ping
-        msg = orjson.loads(frame)
+        msg = decode_json(frame)
         if not isinstance(msg, dict):
             raise ParseError("frame is not a JSON object")
         data = msg.get("data")
@@ -275,14 +282,17 @@ class OkxNormaliser(Normaliser):
                 book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
             else:
                 if not book.synced:
+                    self.validate_levels(bids, asks)  # not applied, but a bad one is still a parse error
                     self.updates_skipped += 1  # waiting for the snapshot of a (re)subscription
                     continue
                 last = book.last_seq
                 if seq is not None and prev is not None and last is not None and prev != last:
                     if seq <= last and prev < last and seq >= prev:
+                        self.validate_levels(bids, asks)
                         repeat = {"seqId": seq, "prevSeqId": prev, "last_seqId": last}
                         self.book_event(out, book, ts_recv, "duplicate", repeat)
                         continue
+                    self.validate_levels(bids, asks)
                     broken = {"expected_prevSeqId": last, "prevSeqId": prev, "seqId": seq}
                     self.break_book(out, book, inst_id, ts_recv, "gap", broken)
                     continue
@@ -306,6 +316,12 @@ class OkxNormaliser(Normaliser):
             if book.book.is_crossed():
                 crossed = {"bid": book.book.best_bid(), "ask": book.book.best_ask(), "seqId": seq}
                 self.book_event(out, book, ts_recv, "crossed_book", crossed)
+
+    def validate_levels(self, bids: list[Any], asks: list[Any]) -> None:
+        """:class:`ParseError` when levels that are not applied now could not be applied."""
+        limits = self.limits
+        parse_levels(bids, limits.max_price, limits.max_size)
+        parse_levels(asks, limits.max_price, limits.max_size)
 
     def book_event(
         self, out: RecordBuffer, book: SyncedBook, ts_recv: int, kind: str, detail: dict[str, Any]

@@ -8,6 +8,7 @@ v5 documentation (websocket/public/orderbook, trade, ticker; values copied as fa
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,9 @@ def _book(
 def test_documented_book_snapshot_and_delta() -> None:
     n = BybitNormaliser()
     out = _feed(n, DOC_BOOK_SNAPSHOT, DOC_BOOK_DELTA)
-    assert not out.feed_events
+    # the documented example is ~11 months older than the receive time: flagged and evented once
+    assert [e[4] for e in out.feed_events] == ["bad_ts_exchange"]
+    assert all(r[10] & Flags.BAD_TS_EXCHANGE for r in out.book)
     snap = [r for r in out.book if r[7]]
     assert len(snap) == 8
     assert all(r[:2] == ("bybit", "BTC-USDT-PERP") for r in out.book)
@@ -188,7 +191,7 @@ def test_documented_trade() -> None:
             0.001,
             "buy",
             # received ~11 months after the trade time; no SNAPSHOT: Bybit sends no trade backlog
-            int(Flags.OUTDATED),
+            int(Flags.OUTDATED | Flags.BAD_TS_EXCHANGE),
         )
     ]
 
@@ -219,7 +222,7 @@ def test_documented_ticker_snapshot_then_delta() -> None:
             17216.0,
             83.02,
             24987956059,
-            Flags.OUTDATED,
+            Flags.OUTDATED | Flags.BAD_TS_EXCHANGE,  # the documented ticker is ~10 months old
         ),
         (
             1673272861786 * MS,
@@ -229,7 +232,7 @@ def test_documented_ticker_snapshot_then_delta() -> None:
             17216.5,
             1.5,
             24987956060,
-            Flags.OUTDATED,
+            Flags.OUTDATED | Flags.BAD_TS_EXCHANGE,
         ),
     ]
 
@@ -504,7 +507,7 @@ async def test_simulator_round_trip_books_match_bbo(bbo_source: str) -> None:
     dialect = BybitDialect(DialectOptions(extra={"bbo_source": bbo_source}))
     frames = await _collect_raw(dialect, Subscription(("BTCUSDT", "ETHUSDT")), 1200)
     n = dialect.new_normaliser()
-    out = _feed(n, *frames)
+    out = _feed(n, *frames, ts=time.time_ns())  # the simulator stamps frames with the real clock
     assert n.parse_errors == 0 and not out.feed_events
     for sym in ("BTC-USDT-PERP", "ETH-USDT-PERP"):
         assert any(r[1] == sym for r in out.trades) and any(r[1] == sym for r in out.bbo)

@@ -152,7 +152,18 @@ def test_documented_market_trades_snapshot_is_flagged_and_side_is_the_taker() ->
     t = iso_to_ns("2019-08-14T20:42:27.265Z")
     # BUY is the maker's side: the taker sold.
     assert out.trades == [
-        ("coinbase", "ETH-USD", t, RECV, "000000000", 1260.01, 0.3, "sell", Flags.SNAPSHOT | Flags.OUTDATED)
+        (
+            "coinbase",
+            "ETH-USD",
+            t,
+            RECV,
+            "000000000",
+            1260.01,
+            0.3,
+            "sell",
+            # the documented trade is 3.5 years older than the receive time: BAD_TS_EXCHANGE too
+            Flags.SNAPSHOT | Flags.OUTDATED | Flags.BAD_TS_EXCHANGE,
+        )
     ]
 
 

@@ -200,6 +200,7 @@ async def _collect(
             port=args.port,
             registry=registry,
             on_rows=quality_rows_publisher(publisher),
+            health=lambda: [p for c in collectors for p in c.problems()],
         )
         await server.start()
     for collector, spec in zip(collectors, specs, strict=True):

@@ -220,6 +220,7 @@ async def _demo(args: argparse.Namespace, dialects: list[Any], faults: list[tupl
             port=args.port,
             on_rows=quality_rows_publisher(publisher),
             registry=pipeline_registry(collectors, publisher, "local"),
+            health=lambda: [p for c in collectors for p in c.problems()],
         )
         await server.start()
         print(

@@ -25,9 +25,10 @@ from typing import TextIO
 from collectors.base import DialectOptions
 from collectors.capture import CaptureError, ReplayStats, iter_units, read_capture
 from collectors.registry import exchange_ids, get_dialect
-from schemas import RECORD_DATASETS, rows_to_arrow
+from schemas import RECORD_DATASETS
 from storage.lake import check_stream_id
 from storage.sink import UnitResult, UnitWriter
+from streaming.base import arrow_tables
 from streaming.local import LogError
 from ticktape.config import dialect_options_of, enable_config
 from ticktape.transport_args import TransportArgsError, add_transport_args, publisher_from_args
@@ -59,6 +60,8 @@ def sniff_capture(path: str | Path, exchange: str, lines: int = SNIFF_LINES) -> 
         checked += 1
         if isinstance(item, CaptureError):
             bad += 1
+            continue
+        if not isinstance(item, tuple):  # a subscription line: not a frame
             continue
         before = len(buf.feed_events)
         normaliser.on_frame(item[0], item[1], buf)
@@ -121,8 +124,10 @@ def replay_to_lake(
 ) -> tuple[ReplayStats, str]:
     """Replays a capture straight into the lake, exactly once; returns the stats and the stream id.
 
-    ``options`` carry the configured OUTDATED cutoff, so the lake's flags are the configured ones."""
-    normaliser = get_dialect(exchange, options).new_normaliser()
+    Rows that do not fit the schema (none should: the normaliser validates) become ``bad_row``
+    feed events instead of failing the replay.
+    """
+    normaliser = get_dialect(exchange, options).make_normaliser()
     stream = stream or replay_stream_id(exchange, path)
     writer = UnitWriter(lake)
     committed = writer.recover(stream)
@@ -150,7 +155,7 @@ def replay_to_lake(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-writer") as pool:
         pending: Future[UnitResult] | None = None
         for first, last, buf in units:
-            tables = {ds: rows_to_arrow(ds, buf.rows(ds)) for ds in RECORD_DATASETS if buf.rows(ds)}
+            tables = arrow_tables(buf)
             if pending is not None:
                 account(pending.result())
             pending = pool.submit(writer.write_unit, stream, first, last, tables)
@@ -168,7 +173,7 @@ async def replay_to_transport(
     progress: Callable[[ReplayStats], None] | None = None,
 ) -> tuple[ReplayStats, dict[str, int]]:
     """Replays a capture into the transport chosen by ``args``; returns stats and publisher counters."""
-    normaliser = get_dialect(exchange, dialect_options_of(args)).new_normaliser()
+    normaliser = get_dialect(exchange, dialect_options_of(args)).make_normaliser()
     publisher = publisher_from_args(args)
     await publisher.start()
     stats = ReplayStats()

@@ -196,7 +196,7 @@ class BitfinexNormaliser(Normaliser):
         #: chanId -> (channel, native symbol or "liq:global")
         self.chans: dict[int, tuple[str, str]] = {}
         #: native symbols this connection subscribed (liquidations are kept for these only)
-        self.subscribed: set[str] = set()
+        self.subscribed_natives: set[str] = set()
         self.flags = 0
         self.last_seq: int | None = None
         self.backwards = 0
@@ -347,7 +347,7 @@ class BitfinexNormaliser(Normaliser):
             native = msg["symbol"]
             self.symbols.name(native)  # validates
             self.chans[chan_id] = (channel, native)
-            self.subscribed.add(native)
+            self.subscribed_natives.add(native)
             if channel == "book":
                 self.watch.done(native)
         elif channel == "status":
@@ -358,7 +358,7 @@ class BitfinexNormaliser(Normaliser):
                 native = key[len("deriv:") :]
                 self.symbols.name(native)
                 self.chans[chan_id] = ("deriv", native)
-                self.subscribed.add(native)
+                self.subscribed_natives.add(native)
             else:
                 raise ParseError(f"unknown status key {str(key)[:40]!r}")
         else:
@@ -518,7 +518,7 @@ class BitfinexNormaliser(Normaliser):
                 )
             )
         for native, symbol, pos_id, ts_exchange, side, price, size in parsed:
-            if native not in self.subscribed or self.liquidation_ids.seen(native, pos_id):
+            if native not in self.subscribed_natives or self.liquidation_ids.seen(native, pos_id):
                 continue
             self.emit_liquidation(out, symbol, ts_exchange, ts_recv, pos_id, side, price, size)
 
@@ -528,7 +528,7 @@ class BitfinexNormaliser(Normaliser):
             book.reset()
         self.chans.clear()
         self.retiring.clear()
-        self.subscribed.clear()
+        self.subscribed_natives.clear()
         self.last_seq = None
         self.backwards = 0
         self.flags = 0

@@ -1,0 +1,334 @@
+"""Hostile frames for every registered exchange (issue 12): real and simulated captures, mutated.
+
+Frames come from the real recordings in ``../shared/samples/<id>/`` (every registered exchange that has
+one) and from a capture that a real :class:`collectors.connection.Collector` wrote while connected to
+the exchange's simulator over a websocket (so they are exactly what the simulator renders, REST
+snapshots included). Mutations are chosen by *value*: a JSON leaf is a price, a sequence number, a
+trade id or an exchange time when its value equals that field of a row the clean frame produced, so
+the same code mutates every venue's dialect without knowing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collectors.base import Normaliser
+from collectors.capture import CaptureError, CaptureSubscription, read_capture
+from collectors.connection import Collector, ConnectionSettings
+from collectors.events import iso_to_ns
+from collectors.registry import exchange_ids, get_dialect
+from collectors.simulator import SimulatorConfig
+from schemas import Flags, RecordBuffer
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+DAY_NS = 86_400 * 1_000_000_000
+MAX_PRICE = 1e12
+MAX_SIZE = 1e15
+INT64_MAX = (1 << 63) - 1
+
+Item = tuple[int, bytes] | CaptureSubscription | None
+
+
+def real_captures(exchange: str) -> list[Path]:
+    """The real recordings of a registered exchange (none for most)."""
+    return sorted((SAMPLES / exchange).glob("*.capture.gz")) if (SAMPLES / exchange).is_dir() else []
+
+
+async def _record(exchange: str, path: Path, seconds: float) -> None:
+    dialect = get_dialect(exchange)
+    sim = dialect.simulator(SimulatorConfig(symbols=dialect.demo_symbols, rate_hz=60.0))
+    await sim.start()
+
+    async def discard(batch: RecordBuffer) -> None:
+        return None
+
+    collector = Collector(
+        dialect,
+        dialect.demo_symbols,
+        discard,
+        ws_url=sim.ws_url,
+        rest_url=sim.rest_url,
+        capture_path=path,
+        settings=ConnectionSettings(),
+    )
+    try:
+        await collector.start()
+        await collector.wait_connected()
+        await asyncio.sleep(seconds)
+    finally:
+        await collector.stop()
+        await sim.stop()
+
+
+@cache
+def simulator_capture(exchange: str, directory: Path, seconds: float = 1.5) -> Path:
+    """A capture of the exchange's simulator written by a real collector (recorded once per session)."""
+    path = directory / f"sim-{exchange}.capture"
+    if not path.exists():
+        asyncio.run(_record(exchange, path, seconds))
+    return path
+
+
+def read_items(path: Path, limit: int | None = None) -> list[Item]:
+    """Frames, subscriptions and disconnects of a capture (at most ``limit`` frames)."""
+    items: list[Item] = []
+    frames = 0
+    for item in read_capture(path, meta=True):
+        if isinstance(item, CaptureError):
+            continue
+        items.append(item)
+        if isinstance(item, tuple):
+            frames += 1
+            if limit is not None and frames >= limit:
+                break
+    return items
+
+
+def feed(normaliser: Normaliser, items: list[Item]) -> list[RecordBuffer]:
+    """The records of each item, in order (one buffer per item)."""
+    out: list[RecordBuffer] = []
+    last_ts = 0
+    for item in items:
+        buf = RecordBuffer()
+        if isinstance(item, tuple):
+            last_ts = item[0]
+            normaliser.on_frame(item[0], item[1], buf)
+        elif isinstance(item, CaptureSubscription):
+            normaliser.subscribe(item.symbols)
+        else:
+            normaliser.on_disconnect(last_ts, buf)
+        out.append(buf)
+    return out
+
+
+def write_capture(path: Path, items: list[Item]) -> None:
+    """Writes items in the capture format (``# subscription`` lines included)."""
+    with open(path, "wb") as fh:
+        for item in items:
+            if isinstance(item, tuple):
+                fh.write(b"%d %s\n" % item)
+            elif isinstance(item, CaptureSubscription):
+                fh.write(b"# subscription " + orjson.dumps({"symbols": list(item.symbols)}) + b"\n")
+            else:
+                fh.write(b"\n")
+
+
+# -- what a clean frame's values mean -------------------------------------------------------------
+
+
+@dataclass
+class Meaning:
+    """Values of the rows one clean frame produced, by role."""
+
+    prices: set[float] = field(default_factory=set)
+    bids: set[float] = field(default_factory=set)
+    asks: dict[float, float] = field(default_factory=dict)  # bid -> ask of the same bbo row
+    ints: set[int] = field(default_factory=set)  # sequence numbers and integer trade ids
+    times: set[int] = field(default_factory=set)  # exchange times (ns)
+
+
+def meaning(buf: RecordBuffer) -> Meaning:
+    m = Meaning()
+    for r in buf.trades:
+        m.prices.add(r[5])
+        if r[4] is not None and r[4].isdigit():
+            m.ints.add(int(r[4]))
+        if r[2] is not None:
+            m.times.add(r[2])
+    for r in buf.bbo:
+        if r[4] is not None and r[6] is not None:
+            m.bids.add(r[4])
+            m.asks[r[4]] = r[6]
+        if r[8] is not None:
+            m.ints.add(r[8])
+        if r[2] is not None:
+            m.times.add(r[2])
+    for r in buf.book:
+        m.prices.add(r[5])
+        if r[8] is not None:
+            m.ints.add(r[8])
+        if r[2] is not None:
+            m.times.add(r[2])
+    m.prices |= m.bids | set(m.asks.values())
+    return m
+
+
+def _leaves(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, obj
+
+
+def _replace(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        return {k: (_replace(v, rest, value) if k == head else v) for k, v in obj.items()}
+    return [(_replace(v, rest, value) if i == head else v) for i, v in enumerate(obj)]
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _time_ns(value: Any) -> int | None:
+    """The ns a leaf stands for if it is an exchange time (ms/us/ns integer or RFC 3339 text)."""
+    if isinstance(value, str) and len(value) >= 20 and value[4:5] == "-":
+        try:
+            return iso_to_ns(value)
+        except ValueError:
+            return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _is_time(value: Any, times: set[int]) -> bool:
+    t = _time_ns(value)
+    if t is None:
+        return False
+    return any(t * f in times for f in (1_000_000, 1_000, 1)) or (isinstance(value, str) and t in times)
+
+
+#: Mutations whose frames no parser may accept: each must be a parse_error keeping the frame.
+REJECTED = (
+    "int_beyond_64_bits",
+    "bool_for_int",
+    "nested_100000_deep",
+    "price_1_7e308",
+    "bid_1e308",
+    "dotdot",
+)
+#: Mutations that a parser accepts with a flag or an event (or drops, counted).
+FLAGGED = ("crossed_bbo", "ts_1970", "ts_far_future", "unsubscribed_symbol")
+MUTATIONS = REJECTED + FLAGGED
+
+
+def _time_value(original: Any, ns: int) -> Any:
+    if isinstance(original, str) and not original.isdigit():
+        return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    t = _time_ns(original)
+    assert t is not None
+    for unit in (1_000_000, 1_000, 1):  # keep the leaf's own unit
+        if t * unit > 10**17:
+            value = ns // unit
+            return str(value) if isinstance(original, str) else value
+    return ns
+
+
+def mutate(kind: str, frame: bytes, m: Meaning, bases: tuple[str, ...]) -> bytes | None:
+    """``frame`` with one hostile change of ``kind``, or None when the frame has nothing to change."""
+    if kind in ("unsubscribed_symbol", "dotdot"):
+        for base in bases:
+            if base.encode() in frame:
+                new = "ZZZQ" if kind == "unsubscribed_symbol" else "../" + base
+                return frame.replace(base.encode(), new.encode()).replace(
+                    base.lower().encode(), new.lower().encode()
+                )
+        return None
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    # Every leaf that plays the role is changed (a venue may repeat a value in a field it ignores).
+    targets: list[tuple[tuple[Any, ...], Any]] = []
+    for path, v in _leaves(msg):
+        value: Any = None
+        if kind in ("int_beyond_64_bits", "bool_for_int"):
+            # a JSON integer that is a sequence, an integer trade id or a time; digits in a string
+            # only when they are a time (a trade id sent as text is text: any digits are fine)
+            n = int(v) if isinstance(v, str) and v.isdigit() and len(v) < 30 else v
+            role = _is_time(n, m.times) or (n in m.ints and not isinstance(v, str))
+            if isinstance(n, int) and not isinstance(n, bool) and role:
+                huge: Any = "18446744073709551615" if isinstance(v, str) else 18446744073709551615
+                value = True if kind == "bool_for_int" else huge
+        elif kind in ("price_1_7e308", "nested_100000_deep"):
+            if _as_float(v) in m.prices and _as_float(v) != 0.0:
+                value = "1.7e308" if isinstance(v, str) else 1.7e308
+        elif kind in ("bid_1e308", "crossed_bbo"):
+            x = _as_float(v)
+            if x is not None and x in m.asks and m.asks[x] != x:
+                crossed = m.asks[x] * 1.01 if kind == "crossed_bbo" else 1e308
+                value = repr(crossed) if isinstance(v, str) else crossed
+        elif kind in ("ts_1970", "ts_far_future") and _is_time(v, m.times):
+            ns = 1_000_000_000 if kind == "ts_1970" else 4_102_444_800 * 1_000_000_000  # 2100-01-01
+            value = _time_value(v, ns)
+        if value is not None:
+            targets.append((path, value))
+    if not targets:
+        return None
+    if kind == "nested_100000_deep":
+        text = orjson.dumps(_replace(msg, targets[0][0], "@@DEEP@@"))
+        return text.replace(b'"@@DEEP@@"', b"[" * 100_000 + b"]" * 100_000)
+    for path, value in targets:
+        msg = _replace(msg, path, value)
+    return orjson.dumps(msg)
+
+
+def bases_of(exchange: str) -> tuple[str, ...]:
+    """Base assets of the exchange's demo symbols (they appear in its frames)."""
+    dialect = get_dialect(exchange)
+    return (*(dialect.normalise_symbol(s).split("-")[0] for s in dialect.demo_symbols), "ETH", "BTC")
+
+
+# -- what may be stored ---------------------------------------------------------------------------
+
+
+def absurd(dataset: str, row: tuple[Any, ...], subscribed: frozenset[str] | None) -> str | None:
+    """Why a stored row is absurd (None when it is not)."""
+    symbol = row[1]
+    if symbol is not None and (".." in symbol or "/" in symbol):
+        return "symbol escapes the lake"
+    if dataset in ("trades", "book", "bbo") and subscribed is not None and symbol not in subscribed:
+        return f"unsubscribed symbol {symbol}"
+    ts_exchange, ts_recv, flags = row[2], row[3], row[-1]
+    if (
+        dataset != "feed_events"
+        and ts_exchange is not None
+        and abs(ts_recv - ts_exchange) >= DAY_NS
+        and not flags & Flags.BAD_TS_EXCHANGE
+    ):
+        return "exchange time a day away, unflagged"
+    if dataset == "trades" and not (0 < row[5] < MAX_PRICE and 0 < row[6] < MAX_SIZE):
+        return "trade price/size out of bounds"
+    if dataset == "book" and not (0 < row[5] < MAX_PRICE and 0 <= row[6] < MAX_SIZE):
+        return "book level out of bounds"
+    if dataset == "bbo":
+        for p, s in ((row[4], row[5]), (row[6], row[7])):
+            if p is not None and not (0 < p < MAX_PRICE and (s is None or 0 <= s < MAX_SIZE)):
+                return "bbo side out of bounds"
+        crossed = row[4] is not None and row[6] is not None and row[4] >= row[6]
+        if crossed and not flags & Flags.MAYBE_BAD_BOOK:
+            return "crossed bbo unflagged"
+    for i in (8,) if dataset in ("book", "bbo") else ():
+        if row[i] is not None and not (isinstance(row[i], int) and abs(row[i]) <= INT64_MAX):
+            return "sequence beyond int64"
+    return None
+
+
+def registered_with_samples() -> list[tuple[str, Path]]:
+    """(exchange, recording) for every registered exchange that has a real recording."""
+    return [(ex, p) for ex in exchange_ids() for p in real_captures(ex)]
