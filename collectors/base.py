@@ -718,6 +718,11 @@ class ExchangeDialect(abc.ABC):
             normaliser.subscribe(self.subscribed_names(symbols))
         return normaliser
 
+    def request_symbol(self, request: str) -> str:
+        """The native symbol a snapshot or resubscription request is for (the request is the native
+        symbol itself unless a venue keys requests otherwise, as bitfinex does by channel id)."""
+        return request
+
     def subscribed_names(self, native_symbols: Sequence[str]) -> list[str]:
         """Normalised names of native symbols (those that cannot be normalised are left out)."""
         names = []

@@ -504,7 +504,7 @@ class FeedConnection:
             if native in self._requestable:
                 continue
             try:
-                ours = self.dialect.normalise_symbol(native) in subscribed
+                ours = self.dialect.normalise_symbol(self.dialect.request_symbol(native)) in subscribed
             except ValueError:
                 ours = False
             if ours:

@@ -365,16 +365,16 @@ class BitfinexNormaliser(Normaliser):
             raise ParseError(f"unknown channel {str(channel)[:40]!r}")
 
     # -- book ------------------------------------------------------------------------------------
-    @staticmethod
-    def level(entry: Any) -> tuple[str, int, str, str]:
-        """``[PRICE, COUNT, AMOUNT]`` -> (side, count, price text, |amount| text), validated."""
+    def level(self, entry: Any) -> tuple[str, int, str, str]:
+        """``[PRICE, COUNT, AMOUNT]`` -> (side, count, price text, |amount| text), validated (within the
+        sanity bounds even when the book is not synced and the entry would not be applied)."""
         if not isinstance(entry, list) or len(entry) < 3:
             raise ParseError("book entry is not [PRICE, COUNT, AMOUNT]", channel="book")
         price = _number(entry[0], "price")
         count = _int(entry[1], "count")
         amount = _number(entry[2], "amount")
-        if not price > 0:
-            raise ParseError(f"price out of range: {price!r}", channel="book")
+        if not 0 < price < self.limits.max_price or not abs(amount) < self.limits.max_size:
+            raise ParseError(f"level out of range: {price!r} x {amount!r}", channel="book")
         if amount == 0:
             raise ParseError("book entry with amount 0", channel="book")
         return (BID if amount > 0 else ASK), count, js_number(price), js_number(abs(amount))
@@ -392,20 +392,22 @@ class BitfinexNormaliser(Normaliser):
         book = self.symbols.book(native)
         if not isinstance(payload, list):
             raise ParseError("book payload is not a list", book.symbol, "book")
+        snapshot = not payload or isinstance(payload[0], list)
+        # validated first: a bad frame is a parse error even on a channel that is being replaced
+        levels = [self.level(e) for e in payload] if snapshot else [self.level(payload)]
         if chan_id in self.retiring:
             # a channel we asked to drop; if it keeps sending, the request is repeated now and then
             self.watch.check(
                 out, self.exchange, f"{native}#{chan_id}", book.symbol, ts_recv, self.resubscribe_requests
             )
             return
-        if not payload or isinstance(payload[0], list):
-            levels = [self.level(e) for e in payload]
+        if snapshot:
             bids = [(p, s) for side, _, p, s in levels if side == BID]
             asks = [(p, s) for side, _, p, s in levels if side == ASK]
             book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
             self.watch.done(native)
             return
-        side, count, price, size = self.level(payload)
+        side, count, price, size = levels[0]
         if not book.synced:
             self.watch.check(
                 out, self.exchange, f"{native}#{chan_id}", book.symbol, ts_recv, self.resubscribe_requests
@@ -559,6 +561,10 @@ class BitfinexDialect(ExchangeDialect):
                 f"bitfinex: book depth {depth} not offered; choose one of {', '.join(map(str, self.book_depths))}"
             )
         self.book_depth = depth
+
+    def request_symbol(self, request: str) -> str:
+        """Resubscription requests are keyed ``<native>#<chanId>`` (the channel to unsubscribe)."""
+        return request.partition("#")[0]
 
     def native_symbol(self, symbol: str) -> str:
         """``BTC-USD`` -> ``tBTCUSD``, ``AAVE-USD`` -> ``tAAVE:USD``, ``BTC-USDT-PERP`` -> ``tBTCF0:USTF0``."""
