@@ -65,6 +65,7 @@ CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
 DERIVATIVE_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest", "liquidations")
 #: Replies a normaliser keeps for the connection to send (a replay never sends them: bounded).
 MAX_PENDING_REPLIES = 64
+_SNAPSHOT = int(Flags.SNAPSHOT)
 #: The symbol column of trade, book and bbo rows.
 _SYMBOL = operator.itemgetter(1)
 
@@ -120,11 +121,13 @@ class TimeFlagger:
         self._second = -1
         self._second_min = 0
 
-    def flags(self, ts_exchange: int | None, ts_recv: int) -> int:
+    def flags(self, ts_exchange: int | None, ts_recv: int, history: bool = False) -> int:
         """Flags for a record with these timestamps.
 
         An exchange time that does not fit int64 (or is not an integer) is a :class:`ParseError`; one
-        ``max_skew_ns`` or more away from a plausible receive time is kept and flagged BAD_TS_EXCHANGE.
+        ``max_skew_ns`` or more away from a plausible receive time is kept and flagged BAD_TS_EXCHANGE,
+        unless the record is ``history`` the venue replays (SNAPSHOT trades: days old is no clock
+        error there, just OUTDATED).
         """
         host_behind = self.floor_ns < -self.clock_tolerance_ns
         if ts_exchange is None:
@@ -132,6 +135,8 @@ class TimeFlagger:
         latency = ts_recv - ts_exchange
         if not -self.max_skew_ns < latency < self.max_skew_ns:
             check_int64(ts_exchange, "exchange timestamp")
+            if history and latency > 0:
+                return int(Flags.OUTDATED) | (int(Flags.BAD_TS_RECV) if host_behind else 0)
             if ts_recv >= PLAUSIBLE_RECV_NS:
                 return self._skewed(ts_exchange, ts_recv, latency, host_behind)
         second = ts_recv // 1_000_000_000
@@ -346,7 +351,7 @@ class Normaliser(abc.ABC):
             raise ParseError(f"trade price/size out of range: {price!r} x {size!r}", symbol, "trades")
         if trade_id is not None and trade_id.__class__ is not str:
             raise ParseError(f"trade id is not text: {str(trade_id)[:40]!r}", symbol, "trades")
-        flags |= self.time_flags.flags(ts_exchange, ts_recv)
+        flags |= self.time_flags.flags(ts_exchange, ts_recv, bool(flags & _SNAPSHOT))
         out.trades.append((self.exchange, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags))
 
     def emit_bbo(

@@ -310,6 +310,8 @@ def absurd(dataset: str, row: tuple[Any, ...], subscribed: frozenset[str] | None
         and ts_exchange is not None
         and abs(ts_recv - ts_exchange) >= DAY_NS
         and not flags & Flags.BAD_TS_EXCHANGE
+        # history the venue replays on subscribe (SNAPSHOT) may be days old: OUTDATED, not a bad clock
+        and not (flags & Flags.SNAPSHOT and flags & Flags.OUTDATED and ts_exchange < ts_recv)
     ):
         return "exchange time a day away, unflagged"
     if dataset == "trades" and not (0 < row[5] < MAX_PRICE and 0 < row[6] < MAX_SIZE):

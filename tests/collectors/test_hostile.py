@@ -191,7 +191,8 @@ def test_mutated_captures_replay_with_exit_0_keep_clean_data_and_store_nothing_a
             if i > first and i not in mutated:
                 want_trades |= {trade_key(r) for r in b.trades}
                 want_bbo |= {bbo_key(r) for r in b.bbo if r[1] not in broken}
-        assert want_trades, name
+        # (a short real recording may have no live trade after its first mutation: bitfinex's 13 s)
+        assert want_trades or name != "simulator", name
         assert want_trades <= {trade_key(r) for r in stored["trades"]}, name
         assert want_bbo <= {bbo_key(r) for r in stored["bbo"]}, name
 

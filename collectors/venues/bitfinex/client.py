@@ -80,7 +80,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from schemas import RecordBuffer
+from schemas import Flags, RecordBuffer
 
 from ...base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ...book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook
@@ -231,9 +231,9 @@ class BitfinexNormaliser(Normaliser):
                 self.on_book(ts_recv, ts_exchange, chan_id, native, head, seq, out)
         elif channel == "trades":
             if head in ("te", "tu"):
-                self.on_trades(ts_recv, native, [body[1]], out)
+                self.on_trades(ts_recv, native, [body[1]], out, 0)
             elif isinstance(head, list) and (not head or isinstance(head[0], list)):
-                self.on_trades(ts_recv, native, head, out)
+                self.on_trades(ts_recv, native, head, out, int(Flags.SNAPSHOT))  # replayed on subscribe
             else:
                 raise ParseError(f"unknown trades message {str(head)[:40]!r}", channel="trades")
         elif channel == "ticker":
@@ -433,7 +433,8 @@ class BitfinexNormaliser(Normaliser):
             self.resubscribe(native, chan_id)
 
     # -- trades, ticker, status ----------------------------------------------------------------
-    def on_trades(self, ts_recv: int, native: str, entries: list[Any], out: RecordBuffer) -> None:
+    def on_trades(self, ts_recv: int, native: str, entries: list[Any], out: RecordBuffer, flags: int) -> None:
+        """Trades of one message; ``flags`` SNAPSHOT for the recent trades a subscription replays."""
         symbol = self.symbols.name(native)
         parsed = []
         for t in entries:  # validate the whole message before any row is kept
@@ -449,7 +450,7 @@ class BitfinexNormaliser(Normaliser):
         for trade_id, ts_exchange, price, size, side in parsed:
             if self.trade_ids.seen(native, trade_id):
                 continue  # the "tu" of a "te", or a trade replayed by a new subscription
-            self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side)
+            self.emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size, side, flags)
 
     def on_ticker(
         self,
