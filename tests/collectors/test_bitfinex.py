@@ -22,6 +22,7 @@ from collectors.checksum import to_signed32
 from collectors.registry import get_dialect
 from collectors.venues.bitfinex import BitfinexNormaliser, book_checksum, js_number, normalise_pair
 from schemas import RecordBuffer
+from tests.collectors.bad_input import events_of
 from tests.collectors.book_replay import tops_by_seq
 from tests.collectors.test_connection import running
 
@@ -177,7 +178,7 @@ def test_te_and_tu_of_one_trade_give_one_row() -> None:
             out.trades[0][8],
         )
     ]
-    assert out.feed_events == []
+    assert events_of(out) == []
 
 
 def _book(norm: BitfinexNormaliser) -> RecordBuffer:
@@ -297,7 +298,7 @@ def test_derivatives_status_and_liquidations_as_documented() -> None:
         ("bitfinex", "ETH-USDT-PERP", "145400868", "buy", 736.13, 1.67288094)
     ]
     assert out.liquidations[0][2] == 1609144352338 * MS
-    assert out.feed_events == []
+    assert events_of(out) == []
 
 
 def test_timestamp_flag_puts_the_time_after_the_sequence() -> None:
@@ -314,7 +315,7 @@ def test_timestamp_flag_puts_the_time_after_the_sequence() -> None:
         [17082, [7254.8, 1, 0.5], 4, 1574694477123],
         [17083, [7254.8, 9.9, 7255.0, 8.8, 1, 0.1, 7254.8, 100, 7300, 7200], 5, 1574694477200],
     )
-    assert out.feed_events == []
+    assert events_of(out) == []
     assert {r[2] for r in out.book if r[7]} == {1574694475039 * MS}
     assert [(r[2], r[5], r[6], r[8]) for r in out.book if not r[7]] == [(1574694477123 * MS, 7254.8, 0.5, 4)]
     assert [(r[2], r[4], r[6], r[8]) for r in out.bbo] == [(1574694477200 * MS, 7254.8, 7255.0, 5)]

@@ -18,6 +18,7 @@ from collectors.book import L2Book
 from collectors.registry import get_dialect
 from collectors.venues.bitmex import BitmexNormaliser
 from schemas import RecordBuffer
+from tests.collectors.bad_input import events_of
 from tests.collectors.test_contract import Live
 
 TS = 1_700_000_000_000_000_000
@@ -69,7 +70,7 @@ DELETE = _l2("delete", [_row(8798309800, "Buy", 26902, None, "2023-05-19T08:51:4
 def test_l2_partial_insert_update_delete_become_rows_by_price() -> None:
     n = BitmexNormaliser()
     out = _run(n, PARTIAL, INSERT, UPDATE, DELETE)
-    assert out.feed_events == []
+    assert events_of(out) == []
     got = [(r[1], r[2], r[4], r[5], r[6], r[7], r[8], r[9]) for r in out.book]
     snap = _ns("2023-05-19T08:51:43.000Z")
     assert got == [
@@ -94,7 +95,7 @@ def test_an_unknown_id_is_a_gap_for_that_symbol_only() -> None:
         UPDATE,
         _l2("update", [_row(1, "Buy", 1800.0, 12, "2023-05-19T08:51:44.000Z", "ETHUSD")]),
     )
-    assert [(e[1], e[4]) for e in out.feed_events] == [("BTC-USD-PERP", "gap")]
+    assert [(e[1], e[4]) for e in events_of(out)] == [("BTC-USD-PERP", "gap")]
     assert orjson.loads(out.feed_events[0][5])["reason"] == "update of an unknown id"
     assert n.resubscribe_requests == {"XBTUSD"}
     assert [(r[1], r[5], r[6]) for r in out.book] == [("ETH-USD-PERP", 1800.0, 12.0)]

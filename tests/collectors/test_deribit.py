@@ -24,6 +24,7 @@ from collectors.capture import read_capture, replay_capture
 from collectors.registry import get_dialect
 from collectors.venues.deribit import TEST_REPLY, DeribitNormaliser
 from schemas import RecordBuffer
+from tests.collectors.bad_input import events_of
 from tests.collectors.test_contract import Live
 
 SAMPLE = "deribit/deribit_cryptofeed.capture.gz"
@@ -234,7 +235,7 @@ def test_trades_and_liquidations_equal_the_documented_messages() -> None:
         ("BTC-USD-PERP", 1590484156352 * MS, "48079256", "sell", 8949.0, 120.0),
         ("BTC-USD-PERP", 1590484156352 * MS, "48079256", "buy", 8949.0, 120.0),
     ]
-    assert out.feed_events == []
+    assert events_of(out) == []
 
 
 def test_perpetual_ticker_values_equal_the_documented_message() -> None:

@@ -21,6 +21,7 @@ from collectors.capture import read_capture, replay_capture
 from collectors.registry import get_dialect
 from collectors.venues.kraken_futures import KrakenFuturesNormaliser
 from schemas import RecordBuffer
+from tests.collectors.bad_input import events_of
 
 SAMPLE = "kraken-futures/kraken-futures_cryptofeed.capture.gz"
 MS = 1_000_000
@@ -178,7 +179,7 @@ def test_older_messages_without_uid_or_time() -> None:
     assert [r[1:3] + r[4:8] for r in out.trades] == [
         ("FI_XBTUSD_190426", 1554076802518 * MS, "seq:5271", 4088.5, 3.0, "buy")
     ]
-    assert out.feed_events == []
+    assert events_of(out) == []
 
 
 def _snapshot(seq: int) -> dict[str, Any]:
