@@ -4,6 +4,7 @@ separate ``ticktape sink`` process."""
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -146,11 +147,20 @@ def test_replay_via_local_log_and_sink_process_equals_direct(
         str(log_dir),
     )
     assert "dropped rows 0" in res.stdout
-    # A torn tail, as a crash in the middle of a write leaves it: half of a copy of the first entry.
+    # A torn tail, as a crash in the middle of a write leaves it: the first 200 bytes of the entry that
+    # the next append writes (its own entry number, so it is the true next entry cut short).
     seg = list_segments(log_dir)[-1][1]
     data = seg.read_bytes()
+    scratch = tmp_path / "scratch-log"
+    shutil.copytree(log_dir, scratch)
+    with LocalLogWriter(scratch) as w:
+        w.append(
+            "feed_events", rows_to_arrow("feed_events", [("binance", None, "connection", 1, "connect", "{}")])
+        )
+    appended = (scratch / seg.name).read_bytes()[len(data) :]
+    assert len(appended) > 200
     with open(seg, "ab") as fh:
-        fh.write(data[8 : 8 + 200])
+        fh.write(appended[:200])
     ticktape("sink", "--transport", "local", "--log", str(log_dir), "--lake", str(lake), "--until-idle", "1")
     for ds in ("trades", "book", "bbo"):
         assert all_rows(lake, ds) == all_rows(direct, ds), ds
