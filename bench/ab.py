@@ -3,7 +3,7 @@
 ``python -m bench.ab --before DIR [--rounds N] -- replay --frames 500000`` runs ``python -m
 bench.<module> --no-save <args>`` with the working directory set to ``DIR`` (the code before, e.g. a
 ``git worktree`` of the base commit, its packages byte-compiled like ``make install`` does) and to
-this tree, alternating, ``--rounds`` times each; every run prints its JSON line, then the best run of
+this tree, alternating, ``--rounds`` times each; every run prints its JSON line, then the median of
 each side per figure and their ratio. Alternating the two sides spreads the neighbours' load over
 both, which separate runs minutes apart do not.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -64,10 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {}
     for key, value in runs["after"][0].items():
         if isinstance(value, int | float) and not isinstance(value, bool):
-            lower_is_better = key.endswith("_s") and "_per_" not in key
-            pick = min if lower_is_better else max
-            before = pick(r[key] for r in runs["before"])
-            after = pick(r[key] for r in runs["after"])
+            before = statistics.median(r[key] for r in runs["before"])
+            after = statistics.median(r[key] for r in runs["after"])
             summary[key] = {
                 "before": before,
                 "after": after,
