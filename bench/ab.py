@@ -31,8 +31,8 @@ def compile_tree(tree: Path) -> None:
             compileall.compile_dir(tree / pkg, quiet=1)
 
 
-def run(tree: Path, module: str, args: list[str]) -> dict[str, Any]:
-    """One run of ``bench.<module>`` in ``tree``; its last JSON line."""
+def run(tree: Path, module: str, args: list[str]) -> list[dict[str, Any]]:
+    """One run of ``bench.<module>`` in ``tree``; its JSON lines (one per measured input)."""
     proc = subprocess.run(
         [sys.executable, "-m", f"bench.{module}", "--no-save", *args],
         cwd=tree,
@@ -40,9 +40,7 @@ def run(tree: Path, module: str, args: list[str]) -> dict[str, Any]:
         text=True,
         check=True,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,24 +54,33 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"before": a.before.resolve(), "after": HERE}
     for tree in trees.values():
         compile_tree(tree)
-    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in trees}
+    runs: dict[str, list[list[dict[str, Any]]]] = {side: [] for side in trees}
     for _ in range(a.rounds):
         for side, tree in trees.items():
-            result = run(tree, a.module, [x for x in a.args if x != "--"])
-            runs[side].append(result)
-            print(json.dumps({"side": side, **result}), flush=True)
-    summary: dict[str, Any] = {}
-    for key, value in runs["after"][0].items():
+            results = run(tree, a.module, [x for x in a.args if x != "--"])
+            runs[side].append(results)
+            for result in results:
+                print(json.dumps({"side": side, **result}), flush=True)
+    for i, first in enumerate(runs["after"][0]):
+        summarise(first, [r[i] for r in runs["before"]], [r[i] for r in runs["after"]])
+    return 0
+
+
+def summarise(
+    first: dict[str, Any], before_runs: list[dict[str, Any]], after_runs: list[dict[str, Any]]
+) -> None:
+    """Prints the medians of one measured input (the i-th JSON line of every run) and their ratio."""
+    summary: dict[str, Any] = {k: v for k, v in first.items() if isinstance(v, str)}
+    for key, value in first.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
-            before = statistics.median(r[key] for r in runs["before"])
-            after = statistics.median(r[key] for r in runs["after"])
+            before = statistics.median(r[key] for r in before_runs)
+            after = statistics.median(r[key] for r in after_runs)
             summary[key] = {
                 "before": before,
                 "after": after,
                 "after/before": after / before if before else None,
             }
     print(json.dumps({"summary": summary}, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
