@@ -4,7 +4,10 @@ An empty line marks a disconnect (book state resets there). A line starting with
 ticktape itself, never received: ``# subscription {"symbols": [...]}`` records the normalised symbols
 the connection subscribed to, so that a replay drops the rows of other symbols exactly as the live
 run did (a received frame cannot forge it: frame lines always start with their receive time).
-Files whose name ends in ``.gz`` are gzip-compressed. REST responses that the collector injects (depth snapshots) are frames of their own,
+Files whose name ends in ``.gz`` are gzip-compressed; they are read with ISA-L's igzip (the ``isal``
+package, https://python-isal.readthedocs.io/en/latest/#igzip, checked 2026-12-05: a drop-in ``gzip``
+module, about 3x faster to decompress here) when it is installed, else with the standard library's zlib.
+REST responses that the collector injects (depth snapshots) are frames of their own,
 wrapped by the exchange module, so that replaying a capture gives exactly the records of the live run.
 """
 
@@ -14,6 +17,7 @@ import collections
 import gzip
 import os
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,15 @@ from schemas import RecordBuffer
 
 if TYPE_CHECKING:
     from .base import Normaliser
+
+_gzip_reader: types.ModuleType
+try:  # ISA-L's gzip decompresses ~3x faster than zlib; the standard library stays the fallback
+    from isal import igzip as _gzip_reader
+except ImportError:  # pragma: no cover - isal is a dependency, but has no wheel on every platform
+    _gzip_reader = gzip
+
+#: Bytes of (decompressed) capture read at a time: lines are split from these blocks in C.
+READ_BLOCK = 1 << 22
 
 #: How often (in lines) :func:`iter_units` reports progress.
 PROGRESS_EVERY_LINES = 8_192
@@ -55,8 +68,21 @@ class CaptureError:
 def _open_read(path: Path) -> IO[bytes]:
     raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - returned to the caller
     if path.name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return _gzip_reader.GzipFile(fileobj=raw, mode="rb")
     return raw
+
+
+def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines without their ``\\n``, split from large blocks (``bytes.split`` runs in C;
+    iterating a ``GzipFile`` line by line cost more than parsing the frames)."""
+    rest = b""
+    read = fh.read
+    while block := read(READ_BLOCK):
+        lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def read_capture(
@@ -70,9 +96,7 @@ def read_capture(
     """
     path = Path(path)
     with _open_read(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if line.endswith(b"\n"):
-                line = line[:-1]
+        for line_no, line in enumerate(_read_lines(fh), start=1):
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
@@ -82,16 +106,16 @@ def read_capture(
                 if meta and line.startswith(SUBSCRIPTION_PREFIX):
                     yield _subscription(line_no, line)
                 continue
-            space = line.find(b" ")
-            if space <= 0:
+            stamp, space, frame = line.partition(b" ")
+            if not space or not stamp:
                 yield CaptureError(line_no, line, "no space between receive time and frame")
                 continue
             try:
-                ts_recv = int(line[:space])
+                ts_recv = int(stamp)
             except ValueError:
                 yield CaptureError(line_no, line, "receive time is not an integer")
                 continue
-            yield ts_recv, line[space + 1 :]
+            yield ts_recv, frame
 
 
 def _subscription(line_no: int, line: bytes) -> CaptureSubscription | CaptureError:

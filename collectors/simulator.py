@@ -20,11 +20,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
 from sortedcontainers import SortedDict
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from .base import ExchangeDialect
+
+# aiohttp is imported where a simulator serves (``start``, its handlers), not with this module: every
+# venue module imports it, and a replay or a query never serves (~0.2 s of start-up, bench/RESULTS.md).
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +301,8 @@ class ExchangeSimulator(abc.ABC):
 
     def refuse_connection(self) -> web.StreamResponse:
         """The venue's answer to a connection above its connection rate (HTTP 429 by default)."""
+        from aiohttp import web
+
         return web.json_response({"error": "too many connection attempts (simulated)"}, status=429)
 
     async def on_message_limit(self, session: ClientSession) -> None:
@@ -342,6 +348,8 @@ class ExchangeSimulator(abc.ABC):
 
     def rest_fault_response(self) -> web.Response | None:
         """A 429/418 answer when that fault is armed, else None."""
+        from aiohttp import web
+
         if self.faults.rest_418 > 0:
             self.faults.rest_418 -= 1
             return web.json_response(
@@ -371,6 +379,8 @@ class ExchangeSimulator(abc.ABC):
 
     async def start(self) -> None:
         """Binds the server and starts the market."""
+        from aiohttp import web
+
         app = web.Application()
         for path in self.ws_paths:
             app.router.add_get(path, self._ws_handler)
@@ -428,6 +438,8 @@ class ExchangeSimulator(abc.ABC):
         return not _fits(times, limit, window)
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import WSMsgType, web
+
         limits = self.dialect.limits
         if (
             self.config.enforce_limits

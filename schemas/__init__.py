@@ -17,6 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .columns import build_batch_pandas_free
+
 SCHEMA_DIR = Path(__file__).resolve().parent
 
 #: Derivatives and reference data (issue 15): instruments from the venues' REST metadata, and the
@@ -126,6 +128,9 @@ def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
     A row of the wrong length raises ``pyarrow.ArrowInvalid`` (a ``ValueError``).
     """
     schema = arrow_schema(dataset)
+    batch = build_batch_pandas_free(schema, rows)  # without importing pandas (schemas/columns.py)
+    if batch is not None:
+        return batch
     if not rows:
         return pa.RecordBatch.from_pylist([], schema=schema)
     try:

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote as url_quote
 
 import orjson
-from aiohttp import web
 
 from schemas import RecordBuffer
 
@@ -56,6 +55,7 @@ from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorC
 
 if TYPE_CHECKING:
     import aiohttp
+    from aiohttp import web
 
 EXCHANGE = "binance"
 
@@ -524,6 +524,8 @@ class BinanceSimulator(ExchangeSimulator):
 
     async def depth_handler(self, request: web.Request) -> web.Response:
         """``GET depth?symbol=S&limit=N``."""
+        from aiohttp import web  # only a serving simulator needs it (collectors/simulator.py)
+
         self.rest_requests += 1
         fault = self.rest_fault_response()
         if fault is not None:
@@ -540,6 +542,8 @@ class BinanceSimulator(ExchangeSimulator):
         return web.json_response(self.snapshot_body(symbol, limit), dumps=lambda o: orjson.dumps(o).decode())
 
     def rest_routes(self) -> list[web.RouteDef]:
+        from aiohttp import web
+
         return [web.get(self.dialect_snapshot_path(), self.depth_handler)]
 
     def dialect_snapshot_path(self) -> str:
