@@ -110,6 +110,60 @@ def test_deribit_parser_on_the_recorded_get_instruments(samples: Path) -> None:
             assert (inst.strike, inst.option_type) == (item["strike"], item["option_type"])
 
 
+@pytest.mark.parametrize(
+    ("venue", "url_part", "items_of", "native_of", "tick_of", "lot_of"),
+    [
+        (
+            "bitstamp",
+            "trading-pairs-info",
+            lambda b: b,
+            lambda i: i["url_symbol"],
+            lambda i: 10.0 ** -i["counter_decimals"],
+            lambda i: 10.0 ** -i["base_decimals"],
+        ),
+        (
+            "kucoin",
+            "/api/v1/symbols",
+            lambda b: b["data"],
+            lambda i: i["symbol"],
+            lambda i: float(i["priceIncrement"]),
+            lambda i: float(i["baseIncrement"]),
+        ),
+        (
+            "gate",
+            "/spot/currency_pairs",
+            lambda b: b,
+            lambda i: i["id"],
+            lambda i: 10.0 ** -i["precision"],
+            lambda i: 10.0 ** -i["amount_precision"],
+        ),
+    ],
+)
+def test_spot_parsers_on_recorded_lists(
+    samples: Path, venue, url_part, items_of, native_of, tick_of, lot_of
+) -> None:  # type: ignore[no-untyped-def]
+    """Every instrument of the recorded list, tick and lot equal to the message's (decimals as floats)."""
+    dialect = get_dialect(venue)
+    ((_url, ts, body),) = recorded_bodies(samples, venue, url_part)
+    items = items_of(orjson.loads(body))
+    got = by_native(dialect.parse_instruments(body, ts))
+    assert len(got) == len(items) > 100
+    for item in items:
+        inst = got[native_of(item)]
+        assert inst.tick_size == pytest.approx(tick_of(item), rel=1e-12)
+        assert inst.lot_size == pytest.approx(lot_of(item), rel=1e-12)
+        assert (inst.kind, inst.settle, inst.contract_size, inst.expiry, inst.ts_recv) == (
+            "spot",
+            None,
+            None,
+            None,
+            ts,
+        )
+        assert inst.symbol == dialect.normalise_symbol(inst.native_symbol)
+    statuses = {i.status for i in got.values()}
+    assert "trading" in statuses
+
+
 # -- parsers on documented bodies ----------------------------------------------------------------------
 
 
@@ -746,6 +800,9 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "coinbase",
         "kraken",
         "deribit",
+        "bitstamp",
+        "kucoin",
+        "gate",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:

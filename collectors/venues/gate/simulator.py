@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from .. import spot_instruments
 
 if TYPE_CHECKING:
     from .common import GateDialect
@@ -245,6 +246,20 @@ class GateSimulator(ExchangeSimulator):
             return web.json_response({"label": "INVALID_PARAM_VALUE", "message": "limit"}, status=400)
         body = self.snapshot_body(symbol, limit, request.query.get("with_id") == "true")
         return web.json_response(body, dumps=_dumps)
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        if self.dialect.exchange_id != "gate":  # gate-futures lists contracts elsewhere
+            return []
+        return [web.get(spot_instruments.GATE_PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """The venue's instrument list: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(
+            spot_instruments.gate_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        )
 
     def rest_routes(self) -> list[web.RouteDef]:
         return [web.get(self.gate.snapshot_path, self.order_book_handler)]
