@@ -130,6 +130,14 @@ def test_deribit_parser_on_the_recorded_get_instruments(samples: Path) -> None:
             lambda i: float(i["baseIncrement"]),
         ),
         (
+            "htx",
+            "/v1/common/symbols",
+            lambda b: b["data"],
+            lambda i: i["symbol"],
+            lambda i: 10.0 ** -i["price-precision"],
+            lambda i: 10.0 ** -i["amount-precision"],
+        ),
+        (
             "gate",
             "/spot/currency_pairs",
             lambda b: b,
@@ -162,6 +170,23 @@ def test_spot_parsers_on_recorded_lists(
         assert inst.symbol == dialect.normalise_symbol(inst.native_symbol)
     statuses = {i.status for i in got.values()}
     assert "trading" in statuses
+
+
+def test_gate_futures_parser_on_the_recorded_contracts(samples: Path) -> None:
+    """Every USDT contract of the 2023 list: tick ``order_price_round``, contract size
+    ``quanto_multiplier`` (base units per contract), whole contracts, delisting status."""
+    dialect = get_dialect("gate-futures")
+    ((_url, ts, body),) = recorded_bodies(samples, "gate-futures", "/futures/usdt/contracts")
+    items = orjson.loads(body)
+    got = by_native(dialect.parse_instruments(body, ts))
+    assert len(got) == len(items) > 100
+    for item in items:
+        inst = got[item["name"]]
+        assert (inst.kind, inst.settle, inst.lot_size, inst.expiry) == ("perpetual", "USDT", 1.0, None)
+        assert inst.tick_size == float(item["order_price_round"])
+        assert inst.contract_size == float(item["quanto_multiplier"])
+        assert inst.status == ("delisting" if item["in_delisting"] else "trading")
+        assert inst.symbol == dialect.normalise_symbol(item["name"]) and inst.symbol.endswith("-PERP")
 
 
 # -- parsers on documented bodies ----------------------------------------------------------------------
@@ -803,6 +828,8 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "bitstamp",
         "kucoin",
         "gate",
+        "gate-futures",
+        "htx",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:

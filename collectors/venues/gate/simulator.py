@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
-from .. import spot_instruments
+from .. import htx_gate_instruments, spot_instruments
 
 if TYPE_CHECKING:
     from .common import GateDialect
@@ -248,18 +248,20 @@ class GateSimulator(ExchangeSimulator):
         return web.json_response(body, dumps=_dumps)
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        if self.dialect.exchange_id != "gate":  # gate-futures lists contracts elsewhere
-            return []
-        return [web.get(spot_instruments.GATE_PATH, self.instruments_handler)]
+        spot = self.dialect.exchange_id == "gate"
+        path = spot_instruments.GATE_PATH if spot else htx_gate_instruments.GATE_FUTURES_PATH
+        return [web.get(path, self.instruments_handler)]
 
     async def instruments_handler(self, request: web.Request) -> web.Response:
-        """The venue's instrument list: this simulator's markets."""
+        """The venue's instrument list (spot pairs or USDT contracts): this simulator's markets."""
         fault = self.instruments_fault_response()
         if fault is not None:
             return fault
-        return web.json_response(
-            spot_instruments.gate_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
-        )
+        if self.dialect.exchange_id == "gate":
+            body: Any = spot_instruments.gate_body(self.markets)
+        else:
+            body = htx_gate_instruments.gate_contracts_body(self.markets)
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def rest_routes(self) -> list[web.RouteDef]:
         return [web.get(self.gate.snapshot_path, self.order_book_handler)]
