@@ -435,7 +435,7 @@ class Lake:
     def rounded(self, table: pa.Table, at: Any = None) -> pa.Table:
         """``table`` (rows of trades, book, bbo, mark_price, liquidations... with ``exchange`` and
         ``symbol`` columns) with its prices rounded to each instrument's tick size and its sizes to its
-        lot size, exactly: ``65000.010000000002`` becomes ``65000.01``.
+        lot size, exactly: ``65000.010000001`` becomes ``65000.01``.
 
         Tick and lot come from the ``instruments`` dataset: the latest row of each (exchange, symbol)
         received before ``at`` (receive time as in :meth:`read`; default: the latest). A symbol without
