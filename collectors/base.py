@@ -13,7 +13,7 @@ import abc
 import functools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -513,14 +513,22 @@ class ExchangeDialect(abc.ABC):
         """Weight of one instruments request in the venue's REST budget."""
         return 1
 
-    async def fetch_instruments(self, http: aiohttp.ClientSession, rest_url: str) -> list[Instrument]:
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
         """Fetches and parses every instrument (each path of :meth:`instruments_paths` in turn).
 
-        Raises ``aiohttp.ClientResponseError`` on HTTP errors (429/418 pause the venue's REST budget
-        in the caller) and ValueError on a body that cannot be parsed.
+        ``spend(weight)`` is awaited before each request (the collector passes its REST budget's
+        ``acquire``). Raises ``aiohttp.ClientResponseError`` on HTTP errors (429/418 pause the venue's
+        REST budget in the caller) and ValueError on a body that cannot be parsed.
         """
         out: list[Instrument] = []
         for path in self.instruments_paths():
+            if spend is not None:
+                await spend(self.instruments_request_weight(path))
             async with http.get(rest_url.rstrip("/") + path) as resp:
                 resp.raise_for_status()
                 body = await resp.read()

@@ -1080,11 +1080,11 @@ class Collector:
         that changed since the last fetch, with a ``listing``/``delisting`` event per symbol that
         started/stopped trading. False (and an ``instruments_error`` event) when the fetch failed."""
         assert self._http is not None and self.instruments_url is not None
-        weight = sum(self.dialect.instruments_request_weight(p) for p in self.dialect.instruments_paths())
         out = RecordBuffer()
         try:
-            await self.budget.acquire(weight)
-            fetched = await self.dialect.fetch_instruments(self._http, self.instruments_url)
+            fetched = await self.dialect.fetch_instruments(
+                self._http, self.instruments_url, self.budget.acquire
+            )
             if not fetched:
                 raise ValueError("the venue listed no instrument")
         except aiohttp.ClientResponseError as exc:

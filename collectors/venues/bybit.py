@@ -59,7 +59,7 @@ import itertools
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -620,13 +620,20 @@ class BybitDialect(ExchangeDialect):
     def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
         return bybit_instruments.parse_instruments_info(self, body, ts_recv)
 
-    async def fetch_instruments(self, http: aiohttp.ClientSession, rest_url: str) -> list[Instrument]:
-        """Every page of the category (``cursor`` paging), at most ``MAX_PAGES``."""
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
+        """Every page of the category (``cursor`` paging), at most ``MAX_PAGES``, each one request."""
         out: list[Instrument] = []
         path: str | None = self.instruments_paths()[0]
         for _ in range(bybit_instruments.MAX_PAGES):
             if path is None:
                 break
+            if spend is not None:
+                await spend(self.instruments_request_weight(path))
             async with http.get(rest_url.rstrip("/") + path) as resp:
                 resp.raise_for_status()
                 body = await resp.read()
