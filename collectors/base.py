@@ -12,8 +12,9 @@ from __future__ import annotations
 import abc
 import functools
 import operator
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -38,6 +39,7 @@ from .pacing import VenueLimits
 if TYPE_CHECKING:
     import aiohttp
 
+    from .instruments import Instrument
     from .simulator import ExchangeSimulator, SimulatorConfig
 
 #: Latency above which a record is OUTDATED, by default (DESIGN.md, "Quality").
@@ -749,6 +751,48 @@ class ExchangeDialect(abc.ABC):
     def snapshot_request_weight(self, native_symbol: str) -> int:
         """Request weight of one snapshot call (for the per-exchange REST budget)."""
         return 1
+
+    # -- instruments (reference data, collectors/instruments.py) ---------------------------------
+    #: REST base of the instrument metadata when it differs from ``default_rest_url`` (venues whose
+    #: books need no REST have no ``default_rest_url``), or None
+    instruments_rest_url: ClassVar[str | None] = None
+
+    def instruments_paths(self) -> list[str]:
+        """REST paths (with query) whose responses together list every instrument; empty: the venue
+        has no instruments endpoint here (symbol discovery is then unavailable)."""
+        return []
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        """The instruments of one response body of :meth:`instruments_paths` (pure: tests feed it
+        recorded and documented bodies). Raises ValueError (or KeyError/TypeError) on a body that is
+        not the venue's instrument list; an instrument whose fields are unusable is left out."""
+        raise NotImplementedError(f"{self.exchange_id} has no instruments parser")
+
+    def instruments_request_weight(self, path: str) -> int:
+        """Weight of one instruments request in the venue's REST budget."""
+        return 1
+
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
+        """Fetches and parses every instrument (each path of :meth:`instruments_paths` in turn).
+
+        ``spend(weight)`` is awaited before each request (the collector passes its REST budget's
+        ``acquire``). Raises ``aiohttp.ClientResponseError`` on HTTP errors (429/418 pause the venue's
+        REST budget in the caller) and ValueError on a body that cannot be parsed.
+        """
+        out: list[Instrument] = []
+        for path in self.instruments_paths():
+            if spend is not None:
+                await spend(self.instruments_request_weight(path))
+            async with http.get(rest_url.rstrip("/") + path) as resp:
+                resp.raise_for_status()
+                body = await resp.read()
+            out.extend(self.parse_instruments(body, time.time_ns()))
+        return out
 
     @abc.abstractmethod
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:

@@ -57,6 +57,13 @@ from .base import (
 from .capture import CaptureWriter
 from .dedupe import RecentTradeIds
 from .events import emit_event
+from .instruments import (
+    DEFAULT_INSTRUMENTS_REFRESH_S,
+    InstrumentBook,
+    is_pattern,
+    matches,
+    resolve_symbols,
+)
 from .pacing import ConnectionPacing, Pacer
 
 log = logging.getLogger(__name__)
@@ -101,6 +108,8 @@ class ConnectionSettings:
     #: frames per capture flush (the capture is also flushed at every disconnect and at the end)
     capture_flush_frames: int = 1000
     watchdog_interval_s: float = 1.0
+    #: seconds between two fetches of the venue's instruments (0: only at start)
+    instruments_refresh_s: float = DEFAULT_INSTRUMENTS_REFRESH_S
 
 
 @dataclass
@@ -128,6 +137,11 @@ class ConnectionStats:
     pacing_waits: int = 0
     #: rotations asked for by the venue (e.g. Binance ``serverShutdown``)
     shutdown_rotations: int = 0
+    #: instrument fetches that succeeded / failed, and symbols subscribed or dropped while running
+    instrument_fetches: int = 0
+    instrument_errors: int = 0
+    listings_subscribed: int = 0
+    delistings_unsubscribed: int = 0
 
 
 class OutputQueue:
@@ -864,7 +878,19 @@ class Collector:
             raise ValueError(f"{dialect.exchange_id}: no symbols to collect")
         self.dialect = dialect
         self.exchange = dialect.exchange_id
-        self.symbols = [dialect.native_symbol(s) for s in symbols]
+        #: what the user asked for: explicit symbols, ``all`` and glob patterns (resolved at start)
+        self.requested = list(symbols)
+        self.patterns = [s for s in symbols if is_pattern(s)]
+        if self.patterns and not dialect.instruments_paths():
+            raise ValueError(
+                f"{dialect.exchange_id} has no instruments endpoint here: list its symbols explicitly "
+                f"instead of {', '.join(self.patterns)}"
+            )
+        self.symbols = [dialect.native_symbol(s) for s in symbols if not is_pattern(s)]
+        #: native symbols the user named (never unsubscribed by a delisting)
+        self.explicit = set(self.symbols)
+        self.instruments_url = rest_url or dialect.instruments_rest_url or dialect.default_rest_url
+        self.instruments = InstrumentBook()
         self.channels = tuple(channels)
         self.sink = sink
         self.ws_url = ws_url or dialect.default_ws_url
@@ -889,6 +915,7 @@ class Collector:
         self.dead: dict[str, str] = {}
         self.rotations = 0
         self._rotation_tasks: set[asyncio.Task[None]] = set()
+        self._instruments_task: asyncio.Task[None] | None = None
 
     def _capture_for(self, index: int, count: int, generation: int = 0) -> Path | None:
         if self.capture_path is None:
@@ -935,10 +962,15 @@ class Collector:
         continue at a matching update id where the venue allows it, else enter as a resync
         (:meth:`_handover`).
         """
+        await self._rotate_to(old, old.subscription)
+
+    async def _rotate_to(self, old: FeedConnection, subscription: Subscription) -> None:
+        """Make-before-break replacement of ``old`` by a connection carrying ``subscription`` (the same
+        one for a rotation; fewer symbols when some were delisted)."""
         index = self.connections.index(old)
         generation = self.rotations + 1
         old.handover_log = HandoverLog()
-        new = self._new_connection(index, old.subscription, len(self.connections), generation, shadow=True)
+        new = self._new_connection(index, subscription, len(self.connections), generation, shadow=True)
         task = asyncio.create_task(new.run(), name=f"conn-{new.name}")
         try:
             await asyncio.wait_for(new.ready.wait(), timeout=max(30.0, self.settings.open_timeout_s * 3))
@@ -1047,8 +1079,26 @@ class Collector:
         return out
 
     async def start(self) -> None:
-        """Opens every connection and the publishing loop."""
+        """Fetches the venue's instruments and resolves the symbols asked for, then opens every
+        connection and the publishing loop.
+
+        Raises :class:`~collectors.instruments.UnknownSymbolError` (a ValueError naming close matches)
+        when an explicit symbol is not listed by the venue. When the instruments endpoint fails, the
+        collector runs on the explicit symbols (an ``instruments_error`` event says so) and the
+        patterns are resolved at the next successful fetch.
+        """
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        try:
+            if self.dialect.instruments_paths() and self.instruments_url and await self.refresh_instruments():
+                listed = self.instruments.current.values()
+                self.symbols = resolve_symbols(self.dialect, self.requested, listed)
+                named = [name for name in self.requested if not is_pattern(name)]
+                self.explicit = set(resolve_symbols(self.dialect, named, listed))
+                if self.patterns and not self.symbols:
+                    log.warning("%s: %s match no trading instrument yet", self.exchange, self.patterns)
+        except BaseException:
+            await self._http.close()
+            raise
         subs = split_subscription(self.dialect, self.symbols, self.channels)
         for i, sub in enumerate(subs):
             conn = self._new_connection(i, sub, len(subs), 0, shadow=False)
@@ -1057,6 +1107,114 @@ class Collector:
             task.add_done_callback(functools.partial(self._task_ended, conn.name))
             self._tasks.append(task)
         self._publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.exchange}")
+        if (
+            self.instruments_url
+            and self.dialect.instruments_paths()
+            and self.settings.instruments_refresh_s > 0
+        ):
+            self._instruments_task = asyncio.create_task(
+                self._instruments_loop(), name=f"instruments-{self.exchange}"
+            )
+
+    # -- instruments -------------------------------------------------------------------------------
+    async def _instruments_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.instruments_refresh_s)
+            if await self.refresh_instruments() and self.patterns:
+                await self._follow_listings()
+
+    async def refresh_instruments(self) -> bool:
+        """Fetches the venue's instruments (within its REST budget) and queues the ``instruments`` rows
+        that changed since the last fetch, with a ``listing``/``delisting`` event per symbol that
+        started/stopped trading. False (and an ``instruments_error`` event) when the fetch failed."""
+        assert self._http is not None and self.instruments_url is not None
+        out = RecordBuffer()
+        try:
+            fetched = await self.dialect.fetch_instruments(
+                self._http, self.instruments_url, self.budget.acquire
+            )
+            if not fetched:
+                raise ValueError("the venue listed no instrument")
+        except aiohttp.ClientResponseError as exc:
+            if exc.status in (418, 429):
+                self.budget.back_off(_retry_after_s(exc.headers, default=60.0))
+            return await self._instruments_failed(f"HTTP {exc.status}: {exc.message}")
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, IndexError) as exc:
+            return await self._instruments_failed(f"{type(exc).__name__}: {exc}")
+        ts = time.time_ns()
+        rows, listed, delisted = self.instruments.update(fetched, ts)
+        self.stats.instrument_fetches += 1
+        out.instruments.extend(r.row() for r in rows)
+        for kind, natives in (("listing", listed), ("delisting", delisted)):
+            for native in natives:
+                inst = self.instruments.current[native]
+                emit_event(
+                    out,
+                    self.exchange,
+                    inst.symbol,
+                    "instruments",
+                    ts,
+                    kind,
+                    {"native_symbol": native, "kind": inst.kind, "status": inst.status},
+                )
+        if len(out):
+            self.output.put_unbounded(out)
+        return True
+
+    async def _instruments_failed(self, reason: str) -> bool:
+        self.stats.instrument_errors += 1
+        log.warning("%s: instruments fetch failed: %s", self.exchange, reason)
+        out = RecordBuffer()
+        emit_event(
+            out,
+            self.exchange,
+            None,
+            "instruments",
+            time.time_ns(),
+            "instruments_error",
+            {"reason": reason, "following": self.patterns, "symbols": len(self.symbols)},
+        )
+        self.output.put_unbounded(out)
+        return False
+
+    async def _follow_listings(self) -> None:
+        """Subscribes trading instruments the patterns match that are not collected yet (new
+        connections, split within the venue's limits), and drops delisted ones the patterns brought in
+        (a make-before-break replacement of their connection, or its end when nothing is left on it)."""
+        current = self.instruments.current
+        have = set(self.symbols)
+        new = [
+            n
+            for n, inst in current.items()
+            if inst.trading and n not in have and any(matches(p, inst) for p in self.patterns)
+        ]
+        gone = {
+            n for n in self.symbols if n not in self.explicit and not (n in current and current[n].trading)
+        }
+        if new:
+            for sub in split_subscription(self.dialect, new, self.channels):
+                index = len(self.connections)
+                conn = self._new_connection(index, sub, index + 1 if index else 2, 0, shadow=False)
+                self.connections.append(conn)
+                self._tasks.append(asyncio.create_task(conn.run(), name=f"conn-{conn.name}"))
+            self.symbols.extend(new)
+            self.stats.listings_subscribed += len(new)
+            log.info("%s: subscribed %d new listing(s): %s", self.exchange, len(new), ", ".join(new))
+        if gone:
+            for conn in list(self.connections):
+                if not gone.intersection(conn.subscription.symbols):
+                    continue
+                keep = tuple(s for s in conn.subscription.symbols if s not in gone)
+                if keep:
+                    await self._rotate_to(conn, Subscription(keep, conn.subscription.channels))
+                else:
+                    self.connections.remove(conn)
+                    conn.stop()
+            self.symbols = [s for s in self.symbols if s not in gone]
+            self.stats.delistings_unsubscribed += len(gone)
+            log.info(
+                "%s: unsubscribed %d delisting(s): %s", self.exchange, len(gone), ", ".join(sorted(gone))
+            )
 
     def _task_ended(self, name: str, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -1095,6 +1253,10 @@ class Collector:
         """Closes the connections, then publishes everything still queued (nothing is lost)."""
         for rotation in list(self._rotation_tasks):
             rotation.cancel()
+        if self._instruments_task is not None:
+            self._instruments_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._instruments_task
         for conn in self.connections:
             conn.stop()
         for task in self._tasks:

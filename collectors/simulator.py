@@ -76,6 +76,7 @@ class Faults:
     rest_418: int = 0
     retry_after_s: float = 1.0
     refuse_connections: bool = False  # new websocket connections are closed at once
+    instruments_errors: int = 0  # next N instruments (reference data) calls answer 503
 
     @staticmethod
     def take(counters: dict[str, int], symbol: str) -> bool:
@@ -283,6 +284,7 @@ class ExchangeSimulator(abc.ABC):
         self._connect_times: deque[float] = deque()
         self._ip_message_times: deque[float] = deque()
         self.rest_requests = 0
+        self.instrument_requests = 0
         self.frames_sent = 0
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -333,6 +335,21 @@ class ExchangeSimulator(abc.ABC):
         """REST routes (snapshots, instruments)."""
         return []
 
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """The venue's instruments endpoint(s), listing :attr:`markets` (tick from ``MarketModel.tick``,
+        lot from its size decimals); dialects with instruments override it."""
+        return []
+
+    def add_market(self, symbol: str) -> MarketModel:
+        """Lists a new market while running (it appears in the instruments and starts trading)."""
+        market = MarketModel(symbol, self.config.seed, self.config.book_levels, self.config.trade_probability)
+        self.markets[symbol] = market
+        return market
+
+    def remove_market(self, symbol: str) -> None:
+        """Delists a market while running (it leaves the instruments and stops trading)."""
+        self.markets.pop(symbol, None)
+
     # -- helpers for dialects ------------------------------------------------------------------
     def now_exchange_ns(self) -> int:
         """The exchange's clock, lagging when the ``ts_lag_ns`` fault is on."""
@@ -366,6 +383,16 @@ class ExchangeSimulator(abc.ABC):
             )
         return None
 
+    def instruments_fault_response(self) -> web.Response | None:
+        """A 503 answer of the instruments endpoint when that fault is armed, else None (counts the
+        request in :attr:`instrument_requests`; the snapshot faults ``rest_429``/``rest_418`` and
+        ``rest_requests`` stay for snapshots)."""
+        self.instrument_requests += 1
+        if self.faults.instruments_errors > 0:
+            self.faults.instruments_errors -= 1
+            return web.json_response({"error": "service unavailable (simulated)"}, status=503)
+        return None
+
     # -- server ----------------------------------------------------------------------------------
     @property
     def ws_url(self) -> str:
@@ -385,6 +412,7 @@ class ExchangeSimulator(abc.ABC):
         for path in self.ws_paths:
             app.router.add_get(path, self._ws_handler)
         app.add_routes(self.rest_routes())
+        app.add_routes(self.instrument_routes())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -511,7 +539,6 @@ class ExchangeSimulator(abc.ABC):
     async def _market_loop(self) -> None:
         interval = 1.0 / self.config.rate_hz if self.config.rate_hz > 0 else 1.0
         next_at = time.monotonic()
-        symbols = list(self.markets)
         while True:
             next_at += interval
             delay = next_at - time.monotonic()
@@ -522,8 +549,8 @@ class ExchangeSimulator(abc.ABC):
                 if delay < -1.0:
                     next_at = time.monotonic()  # fell far behind (a paused loop): do not burst
             ts = self.now_exchange_ns()
-            for symbol in symbols:
-                self.publish_step(self.markets[symbol].step(ts))
+            for market in list(self.markets.values()):  # markets listed or delisted while running
+                self.publish_step(market.step(ts))
             self._inject_bad_frames()
 
     def publish_step(self, step: MarketStep) -> None:

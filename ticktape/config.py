@@ -38,6 +38,7 @@ from typing import Any
 
 from collectors.base import CHANNELS, DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S, DialectOptions
 from collectors.events import Limits
+from collectors.instruments import DEFAULT_INSTRUMENTS_REFRESH_S, is_pattern
 from collectors.registry import exchange_ids
 from quality.scoring import QualityConfig
 from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES
@@ -92,6 +93,8 @@ class MaskSecretsFilter(logging.Filter):
 #: Group names become container and Kubernetes object names, so they follow DNS label rules.
 _GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+#: ``all`` or a glob over symbols (``BTC-*``, ``*-PERP``, ``ETH/[UE]S?``)
+_PATTERN = re.compile(r"^[A-Za-z0-9*?\[][A-Za-z0-9._:/*?\[\]!-]{0,63}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")
 _S3_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?$")
 
@@ -164,6 +167,13 @@ class CollectConfig:
         "rotate each connection (make-before-break) at this age in seconds; 0: never; unset: the "
         "exchange's own default (23 h where the venue closes connections at 24 h, else never)",
         flags=("--max-connection-age",),
+        minimum=0,
+    )
+    instruments_refresh_s: float = setting(
+        DEFAULT_INSTRUMENTS_REFRESH_S,
+        "seconds between two fetches of each venue's instruments (new listings of 'all' and glob "
+        "symbols are subscribed, delistings dropped); 0: only at start",
+        flags=("--instruments-refresh-s",),
         minimum=0,
     )
 
@@ -381,7 +391,8 @@ class CollectorConfig:
 #: Documentation of the ``[[collectors]]`` keys (they are per entry, so they have no env variable).
 COLLECTOR_KEYS: dict[str, str] = {
     "exchange": "exchange id (required), one of the registered exchanges",
-    "symbols": "symbols to capture (required), native (BTCUSDT) or normalised (BTC-USDT)",
+    "symbols": "symbols to capture (required), native (BTCUSDT) or normalised (BTC-USDT); 'all' or globs "
+    "('BTC-*', '*-PERP') follow the venue's listings",
     "group": "collector group: one container/Deployment per group (default: the exchange id)",
     "channels": f"channels to capture (default: all of {', '.join(CHANNELS)})",
     "ws_url": "websocket endpoint override (simulators, testnets, proxies)",
@@ -857,6 +868,8 @@ def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConf
                 ok = False
             dup_in_list: set[str] = set()
             for symbol in symbols:
+                if is_pattern(symbol) and _PATTERN.match(symbol) and ".." not in symbol:
+                    continue  # 'all' or a glob: resolved against the venue's instruments at start
                 if not _SYMBOL.match(symbol) or ".." in symbol:
                     out.add(f"{loc}.symbols", f"invalid symbol {symbol!r}")
                     ok = False
@@ -1144,6 +1157,7 @@ COLLECT_DESTS: dict[str, str] = {
     "ws_url": "collect.ws_url",
     "rest_url": "collect.rest_url",
     "max_connection_age": "collect.max_connection_age_s",
+    "instruments_refresh_s": "collect.instruments_refresh_s",
 }
 _SKIP_DESTS = frozenset({"help", "config", "func", "version"})
 

@@ -39,6 +39,9 @@ __all__ = ["CLEAN_MASK", "Flags", "Inventory", "Lake", "LakeLookupError", "close
 
 #: Flags whose rows ``clean=True`` drops: late data, a book between a gap and its resync, duplicates.
 CLEAN_MASK = int(Flags.OUTDATED | Flags.MAYBE_BAD_BOOK | Flags.DUPLICATE)
+#: Columns :meth:`Lake.rounded` rounds to the tick size, and to the lot size.
+PRICE_COLUMNS = frozenset({"price", "bid_price", "ask_price", "mark_price", "index_price"})
+SIZE_COLUMNS = frozenset({"size", "bid_size", "ask_size"})
 #: How many names an error message lists at most.
 MAX_LISTED = 12
 _NS = 1_000_000_000
@@ -428,6 +431,54 @@ class Lake:
 
         self.check_symbol(exchange, symbol, "book")
         return book_at(self.catalog, exchange, symbol, to_ns(at), depth=depth)
+
+    def rounded(self, table: pa.Table, at: Any = None) -> pa.Table:
+        """``table`` (rows of trades, book, bbo, mark_price, liquidations... with ``exchange`` and
+        ``symbol`` columns) with its prices rounded to each instrument's tick size and its sizes to its
+        lot size, exactly: ``65000.010000001`` becomes ``65000.01``.
+
+        Tick and lot come from the ``instruments`` dataset: the latest row of each (exchange, symbol)
+        received before ``at`` (receive time as in :meth:`read`; default: the latest). A symbol without
+        instruments raises :class:`LakeLookupError` (collect with the instruments enabled to have them).
+        """
+        from collectors.instruments import round_array
+
+        clauses, params = [], []
+        if at is not None:
+            clauses.append("ts_recv < make_timestamp_ns(?::BIGINT)::TIMESTAMPTZ_NS")
+            params.append(to_ns(at))
+        where = " AND ".join(clauses) or "true"
+        ref = self.catalog.query(
+            "SELECT exchange, symbol, arg_max(tick_size, ts_recv) AS tick, arg_max(lot_size, ts_recv) AS lot "
+            f"FROM instruments WHERE {where} GROUP BY exchange, symbol",
+            params,
+        ).to_pylist()
+        increments = {(r["exchange"], r["symbol"]): (r["tick"], r["lot"]) for r in ref}
+        exchanges = table.column("exchange").to_pylist()
+        symbols = table.column("symbol").to_pylist()
+        keys = sorted(set(zip(exchanges, symbols, strict=True)))
+        missing = [k for k in keys if k not in increments]
+        if missing:
+            raise LakeLookupError(
+                f"no instruments for {', '.join(f'{e} {s}' for e, s in missing[:MAX_LISTED])} in {self.url}"
+            )
+        import numpy as np
+
+        pairs = np.array([f"{e}\x00{s}" for e, s in zip(exchanges, symbols, strict=True)], dtype=object)
+        for name in table.column_names:
+            which = 0 if name in PRICE_COLUMNS else 1 if name in SIZE_COLUMNS else None
+            if which is None:
+                continue
+            column = table.column(name)
+            values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            for exchange, symbol in keys:
+                mask = pairs == f"{exchange}\x00{symbol}"
+                values[mask] = round_array(values[mask], increments[(exchange, symbol)][which])
+            mask_null = column.is_null().to_numpy(zero_copy_only=False)
+            table = table.set_column(
+                table.column_names.index(name), name, pa.array(values, mask=mask_null, type=column.type)
+            )
+        return table
 
     def sql(self, query: str, params: list[Any] | None = None) -> pa.Table:
         """Any DuckDB SQL over the views (``trades``, ``book``, ...), ``?`` parameters from ``params``."""

@@ -50,8 +50,10 @@ from ..events import (
     ms_to_ns,
     positive_price,
 )
+from ..instruments import Instrument
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from .binance_instruments import exchange_info_body, parse_exchange_info
 
 if TYPE_CHECKING:
     import aiohttp
@@ -404,6 +406,20 @@ class BinanceDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return BinanceSimulator(self, config)
 
+    # -- instruments (collectors/venues/binance_instruments.py) ----------------------------------
+    #: the venue's exchangeInfo path and its request weight
+    instruments_path: ClassVar[str] = "/api/v3/exchangeInfo"
+    instruments_weight: ClassVar[int] = 20
+
+    def instruments_paths(self) -> list[str]:
+        return [self.instruments_path]
+
+    def instruments_request_weight(self, path: str) -> int:
+        return self.instruments_weight
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return parse_exchange_info(self, body, ts_recv)
+
 
 def stream_query(streams: Sequence[str]) -> str:
     """The ``streams=`` value: names joined by ``/``, non-ASCII symbols percent-encoded (UTF-8)."""
@@ -545,6 +561,18 @@ class BinanceSimulator(ExchangeSimulator):
         from aiohttp import web
 
         return [web.get(self.dialect_snapshot_path(), self.depth_handler)]
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        path: str = getattr(self.dialect, "instruments_path", "/api/v3/exchangeInfo")
+        return [web.get(path, self.exchange_info_handler)]
+
+    async def exchange_info_handler(self, request: web.Request) -> web.Response:
+        """``GET exchangeInfo``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        body = exchange_info_body(self.dialect.exchange_id, self.markets)
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def dialect_snapshot_path(self) -> str:
         """Path of the snapshot endpoint (the dialect's)."""

@@ -63,6 +63,8 @@ class BinanceDeliveryDialect(BinanceFuturesDialect):
     default_rest_url: ClassVar[str | None] = "https://dapi.binance.com"
     demo_symbols: ClassVar[tuple[str, ...]] = ("BTCUSD_PERP", "ETHUSD_PERP")
     snapshot_path: ClassVar[str] = "/dapi/v1/depth"
+    instruments_path: ClassVar[str] = "/dapi/v1/exchangeInfo"
+    instruments_weight: ClassVar[int] = 1
     #: COIN-M is not part of USD-M's 2026 routing by category: one unrouted combined connection
     routed: ClassVar[bool] = False
     #: COIN-M documents 200 streams per connection (USD-M: 1024)

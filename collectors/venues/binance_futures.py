@@ -237,6 +237,8 @@ class BinanceFuturesDialect(BinanceDialect):
     routed: ClassVar[bool] = True
     snapshot_path: ClassVar[str] = "/fapi/v1/depth"
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceFuturesNormaliser
+    instruments_path: ClassVar[str] = "/fapi/v1/exchangeInfo"
+    instruments_weight: ClassVar[int] = 1
 
     def native_symbol(self, symbol: str) -> str:
         """``ETH-USDT-PERP`` / ``ETHUSDT`` -> ``ETHUSDT``; dated contracts keep their ``_YYMMDD``."""

@@ -39,7 +39,9 @@ from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import SymbolBooks, SyncedBook
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, check_symbol, emit_event, non_negative_size, positive_price
+from ..instruments import Instrument
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import spot_instruments
 
 if TYPE_CHECKING:
     import aiohttp
@@ -264,6 +266,13 @@ class BitstampDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return BitstampSimulator(self, config)
 
+    # -- instruments (collectors/venues/spot_instruments.py) -------------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [spot_instruments.BITSTAMP_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return spot_instruments.parse_bitstamp(self, body, ts_recv)
+
 
 class BitstampSimulator(ExchangeSimulator):
     """Bitstamp v2 on loopback: ``/`` websocket, ``GET /api/v2/order_book/<pair>/``."""
@@ -380,6 +389,18 @@ class BitstampSimulator(ExchangeSimulator):
             "asks": asks,
         }
         return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(spot_instruments.BITSTAMP_PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """The venue's instrument list: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(
+            spot_instruments.bitstamp_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        )
 
     def rest_routes(self) -> list[web.RouteDef]:
         return [web.get("/api/v2/order_book/{pair}/", self.order_book_handler)]

@@ -56,12 +56,14 @@ enforced by the simulator. Bybit documents no forced disconnect (no rotation unl
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 import zlib
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import Flags, RecordBuffer
 
@@ -78,8 +80,13 @@ from ..events import (
     non_negative_size,
     positive_price,
 )
+from ..instruments import Instrument
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+from . import bybit_instruments
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EXCHANGE = "bybit"
 
@@ -604,6 +611,38 @@ class BybitDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return BybitSimulator(self, config)
 
+    # -- instruments (collectors/venues/bybit_instruments.py) ------------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.bybit.com"
+    #: the ``category`` of ``/v5/market/instruments-info`` this dialect lists
+    instruments_category: ClassVar[str] = "linear"
+
+    def instruments_paths(self) -> list[str]:
+        return [bybit_instruments.first_path(self.instruments_category)]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return bybit_instruments.parse_instruments_info(self, body, ts_recv)
+
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
+        """Every page of the category (``cursor`` paging), at most ``MAX_PAGES``, each one request."""
+        out: list[Instrument] = []
+        path: str | None = self.instruments_paths()[0]
+        for _ in range(bybit_instruments.MAX_PAGES):
+            if path is None:
+                break
+            if spend is not None:
+                await spend(self.instruments_request_weight(path))
+            async with http.get(rest_url.rstrip("/") + path) as resp:
+                resp.raise_for_status()
+                body = await resp.read()
+            out.extend(self.parse_instruments(body, time.time_ns()))
+            path = bybit_instruments.next_path(self.instruments_category, body)
+        return out
+
 
 # -- simulator ---------------------------------------------------------------------------------------
 
@@ -905,6 +944,27 @@ class BybitSimulator(ExchangeSimulator):
                 ]
         self._rendered = (step, frames)
         return frames
+
+    #: instruments per ``instruments-info`` page (Bybit's largest ``limit``)
+    instruments_page_size: int = 1000
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(bybit_instruments.PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /v5/market/instruments-info?category=..``: this simulator's markets, paged."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        if request.query.get("category") != self.category:
+            return web.json_response(
+                {"retCode": 10001, "retMsg": "category mismatch (simulated)", "result": {}}
+            )
+        quotes = getattr(self.dialect, "normaliser_class", BybitNormaliser).quotes
+        body = bybit_instruments.instruments_info_body(
+            self.category, self.markets, quotes, request.query.get("cursor", ""), self.instruments_page_size
+        )
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         frames = self.step_topic_frames(step)

@@ -58,6 +58,7 @@ class BybitSpotDialect(BybitDialect):
     book_depths: ClassVar[tuple[int, ...]] = (50, 200, 1000)
     bbo_sources: ClassVar[tuple[str, ...]] = ("orderbook.1",)
     normaliser_class: ClassVar[type[BybitNormaliser]] = BybitSpotNormaliser
+    instruments_category: ClassVar[str] = "spot"
 
     def native_symbol(self, symbol: str) -> str:
         """``BTC-USDT``/``BTC/USDT``/``btcusdt`` -> ``BTCUSDT``."""

@@ -65,6 +65,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import Flags, RecordBuffer
 
@@ -82,8 +83,10 @@ from ..events import (
     ns_to_iso,
     positive_price,
 )
+from ..instruments import Instrument
 from ..pacing import VenueLimits
-from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimTrade, SimulatorConfig
+from . import coinbase_instruments
 
 EXCHANGE = "coinbase"
 CHANNEL_NAMES = {"trades": "market_trades", "book": "level2", "bbo": "ticker"}
@@ -369,6 +372,15 @@ class CoinbaseDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return CoinbaseSimulator(self, config)
 
+    # -- instruments (collectors/venues/coinbase_instruments.py) ----------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.coinbase.com"
+
+    def instruments_paths(self) -> list[str]:
+        return [coinbase_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return coinbase_instruments.parse_products(self, body, ts_recv)
+
 
 # -- simulator ---------------------------------------------------------------------------------------
 _OUR_CHANNEL = {v: k for k, v in CHANNEL_NAMES.items()}
@@ -516,6 +528,23 @@ class CoinbaseSimulator(ExchangeSimulator):
         self._frames_step = step
         self._step_events = {"trades": trades, "book": book, "bbo": ticker}
         return self._step_events
+
+    def add_market(self, symbol: str) -> MarketModel:
+        market = super().add_market(symbol)
+        self.recent_trades[symbol] = deque(maxlen=SNAPSHOT_TRADES)
+        return market
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(coinbase_instruments.PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/brokerage/market/products``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(
+            coinbase_instruments.products_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         events = self.step_events(step)

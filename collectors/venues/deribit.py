@@ -64,6 +64,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import RecordBuffer
 
@@ -78,7 +79,9 @@ from ..events import (
     non_negative_size,
     positive_price,
 )
+from ..instruments import Instrument
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import deribit_instruments
 
 EXCHANGE = "deribit"
 PERPETUAL = "-PERPETUAL"
@@ -350,6 +353,13 @@ class DeribitDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return DeribitSimulator(self, config)
 
+    # -- instruments (collectors/venues/deribit_instruments.py) ----------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [deribit_instruments.PATH + deribit_instruments.QUERY]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return deribit_instruments.parse_get_instruments(self, body, ts_recv)
+
 
 def _request(request_id: int, method: str, params: dict[str, Any]) -> str:
     return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}).decode()
@@ -428,6 +438,22 @@ class DeribitSimulator(ExchangeSimulator):
             self._drop(session)  # Deribit closes a connection that ignores its test requests
             return []
         return ['{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}']
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        # under the venue's ``/api/v2`` and under the bare path (a --rest-url naming the simulator root)
+        return [
+            web.get("/api/v2" + deribit_instruments.PATH, self.instruments_handler),
+            web.get(deribit_instruments.PATH, self.instruments_handler),
+        ]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v2/public/get_instruments``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(
+            deribit_instruments.get_instruments_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         inst, ms = step.symbol, step.ts_ns // 1_000_000

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import Flags, RecordBuffer
 
@@ -69,7 +70,9 @@ from ..events import (
     ns_to_iso,
     positive_price,
 )
-from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from ..instruments import Instrument
+from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimTrade, SimulatorConfig
+from . import kraken_instruments
 
 EXCHANGE = "kraken"
 #: Book depths Kraken accepts on subscribe.
@@ -470,6 +473,15 @@ class KrakenDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return KrakenSimulator(self, config)
 
+    # -- instruments (collectors/venues/kraken_instruments.py) ----------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.kraken.com"
+
+    def instruments_paths(self) -> list[str]:
+        return [kraken_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return kraken_instruments.parse_asset_pairs(self, body, ts_recv)
+
 
 # -- simulator ---------------------------------------------------------------------------------------
 def _levels_json(levels: Sequence[tuple[str, str]]) -> str:
@@ -700,6 +712,23 @@ class KrakenSimulator(ExchangeSimulator):
         return (
             f'{{"channel":"book","type":"update","data":[{{"symbol":"{native}","bids":[{_levels_json(changes[0])}],'
             f'"asks":[{_levels_json(changes[1])}],"checksum":{checksum},"timestamp":"{ts}"}}]}}'
+        )
+
+    def add_market(self, symbol: str) -> MarketModel:
+        market = super().add_market(symbol)
+        self.recent_trades[symbol] = deque(maxlen=SNAPSHOT_TRADES)
+        return market
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(kraken_instruments.PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /0/public/AssetPairs``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(
+            kraken_instruments.asset_pairs_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
         )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:

@@ -75,6 +75,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import Flags, RecordBuffer
 
@@ -92,8 +93,10 @@ from ..events import (
     non_negative_size,
     positive_price,
 )
+from ..instruments import Instrument
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+from . import okx_instruments
 from .binance import split_binance_symbol
 
 EXCHANGE = "okx"
@@ -480,6 +483,15 @@ class OkxDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return OkxSimulator(self, config)
 
+    # -- instruments (collectors/venues/okx_instruments.py) --------------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://www.okx.com"
+
+    def instruments_paths(self) -> list[str]:
+        return [f"{okx_instruments.PATH}?instType={t}" for t in okx_instruments.INST_TYPES]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return okx_instruments.parse_okx_instruments(self, body, ts_recv)
+
 
 #: OKX channel name -> our channel
 SIM_CHANNELS = {
@@ -656,6 +668,20 @@ class OkxSimulator(ExchangeSimulator):
         ]
         self._rendered = (step, frames)
         return frames
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(okx_instruments.PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v5/public/instruments?instType=..``: this simulator's markets of that type."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        inst_type = request.query.get("instType", "")
+        if inst_type not in okx_instruments.INST_TYPES:
+            return web.json_response({"code": "51000", "msg": "Parameter instType error", "data": []})
+        body = okx_instruments.okx_instruments_body(inst_type, self.markets)
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         frames = self.step_frames(step)

@@ -45,7 +45,8 @@ async def test_metrics_expose_connections_queue_and_budget() -> None:
         await sim.stop()
     assert 'ticktape_connects_total{exchange="binance"} 1.0' in text
     assert 'ticktape_rest_snapshots_total{exchange="binance"} 1.0' in text
-    assert 'ticktape_rest_budget_used{exchange="binance"} 50.0' in text
+    # one depth snapshot (weight 50) and the instruments fetch at start (exchangeInfo, weight 20)
+    assert 'ticktape_rest_budget_used{exchange="binance"} 70.0' in text
     assert 'ticktape_queue_depth{exchange="binance"}' in text
     assert "ticktape_host_stalls_total" in text  # the quality layer's metrics share the page
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from collectors.base import DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S
 from collectors.connection import ConnectionSettings
+from collectors.instruments import DEFAULT_INSTRUMENTS_REFRESH_S, UnknownSymbolError, is_pattern
 from collectors.registry import exchange_ids, get_dialect
 from ticktape.config import dialect_options_of, enable_config, quality_config_of
 from ticktape.runtime import (
@@ -37,7 +38,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--exchange", required=True, help=f"exchange id ({', '.join(exchange_ids())})")
     p.add_argument(
-        "--symbols", required=True, help="comma-separated symbols, native or normalised (BTCUSDT or BTC-USDT)"
+        "--symbols",
+        required=True,
+        help="comma-separated symbols, native or normalised (BTCUSDT or BTC-USDT); 'all' or globs "
+        "('BTC-*', '*-PERP') resolve against the venue's instruments",
     )
     p.add_argument("--channels", default="", help="comma-separated channels: trades,book,bbo (default all)")
     p.add_argument("--ws-url", help="websocket base URL (simulators, testnets, proxies)")
@@ -48,6 +52,14 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="rotate each connection at this age (make-before-break; 0: never; default: the exchange's own, "
         "23 h where the venue closes at 24 h)",
+    )
+    p.add_argument(
+        "--instruments-refresh-s",
+        type=float,
+        default=DEFAULT_INSTRUMENTS_REFRESH_S,
+        metavar="SECONDS",
+        help="fetch each venue's instruments this often (0: only at start); 'all' and glob symbols "
+        "follow new listings and delistings",
     )
     p.add_argument(
         "--capture",
@@ -139,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         specs = _specs(args)
         for spec in specs:  # a symbol the venue cannot serve as named is an error before connecting
             for symbol in spec.symbols:
-                spec.dialect.native_symbol(symbol)
+                if not is_pattern(symbol):
+                    spec.dialect.native_symbol(symbol)
         publisher = publisher_from_args(args)
     except (ValueError, TransportArgsError) as exc:
         print(f"ticktape collect: {exc}", file=sys.stderr)
@@ -153,6 +166,7 @@ def connection_settings_of(args: argparse.Namespace) -> ConnectionSettings:
         stale_after_s={"book": args.stale_book_s, "bbo": args.stale_book_s, "trades": args.stale_trades_s},
         recycle_after_s=args.recycle_after_s,
         max_connection_age_s=args.max_connection_age,
+        instruments_refresh_s=args.instruments_refresh_s,
     )
 
 
@@ -204,7 +218,16 @@ async def _collect(
         )
         await server.start()
     for collector, spec in zip(collectors, specs, strict=True):
-        await collector.start()
+        try:
+            await collector.start()
+        except UnknownSymbolError as exc:  # a symbol the venue does not list: say which, and stop
+            print(f"ticktape collect: {exc}", file=sys.stderr)
+            for started in collectors[: collectors.index(collector)]:
+                await started.stop()
+            await publisher.close()
+            if server is not None:
+                await server.stop()
+            return 2
         log.info(
             "collecting %s %s (%s)", collector.exchange, ",".join(collector.symbols), ",".join(spec.channels)
         )

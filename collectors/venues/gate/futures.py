@@ -36,7 +36,9 @@ from typing import Any, ClassVar
 from schemas import RecordBuffer
 
 from ...events import ParseError, positive_price
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from .. import htx_gate_instruments
 from .common import (
     BOOK_INTERVAL,
     SNAPSHOT_LIMIT,
@@ -133,6 +135,13 @@ class GateFuturesDialect(GateDialect):
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return GateSimulator(self, config)
+
+    # -- instruments (collectors/venues/htx_gate_instruments.py) ---------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [htx_gate_instruments.GATE_FUTURES_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return htx_gate_instruments.parse_gate_contracts(self, body, ts_recv)
 
 
 DIALECT_CLASS = GateFuturesDialect

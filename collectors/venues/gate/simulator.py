@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from .. import htx_gate_instruments, spot_instruments
 
 if TYPE_CHECKING:
     from .common import GateDialect
@@ -245,6 +246,22 @@ class GateSimulator(ExchangeSimulator):
             return web.json_response({"label": "INVALID_PARAM_VALUE", "message": "limit"}, status=400)
         body = self.snapshot_body(symbol, limit, request.query.get("with_id") == "true")
         return web.json_response(body, dumps=_dumps)
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        spot = self.dialect.exchange_id == "gate"
+        path = spot_instruments.GATE_PATH if spot else htx_gate_instruments.GATE_FUTURES_PATH
+        return [web.get(path, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """The venue's instrument list (spot pairs or USDT contracts): this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        if self.dialect.exchange_id == "gate":
+            body: Any = spot_instruments.gate_body(self.markets)
+        else:
+            body = htx_gate_instruments.gate_contracts_body(self.markets)
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def rest_routes(self) -> list[web.RouteDef]:
         return [web.get(self.gate.snapshot_path, self.order_book_handler)]

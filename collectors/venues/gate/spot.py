@@ -28,7 +28,9 @@ from typing import Any, ClassVar
 from schemas import RecordBuffer
 
 from ...events import ParseError, ms_to_ns, positive_price
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from .. import spot_instruments
 from .common import GateDialect, GateNormaliser, split_pair, trade_time_ns
 from .simulator import GateSimulator
 
@@ -89,6 +91,13 @@ class GateSpotDialect(GateDialect):
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return GateSimulator(self, config)
+
+    # -- instruments (collectors/venues/spot_instruments.py) -------------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [spot_instruments.GATE_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return spot_instruments.parse_gate(self, body, ts_recv)
 
 
 DIALECT_CLASS = GateSpotDialect

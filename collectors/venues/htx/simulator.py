@@ -24,9 +24,11 @@ import zlib
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from ...base import ExchangeDialect
 from ...simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+from .. import htx_gate_instruments
 
 #: Unanswered pings after which the server disconnects (documented: two in a row).
 MAX_UNANSWERED_PINGS = 2
@@ -224,6 +226,19 @@ def _num(text: str) -> float:
 
 class HtxSpotSimulator(HtxSimulator):
     """HTX spot on loopback: ``/ws`` (trades, bbo) and ``/feed`` (mbp and its ``req``)."""
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(htx_gate_instruments.HTX_PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /v1/common/symbols``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        from .spot import QUOTES
+
+        body = htx_gate_instruments.htx_symbols_body(self.markets, QUOTES)
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)

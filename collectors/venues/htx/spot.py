@@ -50,7 +50,9 @@ from schemas import RecordBuffer
 from ...base import Subscription
 from ...book import ResyncWatch, SyncedBook, parse_levels
 from ...events import ParseError, emit_event, frame_text_for_event, ms_to_ns, non_negative_size
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from .. import htx_gate_instruments
 from .common import KIND_INCREMENTAL, HtxDialect, HtxNormaliser, int_field
 
 EXCHANGE = "htx"
@@ -331,6 +333,15 @@ class HtxSpotDialect(HtxDialect):
         from .simulator import HtxSpotSimulator
 
         return HtxSpotSimulator(self, config)
+
+    # -- instruments (collectors/venues/htx_gate_instruments.py) ---------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.huobi.pro"
+
+    def instruments_paths(self) -> list[str]:
+        return [htx_gate_instruments.HTX_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return htx_gate_instruments.parse_htx_symbols(self, body, ts_recv)
 
 
 DIALECT_CLASS = HtxSpotDialect

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ...base import ExchangeDialect
 from ...simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+from .. import spot_instruments
 from .client import OK_CODE, TOKEN_PATH, split_topic_symbols
 
 Frames = tuple[list[str], list[str], list[str]]
@@ -186,6 +187,18 @@ class KucoinSpotSimulator(KucoinSimulator):
         "/market/ticker": "bbo",
     }
     snapshot_path: ClassVar[str] = "/api/v1/market/orderbook/level2_100"
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(spot_instruments.KUCOIN_PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """The venue's instrument list: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(
+            spot_instruments.kucoin_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        )
 
     def render_step(self, step: MarketStep) -> Frames:
         sym, ms = step.symbol, step.ts_ns // 1_000_000

@@ -39,7 +39,9 @@ from schemas import RecordBuffer
 from ...base import Normaliser
 from ...book import ASK, BID
 from ...events import ParseError, bbo_side, check_symbol, ms_to_ns, positive_price
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from .. import spot_instruments
 from .client import (
     Increment,
     KucoinDialect,
@@ -160,3 +162,10 @@ class KucoinSpotDialect(KucoinDialect):
         from .simulator import KucoinSpotSimulator
 
         return KucoinSpotSimulator(self, config)
+
+    # -- instruments (collectors/venues/spot_instruments.py) -------------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [spot_instruments.KUCOIN_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return spot_instruments.parse_kucoin(self, body, ts_recv)
