@@ -387,6 +387,8 @@ class ExchangeSimulator(abc.ABC):
         """A 503 answer of the instruments endpoint when that fault is armed, else None (counts the
         request in :attr:`instrument_requests`; the snapshot faults ``rest_429``/``rest_418`` and
         ``rest_requests`` stay for snapshots)."""
+        from aiohttp import web
+
         self.instrument_requests += 1
         if self.faults.instruments_errors > 0:
             self.faults.instruments_errors -= 1

@@ -563,11 +563,15 @@ class BinanceSimulator(ExchangeSimulator):
         return [web.get(self.dialect_snapshot_path(), self.depth_handler)]
 
     def instrument_routes(self) -> list[web.RouteDef]:
+        from aiohttp import web  # only a serving simulator needs it
+
         path: str = getattr(self.dialect, "instruments_path", "/api/v3/exchangeInfo")
         return [web.get(path, self.exchange_info_handler)]
 
     async def exchange_info_handler(self, request: web.Request) -> web.Response:
         """``GET exchangeInfo``: this simulator's markets."""
+        from aiohttp import web
+
         fault = self.instruments_fault_response()
         if fault is not None:
             return fault
