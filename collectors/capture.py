@@ -11,7 +11,7 @@ import collections
 import gzip
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -44,31 +44,39 @@ def _open_read(path: Path) -> IO[bytes]:
     return raw
 
 
-def read_capture(path: str | Path) -> Iterator[tuple[int, bytes] | CaptureError | None]:
+CaptureItem = tuple[int, bytes] | CaptureError | None
+
+
+def read_capture(path: str | Path) -> Iterator[CaptureItem]:
     """Yields ``(ts_recv_ns, frame_bytes)`` per frame, ``None`` at a disconnect, ``CaptureError`` for bad lines.
 
     Frames are returned as bytes exactly as stored (no decoding), so the parser sees the wire text.
     """
     path = Path(path)
     with _open_read(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if line.endswith(b"\n"):
-                line = line[:-1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                yield DISCONNECT
-                continue
-            space = line.find(b" ")
-            if space <= 0:
-                yield CaptureError(line_no, line, "no space between receive time and frame")
-                continue
-            try:
-                ts_recv = int(line[:space])
-            except ValueError:
-                yield CaptureError(line_no, line, "receive time is not an integer")
-                continue
-            yield ts_recv, line[space + 1 :]
+        yield from parse_lines(fh)
+
+
+def parse_lines(lines: Iterable[bytes]) -> Iterator[CaptureItem]:
+    """:func:`read_capture` over capture lines from anywhere (a file, the raw archive's blobs)."""
+    for line_no, line in enumerate(lines, start=1):
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            yield DISCONNECT
+            continue
+        space = line.find(b" ")
+        if space <= 0:
+            yield CaptureError(line_no, line, "no space between receive time and frame")
+            continue
+        try:
+            ts_recv = int(line[:space])
+        except ValueError:
+            yield CaptureError(line_no, line, "receive time is not an integer")
+            continue
+        yield ts_recv, line[space + 1 :]
 
 
 class CaptureWriter:
@@ -140,7 +148,7 @@ class ReplayStats:
 
 
 def iter_units(
-    path: str | Path,
+    path: str | Path | Iterable[CaptureItem],
     normaliser: Normaliser,
     stats: ReplayStats,
     *,
@@ -153,7 +161,8 @@ def iter_units(
 
     Unit boundaries depend only on the file (every ``unit_lines`` lines, or earlier once ``unit_rows``
     rows are waiting), so a resumed replay cuts where the first one did. Lines up to ``start_after``
-    are still normalised (book state depends on them) but their records are discarded.
+    are still normalised (book state depends on them) but their records are discarded. ``path`` may
+    also be parsed capture items (:func:`parse_lines`: the raw archive, ``storage/raw.py``).
     """
     on_frame = normaliser.on_frame
     buf = RecordBuffer()
@@ -162,7 +171,8 @@ def iter_units(
     frames = 0
     last_ts: int | None = None
     early_errors: list[CaptureError] = []
-    for item in read_capture(path):
+    items = read_capture(path) if isinstance(path, str | Path) else path
+    for item in items:
         line += 1
         if item.__class__ is tuple:
             ts, frame = item
@@ -208,7 +218,7 @@ def iter_units(
         yield unit_first, line, buf
 
 
-def replay_capture(normaliser: Normaliser, path: str | Path) -> RecordBuffer:
+def replay_capture(normaliser: Normaliser, path: str | Path | Iterable[CaptureItem]) -> RecordBuffer:
     """Every record a replay of the whole capture file through ``normaliser`` produces, in one buffer."""
     out = RecordBuffer()
     for _first, _last, buf in iter_units(

@@ -20,7 +20,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ STATE_DIR = "_ticktape"
 NS_PER_DAY = 86_400 * 1_000_000_000
 _EPOCH = dt.date(1970, 1, 1)
 SORT_KEYS = [("symbol", "ascending"), ("ts_recv", "ascending")]
+#: The raw archive has no symbol: its batches are ordered by connection stream and batch number.
+RAW_SORT_KEYS = [("stream", "ascending"), ("seq", "ascending")]
 PARQUET_COMPRESSION = "zstd"
 #: zstd level of lake files: 6 makes them ~20 % smaller than the default (1) for ~2x the (small)
 #: compression time; 9 saves only ~2 % more (bench/RESULTS.md, "Storage").
@@ -145,11 +147,18 @@ def ensure_dir(path: Path, durable: bool = True) -> None:
             fsync_dir(d.parent)
 
 
+def sort_keys(names: Sequence[str]) -> list[tuple[str, str]]:
+    """How lake files of a dataset with these columns are sorted: (symbol, ts_recv), or (stream, seq)
+    for the raw archive."""
+    return SORT_KEYS if "symbol" in names or "stream" not in names else RAW_SORT_KEYS
+
+
 def sort_for_lake(table: pa.Table) -> pa.Table:
-    """Rows sorted by (symbol, ts_recv); the sort is stable, so equal keys keep their arrival order."""
+    """Rows sorted by (symbol, ts_recv) (raw: (stream, seq)); the sort is stable, so equal keys keep
+    their arrival order."""
     if table.num_rows < 2:
         return table
-    return table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+    return table.take(pc.sort_indices(table, sort_keys=sort_keys(table.column_names)))
 
 
 def _int64_array(values: np.ndarray) -> pa.Array:
