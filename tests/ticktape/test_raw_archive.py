@@ -11,7 +11,7 @@ import types
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from ticktape.raw import (
     REPLAYED_DATASETS,
     _is_connection_event,
     day_streams,
+    expire_raw,
     parser_manifest,
     replay_stream,
 )
@@ -230,3 +231,43 @@ def test_renormalise_without_raw_data_is_an_error(tmp_path: Path, capsys: pytest
     assert main(args) == 2
     assert "no raw data for binance on 2024-08-08" in capsys.readouterr().err
     assert not (tmp_path / "_ticktape").exists()
+
+
+def test_sync_uploads_the_raw_archive_like_other_datasets(
+    local_lake: tuple[Path, RecordBuffer], moto: Any
+) -> None:
+    import boto3
+
+    lake, _ = local_lake
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    bucket = f"raw-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    days = raw_days(lake)
+    after = (days[-1] + timedelta(days=1)).isoformat()
+    argv = ["sync", "--lake", str(lake), "--to", f"s3://{bucket}/l", "--endpoint-url", moto.url]
+    assert main([*argv, "--closed-before", after]) == 0
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="l/raw/")
+    remote = {o["Key"].removeprefix("l/"): o["Size"] for o in listed.get("Contents", [])}
+    local = {str(f.relative_to(lake)): f.stat().st_size for f in dataset_files(lake, "raw")}
+    assert remote == local and local
+
+
+def test_raw_retention_per_exchange(
+    local_lake: tuple[Path, RecordBuffer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake, _ = local_lake
+    day = raw_days(lake)[-1]
+    later = day + timedelta(days=40)
+    assert expire_raw(lake, 30, {"binance": 0}, today=later) == []  # 0: binance keeps raw forever
+    assert expire_raw(lake, 30, {"binance": 45}, today=later) == []
+    assert raw_days(lake)
+    # the default (30 days) through `ticktape compact`, which applies retention; other datasets stay
+    trades = lake_rows(lake, "trades")
+    (lake / "raw" / "exchange=binance" / f"date={day.isoformat()}").rename(
+        lake / "raw" / "exchange=binance" / f"date={(day - timedelta(days=31)).isoformat()}"
+    )
+    assert main(["compact", "--lake", str(lake), "--closed-before", day.isoformat()]) == 0
+    assert "raw archive past its retention: deleted" in capsys.readouterr().out
+    assert day - timedelta(days=31) not in raw_days(lake)
+    assert not (lake / "raw" / "exchange=binance" / f"date={(day - timedelta(days=31)).isoformat()}").exists()
+    assert lake_rows(lake, "trades") == trades
