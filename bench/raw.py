@@ -85,10 +85,10 @@ def _raw_rows(items: list[tuple[int, bytes] | None]) -> tuple[list[tuple[Any, ..
     for item in items:
         row = rec.disconnect(0) if item is None else rec.frame(item[0], item[1])
         if row is not None:
-            rows.append(row)
+            rows.extend(row)
     last = rec.close()
     if last is not None:
-        rows.append(last)
+        rows.extend(last)
     return rows, time.process_time() - started
 
 

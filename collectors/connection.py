@@ -397,12 +397,16 @@ class FeedConnection:
             if events:
                 await self.output.put(RecordBuffer(feed_events=events))
 
-    async def _publish_raw(self, row: tuple[Any, ...]) -> None:
-        """Queues one closed raw batch (whatever the mode: the archive keeps every received frame)."""
-        self.stats.raw_batches += 1
-        self.stats.raw_bytes += len(row[-1])
-        self.stats.raw_uncompressed_bytes += row[6]
-        await self.output.put(RecordBuffer(raw=[row]))
+    def _count_raw(self, rows: list[tuple[Any, ...]]) -> RecordBuffer:
+        for row in rows:
+            self.stats.raw_batches += 1
+            self.stats.raw_bytes += len(row[-1])
+            self.stats.raw_uncompressed_bytes += row[6]
+        return RecordBuffer(raw=rows)
+
+    async def _publish_raw(self, rows: list[tuple[Any, ...]]) -> None:
+        """Queues a closed raw batch (whatever the mode: the archive keeps every received frame)."""
+        await self.output.put(self._count_raw(rows))
 
     def _check_ready(self, out: RecordBuffer) -> None:
         if self.ready.is_set():
@@ -636,10 +640,7 @@ class FeedConnection:
             if self.raw is not None:
                 last = self.raw.close()
                 if last is not None:
-                    self.stats.raw_batches += 1
-                    self.stats.raw_bytes += len(last[-1])
-                    self.stats.raw_uncompressed_bytes += last[6]
-                    self.output.put_unbounded(RecordBuffer(raw=[last]))
+                    self.output.put_unbounded(self._count_raw(last))
 
     async def _prepare_url(self) -> str:
         """The dialect's URL for this attempt (a REST call for venues with per-connection tokens)."""

@@ -40,6 +40,9 @@ RAW_COMPRESSION = "zstd"
 #: Days of raw archive the lake keeps by default (``[lake] raw_retention_days``; ``ticktape compact``
 #: deletes older raw days; per exchange: ``[lake] raw_retention``).
 RAW_RETENTION_DAYS = 30
+#: Largest compressed blob in one row: a value stays below Kafka's 900 kB message cap
+#: (``max_message_bytes``) and Kinesis' 1 MiB record; a larger batch is cut in two at a line.
+RAW_MAX_BLOB_BYTES = 800_000
 #: Index of each field in a ``raw`` row (schema order).
 RAW_EXCHANGE, RAW_STREAM, RAW_SEQ, RAW_TS_RECV, RAW_TS_LAST, RAW_FRAMES, RAW_SIZE = range(7)
 RAW_COMPRESSION_FIELD, RAW_PARSER, RAW_DATA = 7, 8, 9
@@ -141,9 +144,9 @@ class RawRecorder:
         self._seq = 0
         self._fresh = False  # frames since the last disconnect marker
 
-    def frame(self, ts_recv: int, frame: str | bytes) -> tuple[Any, ...] | None:
+    def frame(self, ts_recv: int, frame: str | bytes) -> list[tuple[Any, ...]] | None:
         """Appends one frame (as :class:`~collectors.capture.CaptureWriter` writes it); returns the
-        batch's row when this frame closed it."""
+        batch's rows when this frame closed it."""
         data = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
         if b"\n" in data or b"\r" in data:
             data = data.replace(b"\r", b"\\r").replace(b"\n", b"\\n")
@@ -158,7 +161,7 @@ class RawRecorder:
             return self._close()
         return None
 
-    def disconnect(self, ts: int) -> tuple[Any, ...] | None:
+    def disconnect(self, ts: int) -> list[tuple[Any, ...]] | None:
         """Marks a disconnect and closes the batch (a replay resets this stream's books there)."""
         if not self._fresh:
             return None  # nothing received since the last marker: a marker would reset nothing
@@ -168,20 +171,23 @@ class RawRecorder:
         self._buf += b"\n"
         return self._close()
 
-    def due(self, now_ns: int) -> tuple[Any, ...] | None:
-        """The batch's row when its first line is older than ``batch_s`` (a quiet connection)."""
+    def due(self, now_ns: int) -> list[tuple[Any, ...]] | None:
+        """The batch's rows when its first line is older than ``batch_s`` (a quiet connection)."""
         if self._buf and now_ns - self._first >= self.settings.batch_s * 1e9:
             return self._close()
         return None
 
-    def close(self) -> tuple[Any, ...] | None:
+    def close(self) -> list[tuple[Any, ...]] | None:
         """The last, partly filled batch, if any."""
         return self._close() if self._buf else None
 
-    def _close(self) -> tuple[Any, ...]:
+    def _close(self) -> list[tuple[Any, ...]]:
         data = bytes(self._buf)
         self._buf = bytearray()
         frames, self._frames = self._frames, 0
+        blob = compress(data)
+        if len(blob) > RAW_MAX_BLOB_BYTES and data.count(b"\n") > 1:
+            return self._split(data)
         row = (
             self.exchange,
             self.stream,
@@ -192,10 +198,25 @@ class RawRecorder:
             len(data),
             RAW_COMPRESSION,
             self.parser,
-            compress(data),
+            blob,
         )
         self._seq += 1
-        return row
+        return [row]
+
+    def _split(self, data: bytes) -> list[tuple[Any, ...]]:
+        """Rows of a batch whose blob is too large for one transport message, cut at line boundaries
+        (rare: a batch of huge, poorly compressible frames)."""
+        middle = data.rfind(b"\n", 0, len(data) // 2) + 1 or data.find(b"\n") + 1
+        rows = []
+        for part in (data[:middle], data[middle:]):
+            lines = part.split(b"\n")[:-1]
+            stamps = [int(line.split(b" ", 1)[0]) for line in lines if line]
+            self._buf = bytearray(part)
+            self._frames = len(stamps)
+            self._first = stamps[0] if stamps else self._last
+            self._last = stamps[-1] if stamps else self._last
+            rows.extend(self._close())
+        return rows
 
 
 def iter_batch_lines(rows: list[tuple[Any, ...]]) -> Iterator[bytes]:

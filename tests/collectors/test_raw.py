@@ -3,16 +3,25 @@ rows replay, stream by stream, to exactly the records the live run gave."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
 import fastavro
 
 from collectors.capture import read_capture
-from collectors.raw import RawRecorder, RawSettings, decompress, iter_batch_lines, parser_version
+from collectors.raw import (
+    RAW_MAX_BLOB_BYTES,
+    RawRecorder,
+    RawSettings,
+    decompress,
+    iter_batch_lines,
+    parser_version,
+)
 from collectors.registry import get_dialect
 from schemas import SCHEMA_DIR
 from streaming import codec
@@ -38,10 +47,10 @@ def test_batches_hold_the_capture_lines_exactly() -> None:
             row = rec.frame(*item)
             expected.append(b"%d %s" % item)
         if row is not None:
-            rows.append(row)
+            rows.extend(row)
     last = rec.close()
     assert last is not None
-    rows.append(last)
+    rows.extend(last)
     assert len(rows) > 100
     assert [r[2] for r in rows] == list(range(len(rows)))
     assert sum(r[5] for r in rows) == sum(1 for line in expected if line)
@@ -53,8 +62,9 @@ def test_batches_hold_the_capture_lines_exactly() -> None:
 def test_a_standard_avro_client_reads_a_raw_record() -> None:
     rec = RawRecorder("binance", "binance-0@7", "v+abc", RawSettings())
     rec.frame(123, '{"e":"trade"}')
-    row = rec.close()
-    assert row is not None
+    rows = rec.close()
+    assert rows is not None
+    (row,) = rows
     value = codec.encode_rows("raw", [row])
     schema = json.loads((SCHEMA_DIR / "raw.avsc").read_text())
     record = fastavro.schemaless_reader(io.BytesIO(value[10:]), fastavro.parse_schema(schema))
@@ -66,9 +76,26 @@ def test_disconnect_marker_needs_a_frame_first() -> None:
     rec = RawRecorder("x", "s@1", "p", RawSettings())
     assert rec.disconnect(5) is None
     rec.frame(10, "a")
-    row = rec.disconnect(11)
-    assert row is not None and decompress("zstd", row[9], row[6]) == b"10 a\n\n"
+    rows = rec.disconnect(11)
+    assert rows is not None and decompress("zstd", rows[0][9], rows[0][6]) == b"10 a\n\n"
     assert rec.disconnect(12) is None
+
+
+def test_a_batch_too_large_for_one_message_is_cut_at_lines() -> None:
+    """Frames that compress badly (base64 of random bytes, as MEXC's protobuf is stored) past the
+    transport's message cap: the batch becomes several rows, each below it, the lines intact."""
+    rng = random.Random(7)
+    rec = RawRecorder("mexc", "mexc-0@1", "p", RawSettings(batch_bytes=4 * 1024 * 1024, batch_s=3600))
+    frames = [b"b64:" + base64.b64encode(rng.randbytes(200_000)) for _ in range(12)]
+    rows = []
+    for i, frame in enumerate(frames):
+        rows.extend(rec.frame(1_000 + i, frame) or [])
+    rows.extend(rec.close() or [])
+    assert len(rows) > 1 and all(len(r[9]) <= RAW_MAX_BLOB_BYTES for r in rows)
+    assert [r[2] for r in rows] == list(range(len(rows)))
+    assert sum(r[5] for r in rows) == len(frames)
+    assert rows[0][3] == 1_000 and rows[-1][4] == 1_011
+    assert list(iter_batch_lines(rows)) == [b"%d %s" % (1_000 + i, f) for i, f in enumerate(frames)]
 
 
 def test_parser_version_names_the_normaliser_source() -> None:
