@@ -271,3 +271,23 @@ def test_raw_retention_per_exchange(
     assert day - timedelta(days=31) not in raw_days(lake)
     assert not (lake / "raw" / "exchange=binance" / f"date={(day - timedelta(days=31)).isoformat()}").exists()
     assert lake_rows(lake, "trades") == trades
+
+
+def test_collect_takes_raw_from_the_configuration_the_environment_and_flags(tmp_path: Path) -> None:
+    from ticktape.cli import build_parser
+    from ticktape.commands.collect import connection_settings_of
+
+    config = tmp_path / "ticktape.toml"
+    config.write_text("[collect]\nraw = true\nraw_batch_s = 0.5\n")
+    parser = build_parser(only="collect")
+    base = ["collect", "--exchange", "binance", "--symbols", "BTCUSDT"]
+
+    def raw_of(argv: list[str], env: dict[str, str]) -> RawSettings | None:
+        args = parser.parse_args([*base, *argv])
+        args.config_resolver(args, env)
+        return connection_settings_of(args).raw
+
+    assert raw_of([], {}) is None  # off by default
+    assert raw_of(["--config", str(config)], {}) == RawSettings(batch_s=0.5)
+    assert raw_of([], {"TICKTAPE_COLLECT_RAW": "true"}) == RawSettings()
+    assert raw_of(["--config", str(config), "--no-raw"], {}) is None
