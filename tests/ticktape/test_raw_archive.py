@@ -62,7 +62,9 @@ def raw_days(lake: Path) -> list[date]:
     return sorted(date.fromisoformat(p.name[5:]) for p in (lake / "raw" / "exchange=binance").glob("date=*"))
 
 
-async def collect_into(transport: str, options: dict[str, Any], lake: Path) -> RecordBuffer:
+async def collect_into(
+    transport: str, options: dict[str, Any], lake: Path, idle_s: float = 1.5
+) -> RecordBuffer:
     """A binance simulator and a raw-on collector publishing to ``transport`` (a lost update, then a
     lost connection), then a sink draining it into ``lake``; returns what the collector delivered."""
     dialect = get_dialect("binance")
@@ -107,7 +109,7 @@ async def collect_into(transport: str, options: dict[str, Any], lake: Path) -> R
         await publisher.flush()
         await publisher.close()
     consumer = open_consumer(transport, **options)
-    await Sink(consumer, lake, SinkOptions(until_idle_s=1.5, poll_timeout_s=0.05)).run()
+    await Sink(consumer, lake, SinkOptions(until_idle_s=idle_s, poll_timeout_s=0.05)).run()
     return got
 
 
@@ -291,3 +293,15 @@ def test_collect_takes_raw_from_the_configuration_the_environment_and_flags(tmp_
     assert raw_of(["--config", str(config)], {}) == RawSettings(batch_s=0.5)
     assert raw_of([], {"TICKTAPE_COLLECT_RAW": "true"}) == RawSettings()
     assert raw_of(["--config", str(config), "--no-raw"], {}) is None
+
+
+def test_raw_through_kinesis_replays_to_the_live_lake(moto: Any, tmp_path: Path) -> None:
+    import boto3
+
+    name = f"raw{uuid.uuid4().hex[:8]}"
+    boto3.client("kinesis", endpoint_url=moto.url, region_name="us-east-1").create_stream(
+        StreamName=name, ShardCount=2
+    )
+    options = {"stream_name": name, "endpoint_url": moto.url, "region": "us-east-1"}
+    got = asyncio.run(collect_into("kinesis", options, tmp_path / "lake", idle_s=5.0))
+    check_raw_replays_the_lake(tmp_path / "lake", got)
