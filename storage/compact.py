@@ -54,6 +54,7 @@ from .lake import (
     STATE_DIR,
     fsync_dir,
     fsync_file,
+    parquet_compression,
     parquet_encodings,
     parse_sink_file_name,
     partition_dirs,
@@ -375,9 +376,8 @@ def _write_sorted(
                 writer = pq.ParquetWriter(
                     staged / names[-1],
                     schema,
-                    compression=PARQUET_COMPRESSION,
-                    compression_level=PARQUET_COMPRESSION_LEVEL,
                     write_statistics=True,
+                    **parquet_compression(schema, PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL),
                     **parquet_encodings(schema),
                 )
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)

@@ -237,6 +237,22 @@ def parquet_encodings(schema: pa.Schema) -> dict[str, Any]:
     return {"use_dictionary": dictionary, "column_encoding": delta or None}
 
 
+def parquet_compression(schema: pa.Schema, compression: str, level: int | None) -> dict[str, Any]:
+    """``compression``/``compression_level`` keyword arguments of ``pq.write_table``/``ParquetWriter``.
+
+    Binary columns (the raw archive's zstd blobs) are stored uncompressed: compressing them again
+    gains nothing and cost the sink ~16 % more CPU over raw rows (bench/RESULTS.md, "Raw archive").
+    """
+    blobs = {f.name for f in schema if pa.types.is_binary(f.type)}
+    if not blobs:
+        return {"compression": compression, "compression_level": level}
+    others = [f.name for f in schema if f.name not in blobs]
+    return {
+        "compression": {**{n: compression for n in others}, **{n: "none" for n in blobs}},
+        "compression_level": {n: level for n in others} if level is not None else None,
+    }
+
+
 def write_parquet_atomic(
     table: pa.Table,
     path: Path,
@@ -257,9 +273,8 @@ def write_parquet_atomic(
         pq.write_table(
             table,
             tmp,
-            compression=compression,
-            compression_level=level,
             row_group_size=row_group_size,
+            **parquet_compression(table.schema, compression, level),
             **parquet_encodings(table.schema),
         )
         if durable:
