@@ -14,6 +14,9 @@ today's parsers:
 - every stream that has a batch in the day is replayed from its beginning: its batches of earlier
   days are read first (book state crosses midnight), and only records whose ``ts_recv`` falls in the
   day are kept;
+- a day with planned rotations (make-before-break; Binance's 23 h default among them) replays both
+  connections over each handover: the overlap's trades and book rows can appear twice (the result
+  and the manifest name those streams, and a warning says so);
 - feed events that the connection layer recorded live (connect, disconnect, stale, rest errors: their
   detail names the ``connection``) cannot come from frames: they are kept, the normalisers' own
   events are replaced;
@@ -31,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping
@@ -168,6 +172,16 @@ def _warm_streams(
     return full
 
 
+def rotated_streams(streams: Mapping[str, Any]) -> list[str]:
+    """Streams of a successor connection of a planned rotation (named ``<exchange>-<i>-g<n>@...``).
+
+    Live, the collector merged a successor into its predecessor at the handover (trades de-duplicated,
+    books continued in the old epoch; ``collectors/connection.py``, ``Collector._handover``); a replay
+    runs each stream on its own, so over the overlap of the two connections it gives both.
+    """
+    return sorted(s for s in streams if re.search(r"-g\d+@", s))
+
+
 def _is_connection_event(row: tuple[Any, ...]) -> bool:
     """A feed event the connection layer recorded (its detail names the connection), not a normaliser."""
     try:
@@ -190,6 +204,8 @@ class RenormaliseResult:
     previous_rows: dict[str, int] = field(default_factory=dict)
     parser: str = ""
     live_parsers: list[str] = field(default_factory=list)
+    #: streams of successors of a planned rotation (make-before-break): see :func:`rotated_streams`
+    rotated: list[str] = field(default_factory=list)
     manifest: Path | None = None
 
 
@@ -205,6 +221,16 @@ def rebuild_day(
     result.raw_batches = sum(len(r) for r in streams.values())
     result.frames = sum(r[5] for rows in streams.values() for r in rows)
     result.live_parsers = sorted({r[RAW_PARSER] for rows in streams.values() for r in rows})
+    result.rotated = rotated_streams(streams)
+    if result.rotated:
+        log.warning(
+            "%s %s: %d stream(s) began as planned rotations (%s): the handover overlap is replayed from "
+            "both connections, so trades and book rows of those seconds can appear twice",
+            exchange,
+            day,
+            len(result.rotated),
+            ", ".join(result.rotated[:3]),
+        )
     lo = (day - date(1970, 1, 1)).days * NS_PER_DAY
     hi = lo + NS_PER_DAY
     out = RecordBuffer()
@@ -265,6 +291,7 @@ def renormalise_day(
             "date": day.isoformat(),
             "parser": result.parser,
             "live_parsers": result.live_parsers,
+            "rotated_streams": result.rotated,
             "renormalised_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "raw_batches": result.raw_batches,
             "frames": result.frames,

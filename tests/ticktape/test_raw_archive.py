@@ -37,6 +37,7 @@ from ticktape.raw import (
     expire_raw,
     parser_manifest,
     replay_stream,
+    rotated_streams,
 )
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -187,6 +188,7 @@ def test_renormalise_with_the_same_parser_gives_the_live_day(
         assert manifest is not None
         assert manifest["parser"] == parser_version(BinanceNormaliser)
         assert manifest["live_parsers"] == [manifest["parser"]]
+        assert manifest["rotated_streams"] == []
     assert normalised(lake) == before
     assert Counter(e for e in lake_rows(lake, "feed_events") if _is_connection_event(e)) == connection_events
     for ds in COMPARED:  # one file per renormalised partition
@@ -305,3 +307,8 @@ def test_raw_through_kinesis_replays_to_the_live_lake(moto: Any, tmp_path: Path)
     options = {"stream_name": name, "endpoint_url": moto.url, "region": "us-east-1"}
     got = asyncio.run(collect_into("kinesis", options, tmp_path / "lake", idle_s=5.0))
     check_raw_replays_the_lake(tmp_path / "lake", got)
+
+
+def test_successors_of_planned_rotations_are_named() -> None:
+    streams = {"gate-futures-0@17": [], "gate-futures-0-g1@17": [], "binance-2-g12@5": [], "binance-1@5": []}
+    assert rotated_streams(streams) == ["binance-2-g12@5", "gate-futures-0-g1@17"]

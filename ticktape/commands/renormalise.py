@@ -77,5 +77,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'dataset':<14} {'before':>12} {'after':>12}")
     for ds, rows in result.rows.items():
         print(f"  {ds:<14} {result.previous_rows.get(ds, 0):>12,} {rows:>12,}")
+    if result.rotated:
+        print(
+            f"  warning: {len(result.rotated)} stream(s) began as planned rotations; the handover overlaps "
+            "are replayed from both connections (trades and book rows of those seconds can appear twice)"
+        )
     print(f"  manifest: {result.manifest}")
     return 0
