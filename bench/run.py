@@ -40,6 +40,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "bench.book_at", "ticktape book at an instant over a day of book rows", ("--rows", "5000000")
     ),
     "local_sink": Benchmark("bench.local_sink", "local transport and sink rows/s", ("--frames", "50000")),
+    "raw": Benchmark(
+        "bench.raw",
+        "raw archive: bytes per event, collector us/frame, sink CPU with and without",
+        ("--frames", "50000"),
+    ),
     "e2e": Benchmark(
         "bench.e2e",
         "simulator -> collect -> transport (local, Kafka) -> sink -> lake, delay and rate",

@@ -72,6 +72,10 @@ def _open_read(path: Path) -> IO[bytes]:
     return raw
 
 
+#: What reading a capture yields: a frame, a bad line, a subscription line (``meta``), a disconnect.
+CaptureItem = tuple[int, bytes] | CaptureError | CaptureSubscription | None
+
+
 def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
     """The file's lines without their ``\\n``, split from large blocks (``bytes.split`` runs in C;
     iterating a ``GzipFile`` line by line cost more than parsing the frames)."""
@@ -85,9 +89,7 @@ def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
         yield rest
 
 
-def read_capture(
-    path: str | Path, meta: bool = False
-) -> Iterator[tuple[int, bytes] | CaptureError | CaptureSubscription | None]:
+def read_capture(path: str | Path, meta: bool = False) -> Iterator[CaptureItem]:
     """Yields ``(ts_recv_ns, frame_bytes)`` per frame, ``None`` at a disconnect, ``CaptureError`` for bad lines.
 
     Frames are returned as bytes exactly as stored (no decoding), so the parser sees the wire text.
@@ -96,26 +98,33 @@ def read_capture(
     """
     path = Path(path)
     with _open_read(path) as fh:
-        for line_no, line in enumerate(_read_lines(fh), start=1):
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                yield DISCONNECT
-                continue
-            if line[:1] == b"#":
-                if meta and line.startswith(SUBSCRIPTION_PREFIX):
-                    yield _subscription(line_no, line)
-                continue
-            stamp, space, frame = line.partition(b" ")
-            if not space or not stamp:
-                yield CaptureError(line_no, line, "no space between receive time and frame")
-                continue
-            try:
-                ts_recv = int(stamp)
-            except ValueError:
-                yield CaptureError(line_no, line, "receive time is not an integer")
-                continue
-            yield ts_recv, frame
+        yield from parse_lines(_read_lines(fh), meta)
+
+
+def parse_lines(lines: Iterable[bytes], meta: bool = False) -> Iterator[CaptureItem]:
+    """:func:`read_capture` over capture lines from anywhere (a file, the raw archive's blobs)."""
+    for line_no, line in enumerate(lines, start=1):
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            yield DISCONNECT
+            continue
+        if line[:1] == b"#":
+            if meta and line.startswith(SUBSCRIPTION_PREFIX):
+                yield _subscription(line_no, line)
+            continue
+        stamp, space, frame = line.partition(b" ")
+        if not space or not stamp:
+            yield CaptureError(line_no, line, "no space between receive time and frame")
+            continue
+        try:
+            ts_recv = int(stamp)
+        except ValueError:
+            yield CaptureError(line_no, line, "receive time is not an integer")
+            continue
+        yield ts_recv, frame
 
 
 def _subscription(line_no: int, line: bytes) -> CaptureSubscription | CaptureError:
@@ -201,7 +210,7 @@ class ReplayStats:
 
 
 def iter_units(
-    path: str | Path,
+    path: str | Path | Iterable[CaptureItem],
     normaliser: Normaliser,
     stats: ReplayStats,
     *,
@@ -214,7 +223,8 @@ def iter_units(
 
     Unit boundaries depend only on the file (every ``unit_lines`` lines, or earlier once ``unit_rows``
     rows are waiting), so a resumed replay cuts where the first one did. Lines up to ``start_after``
-    are still normalised (book state depends on them) but their records are discarded.
+    are still normalised (book state depends on them) but their records are discarded. ``path`` may
+    also be parsed capture items (:func:`parse_lines`: the raw archive, ``storage/raw.py``).
     """
     on_frame = normaliser.on_frame
     buf = RecordBuffer()
@@ -223,7 +233,8 @@ def iter_units(
     frames = 0
     last_ts: int | None = None
     early_errors: list[CaptureError] = []
-    for item in read_capture(path, meta=True):
+    items = read_capture(path, meta=True) if isinstance(path, str | Path) else path
+    for item in items:
         line += 1
         if item.__class__ is tuple:
             ts, frame = item
@@ -271,7 +282,7 @@ def iter_units(
         yield unit_first, line, buf
 
 
-def replay_capture(normaliser: Normaliser, path: str | Path) -> RecordBuffer:
+def replay_capture(normaliser: Normaliser, path: str | Path | Iterable[CaptureItem]) -> RecordBuffer:
     """Every record a replay of the whole capture file through ``normaliser`` produces, in one buffer."""
     out = RecordBuffer()
     for _first, _last, buf in iter_units(

@@ -9,6 +9,8 @@ Per connection:
 - ``ts_recv`` is taken the moment a frame is read, before any parsing;
 - every frame (and every injected REST snapshot, and every disconnect) can be written to a raw
   capture, in exactly the order the normaliser saw it, so a replay gives the live run's records;
+  with ``settings.raw`` the same lines are also published, in compressed batches, as the ``raw``
+  dataset (the raw archive, :mod:`collectors.raw`);
 - reconnects use capped exponential backoff with full jitter, reset after a healthy period, and each
   one emits ``disconnect`` / ``connect`` feed events; all subscriptions are renewed;
 - liveness: websocket pings with a pong timeout, plus the exchange's application ping when it has one;
@@ -65,6 +67,7 @@ from .instruments import (
     resolve_symbols,
 )
 from .pacing import ConnectionPacing, Pacer
+from .raw import RawRecorder, RawSettings, parser_version
 
 log = logging.getLogger(__name__)
 #: The websocket library's own logger. Its DEBUG output prints the handshake's request path, query
@@ -110,6 +113,8 @@ class ConnectionSettings:
     watchdog_interval_s: float = 1.0
     #: seconds between two fetches of the venue's instruments (0: only at start)
     instruments_refresh_s: float = DEFAULT_INSTRUMENTS_REFRESH_S
+    #: publish every received frame as the ``raw`` dataset in batches closed by these limits (None: off)
+    raw: RawSettings | None = None
 
 
 @dataclass
@@ -142,6 +147,10 @@ class ConnectionStats:
     instrument_errors: int = 0
     listings_subscribed: int = 0
     delistings_unsubscribed: int = 0
+    #: raw archive: batches published, their compressed and uncompressed bytes
+    raw_batches: int = 0
+    raw_bytes: int = 0
+    raw_uncompressed_bytes: int = 0
 
 
 class OutputQueue:
@@ -320,6 +329,7 @@ class FeedConnection:
         on_rotation_due: Callable[[FeedConnection], None] | None = None,
         shadow: bool = False,
         pacer: Pacer | None = None,
+        session: int = 0,
     ) -> None:
         self.dialect = dialect
         self.exchange = dialect.exchange_id
@@ -335,6 +345,13 @@ class FeedConnection:
         # Configured with the run's sanity bounds; rows of symbols outside the subscription are dropped.
         self.normaliser: Normaliser = dialect.make_normaliser(subscription.symbols)
         self.capture = CaptureWriter(capture_path) if capture_path is not None else None
+        self.raw = (
+            RawRecorder(
+                self.exchange, f"{name}@{session}", parser_version(type(self.normaliser)), settings.raw
+            )
+            if settings.raw is not None
+            else None
+        )
         self.backoff = Backoff(settings.backoff_base_s, settings.backoff_cap_s, settings.healthy_after_s)
         self.watchdog = ChannelWatchdog(settings, subscription.channels)
         self.connected = asyncio.Event()
@@ -403,6 +420,17 @@ class FeedConnection:
             if events:
                 await self.output.put(RecordBuffer(feed_events=events))
 
+    def _count_raw(self, rows: list[tuple[Any, ...]]) -> RecordBuffer:
+        for row in rows:
+            self.stats.raw_batches += 1
+            self.stats.raw_bytes += len(row[-1])
+            self.stats.raw_uncompressed_bytes += row[6]
+        return RecordBuffer(raw=rows)
+
+    async def _publish_raw(self, rows: list[tuple[Any, ...]]) -> None:
+        """Queues a closed raw batch (whatever the mode: the archive keeps every received frame)."""
+        await self.output.put(self._count_raw(rows))
+
     def _check_ready(self, out: RecordBuffer) -> None:
         if self.ready.is_set():
             return
@@ -429,6 +457,10 @@ class FeedConnection:
             self.capture.write_frame(ts_recv, frame)
             if self.capture.frames % self.settings.capture_flush_frames == 0:
                 self.capture.flush()
+        if self.raw is not None:
+            batch = self.raw.frame(ts_recv, frame)
+            if batch is not None:
+                await self._publish_raw(batch)
         out = RecordBuffer()
         self.normaliser.on_frame(ts_recv, frame, out)
         await self._emit(out)
@@ -662,6 +694,10 @@ class FeedConnection:
             self._cancel_fetches()
             if self.capture is not None:
                 self.capture.close()
+            if self.raw is not None:
+                last = self.raw.close()
+                if last is not None:
+                    self.output.put_unbounded(self._count_raw(last))
 
     async def _prepare_url(self) -> str:
         """The dialect's URL for this attempt (a REST call for venues with per-connection tokens)."""
@@ -728,6 +764,10 @@ class FeedConnection:
         if self.capture is not None:
             self.capture.write_disconnect()
             self.capture.flush()
+        if self.raw is not None:
+            batch = self.raw.disconnect(ts)
+            if batch is not None:
+                await self._publish_raw(batch)
         self.normaliser.on_disconnect(ts, out)
         if self.stats.connects or detail:
             self.stats.disconnects += 1
@@ -754,6 +794,10 @@ class FeedConnection:
         while True:
             await asyncio.sleep(settings.watchdog_interval_s)
             now = time.monotonic()
+            if self.raw is not None:
+                batch = self.raw.due(time.time_ns())
+                if batch is not None:
+                    await self._publish_raw(batch)
             newly, recovered, recycle = self.watchdog.check(now)
             for channel, age in newly:
                 self.stats.stale_events += 1
@@ -916,6 +960,8 @@ class Collector:
         self.rotations = 0
         self._rotation_tasks: set[asyncio.Task[None]] = set()
         self._instruments_task: asyncio.Task[None] | None = None
+        #: names this process's raw streams (``<connection>@<session>``): unique across restarts
+        self.session = time.time_ns()
 
     def _capture_for(self, index: int, count: int, generation: int = 0) -> Path | None:
         if self.capture_path is None:
@@ -947,6 +993,7 @@ class Collector:
             on_rotation_due=self._rotation_due,
             shadow=shadow,
             pacer=self.pacer,
+            session=self.session,
         )
 
     def _rotation_due(self, old: FeedConnection) -> None:

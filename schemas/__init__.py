@@ -32,8 +32,17 @@ DERIVATIVE_DATASETS: tuple[str, ...] = (
 )
 #: Datasets a collector process produces and transports carry (in this order everywhere: the local
 #: log stores a dataset's index here, so new datasets are only ever appended): the market data, feed
-#: events, the quality layer's per-second rows, then derivatives and reference data.
-RECORD_DATASETS: tuple[str, ...] = ("trades", "book", "bbo", "feed_events", "quality", *DERIVATIVE_DATASETS)
+#: events, the quality layer's per-second rows, derivatives and reference data, then the raw archive
+#: (compressed batches of received frames, issue 17; ``collectors/raw.py``).
+RECORD_DATASETS: tuple[str, ...] = (
+    "trades",
+    "book",
+    "bbo",
+    "feed_events",
+    "quality",
+    *DERIVATIVE_DATASETS,
+    "raw",
+)
 DATASETS: tuple[str, ...] = RECORD_DATASETS
 
 #: The channel each market or derivatives dataset is collected on (feed events and quality rows name
@@ -98,6 +107,7 @@ def _arrow_type(name: str, avro_type: Any) -> tuple[pa.DataType, bool]:
         "long": pa.int64(),
         "int": pa.int32(),
         "boolean": pa.bool_(),
+        "bytes": pa.binary(),
     }
     if avro_type not in mapping:
         raise ValueError(f"field {name}: unsupported Avro type {avro_type!r}")
@@ -174,6 +184,7 @@ class RecordBuffer:
     mark_price: list[tuple[Any, ...]] = field(default_factory=list)
     open_interest: list[tuple[Any, ...]] = field(default_factory=list)
     liquidations: list[tuple[Any, ...]] = field(default_factory=list)
+    raw: list[tuple[Any, ...]] = field(default_factory=list)
 
     def rows(self, dataset: str) -> list[tuple[Any, ...]]:
         """The row list of one dataset."""

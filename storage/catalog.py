@@ -50,6 +50,7 @@ _DUCKDB_TYPES = {
     pa.int64(): "BIGINT",
     pa.int32(): "INTEGER",
     pa.bool_(): "BOOLEAN",
+    pa.binary(): "BLOB",
 }
 
 

@@ -54,9 +54,11 @@ from .lake import (
     STATE_DIR,
     fsync_dir,
     fsync_file,
+    parquet_compression,
     parquet_encodings,
     parse_sink_file_name,
     partition_dirs,
+    sort_keys,
     write_json_atomic,
 )
 from .sink import committed_streams
@@ -344,9 +346,10 @@ def _write_sorted(
     try:
         files_sql = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in inputs) + "]"
         # filename/file_row_number make the order total: equal (symbol, ts_recv) keep the sink's order.
+        order = ", ".join(name for name, _ in sort_keys(schema.names))
         query = (
             f"SELECT {cols} FROM read_parquet({files_sql}, hive_partitioning = false, filename = true,"
-            f" file_row_number = true) ORDER BY symbol, ts_recv, filename, file_row_number"
+            f" file_row_number = true) ORDER BY {order}, filename, file_row_number"
         )
         reader = con.sql(query).to_arrow_reader(ROW_GROUP_ROWS)
         writer: pq.ParquetWriter | None = None
@@ -373,9 +376,8 @@ def _write_sorted(
                 writer = pq.ParquetWriter(
                     staged / names[-1],
                     schema,
-                    compression=PARQUET_COMPRESSION,
-                    compression_level=PARQUET_COMPRESSION_LEVEL,
                     write_statistics=True,
+                    **parquet_compression(schema, PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL),
                     **parquet_encodings(schema),
                 )
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)

@@ -20,7 +20,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ STATE_DIR = "_ticktape"
 NS_PER_DAY = 86_400 * 1_000_000_000
 _EPOCH = dt.date(1970, 1, 1)
 SORT_KEYS = [("symbol", "ascending"), ("ts_recv", "ascending")]
+#: The raw archive has no symbol: its batches are ordered by connection stream and batch number.
+RAW_SORT_KEYS = [("stream", "ascending"), ("seq", "ascending")]
 PARQUET_COMPRESSION = "zstd"
 #: zstd level of lake files: 6 makes them ~20 % smaller than the default (1) for ~2x the (small)
 #: compression time; 9 saves only ~2 % more (bench/RESULTS.md, "Storage").
@@ -145,15 +147,24 @@ def ensure_dir(path: Path, durable: bool = True) -> None:
             fsync_dir(d.parent)
 
 
+def sort_keys(names: Sequence[str]) -> list[tuple[str, str]]:
+    """How lake files of a dataset with these columns are sorted: (symbol, ts_recv), or (stream, seq)
+    for the raw archive."""
+    return SORT_KEYS if "symbol" in names or "stream" not in names else RAW_SORT_KEYS
+
+
 def is_sorted_for_lake(table: pa.Table) -> bool:
     """True if the rows are already in lake order: (symbol, ts_recv) never decreasing, no nulls in either.
 
     Compared pairwise in Arrow (no sort, no copy of the columns): a collector's or a replay's unit of
-    one symbol arrives in receive order, and sorting it anyway cost more than writing it.
+    one symbol arrives in receive order, and sorting it anyway cost more than writing it. The raw
+    archive (sorted by stream and seq) is not judged here: False.
     """
     n = table.num_rows
     if n < 2:
         return True
+    if "symbol" not in table.column_names:
+        return False
     sym, ts = table.column("symbol"), table.column("ts_recv")
     if sym.null_count or ts.null_count:
         return False
@@ -167,11 +178,11 @@ def is_sorted_for_lake(table: pa.Table) -> bool:
 
 
 def sort_for_lake(table: pa.Table) -> pa.Table:
-    """Rows sorted by (symbol, ts_recv); the sort is stable, so equal keys keep their arrival order
-    (rows already in that order are returned as they are: a stable sort would not move them)."""
-    if is_sorted_for_lake(table):
+    """Rows sorted by (symbol, ts_recv) (raw: (stream, seq)); the sort is stable, so equal keys keep
+    their arrival order (rows already in that order are returned as they are)."""
+    if table.num_rows < 2 or is_sorted_for_lake(table):
         return table
-    return table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+    return table.take(pc.sort_indices(table, sort_keys=sort_keys(table.column_names)))
 
 
 def _int64_array(values: np.ndarray) -> pa.Array:
@@ -250,6 +261,22 @@ def parquet_encodings(schema: pa.Schema) -> dict[str, Any]:
     return {"use_dictionary": dictionary, "column_encoding": delta or None}
 
 
+def parquet_compression(schema: pa.Schema, compression: str, level: int | None) -> dict[str, Any]:
+    """``compression``/``compression_level`` keyword arguments of ``pq.write_table``/``ParquetWriter``.
+
+    Binary columns (the raw archive's zstd blobs) are stored uncompressed: compressing them again
+    gains nothing and cost the sink ~16 % more CPU over raw rows (bench/RESULTS.md, "Raw archive").
+    """
+    blobs = {f.name for f in schema if pa.types.is_binary(f.type)}
+    if not blobs:
+        return {"compression": compression, "compression_level": level}
+    others = [f.name for f in schema if f.name not in blobs]
+    return {
+        "compression": {**{n: compression for n in others}, **{n: "none" for n in blobs}},
+        "compression_level": {n: level for n in others} if level is not None else None,
+    }
+
+
 def write_parquet_atomic(
     table: pa.Table,
     path: Path,
@@ -270,9 +297,8 @@ def write_parquet_atomic(
         pq.write_table(
             table,
             tmp,
-            compression=compression,
-            compression_level=level,
             row_group_size=row_group_size,
+            **parquet_compression(table.schema, compression, level),
             **parquet_encodings(table.schema),
         )
         if durable:

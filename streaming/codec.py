@@ -10,7 +10,7 @@ pick the schema by fingerprint, ``fastavro.schemaless_reader`` the body, repeat 
 Encoding is on the collector's hot path, and fastavro's generic writer costs several microseconds per
 record from Python row tuples. This module therefore generates, once per dataset, a specialised
 encoder and decoder from the ``.avsc`` field list (the schemas use only string, long, int, double,
-boolean and ``[null, T]`` unions). Tests check both directions against fastavro.
+boolean, bytes and ``[null, T]`` unions). Tests check both directions against fastavro.
 """
 
 from __future__ import annotations
@@ -177,6 +177,13 @@ def _bad_long(v: Any) -> bytes:
     raise CodecError(f"not an integer: {str(v)[:40]!r} ({type(v).__name__})")
 
 
+def _bytes(b: bytes) -> bytes:
+    """Length-prefixed bytes (the raw archive's compressed blobs)."""
+    if not isinstance(b, bytes | bytearray | memoryview):
+        raise CodecError(f"not bytes: {type(b).__name__}")
+    return _long(len(b)) + bytes(b)
+
+
 def _str_once(s: str) -> bytes:
     """Length-prefixed UTF-8 for high-cardinality strings (trade ids, event details): not memoised."""
     data = s.encode()
@@ -210,6 +217,7 @@ _ENCODE_EXPR = {
     "long": "((_LC({v}) if {v}.__class__ is int else _long({v})) or _long({v}))",
     "int": "((_LC({v}) if {v}.__class__ is int else _long({v})) or _long({v}))",
     "double": "_pack_double({v})",
+    "bytes": "_bytes({v})",
     "boolean": "(b'\\x01' if {v} is True else b'\\x00' if {v} is False else _bad_bool({v}))",
 }
 
@@ -241,6 +249,7 @@ def encoder(dataset: str) -> Encoder:
         "_long": _long,
         "_str": _str,
         "_str_once": _str_once,
+        "_bytes": _bytes,
         "_pack_double": _pack_double,
         "_bad_bool": _bad_bool,
         "_LC": _LONG_CACHE.get,
@@ -347,6 +356,16 @@ def _decode_lines(name: str, avro_type: str, v: str, indent: str) -> list[str]:
             "if n < 0 or e > len(buf):",
             f"    raise CodecError('{name}: string runs past the end of the message')",
             f"{v} = buf[pos:e].decode()",
+            "pos = e",
+        ]
+    elif avro_type == "bytes":
+        lines = [
+            *varint,
+            "n = (z >> 1) ^ -(z & 1)",
+            "e = pos + n",
+            "if n < 0 or e > len(buf):",
+            f"    raise CodecError('{name}: bytes run past the end of the message')",
+            f"{v} = bytes(buf[pos:e])",
             "pos = e",
         ]
     elif avro_type == "double":

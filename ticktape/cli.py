@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "query",
     "report",
     "compact",
+    "renormalise",
     "sync",
     "book",
     "config",

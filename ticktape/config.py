@@ -39,6 +39,7 @@ from typing import Any
 from collectors.base import CHANNELS, DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S, DialectOptions
 from collectors.events import Limits
 from collectors.instruments import DEFAULT_INSTRUMENTS_REFRESH_S, is_pattern
+from collectors.raw import RAW_RETENTION_DAYS, RawSettings
 from collectors.registry import exchange_ids
 from quality.scoring import QualityConfig
 from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES
@@ -176,6 +177,26 @@ class CollectConfig:
         flags=("--instruments-refresh-s",),
         minimum=0,
     )
+    raw: bool = setting(
+        False,
+        "publish every received frame as the raw dataset (the raw archive: `ticktape renormalise` "
+        "rebuilds a day from it); off by default: it adds the compressed frames to the transport and "
+        "the lake (bench/RESULTS.md, 'Raw archive')",
+        flags=("--raw",),
+    )
+    raw_batch_bytes: int = setting(
+        RawSettings.batch_bytes,
+        "raw archive: uncompressed bytes per batch (one raw record)",
+        flags=("--raw-batch-bytes",),
+        minimum=1024,
+        maximum=4 * 1024 * 1024,
+    )
+    raw_batch_s: float = setting(
+        RawSettings.batch_s,
+        "raw archive: the longest a frame waits in a batch, seconds",
+        flags=("--raw-batch-s",),
+        minimum=0.01,
+    )
 
 
 @dataclass(frozen=True)
@@ -252,6 +273,15 @@ class LakeConfig:
     """The Parquet lake (a directory: local disk or EFS/NFS)."""
 
     path: str = setting("lake", "lake root directory", flags=("--lake",))
+    raw_retention_days: int = setting(
+        RAW_RETENTION_DAYS,
+        "days of raw archive kept (`ticktape compact` deletes older raw days); 0 keeps it forever",
+        flags=("--raw-retention-days",),
+        minimum=0,
+    )
+    raw_retention: dict[str, float] = setting(  # noqa: RUF009 - a field with a default factory
+        {}, "per-exchange overrides of raw_retention_days, e.g. { binance = 90 }"
+    )
 
 
 @dataclass(frozen=True)
@@ -983,6 +1013,11 @@ def _cross_checks(cfg: Config, out: _Collector, sources: Mapping[str, str], chec
             "thresholds.exclude_score",
             f"must be below thresholds.ok_score ({th.ok_score:g}), which is at most 100",
         )
+    unknown_raw = sorted(set(cfg.lake.raw_retention) - set(exchange_ids()))
+    if unknown_raw:
+        add("lake.raw_retention", f"unknown exchange {unknown_raw[0]!r} (known: {', '.join(exchange_ids())})")
+    if any(days < 0 or days != int(days) for days in cfg.lake.raw_retention.values()):
+        add("lake.raw_retention", "days must be whole numbers >= 0 (0 keeps raw forever)")
     unknown = sorted(set(th.event_age_limits) - set(exchange_ids()))
     if unknown:
         add(
@@ -1147,6 +1182,7 @@ SHARED_DESTS: dict[str, str] = {
     "host": "server.host",
     "port": "server.port",
     "to": "s3.url",
+    "raw_retention_days": "lake.raw_retention_days",
 }
 #: Collector flags (``collect``, ``replay``): the ad-hoc collector of :class:`CollectConfig`.
 COLLECT_DESTS: dict[str, str] = {
@@ -1158,6 +1194,9 @@ COLLECT_DESTS: dict[str, str] = {
     "rest_url": "collect.rest_url",
     "max_connection_age": "collect.max_connection_age_s",
     "instruments_refresh_s": "collect.instruments_refresh_s",
+    "raw": "collect.raw",
+    "raw_batch_bytes": "collect.raw_batch_bytes",
+    "raw_batch_s": "collect.raw_batch_s",
 }
 _SKIP_DESTS = frozenset({"help", "config", "func", "version"})
 

@@ -54,7 +54,7 @@ def built_rows() -> RecordBuffer:
 def test_datasets_are_appended_after_the_existing_ones() -> None:
     # The local log stores a dataset's index: the first five keep theirs.
     assert RECORD_DATASETS[:5] == ("trades", "book", "bbo", "feed_events", "quality")
-    assert RECORD_DATASETS[5:] == DERIVATIVE_DATASETS
+    assert RECORD_DATASETS[5:] == (*DERIVATIVE_DATASETS, "raw")
     assert {DATASET_CHANNELS[d] for d in DERIVATIVE_DATASETS if d != "instruments"} == {
         "funding",
         "mark",

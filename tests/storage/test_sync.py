@@ -273,7 +273,9 @@ def test_duckdb_over_s3_equals_local(tmp_path: Path, moto, bucket: str, capsys) 
         assert book.num_rows == 0
         assert book.column_names == [*arrow_schema("book").names, "date"]
         assert cat.query("SELECT count(*) AS n FROM trades").column("n")[0].as_py() == 3_000 + 800 + 2_000
-        assert sorted(cat.empty) == sorted(["bbo", "book", "feed_events", "quality", *DERIVATIVE_DATASETS])
+        assert sorted(cat.empty) == sorted(
+            ["bbo", "book", "feed_events", "quality", *DERIVATIVE_DATASETS, "raw"]
+        )
 
 
 def test_bad_usage_exits_2(tmp_path: Path, moto, bucket: str, capsys) -> None:

@@ -55,6 +55,19 @@ EXAMPLES = {
     "mark_price": MARK,
     "open_interest": OPEN_INTEREST,
     "liquidations": LIQUIDATION,
+    # a raw archive batch: its blob is bytes, with every byte value (a standard client must read it)
+    "raw": (
+        "binance",
+        "binance-0@1764892800000000000",
+        3,
+        1723075200124567000,
+        1723075200224567000,
+        2,
+        256,
+        "zstd",
+        "0.1.0+ab12",
+        bytes(range(256)),
+    ),
 }
 
 

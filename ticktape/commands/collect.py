@@ -14,6 +14,7 @@ from typing import Any
 from collectors.base import DEFAULT_RECYCLE_AFTER_S, DEFAULT_STALE_AFTER_S
 from collectors.connection import ConnectionSettings
 from collectors.instruments import DEFAULT_INSTRUMENTS_REFRESH_S, UnknownSymbolError, is_pattern
+from collectors.raw import RawSettings
 from collectors.registry import exchange_ids, get_dialect
 from ticktape.config import dialect_options_of, enable_config, quality_config_of
 from ticktape.runtime import (
@@ -65,6 +66,24 @@ def register(sub: Any) -> None:
         "--capture",
         metavar="FILE",
         help="also write every received frame to this raw capture (.gz to compress)",
+    )
+    p.add_argument(
+        "--raw",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="publish every received frame as the raw dataset (the raw archive; default off)",
+    )
+    p.add_argument(
+        "--raw-batch-bytes",
+        type=int,
+        default=RawSettings.batch_bytes,
+        help="raw archive: uncompressed bytes per batch (default %(default)s)",
+    )
+    p.add_argument(
+        "--raw-batch-s",
+        type=float,
+        default=RawSettings.batch_s,
+        help="raw archive: the longest a frame waits in a batch, seconds (default %(default)s)",
     )
     p.add_argument(
         "--duration", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)"
@@ -167,6 +186,7 @@ def connection_settings_of(args: argparse.Namespace) -> ConnectionSettings:
         recycle_after_s=args.recycle_after_s,
         max_connection_age_s=args.max_connection_age,
         instruments_refresh_s=args.instruments_refresh_s,
+        raw=RawSettings(args.raw_batch_bytes, args.raw_batch_s) if getattr(args, "raw", False) else None,
     )
 
 

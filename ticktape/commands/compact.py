@@ -7,11 +7,13 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from collectors.raw import RAW_RETENTION_DAYS
 from schemas import DATASETS
 from storage.compact import CompactResult, compact_lake, parse_day, utc_today
 from storage.lake import partition_dirs
 from ticktape.config import enable_config
 from ticktape.lake import days_text
+from ticktape.raw import expire_raw
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--lake", required=True, type=Path, help="lake directory")
     add_day_arguments(p)
+    p.add_argument(
+        "--raw-retention-days",
+        type=int,
+        default=RAW_RETENTION_DAYS,
+        help="delete raw archive days older than this (0: keep forever; per exchange: [lake] raw_retention)",
+    )
     p.add_argument(
         "--allow-brief-gap",
         action="store_true",
@@ -84,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"ticktape compact: {exc}", file=sys.stderr)
         return 2
+    cfg = getattr(args, "config_obj", None)
+    per_exchange = {k: int(v) for k, v in (cfg.lake.raw_retention if cfg is not None else {}).items()}
+    for removed in expire_raw(args.lake, args.raw_retention_days, per_exchange):
+        print(f"{removed.relative_to(args.lake)}: raw archive past its retention: deleted")
     if not results and day is not None:
         days = sorted({p.name.removeprefix("date=") for p in partition_dirs(args.lake, DATASETS)})
         have = f"days with data: {days_text(days)}" if days else "the lake holds no data yet"

@@ -7,6 +7,10 @@ interrupted replay resumes after its last committed line, and replaying the same
 same file after more frames were appended to it) adds only what the lake does not hold yet.
 
 With ``--transport`` it publishes the records instead (``ticktape sink`` writes them).
+
+``--input`` may also be a day of the raw archive, ``<lake>/raw/exchange=<id>/date=<D>``: each of its
+streams (one collector connection) is replayed like a capture file of its own, with its own
+normaliser and the stream id ``replay.<exchange>.raw.<D>.<stream>`` (``ticktape/raw.py``).
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ import hashlib
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
 from collectors.base import DialectOptions
-from collectors.capture import CaptureError, ReplayStats, iter_units, read_capture
+from collectors.capture import CaptureError, CaptureItem, ReplayStats, iter_units, read_capture
 from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS
 from storage.lake import check_stream_id
@@ -112,7 +116,7 @@ class Progress:
 
 
 def replay_to_lake(
-    path: str | Path,
+    path: str | Path | Iterable[CaptureItem],
     exchange: str,
     lake: str | Path,
     *,
@@ -128,7 +132,10 @@ def replay_to_lake(
     feed events instead of failing the replay.
     """
     normaliser = get_dialect(exchange, options).make_normaliser()
-    stream = stream or replay_stream_id(exchange, path)
+    if stream is None:
+        if not isinstance(path, str | Path):
+            raise ValueError("a replay of capture items needs a stream id")
+        stream = replay_stream_id(exchange, path)
     writer = UnitWriter(lake)
     committed = writer.recover(stream)
     stats = ReplayStats()
@@ -167,7 +174,7 @@ def replay_to_lake(
 
 
 async def replay_to_transport(
-    path: str | Path,
+    path: str | Path | Iterable[CaptureItem],
     exchange: str,
     args: argparse.Namespace,
     progress: Callable[[ReplayStats], None] | None = None,
@@ -211,7 +218,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "published for `ticktape sink`.",
     )
     p.add_argument("--exchange", required=True, help=f"exchange id ({', '.join(exchange_ids())})")
-    p.add_argument("--input", required=True, metavar="FILE", help="capture file (.gz is decompressed)")
+    p.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="capture file (.gz is decompressed), or a raw archive day LAKE/raw/exchange=ID/date=D",
+    )
     p.add_argument("--lake", metavar="DIR", help="write the lake directly")
     p.add_argument(
         "--stream-id", metavar="ID", help="stream id in lake file names (default derived from the file)"
@@ -254,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         print("ticktape replay: give either --lake DIR or --transport (with its options)", file=err)
         return 2
     path = Path(args.input)
+    if path.is_dir():
+        return _run_raw_day(args, path)
     if not path.is_file():
         print(f"ticktape replay: no such capture file: {path}", file=err)
         return 2
@@ -305,4 +319,63 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.done()
     _print_summary(sys.stdout, str(path), args.exchange, stats, where, extra)
+    return 0
+
+
+def _merge(total: ReplayStats, part: ReplayStats) -> None:
+    for name in ("lines", "frames", "disconnects", "capture_errors", "parse_errors", "skipped_lines"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    for name in ("files", "bytes", "units"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    for ds, n in part.rows.items():
+        total.rows[ds] += n
+
+
+def _run_raw_day(args: argparse.Namespace, path: Path) -> int:
+    """Replays a raw archive day, stream by stream (each like a capture file of its own)."""
+    from ticktape.raw import day_streams, raw_day_dir, stream_items
+
+    err = sys.stderr
+    where_day = raw_day_dir(path)
+    if where_day is None:
+        print(
+            f"ticktape replay: {path} is a directory but not a raw archive day (LAKE/raw/exchange=ID/date=D)",
+            file=err,
+        )
+        return 2
+    lake, exchange, day = where_day
+    if exchange != args.exchange:
+        print(f"ticktape replay: {path} holds {exchange}'s raw frames, not {args.exchange}'s", file=err)
+        return 2
+    try:
+        streams = day_streams(lake, exchange, day)
+    except (OSError, ValueError) as exc:
+        print(f"ticktape replay: cannot read {path}: {exc}", file=err)
+        return 1
+    if not streams:
+        print(f"ticktape replay: {path} holds no raw data", file=err)
+        return 2
+    total = ReplayStats()
+    extra: dict[str, int] | None = None
+    try:
+        for name, rows in streams.items():
+            items = stream_items(rows)
+            if args.lake:
+                stream = re.sub(r"[^A-Za-z0-9._-]", "_", f"replay.{exchange}.raw.{day.isoformat()}.{name}")
+                stats, _ = replay_to_lake(
+                    items, exchange, args.lake, stream=stream[:200], options=dialect_options_of(args)
+                )
+            else:
+                stats, counts = asyncio.run(replay_to_transport(items, exchange, args))
+                extra = {k: (extra or {}).get(k, 0) + v for k, v in counts.items()}
+            _merge(total, stats)
+    except TransportArgsError as exc:
+        print(f"ticktape replay: {exc}", file=err)
+        return 2
+    except (LogError, OSError, ValueError) as exc:
+        print(f"ticktape replay: {exc}", file=err)
+        return 1
+    total.elapsed_s = time.monotonic() - total.started
+    where = f"lake {args.lake}" if args.lake else f"transport {args.transport}"
+    _print_summary(sys.stdout, f"{path} ({len(streams)} raw stream(s))", exchange, total, where, extra)
     return 0

@@ -94,7 +94,7 @@ class Feeder:
         for batch in batches:
             if (
                 batch.dataset not in RECORD_DATASETS
-                or batch.dataset == "quality"
+                or batch.dataset in ("quality", "raw")  # raw frames carry nothing the tracker reads
                 or batch.table.num_rows == 0
             ):
                 continue
