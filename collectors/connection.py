@@ -240,10 +240,12 @@ class ChannelWatchdog:
         self.settings = settings
         self.channels = tuple(channels)
         now = time.monotonic()
-        # event channels (liquidations) are quiet whenever nothing happens: never stale
-        self.last_data: dict[str, float] = dict.fromkeys(
-            (c for c in self.channels if c not in EVENT_CHANNELS), now
-        )
+        # Market channels are watched from the start. Derivatives channels from their first row: a
+        # venue serves them for its derivatives only (OKX: none for spot instruments), so a channel
+        # that never carried data here is not a dead feed. Event channels (liquidations) are quiet
+        # whenever nothing happens: never stale.
+        self.last_data: dict[str, float] = dict.fromkeys((c for c in self.channels if c in CHANNELS), now)
+        self._derivatives = frozenset(self.channels) & (frozenset(DERIVATIVE_CHANNELS) - set(EVENT_CHANNELS))
         self.trade_gap_ewma: float | None = None
         self.stale_since: dict[str, float] = {}
 
@@ -259,12 +261,14 @@ class ChannelWatchdog:
                 gap if self.trade_gap_ewma is None else 0.9 * self.trade_gap_ewma + 0.1 * gap
             )
             self.last_data["trades"] = now
-        if records.mark_price and "mark" in self.last_data:
-            self.last_data["mark"] = now
-        if records.funding and "funding" in self.last_data:
-            self.last_data["funding"] = now
-        if records.open_interest and "open_interest" in self.last_data:
-            self.last_data["open_interest"] = now
+        derivatives = self._derivatives
+        if derivatives:
+            if records.mark_price and "mark" in derivatives:
+                self.last_data["mark"] = now
+            if records.funding and "funding" in derivatives:
+                self.last_data["funding"] = now
+            if records.open_interest and "open_interest" in derivatives:
+                self.last_data["open_interest"] = now
 
     def threshold(self, channel: str) -> float:
         """Seconds of silence after which ``channel`` is stale."""

@@ -331,9 +331,10 @@ def test_watchdog_sees_derivatives_rows_and_never_calls_liquidations_stale() -> 
 
     settings = ConnectionSettings(stale_after_s={"book": 1.0}, recycle_after_s=1.0)
     dog = ChannelWatchdog(settings, ("funding", "mark", "open_interest", "liquidations"))
-    assert set(dog.last_data) == {"funding", "mark", "open_interest"}
+    assert dog.last_data == {}  # watched from their first row (OKX spot instruments have none)
     assert (dog.threshold("mark"), dog.threshold("funding")) == (30.0, 120.0)  # the base layer's defaults
     start = time.monotonic()
+    assert dog.check(start + 1000) == ([], [], False)
     for second in range(0, 200, 5):
         rows = RecordBuffer(
             funding=[("x", "S", None, 0, 0.0001, None, None, 0)],
