@@ -75,6 +75,17 @@ def simulator_capture(exchange: str, seconds: float) -> Path:
     for stale in SCRATCH.glob(f"sim-{exchange}.*capture"):
         stale.unlink()
     asyncio.run(_capture(exchange, path, seconds))
+    parts = sorted(SCRATCH.glob(f"sim-{exchange}.conn*.capture"))
+    if not path.exists() and parts:
+        # several connections (e.g. binance-futures' /public and /market routes): one capture of
+        # every frame in receive order, as one normaliser would see them
+        lines = sorted(
+            (line for part in parts for line in part.read_bytes().splitlines(keepends=True) if line.strip()),
+            key=lambda line: int(line.split(b" ", 1)[0]),
+        )
+        path.write_bytes(b"".join(lines))
+        for part in parts:
+            part.unlink()
     if not path.exists():
         raise RuntimeError(f"{exchange}: the collector wrote no capture at {path}")
     return path
