@@ -634,6 +634,9 @@ class ExchangeDialect(abc.ABC):
     #: seconds to wait after the websocket opens before the first request (venues whose request limits
     #: count from the connection's first second and that document such a pause); 0 sends at once
     subscribe_delay_s: ClassVar[float] = 0.0
+    #: least seconds between two REST polls of one key (:meth:`rest_polls`; the connection also keeps
+    #: polls within a share of the exchange's REST budget, see :mod:`collectors.connection`)
+    poll_interval_s: ClassVar[float] = 10.0
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()
@@ -762,10 +765,6 @@ class ExchangeDialect(abc.ABC):
         there (Binance futures' open interest). Each answer is injected into the stream as a generated
         frame (DESIGN.md capture format), so a replay gives the live records. Default: none."""
         return []
-
-    #: least seconds between two polls of one key (the connection also keeps polls within a share
-    #: of the exchange's REST budget, see :mod:`collectors.connection`)
-    poll_interval_s: ClassVar[float] = 10.0
 
     def poll_request_weight(self, channel: str, key: str) -> int:
         """Request weight of one REST poll (for the per-exchange REST budget)."""
