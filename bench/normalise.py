@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SAMPLES, SCRATCH, publish
-from collectors.capture import CaptureError, read_capture
+from collectors.capture import CaptureError, merge_captures, read_capture
 from collectors.connection import Collector, ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import SimulatorConfig
@@ -79,11 +79,7 @@ def simulator_capture(exchange: str, seconds: float) -> Path:
     if not path.exists() and parts:
         # several connections (e.g. binance-futures' /public and /market routes): one capture of
         # every frame in receive order, as one normaliser would see them
-        lines = sorted(
-            (line for part in parts for line in part.read_bytes().splitlines(keepends=True) if line.strip()),
-            key=lambda line: int(line.split(b" ", 1)[0]),
-        )
-        path.write_bytes(b"".join(lines))
+        merge_captures(parts, path)
         for part in parts:
             part.unlink()
     if not path.exists():
