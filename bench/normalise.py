@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SAMPLES, SCRATCH, publish
-from collectors.capture import CaptureError, read_capture
+from collectors.capture import CaptureError, merge_captures, read_capture
 from collectors.connection import Collector, ConnectionSettings
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import SimulatorConfig
@@ -75,6 +75,13 @@ def simulator_capture(exchange: str, seconds: float) -> Path:
     for stale in SCRATCH.glob(f"sim-{exchange}.*capture"):
         stale.unlink()
     asyncio.run(_capture(exchange, path, seconds))
+    parts = sorted(SCRATCH.glob(f"sim-{exchange}.conn*.capture"))
+    if not path.exists() and parts:
+        # several connections (e.g. binance-futures' /public and /market routes): one capture of
+        # every frame in receive order, as one normaliser would see them
+        merge_captures(parts, path)
+        for part in parts:
+            part.unlink()
     if not path.exists():
         raise RuntimeError(f"{exchange}: the collector wrote no capture at {path}")
     return path

@@ -50,7 +50,16 @@ DEFAULT_CLOCK_TOLERANCE_NS = 50_000_000
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: Seconds without data before a channel is stale (trades adapt to each symbol's pace above this).
 #: The one declaration: the connection layer's settings and ``[thresholds]`` both read it.
-DEFAULT_STALE_AFTER_S: dict[str, float] = {"book": 5.0, "bbo": 5.0, "trades": 60.0}
+#: Derivatives channels: mark prices come every few seconds; funding and open interest on some venues
+#: only every 30-90 s (OKX) or per REST poll; ``liquidations`` happen when they happen and are never stale.
+DEFAULT_STALE_AFTER_S: dict[str, float] = {
+    "book": 5.0,
+    "bbo": 5.0,
+    "trades": 60.0,
+    "mark": 30.0,
+    "funding": 120.0,
+    "open_interest": 120.0,
+}
 #: Recycle a connection whose channel has been stale this long (0 disables).
 DEFAULT_RECYCLE_AFTER_S = 30.0
 #: A planned rotation happens this long before a venue's forced disconnect.
@@ -65,6 +74,9 @@ CHANNELS: tuple[str, ...] = ("trades", "book", "bbo")
 #: Derivatives channels (issue 15), offered by derivative venues that declare them in
 #: :attr:`ExchangeDialect.channels`; their datasets are in ``schemas.DATASET_CHANNELS``.
 DERIVATIVE_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest", "liquidations")
+#: Channels whose silence says nothing about the feed's health (a quiet market has no liquidations):
+#: the connection's watchdog never calls them stale.
+EVENT_CHANNELS: tuple[str, ...] = ("liquidations",)
 #: Replies a normaliser keeps for the connection to send (a replay never sends them: bounded).
 MAX_PENDING_REPLIES = 64
 _SNAPSHOT = int(Flags.SNAPSHOT)
@@ -629,6 +641,9 @@ class ExchangeDialect(abc.ABC):
     #: seconds to wait after the websocket opens before the first request (venues whose request limits
     #: count from the connection's first second and that document such a pause); 0 sends at once
     subscribe_delay_s: ClassVar[float] = 0.0
+    #: least seconds between two REST polls of one key (:meth:`rest_polls`; the connection also keeps
+    #: polls within a share of the exchange's REST budget, see :mod:`collectors.connection`)
+    poll_interval_s: ClassVar[float] = 10.0
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()
@@ -793,6 +808,22 @@ class ExchangeDialect(abc.ABC):
                 body = await resp.read()
             out.extend(self.parse_instruments(body, time.time_ns()))
         return out
+
+    def rest_polls(self, sub: Subscription) -> list[tuple[str, str]]:
+        """``(channel, key)`` pairs a connection polls over REST, for channels the venue offers only
+        there (Binance futures' open interest). Each answer is injected into the stream as a generated
+        frame (DESIGN.md capture format), so a replay gives the live records. Default: none."""
+        return []
+
+    def poll_request_weight(self, channel: str, key: str) -> int:
+        """Request weight of one REST poll (for the per-exchange REST budget)."""
+        return 1
+
+    async def fetch_poll(self, http: aiohttp.ClientSession, rest_url: str, channel: str, key: str) -> str:
+        """Fetches one REST poll and returns it wrapped as a generated frame (capture format).
+
+        Raises ``aiohttp.ClientResponseError`` on HTTP errors (429/418 pause the REST budget)."""
+        raise NotImplementedError(f"{self.exchange_id} polls nothing over REST")
 
     @abc.abstractmethod
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:

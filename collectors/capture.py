@@ -137,6 +137,28 @@ def _subscription(line_no: int, line: bytes) -> CaptureSubscription | CaptureErr
     return CaptureSubscription(line_no, tuple(symbols))
 
 
+def merge_captures(parts: Iterable[str | Path], path: str | Path) -> None:
+    """Writes one uncompressed capture of several connections' captures (benchmarks and fuzzing,
+    which replay one file through one normaliser): a ``# subscription`` line with every part's
+    symbols, then every frame in receive-time order (a stable sort), then one disconnect line.
+    Disconnects inside the parts are dropped: use it on captures without reconnects."""
+    symbols: set[str] = set()
+    frames: list[tuple[int, bytes]] = []
+    for part in parts:
+        for item in read_capture(part, meta=True):
+            if isinstance(item, CaptureSubscription):
+                symbols.update(item.symbols)
+            elif isinstance(item, tuple):
+                frames.append(item)
+    frames.sort(key=lambda frame: frame[0])
+    with open(path, "wb") as fh:
+        if symbols:
+            fh.write(SUBSCRIPTION_PREFIX + orjson.dumps({"symbols": sorted(symbols)}) + b"\n")
+        for ts_recv, frame in frames:
+            fh.write(b"%d %s\n" % (ts_recv, frame))
+        fh.write(b"\n")
+
+
 class CaptureWriter:
     """Appends frames to a capture file (gzip when the name ends in ``.gz``).
 

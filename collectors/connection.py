@@ -52,6 +52,7 @@ from .base import (
     DEFAULT_RECYCLE_AFTER_S,
     DEFAULT_STALE_AFTER_S,
     DERIVATIVE_CHANNELS,
+    EVENT_CHANNELS,
     ExchangeDialect,
     Normaliser,
     Subscription,
@@ -79,6 +80,8 @@ RecordSink = Callable[[RecordBuffer], Awaitable[None]]
 
 #: Trade ids per symbol a connection remembers for a rotation handover (more than any venue replays)
 ROTATION_TRADE_IDS = 1_000
+#: Share of the exchange's REST budget that one connection's polls (REST-only channels) may use
+POLL_BUDGET_SHARE = 0.25
 #: Longest wait for a successor's books to join the old connection's at a matching update id
 HANDOVER_ALIGN_S = 2.0
 
@@ -129,6 +132,9 @@ class ConnectionStats:
     reconnect_delays: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     snapshots_fetched: int = 0
     snapshot_errors: int = 0
+    #: REST polls of channels a venue offers only over REST (e.g. Binance futures' open interest)
+    polls_fetched: int = 0
+    poll_errors: int = 0
     stale_events: int = 0
     recycles: int = 0
     #: snapshot or resubscription requests for symbols outside the subscription, ignored
@@ -257,7 +263,12 @@ class ChannelWatchdog:
         self.settings = settings
         self.channels = tuple(channels)
         now = time.monotonic()
-        self.last_data: dict[str, float] = dict.fromkeys(self.channels, now)
+        # Market channels are watched from the start. Derivatives channels from their first row: a
+        # venue serves them for its derivatives only (OKX: none for spot instruments), so a channel
+        # that never carried data here is not a dead feed. Event channels (liquidations) are quiet
+        # whenever nothing happens: never stale.
+        self.last_data: dict[str, float] = dict.fromkeys((c for c in self.channels if c in CHANNELS), now)
+        self._derivatives = frozenset(self.channels) & (frozenset(DERIVATIVE_CHANNELS) - set(EVENT_CHANNELS))
         self.trade_gap_ewma: float | None = None
         self.stale_since: dict[str, float] = {}
 
@@ -273,10 +284,18 @@ class ChannelWatchdog:
                 gap if self.trade_gap_ewma is None else 0.9 * self.trade_gap_ewma + 0.1 * gap
             )
             self.last_data["trades"] = now
+        derivatives = self._derivatives
+        if derivatives:
+            if records.mark_price and "mark" in derivatives:
+                self.last_data["mark"] = now
+            if records.funding and "funding" in derivatives:
+                self.last_data["funding"] = now
+            if records.open_interest and "open_interest" in derivatives:
+                self.last_data["open_interest"] = now
 
     def threshold(self, channel: str) -> float:
         """Seconds of silence after which ``channel`` is stale."""
-        base = self.settings.stale_after_s.get(channel, 30.0)
+        base = self.settings.stale_after_s.get(channel) or DEFAULT_STALE_AFTER_S.get(channel, 30.0)
         if channel == "trades" and self.trade_gap_ewma is not None:
             return max(base, self.settings.trades_stale_factor * self.trade_gap_ewma)
         return base
@@ -438,7 +457,7 @@ class FeedConnection:
             self._snapshotted.update(r[1] for r in out.book if r[7])
             if len(self._snapshotted) < len(self.subscription.symbols):
                 return
-        elif not (out.trades or out.bbo):
+        elif not (out.trades or out.bbo or out.funding or out.mark_price or out.open_interest):
             return
         self.ready.set()
 
@@ -608,6 +627,43 @@ class FeedConnection:
         finally:
             self._fetching.pop(native, None)
 
+    # -- REST polls (channels a venue offers only over REST) ---------------------------------------
+    def poll_interval(self, polls: Sequence[tuple[str, str]]) -> float:
+        """Seconds between two rounds of this connection's polls: the dialect's interval, longer when
+        a round would spend more than :data:`POLL_BUDGET_SHARE` of the REST budget per window."""
+        weight = sum(self.dialect.poll_request_weight(c, k) for c, k in polls)
+        share = max(1.0, self.budget.limit * POLL_BUDGET_SHARE)
+        return max(self.dialect.poll_interval_s, self.budget.window_s * weight / share)
+
+    async def _poll_loop(self, polls: Sequence[tuple[str, str]]) -> None:
+        """Polls each ``(channel, key)`` once per round while the socket is up; every answer is a
+        generated frame, captured and normalised in stream order (so replay equals live)."""
+        assert self.rest_url is not None
+        interval = self.poll_interval(polls)
+        while True:
+            started = time.monotonic()
+            for channel, key in polls:
+                await self.budget.acquire(self.dialect.poll_request_weight(channel, key))
+                try:
+                    frame = await self.dialect.fetch_poll(self.http, self.rest_url, channel, key)
+                except aiohttp.ClientResponseError as exc:
+                    self.stats.poll_errors += 1
+                    retry_after = _retry_after_s(exc.headers, default=interval)
+                    if exc.status in (418, 429):
+                        self.budget.back_off(retry_after)
+                    detail = {"status": exc.status, "retry_after_s": retry_after, "symbol": key}
+                    await self._emit(self._event("rest_error", detail, channel=channel))
+                    continue
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.stats.poll_errors += 1
+                    detail = {"error": str(exc)[:200], "symbol": key}
+                    await self._emit(self._event("rest_error", detail, channel=channel))
+                    continue
+                self.stats.polls_fetched += 1
+                # shielded: once captured, a frame's records are published even if the socket closes
+                await asyncio.shield(self._process(time.time_ns(), frame))
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
     def _cancel_fetches(self) -> None:
         for task in self._fetching.values():
             task.cancel()
@@ -741,6 +797,9 @@ class FeedConnection:
             tasks = [asyncio.create_task(self._watch(ws), name=f"watchdog-{self.name}")]
             if self.dialect.app_ping is not None:
                 tasks.append(asyncio.create_task(self._app_ping(ws), name=f"ping-{self.name}"))
+            polls = self.dialect.rest_polls(self.subscription) if self.rest_url is not None else []
+            if polls:
+                tasks.append(asyncio.create_task(self._poll_loop(polls), name=f"poll-{self.name}"))
             decode = self._decode
             try:
                 async for frame in _frames(ws):

@@ -191,7 +191,13 @@ class BinanceFamilyNormaliser(Normaliser):
         elif kind == "bookTicker":
             self.on_book_ticker(ts_recv, data, out)
         else:
-            raise ParseError(f"unknown stream {stream[:60]!r}")
+            self.on_other_stream(ts_recv, stream, kind, data, out)
+
+    def on_other_stream(
+        self, ts_recv: int, stream: str, kind: str, data: dict[str, Any], out: RecordBuffer
+    ) -> None:
+        """A stream other than trades, depth and bookTicker (futures: mark price, liquidations...)."""
+        raise ParseError(f"unknown stream {stream[:60]!r}")
 
     def on_server_shutdown(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
         """``serverShutdown``: the server will close this connection soon; ask for a rotation now."""

@@ -8,6 +8,16 @@ the first applied event must have ``U <= lastUpdateId <= u``, then each event's 
 previous event's ``u``. COIN-M is not part of the 2026 USD-M routing by category: ``dstream`` keeps
 its unrouted ``/stream`` and ``/ws`` paths.
 
+Derivatives channels as on USD-M (same streams, on the one unrouted connection): ``<sym>@markPrice@1s``
+(mark, index, funding for ``_PERP``; dated contracts send ``r: ""``, no funding row), ``<sym>@forceOrder``
+(liquidations; ``o.ps`` is the pair), open interest polled over REST at ``GET /dapi/v1/openInterest``
+(answer ``{symbol, pair, openInterest, contractType, time}``, open interest in contracts) as generated
+``<sym>@openInterest`` frames. Checked 2026-12-05:
+- https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams/Mark-Price-Stream
+- https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams/Liquidation-Order-Streams
+- ``/dapi/v1/openInterest`` and its fields as the Binance connector libraries call it (the venue page was
+  not in our stored documentation corpus; its weight is taken as 1, like USD-M's)
+
 What differs from USD-M:
 - endpoints ``wss://dstream.binance.com`` and ``https://dapi.binance.com``;
 - symbols: perpetuals are ``ETHUSD_PERP`` (normalised ``ETH-USD-PERP``), quarterly contracts
@@ -65,6 +75,7 @@ class BinanceDeliveryDialect(BinanceFuturesDialect):
     snapshot_path: ClassVar[str] = "/dapi/v1/depth"
     instruments_path: ClassVar[str] = "/dapi/v1/exchangeInfo"
     instruments_weight: ClassVar[int] = 1
+    open_interest_path: ClassVar[str] = "/dapi/v1/openInterest"
     #: COIN-M is not part of USD-M's 2026 routing by category: one unrouted combined connection
     routed: ClassVar[bool] = False
     #: COIN-M documents 200 streams per connection (USD-M: 1024)

@@ -42,6 +42,33 @@ Book sync, as Binance documents it for USD-M futures (it differs from spot):
    (``u <= previous u``: a repeated or late event, ignored and counted as ``duplicate``).
 A gap resets that symbol only: ``gap`` event, book cleared, new snapshot, ``resync``, ``epoch + 1``.
 
+Derivatives channels (issue 15), all on ``/market``:
+- ``mark`` and ``funding``: ``<sym>@markPrice@1s`` (one event per second): mark ``p``, index ``i``,
+  funding rate ``r`` and next funding time ``T``, at event time ``E``; one ``mark_price`` row per event
+  and, for perpetuals, one ``funding`` row (``predicted_rate`` null: Binance publishes none). Dated
+  contracts send ``r: ""`` and ``T: 0``: no funding row. Both channels ride the one stream, so either
+  one subscribes it and both datasets get rows.
+- ``liquidations``: ``<sym>@forceOrder``: Binance pushes at most the latest liquidation order per symbol
+  per 1000 ms (a snapshot stream: liquidations in between are not sent). One row per event: side
+  ``o.S`` (the liquidation order's side: it takes liquidity, so it is the taker side the schema asks
+  for; ``SELL`` liquidated a long), price ``o.ap`` (average fill price; ``o.p`` when ``ap`` is 0),
+  size ``o.z`` (filled quantity; ``o.q`` when ``z`` is 0), time ``o.T`` (order trade time); Binance
+  gives no id (``liquidation_id`` null).
+- ``open_interest``: REST only (``GET /fapi/v1/openInterest?symbol=``, weight 1, answer
+  ``{openInterest, symbol, time}``). The ``/market`` connection polls it for each of its symbols every
+  :attr:`ExchangeDialect.poll_interval_s` (10 s), slower when a round would spend more than a quarter of
+  the REST budget (``collectors.connection.POLL_BUDGET_SHARE``), and injects each answer into the stream
+  as a generated frame ``{"stream":"<sym>@openInterest","generated":true,"data":<body>}``: the capture
+  holds it, so a replay gives the live rows. ``ts_exchange`` is the answer's ``time``.
+
+Derivatives sources (checked 2026-12-05):
+https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Mark-Price-Stream
+https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Liquidation-Order-Streams
+https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Open-Interest
+(the last page was not in our stored documentation corpus: the path, weight 1 and the answer's fields
+are as the Binance connector libraries call it, e.g. https://pub.dev/documentation/binance_futures/latest/binance_futures/MarketEndpoints/openInterest.html;
+recheck against the venue)
+
 Timestamps (``ts_exchange``): trades use ``T`` (trade time); depth events, ``@bookTicker`` and the
 REST snapshot use ``E`` (event / message output time). Unlike spot, futures ``@bookTicker`` carries
 ``E`` and ``T``, and the futures snapshot carries ``E`` and ``T``.
@@ -61,15 +88,16 @@ Checked against the shared recording ``binance-futures/ethusdt_20240808`` (``@de
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import RecordBuffer
 
-from ..base import ExchangeDialect, Subscription
+from ..base import CHANNELS, ExchangeDialect, Subscription
 from ..book import SyncedBook
-from ..events import ParseError, emit_event, ms_to_ns
+from ..events import ParseError, emit_event, funding_rate, ms_to_ns, non_negative_size, positive_price
 from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 from .binance import (
@@ -80,7 +108,24 @@ from .binance import (
     stream_query,
 )
 
+if TYPE_CHECKING:
+    import aiohttp
+
 EXCHANGE = "binance-futures"
+#: our channel -> its USD-M stream kind (``open_interest`` has none: it is polled over REST)
+CHANNEL_STREAMS: dict[str, str] = {
+    "trades": "trade",
+    "bbo": "bookTicker",
+    "funding": "markPrice@1s",
+    "mark": "markPrice@1s",
+    "liquidations": "forceOrder",
+}
+#: simulator: stream kind -> subscription key of the derivatives streams
+DERIVATIVE_STREAMS = {"markPrice@1s": "markPrice", "markPrice": "markPrice", "forceOrder": "forceOrder"}
+#: simulator: one trade in this many (by id) comes with a liquidation order (at most one per second)
+LIQUIDATION_EVERY = 4
+#: the liquidation order's side (``o.S``) -> our taker side
+LIQUIDATION_SIDES = {"BUY": "buy", "SELL": "sell"}
 
 #: USD-M stream kind (the part after ``@``, up to the next ``@``) -> its routed path
 STREAM_ROUTES: dict[str, str] = {
@@ -220,6 +265,72 @@ class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
         self.awaiting_first.clear()
         super().on_disconnect(ts_recv, out)
 
+    # -- derivatives channels --------------------------------------------------------------------
+    def on_other_stream(
+        self, ts_recv: int, stream: str, kind: str, data: dict[str, Any], out: RecordBuffer
+    ) -> None:
+        """``markPrice`` (mark, index, funding), ``forceOrder`` (liquidations), polled open interest."""
+        if kind.startswith("markPrice"):
+            self.on_mark_price(ts_recv, data, out)
+        elif kind == "forceOrder":
+            self.on_force_order(ts_recv, data, out)
+        elif kind == "openInterest":
+            self.on_open_interest(ts_recv, data, out)
+        else:
+            super().on_other_stream(ts_recv, stream, kind, data, out)
+
+    def on_mark_price(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``markPriceUpdate``: a ``mark_price`` row, and a ``funding`` row for perpetuals."""
+        symbol = self.normalise(data["s"])
+        ts_exchange = ms_to_ns(data["E"])
+        mark = positive_price(data["p"], "mark price p")
+        index_raw = data.get("i")
+        index = None if index_raw in (None, "") else positive_price(index_raw, "index price i")
+        rate_raw = data.get("r")
+        rate = None if rate_raw in (None, "") else funding_rate(rate_raw, symbol, "funding rate r")
+        next_raw = data.get("T")
+        next_time = None if next_raw in (None, 0, "", "0") else ms_to_ns(next_raw)
+        self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
+        if rate is not None:  # dated contracts send r "" (no funding)
+            self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, None, next_time)
+
+    def on_force_order(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``forceOrder`` event: one ``liquidations`` row (the liquidation order's side, average price
+        and filled quantity, at its trade time)."""
+        order = data["o"]
+        if not isinstance(order, dict):
+            raise ParseError("forceOrder o is not an object", channel="liquidations")
+        symbol = self.normalise(order["s"])
+        side = LIQUIDATION_SIDES.get(order["S"]) if isinstance(order["S"], str) else None
+        if side is None:
+            raise ParseError(f"unknown liquidation side {str(order['S'])[:20]!r}", symbol, "liquidations")
+        price = _filled_or(order, "ap", "p", "liquidation price")
+        size = _filled_or(order, "z", "q", "liquidation size")
+        self.emit_liquidation(out, symbol, ms_to_ns(order["T"]), ts_recv, None, side, price, size)
+
+    def on_open_interest(self, ts_recv: int, data: dict[str, Any], out: RecordBuffer) -> None:
+        """A polled ``GET openInterest`` answer (a generated frame): one ``open_interest`` row."""
+        symbol = self.normalise(data["symbol"])
+        open_interest = non_negative_size(data["openInterest"], "openInterest")
+        self.emit_open_interest(out, symbol, ms_to_ns(data["time"]), ts_recv, open_interest)
+
+
+def _filled_or(order: dict[str, Any], filled: str, fallback: str, what: str) -> float:
+    """``order[filled]`` when it is a positive number (average price, filled quantity), else
+    ``order[fallback]`` (order price, original quantity), which must be positive."""
+    value = order.get(filled)
+    if value not in (None, ""):
+        x = non_negative_size(value, f"{what} {filled}")
+        if x > 0.0:
+            return x
+    return positive_price(order[fallback], f"{what} {fallback}")
+
+
+def open_interest_frame(native_symbol: str, body: str | bytes) -> str:
+    """Wraps a REST open interest answer as a generated capture frame (DESIGN.md, capture format)."""
+    text = body.decode() if isinstance(body, bytes) else body
+    return f'{{"stream":"{native_symbol.lower()}@openInterest","generated":true,"data":{text}}}'
+
 
 class BinanceFuturesDialect(BinanceDialect):
     """Binance USD-M futures: ``fstream`` endpoints, ``/fapi/v1/depth`` snapshots, simulator."""
@@ -236,6 +347,9 @@ class BinanceFuturesDialect(BinanceDialect):
     #: USD-M routes streams by category (``/public``, ``/market``); COIN-M (dstream) does not
     routed: ClassVar[bool] = True
     snapshot_path: ClassVar[str] = "/fapi/v1/depth"
+    #: open interest is REST only: polled (see the module docstring)
+    open_interest_path: ClassVar[str] = "/fapi/v1/openInterest"
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark", "open_interest", "liquidations")
     normaliser_class: ClassVar[type[BinanceFamilyNormaliser]] = BinanceFuturesNormaliser
     instruments_path: ClassVar[str] = "/fapi/v1/exchangeInfo"
     instruments_weight: ClassVar[int] = 1
@@ -251,10 +365,44 @@ class BinanceFuturesDialect(BinanceDialect):
         # USD-M documents weight 20 for GET /fapi/v1/depth with limit 1000.
         return 20
 
+    def stream_kind(self, channel: str) -> str | None:
+        """The stream kind of a channel (``None`` for ``open_interest``, which is polled over REST)."""
+        if channel == "book":
+            return self.depth_stream
+        return CHANNEL_STREAMS.get(channel)
+
+    def streams(self, sub: Subscription) -> list[str]:
+        """Stream names of a subscription (lower-case symbols; ``funding`` and ``mark`` share one)."""
+        names: list[str] = []
+        for s in sub.symbols:
+            lower = s.lower()
+            for c in sub.channels:
+                kind = self.stream_kind(c)
+                if kind is not None:
+                    name = f"{lower}@{kind}"
+                    if name not in names:
+                        names.append(name)
+        return names
+
     def route_of(self, channel: str) -> str:
-        """The routed path a channel's stream lives on (``public`` for trades, book and bbo)."""
-        names = {"trades": "trade", "book": self.depth_stream, "bbo": "bookTicker"}
-        return stream_route(f"x@{names[channel]}")
+        """The routed path a channel's stream lives on (``public`` for trades, book and bbo; polled
+        open interest rides the ``market`` connection)."""
+        kind = self.stream_kind(channel)
+        return "market" if kind is None else stream_route(f"x@{kind}")
+
+    def rest_polls(self, sub: Subscription) -> list[tuple[str, str]]:
+        """Open interest of every symbol of the connection that carries it (REST only)."""
+        if "open_interest" not in sub.channels:
+            return []
+        return [("open_interest", s) for s in sub.symbols]
+
+    async def fetch_poll(self, http: aiohttp.ClientSession, rest_url: str, channel: str, key: str) -> str:
+        """``GET <open_interest_path>?symbol=`` wrapped as a generated ``<sym>@openInterest`` frame."""
+        url = f"{rest_url.rstrip('/')}{self.open_interest_path}"
+        async with http.get(url, params={"symbol": key.upper()}) as resp:
+            resp.raise_for_status()
+            body = await resp.read()
+        return open_interest_frame(key, body)
 
     def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
         """One group per route: a connection never mixes ``/public`` and ``/market`` streams."""
@@ -269,6 +417,8 @@ class BinanceFuturesDialect(BinanceDialect):
         """``<base>/<route>/stream?streams=...`` (routed), else ``<base>/stream?streams=...``."""
         streams = self.streams(sub)
         base = base_ws_url(ws_url)
+        if not streams:  # only polled channels: a connection with no stream (it carries the polls)
+            return f"{base}/market/ws" if self.routed else f"{base}/ws"
         if not self.routed:
             return f"{base}/stream?streams={stream_query(streams)}"
         routes = {stream_route(name) for name in streams}
@@ -294,7 +444,13 @@ class BinanceFuturesSimulator(BinanceSimulator):
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
         self._futures_rendered: tuple[MarketStep, tuple[list[str], list[str], list[str]]] | None = None
+        self._derivatives_rendered: tuple[MarketStep, tuple[list[str], list[str]]] | None = None
         self.paths_used: dict[str, int] = {}
+        # per symbol: the second of the last markPrice / forceOrder event (both are per-second streams)
+        self._mark_second: dict[str, int] = {}
+        self._liquidation_second: dict[str, int] = {}
+        #: of :attr:`rest_requests`: the open interest polls
+        self.open_interest_requests = 0
 
     async def on_open(self, session: ClientSession) -> None:
         path = session.request.path
@@ -316,7 +472,101 @@ class BinanceFuturesSimulator(BinanceSimulator):
                     delivered.append(name)
             elif stream_route(name) == route:
                 delivered.append(name)
+        for name in delivered:
+            symbol, _, kind = name.partition("@")
+            key = DERIVATIVE_STREAMS.get(kind)
+            if key is not None and symbol.upper() in self.markets:
+                session.subscriptions.add((key, symbol.upper()))
         super()._subscribe(session, delivered)
+
+    def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
+        trades, book, bbo = super().render(session, step)
+        sym = step.symbol
+        wants_mark = session.subscribed("markPrice", sym)
+        wants_liquidations = session.subscribed("forceOrder", sym)
+        if not (wants_mark or wants_liquidations):
+            return trades, book, bbo
+        marks, liquidations = self.derivative_frames(step)
+        return (
+            trades,
+            book,
+            bbo + (marks if wants_mark else []) + (liquidations if wants_liquidations else []),
+        )
+
+    def derivative_frames(self, step: MarketStep) -> tuple[list[str], list[str]]:
+        """``@markPrice@1s`` and ``@forceOrder`` frames of a step: at most one of each per symbol and
+        second, as the venue pushes them (rendered once per step and shared by every client)."""
+        cached = self._derivatives_rendered
+        if cached is not None and cached[0] is step:
+            return cached[1]
+        sym, lower, ms = step.symbol, step.symbol.lower(), step.ts_ns // 1_000_000
+        second = ms // 1000
+        marks: list[str] = []
+        if self._mark_second.get(sym) != second:
+            self._mark_second[sym] = second
+            (bp, _), (ap, _) = step.model.best()
+            mid = (float(bp) + float(ap)) / 2
+            perpetual = "_" not in sym or sym.endswith("_PERP")
+            interval_ms = 8 * 3600 * 1000
+            data = {
+                "e": "markPriceUpdate",
+                "E": ms,
+                "s": sym,
+                "p": f"{mid:.8f}",
+                "i": f"{mid * 0.9999:.8f}",
+                "P": f"{mid * 1.0001:.8f}",
+                "r": "0.00010000" if perpetual else "",
+                "T": (ms // interval_ms + 1) * interval_ms if perpetual else 0,
+            }
+            marks.append(orjson.dumps({"stream": f"{lower}@markPrice@1s", "data": data}).decode())
+        liquidations: list[str] = []
+        trade = next((t for t in step.trades if t.trade_id % LIQUIDATION_EVERY == 0), None)
+        if trade is not None and self._liquidation_second.get(sym) != second:
+            self._liquidation_second[sym] = second
+            order: dict[str, Any] = {
+                "s": sym,
+                "S": trade.side.upper(),
+                "o": "LIMIT",
+                "f": "IOC",
+                "q": trade.size,
+                "p": trade.price,
+                "ap": trade.price,
+                "X": "FILLED",
+                "l": trade.size,
+                "z": trade.size,
+                "T": ms,
+            }
+            if "_" in sym:
+                order["ps"] = sym.partition("_")[0]
+            frame = {"stream": f"{lower}@forceOrder", "data": {"e": "forceOrder", "E": ms, "o": order}}
+            liquidations.append(orjson.dumps(frame).decode())
+        self._derivatives_rendered = (step, (marks, liquidations))
+        return marks, liquidations
+
+    async def open_interest_handler(self, request: web.Request) -> web.Response:
+        """``GET openInterest?symbol=S``: the symbol's open interest now (deterministic per update id)."""
+        self.rest_requests += 1
+        self.open_interest_requests += 1
+        fault = self.rest_fault_response()
+        if fault is not None:
+            return fault
+        symbol = request.query.get("symbol", "").upper()
+        model = self.markets.get(symbol)
+        if model is None:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        body: dict[str, Any] = {
+            "openInterest": f"{10_000 + model.update_id % 9_973 / 1000:.3f}",
+            "symbol": symbol,
+            "time": self.now_exchange_ns() // 1_000_000,
+        }
+        if "_" in symbol:  # COIN-M adds the pair and contract type
+            body["pair"] = symbol.partition("_")[0]
+            body["contractType"] = "PERPETUAL" if symbol.endswith("_PERP") else "CURRENT_QUARTER"
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
+
+    def rest_routes(self) -> list[web.RouteDef]:
+        path: str = getattr(self.dialect, "open_interest_path", "/fapi/v1/openInterest")
+        return [*super().rest_routes(), web.get(path, self.open_interest_handler)]
 
     def step_frames(self, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         """Frames of one market step, rendered once per step and shared by every client."""

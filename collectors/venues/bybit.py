@@ -32,6 +32,31 @@ Topics (subscribed with ``{"op":"subscribe","args":[...],"req_id":...}``, acknow
   snapshot then deltas that carry only the fields that changed, merged here; ``cs`` is the cross
   sequence. Spot tickers carry no best bid/offer, so spot uses ``orderbook.1`` only.
 
+Derivatives channels (issue 15, linear only; spot offers none):
+- ``mark``, ``funding``, ``open_interest`` ride ``tickers.<S>`` (subscribed once for all three, and for
+  bbo when it is the bbo source): the snapshot carries ``markPrice``, ``indexPrice``, ``fundingRate``,
+  ``nextFundingTime`` (ms, as a string), ``openInterest`` (in the base coin, as Bybit states it) and
+  ``openInterestValue`` (in the quote); deltas carry only what changed and are merged like the bbo
+  fields. The snapshot gives one row per dataset; a delta gives a ``mark_price`` row when it carries
+  ``markPrice`` or ``indexPrice``, a ``funding`` row when it carries ``fundingRate`` or
+  ``nextFundingTime``, an ``open_interest`` row when it carries ``openInterest`` or
+  ``openInterestValue`` (other fields from the merged state); ``ts_exchange`` is the message ``ts``;
+  ``predicted_rate`` is null (Bybit's ticker has no predicted rate). When tickers are subscribed only
+  for these channels (bbo from ``orderbook.1``, the default), their bid/ask fields add no bbo row.
+- ``liquidations``: ``allLiquidation.<S>`` (which replaced ``liquidation.<S>`` in 2025; pushed every
+  500 ms as a ``snapshot`` whose ``data`` lists every liquidation since the last push): ``T`` time,
+  ``s`` symbol, ``S`` side, ``v`` size, ``p`` price.
+  ``S`` is the side of the liquidated *position* ("When you receive a Buy update, this means that a
+  long position has been liquidated"); the schema stores the taker side of the liquidation order,
+  which is the opposite (``Buy`` -> ``sell``). No id is given (``liquidation_id`` null).
+Sources (checked 2026-12-05): https://bybit-exchange.github.io/docs/v5/websocket/public/ticker and
+https://bybit-exchange.github.io/docs/v5/websocket/public/all-liquidation (the venue's pages were not
+in our stored documentation corpus; their fields and the side rule above are as quoted from them by
+https://docs.rs/rs_bybit/latest/bybit/prelude/struct.AllLiquidationData.html,
+https://docs.rs/rs_bybit/latest/bybit/prelude/struct.LinearTickerDataSnapshot.html and
+https://nautilustrader.io/docs/rust-api-latest/nautilus_bybit/websocket/parse/fn.parse_ws_liquidation.html
+("Bybit reports the side of the liquidated position")).
+
 Rows: ``seq`` of book and bbo rows is the cross sequence (``data.seq``/``cs``), not ``u``: it is the
 one number comparable across depths, so a rebuilt book can be checked against ``orderbook.1`` at an
 equal ``seq``; ``u`` stays internal to the continuity check. ``ts_exchange``: trades ``T``; book and
@@ -67,7 +92,7 @@ from aiohttp import web
 
 from schemas import Flags, RecordBuffer
 
-from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from ..base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
 from ..dedupe import RecentTradeIds
 from ..events import (
@@ -76,6 +101,7 @@ from ..events import (
     decode_json,
     emit_event,
     frame_text_for_event,
+    funding_rate,
     ms_to_ns,
     non_negative_size,
     positive_price,
@@ -105,9 +131,21 @@ TOPIC_TRADE = 0
 TOPIC_BOOK = 1
 TOPIC_BBO_BOOK = 2
 TOPIC_TICKER = 3
+TOPIC_LIQUIDATION = 4
+#: simulator: one trade in this many (by id) comes from a liquidation order
+LIQUIDATION_EVERY = 4
+#: derivatives channels a linear ``tickers`` topic carries
+TICKER_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest")
 
 _TAKER_SIDE = {"Buy": "buy", "Sell": "sell"}
 _TICKER_FIELDS = ("bid1Price", "bid1Size", "ask1Price", "ask1Size")
+#: derivatives fields of a linear ticker, after the four bbo fields in a symbol's merged state
+_MARK_FIELDS = ("markPrice", "indexPrice")
+_FUNDING_FIELDS = ("fundingRate", "nextFundingTime")
+_OPEN_INTEREST_FIELDS = ("openInterest", "openInterestValue")
+#: ``allLiquidation`` ``S`` is the liquidated *position's* side; the liquidation order takes the other
+#: side (a long, ``Buy``, is closed by a sell): our row stores that order's (taker) side
+_LIQUIDATION_ORDER_SIDE = {"Buy": "sell", "Sell": "buy"}
 
 
 class TopState:
@@ -165,8 +203,11 @@ class BybitNormaliser(Normaliser):
     #: quote assets of linear perpetuals named ``<BASE><QUOTE>``; ``<BASE>PERP`` are USDC perpetuals
     quotes: ClassVar[tuple[str, ...]] = ("USDT", "USDC")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, tickers_bbo: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: True when ``tickers`` is the bbo source (else tickers are subscribed for the derivatives
+        #: channels only and their bid/ask fields must not add a second bbo stream)
+        self.tickers_bbo = tickers_bbo
         self.symbol_books = SymbolBooks(self.exchange, self.normalise_native, self.limits)
         #: native symbol -> synced book (the ``orderbook.N`` topic, N > 1)
         self.books: dict[str, SyncedBook] = self.symbol_books.books
@@ -227,6 +268,8 @@ class BybitNormaliser(Normaliser):
             kind = TOPIC_BBO_BOOK if depth == 1 else TOPIC_BOOK
         elif name == "tickers":
             kind, native = TOPIC_TICKER, rest
+        elif name == "allLiquidation":
+            kind, native = TOPIC_LIQUIDATION, rest
         else:
             raise ParseError(f"unknown topic {topic[:80]!r}")
         symbol = self.normalise(native)  # raises for empty or unsafe symbols
@@ -252,8 +295,10 @@ class BybitNormaliser(Normaliser):
             self.on_trades(ts_recv, msg, native, symbol, out)
         elif kind == TOPIC_BBO_BOOK:
             self.on_top(ts_recv, msg, native, symbol, out)
-        else:
+        elif kind == TOPIC_TICKER:
             self.on_ticker(ts_recv, msg, native, symbol, out)
+        else:
+            self.on_liquidations(ts_recv, msg, native, symbol, out)
 
     def on_control(self, ts_recv: int, msg: dict[str, Any], frame: str | bytes, out: RecordBuffer) -> None:
         """Replies to our requests: pongs (ignored) and subscribe acknowledgements (failures recorded)."""
@@ -457,14 +502,15 @@ class BybitNormaliser(Normaliser):
     def on_ticker(
         self, ts_recv: int, msg: dict[str, Any], native: str, symbol: str, out: RecordBuffer
     ) -> None:
-        """A ``tickers`` message: merged into the symbol's state; a bbo row when bid/ask changed."""
+        """A ``tickers`` message: merged into the symbol's state; a bbo row when bid/ask changed (if
+        tickers are the bbo source); mark, funding and open interest rows when their fields came."""
         data = msg["data"]
         kind = msg["type"]
         if not isinstance(data, dict):
             raise ParseError("ticker data is not an object", symbol, "bbo")
         state = self.tickers.get(native)
         if kind == "snapshot":
-            state = [None, None, None, None]
+            state = [None] * 10
             self.awaiting.pop((native, "bbo"), None)
         elif kind == "delta":
             if state is None:
@@ -481,10 +527,13 @@ class BybitNormaliser(Normaliser):
                 state[i] = _ticker_price(value, key) if i % 2 == 0 else non_negative_size(value, key)
                 changed = True
         ts_exchange = ms_to_ns(msg["ts"])
+        derivatives = len(data) > 1 and self._merge_derivatives(data, state, symbol)
         self.tickers[native] = state
-        if not changed:
+        if derivatives:
+            self._emit_derivatives(out, data, state, symbol, ts_exchange, ts_recv, kind == "snapshot")
+        if not changed or not self.tickers_bbo:
             return
-        bid_p, bid_s, ask_p, ask_s = state
+        bid_p, bid_s, ask_p, ask_s = state[:4]
         self.emit_bbo(
             out,
             symbol,
@@ -496,6 +545,70 @@ class BybitNormaliser(Normaliser):
             ask_s if ask_p is not None else None,
             _opt_int(msg.get("cs")),
         )
+
+    @staticmethod
+    def _merge_derivatives(data: dict[str, Any], state: list[Any], symbol: str) -> bool:
+        """Merges a ticker's mark, index, funding and open interest fields into ``state[4:]``; True
+        when any came (a field sent as ``""`` is absent on that instrument)."""
+        came = False
+        for i, key in enumerate((*_MARK_FIELDS, *_FUNDING_FIELDS, *_OPEN_INTEREST_FIELDS), 4):
+            value = data.get(key)
+            if value is None:
+                continue
+            came = True
+            if value == "":
+                state[i] = None
+            elif i < 6:
+                state[i] = positive_price(value, key)
+            elif i == 6:
+                state[i] = funding_rate(value, symbol, key)
+            elif i == 7:
+                state[i] = ms_to_ns(value) if value not in (0, "0") else None
+            else:
+                state[i] = non_negative_size(value, key)
+        return came
+
+    def _emit_derivatives(
+        self,
+        out: RecordBuffer,
+        data: dict[str, Any],
+        state: list[Any],
+        symbol: str,
+        ts_exchange: int,
+        ts_recv: int,
+        snapshot: bool,
+    ) -> None:
+        """Rows of the derivatives fields this ticker message carried (merged with earlier ones)."""
+        mark, index, rate, next_time, oi, oi_value = state[4:]
+        if mark is not None and (snapshot or "markPrice" in data or "indexPrice" in data):
+            self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
+        if rate is not None and (snapshot or "fundingRate" in data or "nextFundingTime" in data):
+            self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, None, next_time)
+        if oi is not None and (snapshot or "openInterest" in data or "openInterestValue" in data):
+            self.emit_open_interest(out, symbol, ts_exchange, ts_recv, oi, oi_value)
+
+    # -- liquidations -----------------------------------------------------------------------------
+    def on_liquidations(
+        self, ts_recv: int, msg: dict[str, Any], native: str, symbol: str, out: RecordBuffer
+    ) -> None:
+        """An ``allLiquidation`` message: one ``liquidations`` row per element of ``data``."""
+        items = msg["data"]
+        if not isinstance(items, list):
+            raise ParseError("allLiquidation data is not a list", symbol, "liquidations")
+        rows = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise ParseError("liquidation is not an object", symbol, "liquidations")
+            if item.get("s", native) != native:
+                raise ParseError("liquidation of another symbol", symbol, "liquidations")
+            side = _LIQUIDATION_ORDER_SIDE.get(item["S"]) if isinstance(item["S"], str) else None
+            if side is None:
+                raise ParseError(f"unknown position side {str(item['S'])[:20]!r}", symbol, "liquidations")
+            price = positive_price(item["p"], "liquidation price p")
+            size = positive_price(item["v"], "liquidation size v")
+            rows.append((ms_to_ns(item["T"]), side, price, size))
+        for ts_exchange, side, price, size in rows:  # all or nothing: a bad element adds no row
+            self.emit_liquidation(out, symbol, ts_exchange, ts_recv, None, side, price, size)
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """A new connection starts with new snapshots: forget every book and ticker state."""
@@ -536,6 +649,8 @@ class BybitDialect(ExchangeDialect):
     limits: ClassVar[VenueLimits] = VenueLimits(connections_per_window=500, connection_window_s=300.0)
     book_depths: ClassVar[tuple[int, ...]] = LINEAR_BOOK_DEPTHS
     bbo_sources: ClassVar[tuple[str, ...]] = ("orderbook.1", "tickers")
+    #: linear perpetuals: mark, funding and open interest from ``tickers``, ``allLiquidation``
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, *TICKER_CHANNELS, "liquidations")
     normaliser_class: ClassVar[type[BybitNormaliser]] = BybitNormaliser
 
     def __init__(self, options: DialectOptions | None = None) -> None:
@@ -572,13 +687,24 @@ class BybitDialect(ExchangeDialect):
         return f"{ws_url.rstrip('/')}{self.ws_path}"
 
     def topics(self, native: str, channels: Sequence[str]) -> list[str]:
-        """Topic names of one symbol's channels."""
+        """Topic names of one symbol's channels (``funding``, ``mark`` and ``open_interest`` share
+        ``tickers``; listed once)."""
+        ticker = f"tickers.{native}"
         names = {
             "trades": f"publicTrade.{native}",
             "book": f"orderbook.{self.book_depth}.{native}",
-            "bbo": f"tickers.{native}" if self.bbo_source == "tickers" else f"orderbook.1.{native}",
+            "bbo": ticker if self.bbo_source == "tickers" else f"orderbook.1.{native}",
+            "funding": ticker,
+            "mark": ticker,
+            "open_interest": ticker,
+            "liquidations": f"allLiquidation.{native}",
         }
-        return [names[c] for c in channels]
+        topics: list[str] = []
+        for c in channels:
+            topic = names[c]
+            if topic not in topics:
+                topics.append(topic)
+        return topics
 
     def _requests(self, op: str, topics: list[str]) -> list[str]:
         step = self.args_per_request
@@ -597,16 +723,17 @@ class BybitDialect(ExchangeDialect):
         """Unsubscribe then subscribe the book topics (book and bbo) of these symbols.
 
         Bybit answers a subscribe with a fresh snapshot; for a topic that was healthy the snapshot
-        equals the held book and changes nothing.
+        equals the held book and changes nothing. ``tickers`` (when it carries derivatives channels) is
+        renewed too: its snapshot restarts the merged state.
         """
-        channels = [c for c in ("book", "bbo") if c in sub.channels]
+        channels = [c for c in ("book", "bbo", *TICKER_CHANNELS) if c in sub.channels]
         topics = [t for s in native_symbols for t in self.topics(s, channels)]
         if not topics:
             return []
         return self._requests("unsubscribe", topics) + self._requests("subscribe", topics)
 
     def new_normaliser(self) -> BybitNormaliser:
-        return self.normaliser_class()
+        return self.normaliser_class(tickers_bbo=self.bbo_source == "tickers")
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return BybitSimulator(self, config)
@@ -701,6 +828,8 @@ class BybitSimulator(ExchangeSimulator):
         self.ws_paths = (str(getattr(dialect, "ws_path", "/v5/public/linear")),)
         self.windows: dict[tuple[str, int], DepthWindow] = {}
         self.ticker_state: dict[str, tuple[str, str, str, str]] = {}
+        #: per symbol: the second whose ticker last carried the derivatives fields
+        self.ticker_second: dict[str, int] = {}
         self._rendered: tuple[MarketStep, dict[str, list[str]]] | None = None
         self._conn_ids = itertools.count(1)
 
@@ -778,6 +907,8 @@ class BybitSimulator(ExchangeSimulator):
             return ("trades", rest, 0)
         if name == "tickers" and rest in self.markets and self.category == "linear":
             return ("bbo", rest, 0)
+        if name == "allLiquidation" and rest in self.markets and self.category == "linear":
+            return ("liquidations", rest, 0)
         if name == "orderbook":
             depth_text, _, symbol = rest.partition(".")
             if depth_text.isdigit() and symbol in self.markets and int(depth_text) in self.valid_depths():
@@ -860,13 +991,32 @@ class BybitSimulator(ExchangeSimulator):
         data: dict[str, Any] = {"symbol": symbol}
         if full:
             data["lastPrice"] = values[0]
-            data["markPrice"] = values[0]
         for key, value in zip(_TICKER_FIELDS, values, strict=True):
             if value is not None:
                 data[key] = value
+        second = ms // 1000
+        if full or self.ticker_second.get(symbol) != second:
+            # mark, index, funding and open interest: in the snapshot, then about once a second
+            self.ticker_second[symbol] = second
+            data.update(self.derivative_fields(model, ms))
         return orjson.dumps(
             {"topic": topic, "type": kind, "data": data, "cs": model.update_id, "ts": ms}
         ).decode()
+
+    def derivative_fields(self, model: MarketModel, ms: int) -> dict[str, str]:
+        """A linear ticker's mark, index, funding and open interest fields (strings, as Bybit sends)."""
+        (bp, _), (ap, _) = model.best()
+        mid = (float(bp) + float(ap)) / 2
+        interval_ms = 8 * 3600 * 1000
+        open_interest = 50_000 + model.update_id % 9_973 / 100
+        return {
+            "markPrice": f"{mid:.2f}",
+            "indexPrice": f"{mid * 0.9999:.2f}",
+            "fundingRate": "0.0001" if model.update_id % 2 else "-0.00005",
+            "nextFundingTime": str((ms // interval_ms + 1) * interval_ms),
+            "openInterest": f"{open_interest:.2f}",
+            "openInterestValue": f"{open_interest * mid:.2f}",
+        }
 
     def trade_id(self, trade_id: int) -> str:
         """Wire trade id: linear sends UUIDs (derived deterministically from the model's counter)."""
@@ -930,11 +1080,20 @@ class BybitSimulator(ExchangeSimulator):
                     self._book_frame(topic, "snapshot", symbol, w.u, step.update_id, bids, asks, ms)
                 ]
                 w.last_push_ns = step.ts_ns
+        liquidations = [
+            {"T": ms, "s": symbol, "S": "Buy" if t.side == "sell" else "Sell", "v": t.size, "p": t.price}
+            for t in step.trades
+            if t.trade_id % LIQUIDATION_EVERY == 0
+        ]
+        if liquidations and self.category == "linear":
+            topic = f"allLiquidation.{symbol}"
+            frame = {"topic": topic, "type": "snapshot", "ts": ms, "data": liquidations}
+            frames[topic] = [orjson.dumps(frame).decode()]
         if symbol in self.ticker_state:
             (bp, bq), (ap, aq) = step.model.best()
             old = self.ticker_state[symbol]
             new = (bp, bq, ap, aq)
-            if new != old:
+            if new != old or self.ticker_second.get(symbol) != ms // 1000:
                 self.ticker_state[symbol] = new
                 changed = tuple(n if n != o else None for n, o in zip(new, old, strict=True))
                 frames[f"tickers.{symbol}"] = [
@@ -977,7 +1136,7 @@ class BybitSimulator(ExchangeSimulator):
                 continue
             if topic.startswith("publicTrade."):
                 trades.extend(topic_frames)
-            elif topic.startswith("orderbook.1.") or topic.startswith("tickers."):
+            elif topic.startswith(("orderbook.1.", "tickers.", "allLiquidation.")):
                 bbo.extend(topic_frames)
             else:
                 book.extend(topic_frames)

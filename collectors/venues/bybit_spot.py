@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..base import CHANNELS
 from ..pacing import VenueLimits
 from ..simulator import ExchangeSimulator, MarketStep, SimulatorConfig
 from .bybit import BybitDialect, BybitNormaliser, BybitSimulator, split_quote
@@ -57,6 +58,8 @@ class BybitSpotDialect(BybitDialect):
     )
     book_depths: ClassVar[tuple[int, ...]] = (50, 200, 1000)
     bbo_sources: ClassVar[tuple[str, ...]] = ("orderbook.1",)
+    #: spot has no mark, funding, open interest or liquidations
+    channels: ClassVar[tuple[str, ...]] = CHANNELS
     normaliser_class: ClassVar[type[BybitNormaliser]] = BybitSpotNormaliser
     instruments_category: ClassVar[str] = "spot"
 

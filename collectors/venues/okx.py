@@ -1,4 +1,5 @@
-"""OKX v5 public websocket (exchange id ``okx``): trades, order book, best bid/offer.
+"""OKX v5 public websocket (exchange id ``okx``): trades, order book, best bid/offer, and for swaps and
+futures funding, mark and index prices, open interest and liquidations.
 
 Endpoint ``wss://ws.okx.com:8443/ws/v5/public``; subscribe with
 ``{"op":"subscribe","args":[{"channel":C,"instId":I},...]}`` (acknowledged per argument with
@@ -65,6 +66,39 @@ What differs from the 2022 recording (``../shared/samples/okx``) and current OKX
 - ``bbo-tbt`` did not exist in the 2022 subscription; the recording uses ``tickers`` for the top of
   book, whose ``ts`` is not tied to a book sequence.
 
+Derivatives channels (issue 15; swaps and futures only, spot and options subscribe none of them, and
+the demo symbols are therefore the swaps ``BTC-USDT-SWAP``/``ETH-USDT-SWAP``):
+- ``funding`` (swaps): ``funding-rate`` ``{fundingRate, nextFundingRate, fundingTime, nextFundingTime,
+  ts, ...}``: ``funding_rate`` is ``fundingRate`` (the current period's rate), ``predicted_rate`` is
+  ``nextFundingRate`` (OKX sends ``""`` for it unless the instrument's formula predicts one: null),
+  ``next_funding_time`` is ``fundingTime`` (when that rate is settled), ``ts_exchange`` is ``ts``.
+  OKX pushes it every 30 to 90 s (and once right after the subscription).
+- ``mark``: ``mark-price`` ``{instId, markPx, ts}``, and ``index-tickers`` subscribed with the index's
+  instId (``BTC-USDT`` for ``BTC-USDT-SWAP``, ``BTC-USD`` for ``BTC-USD-SWAP`` and ``BTC-USD-250926``)
+  ``{instId, idxPx, ts, ...}``. Each mark push gives one ``mark_price`` row at its ``ts`` whose
+  ``index_price`` is the latest ``idxPx`` this connection received for that index (null before the
+  first; the two channels are pushed separately, so the index can be up to one index push older).
+  Index pushes give no row.
+- ``open_interest``: ``open-interest`` ``{oi, oiCcy, oiUsd, ts}``: ``oi`` in contracts (the venue's
+  unit), ``open_interest_value`` ``oiUsd``.
+- ``liquidations``: ``liquidation-orders`` is subscribed per instrument type (``{"channel":
+  "liquidation-orders", "instType": "SWAP"}``; ``FUTURES`` for dated futures), and pushes
+  ``[{instId, instType, uly, details: [{side, posSide, bkPx, sz, bkLoss, ts}]}]`` for every instrument of
+  that type: rows are kept only for instruments this connection subscribed (learnt from the
+  acknowledgements, so a replay keeps the same ones; a connection that subscribed no instrument keeps
+  all), one per detail: ``side`` is the liquidation order's side (``posSide`` ``short`` is closed by a
+  ``buy``): the taker side the schema asks for; price ``bkPx``; size ``sz`` (contracts); time ``ts``;
+  OKX gives no id. OKX notes that these pushes are not in chronological order and are not every
+  liquidation on OKX.
+Sources (checked 2026-12-05): https://www.okx.com/docs-v5/en/#public-data-websocket-liquidation-orders-channel
+(read in a stored copy of that page dated 2026-07-19), https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel
+(fields as listed by https://nautilustrader.io/docs/rust-api-latest/nautilus_okx/websocket/messages/struct.OKXFundingRateMsg.html;
+the 30-90 s cadence as quoted from that page by peers), https://www.okx.com/docs-v5/en/#public-data-websocket-mark-price-channel,
+https://www.okx.com/docs-v5/en/#public-data-websocket-index-tickers-channel,
+https://www.okx.com/docs-v5/en/#public-data-websocket-open-interest-channel (these three pages were not in
+our stored documentation corpus, so their field names are not re-verified here: recheck against the
+venue).
+
 Symbols: spot ``BTC-USDT`` stays ``BTC-USDT``; swaps ``BTC-USDT-SWAP`` become ``BTC-USDT-PERP``; dated
 futures and options keep OKX's names (``BTC-USD-220527``). No instrument REST call is needed.
 """
@@ -79,7 +113,7 @@ from aiohttp import web
 
 from schemas import Flags, RecordBuffer
 
-from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
+from ..base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
 from ..checksum import book_crc32, to_signed32
 from ..dedupe import RecentTradeIds
@@ -89,6 +123,7 @@ from ..events import (
     check_symbol,
     decode_json,
     emit_event,
+    funding_rate,
     ms_to_ns,
     non_negative_size,
     positive_price,
@@ -110,6 +145,29 @@ PUBLIC_BOOK_CHANNELS = BOOK_CHANNELS - LOGIN_BOOK_CHANNELS
 BBO_CHANNELS = frozenset({"bbo-tbt", "tickers"})
 #: Subscription arguments per subscribe request (OKX limits one request to 64 KB of text).
 ARGS_PER_REQUEST = 100
+#: instrument types whose instruments carry the derivatives channels here (spot and options do not)
+DERIVATIVE_INST_TYPES = ("SWAP", "FUTURES")
+#: acknowledged instIds remembered per connection (bounded against a hostile stream of acks)
+MAX_SUBSCRIBED_INSTRUMENTS = 100_000
+#: the liquidation order's side (``details[].side``) -> our taker side
+LIQUIDATION_SIDES = {"buy": "buy", "sell": "sell"}
+
+
+def inst_type(inst_id: str) -> str:
+    """``BTC-USDT`` SPOT, ``BTC-USDT-SWAP`` SWAP, ``BTC-USD-220527`` FUTURES, 5 parts OPTION."""
+    parts = inst_id.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP"
+    if len(parts) == 3 and parts[2].isdigit():
+        return "FUTURES"
+    if len(parts) == 5:
+        return "OPTION"
+    return "SPOT"
+
+
+def index_of(inst_id: str) -> str:
+    """The index instrument (``index-tickers`` instId) of a swap or future: ``BTC-USDT-SWAP`` -> ``BTC-USDT``."""
+    return "-".join(inst_id.split("-")[:2])
 
 
 def _checksum_level(price: str, size: str) -> str:
@@ -178,6 +236,13 @@ class OkxNormaliser(Normaliser):
         self.checksums_verified = 0
         self.checksums_unverified = 0
         self.updates_skipped = 0
+        #: index instId -> latest ``idxPx`` (``index-tickers``), paired with the next mark price
+        self.index_prices: dict[str, float] = {}
+        #: instIds this connection subscribed (from the acknowledgements): ``liquidation-orders`` is
+        #: per instrument type, so liquidations of instruments outside the subscription are not ours
+        self.subscribed_instruments: set[str] = set()
+        #: liquidations of instruments this connection did not subscribe (skipped)
+        self.liquidations_elsewhere = 0
 
     # -- frames --------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
@@ -203,6 +268,16 @@ class OkxNormaliser(Normaliser):
             self.on_bbo_tbt(ts_recv, inst_id, data, out)
         elif channel == "tickers":
             self.on_tickers(ts_recv, inst_id, data, out)
+        elif channel == "mark-price":
+            self.on_mark_price(ts_recv, inst_id, data, out)
+        elif channel == "index-tickers":
+            self.on_index_tickers(inst_id, data)
+        elif channel == "funding-rate":
+            self.on_funding_rate(ts_recv, inst_id, data, out)
+        elif channel == "open-interest":
+            self.on_open_interest(ts_recv, inst_id, data, out)
+        elif channel == "liquidation-orders":
+            self.on_liquidation_orders(ts_recv, data, out)
         else:
             raise ParseError(f"unknown channel {str(channel)[:60]!r}")
 
@@ -211,12 +286,11 @@ class OkxNormaliser(Normaliser):
         event = msg.get("event")
         arg = msg.get("arg")
         if event == "subscribe":
-            if (
-                isinstance(arg, dict)
-                and arg.get("channel") == "trades"
-                and isinstance(arg.get("instId"), str)
-            ):
-                self.trade_snapshot_due.add(arg["instId"])
+            if isinstance(arg, dict) and isinstance(arg.get("instId"), str):
+                if arg.get("channel") == "trades":
+                    self.trade_snapshot_due.add(arg["instId"])
+                if len(self.subscribed_instruments) < MAX_SUBSCRIBED_INSTRUMENTS:
+                    self.subscribed_instruments.add(arg["instId"])
             return
         if event in ("unsubscribe", "channel-conn-count", "login"):
             return
@@ -394,12 +468,80 @@ class OkxNormaliser(Normaliser):
             self.newest_ts = ts_exchange
         self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_price, bid_size, ask_price, ask_size, seq)
 
+    # -- derivatives channels --------------------------------------------------------------------
+    def on_mark_price(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
+        """A ``mark-price`` push: a ``mark_price`` row, with the latest index price of its index."""
+        symbol = self.symbols.name(inst_id)
+        index = self.index_prices.get(index_of(inst_id))
+        rows = [(ms_to_ns(m["ts"]), positive_price(m["markPx"], "markPx")) for m in data]
+        for ts_exchange, mark in rows:
+            self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
+
+    def on_index_tickers(self, inst_id: Any, data: list[Any]) -> None:
+        """An ``index-tickers`` push: remembered for the next mark price of that index (no row)."""
+        if not isinstance(inst_id, str):
+            raise ParseError("index-tickers instId is not a string", channel="mark")
+        for entry in data:
+            self.index_prices[inst_id] = positive_price(entry["idxPx"], "idxPx")
+
+    def on_funding_rate(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
+        """A ``funding-rate`` push: the current period's rate, the predicted next one when sent, and
+        the time it is settled (``fundingTime``)."""
+        symbol = self.symbols.name(inst_id)
+        rows = []
+        for f in data:
+            predicted = f.get("nextFundingRate")
+            rows.append(
+                (
+                    ms_to_ns(f["ts"]),
+                    funding_rate(f["fundingRate"], symbol, "fundingRate"),
+                    None if predicted in (None, "") else funding_rate(predicted, symbol, "nextFundingRate"),
+                    ms_to_ns(f["fundingTime"]),
+                )
+            )
+        for ts_exchange, rate, predicted_rate, next_time in rows:
+            self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, predicted_rate, next_time)
+
+    def on_open_interest(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
+        """An ``open-interest`` push: ``oi`` (contracts) and ``oiUsd`` (its value in USD)."""
+        symbol = self.symbols.name(inst_id)
+        rows = [
+            (ms_to_ns(o["ts"]), non_negative_size(o["oi"], "oi"), _optional_size(o.get("oiUsd"), "oiUsd"))
+            for o in data
+        ]
+        for ts_exchange, oi, value in rows:
+            self.emit_open_interest(out, symbol, ts_exchange, ts_recv, oi, value)
+
+    def on_liquidation_orders(self, ts_recv: int, data: list[Any], out: RecordBuffer) -> None:
+        """A ``liquidation-orders`` push (one instrument type): one row per liquidation of the
+        instruments this connection subscribed (all of them when it subscribed none by instId)."""
+        rows = []
+        for entry in data:
+            inst_id = entry["instId"]
+            if self.subscribed_instruments and inst_id not in self.subscribed_instruments:
+                self.liquidations_elsewhere += 1
+                continue
+            symbol = self.symbols.name(inst_id)
+            details = entry["details"]
+            if not isinstance(details, list):
+                raise ParseError("liquidation details is not a list", symbol, "liquidations")
+            for d in details:
+                side = LIQUIDATION_SIDES.get(d["side"]) if isinstance(d["side"], str) else None
+                if side is None:
+                    raise ParseError(f"unknown side {str(d['side'])[:20]!r}", symbol, "liquidations")
+                price = positive_price(d["bkPx"], "bkPx")
+                size = positive_price(d["sz"], "sz")
+                rows.append((symbol, ms_to_ns(d["ts"]), side, price, size))
+        for symbol, ts_exchange, side, price, size in rows:  # all or nothing: a bad one adds no row
+            self.emit_liquidation(out, symbol, ts_exchange, ts_recv, None, side, price, size)
+
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """Books and subscription state start over on the next connection (trade ids are kept)."""
         for book in self.books.values():
             book.reset()
         self.trade_snapshot_due.clear()
         self.resubscribe_requests.clear()
+        self.index_prices.clear()
 
 
 class OkxDialect(ExchangeDialect):
@@ -408,7 +550,8 @@ class OkxDialect(ExchangeDialect):
     exchange_id: ClassVar[str] = EXCHANGE
     default_ws_url: ClassVar[str] = "wss://ws.okx.com:8443"
     book_checksum: ClassVar[bool] = True
-    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USDT", "ETH-USDT")
+    #: perpetual swaps: the demo shows every channel (spot instruments have no derivatives channels)
+    demo_symbols: ClassVar[tuple[str, ...]] = ("BTC-USDT-SWAP", "ETH-USDT-SWAP")
     default_rest_url: ClassVar[str | None] = None  # books come over the websocket
     #: channel subscriptions per connection (OKX limits request size, not a count; keep requests small)
     max_streams_per_connection: ClassVar[int] = 300
@@ -418,6 +561,8 @@ class OkxDialect(ExchangeDialect):
     limits: ClassVar[VenueLimits] = VenueLimits(
         connections_per_window=3, connection_window_s=1.0, subscribe_requests_per_hour=480
     )
+    #: swaps and futures carry the derivatives channels (spot instruments subscribe none of them)
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark", "open_interest", "liquidations")
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         super().__init__(options)
@@ -456,9 +601,44 @@ class OkxDialect(ExchangeDialect):
         return base if base.endswith(WS_PATH) else base + WS_PATH
 
     def channel_names(self, sub: Subscription) -> list[str]:
-        """OKX channel names of a subscription's channels."""
+        """OKX channel names of a subscription's market channels."""
         names = {"trades": "trades", "book": self.book_channel, "bbo": self.bbo_channel}
-        return [names[c] for c in sub.channels]
+        return [names[c] for c in sub.channels if c in names]
+
+    def subscription_args(self, sub: Subscription) -> list[dict[str, str]]:
+        """Every subscribe argument of a subscription: market channels per instrument; derivatives
+        channels for swaps and futures only (``funding-rate`` for swaps; ``mark-price`` with the
+        ``index-tickers`` of its index; ``open-interest``), and one ``liquidation-orders`` per
+        instrument type. Listed once each, in that order."""
+        market = self.channel_names(sub)
+        args: list[dict[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        liquidation_types: list[str] = []
+
+        def add(channel: str, key: str, value: str) -> None:
+            if (channel, value) not in seen:
+                seen.add((channel, value))
+                args.append({"channel": channel, key: value})
+
+        for s in sub.symbols:
+            for name in market:
+                add(name, "instId", s)
+            kind = inst_type(s)
+            if kind not in DERIVATIVE_INST_TYPES:
+                continue
+            for c in sub.channels:
+                if c == "funding" and kind == "SWAP":
+                    add("funding-rate", "instId", s)
+                elif c == "mark":
+                    add("index-tickers", "instId", index_of(s))
+                    add("mark-price", "instId", s)
+                elif c == "open_interest":
+                    add("open-interest", "instId", s)
+                elif c == "liquidations" and kind not in liquidation_types:
+                    liquidation_types.append(kind)
+        for kind in liquidation_types:
+            add("liquidation-orders", "instType", kind)
+        return args
 
     def _requests(self, op: str, args: list[dict[str, str]]) -> list[str]:
         return [
@@ -467,8 +647,7 @@ class OkxDialect(ExchangeDialect):
         ]
 
     def subscribe_frames(self, sub: Subscription) -> list[str]:
-        args = [{"channel": c, "instId": s} for s in sub.symbols for c in self.channel_names(sub)]
-        return self._requests("subscribe", args)
+        return self._requests("subscribe", self.subscription_args(sub))
 
     def resubscribe_frames(self, native_symbols: Sequence[str], sub: Subscription) -> list[str]:
         """Unsubscribe then subscribe the book of some instruments: OKX answers with a fresh snapshot."""
@@ -501,7 +680,16 @@ SIM_CHANNELS = {
     "books-l2-tbt": "book",
     "bbo-tbt": "bbo",
     "tickers": "bbo",
+    "funding-rate": "funding",
+    "mark-price": "mark",
+    "open-interest": "open_interest",
 }
+#: simulator: seconds between two pushes of the slower derivatives channels (OKX: funding every 30 to
+#: 90 s, open interest every 3 s); mark and index prices are pushed once a second here
+SIM_FUNDING_EVERY_S = 30
+SIM_OPEN_INTEREST_EVERY_S = 3
+#: simulator: one trade in this many (by id) comes from a liquidation order
+SIM_LIQUIDATION_EVERY = 4
 
 
 class OkxSimulator(ExchangeSimulator):
@@ -514,6 +702,8 @@ class OkxSimulator(ExchangeSimulator):
         super().__init__(dialect, config)
         self.last_trade: dict[str, tuple[str, str, str, str, int]] = {}  # instId -> (id, px, sz, side, ms)
         self._rendered: tuple[MarketStep, dict[str, list[str]]] | None = None
+        #: per instrument: the second of its last mark/index push
+        self._derivative_second: dict[str, int] = {}
 
     # -- client requests -------------------------------------------------------------------------
     async def on_message(self, session: ClientSession, text: str) -> None:
@@ -537,6 +727,10 @@ class OkxSimulator(ExchangeSimulator):
         for arg in args:
             channel = arg.get("channel") if isinstance(arg, dict) else None
             inst_id = arg.get("instId") if isinstance(arg, dict) else None
+            if channel in ("index-tickers", "liquidation-orders") and self.derivative_subscription(
+                session, op, arg
+            ):
+                continue
             ours = SIM_CHANNELS.get(str(channel))
             if ours is None or inst_id not in self.markets:
                 self.send(
@@ -562,9 +756,138 @@ class OkxSimulator(ExchangeSimulator):
                 self.send(session, self.book_snapshot_frame(str(channel), inst_id))
             elif ours == "trades" and inst_id in self.last_trade:
                 replays.append(self.trade_frame(inst_id, *self.last_trade[inst_id]))
+            elif ours in ("funding", "open_interest"):  # the current value, right after the ack
+                ms = self.now_exchange_ns() // 1_000_000
+                model = self.markets[inst_id]
+                make = self.funding_frame if ours == "funding" else self.open_interest_frame
+                self.send(session, make(inst_id, model, ms))
         # OKX pushes the latest trade of each instrument right after a trades subscription.
         for frame in replays:
             self.send(session, frame)
+
+    def derivative_subscription(self, session: ClientSession, op: Any, arg: dict[str, Any]) -> bool:
+        """``index-tickers`` (by index instId) and ``liquidation-orders`` (by instType): True when
+        served (acknowledged), False for an argument this simulator does not know (an error then)."""
+        channel = arg.get("channel")
+        if channel == "index-tickers":
+            key = arg.get("instId")
+            known = any(index_of(m) == key for m in self.markets if inst_type(m) in DERIVATIVE_INST_TYPES)
+            subscription = ("index", str(key))
+        else:
+            key = arg.get("instType")
+            known = key in ("SWAP", "FUTURES", "MARGIN", "OPTION")
+            subscription = ("liquidations", str(key))
+        if not known:
+            return False
+        if op == "unsubscribe":
+            session.subscriptions.discard(subscription)
+            self.send(session, orjson.dumps({"event": "unsubscribe", "arg": arg}).decode())
+        else:
+            session.subscriptions.add(subscription)
+            self.send(session, orjson.dumps({"event": "subscribe", "arg": arg, "connId": "sim"}).decode())
+        return True
+
+    def funding_frame(self, inst_id: str, model: MarketModel, ms: int) -> str:
+        """A ``funding-rate`` push (the current period settles at the next 8-hour boundary)."""
+        interval = 8 * 3600 * 1000
+        settle = (ms // interval + 1) * interval
+        entry = {
+            "formulaType": "withRate",
+            "fundingRate": "0.0001" if model.update_id % 2 else "-0.00002",
+            "fundingTime": str(settle),
+            "instId": inst_id,
+            "instType": "SWAP",
+            "method": "current_period",
+            "maxFundingRate": "0.00375",
+            "minFundingRate": "-0.00375",
+            "nextFundingRate": "",
+            "nextFundingTime": str(settle + interval),
+            "premium": "0.0001",
+            "settFundingRate": "0.0001",
+            "settState": "settled",
+            "ts": str(ms),
+        }
+        return orjson.dumps({"arg": {"channel": "funding-rate", "instId": inst_id}, "data": [entry]}).decode()
+
+    def open_interest_frame(self, inst_id: str, model: MarketModel, ms: int) -> str:
+        """An ``open-interest`` push: contracts, coins and USD."""
+        (bp, _), (ap, _) = model.best()
+        mid = (float(bp) + float(ap)) / 2
+        oi = 100_000 + model.update_id % 9_973
+        entry = {
+            "instId": inst_id,
+            "instType": inst_type(inst_id),
+            "oi": str(oi),
+            "oiCcy": f"{oi * 0.01:.2f}",
+            "oiUsd": f"{oi * 0.01 * mid:.2f}",
+            "ts": str(ms),
+        }
+        return orjson.dumps(
+            {"arg": {"channel": "open-interest", "instId": inst_id}, "data": [entry]}
+        ).decode()
+
+    def derivative_frames(self, step: MarketStep) -> dict[str, list[str]]:
+        """One step's derivatives pushes (swaps and futures only), keyed by channel."""
+        inst_id, ms, model = step.symbol, step.ts_ns // 1_000_000, step.model
+        kind = inst_type(inst_id)
+        if kind not in DERIVATIVE_INST_TYPES:
+            return {}
+        frames: dict[str, list[str]] = {}
+        second = ms // 1000
+        if self._derivative_second.get(inst_id) != second:
+            self._derivative_second[inst_id] = second
+            (bp, _), (ap, _) = model.best()
+            mid = (float(bp) + float(ap)) / 2
+            index = index_of(inst_id)
+            frames["index-tickers"] = [
+                orjson.dumps(
+                    {
+                        "arg": {"channel": "index-tickers", "instId": index},
+                        "data": [{"instId": index, "idxPx": f"{mid * 0.9999:.2f}", "ts": str(ms)}],
+                    }
+                ).decode()
+            ]
+            frames["mark-price"] = [
+                orjson.dumps(
+                    {
+                        "arg": {"channel": "mark-price", "instId": inst_id},
+                        "data": [
+                            {"instType": kind, "instId": inst_id, "markPx": f"{mid:.2f}", "ts": str(ms)}
+                        ],
+                    }
+                ).decode()
+            ]
+            if kind == "SWAP" and second % SIM_FUNDING_EVERY_S == 0:
+                frames["funding-rate"] = [self.funding_frame(inst_id, model, ms)]
+            if second % SIM_OPEN_INTEREST_EVERY_S == 0:
+                frames["open-interest"] = [self.open_interest_frame(inst_id, model, ms)]
+        details = [
+            {
+                "bkLoss": "0",
+                "bkPx": t.price,
+                "ccy": "",
+                "posSide": "net",
+                "side": t.side,
+                "sz": str(max(1, round(float(t.size) * 100))),
+                "ts": str(ms),
+            }
+            for t in step.trades
+            if t.trade_id % SIM_LIQUIDATION_EVERY == 0
+        ]
+        if details:
+            entry = {
+                "details": details,
+                "instFamily": index_of(inst_id),
+                "instId": inst_id,
+                "instType": kind,
+                "uly": index_of(inst_id),
+            }
+            frames["liquidation-orders"] = [
+                orjson.dumps(
+                    {"arg": {"channel": "liquidation-orders", "instType": kind}, "data": [entry]}
+                ).decode()
+            ]
+        return frames
 
     # -- frames ----------------------------------------------------------------------------------
     def book_snapshot_frame(self, channel: str, inst_id: str) -> str:
@@ -666,6 +989,7 @@ class OkxSimulator(ExchangeSimulator):
                 }
             ).decode()
         ]
+        frames.update(self.derivative_frames(step))
         self._rendered = (step, frames)
         return frames
 
@@ -687,10 +1011,25 @@ class OkxSimulator(ExchangeSimulator):
         frames = self.step_frames(step)
         sym = step.symbol
         names: dict[str, str] = session.state.get("names", {})
+        other = frames[names.get("bbo", "bbo-tbt")] if session.subscribed("bbo", sym) else []
+        if len(frames) > 6:  # this step has derivatives pushes
+            other = list(other)
+            kind = inst_type(sym)
+            if "index-tickers" in frames and session.subscribed("index", index_of(sym)):
+                other += frames["index-tickers"]
+            for channel, ours in (
+                ("mark-price", "mark"),
+                ("funding-rate", "funding"),
+                ("open-interest", "open_interest"),
+            ):
+                if channel in frames and session.subscribed(ours, sym):
+                    other += frames[channel]
+            if "liquidation-orders" in frames and session.subscribed("liquidations", kind):
+                other += frames["liquidation-orders"]
         return (
             frames["trades"] if session.subscribed("trades", sym) else [],
             frames[names.get("book", "books")] if session.subscribed("book", sym) else [],
-            frames[names.get("bbo", "bbo-tbt")] if session.subscribed("bbo", sym) else [],
+            other,
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from collectors.base import Normaliser
-from collectors.capture import CaptureError, CaptureSubscription, read_capture
+from collectors.capture import CaptureError, CaptureSubscription, merge_captures, read_capture
 from collectors.connection import Collector, ConnectionSettings
 from collectors.events import iso_to_ns
 from collectors.registry import exchange_ids, get_dialect
@@ -75,6 +75,9 @@ def simulator_capture(exchange: str, directory: Path, seconds: float = 1.5) -> P
     path = directory / f"sim-{exchange}.capture"
     if not path.exists():
         asyncio.run(_record(exchange, path, seconds))
+        parts = sorted(directory.glob(f"sim-{exchange}.conn*.capture"))
+        if not path.exists() and parts:  # one connection per route (binance-futures): one capture
+            merge_captures(parts, path)
     return path
 
 

@@ -89,3 +89,81 @@ def test_dstream_endpoints_and_snapshot_path() -> None:
         "wss://dstream.binance.com/stream?"
     )
     assert dialect.forced_disconnect_s == 86_400  # the 24 h disconnect: rotated before it
+
+
+# -- derivatives channels: the COIN-M pages' examples (Mark-Price-Stream, Liquidation-Order-Streams,
+# checked 2026-12-05); the simulator round trip is the contract suite's (tests/collectors/test_contract.py)
+def test_dated_contract_mark_price_has_no_funding_and_perpetual_has() -> None:
+
+    dated = {
+        "e": "markPriceUpdate",
+        "E": 1596095725000,
+        "s": "BTCUSD_201225",
+        "p": "10934.62615417",
+        "P": "10962.17178236",
+        "i": "10933.62615417",
+        "r": "",
+        "T": 0,
+    }
+    perpetual = {**dated, "s": "BTCUSD_PERP", "p": "11012.31359011", "r": "0.00000000", "T": 1596096000000}
+    recv = 1596095725000 * 10**6 + 2_000_000
+    n, out = BinanceDeliveryNormaliser(), RecordBuffer()
+    for data in (dated, perpetual):
+        n.on_frame(recv, orjson.dumps({"stream": f"{data['s'].lower()}@markPrice@1s", "data": data}), out)
+    assert out.feed_events == []
+    assert out.mark_price == [
+        ("binance-delivery", "BTCUSD_201225", 1596095725000 * 10**6, recv, 10934.62615417, 10933.62615417, 0),
+        ("binance-delivery", "BTC-USD-PERP", 1596095725000 * 10**6, recv, 11012.31359011, 10933.62615417, 0),
+    ]
+    assert out.funding == [
+        ("binance-delivery", "BTC-USD-PERP", 1596095725000 * 10**6, recv, 0.0, None, 1596096000000 * 10**6, 0)
+    ]
+
+
+def test_coin_m_force_order_and_open_interest_equal_the_messages() -> None:
+    from collectors.venues.binance_futures import open_interest_frame
+
+    force = {
+        "e": "forceOrder",
+        "E": 1591154240950,
+        "o": {
+            "s": "BTCUSD_200925",
+            "ps": "BTCUSD",
+            "S": "SELL",
+            "o": "LIMIT",
+            "f": "IOC",
+            "q": "1",
+            "p": "9425.5",
+            "ap": "9496.5",
+            "X": "FILLED",
+            "l": "1",
+            "z": "1",
+            "T": 1591154240949,
+        },
+    }
+    recv = 1591154240950 * 10**6 + 2_000_000
+    n, out = BinanceDeliveryNormaliser(), RecordBuffer()
+    n.on_frame(recv, orjson.dumps({"stream": "btcusd_200925@forceOrder", "data": force}), out)
+    body = b'{"symbol":"BTCUSD_PERP","pair":"BTCUSD","openInterest":"517655","contractType":"PERPETUAL","time":1591154240951}'
+    n.on_frame(recv, open_interest_frame("BTCUSD_PERP", body), out)
+    assert out.feed_events == []
+    # contracts, as sent: average price and filled quantity of the liquidation order
+    assert out.liquidations == [
+        ("binance-delivery", "BTCUSD_200925", 1591154240949 * 10**6, recv, None, "sell", 9496.5, 1.0, 0)
+    ]
+    assert out.open_interest == [
+        ("binance-delivery", "BTC-USD-PERP", 1591154240951 * 10**6, recv, 517655.0, None, 0)
+    ]
+
+
+def test_coin_m_polls_its_own_open_interest_path() -> None:
+    d = get_dialect("binance-delivery")
+    assert d.open_interest_path == "/dapi/v1/openInterest"
+    sub = Subscription(("BTCUSD_PERP",), d.channels)
+    assert d.channel_groups(d.channels) == [d.channels]  # unrouted: one connection
+    assert d.rest_polls(sub) == [("open_interest", "BTCUSD_PERP")]
+    url = d.connection_url("wss://dstream.binance.com", sub)
+    assert url == (
+        "wss://dstream.binance.com/stream?streams=btcusd_perp@trade/btcusd_perp@depth@100ms/"
+        "btcusd_perp@bookTicker/btcusd_perp@markPrice@1s/btcusd_perp@forceOrder"
+    )

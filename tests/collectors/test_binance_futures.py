@@ -307,7 +307,8 @@ async def test_dropped_update_is_a_gap_and_only_that_symbol_resyncs() -> None:
         assert "expected_pu" in orjson.loads(gap[5])
         assert run.events("gap", "BTC-USDT-PERP") == [] and run.events("resync", "BTC-USDT-PERP") == []
         assert {r[9] for r in run.got.book if r[1] == "ETH-USDT-PERP"} == {0, 1}
-        assert run.sim.rest_requests == 3  # two first snapshots and one resync
+        # two first snapshots and one resync (besides the open interest polls)
+        assert run.sim.rest_requests - run.sim.open_interest_requests == 3
 
 
 async def test_duplicated_update_is_not_a_gap() -> None:
@@ -327,7 +328,8 @@ async def test_collector_uses_only_the_routed_public_path_and_books_match_book_t
                 and run.count("bbo", "BTC-USDT-PERP") > 50
             )
         )
-    assert set(run.sim.paths_used) == {"/public/stream"}, run.sim.paths_used  # never an unrouted path
+    # never an unrouted path: trades, book, bbo on /public, the derivatives channels on /market
+    assert set(run.sim.paths_used) == {"/public/stream", "/market/stream"}, run.sim.paths_used
     assert not {e[4] for e in run.got.feed_events} & {"parse_error", "gap"}
     assert assert_tops_match_bbo(run.got.book, run.got.bbo) > 50
 
@@ -361,3 +363,191 @@ async def test_unrouted_paths_deliver_no_depth_like_the_venue() -> None:
     assert got["/stream"] == {"bookTicker"}  # unrouted: no depth
     assert got["/public/stream"] == {"depth", "bookTicker"}
     assert got["/market/stream"] == set()  # the simulator renders no aggTrade; public streams stay silent
+
+
+# -- derivatives channels (issue 15): documented examples, the simulator, the open interest poll -------
+# The shared recording has no markPrice/forceOrder streams: these are the examples of Binance's pages
+# (Mark-Price-Stream and Liquidation-Order-Streams, USD-M, checked 2026-12-05), wrapped as combined
+# stream frames as the collector receives them.
+DOC_MARK_PRICE = {
+    "e": "markPriceUpdate",
+    "E": 1562305380000,
+    "s": "BTCUSDT",
+    "p": "11794.15000000",
+    "i": "11784.62659091",
+    "P": "11784.25641265",
+    "r": "0.00038167",
+    "T": 1562306400000,
+}
+DOC_FORCE_ORDER = {
+    "e": "forceOrder",
+    "E": 1568014460893,
+    "o": {
+        "s": "BTCUSDT",
+        "S": "SELL",
+        "o": "LIMIT",
+        "f": "IOC",
+        "q": "0.014",
+        "p": "9910",
+        "ap": "9910",
+        "X": "FILLED",
+        "l": "0.014",
+        "z": "0.014",
+        "T": 1568014460893,
+    },
+}
+#: ``GET /fapi/v1/openInterest`` answer, as a generated frame (the collector wraps it so)
+OPEN_INTEREST_BODY = b'{"openInterest":"10659.509","symbol":"BTCUSDT","time":1589437530011}'
+
+
+def _combined(stream: str, data: dict) -> bytes:
+    return orjson.dumps({"stream": stream, "data": data})
+
+
+def test_mark_price_event_gives_mark_and_funding_rows_equal_to_the_message() -> None:
+    out = RecordBuffer()
+    recv = 1562305380000 * 10**6 + 3_000_000  # 3 ms after the event: no time flag
+    BinanceFuturesNormaliser().on_frame(recv, _combined("btcusdt@markPrice@1s", DOC_MARK_PRICE), out)
+    assert out.feed_events == []
+    assert out.mark_price == [
+        ("binance-futures", "BTC-USDT-PERP", 1562305380000 * 10**6, recv, 11794.15, 11784.62659091, 0)
+    ]
+    assert out.funding == [
+        (
+            "binance-futures",
+            "BTC-USDT-PERP",
+            1562305380000 * 10**6,
+            recv,
+            0.00038167,
+            None,
+            1562306400000 * 10**6,
+            0,
+        )
+    ]
+
+
+def test_force_order_is_one_liquidation_row_with_the_orders_taker_side() -> None:
+    out = RecordBuffer()
+    recv = 1568014460893 * 10**6 + 3_000_000
+    BinanceFuturesNormaliser().on_frame(recv, _combined("btcusdt@forceOrder", DOC_FORCE_ORDER), out)
+    # SELL: the liquidation order sells (a long was liquidated); average price, filled quantity, o.T
+    assert out.liquidations == [
+        ("binance-futures", "BTC-USDT-PERP", 1568014460893 * 10**6, recv, None, "sell", 9910.0, 0.014, 0)
+    ]
+    partly = {**DOC_FORCE_ORDER, "o": {**DOC_FORCE_ORDER["o"], "ap": "0", "z": "0", "S": "BUY", "X": "NEW"}}
+    out = RecordBuffer()
+    BinanceFuturesNormaliser().on_frame(9, _combined("btcusdt@forceOrder", partly), out)
+    assert out.liquidations[0][5:8] == ("buy", 9910.0, 0.014)  # nothing filled yet: order price and qty
+
+
+def test_polled_open_interest_is_a_generated_frame_equal_to_the_answer() -> None:
+    from collectors.venues.binance_futures import open_interest_frame
+
+    frame = open_interest_frame("BTCUSDT", OPEN_INTEREST_BODY)
+    assert orjson.loads(frame) == {
+        "stream": "btcusdt@openInterest",
+        "generated": True,
+        "data": orjson.loads(OPEN_INTEREST_BODY),
+    }
+    out = RecordBuffer()
+    recv = 1589437530011 * 10**6 + 3_000_000
+    BinanceFuturesNormaliser().on_frame(recv, frame, out)
+    assert out.open_interest == [
+        ("binance-futures", "BTC-USDT-PERP", 1589437530011 * 10**6, recv, 10659.509, None, 0)
+    ]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _combined("btcusdt@markPrice@1s", {**DOC_MARK_PRICE, "p": "NaN"}),
+        _combined("btcusdt@markPrice@1s", {**DOC_MARK_PRICE, "r": "1.5"}),
+        _combined("btcusdt@markPrice@1s", {**DOC_MARK_PRICE, "s": "../x"}),
+        _combined("btcusdt@forceOrder", {**DOC_FORCE_ORDER, "o": {**DOC_FORCE_ORDER["o"], "S": "LONG"}}),
+        _combined("btcusdt@forceOrder", {**DOC_FORCE_ORDER, "o": {**DOC_FORCE_ORDER["o"], "ap": "-1"}}),
+        _combined("btcusdt@forceOrder", {**DOC_FORCE_ORDER, "o": "x"}),
+        _combined("btcusdt@openInterest", {"openInterest": "-3", "symbol": "BTCUSDT", "time": 1}),
+    ],
+)
+def test_bad_derivatives_frames_are_parse_errors_and_add_no_row(frame: bytes) -> None:
+    out = RecordBuffer()
+    BinanceFuturesNormaliser().on_frame(1, frame, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"]
+    assert not (out.mark_price or out.funding or out.liquidations or out.open_interest)
+
+
+def test_derivatives_streams_are_on_market_and_open_interest_is_polled() -> None:
+    d = get_dialect("binance-futures")
+    assert set(d.channels) >= {"funding", "mark", "open_interest", "liquidations"}
+    market = Subscription(("BTCUSDT", "ETHUSDT"), ("funding", "mark", "open_interest", "liquidations"))
+    assert d.channel_groups(("trades", "book", "bbo", *market.channels)) == [
+        ("trades", "book", "bbo"),
+        market.channels,
+    ]
+    # funding and mark share one stream; open interest has none (REST)
+    assert d.connection_url("wss://fstream.binance.com", market) == (
+        "wss://fstream.binance.com/market/stream?streams="
+        "btcusdt@markPrice@1s/btcusdt@forceOrder/ethusdt@markPrice@1s/ethusdt@forceOrder"
+    )
+    assert d.rest_polls(market) == [("open_interest", "BTCUSDT"), ("open_interest", "ETHUSDT")]
+    assert d.rest_polls(Subscription(("BTCUSDT",), ("trades", "book"))) == []
+    only_polled = Subscription(("BTCUSDT",), ("open_interest",))
+    assert d.connection_url("wss://fstream.binance.com", only_polled) == "wss://fstream.binance.com/market/ws"
+
+
+def test_polls_stay_within_a_share_of_the_rest_budget() -> None:
+    from collectors.backoff import RestBudget
+    from collectors.connection import POLL_BUDGET_SHARE, FeedConnection
+
+    d = get_dialect("binance-futures")
+    budget = RestBudget(weight_per_window=2400, window_s=60.0)  # limit 1200 after the safety margin
+    conn = FeedConnection.__new__(FeedConnection)  # only the budget arithmetic is exercised
+    conn.dialect, conn.budget = d, budget
+    few = [("open_interest", f"S{i}USDT") for i in range(10)]
+    assert conn.poll_interval(few) == d.poll_interval_s  # 10 weight per 10 s round: well inside
+    many = [("open_interest", f"S{i}USDT") for i in range(500)]
+    interval = conn.poll_interval(many)
+    # a round of 500 weight may use at most a quarter of 1200 per 60 s: one round every 100 s
+    assert interval == pytest.approx(60.0 * 500 / (1200 * POLL_BUDGET_SHARE))
+
+
+async def test_simulator_round_trip_of_the_derivatives_channels(tmp_path: Path) -> None:
+    """Mark, funding, liquidations and polled open interest through a real websocket and REST; the
+    capture holds the generated open interest frames and its replay equals the live rows."""
+    capture = tmp_path / "live.capture.gz"
+    async with running("binance-futures", ("BTCUSDT", "ETHUSDT"), capture=capture) as run:
+        await run.until(
+            lambda: all(
+                run.count(ds, s) > (0 if ds == "open_interest" else 1)
+                for ds in ("mark_price", "funding", "liquidations", "open_interest")
+                for s in ("BTC-USDT-PERP", "ETH-USDT-PERP")
+            ),
+            timeout_s=15.0,
+        )
+        assert run.sim.open_interest_requests >= 2  # polled: each symbol at once, then every 10 s
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "rest_error", "stale"}
+    for row in run.got.funding:
+        assert row[4] in (0.0001,) and row[6] is not None and row[6] % (8 * 3600 * 10**9) == 0
+    for row in run.got.mark_price:
+        assert row[2] is not None and row[5] is not None and row[4] > row[5]
+    assert {r[5] for r in run.got.liquidations} <= {"buy", "sell"}
+    files = sorted(tmp_path.glob("live*"))
+    polled = [
+        orjson.loads(item[1])
+        for path in files
+        for item in read_capture(path)
+        if isinstance(item, tuple) and b"@openInterest" in item[1]
+    ]
+    assert polled and all(p["generated"] is True for p in polled)
+    by_time = {
+        (p["data"]["symbol"], p["data"]["time"] * 10**6): float(p["data"]["openInterest"]) for p in polled
+    }
+    live_oi = {
+        (("BTCUSDT" if r[1].startswith("BTC") else "ETHUSDT"), r[2]): r[4] for r in run.got.open_interest
+    }
+    assert live_oi.items() <= by_time.items()  # every row equals its answer, value and time
+    replayed = RecordBuffer()
+    for path in files:
+        replayed.extend(replay_capture(get_dialect("binance-futures").new_normaliser(), path))
+    for ds in ("mark_price", "funding", "liquidations", "open_interest"):
+        assert sorted(replayed.rows(ds)) == sorted(run.got.rows(ds)), ds

@@ -596,3 +596,131 @@ async def test_duplicated_reordered_and_lagging_updates_live(exchange: str) -> N
         start = len(run.got.book)
         await run.until(lambda: sum(1 for r in run.got.book[start:] if r[10] & Flags.OUTDATED) > 10)
     assert not run.events("parse_error")
+
+
+# -- derivatives channels (issue 15): tickers' mark/index/funding/open interest, allLiquidation ---------
+DOC_ALL_LIQUIDATION = {
+    "topic": "allLiquidation.ROSEUSDT",
+    "type": "snapshot",
+    "ts": 1739502303204,
+    "data": [{"T": 1739502302929, "s": "ROSEUSDT", "S": "Sell", "v": "20000", "p": "0.04499"}],
+}
+
+
+def test_documented_ticker_gives_mark_funding_and_open_interest_rows_equal_to_it() -> None:
+    n = BybitNormaliser()
+    recv = 1673272861686 * MS + 4 * MS
+    out = RecordBuffer()
+    n.on_frame(recv, _f(DOC_TICKER), out)
+    ts = 1673272861686 * MS
+    assert out.mark_price == [("bybit", "BTC-USDT-PERP", ts, recv, 17217.33, 17227.36, 0)]
+    assert out.funding == [("bybit", "BTC-USDT-PERP", ts, recv, -0.000212, None, 1673280000000 * MS, 0)]
+    assert out.open_interest == [("bybit", "BTC-USDT-PERP", ts, recv, 68744.761, 1183601235.91, 0)]
+    # deltas carry what changed: each dataset gets a row only when one of its fields came, merged
+    mark_only = {
+        **DOC_TICKER,
+        "type": "delta",
+        "ts": 1673272861786,
+        "data": {"symbol": "BTCUSDT", "markPrice": "17217.40"},
+    }
+    funding_only = {
+        **DOC_TICKER,
+        "type": "delta",
+        "ts": 1673272861886,
+        "data": {"symbol": "BTCUSDT", "fundingRate": "0.0001"},
+    }
+    oi_only = {
+        **DOC_TICKER,
+        "type": "delta",
+        "ts": 1673272861986,
+        "data": {"symbol": "BTCUSDT", "openInterest": "68745"},
+    }
+    quote_only = {
+        **DOC_TICKER,
+        "type": "delta",
+        "ts": 1673272862086,
+        "data": {"symbol": "BTCUSDT", "bid1Size": "1"},
+    }
+    out = RecordBuffer()
+    for i, msg in enumerate((mark_only, funding_only, oi_only, quote_only)):
+        n.on_frame(recv + (i + 1) * 100 * MS, _f(msg), out)
+    assert [r[2:6] for r in out.mark_price] == [(1673272861786 * MS, recv + 100 * MS, 17217.40, 17227.36)]
+    assert [r[2:7] for r in out.funding] == [
+        (1673272861886 * MS, recv + 200 * MS, 0.0001, None, 1673280000000 * MS)
+    ]
+    assert [r[2:6] for r in out.open_interest] == [
+        (1673272861986 * MS, recv + 300 * MS, 68745.0, 1183601235.91)
+    ]
+    assert out.feed_events == []
+
+
+def test_tickers_subscribed_for_derivatives_add_no_second_bbo_stream() -> None:
+    default = BybitDialect()  # bbo from orderbook.1
+    assert default.topics("BTCUSDT", default.channels) == [
+        "publicTrade.BTCUSDT",
+        "orderbook.50.BTCUSDT",
+        "orderbook.1.BTCUSDT",
+        "tickers.BTCUSDT",
+        "allLiquidation.BTCUSDT",
+    ]
+    out = RecordBuffer()
+    default.new_normaliser().on_frame(1673272861690 * MS, _f(DOC_TICKER), out)
+    assert out.bbo == [] and len(out.mark_price) == 1  # bbo comes from orderbook.1 only
+    tickers = BybitDialect(DialectOptions(extra={"bbo_source": "tickers"}))
+    assert tickers.topics("BTCUSDT", ("bbo", "funding", "mark")) == ["tickers.BTCUSDT"]
+    out = RecordBuffer()
+    tickers.new_normaliser().on_frame(1673272861690 * MS, _f(DOC_TICKER), out)
+    assert len(out.bbo) == 1 and len(out.funding) == 1
+    sub = Subscription(("BTCUSDT",), ("trades", "book", "funding"))
+    frames = [orjson.loads(f) for f in default.resubscribe_frames(["BTCUSDT"], sub)]
+    assert [f["args"] for f in frames] == [["orderbook.50.BTCUSDT", "tickers.BTCUSDT"]] * 2
+
+
+def test_documented_all_liquidation_stores_the_liquidation_orders_side() -> None:
+    recv = 1739502303204 * MS + 5 * MS
+    out = RecordBuffer()
+    BybitNormaliser().on_frame(recv, _f(DOC_ALL_LIQUIDATION), out)
+    # S is the liquidated position's side: Sell (a short) is closed by a buy order, the taker side
+    assert out.liquidations == [
+        ("bybit", "ROSE-USDT-PERP", 1739502302929 * MS, recv, None, "buy", 0.04499, 20000.0, 0)
+    ]
+    long_closed = {**DOC_ALL_LIQUIDATION, "data": [{**DOC_ALL_LIQUIDATION["data"][0], "S": "Buy"}]}
+    out = RecordBuffer()
+    BybitNormaliser().on_frame(recv, _f(long_closed), out)
+    assert out.liquidations[0][5] == "sell"
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {**DOC_ALL_LIQUIDATION, "data": [{**DOC_ALL_LIQUIDATION["data"][0], "S": "Long"}]},
+        {**DOC_ALL_LIQUIDATION, "data": [{**DOC_ALL_LIQUIDATION["data"][0], "p": "NaN"}]},
+        {**DOC_ALL_LIQUIDATION, "data": [{**DOC_ALL_LIQUIDATION["data"][0], "s": "BTCUSDT"}]},
+        {
+            **DOC_ALL_LIQUIDATION,
+            "data": [DOC_ALL_LIQUIDATION["data"][0], {"T": 1, "S": "Buy", "v": "-1", "p": "1"}],
+        },
+        {**DOC_TICKER, "data": {**DOC_TICKER["data"], "fundingRate": "2"}},
+        {**DOC_TICKER, "data": {**DOC_TICKER["data"], "markPrice": "-1"}},
+    ],
+)
+def test_bad_derivatives_messages_are_parse_errors_without_rows(msg: dict[str, Any]) -> None:
+    out = RecordBuffer()
+    BybitNormaliser().on_frame(1739502303209 * MS, _f(msg), out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"]
+    assert not (out.liquidations or out.mark_price or out.funding or out.open_interest or out.bbo)
+
+
+async def test_simulator_serves_the_derivatives_channels() -> None:
+    async with running("bybit", ("BTCUSDT", "ETHUSDT")) as run:
+        await run.until(
+            lambda: all(
+                run.count(ds, s) > 1
+                for ds in ("mark_price", "funding", "open_interest", "liquidations")
+                for s in ("BTC-USDT-PERP", "ETH-USDT-PERP")
+            )
+        )
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "gap", "subscribe_error"}
+    for row in run.got.open_interest:
+        assert row[2] is not None and row[5] is not None and row[5] > row[4]
+    assert {r[5] for r in run.got.liquidations} == {"buy", "sell"}

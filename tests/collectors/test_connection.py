@@ -322,3 +322,26 @@ async def test_a_faulty_exchange_does_not_disturb_another() -> None:
         await good.until(lambda: good.count("book", "ETH-USDT") > before + 20)
         assert good.collector.stats.connects == 1
         assert [e for e in good.got.feed_events if e[4] in ("gap", "parse_error", "disconnect")] == []
+
+
+def test_watchdog_sees_derivatives_rows_and_never_calls_liquidations_stale() -> None:
+    """A connection carrying only derivatives channels (Binance's ``/market``) must not look stale
+    while mark, funding and open interest rows flow; a quiet market has no liquidations."""
+    from collectors.connection import ChannelWatchdog
+
+    settings = ConnectionSettings(stale_after_s={"book": 1.0}, recycle_after_s=1.0)
+    dog = ChannelWatchdog(settings, ("funding", "mark", "open_interest", "liquidations"))
+    assert dog.last_data == {}  # watched from their first row (OKX spot instruments have none)
+    assert (dog.threshold("mark"), dog.threshold("funding")) == (30.0, 120.0)  # the base layer's defaults
+    start = time.monotonic()
+    assert dog.check(start + 1000) == ([], [], False)
+    for second in range(0, 200, 5):
+        rows = RecordBuffer(
+            funding=[("x", "S", None, 0, 0.0001, None, None, 0)],
+            mark_price=[("x", "S", None, 0, 1.0, None, 0)],
+            open_interest=[("x", "S", None, 0, 1.0, None, 0)],
+        )
+        dog.saw(rows, start + second)
+        assert dog.check(start + second + 1) == ([], [], False)
+    newly, _, _ = dog.check(start + 400)
+    assert {c for c, _ in newly} == {"funding", "mark", "open_interest"}  # silent for 200 s: stale

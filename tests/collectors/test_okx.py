@@ -543,3 +543,199 @@ def test_tick_by_tick_books_need_a_login_and_are_not_offered() -> None:
         with pytest.raises(ValueError, match="needs a logged-in VIP account"):
             OkxDialect(DialectOptions(extra={"book_channel": channel}))
     assert OkxDialect().book_channel == "books"
+
+
+# -- derivatives channels (issue 15): swaps and futures ------------------------------------------------
+# liquidation-orders: the example of OKX's page (stored copy dated 2026-07-19); the others in OKX's
+# documented push format ({"arg": {...}, "data": [...]}) with the fields the module docstring lists.
+MS = 1_000_000
+DOC_LIQUIDATION = {
+    "arg": {"channel": "liquidation-orders", "instType": "SWAP"},
+    "data": [
+        {
+            "details": [
+                {
+                    "bkLoss": "0",
+                    "bkPx": "0.007831",
+                    "ccy": "",
+                    "posSide": "short",
+                    "side": "buy",
+                    "sz": "13",
+                    "ts": "1692266434010",
+                }
+            ],
+            "instFamily": "IOST-USDT",
+            "instId": "IOST-USDT-SWAP",
+            "instType": "SWAP",
+            "uly": "IOST-USDT",
+        }
+    ],
+}
+FUNDING = {
+    "arg": {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
+    "data": [
+        {
+            "formulaType": "noRate",
+            "fundingRate": "0.0001875391284828",
+            "fundingTime": "1700726400000",
+            "impactValue": "",
+            "instId": "BTC-USD-SWAP",
+            "instType": "SWAP",
+            "interestRate": "",
+            "method": "current_period",
+            "maxFundingRate": "0.00375",
+            "minFundingRate": "-0.00375",
+            "nextFundingRate": "",
+            "nextFundingTime": "1700755200000",
+            "premium": "0.0001233824646391",
+            "settFundingRate": "0.0001699799259033",
+            "settState": "settled",
+            "ts": "1700724675402",
+        }
+    ],
+}
+MARK = {
+    "arg": {"channel": "mark-price", "instId": "BTC-USD-SWAP"},
+    "data": [{"instType": "SWAP", "instId": "BTC-USD-SWAP", "markPx": "42310.6", "ts": "1700724675500"}],
+}
+INDEX = {
+    "arg": {"channel": "index-tickers", "instId": "BTC-USD"},
+    "data": [
+        {
+            "instId": "BTC-USD",
+            "idxPx": "42305.1",
+            "high24h": "42500",
+            "low24h": "41000",
+            "open24h": "41500",
+            "sodUtc0": "41600",
+            "sodUtc8": "41700",
+            "ts": "1700724675450",
+        }
+    ],
+}
+OPEN_INTEREST = {
+    "arg": {"channel": "open-interest", "instId": "BTC-USD-SWAP"},
+    "data": [
+        {
+            "instId": "BTC-USD-SWAP",
+            "instType": "SWAP",
+            "oi": "5000",
+            "oiCcy": "555.55",
+            "oiUsd": "50000",
+            "ts": "1700724675600",
+        }
+    ],
+}
+
+
+def _push(n: OkxNormaliser, *msgs: dict[str, Any], recv: int) -> RecordBuffer:
+    out = RecordBuffer()
+    for m in msgs:
+        n.on_frame(recv, orjson.dumps(m), out)
+    return out
+
+
+def test_funding_mark_index_and_open_interest_rows_equal_the_pushes() -> None:
+    n = OkxNormaliser()
+    recv = 1700724675700 * MS
+    out = _push(n, MARK, FUNDING, INDEX, MARK, OPEN_INTEREST, recv=recv)
+    assert out.feed_events == []
+    assert out.funding == [
+        ("okx", "BTC-USD-PERP", 1700724675402 * MS, recv, 0.0001875391284828, None, 1700726400000 * MS, 0)
+    ]
+    # the mark before any index push has no index; after it, the latest idxPx of BTC-USD
+    assert out.mark_price == [
+        ("okx", "BTC-USD-PERP", 1700724675500 * MS, recv, 42310.6, None, 0),
+        ("okx", "BTC-USD-PERP", 1700724675500 * MS, recv, 42310.6, 42305.1, 0),
+    ]
+    assert out.open_interest == [("okx", "BTC-USD-PERP", 1700724675600 * MS, recv, 5000.0, 50000.0, 0)]
+    predicted = {**FUNDING, "data": [{**FUNDING["data"][0], "nextFundingRate": "0.00012"}]}
+    assert _push(n, predicted, recv=recv).funding[0][5] == 0.00012
+    n.on_disconnect(recv, RecordBuffer())  # a new connection waits for a new index push
+    assert _push(n, MARK, recv=recv).mark_price[0][5] is None
+
+
+def test_documented_liquidation_order_is_one_row_with_the_orders_side() -> None:
+    recv = 1692266434010 * MS + 20 * MS
+    out = _push(OkxNormaliser(), DOC_LIQUIDATION, recv=recv)
+    # posSide short is closed by a buy: the liquidation order's (taker) side; bkPx; sz in contracts
+    assert out.liquidations == [
+        ("okx", "IOST-USDT-PERP", 1692266434010 * MS, recv, None, "buy", 0.007831, 13.0, 0)
+    ]
+
+
+def test_liquidations_of_instruments_outside_the_connection_are_skipped() -> None:
+    n = OkxNormaliser()
+    ack = {"event": "subscribe", "arg": {"channel": "mark-price", "instId": "BTC-USDT-SWAP"}, "connId": "a"}
+    btc = {
+        **DOC_LIQUIDATION["data"][0],
+        "instId": "BTC-USDT-SWAP",
+        "instFamily": "BTC-USDT",
+        "uly": "BTC-USDT",
+    }
+    both = {**DOC_LIQUIDATION, "data": [DOC_LIQUIDATION["data"][0], btc]}
+    out = _push(n, ack, both, recv=1692266434030 * MS)
+    assert [r[1] for r in out.liquidations] == ["BTC-USDT-PERP"]
+    assert n.liquidations_elsewhere == 1
+
+
+def test_derivatives_subscriptions_only_for_swaps_and_futures() -> None:
+    d = get_dialect("okx")
+    assert d.demo_symbols == ("BTC-USDT-SWAP", "ETH-USDT-SWAP")
+    sub = Subscription(
+        ("BTC-USDT", "BTC-USD-SWAP", "BTC-USD-250926"), ("funding", "mark", "open_interest", "liquidations")
+    )
+    assert d.subscription_args(sub) == [
+        {"channel": "funding-rate", "instId": "BTC-USD-SWAP"},
+        {"channel": "index-tickers", "instId": "BTC-USD"},
+        {"channel": "mark-price", "instId": "BTC-USD-SWAP"},
+        {"channel": "open-interest", "instId": "BTC-USD-SWAP"},
+        {"channel": "mark-price", "instId": "BTC-USD-250926"},  # one index for both
+        {"channel": "open-interest", "instId": "BTC-USD-250926"},
+        {"channel": "liquidation-orders", "instType": "SWAP"},
+        {"channel": "liquidation-orders", "instType": "FUTURES"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {**FUNDING, "data": [{**FUNDING["data"][0], "fundingRate": "NaN"}]},
+        {**MARK, "data": [{**MARK["data"][0], "markPx": "-1"}]},
+        {**MARK, "arg": {"channel": "mark-price", "instId": "../x"}},
+        {**INDEX, "data": [{**INDEX["data"][0], "idxPx": "0"}]},
+        {**OPEN_INTEREST, "data": [{**OPEN_INTEREST["data"][0], "oi": "x"}]},
+        {
+            **DOC_LIQUIDATION,
+            "data": [
+                {
+                    **DOC_LIQUIDATION["data"][0],
+                    "details": [{**DOC_LIQUIDATION["data"][0]["details"][0], "side": "long"}],
+                }
+            ],
+        },
+        {**DOC_LIQUIDATION, "data": [{**DOC_LIQUIDATION["data"][0], "details": "x"}]},
+    ],
+)
+def test_bad_derivatives_pushes_are_parse_errors_without_rows(msg: dict[str, Any]) -> None:
+    out = _push(OkxNormaliser(), msg, recv=1700724675700 * MS)
+    assert [e[4] for e in out.feed_events] == ["parse_error"]
+    assert not (out.funding or out.mark_price or out.open_interest or out.liquidations)
+
+
+async def test_simulator_serves_the_derivatives_channels_of_swaps() -> None:
+    async with running("okx", ("BTC-USDT-SWAP", "ETH-USDT-SWAP")) as run:
+        await run.until(
+            lambda: (
+                all(
+                    run.count(ds, s) > 0
+                    for ds in ("funding", "mark_price", "open_interest", "liquidations")
+                    for s in ("BTC-USDT-PERP", "ETH-USDT-PERP")
+                )
+                and all(r[5] is not None for r in run.got.mark_price[-2:])
+            )
+        )
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "exchange_error", "gap"}
+    assert {r[5] for r in run.got.liquidations} <= {"buy", "sell"}
+    for row in run.got.funding:
+        assert row[6] is not None and row[6] % (8 * 3600 * 1000 * MS) == 0
