@@ -570,7 +570,8 @@ def test_stale_thresholds_and_rotation_age_reach_the_connection_layer(tmp_path: 
     configured = resolved(
         "[thresholds]\nstale_book_s = 7\nstale_trades_s = 90\n[collect]\nmax_connection_age_s = 10\n"
     )
-    assert configured.stale_after_s == {"book": 7.0, "bbo": 7.0, "trades": 90.0}
+    # the configured market channels; the derivatives channels keep their defaults
+    assert configured.stale_after_s == {**DEFAULT_STALE_AFTER_S, "book": 7.0, "bbo": 7.0, "trades": 90.0}
     assert configured.max_connection_age_s == 10.0
     assert resolved(None, "--max-connection-age", "0").max_connection_age_s == 0.0
 

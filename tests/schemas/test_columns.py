@@ -114,6 +114,10 @@ def test_odd_values_are_left_to_rows_to_arrow(row: Any) -> None:
 def test_empty_rows() -> None:
     for dataset in RECORD_DATASETS:
         built = build_batch(arrow_schema(dataset), [])
+        if any(pa.types.is_binary(f.type) for f in arrow_schema(dataset)):
+            # the raw archive's blobs are left to pyarrow (the builder steps aside), never mis-built
+            assert built is None
+            continue
         assert built is not None and built.num_rows == 0 and built.schema.equals(arrow_schema(dataset))
 
 

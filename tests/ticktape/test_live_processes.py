@@ -122,7 +122,7 @@ rest_url = "http://127.0.0.1:{ports["binance"]}"
 
 [[collectors]]
 exchange = "okx"
-symbols = ["BTC-USDT"]
+symbols = ["BTC-USDT-SWAP"]  # the okx simulator serves its demo swaps
 group = "majors"
 ws_url = "ws://127.0.0.1:{ports["okx"]}"
 """

@@ -182,7 +182,13 @@ def run(args: argparse.Namespace) -> int:
 def connection_settings_of(args: argparse.Namespace) -> ConnectionSettings:
     """The connection settings the command resolved (``[thresholds]`` staleness, ``[collect]`` rotation)."""
     return ConnectionSettings(
-        stale_after_s={"book": args.stale_book_s, "bbo": args.stale_book_s, "trades": args.stale_trades_s},
+        # the configured market channels over the defaults of every channel (derivatives included)
+        stale_after_s={
+            **DEFAULT_STALE_AFTER_S,
+            "book": args.stale_book_s,
+            "bbo": args.stale_book_s,
+            "trades": args.stale_trades_s,
+        },
         recycle_after_s=args.recycle_after_s,
         max_connection_age_s=args.max_connection_age,
         instruments_refresh_s=args.instruments_refresh_s,
