@@ -187,6 +187,7 @@ def test_mutated_captures_replay_with_exit_0_keep_clean_data_and_store_nothing_a
         # A real recording too short to hold a mutation of every kind (bitstamp's: 10 frames with
         # rows, its book needs a REST snapshot the recording lacks) must use every slot it has.
         can = applicable(exchange, items, clean)
+        assert "price_1_7e308" in can, (name, can)  # every venue's frames carry prices, text or binary
         with_rows = sum(
             1
             for i, it in enumerate(items)
