@@ -310,7 +310,9 @@ class SyncedBook:
         exactly, and a full book per message is not mistaken for a resync.
         """
         if not self.synced:
+            before = len(out.book)
             self.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq)
+            add_flags(out.book, before, extra_flags)  # the message's time flags hold for its snapshot too
             return
         parsed = {BID: parse_levels(bids), ASK: parse_levels(asks)}
         append = out.book.append

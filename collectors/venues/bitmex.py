@@ -199,7 +199,10 @@ class BitmexNormaliser(Normaliser):
             if side is None:
                 raise ParseError(f"unknown side {str(row['side'])[:20]!r}", symbol, "book")
             price = positive_price(row["price"])
+            self._check_price(price, symbol, "book")  # within the sanity bounds, before ids are compared
             size = 0.0 if action == "delete" else non_negative_size(row["size"])
+            if not size < self.limits.max_size:
+                raise ParseError(f"level size out of range: {str(row['size'])[:40]!r}", symbol, "book")
             ts = row.get("timestamp")
             ts_exchange = iso_to_ns(ts) if ts is not None else None
             by_symbol.setdefault(native, []).append((level_id, side, price, size, row["price"], ts_exchange))

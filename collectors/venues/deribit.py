@@ -69,7 +69,7 @@ from aiohttp import web
 from schemas import RecordBuffer
 
 from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription, unique_streams
-from ..book import ResyncWatch, SymbolBooks
+from ..book import ResyncWatch, SymbolBooks, parse_levels
 from ..events import (
     ParseError,
     bbo_side,
@@ -214,6 +214,11 @@ class DeribitNormaliser(Normaliser):
         if kind != "change":
             raise ParseError(f"unknown book type {str(kind)[:20]!r}", book.symbol, "book")
         prev = _int(data["prev_change_id"], "prev_change_id", book.symbol)
+        if not book.synced or prev != book.last_seq:
+            # a change that is dropped or breaks the book is validated first: a hostile one is a
+            # parse error, never a silent skip or a gap
+            parse_levels(bids, book.limits.max_price, book.limits.max_size)
+            parse_levels(asks, book.limits.max_price, book.limits.max_size)
         if not book.synced:
             # waiting for the snapshot of a (re)subscription: changes before it cannot be applied
             self.resync.check(out, self.exchange, native, book.symbol, ts_recv, self.resubscribe_requests)

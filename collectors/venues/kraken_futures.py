@@ -176,6 +176,9 @@ class KrakenFuturesNormaliser(Normaliser):
         if side is None:
             raise ParseError(f"unknown book side {str(msg['side'])[:20]!r}", book.symbol, "book")
         price, qty = _level(msg)
+        if not (price < book.limits.max_price and qty < book.limits.max_size):
+            # within the sanity bounds before the update is dropped (unsynced) or breaks the book (gap)
+            raise ParseError(f"level out of range: {price!r} x {qty!r}", book.symbol, "book")
         ts_exchange = _time(msg, "timestamp")
         if not book.synced:
             self.watch.check(out, self.exchange, native, book.symbol, ts_recv, self.resubscribe_requests)

@@ -11,8 +11,10 @@ the same code mutates every venue's dialect without knowing it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,7 +24,7 @@ from typing import Any
 import orjson
 
 from collectors.base import Normaliser
-from collectors.capture import CaptureError, CaptureSubscription, merge_captures, read_capture
+from collectors.capture import CaptureError, CaptureSubscription, read_capture
 from collectors.connection import Collector, ConnectionSettings
 from collectors.events import iso_to_ns
 from collectors.registry import exchange_ids, get_dialect
@@ -38,9 +40,28 @@ INT64_MAX = (1 << 63) - 1
 Item = tuple[int, bytes] | CaptureSubscription | None
 
 
+@cache
 def real_captures(exchange: str) -> list[Path]:
-    """The real recordings of a registered exchange (none for most)."""
-    return sorted((SAMPLES / exchange).glob("*.capture.gz")) if (SAMPLES / exchange).is_dir() else []
+    """The real recordings of a registered exchange (none for most).
+
+    A venue's directory may hold a recording of another of its markets (``bitget/`` holds the futures
+    one, ``bitget_cryptofeed_2``): the recordings of the venue family's directories (``bitget`` for
+    ``bitget-futures``) that the exchange's own normaliser makes rows from are its recordings, the
+    others are not (replay refuses a capture whose frames are not the exchange's).
+    """
+    own = sorted((SAMPLES / exchange).glob("*.capture.gz")) if (SAMPLES / exchange).is_dir() else []
+    family = exchange.split("-")[0]
+    theirs: list[Path] = []
+    if family != exchange and family in exchange_ids() and (SAMPLES / family).is_dir():
+        # a family recording is this exchange's when it is not the family exchange's own data
+        theirs = [p for p in (SAMPLES / family).glob("*.capture.gz") if not _makes_rows(family, p)]
+    return sorted(p for p in own + theirs if _makes_rows(exchange, p))
+
+
+@cache
+def _makes_rows(exchange: str, path: Path) -> bool:
+    buffers = feed(get_dialect(exchange).make_normaliser(), read_items(path, 1500))
+    return any(b.trades or b.book or b.bbo for b in buffers)
 
 
 async def _record(exchange: str, path: Path, seconds: float) -> None:
@@ -71,13 +92,24 @@ async def _record(exchange: str, path: Path, seconds: float) -> None:
 
 @cache
 def simulator_capture(exchange: str, directory: Path, seconds: float = 1.5) -> Path:
-    """A capture of the exchange's simulator written by a real collector (recorded once per session)."""
+    """A capture of the exchange's simulator written by a real collector (recorded once per session).
+
+    A venue whose dialect spreads its streams over several connections (htx: the book on connections
+    of its own) gets one capture per connection (``<stem>.connN.capture``); they are merged here in
+    receive order under one subscription line, so one normaliser sees everything the collector saw,
+    as the mutations need trades, book and bbo frames of one capture.
+    """
     path = directory / f"sim-{exchange}.capture"
     if not path.exists():
         asyncio.run(_record(exchange, path, seconds))
-        parts = sorted(directory.glob(f"sim-{exchange}.conn*.capture"))
-        if not path.exists() and parts:  # one connection per route (binance-futures): one capture
-            merge_captures(parts, path)
+        if not path.exists():
+            parts = sorted(directory.glob(f"sim-{exchange}.conn*.capture"))
+            assert parts, f"{exchange}: the collector wrote no capture"
+            items = [read_items(p) for p in parts]
+            subs = [i for its in items for i in its if isinstance(i, CaptureSubscription)]
+            frames = sorted((i for its in items for i in its if isinstance(i, tuple)), key=lambda f: f[0])
+            symbols = tuple(sorted({s for sub in subs for s in sub.symbols}))
+            write_capture(path, [CaptureSubscription(0, symbols), *frames])
     return path
 
 
@@ -137,10 +169,12 @@ class Meaning:
     asks: dict[float, float] = field(default_factory=dict)  # bid -> ask of the same bbo row
     ints: set[int] = field(default_factory=set)  # sequence numbers and integer trade ids
     times: set[int] = field(default_factory=set)  # exchange times (ns)
+    symbols: set[str] = field(default_factory=set)  # normalised symbols of the rows
 
 
 def meaning(buf: RecordBuffer) -> Meaning:
     m = Meaning()
+    m.symbols = {r[1] for ds in ("trades", "bbo", "book") for r in buf.rows(ds) if r[1] is not None}
     for r in buf.trades:
         m.prices.add(r[5])
         if r[4] is not None and r[4].isdigit():
@@ -174,6 +208,17 @@ def _leaves(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, .
             yield from _leaves(v, (*path, i))
     else:
         yield path, obj
+
+
+def _rename(obj: Any, base: str, new: str) -> Any:
+    """``obj`` with ``base`` (either case) renamed ``new`` in every string value and ``base`` in keys."""
+    if isinstance(obj, dict):
+        return {k.replace(base, new): _rename(v, base, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rename(v, base, new) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(base, new).replace(base.lower(), new.lower())
+    return obj
 
 
 def _replace(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
@@ -235,22 +280,71 @@ def _time_value(original: Any, ns: int) -> Any:
         return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     t = _time_ns(original)
     assert t is not None
-    for unit in (1_000_000, 1_000, 1):  # keep the leaf's own unit
-        if t * unit > 10**17:
+    for unit in (1_000_000, 1_000, 1):  # keep the leaf's own unit (ms, us or ns: a time near now in ns)
+        if 10**17 < t * unit < 10**19:
             value = ns // unit
             return str(value) if isinstance(original, str) else value
     return ns
 
 
+B64 = b"b64:"
+
+
+def frame_bytes(frame: bytes) -> bytes:
+    """What the venue sent: a binary frame is captured as ``b64:`` + base64 (DESIGN.md)."""
+    return base64.b64decode(frame[len(B64) :]) if frame.startswith(B64) else frame
+
+
+#: A same-length stand-in for a price: 1.7e308 spelled with as many characters as the price it replaces.
+def _huge_of_length(n: int) -> bytes:
+    return b"1.7" + b"0" * (n - 7) + b"e308"
+
+
+def mutate_binary(kind: str, raw: bytes, m: Meaning, bases: tuple[str, ...]) -> bytes | None:
+    """A binary (protobuf) frame with one hostile change, or None when ``kind`` cannot apply.
+
+    A length-prefixed encoding stays well-formed only if no field changes length: names and decimal
+    texts are replaced by ones of the same length (``BTC`` -> ``../`` or ``ZZQ``; ``64999.99`` ->
+    ``1.70e308``). The integer and JSON-structure kinds do not apply to such frames.
+    """
+    if kind in ("unsubscribed_symbol", "dotdot"):
+        for base in bases:
+            if base.encode() in raw:
+                stand_in = ("Z" * (len(base) - 1) + "Q") if kind == "unsubscribed_symbol" else ("../" + base)
+                return raw.replace(base.encode(), stand_in[: len(base)].encode())
+        return None
+    if kind == "price_1_7e308":
+        new = re.sub(
+            rb"\d+\.\d+",
+            lambda t: _huge_of_length(len(t[0])) if len(t[0]) >= 7 and float(t[0]) in m.prices else t[0],
+            raw,
+        )
+        return new if new != raw else None
+    return None
+
+
 def mutate(kind: str, frame: bytes, m: Meaning, bases: tuple[str, ...]) -> bytes | None:
     """``frame`` with one hostile change of ``kind``, or None when the frame has nothing to change."""
+    # The bases of the frame's own rows come first: a venue that spells a market quote first (Upbit's
+    # "BTC-ITAM") must get its base renamed (an unlisted market), not its quote (no market code at all).
+    own = tuple(sorted({s.split("-")[0] for s in m.symbols if "-" in s and len(s.split("-")[0]) >= 3}))
+    bases = (*own, *bases)
+    if frame.startswith(B64):
+        new = mutate_binary(kind, frame_bytes(frame), m, bases)
+        return None if new is None else B64 + base64.b64encode(new)
     if kind in ("unsubscribed_symbol", "dotdot"):
         for base in bases:
             if base.encode() in frame:
                 new = "ZZZQ" if kind == "unsubscribed_symbol" else "../" + base
-                return frame.replace(base.encode(), new.encode()).replace(
-                    base.lower().encode(), new.lower().encode()
-                )
+                try:
+                    msg = orjson.loads(frame)
+                except orjson.JSONDecodeError:
+                    return frame.replace(base.encode(), new.encode()).replace(
+                        base.lower().encode(), new.lower().encode()
+                    )
+                # JSON: in names only (string values, and keys spelled in upper case), so the
+                # lower-case base never lands inside a key word ("eth" in "method")
+                return orjson.dumps(_rename(msg, base, new))
         return None
     try:
         msg = orjson.loads(frame)

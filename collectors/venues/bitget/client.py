@@ -14,7 +14,7 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from ...base import DialectOptions, ExchangeDialect, Normaliser, Subscription
-from ...book import L2Book, ResyncWatch, SymbolBooks, SyncedBook, add_flags
+from ...book import L2Book, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
 from ...checksum import book_crc32, to_signed32
 from ...dedupe import RecentTradeIds
 from ...events import ParseError, bbo_side, check_symbol, emit_event, ms_to_ns, positive_price
@@ -41,6 +41,12 @@ SEQ_MAX = 2**63 - 1
 #: Candle channels (``candle1m``, ``candle1H``, ``candle1Dutc``...), which the v1 recordings carry besides
 #: ours: recognised and counted, never rows.
 IGNORED_CHANNEL = re.compile(r"candle\d+[A-Za-z]+")
+
+
+def validate_levels(book: SyncedBook, bids: list[Any], asks: list[Any]) -> None:
+    """:class:`ParseError` unless every level is valid (for updates a venue does not apply)."""
+    parse_levels(bids, book.limits.max_price, book.limits.max_size)
+    parse_levels(asks, book.limits.max_price, book.limits.max_size)
 
 
 def _checksum_level(price: str, size: str) -> str:
@@ -219,12 +225,13 @@ class BitgetNormaliser(Normaliser):
             else:
                 if not book.synced:
                     # waiting for the snapshot of a (re)subscription; ask again if it is overdue
+                    validate_levels(book, bids, asks)  # a hostile update is a parse error, not a skip
                     self.updates_skipped += 1
                     self.resync_watch.check(
                         out, self.exchange, inst_id, book.symbol, ts_recv, self.resubscribe_requests
                     )
                     continue
-                if not self.in_sequence(out, book, inst_id, ts_recv, seq, pseq):
+                if not self.in_sequence(out, book, inst_id, ts_recv, seq, pseq, bids, asks):
                     continue
                 book.apply_update(out, ts_exchange, ts_recv, bids, asks, seq, time_flags)
                 if seq is not None:
@@ -249,14 +256,24 @@ class BitgetNormaliser(Normaliser):
         ts_recv: int,
         seq: int | None,
         pseq: int | None,
+        bids: list[Any],
+        asks: list[Any],
     ) -> bool:
-        """Whether an update continues the book (see the package docstring); otherwise records why."""
+        """Whether an update continues the book (see the package docstring); otherwise records why.
+
+        An update that is not applied (a repeat, a gap) is validated first: a hostile one is a
+        ``parse_error``, not a duplicate or a gap.
+        """
         last = book.last_seq
         if seq is None or last is None:
             return True  # v1 frames: only the checksum proves continuity
         if pseq == 0:
             self.sequence_restarts += 1  # documented restart after a release; the checksum still holds
             return True
+        if (pseq is None or pseq == last) and seq > last:
+            self.behind.pop(inst_id, None)
+            return True
+        validate_levels(book, bids, asks)
         if seq <= last:
             # a repeat, or a sequence going backwards: never applied over a newer book. A run of them
             # means the book's own seq is wrong (a bad frame that passed validation): resync it.
@@ -268,9 +285,6 @@ class BitgetNormaliser(Normaliser):
             else:
                 emit_event(out, self.exchange, book.symbol, "book", ts_recv, "duplicate", detail)
             return False
-        if pseq is None or pseq == last:
-            self.behind.pop(inst_id, None)
-            return True
         self.break_book(out, book, inst_id, ts_recv, "gap", {"expected_pseq": last, "pseq": pseq, "seq": seq})
         return False
 

@@ -79,6 +79,7 @@ from ...book import ASK, BID, ConnectionSequence, ResyncWatch, SymbolBooks, add_
 from ...dedupe import RecentTradeIds
 from ...events import (
     ParseError,
+    check_int64,
     check_symbol,
     emit_event,
     frame_text_for_event,
@@ -201,7 +202,9 @@ class CoinbaseInternationalNormaliser(ConnectionSequence, Normaliser):
             raise ParseError(f"unknown message type {str(kind)[:30]!r}")
         seq = msg.get("sequence")
         if seq is not None:
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            # checked against int64 before the connection counter moves: 2**64 - 1 would become the
+            # counter (every later message a gap) and a book row's seq beyond its column
+            if check_int64(seq, "sequence") < 0:
                 raise ParseError(f"sequence is not a non-negative integer: {str(seq)[:30]!r}")
             if not self.check_sequence(ts_recv, seq, out):
                 return

@@ -278,6 +278,8 @@ class CryptoComNormaliser(Normaliser):
                 {"u": u, "pu": pu, "last": last},
             )
         else:
+            parse_levels(bids)  # a malformed update is a parse error, not a gap
+            parse_levels(asks)
             book.gap(out, ts_recv, "gap", {"expected_pu": last, "pu": pu, "u": u})
             self.request(native)
 

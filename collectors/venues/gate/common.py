@@ -68,9 +68,10 @@ import orjson
 from schemas import RecordBuffer
 
 from ...base import ExchangeDialect, Normaliser, Subscription
-from ...book import SymbolBooks, SyncedBook, parse_levels
+from ...book import SymbolBooks, SyncedBook, add_flags, parse_levels
 from ...dedupe import RecentTradeIds
 from ...events import (
+    INT64_MAX,
     ParseError,
     emit_event,
     frame_text_for_event,
@@ -247,8 +248,8 @@ class GateNormaliser(Normaliser):
         symbol = self.books.name(native)
         if isinstance(trade_id, str) and trade_id.isdigit() and trade_id.isascii() and len(trade_id) < 40:
             tid = trade_id  # documented as an integer; a decimal string (some recorders) is the same id
-        elif isinstance(trade_id, int) and not isinstance(trade_id, bool) and trade_id >= 0:
-            tid = str(trade_id)
+        elif isinstance(trade_id, int) and not isinstance(trade_id, bool) and 0 <= trade_id <= INT64_MAX:
+            tid = str(trade_id)  # documented as an int64: a JSON integer beyond it is no Gate id
         else:
             raise ParseError(f"trade id is not an integer: {str(trade_id)[:40]!r}", symbol, "trades")
         if self.trade_ids.seen(symbol, tid):
@@ -285,8 +286,9 @@ class GateNormaliser(Normaliser):
             return
         push: PendingPush = (ts_recv, first, last, ts_exchange, bids, asks)
         if not book.synced:
-            parse_levels(bids)  # a buffered push is validated now: applying it later must not fail
-            parse_levels(asks)
+            # a buffered push is validated now: applying it later must not fail
+            parse_levels(bids, book.limits.max_price, book.limits.max_size)
+            parse_levels(asks, book.limits.max_price, book.limits.max_size)
             self.buffer(book, native, push, out)
             return
         self.apply_push(book, native, push, out, live=True)
@@ -314,6 +316,11 @@ class GateNormaliser(Normaliser):
         ts_recv, first, last, ts_exchange, bids, asks = push
         prev = book.last_seq
         assert prev is not None
+        if live and (last <= prev or first > prev + 1):
+            # a push that is not applied now (a repeat, a gap) is validated first: a hostile one is a
+            # parse error, never a duplicate or a gap (buffered pushes were validated when buffered)
+            parse_levels(bids, book.limits.max_price, book.limits.max_size)
+            parse_levels(asks, book.limits.max_price, book.limits.max_size)
         if last <= prev:
             if live and native not in self.seq_from_snapshot:
                 emit_event(
@@ -384,12 +391,15 @@ class GateNormaliser(Normaliser):
         out: RecordBuffer,
     ) -> None:
         """Resets a book to a whole-book state at ``seq`` and replays the pushes buffered meanwhile."""
-        parse_levels(bids)
-        parse_levels(asks)
+        parse_levels(bids, book.limits.max_price, book.limits.max_size)
+        parse_levels(asks, book.limits.max_price, book.limits.max_size)
+        flags = self.time_flags.flags(ts_exchange, ts_recv)
         pending: list[PendingPush] = book.pending
         book.pending = []
         self.snapshot_requests.discard(native)
+        before = len(out.book)
         book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, seq, reason)
+        add_flags(out.book, before, flags)  # a snapshot whose exchange time is far from now is flagged too
         self.seq_from_snapshot.add(native)
         for push in pending:
             if not book.synced:

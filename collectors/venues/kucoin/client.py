@@ -56,7 +56,7 @@ from schemas import RecordBuffer
 from ...base import ExchangeDialect, Normaliser, Subscription
 from ...book import ASK, BID, SymbolBooks, SyncedBook, add_flags, parse_levels
 from ...dedupe import RecentTradeIds
-from ...events import ParseError, emit_event
+from ...events import INT64_MAX, ParseError, emit_event
 
 #: Seconds between application pings (documented pingInterval 18 s, pingTimeout 10 s).
 PING_INTERVAL_S = 15.0
@@ -79,10 +79,15 @@ def parse_sequence(value: Any, what: str = "sequence") -> int:
 
 
 def ns_time(value: Any, what: str = "time") -> int:
-    """A nanosecond timestamp (integer or decimal string) since the epoch; :class:`ParseError` otherwise."""
+    """A nanosecond timestamp (integer or decimal string) since the epoch; :class:`ParseError` otherwise.
+
+    Any positive 64-bit value is a time: one far from the receive time (1970, 2100) is kept and flagged
+    ``BAD_TS_EXCHANGE`` by the shared time check, not rejected (issue 12); beyond int64 it cannot be
+    stored and is a parse error.
+    """
     if isinstance(value, str) and value.isdigit() and value.isascii() and len(value) < 21:
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 10**15 < value < 10**20:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= INT64_MAX:
         return value
     raise ParseError(f"bad nanosecond {what} {str(value)[:40]!r}")
 
