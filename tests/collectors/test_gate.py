@@ -499,3 +499,109 @@ async def test_simulator_round_trip_drop_resyncs_only_that_symbol(exchange: str,
     replayed = replay_capture(get_dialect(exchange).new_normaliser(), capture)
     assert replayed.trades == run.got.trades and replayed.book == run.got.book and replayed.bbo == run.got.bbo
     assert replayed.feed_events == [e for e in run.got.feed_events if e[2] != "connection"]
+
+
+# -- derivatives channels (issue 15): documented examples -----------------------------------------
+# futures.public_liquidates, the page's example as of 2026-08-20 (aggregated, ``time`` in ms, decimal
+# sizes with X-Gate-Size-Decimal: 1) and its integer-size form; the recording has no such push.
+LIQUIDATES_DOC = (
+    '{"channel":"futures.public_liquidates","event":"update","time":1541505434,"time_ms":1541505434123,'
+    '"result":[{"price":"215.1","size":"-124.5","time":1541486601123,"contract":"BTC_USDT"},'
+    '{"price":"215.2","size":"-10.5","time":1541486601456,"contract":"BTC_USDT"}]}'
+)
+LIQUIDATES_INT_DOC = (
+    '{"channel":"futures.public_liquidates","event":"update","time":1541505434,"time_ms":1541505434123,'
+    '"result":[{"price":"215.1","size":-124,"time":1541486601123,"contract":"BTC_USDT"},'
+    '{"price":"215.2","size":-10,"time":1541486601456,"contract":"BTC_USDT"}]}'
+)
+# the example before 2026-08-20: ``time`` in seconds
+LIQUIDATES_OLD_DOC = (
+    '{"channel":"futures.public_liquidates","event":"update","time":1541505434,"time_ms":1541505434123,'
+    '"result":[{"price":"215.1","size":-124,"time":1541486601,"contract":"BTC_USDT"}]}'
+)
+# futures.tickers: the ticker object's documented fields (REST v4 FuturesTicker names), values of the
+# page's example; the push's time_ms is every row's exchange time
+TICKERS_DOC = (
+    '{"time":1541659086,"time_ms":1541659086123,"channel":"futures.tickers","event":"update",'
+    '"result":[{"contract":"BTC_USDT","last":"118.4","change_percentage":"0.77","funding_rate":"-0.000114",'
+    '"funding_rate_indicative":"0.01875","mark_price":"118.35","index_price":"118.36","total_size":"73648",'
+    '"volume_24h":"745487577","volume_24h_btc":"117","volume_24h_usd":"419950","quanto_base_rate":"",'
+    '"volume_24h_quote":"1665006","volume_24h_settle":"178","volume_24h_base":"5526","low_24h":"99.2",'
+    '"high_24h":"132.5"}]}'
+)
+
+
+def test_documented_liquidations_every_value_and_time() -> None:
+    n, out = GateFuturesNormaliser(), RecordBuffer()
+    n.on_frame(7, LIQUIDATES_DOC, out)
+    n.on_frame(8, LIQUIDATES_INT_DOC, out)
+    n.on_frame(9, LIQUIDATES_OLD_DOC, out)
+    assert out.feed_events == []
+    # (exchange, symbol, ts_exchange, ts_recv, liquidation_id, side, price, size, flags[time flags])
+    assert [r[:8] for r in out.liquidations] == [
+        ("gate-futures", "BTC-USDT-PERP", 1541486601123_000_000, 7, None, "sell", 215.1, 124.5),
+        ("gate-futures", "BTC-USDT-PERP", 1541486601456_000_000, 7, None, "sell", 215.2, 10.5),
+        ("gate-futures", "BTC-USDT-PERP", 1541486601123_000_000, 8, None, "sell", 215.1, 124.0),
+        ("gate-futures", "BTC-USDT-PERP", 1541486601456_000_000, 8, None, "sell", 215.2, 10.0),
+        ("gate-futures", "BTC-USDT-PERP", 1541486601_000_000_000, 9, None, "sell", 215.1, 124.0),
+    ]
+    positive = LIQUIDATES_OLD_DOC.replace('"size":-124', '"size":3').replace(
+        '"time":1541486601,', '"time_ms":5,'
+    )
+    n.on_frame(10, positive, out)
+    assert out.liquidations[-1][2:8] == (5_000_000, 10, None, "buy", 215.1, 3.0)
+
+
+def test_documented_ticker_gives_mark_funding_and_open_interest_rows() -> None:
+    n, out = GateFuturesNormaliser(), RecordBuffer()
+    n.on_frame(11, TICKERS_DOC, out)
+    assert out.feed_events == []
+    ts = 1541659086123_000_000
+    assert [r[:6] for r in out.mark_price] == [("gate-futures", "BTC-USDT-PERP", ts, 11, 118.35, 118.36)]
+    assert [r[:7] for r in out.funding] == [
+        ("gate-futures", "BTC-USDT-PERP", ts, 11, -0.000114, 0.01875, None)
+    ]
+    assert [r[:6] for r in out.open_interest] == [("gate-futures", "BTC-USDT-PERP", ts, 11, 73648.0, None)]
+    # a ticker without some fields makes rows only for what it carries; an empty index is null
+    partial = TICKERS_DOC.replace('"funding_rate":"-0.000114",', "").replace('"118.36"', '""')
+    partial = partial.replace('"total_size":"73648",', "")
+    n.on_frame(12, partial, out)
+    assert out.mark_price[-1][3:6] == (12, 118.35, None)
+    assert len(out.funding) == 1 and len(out.open_interest) == 1
+
+
+def test_hostile_derivative_pushes_are_parse_errors_without_partial_rows() -> None:
+    for bad in (
+        LIQUIDATES_DOC.replace('"-10.5"', '"0"'),
+        LIQUIDATES_DOC.replace('"215.2"', '"-1"'),
+        LIQUIDATES_DOC.replace('"215.2"', '"NaN"'),
+        LIQUIDATES_DOC.replace('"time":1541486601456', '"time":true'),
+        LIQUIDATES_DOC.replace('"result":[', '"result":{"x":[').replace("]}", "]}}"),
+        TICKERS_DOC.replace('"-0.000114"', '"5"'),
+        TICKERS_DOC.replace('"118.35"', '"-118.35"'),
+        TICKERS_DOC.replace('"73648"', '"-1"'),
+        TICKERS_DOC.replace('"BTC_USDT"', '"../X"'),
+        TICKERS_DOC.replace('"time_ms":1541659086123,', ""),
+    ):
+        n, out = GateFuturesNormaliser(), RecordBuffer()
+        n.on_frame(1, bad, out)
+        assert [e[4] for e in out.feed_events] == ["parse_error"], bad
+        assert not (out.liquidations or out.mark_price or out.funding or out.open_interest), bad
+        n.on_frame(2, TICKERS_DOC, out)
+        assert len(out.mark_price) == 1
+
+
+def test_futures_subscribes_derivatives_channels_once_for_all_symbols() -> None:
+    from collectors.base import Subscription
+
+    fut_d = get_dialect("gate-futures")
+    assert set(fut_d.channels) >= {"funding", "mark", "open_interest", "liquidations"}
+    sub = Subscription(
+        ("BTC_USDT", "ETH_USDT"), channels=("funding", "mark", "open_interest", "liquidations")
+    )
+    frames = [orjson.loads(f) for f in fut_d.subscribe_frames(sub)]
+    assert [(f["channel"], f["payload"]) for f in frames] == [
+        ("futures.tickers", ["BTC_USDT", "ETH_USDT"]),
+        ("futures.public_liquidates", ["BTC_USDT", "ETH_USDT"]),
+    ]
+    assert "funding" not in get_dialect("gate").channels

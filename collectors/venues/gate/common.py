@@ -167,6 +167,8 @@ class GateNormaliser(Normaliser):
     ignored_channels: ClassVar[frozenset[str]] = frozenset()
     #: other channels whose pushes are trades in the ``<prefix>.trades`` format
     alt_trade_channels: ClassVar[frozenset[str]] = frozenset()
+    #: channels read by :meth:`on_derivative` (funding, mark, open interest, liquidations)
+    derivative_channels: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -198,6 +200,10 @@ class GateNormaliser(Normaliser):
     def snapshot_time(self, data: dict[str, Any]) -> int | None:
         """Exchange time (ns) of a REST snapshot body."""
 
+    def on_derivative(self, ts_recv: int, channel: str, msg: dict[str, Any], out: RecordBuffer) -> None:
+        """A push of one of :attr:`derivative_channels` (futures only; spot declares none)."""
+        raise ParseError(f"unexpected channel {channel[:60]!r}")
+
     # -- frames ----------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         msg = orjson.loads(frame)
@@ -213,6 +219,8 @@ class GateNormaliser(Normaliser):
                 self.on_trades(ts_recv, result, out)
             elif channel == self.ch_bbo:
                 self.on_book_ticker(ts_recv, result, out)
+            elif channel in self.derivative_channels:
+                self.on_derivative(ts_recv, channel, msg, out)
             elif channel not in self.ignored_channels:
                 raise ParseError(f"unknown channel {str(channel)[:60]!r}")
             return

@@ -27,15 +27,44 @@ Since 2025-12-09 contract sizes may be fractional: with the request header ``X-G
 integers *rounded down*. Both forms are parsed.
 
 Symbols ``BTC_USDT`` normalise to ``BTC-USDT-PERP``.
+
+Derivatives channels (issue 15). Sources checked 2026-12-05 through the search tool: the futures
+websocket page above (its zh_CN text as of 2026-08-20, seen through a public changelog mirror: the
+``futures.public_liquidates`` section and changelog) and the ticker model of Gate's REST API v4
+(https://www.gate.com/docs/developers/apiv4/en/#list-futures-tickers, field names as in the published
+SDK types); the websocket ``futures.tickers`` section itself was not in the stored pages, so its
+field names are the REST ticker's (which the websocket ticker documents as the same object):
+- ``funding``, ``mark``, ``open_interest`` ride ``futures.tickers`` (payload: contract list; one
+  subscription for all three). A push's ``result`` is a list of tickers ``{contract, last,
+  mark_price, index_price, funding_rate, funding_rate_indicative, total_size, ...}`` (decimal
+  strings). A ticker carries no time of its own: the push's ``time_ms`` is the exchange time of every
+  row. ``mark_price`` (+ ``index_price``, null when absent or empty) gives a ``mark_price`` row;
+  ``funding_rate`` (+ ``funding_rate_indicative`` as the predicted rate) a ``funding`` row, with no
+  next funding time (the ticker has none; it is ``funding_next_apply`` in the REST contract list,
+  not polled); ``total_size`` (open interest, in **contracts** like every Gate futures size) an
+  ``open_interest`` row without a value. A field that is absent makes no row of its dataset.
+- ``liquidations``: ``futures.public_liquidates`` (payload: contract list). ``result`` is a list of
+  ``{price, size, time, contract}``; since 2026-08-20 one push lists every liquidation order of the
+  contract in a 1 s window (at most 20), before that one order per contract per second. ``time`` is
+  in milliseconds since that change and was in seconds in the older examples (some captures carry
+  ``time_ms``): ``time_ms`` wins when present, else ``time`` below 10^11 is read as seconds, above as
+  milliseconds. ``size`` is the liquidation *order's* size in contracts, signed like a trade's
+  (negative = the order sells, so a long position was liquidated); the row stores its absolute value
+  and the order's side. Not verified: that the sign follows the order (not the position, as the REST
+  ``liq_orders`` model's "position size" suggests); Gate gives no liquidation id (null).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
+
+import orjson
 
 from schemas import RecordBuffer
 
-from ...events import ParseError, positive_price
+from ...base import CHANNELS, Subscription
+from ...events import ParseError, funding_rate, ms_to_ns, non_negative_size, positive_price
 from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .. import htx_gate_instruments
@@ -51,18 +80,25 @@ from .common import (
 from .simulator import GateSimulator
 
 EXCHANGE = "gate-futures"
+#: the channel of mark, index, funding and open interest, and the liquidation channel
+TICKERS = "futures.tickers"
+LIQUIDATIONS = "futures.public_liquidates"
+#: our channels that ride ``futures.tickers``
+TICKER_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest")
+#: ``futures.public_liquidates`` ``time`` below this is in seconds (before 2026-08-20), else in ms
+_SECONDS_BELOW = 10**11
 
 
-def signed_size(value: Any) -> float:
+def signed_size(value: Any, channel: str = "trades") -> float:
     """A signed contract size (integer, or decimal string since 2025-12): finite and non-zero."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ParseError(f"trade size is not a number: {str(value)[:40]!r}", channel="trades")
+        raise ParseError(f"{channel} size is not a number: {str(value)[:40]!r}", channel=channel)
     try:
         x = float(value)
     except ValueError:
-        raise ParseError(f"trade size is not a number: {str(value)[:40]!r}", channel="trades") from None
+        raise ParseError(f"{channel} size is not a number: {str(value)[:40]!r}", channel=channel) from None
     if not (x != 0.0 and abs(x) < float("inf")):
-        raise ParseError(f"trade size out of range: {str(value)[:40]!r}", channel="trades")
+        raise ParseError(f"{channel} size out of range: {str(value)[:40]!r}", channel=channel)
     return x
 
 
@@ -72,8 +108,9 @@ class GateFuturesNormaliser(GateNormaliser):
     exchange: ClassVar[str] = EXCHANGE
     prefix: ClassVar[str] = "futures"
     ignored_channels: ClassVar[frozenset[str]] = frozenset(
-        {"futures.tickers", "futures.candlesticks", "futures.order_book", "futures.contract_stats"}
+        {"futures.candlesticks", "futures.order_book", "futures.contract_stats"}
     )
+    derivative_channels: ClassVar[frozenset[str]] = frozenset({TICKERS, LIQUIDATIONS})
 
     def normalise_native(self, native: Any) -> str:
         """``BTC_USDT`` -> ``BTC-USDT-PERP``."""
@@ -115,6 +152,70 @@ class GateFuturesNormaliser(GateNormaliser):
         for native, trade_id, price, size, side, ts_exchange in parsed:
             self.emit_gate_trade(out, ts_recv, native, trade_id, price, size, side, ts_exchange)
 
+    # -- derivatives channels ---------------------------------------------------------------------
+    def on_derivative(self, ts_recv: int, channel: str, msg: dict[str, Any], out: RecordBuffer) -> None:
+        result = msg.get("result")
+        if not isinstance(result, list):
+            raise ParseError(f"{channel} result is not a list")
+        if channel == TICKERS:
+            self.on_tickers(ts_recv, msg, result, out)
+        else:
+            self.on_liquidates(ts_recv, result, out)
+
+    def on_tickers(self, ts_recv: int, msg: dict[str, Any], result: list[Any], out: RecordBuffer) -> None:
+        """A ``futures.tickers`` push: mark, funding and open interest rows per ticker (all validated
+        before any row is written)."""
+        ts_exchange = ms_to_ns(msg["time_ms"])
+        rows = []
+        for t in result:
+            if not isinstance(t, dict):
+                raise ParseError("ticker is not an object", channel="mark")
+            symbol = self.books.name(t["contract"])
+            mark = index = rate = predicted = oi = None
+            if "mark_price" in t:
+                mark = positive_price(t["mark_price"], "mark_price")
+                raw_index = t.get("index_price")
+                index = None if raw_index in (None, "") else positive_price(raw_index, "index_price")
+            if "funding_rate" in t:
+                rate = funding_rate(t["funding_rate"], symbol)
+                raw_pred = t.get("funding_rate_indicative")
+                predicted = (
+                    None if raw_pred in (None, "") else funding_rate(raw_pred, symbol, "indicative rate")
+                )
+            if "total_size" in t:
+                oi = non_negative_size(t["total_size"], "total_size")
+            rows.append((symbol, mark, index, rate, predicted, oi))
+        for symbol, mark, index, rate, predicted, oi in rows:
+            if mark is not None:
+                self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
+            if rate is not None:
+                self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, predicted, None)
+            if oi is not None:
+                self.emit_open_interest(out, symbol, ts_exchange, ts_recv, oi, None)
+
+    def on_liquidates(self, ts_recv: int, result: list[Any], out: RecordBuffer) -> None:
+        """A ``futures.public_liquidates`` push: one ``liquidations`` row per order."""
+        rows = []
+        for item in result:
+            if not isinstance(item, dict):
+                raise ParseError("liquidation is not an object", channel="liquidations")
+            symbol = self.books.name(item["contract"])
+            size = signed_size(item["size"], "liquidations")
+            price = positive_price(item["price"], "liquidation price")
+            rows.append((symbol, liquidation_time_ns(item), "sell" if size < 0 else "buy", price, abs(size)))
+        for symbol, ts_exchange, side, price, size in rows:
+            self.emit_liquidation(out, symbol, ts_exchange, ts_recv, None, side, price, size)
+
+
+def liquidation_time_ns(item: dict[str, Any]) -> int:
+    """A liquidation's time: ``time_ms``, else ``time`` (ms since 2026-08-20, seconds before)."""
+    if "time_ms" in item:
+        return ms_to_ns(item["time_ms"])
+    value = item["time"]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < _SECONDS_BELOW:
+        return value * 1_000_000_000
+    return ms_to_ns(value)
+
 
 class GateFuturesDialect(GateDialect):
     """Gate USDT perpetuals: endpoint, subscriptions, REST snapshot, simulator."""
@@ -129,9 +230,25 @@ class GateFuturesDialect(GateDialect):
     #: decimal contract sizes as strings (without it Gate rounds fractional sizes down)
     ws_headers: ClassVar[dict[str, str] | None] = {"X-Gate-Size-Decimal": "1"}
     normaliser_class: ClassVar[type[GateNormaliser]] = GateFuturesNormaliser
+    #: mark, funding and open interest from ``futures.tickers``, ``futures.public_liquidates``
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, *TICKER_CHANNELS, "liquidations")
 
     def book_payload(self, native: str) -> list[str]:
         return [native, BOOK_INTERVAL, str(SNAPSHOT_LIMIT)]
+
+    def subscribe_frames(self, sub: Subscription) -> list[str]:
+        frames = super().subscribe_frames(sub)
+        now = int(time.time())
+        symbols = list(sub.symbols)
+        extra = []
+        if any(c in sub.channels for c in TICKER_CHANNELS):
+            extra.append(TICKERS)
+        if "liquidations" in sub.channels:
+            extra.append(LIQUIDATIONS)
+        for channel in extra:
+            frame = {"time": now, "channel": channel, "event": "subscribe", "payload": symbols}
+            frames.append(orjson.dumps(frame).decode())
+        return frames
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return GateSimulator(self, config)

@@ -4,6 +4,9 @@ Speaks what :mod:`.spot` and :mod:`.futures` read: ``{"time","channel","event","
 answered ``{"event":"subscribe","error":null,"result":{"status":"success"}}`` (or an ``error`` with code 2
 for an unknown pair or channel), ``<prefix>.ping`` answered ``<prefix>.pong``, ``trades`` /
 ``order_book_update`` / ``book_ticker`` pushes, and ``GET .../order_book?...&with_id=true``.
+Futures also serve ``futures.tickers`` (mark, index, funding, indicative funding and open interest,
+about once a second per contract) and ``futures.public_liquidates`` (one trade in
+:data:`LIQUIDATION_EVERY`, by id, also appears as a liquidation order of the same side).
 
 Futures sizes are whole contracts (the market model's lots); they are sent as decimal strings when the
 client connected with ``X-Gate-Size-Decimal: 1`` and as integers otherwise, as Gate does.
@@ -25,10 +28,18 @@ if TYPE_CHECKING:
 
 #: our channel of each subscribable Gate channel name (without its prefix)
 CHANNELS = {"trades": "trades", "order_book_update": "book", "book_ticker": "bbo"}
+#: futures only: the derivatives channels (``ticker`` carries mark, funding and open interest)
+FUTURES_CHANNELS = {**CHANNELS, "tickers": "ticker", "public_liquidates": "liquidations"}
+#: futures: one trade in this many (by id) is also pushed as a liquidation order
+LIQUIDATION_EVERY = 4
 
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
+
+
+#: one step's frames: trades, book, book ticker, ``futures.tickers``, ``futures.public_liquidates``
+StepFrames = tuple[list[str], list[str], list[str], list[str], list[str]]
 
 
 class GateSimulator(ExchangeSimulator):
@@ -42,7 +53,11 @@ class GateSimulator(ExchangeSimulator):
         path = dialect.ws_path
         self.ws_paths = tuple({path, path.rstrip("/") or "/"})
         # frames of the last step per size mode (decimal strings or integers), shared by every client
-        self._rendered: dict[bool, tuple[MarketStep, tuple[list[str], list[str], list[str]]]] = {}
+        self._rendered: dict[bool, tuple[MarketStep, StepFrames]] = {}
+        self.channel_names = FUTURES_CHANNELS if self.futures else CHANNELS
+        #: futures: the second of each contract's last ticker push, and the steps that push one
+        self._ticker_second: dict[str, int] = {}
+        self._ticker_due: dict[str, MarketStep] = {}
 
     # -- websocket -------------------------------------------------------------------------------
     async def on_open(self, session: ClientSession) -> None:
@@ -83,7 +98,7 @@ class GateSimulator(ExchangeSimulator):
             }
             self.send(session, _dumps({**pong, "event": "", "error": None, "result": None}))
             return
-        ours = CHANNELS.get(name)
+        ours = self.channel_names.get(name)
         if prefix != self.prefix or ours is None or event not in ("subscribe", "unsubscribe"):
             self._reply(session, channel, event, {"code": 2, "message": f"unknown channel {channel[:40]}"})
             return
@@ -157,7 +172,7 @@ class GateSimulator(ExchangeSimulator):
             "is_internal": False,
         }
 
-    def step_frames(self, step: MarketStep, decimal: bool) -> tuple[list[str], list[str], list[str]]:
+    def step_frames(self, step: MarketStep, decimal: bool) -> StepFrames:
         """Frames of one market step for a fully subscribed client (rendered once per step and mode)."""
         cached = self._rendered.get(decimal)
         if cached is not None and cached[0] is step:
@@ -195,17 +210,63 @@ class GateSimulator(ExchangeSimulator):
             "A": ask_size,
         }
         bbo = [self._push("book_ticker", step, ticker)]
-        frames = (trades, book, bbo)
+        tickers, liquidations = self._derivative_frames(step, decimal) if self.futures else ([], [])
+        frames = (trades, book, bbo, tickers, liquidations)
         self._rendered[decimal] = (step, frames)
         return frames
 
+    def _derivative_frames(self, step: MarketStep, decimal: bool) -> tuple[list[str], list[str]]:
+        """A ``futures.tickers`` push when one is due, and a ``futures.public_liquidates`` push when
+        a trade of this step is a liquidation."""
+        tickers = []
+        if self._ticker_due.get(step.symbol) is step:
+            (bp, _), (ap, _) = step.model.best()
+            mid = (float(bp) + float(ap)) / 2
+            item = {
+                "contract": step.symbol,
+                "last": step.trades[-1].price if step.trades else bp,
+                "mark_price": f"{mid:.2f}",
+                "index_price": f"{mid * 0.9999:.2f}",
+                "funding_rate": "0.0001" if step.update_id % 2 else "-0.00005",
+                "funding_rate_indicative": "0.00008",
+                "total_size": str(50_000 + step.update_id % 9_973),
+                "quanto_base_rate": "",
+            }
+            tickers.append(self._push("tickers", step, [item]))
+        ms = step.ts_ns // 1_000_000
+        items = [
+            {
+                "price": t.price,
+                "size": self._size(self._lots(step, t.size) * (-1 if t.side == "sell" else 1), decimal),
+                "time": ms,
+                "contract": step.symbol,
+            }
+            for t in step.trades
+            if t.trade_id % LIQUIDATION_EVERY == 0
+        ]
+        liquidations = [self._push("public_liquidates", step, items)] if items else []
+        return tickers, liquidations
+
+    def publish_step(self, step: MarketStep) -> None:
+        if self.futures:
+            second = step.ts_ns // 1_000_000_000
+            if self._ticker_second.get(step.symbol) != second:  # a ticker push about once a second
+                self._ticker_second[step.symbol] = second
+                self._ticker_due[step.symbol] = step
+        super().publish_step(step)
+
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
-        trades, book, bbo = self.step_frames(step, bool(session.state.get("decimal")))
+        trades, book, bbo, tickers, liquidations = self.step_frames(step, bool(session.state.get("decimal")))
         sym = step.symbol
+        bbo = bbo if session.subscribed("bbo", sym) else []
+        if tickers and session.subscribed("ticker", sym):
+            bbo = bbo + tickers
+        if liquidations and session.subscribed("liquidations", sym):
+            bbo = bbo + liquidations
         return (
             trades if session.subscribed("trades", sym) else [],
             book if session.subscribed("book", sym) else [],
-            bbo if session.subscribed("bbo", sym) else [],
+            bbo,
         )
 
     # -- REST --------------------------------------------------------------------------------------
