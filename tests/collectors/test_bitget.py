@@ -93,11 +93,15 @@ def test_v1_every_checksum_verifies_without_false_gap(recording: Any) -> None:
     assert normaliser.resubscribe_requests == set()
     assert {r[9] for r in out.book} == {0}  # one epoch per book: no resync
     assert len({r[1] for r in out.book if r[7]}) == n_instruments
-    # candles and v1 tickers are recognised and counted, never rows; v1 tickers give no bbo
+    # candles and v1 tickers are recognised and counted, never rows; v1 tickers give no bbo (on futures
+    # they give the derivatives rows, test_v1_futures_tickers_give_mark_funding_and_open_interest)
     others = [
         f for _, f in frames if f.get("arg", {}).get("channel") in ("ticker", "candle1m") and "data" in f
     ]
-    assert normaliser.ignored_pushes == len(others) == n_ignored
+    assert len(others) == n_ignored
+    if normaliser.derivatives:
+        others = [f for f in others if f["arg"]["channel"] != "ticker"]
+    assert normaliser.ignored_pushes == len(others)
     assert out.bbo == []
 
 
@@ -552,3 +556,108 @@ def test_a_bogus_sequence_cannot_freeze_a_book() -> None:
     assert n.resubscribe_requests == {"BTCUSDT"} and not n.books["BTCUSDT"].synced
     n.on_frame(60, _book("snapshot", 2**63, None, DOC_BIDS, DOC_ASKS), out)  # past a Java long
     assert out.feed_events[-1][4] == "parse_error"
+
+
+# -- derivatives channels (issue 15) -----------------------------------------------------------------
+
+
+def test_v1_futures_tickers_give_mark_funding_and_open_interest(samples: Path) -> None:
+    """The 2022 recording's ``mc`` tickers, value by value: ``systemTime`` the exchange time,
+    ``markPrice``/``indexPrice``, ``capitalRate`` with ``nextSettleTime``, ``holding`` (v1 names of
+    v2's ``ts``, ``fundingRate``, ``nextFundingTime``, ``holdingAmount``)."""
+    out = replay_capture(get_dialect("bitget-futures").new_normaliser(), samples / FUTURES_SAMPLE)
+    tickers = [(ts, f, t) for ts, f in _pushes(_frames(samples, FUTURES_SAMPLE), "ticker") for t in f["data"]]
+    assert len(tickers) > 100
+    assert len(out.mark_price) == len(out.funding) == len(out.open_interest) == len(tickers)
+    for (ts, f, t), mark, funding, oi in zip(
+        tickers, out.mark_price, out.funding, out.open_interest, strict=True
+    ):
+        symbol = f"{f['arg']['instId'][:-4]}-USDT-PERP"
+        ts_ex = t["systemTime"] * 1_000_000
+        assert mark[:6] == (
+            "bitget-futures",
+            symbol,
+            ts_ex,
+            ts,
+            float(t["markPrice"]),
+            float(t["indexPrice"]),
+        )
+        assert funding[:7] == (
+            "bitget-futures",
+            symbol,
+            ts_ex,
+            ts,
+            float(t["capitalRate"]),
+            None,
+            t["nextSettleTime"] * 1_000_000,
+        )
+        assert oi[:6] == ("bitget-futures", symbol, ts_ex, ts, float(t["holding"]), None)
+
+
+# v2 USDT-FUTURES ticker push with the documented fields (page: contract/websocket/public/Tickers-Channel)
+V2_TICKER = (
+    '{"action":"snapshot","arg":{"instType":"USDT-FUTURES","channel":"ticker","instId":"BTCUSDT"},'
+    '"data":[{"instId":"BTCUSDT","lastPr":"109822.5","bidPr":"109815.8","askPr":"109815.9","bidSz":"2.469",'
+    '"askSz":"3.321","open24h":"112171.9","high24h":"113271.5","low24h":"108660","change24h":"-0.03045",'
+    '"fundingRate":"0.0001","nextFundingTime":"1756195200000","markPrice":"109822.7",'
+    '"indexPrice":"109867.6857822380165048","holdingAmount":"21425.2578","baseVolume":"4075.2916",'
+    '"quoteVolume":"451366093.334","openUtc":"110104.2","symbolType":"1","symbol":"BTCUSDT",'
+    '"deliveryPrice":"0","ts":"1756180111636"}],"ts":1756180111642}'
+)
+
+
+def test_v2_futures_ticker_every_value_and_no_second_bbo() -> None:
+    ts = 1756180111636_000_000
+    n, out = get_dialect("bitget-futures").new_normaliser(), RecordBuffer()
+    n.on_frame(5, V2_TICKER, out)
+    assert out.feed_events == [] and out.bbo == []  # bbo comes from books1 (the default)
+    assert [r[:6] for r in out.mark_price] == [
+        ("bitget-futures", "BTC-USDT-PERP", ts, 5, 109822.7, 109867.6857822380165048)
+    ]
+    assert [r[:7] for r in out.funding] == [
+        ("bitget-futures", "BTC-USDT-PERP", ts, 5, 0.0001, None, 1756195200000_000_000)
+    ]
+    assert [r[:6] for r in out.open_interest] == [
+        ("bitget-futures", "BTC-USDT-PERP", ts, 5, 21425.2578, None)
+    ]
+    # with the ticker as the bbo source, one push gives the bbo row too
+    as_bbo = BitgetFuturesDialect(DialectOptions(extra={"bbo_channel": "ticker"})).new_normaliser()
+    out2 = RecordBuffer()
+    as_bbo.on_frame(5, V2_TICKER, out2)
+    assert [r[2:8] for r in out2.bbo] == [(ts, 5, 109815.8, 2.469, 109815.9, 3.321)]
+    assert len(out2.mark_price) == len(out2.funding) == len(out2.open_interest) == 1
+    # spot tickers carry none of it
+    spot = V2_TICKER.replace("USDT-FUTURES", "SPOT")
+    out3 = RecordBuffer()
+    BitgetSpotNormaliser().on_frame(5, spot, out3)
+    assert len(out3.bbo) == 1 and not (out3.mark_price or out3.funding or out3.open_interest)
+
+
+def test_hostile_futures_tickers_are_parse_errors_without_partial_rows() -> None:
+    for bad in (
+        V2_TICKER.replace('"0.0001"', '"3"'),
+        V2_TICKER.replace('"109822.7"', '"-1"'),
+        V2_TICKER.replace('"109822.7"', '"NaN"'),
+        V2_TICKER.replace('"21425.2578"', '"-5"'),
+        V2_TICKER.replace('"1756195200000"', '"soon"'),
+        V2_TICKER.replace('"ts":"1756180111636"', '"ts":"x"'),
+        V2_TICKER.replace('"data":[{', '"data":[7,{'),
+    ):
+        n, out = get_dialect("bitget-futures").new_normaliser(), RecordBuffer()
+        n.on_frame(1, bad, out)
+        assert [e[4] for e in out.feed_events] == ["parse_error"], bad
+        assert not (out.mark_price or out.funding or out.open_interest or out.bbo), bad
+        n.on_frame(2, V2_TICKER, out)
+        assert len(out.mark_price) == 1
+
+
+def test_futures_derivatives_ride_one_ticker_subscription() -> None:
+    dialect = get_dialect("bitget-futures")
+    assert set(dialect.channels) == {"trades", "book", "bbo", "funding", "mark", "open_interest"}
+    sub = Subscription(("BTCUSDT",), ("trades", "bbo", "funding", "mark", "open_interest"))
+    args = orjson.loads(dialect.subscribe_frames(sub)[0])["args"]
+    assert [a["channel"] for a in args] == ["trade", "books1", "ticker"]
+    as_bbo = BitgetFuturesDialect(DialectOptions(extra={"bbo_channel": "ticker"}))
+    args = orjson.loads(as_bbo.subscribe_frames(sub)[0])["args"]
+    assert [a["channel"] for a in args] == ["trade", "ticker"]
+    assert "funding" not in get_dialect("bitget").channels

@@ -66,6 +66,23 @@ Book integrity (documented rules implemented here):
   within 1000 updates the request is repeated (``resync_retry``). Each resync costs two of the
   240 subscription requests per hour.
 
+Derivatives channels (issue 15, ``bitget-futures`` only; checked 2026-12-05):
+https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel (its address as ccxt's
+websocket module cites it; the page's text was not among the stored pages, so the field names were
+verified from USDT-FUTURES/COIN-FUTURES ``ticker`` pushes quoted in public test fixtures, and from the
+REST ticker https://www.bitget.com/api-doc/contract/market/Get-Ticker, whose ``holdingAmount`` is
+stated in base coin):
+- ``funding``, ``mark``, ``open_interest`` ride the ``ticker`` channel (one subscription for all three,
+  shared with bbo when ``bbo_channel`` is ``ticker``; otherwise its bid/ask add no second bbo
+  stream). Each entry gives, at its ``ts`` (ms): a ``mark_price`` row (``markPrice``, ``indexPrice``),
+  a ``funding`` row (``fundingRate``, next funding time ``nextFundingTime``; no predicted rate) and an
+  ``open_interest`` row (``holdingAmount``, base coin, no value); a field that is absent or empty
+  makes no row. v1 ``mc`` tickers (the 2022 recording) carry the same under ``systemTime``,
+  ``capitalRate``, ``nextSettleTime`` and ``holding`` and are read the same way.
+- ``liquidations``: not offered. No public liquidation channel of the v2 public websocket was found
+  in the stored documentation (peers mention a ``liquidation`` channel of Bitget's unified-account
+  websocket, not verified here), so the dialect does not declare the channel.
+
 Retired v1 captures (``wss://ws.bitget.com/spot/v1/stream`` and ``/mix/v1/stream``, as in
 ``../shared/samples/bitget``, 2022) replay through the same normalisers: ``instType`` ``sp``/``mc``;
 trades are arrays ``[ts, price, size, side]`` without trade id (the lake needs one: rows get

@@ -17,7 +17,16 @@ from ...base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ...book import L2Book, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
 from ...checksum import book_crc32, to_signed32
 from ...dedupe import RecentTradeIds
-from ...events import ParseError, bbo_side, check_symbol, emit_event, ms_to_ns, positive_price
+from ...events import (
+    ParseError,
+    bbo_side,
+    check_symbol,
+    emit_event,
+    funding_rate,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from ..binance import split_binance_symbol
 
 if TYPE_CHECKING:
@@ -76,6 +85,40 @@ def _side(value: Any, symbol: str) -> str:
     return side
 
 
+#: our channels that ride a futures ``ticker`` subscription
+TICKER_CHANNELS: tuple[str, ...] = ("funding", "mark", "open_interest")
+#: ticker fields (v2, v1) of: exchange time, mark, index, funding rate, next funding time, open interest
+_V2_FIELDS = ("ts", "markPrice", "indexPrice", "fundingRate", "nextFundingTime", "holdingAmount")
+_V1_FIELDS = ("systemTime", "markPrice", "indexPrice", "capitalRate", "nextSettleTime", "holding")
+
+
+def _present(t: dict[str, Any], key: str) -> Any:
+    """A ticker field, or None when absent or empty."""
+    value = t.get(key)
+    return None if value is None or value == "" else value
+
+
+def ticker_derivatives(
+    t: dict[str, Any], v1: bool, symbol: str
+) -> tuple[int, float | None, float | None, float | None, int | None, float | None]:
+    """A futures ticker's (ts_exchange, mark, index, funding rate, next funding time, open interest);
+    each value None when the ticker does not carry it (a next funding time of 0 too)."""
+    ts_key, mark_key, index_key, rate_key, next_key, oi_key = _V1_FIELDS if v1 else _V2_FIELDS
+    ts_exchange = ms_to_ns(t[ts_key])
+    mark, index, rate, next_raw, oi = (
+        _present(t, k) for k in (mark_key, index_key, rate_key, next_key, oi_key)
+    )
+    next_time = None if next_raw in (None, 0, "0") else ms_to_ns(next_raw)
+    return (
+        ts_exchange,
+        None if mark is None else positive_price(mark, "markPrice"),
+        None if index is None else positive_price(index, "indexPrice"),
+        None if rate is None else funding_rate(rate, symbol),
+        next_time,
+        None if oi is None else non_negative_size(oi, "holdingAmount"),
+    )
+
+
 class BitgetNormaliser(Normaliser):
     """Bitget public v2 frames (and retired v1 frames, for old captures) -> records."""
 
@@ -84,10 +127,15 @@ class BitgetNormaliser(Normaliser):
     inst_types: ClassVar[frozenset[str]] = frozenset({"SPOT", "sp"})
     #: suffix of normalised symbols (``-PERP`` for perpetuals)
     symbol_suffix: ClassVar[str] = ""
+    #: whether ``ticker`` pushes carry mark, funding and open interest (futures)
+    derivatives: ClassVar[bool] = False
 
-    def __init__(self, verify_checksums: bool = True, **kwargs: Any) -> None:
+    def __init__(self, verify_checksums: bool = True, ticker_bbo: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verify_checksums = verify_checksums
+        #: whether ``ticker`` pushes are the bbo source (else, on futures, they are subscribed for the
+        #: derivatives channels only and their bid/ask add no second bbo stream)
+        self.ticker_bbo = ticker_bbo
         self.symbols = SymbolBooks(self.exchange, self.normalise_native)
         self.books = self.symbols.books  # instId -> book
         self.trade_ids = RecentTradeIds()
@@ -320,22 +368,41 @@ class BitgetNormaliser(Normaliser):
             self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_p, bid_s, ask_p, ask_s, seq)
 
     def on_ticker(self, ts_recv: int, inst_id: Any, data: list[Any], out: RecordBuffer) -> None:
-        """A v2 ``ticker`` push: ``bidPr``/``bidSz``/``askPr``/``askSz`` without a book sequence.
+        """A ``ticker`` push: a bbo row from v2 ``bidPr``/``bidSz``/``askPr``/``askSz`` (no book
+        sequence) when the ticker is the bbo source, and on futures mark, funding and open interest rows.
 
         v1 tickers (old captures) carry ``bestBid``/``bestAsk`` without sizes, rounded on the 2022
-        recording (bid equal to ask): they are counted in ``ignored_pushes``, not stored as bbo.
+        recording (bid equal to ask): never bbo rows; on spot they are counted in ``ignored_pushes``.
+        Every entry is validated before any row is written.
         """
         symbol = self.symbols.name(inst_id)
         rows = []
+        derivatives = []
+        ignored = False
         for t in data:
-            if "bidPr" not in t and "bestBid" in t:
-                self.ignored_pushes += 1
-                return
+            if not isinstance(t, dict):
+                raise ParseError("ticker is not an object", symbol, "bbo")
+            v1 = "bidPr" not in t and "bestBid" in t
+            if self.derivatives:
+                derivatives.append(ticker_derivatives(t, v1, symbol))
+            elif v1:
+                ignored = True
+            if v1 or not self.ticker_bbo:
+                continue
             bid_p, bid_s = bbo_side(t["bidPr"] or 0, t["bidSz"] or 0, "bid")
             ask_p, ask_s = bbo_side(t["askPr"] or 0, t["askSz"] or 0, "ask")
             rows.append((ms_to_ns(t["ts"]), bid_p, bid_s, ask_p, ask_s))
+        if ignored:
+            self.ignored_pushes += 1
         for ts_exchange, bid_p, bid_s, ask_p, ask_s in rows:
             self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_p, bid_s, ask_p, ask_s, None)
+        for ts_exchange, mark, index, rate, next_time, oi in derivatives:
+            if mark is not None:
+                self.emit_mark_price(out, symbol, ts_exchange, ts_recv, mark, index)
+            if rate is not None:
+                self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, None, next_time)
+            if oi is not None:
+                self.emit_open_interest(out, symbol, ts_exchange, ts_recv, oi, None)
 
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """Books start over on the next connection (trade ids are kept to drop replayed trades)."""
@@ -392,7 +459,9 @@ class BitgetDialect(ExchangeDialect):
     def channel_names(self, sub: Subscription) -> list[str]:
         """Bitget channel names of a subscription's channels."""
         names = {"trades": "trade", "book": BOOK_CHANNEL, "bbo": self.bbo_channel}
-        return [names[c] for c in sub.channels]
+        names.update({c: "ticker" for c in TICKER_CHANNELS if c in self.channels})
+        # one ``ticker`` subscription serves bbo (when it is the bbo source) and the derivatives channels
+        return list(dict.fromkeys(names[c] for c in sub.channels if c in names))
 
     def _requests(self, op: str, args: list[dict[str, str]]) -> list[str]:
         return [
@@ -415,7 +484,9 @@ class BitgetDialect(ExchangeDialect):
         return self._requests("unsubscribe", args) + self._requests("subscribe", args)
 
     def new_normaliser(self) -> Normaliser:
-        return self.normaliser_class(verify_checksums=self.options.verify_checksums)
+        return self.normaliser_class(
+            verify_checksums=self.options.verify_checksums, ticker_bbo=self.bbo_channel == "ticker"
+        )
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import BitgetSimulator

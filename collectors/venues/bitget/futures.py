@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .client import BitgetDialect, BitgetNormaliser
+from ...base import CHANNELS
+from .client import TICKER_CHANNELS, BitgetDialect, BitgetNormaliser
 
 
 class BitgetFuturesNormaliser(BitgetNormaliser):
@@ -15,6 +16,7 @@ class BitgetFuturesNormaliser(BitgetNormaliser):
     exchange: ClassVar[str] = "bitget-futures"
     inst_types: ClassVar[frozenset[str]] = frozenset({"USDT-FUTURES", "mc"})
     symbol_suffix: ClassVar[str] = "-PERP"
+    derivatives: ClassVar[bool] = True
 
 
 class BitgetFuturesDialect(BitgetDialect):
@@ -23,6 +25,8 @@ class BitgetFuturesDialect(BitgetDialect):
     exchange_id: ClassVar[str] = "bitget-futures"
     inst_type: ClassVar[str] = "USDT-FUTURES"
     normaliser_class: ClassVar[type[BitgetNormaliser]] = BitgetFuturesNormaliser
+    #: mark, funding and open interest from ``ticker`` (no public liquidation channel on v2)
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, *TICKER_CHANNELS)
     symbol_suffix: ClassVar[str] = "-PERP"
 
 

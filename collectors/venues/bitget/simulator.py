@@ -3,8 +3,10 @@
 Serves ``/v2/ws/public``: text ``ping`` -> ``pong``; ``subscribe``/``unsubscribe`` requests with
 ``{instType, channel, instId}`` arguments (an unknown one is answered with an ``error`` event, code
 30001); ``books`` as a checksummed snapshot on subscribe then updates carrying ``seq``/``pseq``;
-``books1`` and ``ticker`` pushes for the best bid/offer; ``trade`` with the recent trades as a
-snapshot on subscribe (as Bitget does, so a reconnecting client sees trades it already stored).
+``books1`` and ``ticker`` pushes for the best bid/offer (on futures the ticker also carries
+``markPrice``, ``indexPrice``, ``fundingRate``, ``nextFundingTime`` and ``holdingAmount``); ``trade``
+with the recent trades as a snapshot on subscribe (as Bitget does, so a reconnecting client sees trades
+it already stored).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from .client import BitgetDialect
 
 #: Bitget channel name -> our channel
-SIM_CHANNELS = {"trade": "trades", "books": "book", "books1": "bbo", "ticker": "bbo"}
+SIM_CHANNELS = {"trade": "trades", "books": "book", "books1": "bbo", "ticker": "ticker"}
 #: Recent trades sent in the snapshot of a trade subscription.
 TRADE_SNAPSHOT_SIZE = 50
 
@@ -46,6 +48,7 @@ class BitgetSimulator(ExchangeSimulator):
     def __init__(self, dialect: BitgetDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
         self.inst_type = dialect.inst_type
+        self.futures = dialect.normaliser_class.derivatives
         #: instId -> recent trades, newest first: {ts, price, size, side, tradeId}
         self.recent_trades: dict[str, deque[dict[str, str]]] = {
             s: deque(maxlen=TRADE_SNAPSHOT_SIZE) for s in self.markets
@@ -88,13 +91,11 @@ class BitgetSimulator(ExchangeSimulator):
                 }
                 self.send(session, orjson.dumps(error).decode())
                 continue
-            names: dict[str, str] = session.state.setdefault("names", {})
             if op == "unsubscribe":
                 session.subscriptions.discard((ours, inst_id))
                 self.send(session, orjson.dumps({"event": "unsubscribe", "arg": arg}).decode())
                 continue
             session.subscriptions.add((ours, inst_id))
-            names[ours] = str(channel)
             self.send(session, orjson.dumps({"event": "subscribe", "arg": arg}).decode())
             ms = self.now_exchange_ns() // 1_000_000
             if channel == BOOK_CHANNEL:
@@ -157,6 +158,18 @@ class BitgetSimulator(ExchangeSimulator):
             "askSz": aq,
             "ts": str(ms),
         }
+        if self.futures:
+            mid = (float(bp) + float(ap)) / 2
+            interval_ms = 8 * 3600 * 1000
+            ticker.update(
+                {
+                    "fundingRate": "0.0001" if step.update_id % 2 else "-0.00005",
+                    "nextFundingTime": str((ms // interval_ms + 1) * interval_ms),
+                    "markPrice": f"{mid:.2f}",
+                    "indexPrice": f"{mid * 0.9999:.2f}",
+                    "holdingAmount": f"{5_000 + step.update_id % 997 / 100:.2f}",
+                }
+            )
         frames["ticker"] = [self._push("snapshot", "ticker", inst_id, [ticker], ms)]
         self._rendered = (step, frames)
         return frames
@@ -164,9 +177,9 @@ class BitgetSimulator(ExchangeSimulator):
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         frames = self.step_frames(step)
         sym = step.symbol
-        names: dict[str, str] = session.state.get("names", {})
+        top = frames["books1"] if session.subscribed("bbo", sym) else []
         return (
             frames["trade"] if session.subscribed("trades", sym) else [],
             frames["books"] if session.subscribed("book", sym) else [],
-            frames[names.get("bbo", "books1")] if session.subscribed("bbo", sym) else [],
+            top + frames["ticker"] if session.subscribed("ticker", sym) else top,
         )
