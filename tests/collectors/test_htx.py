@@ -497,6 +497,38 @@ def test_symbols_endpoints_and_connection_split() -> None:
         == "wss://api.hbdm.com/linear-swap-ws"
     )
     assert len(split_subscription(swap, ["BTC-USDT"], ("trades", "book", "bbo"))) == 1
+    # the mark price is served on /ws_index: its own connections
+    subs = split_subscription(swap, ["BTC-USDT"], swap.channels)
+    assert [s.channels for s in subs] == [("trades", "book", "bbo"), ("mark",)]
+    assert swap.connection_url("wss://api.hbdm.com/linear-swap-ws", subs[1]) == "wss://api.hbdm.com/ws_index"
+    assert [orjson.loads(f)["sub"] for f in swap.subscribe_frames(subs[1])] == [
+        "market.BTC-USDT.mark_price.1min"
+    ]
+
+
+def test_swap_mark_price_kline_example_of_the_documentation() -> None:
+    # "[General] Subscribe Kline Data of Mark Price" (checked 2026-12-05): the data update example
+    example = (
+        b'{"ch":"market.BTC-USDT.mark_price.1min","ts":1489474082831,"tick":{"vol":"0","close":"9800.12",'
+        b'"count":"0","high":"9800.12","id":1529898780,"low":"9800.12","open":"9800.12",'
+        b'"trade_turnover":"0","amount":"0"}}'
+    )
+    # the same kline later in its minute: the mark moved (close differs from open, high and low)
+    later = example.replace(b'"close":"9800.12"', b'"close":"9801.5"').replace(
+        b"1489474082831", b"1489474112831"
+    )
+    normaliser = HtxSwapNormaliser()
+    out = RecordBuffer()
+    normaliser.on_frame(1489474082900000000, example, out)
+    normaliser.on_frame(1489474112900000000, later, out)
+    assert [r[:6] for r in out.mark_price] == [
+        ("htx-swap", "BTC-USDT-PERP", 1489474082831000000, 1489474082900000000, 9800.12, None),
+        ("htx-swap", "BTC-USDT-PERP", 1489474112831000000, 1489474112900000000, 9801.5, None),
+    ]
+    assert out.feed_events == []
+    bad = example.replace(b'"close":"9800.12"', b'"close":"-1"')
+    normaliser.on_frame(1489474113000000000, bad, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] and len(out.mark_price) == 2
 
 
 # -- simulators end to end -----------------------------------------------------------------------------
@@ -529,7 +561,7 @@ async def test_simulator_round_trip_capture_replays_to_the_live_records(
         await run.sim.disconnect_all()
         await run.until(lambda: len(run.events("resync", other)) == 1)
         assert getattr(run.sim, "req_rejected", 0) == 0  # requests were paced 100 ms apart
-    connections = 2 if exchange == "htx" else 1
+    connections = 2  # spot: /ws and /feed; swaps: /linear-swap-ws and /ws_index (mark)
     files = sorted(tmp_path.glob("live*.capture.gz"))
     assert len(files) == connections
     replayed = RecordBuffer()
@@ -541,6 +573,9 @@ async def test_simulator_round_trip_capture_replays_to_the_live_records(
     assert replayed.book == run.got.book  # one connection carries the book
     assert sorted(replayed.bbo, key=key) == sorted(run.got.bbo, key=key)
     assert sorted(replayed.feed_events) == sorted(live_events)
+    if exchange == "htx-swap":
+        assert all(run.count("mark_price", s) > 0 for s in (first, other))
+    assert sorted(replayed.mark_price) == sorted(run.got.mark_price)
     ids = [(r[1], r[4]) for r in run.got.trades]
     assert len(ids) == len(set(ids))  # the trade re-sent on every subscribe is de-duplicated
     assert assert_tops_match_bbo(run.got.book, run.got.bbo) > 10 or exchange == "htx-swap"

@@ -209,7 +209,7 @@ class HtxSimulator(ExchangeSimulator):
                 continue
             if topic.endswith(".trade.detail"):
                 trades.extend(topic_frames)
-            elif topic.endswith(".bbo"):
+            elif topic.endswith((".bbo", ".mark_price.1min")):  # not book: book faults leave them alone
                 bbo.extend(topic_frames)
             else:
                 book.extend(topic_frames)
@@ -364,11 +364,16 @@ class HtxSpotSimulator(HtxSimulator):
 
 
 class HtxSwapSimulator(HtxSimulator):
-    """HTX USDT-margined swaps on loopback: ``/linear-swap-ws``."""
+    """HTX USDT-margined swaps on loopback: ``/linear-swap-ws`` and, for the mark price, ``/ws_index``."""
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
-        self.ws_paths = (str(getattr(dialect, "ws_path", "/linear-swap-ws")),)
+        self.ws_paths = (
+            str(getattr(dialect, "ws_path", "/linear-swap-ws")),
+            str(getattr(dialect, "index_path", "/ws_index")),
+        )
+        #: the running mark-price kline of each contract
+        self.mark_kline: dict[str, dict[str, Any]] = {}
 
     def first_seq(self, symbol: str) -> int:
         return 1_000_000 + zlib.crc32(symbol.encode()) % 1_000_000
@@ -380,6 +385,11 @@ class HtxSwapSimulator(HtxSimulator):
         symbol, _, rest = tail.partition(".")
         if prefix != "market" or symbol not in self.markets:
             return None
+        # /ws_index serves the mark-price kline only; /linear-swap-ws everything else
+        if (session.request.path == self.ws_paths[1]) != (rest == "mark_price.1min"):
+            return None
+        if rest == "mark_price.1min":
+            return ("mark", symbol, 0)
         if rest == "trade.detail":
             return ("trades", symbol, 0)
         if rest == "bbo":
@@ -488,4 +498,19 @@ class HtxSwapSimulator(HtxSimulator):
                 "version": step.update_id,
             }
             frames[topic] = [orjson.dumps({"ch": topic, "ts": ms, "tick": tick}).decode()]
+        frames[f"market.{symbol}.mark_price.1min"] = [self._mark_frame(symbol, model, ms)]
         return frames
+
+    def _mark_frame(self, symbol: str, model: MarketModel, ms: int) -> str:
+        """The mark-price kline of the running minute (mid price as the mark; volumes are 0 as documented)."""
+        (bp, _), (ap, _) = model.best()
+        mark = f"{(float(bp) + float(ap)) / 2:.2f}"
+        kline = self.mark_kline.get(symbol)
+        start = ms // 60_000 * 60
+        if kline is None or kline["id"] != start:
+            kline = self.mark_kline[symbol] = {"id": start, "open": mark, "high": mark, "low": mark}
+        kline["high"] = max(kline["high"], mark, key=float)
+        kline["low"] = min(kline["low"], mark, key=float)
+        topic = f"market.{symbol}.mark_price.1min"
+        tick = {"vol": "0", "close": mark, "count": "0", **kline, "trade_turnover": "0", "amount": "0"}
+        return orjson.dumps({"ch": topic, "ts": ms, "tick": tick}).decode()

@@ -29,6 +29,22 @@ with the book's version). Trades: ``trade.detail`` items' ``id`` (unique per con
 Symbols: ``BTC-USDT`` (native) <-> ``BTC-USDT-PERP``; dated futures on the same endpoint
 (``BTC-USDT-210625``, ``BTC-USDT-CW``) keep HTX's name.
 
+Derivatives channels (issue 15): only ``mark``. HTX serves the mark price as a kline,
+``market.$contract_code.mark_price.1min``, on another endpoint, ``wss://api.hbdm.com/ws_index`` (same
+gzip/ping/``sub`` protocol; https://www.htx.com/en-us/opend/newApiPages/?id=8cb7d626-77b5-11ed-9966-0242ac110003
+"[General] Subscribe Kline Data of Mark Price", checked 2026-12-05 through a stored copy of that page):
+``{"ch", "ts" (ms, "time of respond generation"), "tick": {"id" (kline start, s), "open", "close", "high",
+"low", "vol", "amount", "count", "trade_turnover"}}`` with prices as strings. Each push is one
+``mark_price`` row: ``mark_price = tick.close`` (the latest mark of the running minute),
+``ts_exchange = ts``, ``index_price`` null (the index is another kline, ``market.$contract_code.index.$period``,
+not merged here). The ``mark`` channel gets its own connections (:meth:`HtxSwapDialect.channel_groups`).
+Not offered, and why: ``funding`` and ``liquidations`` are pushed only on the notification endpoint
+``/linear-swap-notification`` (``public.$contract_code.funding_rate``, ``public.$contract_code.liquidation_orders``),
+which speaks another protocol (``op``: ``sub``/``notify``/``ping``); it is not implemented yet (and one
+third-party client reports the liquidation topic as withdrawn: not verified). Open interest has no
+websocket push (REST ``/linear-swap-api/v1/swap_open_interest`` only), and is not polled yet.
+Not verified: how often a live ``mark_price.1min`` pushes within a minute.
+
 The shared recordings (2022, cryptofeed) use ``market.$contract_code.depth.step0`` (a full book per
 message, read as described in :mod:`.common`; its ``version`` is a second count, not a sequence) on
 ``linear-swap-ws`` and, in the other file, on the coin-margined ``swap-ws`` (``BTC-USD``, read the same
@@ -42,13 +58,16 @@ from typing import Any, ClassVar
 
 from schemas import RecordBuffer
 
-from ...base import Subscription
+from ...base import CHANNELS, Subscription
 from ...book import ResyncWatch, parse_levels
-from ...events import ParseError, emit_event, ms_to_ns
+from ...events import ParseError, emit_event, ms_to_ns, positive_price
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .common import HtxDialect, HtxNormaliser, bbo_level, int_field
 
 EXCHANGE = "htx-swap"
+#: the mark-price kline channel (after the contract code) and the endpoint serving it
+MARK_CHANNEL = "mark_price.1min"
+INDEX_PATH = "/ws_index"
 #: Messages of a contract still waiting for its snapshot after a re-subscribe before asking again.
 RESUBSCRIBE_AGAIN_AFTER = 200
 
@@ -79,6 +98,16 @@ class HtxSwapNormaliser(HtxNormaliser):
 
     def incremental_channel(self, rest: str) -> bool:
         return rest.startswith("depth.size_") and rest.endswith(".high_freq") and rest[11:-10].isdigit()
+
+    def other_channel(self, rest: str) -> bool:
+        return rest == MARK_CHANNEL
+
+    def on_other(
+        self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
+    ) -> None:
+        """A ``mark_price.1min`` kline push: its ``close`` is the current mark price."""
+        mark = positive_price(tick["close"], "mark price")
+        self.emit_mark_price(out, symbol, ms_to_ns(msg["ts"]), ts_recv, mark)
 
     def on_bbo(
         self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
@@ -188,6 +217,8 @@ class HtxSwapDialect(HtxDialect):
     normaliser_class: ClassVar[type[HtxNormaliser]] = HtxSwapNormaliser
     book_depths: ClassVar[tuple[int, ...]] = (20, 150)
     default_book_depth: ClassVar[int] = 150
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "mark")
+    index_path: ClassVar[str] = INDEX_PATH
 
     def native_symbol(self, symbol: str) -> str:
         """``BTC-USDT-PERP``, ``btc-usdt``, ``BTC/USDT``, ``BTCUSDT`` -> ``BTC-USDT``."""
@@ -200,15 +231,27 @@ class HtxSwapDialect(HtxDialect):
                     return f"{upper[: -len(quote)]}-{quote}"
         return upper
 
+    def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
+        """``mark`` is served on ``/ws_index``, everything else on ``/linear-swap-ws``."""
+        market = tuple(c for c in channels if c != "mark")
+        groups = [market] if market else []
+        if "mark" in channels:
+            groups.append(("mark",))
+        return groups
+
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
         base = ws_url.rstrip("/")
-        return base if base.endswith(self.ws_path) else base + self.ws_path
+        for path in (self.ws_path, self.index_path):
+            if base.endswith(path):
+                base = base[: -len(path)]
+        return base + (self.index_path if "mark" in sub.channels else self.ws_path)
 
     def topics(self, native: str, channels: Sequence[str]) -> list[str]:
         names = {
             "trades": f"market.{native}.trade.detail",
             "book": f"market.{native}.depth.size_{self.book_depth}.high_freq",
             "bbo": f"market.{native}.bbo",
+            "mark": f"market.{native}.{MARK_CHANNEL}",
         }
         return [names[c] for c in channels]
 
