@@ -497,6 +497,103 @@ def test_symbols_endpoints_and_connection_split() -> None:
         == "wss://api.hbdm.com/linear-swap-ws"
     )
     assert len(split_subscription(swap, ["BTC-USDT"], ("trades", "book", "bbo"))) == 1
+    # the mark price is served on /ws_index, funding on /linear-swap-notification: their own connections
+    subs = split_subscription(swap, ["BTC-USDT"], swap.channels)
+    assert [s.channels for s in subs] == [("trades", "book", "bbo"), ("mark",), ("funding",)]
+    assert swap.connection_url("wss://api.hbdm.com/linear-swap-ws", subs[1]) == "wss://api.hbdm.com/ws_index"
+    assert [orjson.loads(f)["sub"] for f in swap.subscribe_frames(subs[1])] == [
+        "market.BTC-USDT.mark_price.1min"
+    ]
+    assert (
+        swap.connection_url("wss://api.hbdm.com/ws_index", subs[2])
+        == "wss://api.hbdm.com/linear-swap-notification"
+    )
+    [funding_sub] = [orjson.loads(f) for f in swap.subscribe_frames(subs[2])]
+    assert funding_sub["op"] == "sub" and funding_sub["topic"] == "public.BTC-USDT.funding_rate"
+
+
+def test_swap_funding_rate_examples_and_the_op_protocol() -> None:
+    # "[General] Subscribe funding rate (no authentication)" (checked 2026-12-05): its data update
+    # example (estimated_rate deprecated, sent as the string "null"), then an older push that still
+    # carried an estimated rate (a public client's recorded linear-swap message, 2021)
+    documented = (
+        b'{"op":"notify","topic":"public.BTC-USDT.funding_rate","ts":1603778748166,"data":[{"symbol":"BTC",'
+        b'"contract_code":"BTC-USDT","fee_asset":"USDT","funding_time":"1603778700000",'
+        b'"funding_rate":"-0.000220068774978695","settlement_time":"1603785600000","estimated_rate":"null"}]}'
+    )
+    older = (
+        b'{"op":"notify","topic":"public.BTC-USDT.funding_rate","ts":1617309787271,"data":[{"symbol":"BTC",'
+        b'"contract_code":"BTC-USDT","fee_asset":"USDT","funding_time":"1617309780000",'
+        b'"funding_rate":"0.000754108135233895","estimated_rate":"0.000429934303518805",'
+        b'"settlement_time":"1617321600000"}]}'
+    )
+    normaliser = HtxSwapNormaliser()
+    out = RecordBuffer()
+    normaliser.on_frame(1603778748200000000, documented, out)
+    normaliser.on_frame(1617309787300000000, older, out)
+    assert [r[:7] for r in out.funding] == [
+        (
+            "htx-swap",
+            "BTC-USDT-PERP",
+            1603778748166000000,
+            1603778748200000000,
+            -0.000220068774978695,
+            None,
+            1603785600000000000,
+        ),
+        (
+            "htx-swap",
+            "BTC-USDT-PERP",
+            1617309787271000000,
+            1617309787300000000,
+            0.000754108135233895,
+            0.000429934303518805,
+            1617321600000000000,
+        ),
+    ]
+    # the op protocol: ping answered with the same ts, a sub answer is quiet, a refused one is an event
+    normaliser.on_frame(1, b'{"op":"ping","ts":"1492420473058"}', out)
+    assert normaliser.replies[-1] == '{"op":"pong","ts":"1492420473058"}'
+    ok = b'{"op":"sub","cid":"40sG903yz80oDFWr","topic":"public.btc-usdt.funding_rate","ts":1670903745088,"err-code":0}'
+    normaliser.on_frame(2, ok, out)
+    assert out.feed_events == []
+    refused = ok.replace(b'"err-code":0', b'"err-code":2011,"err-msg":"invalid topic"')
+    normaliser.on_frame(3, refused, out)
+    assert [e[4] for e in out.feed_events] == ["subscribe_error"]
+    # bad pushes: parse errors, no row
+    for bad in (
+        documented.replace(b'"-0.000220068774978695"', b'"abc"'),
+        documented.replace(b'"contract_code":"BTC-USDT"', b'"contract_code":"ETH-USDT"'),
+        documented.replace(b"public.BTC-USDT.funding_rate", b"public.../x.funding_rate"),
+        documented.replace(b'"data":[', b'"data":[1,'),
+    ):
+        normaliser.on_frame(4, bad, out)
+    assert [e[4] for e in out.feed_events][1:] == ["parse_error"] * 4 and len(out.funding) == 2
+
+
+def test_swap_mark_price_kline_example_of_the_documentation() -> None:
+    # "[General] Subscribe Kline Data of Mark Price" (checked 2026-12-05): the data update example
+    example = (
+        b'{"ch":"market.BTC-USDT.mark_price.1min","ts":1489474082831,"tick":{"vol":"0","close":"9800.12",'
+        b'"count":"0","high":"9800.12","id":1529898780,"low":"9800.12","open":"9800.12",'
+        b'"trade_turnover":"0","amount":"0"}}'
+    )
+    # the same kline later in its minute: the mark moved (close differs from open, high and low)
+    later = example.replace(b'"close":"9800.12"', b'"close":"9801.5"').replace(
+        b"1489474082831", b"1489474112831"
+    )
+    normaliser = HtxSwapNormaliser()
+    out = RecordBuffer()
+    normaliser.on_frame(1489474082900000000, example, out)
+    normaliser.on_frame(1489474112900000000, later, out)
+    assert [r[:6] for r in out.mark_price] == [
+        ("htx-swap", "BTC-USDT-PERP", 1489474082831000000, 1489474082900000000, 9800.12, None),
+        ("htx-swap", "BTC-USDT-PERP", 1489474112831000000, 1489474112900000000, 9801.5, None),
+    ]
+    assert out.feed_events == []
+    bad = example.replace(b'"close":"9800.12"', b'"close":"-1"')
+    normaliser.on_frame(1489474113000000000, bad, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] and len(out.mark_price) == 2
 
 
 # -- simulators end to end -----------------------------------------------------------------------------
@@ -529,7 +626,8 @@ async def test_simulator_round_trip_capture_replays_to_the_live_records(
         await run.sim.disconnect_all()
         await run.until(lambda: len(run.events("resync", other)) == 1)
         assert getattr(run.sim, "req_rejected", 0) == 0  # requests were paced 100 ms apart
-    connections = 2 if exchange == "htx" else 1
+    # spot: /ws and /feed; swaps: /linear-swap-ws, /ws_index (mark), /linear-swap-notification (funding)
+    connections = 2 if exchange == "htx" else 3
     files = sorted(tmp_path.glob("live*.capture.gz"))
     assert len(files) == connections
     replayed = RecordBuffer()
@@ -541,6 +639,10 @@ async def test_simulator_round_trip_capture_replays_to_the_live_records(
     assert replayed.book == run.got.book  # one connection carries the book
     assert sorted(replayed.bbo, key=key) == sorted(run.got.bbo, key=key)
     assert sorted(replayed.feed_events) == sorted(live_events)
+    if exchange == "htx-swap":
+        assert all(run.count(d, s) > 0 for d in ("mark_price", "funding") for s in (first, other))
+    assert sorted(replayed.mark_price) == sorted(run.got.mark_price)
+    assert sorted(replayed.funding) == sorted(run.got.funding)
     ids = [(r[1], r[4]) for r in run.got.trades]
     assert len(ids) == len(set(ids))  # the trade re-sent on every subscribe is de-duplicated
     assert assert_tops_match_bbo(run.got.book, run.got.bbo) > 10 or exchange == "htx-swap"

@@ -10,7 +10,7 @@ What differs between the 2021 recording and KuCoin's current documentation (chec
 - its trade ids are hex strings (current ones decimal strings): both are opaque ids here;
 - it also carries ``/market/candles`` pushes that ticktape does not subscribe: they are parse errors.
 There is no futures recording: the futures tests use the documented examples (docs-new pages 3470082,
-3470084, 3470080) and the simulator.
+3470084, 3470080, 3470087 for ``/contract/instrument``) and the simulator.
 """
 
 from __future__ import annotations
@@ -372,6 +372,55 @@ def test_futures_execution_in_the_older_documented_format() -> None:
     )
 
 
+def test_futures_instrument_topic_examples_give_mark_and_funding_rows() -> None:
+    # docs-new 3470087 (checked 2026-12-05): the mark.index.price and funding.rate examples, verbatim
+    n = KucoinFuturesNormaliser()
+    out = RecordBuffer()
+    mark = (
+        b'{"topic":"/contract/instrument:XBTUSDTM","type":"message","subject":"mark.index.price",'
+        b'"data":{"markPrice":90445.02,"indexPrice":90445.02,"granularity":1000,"timestamp":1731899129000}}'
+    )
+    funding = (
+        b'{"topic":"/contract/instrument:XBTUSDTM","subject":"funding.rate",'
+        b'"data":{"granularity":60000,"fundingRate":-0.002966,"timestamp":1551770400000}}'
+    )
+    # the classic page's mark example (different values, index below mark), with the type it omits
+    classic = (
+        b'{"topic":"/contract/instrument:XBTUSDTM","type":"message","subject":"mark.index.price",'
+        b'"data":{"granularity":1000,"indexPrice":4000.23,"markPrice":4010.52,"timestamp":1551770400000}}'
+    )
+    n.on_frame(1731899129050000000, mark, out)
+    n.on_frame(1551770400100000000, b'{"type":"message",' + funding[1:], out)
+    n.on_frame(1551770400200000000, classic, out)
+    assert [r[:6] for r in out.mark_price] == [
+        ("kucoin-futures", "BTC-USDT-PERP", 1731899129000000000, 1731899129050000000, 90445.02, 90445.02),
+        ("kucoin-futures", "BTC-USDT-PERP", 1551770400000000000, 1551770400200000000, 4010.52, 4000.23),
+    ]
+    assert [r[:7] for r in out.funding] == [
+        ("kucoin-futures", "BTC-USDT-PERP", 1551770400000000000, 1551770400100000000, -0.002966, None, None)
+    ]
+    assert out.feed_events == [] and out.trades == [] and out.bbo == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'"subject":"mark.index.price","data":{"markPrice":"NaN","indexPrice":1,"timestamp":1551770400000}',
+        b'"subject":"mark.index.price","data":{"markPrice":-5,"indexPrice":1,"timestamp":1551770400000}',
+        b'"subject":"mark.index.price","data":{"indexPrice":1,"timestamp":1551770400000}',
+        b'"subject":"funding.rate","data":{"fundingRate":"x","timestamp":1551770400000}',
+        b'"subject":"funding.rate","data":{"fundingRate":5,"timestamp":1551770400000}',
+        b'"subject":"funding.rate","data":{"fundingRate":0.0001,"timestamp":"soon"}',
+    ],
+)
+def test_bad_instrument_messages_are_parse_errors(data: bytes) -> None:
+    n = KucoinFuturesNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, b'{"topic":"/contract/instrument:XBTUSDTM","type":"message",' + data + b"}", out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"]
+    assert out.mark_price == [] and out.funding == []
+
+
 def test_symbols() -> None:
     spot, fut = get_dialect("kucoin"), get_dialect("kucoin-futures")
     assert spot.native_symbol("btc/usdt") == "BTC-USDT" and spot.normalise_symbol("ETH-BTC") == "ETH-BTC"
@@ -399,6 +448,9 @@ def test_subscribe_frames() -> None:
         "/contractMarket/level2:XBTUSDTM",
         "/contractMarket/level2:ETHUSDTM",
     ]
+    # funding and mark share one topic: subscribed once per symbol
+    deriv = get_dialect("kucoin-futures").subscribe_frames(Subscription(("XBTUSDTM",), ("funding", "mark")))
+    assert [orjson.loads(f)["topic"] for f in deriv] == ["/contract/instrument:XBTUSDTM"]
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,8 @@ KIND_TRADES = 0
 KIND_BBO = 1
 KIND_FULL_BOOK = 2
 KIND_INCREMENTAL = 3
+#: a kind a venue adds through :meth:`HtxNormaliser.other_kind` (the swaps' mark-price kline)
+KIND_OTHER = 4
 
 _SIDES = ("buy", "sell")
 
@@ -136,6 +138,16 @@ class HtxNormaliser(Normaliser):
         """True when ``rest`` (the channel after the symbol) is this venue's incremental book."""
         return False
 
+    def other_channel(self, rest: str) -> bool:
+        """True when ``rest`` is another channel of this venue, handled by :meth:`on_other`."""
+        return False
+
+    def on_other(
+        self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
+    ) -> None:
+        """A message of a channel :meth:`other_channel` accepted."""
+        raise ParseError("channel not supported", symbol)
+
     def channel_info(self, ch: Any) -> tuple[int, str, str]:
         """``(kind, native, symbol)`` of a ``ch`` (cached: parsed once per channel name)."""
         info = self.channels.get(ch) if isinstance(ch, str) else None
@@ -155,6 +167,8 @@ class HtxNormaliser(Normaliser):
             kind = KIND_FULL_BOOK
         elif self.incremental_channel(rest):
             kind = KIND_INCREMENTAL
+        elif self.other_channel(rest):
+            kind = KIND_OTHER
         else:
             raise ParseError(f"unknown channel {ch[:80]!r}")
         symbol = self.symbol_books.name(native)  # raises for unsafe or unknown symbols
@@ -187,6 +201,8 @@ class HtxNormaliser(Normaliser):
             self.on_trades(ts_recv, tick, native, symbol, out)
         elif kind == KIND_BBO:
             self.on_bbo(ts_recv, msg, tick, symbol, out)
+        elif kind == KIND_OTHER:
+            self.on_other(ts_recv, msg, tick, symbol, out)
         else:
             self.on_full_book(ts_recv, tick, native, symbol, out)
 

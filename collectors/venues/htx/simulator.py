@@ -209,7 +209,9 @@ class HtxSimulator(ExchangeSimulator):
                 continue
             if topic.endswith(".trade.detail"):
                 trades.extend(topic_frames)
-            elif topic.endswith(".bbo"):
+            elif topic.endswith(
+                (".bbo", ".mark_price.1min", ".funding_rate")
+            ):  # book faults leave them alone
                 bbo.extend(topic_frames)
             else:
                 book.extend(topic_frames)
@@ -364,11 +366,17 @@ class HtxSpotSimulator(HtxSimulator):
 
 
 class HtxSwapSimulator(HtxSimulator):
-    """HTX USDT-margined swaps on loopback: ``/linear-swap-ws``."""
+    """HTX USDT-margined swaps on loopback: ``/linear-swap-ws`` and, for the mark price, ``/ws_index``."""
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
-        self.ws_paths = (str(getattr(dialect, "ws_path", "/linear-swap-ws")),)
+        self.ws_paths = (
+            str(getattr(dialect, "ws_path", "/linear-swap-ws")),
+            str(getattr(dialect, "index_path", "/ws_index")),
+            str(getattr(dialect, "notification_path", "/linear-swap-notification")),
+        )
+        #: the running mark-price kline of each contract
+        self.mark_kline: dict[str, dict[str, Any]] = {}
 
     def first_seq(self, symbol: str) -> int:
         return 1_000_000 + zlib.crc32(symbol.encode()) % 1_000_000
@@ -380,6 +388,11 @@ class HtxSwapSimulator(HtxSimulator):
         symbol, _, rest = tail.partition(".")
         if prefix != "market" or symbol not in self.markets:
             return None
+        # /ws_index serves the mark-price kline only; /linear-swap-ws everything else
+        if (session.request.path == self.ws_paths[1]) != (rest == "mark_price.1min"):
+            return None
+        if rest == "mark_price.1min":
+            return ("mark", symbol, 0)
         if rest == "trade.detail":
             return ("trades", symbol, 0)
         if rest == "bbo":
@@ -394,6 +407,69 @@ class HtxSwapSimulator(HtxSimulator):
                 self.window(symbol, int(size))
                 return ("book", symbol, int(size))
         return None
+
+    # -- /linear-swap-notification: the op protocol -------------------------------------------------
+    def notification(self, session: ClientSession) -> bool:
+        return session.request.path == self.ws_paths[2]
+
+    def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
+        frames = super().heartbeat_frames(session, now_ns)
+        if self.notification(session):
+            return [f'{{"op":"ping","ts":"{now_ns // 1_000_000}"}}' for _ in frames]
+        return frames
+
+    async def on_message(self, session: ClientSession, text: str) -> None:
+        if not self.notification(session):
+            await super().on_message(session, text)
+            return
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            msg = None
+        op = msg.get("op") if isinstance(msg, dict) else None
+        ms = self.now_exchange_ns() // 1_000_000
+        if op == "pong":
+            self.pongs += 1
+            session.state["unanswered"] = 0
+            return
+        if op not in ("sub", "unsub") or not isinstance(msg, dict):
+            self.send_json(session, {"op": "close", "ts": ms, "err-code": 2002, "err-msg": "invalid op"})
+            return
+        topic, cid = str(msg.get("topic")), msg.get("cid")
+        contract = topic[len("public.") : -len(".funding_rate")]
+        if (
+            not topic.startswith("public.")
+            or not topic.endswith(".funding_rate")
+            or contract not in self.markets
+        ):
+            reply = {
+                "op": op,
+                "cid": cid,
+                "topic": topic,
+                "ts": ms,
+                "err-code": 2011,
+                "err-msg": "invalid topic",
+            }
+            self.send_json(session, reply)
+            return
+        topics: set[str] = session.state["topics"]
+        (topics.add if op == "sub" else topics.discard)(topic)
+        self.send_json(session, {"op": op, "cid": cid, "topic": topic, "ts": ms, "err-code": 0})
+
+    def _funding_frame(self, symbol: str, model: MarketModel, ms: int) -> str:
+        """A funding-rate push (settlement every 8 h; the estimated rate is null, as documented)."""
+        interval = 8 * 3600 * 1000
+        item = {
+            "symbol": symbol.split("-")[0],
+            "contract_code": symbol,
+            "fee_asset": symbol.split("-")[1],
+            "funding_time": str(ms // 60_000 * 60_000),
+            "funding_rate": "0.000100000000000000" if model.update_id % 2 else "-0.000050000000000000",
+            "estimated_rate": "null",
+            "settlement_time": str((ms // interval + 1) * interval),
+        }
+        topic = f"public.{symbol}.funding_rate"
+        return orjson.dumps({"op": "notify", "topic": topic, "ts": ms, "data": [item]}).decode()
 
     def _levels(
         self, model: MarketModel, levels: dict[int, int], descending: bool
@@ -488,4 +564,20 @@ class HtxSwapSimulator(HtxSimulator):
                 "version": step.update_id,
             }
             frames[topic] = [orjson.dumps({"ch": topic, "ts": ms, "tick": tick}).decode()]
+        frames[f"market.{symbol}.mark_price.1min"] = [self._mark_frame(symbol, model, ms)]
+        frames[f"public.{symbol}.funding_rate"] = [self._funding_frame(symbol, model, ms)]
         return frames
+
+    def _mark_frame(self, symbol: str, model: MarketModel, ms: int) -> str:
+        """The mark-price kline of the running minute (mid price as the mark; volumes are 0 as documented)."""
+        (bp, _), (ap, _) = model.best()
+        mark = f"{(float(bp) + float(ap)) / 2:.2f}"
+        kline = self.mark_kline.get(symbol)
+        start = ms // 60_000 * 60
+        if kline is None or kline["id"] != start:
+            kline = self.mark_kline[symbol] = {"id": start, "open": mark, "high": mark, "low": mark}
+        kline["high"] = max(kline["high"], mark, key=float)
+        kline["low"] = min(kline["low"], mark, key=float)
+        topic = f"market.{symbol}.mark_price.1min"
+        tick = {"vol": "0", "close": mark, "count": "0", **kline, "trade_turnover": "0", "amount": "0"}
+        return orjson.dumps({"ch": topic, "ts": ms, "tick": tick}).decode()

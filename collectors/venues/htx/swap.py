@@ -29,6 +29,29 @@ with the book's version). Trades: ``trade.detail`` items' ``id`` (unique per con
 Symbols: ``BTC-USDT`` (native) <-> ``BTC-USDT-PERP``; dated futures on the same endpoint
 (``BTC-USDT-210625``, ``BTC-USDT-CW``) keep HTX's name.
 
+Derivatives channels (issue 15): ``mark`` and ``funding``, each on its own endpoint and connections
+(:meth:`HtxSwapDialect.channel_groups`); pages checked 2026-12-05 through stored copies:
+- ``mark``: the kline ``market.$contract_code.mark_price.1min`` on ``wss://api.hbdm.com/ws_index`` (same
+  gzip/ping/``sub`` protocol; https://www.htx.com/en-us/opend/newApiPages/?id=8cb7d626-77b5-11ed-9966-0242ac110003
+  "[General] Subscribe Kline Data of Mark Price"): ``{"ch", "ts" (ms, "time of respond generation"),
+  "tick": {"id" (kline start, s), "open", "close", "high", "low", "vol", "amount", "count",
+  "trade_turnover"}}``, prices as strings. One ``mark_price`` row per push: ``mark_price = tick.close``
+  (the latest mark of the running minute), ``ts_exchange = ts``, ``index_price`` null (the index is
+  another kline, ``market.$contract_code.index.$period``, not merged here).
+- ``funding``: ``public.$contract_code.funding_rate`` on ``wss://api.hbdm.com/linear-swap-notification``
+  ("[General] Subscribe funding rate (no authentication)"), which speaks the ``op`` protocol: the client
+  sends ``{"op":"sub","cid","topic"}`` (answered ``{"op":"sub","cid","topic","ts","err-code":0}``), the
+  server pings ``{"op":"ping","ts":"<ms>"}`` and expects ``{"op":"pong","ts":<same>}``; pushes are
+  ``{"op":"notify","topic","ts","data":[{symbol, contract_code, fee_asset, funding_time, funding_rate,
+  estimated_rate, settlement_time}]}`` with numbers as strings. One ``funding`` row per item:
+  ``funding_rate`` as sent, ``next_funding_time = settlement_time`` (ms), ``predicted_rate =
+  estimated_rate`` unless null (the page marks it deprecated, "default is null", and its example sends the
+  string ``"null"``), ``ts_exchange = ts``.
+Not offered: ``liquidations`` (``public.$contract_code.liquidation_orders`` on the same notification
+endpoint: not implemented yet; one third-party client reports it withdrawn, not verified) and
+``open_interest`` (no websocket push: REST ``/linear-swap-api/v1/swap_open_interest`` only, not polled
+yet). Not verified: how often a live ``mark_price.1min`` or ``funding_rate`` pushes.
+
 The shared recordings (2022, cryptofeed) use ``market.$contract_code.depth.step0`` (a full book per
 message, read as described in :mod:`.common`; its ``version`` is a second count, not a sequence) on
 ``linear-swap-ws`` and, in the other file, on the coin-margined ``swap-ws`` (``BTC-USD``, read the same
@@ -40,15 +63,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import orjson
+
 from schemas import RecordBuffer
 
-from ...base import Subscription
+from ...base import CHANNELS, Subscription
 from ...book import ResyncWatch, parse_levels
-from ...events import ParseError, emit_event, ms_to_ns
+from ...events import ParseError, emit_event, frame_text_for_event, funding_rate, ms_to_ns, positive_price
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .common import HtxDialect, HtxNormaliser, bbo_level, int_field
 
 EXCHANGE = "htx-swap"
+#: the mark-price kline channel (after the contract code) and the endpoint serving it
+MARK_CHANNEL = "mark_price.1min"
+INDEX_PATH = "/ws_index"
+NOTIFICATION_PATH = "/linear-swap-notification"
+FUNDING_SUFFIX = ".funding_rate"
 #: Messages of a contract still waiting for its snapshot after a re-subscribe before asking again.
 RESUBSCRIBE_AGAIN_AFTER = 200
 
@@ -79,6 +109,72 @@ class HtxSwapNormaliser(HtxNormaliser):
 
     def incremental_channel(self, rest: str) -> bool:
         return rest.startswith("depth.size_") and rest.endswith(".high_freq") and rest[11:-10].isdigit()
+
+    def other_channel(self, rest: str) -> bool:
+        return rest == MARK_CHANNEL
+
+    def on_other(
+        self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
+    ) -> None:
+        """A ``mark_price.1min`` kline push: its ``close`` is the current mark price."""
+        mark = positive_price(tick["close"], "mark price")
+        self.emit_mark_price(out, symbol, ms_to_ns(msg["ts"]), ts_recv, mark)
+
+    def on_control(self, ts_recv: int, msg: dict[str, Any], frame: bytes, out: RecordBuffer) -> None:
+        """The notification endpoint's ``op`` messages (ping, sub answers, funding pushes); the market
+        endpoints' control messages otherwise."""
+        op = msg.get("op")
+        if op is None:
+            super().on_control(ts_recv, msg, frame, out)
+        elif op == "ping":
+            ts = msg.get("ts")
+            if not isinstance(ts, (str, int)) or isinstance(ts, bool) or not str(ts).isdigit():
+                raise ParseError("notification ping without a ts", channel="connection")
+            self.replies.append(f'{{"op":"pong","ts":"{ts}"}}')
+        elif op in ("sub", "unsub"):
+            if msg.get("err-code") != 0:
+                detail = {
+                    "err_code": str(msg.get("err-code"))[:100],
+                    "err_msg": str(msg.get("err-msg"))[:500],
+                    **frame_text_for_event(frame),
+                }
+                emit_event(out, self.exchange, None, "connection", ts_recv, "subscribe_error", detail)
+        elif op == "notify":
+            self.on_notify(ts_recv, msg, out)
+        elif op == "close" or op == "error":
+            detail = {"op": op, "err_code": str(msg.get("err-code"))[:100], **frame_text_for_event(frame)}
+            emit_event(out, self.exchange, None, "connection", ts_recv, "exchange_error", detail)
+        else:
+            raise ParseError(f"unknown op {str(op)[:20]!r}", channel="connection")
+
+    def on_notify(self, ts_recv: int, msg: dict[str, Any], out: RecordBuffer) -> None:
+        """A ``public.$contract_code.funding_rate`` push: one funding row per item of ``data``."""
+        topic = msg.get("topic")
+        if (
+            not isinstance(topic, str)
+            or not topic.startswith("public.")
+            or not topic.endswith(FUNDING_SUFFIX)
+        ):
+            raise ParseError(f"unknown notification topic {str(topic)[:80]!r}", channel="funding")
+        symbol = self.symbol_books.name(topic[len("public.") : -len(FUNDING_SUFFIX)])
+        data = msg["data"]
+        if not isinstance(data, list) or not data:
+            raise ParseError("funding push without data", symbol, "funding")
+        ts_exchange = ms_to_ns(msg["ts"])
+        rows = []
+        for item in data:
+            if not isinstance(item, dict) or item.get("contract_code") != topic[7 : -len(FUNDING_SUFFIX)]:
+                raise ParseError("funding item of another contract", symbol, "funding")
+            rate = funding_rate(item["funding_rate"], symbol)
+            estimated = item.get("estimated_rate")
+            predicted = (
+                None if estimated in (None, "null", "") else funding_rate(estimated, symbol, "estimated rate")
+            )
+            settlement = item.get("settlement_time")
+            next_time = ms_to_ns(settlement) if settlement not in (None, "null", "") else None
+            rows.append((rate, predicted, next_time))
+        for rate, predicted, next_time in rows:  # all parsed first: a bad item adds no row
+            self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, predicted, next_time)
 
     def on_bbo(
         self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
@@ -188,6 +284,9 @@ class HtxSwapDialect(HtxDialect):
     normaliser_class: ClassVar[type[HtxNormaliser]] = HtxSwapNormaliser
     book_depths: ClassVar[tuple[int, ...]] = (20, 150)
     default_book_depth: ClassVar[int] = 150
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark")
+    index_path: ClassVar[str] = INDEX_PATH
+    notification_path: ClassVar[str] = NOTIFICATION_PATH
 
     def native_symbol(self, symbol: str) -> str:
         """``BTC-USDT-PERP``, ``btc-usdt``, ``BTC/USDT``, ``BTCUSDT`` -> ``BTC-USDT``."""
@@ -200,15 +299,42 @@ class HtxSwapDialect(HtxDialect):
                     return f"{upper[: -len(quote)]}-{quote}"
         return upper
 
+    def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
+        """``mark`` is served on ``/ws_index``, ``funding`` on ``/linear-swap-notification``,
+        everything else on ``/linear-swap-ws``."""
+        market = tuple(c for c in channels if c not in ("mark", "funding"))
+        groups = [market] if market else []
+        groups += [(c,) for c in ("mark", "funding") if c in channels]
+        return groups
+
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
         base = ws_url.rstrip("/")
-        return base if base.endswith(self.ws_path) else base + self.ws_path
+        for path in (self.ws_path, self.index_path, self.notification_path):
+            if base.endswith(path):
+                base = base[: -len(path)]
+        if "mark" in sub.channels:
+            return base + self.index_path
+        return base + (self.notification_path if "funding" in sub.channels else self.ws_path)
+
+    def subscribe_frames(self, sub: Subscription) -> list[str]:
+        frames = []
+        for native in sub.symbols:
+            for topic in self.topics(native, sub.channels):
+                if topic.startswith("public."):
+                    frames.append(
+                        orjson.dumps({"op": "sub", "cid": f"sub-{next(self._ids)}", "topic": topic}).decode()
+                    )
+                else:
+                    frames.append(self.sub_frame(topic))
+        return frames
 
     def topics(self, native: str, channels: Sequence[str]) -> list[str]:
         names = {
             "trades": f"market.{native}.trade.detail",
             "book": f"market.{native}.depth.size_{self.book_depth}.high_freq",
             "bbo": f"market.{native}.bbo",
+            "mark": f"market.{native}.{MARK_CHANNEL}",
+            "funding": f"public.{native}{FUNDING_SUFFIX}",
         }
         return [names[c] for c in channels]
 

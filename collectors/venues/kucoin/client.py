@@ -165,9 +165,10 @@ class KucoinNormaliser(Normaliser, abc.ABC):
 
     @abc.abstractmethod
     def on_data(
-        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer
+        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer, subject: Any
     ) -> None:
-        """One ``message`` of a topic ``prefix:native``."""
+        """One ``message`` of a topic ``prefix:native`` (``subject`` as sent: topics such as
+        ``/contract/instrument`` carry several kinds of message)."""
 
     @abc.abstractmethod
     def snapshot_time(self, data: dict[str, Any]) -> int | None:
@@ -186,7 +187,7 @@ class KucoinNormaliser(Normaliser, abc.ABC):
             prefix, sep, native = topic.partition(":")
             if not sep or not native or "," in native:
                 raise ParseError(f"unexpected topic {topic[:80]!r}")
-            self.on_data(ts_recv, prefix, native, data, out)
+            self.on_data(ts_recv, prefix, native, data, out, msg.get("subject"))
         elif kind == "snapshot" and msg.get("generated") is True:
             topic = msg.get("topic")
             prefix, _, native = topic.partition(":") if isinstance(topic, str) else ("", "", "")
@@ -361,8 +362,11 @@ class KucoinDialect(ExchangeDialect, abc.ABC):
     def subscribe_frames(self, sub: Subscription) -> list[str]:
         frames = []
         n = 0
+        prefixes: list[str] = []  # several channels may share one topic (``/contract/instrument``)
         for channel in sub.channels:
-            prefix = self.topics[channel]
+            if self.topics[channel] not in prefixes:
+                prefixes.append(self.topics[channel])
+        for prefix in prefixes:
             for i in range(0, len(sub.symbols), self.symbols_per_topic):
                 n += 1
                 chunk = ",".join(sub.symbols[i : i + self.symbols_per_topic])

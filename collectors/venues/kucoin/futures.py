@@ -25,14 +25,30 @@ Topics (one symbol per topic, as documented: ``/contractMarket/level2:XBTUSDTM``
   compare with the rebuilt book at an equal ``seq``. Older pushes had no ``sequence`` (``seq`` null) and
   numeric prices; both are accepted.
 
+Derivatives channels (issue 15): ``funding`` and ``mark``, both from one topic,
+``/contract/instrument:{symbol}`` (https://www.kucoin.com/docs-new/3470087w0, checked 2026-12-05; the
+classic page https://www.kucoin.com/docs/websocket/futures-trading/public-channels/contract-market-data
+shows the same fields). Two subjects:
+- ``mark.index.price`` (every second): ``{markPrice, indexPrice, granularity, timestamp (ms)}`` -> one
+  ``mark_price`` row (mark and index as sent, numbers);
+- ``funding.rate`` (every minute): ``{fundingRate, granularity, timestamp (ms)}`` -> one ``funding`` row
+  with ``funding_rate`` = fundingRate (the rate of the current interval as KuCoin publishes it each
+  minute; the message carries no separate predicted rate and no next funding time, so both are null).
+Other subjects of the topic are ignored without a row. Not offered: ``open_interest`` (neither
+``/contractMarket/tickerV2`` nor ``/contractMarket/snapshot`` — fields ``highPrice, lastPrice, lowPrice,
+price, priceChg, priceChgPct, symbol, ts, turnover, volume`` — carries it; KuCoin publishes it only in
+REST ``GET /api/v1/contracts/{symbol}`` ``openInterest``, which is not polled yet) and ``liquidations``
+(KuCoin futures has no public liquidation stream). Not verified: whether a live ``mark.index.price``
+sends its prices as strings (the examples show numbers; both are accepted).
+
 Sizes (trades, book, bbo) are in contracts, exactly as KuCoin sends them; one contract is the
 contract's ``multiplier`` of the base currency (0.001 BTC for XBTUSDTM, from GET /api/v1/contracts/
 {symbol}), which belongs in the ``instruments`` dataset (``contract_size``), not in every row.
 
 Symbols: ``XBTUSDTM`` -> ``BTC-USDT-PERP`` (KuCoin calls bitcoin XBT), ``ETHUSDTM`` -> ``ETH-USDT-PERP``,
 ``...USDCM`` -> ``-USDC-PERP``, inverse ``XBTUSDM`` -> ``BTC-USD-PERP``; dated futures (``XBTMZ25``) keep
-KuCoin's name. Topics take one symbol each, so a connection carries at most 20 symbols (60 subscribe
-messages: KuCoin allows 100 client messages per 10 s, pings included).
+KuCoin's name. Topics take one symbol each, so a connection carries at most 12 symbols with every channel
+(4 topics each, 48 subscribe messages: KuCoin allows 100 client messages per 10 s, pings included).
 
 No real futures recording is shared: the tests use the documented message examples above and the
 simulator.
@@ -44,9 +60,9 @@ from typing import Any, ClassVar
 
 from schemas import RecordBuffer
 
-from ...base import Normaliser
+from ...base import CHANNELS, Normaliser
 from ...book import ASK, BID
-from ...events import ParseError, check_symbol, ms_to_ns, non_negative_size, positive_price
+from ...events import ParseError, check_symbol, funding_rate, ms_to_ns, non_negative_size, positive_price
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .client import (
     Increment,
@@ -60,6 +76,7 @@ from .client import (
 
 EXCHANGE = "kucoin-futures"
 SNAPSHOT_TOPIC = "/contractMarket/level2Snapshot"
+INSTRUMENT_TOPIC = "/contract/instrument"
 #: perpetual suffixes -> quote currency
 PERP_SUFFIXES: tuple[tuple[str, str], ...] = (("USDTM", "USDT"), ("USDCM", "USDC"), ("USDM", "USD"))
 #: KuCoin's base-currency names that differ from the usual ones
@@ -88,7 +105,7 @@ class KucoinFuturesNormaliser(KucoinNormaliser):
         return normalise_contract(native)
 
     def on_data(
-        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer
+        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer, subject: Any
     ) -> None:
         if prefix == "/contractMarket/level2":
             self.on_level2(ts_recv, native, data, out)
@@ -96,6 +113,8 @@ class KucoinFuturesNormaliser(KucoinNormaliser):
             self.on_execution(ts_recv, native, data, out)
         elif prefix == "/contractMarket/tickerV2":
             self.on_ticker(ts_recv, native, data, out)
+        elif prefix == INSTRUMENT_TOPIC:
+            self.on_instrument(ts_recv, native, data, out, subject)
         else:
             raise ParseError(f"unknown topic {prefix[:60]!r}")
 
@@ -116,6 +135,21 @@ class KucoinFuturesNormaliser(KucoinNormaliser):
         ask_price, ask_size = _side(data["bestAskPrice"], data["bestAskSize"], "ask")
         ts_exchange = ns_time(data["ts"], "ticker ts")
         self.emit_bbo(out, symbol, ts_exchange, ts_recv, bid_price, bid_size, ask_price, ask_size, seq)
+
+    def on_instrument(
+        self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer, subject: Any
+    ) -> None:
+        """A ``/contract/instrument`` message: ``mark.index.price`` or ``funding.rate``."""
+        if subject == "mark.index.price":
+            symbol = self.symbols.name(native)
+            mark = positive_price(data["markPrice"], "mark price")
+            index = data.get("indexPrice")
+            index_price = positive_price(index, "index price") if index is not None else None
+            self.emit_mark_price(out, symbol, ms_to_ns(data["timestamp"]), ts_recv, mark, index_price)
+        elif subject == "funding.rate":
+            symbol = self.symbols.name(native)
+            rate = funding_rate(data["fundingRate"], symbol)
+            self.emit_funding(out, symbol, ms_to_ns(data["timestamp"]), ts_recv, rate)
 
     def on_level2(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``/contractMarket/level2`` message: one change ``"price,side,size"`` at one sequence."""
@@ -150,13 +184,16 @@ class KucoinFuturesDialect(KucoinDialect):
     default_ws_url: ClassVar[str] = "wss://ws-api-futures.kucoin.com"
     default_rest_url: ClassVar[str | None] = "https://api-futures.kucoin.com"
     demo_symbols: ClassVar[tuple[str, ...]] = ("XBTUSDTM", "ETHUSDTM")
-    #: one symbol per topic and per subscribe message: 20 symbols x 3 channels = 60 messages at connect
+    #: one symbol per topic and per subscribe message: 60 // 5 channels = 12 symbols, 48 topics at connect
     max_streams_per_connection: ClassVar[int] = 60
     symbols_per_topic: ClassVar[int] = 1
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark")
     topics: ClassVar[dict[str, str]] = {
         "trades": "/contractMarket/execution",
         "book": "/contractMarket/level2",
         "bbo": "/contractMarket/tickerV2",
+        "funding": INSTRUMENT_TOPIC,
+        "mark": INSTRUMENT_TOPIC,
     }
     snapshot_path: ClassVar[str] = "/api/v1/level2/snapshot"
     snapshot_topic: ClassVar[str] = SNAPSHOT_TOPIC

@@ -64,11 +64,16 @@ class KucoinSimulator(ExchangeSimulator):
     def render(self, session: ClientSession, step: MarketStep) -> Frames:
         trades, book, bbo = self.step_frames(step)
         sym = step.symbol
+        extra = self.extra_frames(step) if session.subscribed("instrument", sym) else []
         return (
             trades if session.subscribed("trades", sym) else [],
             book if session.subscribed("book", sym) else [],
-            bbo if session.subscribed("bbo", sym) else [],
+            (bbo if session.subscribed("bbo", sym) else []) + extra,
         )
+
+    def extra_frames(self, step: MarketStep) -> list[str]:
+        """Frames of the market's other topics (futures: ``/contract/instrument``), sent after the bbo."""
+        return []
 
     @staticmethod
     def message(topic: str, subject: str, data: dict[str, Any], sn: int | None = None) -> str:
@@ -280,6 +285,7 @@ class KucoinFuturesSimulator(KucoinSimulator):
         "/contractMarket/execution": "trades",
         "/contractMarket/level2": "book",
         "/contractMarket/tickerV2": "bbo",
+        "/contract/instrument": "instrument",  # funding and mark share it
     }
     snapshot_path: ClassVar[str] = "/api/v1/level2/snapshot"
 
@@ -338,6 +344,21 @@ class KucoinFuturesSimulator(KucoinSimulator):
             "ts": ns,
         }
         return trades, book, [self.message(f"/contractMarket/tickerV2:{sym}", "tickerV2", ticker, sn=seq)]
+
+    def extra_frames(self, step: MarketStep) -> list[str]:
+        """``/contract/instrument``: one ``mark.index.price`` and one ``funding.rate`` per step (KuCoin
+        pushes them every second and every minute; the loopback is faster so a short test sees both)."""
+        sym, model = step.symbol, step.model
+        ms = step.ts_ns // 1_000_000
+        (bp, _), (ap, _) = model.best()
+        mid = (float(bp) + float(ap)) / 2
+        topic = f"/contract/instrument:{sym}"
+        mark = {"markPrice": round(mid, 2), "indexPrice": round(mid * 0.9999, 2), "granularity": 1000}
+        funding = {"granularity": 60000, "fundingRate": 0.0001 if model.update_id % 2 else -0.00005}
+        return [
+            self.message(topic, "mark.index.price", {**mark, "timestamp": ms}),
+            self.message(topic, "funding.rate", {**funding, "timestamp": ms}),
+        ]
 
     def snapshot_data(self, symbol: str) -> dict[str, Any]:
         model = self.markets[symbol]

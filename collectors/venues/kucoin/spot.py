@@ -68,7 +68,7 @@ class KucoinSpotNormaliser(KucoinNormaliser):
         return native
 
     def on_data(
-        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer
+        self, ts_recv: int, prefix: str, native: str, data: dict[str, Any], out: RecordBuffer, subject: Any
     ) -> None:
         if prefix == "/market/level2":
             self.on_level2(ts_recv, native, data, out)
