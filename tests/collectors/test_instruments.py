@@ -602,6 +602,37 @@ def test_kraken_asset_pairs() -> None:
     assert (got["ETH/EUR"].tick_size, got["ETH/EUR"].status) == (0.01, "cancel_only")
 
 
+def test_hyperliquid_meta() -> None:
+    """``POST /info {"type":"meta"}``: the documented example (perpetuals page). Tick is the decimals
+    bound ``10**-(6 - szDecimals)`` (the finest step of any valid price), lot ``10**-szDecimals``."""
+    body = {
+        "universe": [
+            {"name": "BTC", "szDecimals": 5, "maxLeverage": 50},
+            {"name": "ETH", "szDecimals": 4, "maxLeverage": 50},
+            {"name": "HPOS", "szDecimals": 0, "maxLeverage": 3, "onlyIsolated": True},
+            {"name": "LOOM", "szDecimals": 1, "maxLeverage": 3, "onlyIsolated": True, "isDelisted": True},
+            {"name": "BAD", "szDecimals": "many", "maxLeverage": 3},
+        ],
+        "marginTables": [[50, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": 50}]}]],
+    }  # fmt: skip
+    got = by_native(get_dialect("hyperliquid").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"BTC", "ETH", "HPOS", "LOOM"}  # an unreadable item is left out, the rest stay
+    assert got["BTC"] == Instrument(
+        "hyperliquid", "BTC-USDC-PERP", "BTC", "perpetual", "BTC", "USDC", "USDC",
+        0.1, 1e-5, 1.0, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["ETH"].tick_size, got["ETH"].lot_size) == (0.01, 1e-4)
+    assert (got["HPOS"].tick_size, got["HPOS"].lot_size) == (1e-6, 1.0)
+    assert (got["LOOM"].tick_size, got["LOOM"].lot_size, got["LOOM"].status) == (1e-5, 0.1, "delisted")
+    # the documented valid prices are whole multiples of the tick, invalid ones are not
+    assert round_to_increment(0.001234, got["HPOS"].tick_size) == 0.001234
+    assert round_to_increment(0.0012345, got["HPOS"].tick_size) != 0.0012345
+    assert round_to_increment(0.01234, got["LOOM"].tick_size) == 0.01234
+    assert round_to_increment(0.012345, got["LOOM"].tick_size) != 0.012345
+    with pytest.raises(ValueError):
+        get_dialect("hyperliquid").parse_instruments(b'{"universe": {}}', TS)
+
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -832,6 +863,7 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "gate",
         "gate-futures",
         "htx",
+        "hyperliquid",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
