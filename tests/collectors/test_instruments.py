@@ -633,6 +633,69 @@ def test_hyperliquid_meta() -> None:
         get_dialect("hyperliquid").parse_instruments(b'{"universe": {}}', TS)
 
 
+def test_bitmex_instrument_active() -> None:
+    """``GET /api/v1/instrument/active``, items with the documented fields (values as BitMEX lists
+    them for its inverse, linear, quanto, dated and spot contracts; an index is left out)."""
+    common = {"isQuanto": False, "isInverse": False, "underlyingToSettleMultiplier": None}
+    body = [
+        {
+            **common, "symbol": "XBTUSD", "rootSymbol": "XBT", "state": "Open", "typ": "FFWCSX",
+            "listing": "2016-05-13T12:00:00.000Z", "expiry": None, "underlying": "XBT", "quoteCurrency": "USD",
+            "settlCurrency": "XBt", "positionCurrency": "USD", "tickSize": 0.1, "lotSize": 100,
+            "multiplier": -100000000, "isInverse": True, "underlyingToPositionMultiplier": None,
+            "underlyingToSettleMultiplier": -100000000, "quoteToSettleMultiplier": None, "maxOrderQty": 10000000,
+        },
+        {
+            **common, "symbol": "XBTUSDT", "state": "Open", "typ": "FFWCSX", "expiry": None, "underlying": "XBT",
+            "quoteCurrency": "USDT", "settlCurrency": "USDt", "positionCurrency": "XBT", "tickSize": 0.5,
+            "lotSize": 1000, "multiplier": 1, "underlyingToPositionMultiplier": 1000000,
+            "quoteToSettleMultiplier": 1000000,
+        },
+        {
+            **common, "symbol": "ETHUSD", "state": "Open", "typ": "FFWCSX", "expiry": None, "underlying": "ETH",
+            "quoteCurrency": "USD", "settlCurrency": "XBt", "tickSize": 0.05, "lotSize": 1, "multiplier": 100,
+            "isQuanto": True, "quoteToSettleMultiplier": None,
+        },
+        {
+            **common, "symbol": "XBTH25", "state": "Open", "typ": "FFCCSX", "expiry": "2025-03-28T12:00:00.000Z",
+            "underlying": "XBT", "quoteCurrency": "USD", "settlCurrency": "XBt", "tickSize": 0.5, "lotSize": 100,
+            "multiplier": -100000000, "isInverse": True, "underlyingToSettleMultiplier": -100000000,
+        },
+        {
+            **common, "symbol": "XBT_USDT", "state": "Open", "typ": "IFXXXP", "expiry": None, "underlying": "XBT",
+            "quoteCurrency": "USDT", "settlCurrency": "USDt", "tickSize": 0.5, "lotSize": 1000, "multiplier": 1,
+            "underlyingToPositionMultiplier": 1000000, "quoteToSettleMultiplier": 1000000,
+        },
+        {**common, "symbol": "SOLUSDT", "state": "Unlisted", "typ": "FFWCSX", "expiry": None, "underlying": "SOL",
+         "quoteCurrency": "USDT", "settlCurrency": "USDt", "tickSize": 0.01, "lotSize": 1000, "multiplier": 1,
+         "quoteToSettleMultiplier": 1000000},
+        {"symbol": ".BXBT", "state": "Unlisted", "typ": "MRCXXX", "underlying": "XBT", "quoteCurrency": "USD",
+         "tickSize": 0.01, "multiplier": 0},
+        {**common, "symbol": "XRPUSDT", "state": "Open", "typ": "FFWCSX", "underlying": "XRP",
+         "quoteCurrency": "USDT", "settlCurrency": "USDt", "tickSize": 0, "lotSize": 1000, "multiplier": 1},
+    ]  # fmt: skip
+    got = by_native(get_dialect("bitmex").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"XBTUSD", "XBTUSDT", "ETHUSD", "XBTH25", "XBT_USDT", "SOLUSDT"}  # no index, no tick 0
+    assert got["XBTUSD"] == Instrument(
+        "bitmex", "BTC-USD-PERP", "XBTUSD", "perpetual", "BTC", "USD", "BTC",
+        0.1, 100.0, 1.0, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert got["XBTUSDT"] == Instrument(
+        "bitmex", "BTC-USDT-PERP", "XBTUSDT", "perpetual", "BTC", "USDT", "USDT",
+        0.5, 1000.0, 1e-6, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["ETHUSD"].contract_size, got["ETHUSD"].settle, got["ETHUSD"].tick_size) == (None, "BTC", 0.05)
+    future = got["XBTH25"]
+    assert (future.kind, future.symbol, future.expiry, future.contract_size) == (
+        "future", "XBTH25", 1743163200 * 10**9, 1.0,
+    )  # fmt: skip
+    spot = got["XBT_USDT"]
+    assert (spot.kind, spot.settle, spot.contract_size, spot.lot_size) == ("spot", None, None, 1000.0)
+    assert got["SOLUSDT"].status == "unlisted"
+    with pytest.raises(ValueError):
+        get_dialect("bitmex").parse_instruments(b'{"error": {"message": "Not Found"}}', TS)
+
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -864,6 +927,7 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "gate-futures",
         "htx",
         "hyperliquid",
+        "bitmex",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
@@ -882,7 +946,11 @@ async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
     assert sorted(i.native_symbol for i in got) == sorted(dialect.demo_symbols)
     for i in got:
         model = sim.markets[i.native_symbol]
-        assert (i.tick_size, i.lot_size, i.status) == (model.tick, 10**-model.size_decimals, "trading")
+        lot = 10**-model.size_decimals
+        if sim.sizes_in_lots:  # sizes are whole contracts of one model lot
+            assert i.contract_size == pytest.approx(lot)
+            lot = 1
+        assert (i.tick_size, i.lot_size, i.status) == (model.tick, lot, "trading")
         assert i.symbol == dialect.normalise_symbol(i.native_symbol)
 
 
