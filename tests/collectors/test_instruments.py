@@ -696,6 +696,75 @@ def test_bitmex_instrument_active() -> None:
         get_dialect("bitmex").parse_instruments(b'{"error": {"message": "Not Found"}}', TS)
 
 
+def test_bitget_spot_symbols() -> None:
+    """``GET /api/v2/spot/public/symbols``: the documented example plus a halted pair."""
+    body = {
+        "code": "00000", "msg": "success", "requestTime": 1744276707885,
+        "data": [
+            {
+                "symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "minTradeAmount": "0",
+                "maxTradeAmount": "900000000000000000000", "takerFeeRate": "0.002", "makerFeeRate": "0.002",
+                "pricePrecision": "2", "quantityPrecision": "6", "quotePrecision": "8", "status": "online",
+                "minTradeUSDT": "1", "buyLimitPriceRatio": "0.05", "sellLimitPriceRatio": "0.05",
+                "areaSymbol": "no", "orderQuantity": "200", "openTime": "1532454360000", "offTime": "",
+            },
+            {"symbol": "XYZUSDT", "baseCoin": "XYZ", "quoteCoin": "USDT", "pricePrecision": "5",
+             "quantityPrecision": "0", "status": "halt"},
+            {"symbol": "BADUSDT", "baseCoin": "BAD", "quoteCoin": "USDT", "pricePrecision": "x",
+             "quantityPrecision": "0", "status": "online"},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("bitget").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"BTCUSDT", "XYZUSDT"}
+    assert got["BTCUSDT"] == Instrument(
+        "bitget", "BTC-USDT", "BTCUSDT", "spot", "BTC", "USDT", None,
+        0.01, 1e-6, None, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["XYZUSDT"].tick_size, got["XYZUSDT"].lot_size, got["XYZUSDT"].status) == (1e-5, 1.0, "halt")
+    with pytest.raises(ValueError):
+        get_dialect("bitget").parse_instruments(b'{"code": "40019", "msg": "error", "data": null}', TS)
+
+
+def test_bitget_usdt_futures_contracts() -> None:
+    """``GET /api/v2/mix/market/contracts?productType=USDT-FUTURES``: the documented perpetual, a
+    tick of ``priceEndStep`` 5 at one decimal, and a delivery contract in maintenance."""
+    perp = {
+        "symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "buyLimitPriceRatio": "0.9",
+        "sellLimitPriceRatio": "0.9", "feeRateUpRatio": "0.1", "makerFeeRate": "0.0004", "takerFeeRate": "0.0006",
+        "openCostUpRatio": "0.1", "supportMarginCoins": ["USDT"], "minTradeNum": "0.01", "priceEndStep": "1",
+        "volumePlace": "2", "pricePlace": "1", "sizeMultiplier": "0.01", "symbolType": "perpetual",
+        "minTradeUSDT": "5", "maxSymbolOrderNum": "999999", "maxProductOrderNum": "999999", "maxPositionNum": "150",
+        "symbolStatus": "normal", "offTime": "-1", "limitOpenTime": "-1", "deliveryTime": "",
+        "deliveryStartTime": "", "launchTime": "", "fundInterval": "8", "minLever": "1", "maxLever": "125",
+        "posLimit": "0.05", "maintainTime": "", "maxMarketOrderQty": "220", "maxOrderQty": "1200",
+    }  # fmt: skip
+    body = {
+        "code": "00000", "msg": "success", "requestTime": 1695793701269,
+        "data": [
+            perp,
+            {**perp, "symbol": "ETHUSDT", "baseCoin": "ETH", "pricePlace": "1", "priceEndStep": "5",
+             "sizeMultiplier": "0.1", "symbolStatus": "limit_open"},
+            {**perp, "symbol": "BTCUSDT0328", "symbolType": "delivery", "deliveryTime": "1743148800000",
+             "symbolStatus": "maintain"},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("bitget-futures").parse_instruments(orjson.dumps(body), TS))
+    assert got["BTCUSDT"] == Instrument(
+        "bitget-futures", "BTC-USDT-PERP", "BTCUSDT", "perpetual", "BTC", "USDT", "USDT",
+        0.1, 0.01, 1.0, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["ETHUSDT"].tick_size, got["ETHUSDT"].lot_size, got["ETHUSDT"].status) == (
+        0.5,
+        0.1,
+        "limit_open",
+    )
+    future = got["BTCUSDT0328"]
+    assert (future.kind, future.expiry, future.status) == ("future", 1743148800000 * MS, "maintain")
+    assert get_dialect("bitget-futures").instruments_paths() == [
+        "/api/v2/mix/market/contracts?productType=USDT-FUTURES"
+    ]
+
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -928,6 +997,8 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "htx",
         "hyperliquid",
         "bitmex",
+        "bitget",
+        "bitget-futures",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
