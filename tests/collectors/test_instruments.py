@@ -765,6 +765,50 @@ def test_bitget_usdt_futures_contracts() -> None:
     ]
 
 
+def test_kucoin_futures_contracts_active() -> None:
+    """``GET /api/v1/contracts/active``: a linear perpetual (fields of the documented example), an
+    inverse one (multiplier -1: one USD), a dated future and a paused contract."""
+    linear = {
+        "symbol": "XBTUSDTM", "rootSymbol": "USDT", "type": "FFWCSX", "firstOpenDate": 1585555200000,
+        "expireDate": None, "settleDate": None, "baseCurrency": "XBT", "quoteCurrency": "USDT",
+        "settleCurrency": "USDT", "maxOrderQty": 1000000, "maxPrice": 1000000.0, "lotSize": 1, "tickSize": 0.1,
+        "indexPriceTickSize": 0.01, "multiplier": 0.001, "initialMargin": 0.008, "maintainMargin": 0.004,
+        "maxRiskLimit": 100000, "minRiskLimit": 100000, "riskStep": 50000, "makerFeeRate": 0.0002,
+        "takerFeeRate": 0.0006, "takerFixFee": 0.0, "makerFixFee": 0.0, "settlementFee": None,
+        "isDeleverage": True, "isQuanto": True, "isInverse": False, "markMethod": "FairPrice",
+        "fairMethod": "FundingRate", "fundingBaseSymbol": ".XBTINT8H", "fundingQuoteSymbol": ".USDTINT8H",
+        "fundingRateSymbol": ".XBTUSDTMFPI8H", "indexSymbol": ".KXBTUSDT", "settlementSymbol": "",
+        "status": "Open", "fundingFeeRate": 0.000153, "predictedFundingFeeRate": 0.000128,
+    }  # fmt: skip
+    body = {
+        "code": "200000",
+        "data": [
+            linear,
+            {**linear, "symbol": "XBTUSDM", "rootSymbol": "XBT", "quoteCurrency": "USD", "settleCurrency": "XBT",
+             "multiplier": -1, "isInverse": True, "tickSize": 0.5},
+            {**linear, "symbol": "XBTMZ25", "type": "FFICSX", "rootSymbol": "XBT", "quoteCurrency": "USD",
+             "settleCurrency": "XBT", "multiplier": -1, "isInverse": True, "expireDate": 1766736000000},
+            {**linear, "symbol": "ETHUSDTM", "baseCurrency": "ETH", "tickSize": 0.01, "multiplier": 0.01,
+             "status": "Paused"},
+            {**linear, "symbol": "NOPEUSDTM", "tickSize": -1},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("kucoin-futures").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"XBTUSDTM", "XBTUSDM", "XBTMZ25", "ETHUSDTM"}
+    assert got["XBTUSDTM"] == Instrument(
+        "kucoin-futures", "BTC-USDT-PERP", "XBTUSDTM", "perpetual", "BTC", "USDT", "USDT",
+        0.1, 1.0, 0.001, None, None, None, "trading", TS,
+    )  # fmt: skip
+    inverse = got["XBTUSDM"]
+    assert (inverse.symbol, inverse.settle, inverse.contract_size, inverse.tick_size) == (
+        "BTC-USD-PERP", "BTC", 1.0, 0.5,
+    )  # fmt: skip
+    assert (got["XBTMZ25"].kind, got["XBTMZ25"].expiry) == ("future", 1766736000000 * MS)
+    assert (got["ETHUSDTM"].status, got["ETHUSDTM"].contract_size) == ("paused", 0.01)
+    with pytest.raises(ValueError):
+        get_dialect("kucoin-futures").parse_instruments(b'{"code": "400100", "msg": "error"}', TS)
+
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -999,6 +1043,7 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "bitmex",
         "bitget",
         "bitget-futures",
+        "kucoin-futures",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
