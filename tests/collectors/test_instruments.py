@@ -809,6 +809,46 @@ def test_kucoin_futures_contracts_active() -> None:
         get_dialect("kucoin-futures").parse_instruments(b'{"code": "400100", "msg": "error"}', TS)
 
 
+def test_mexc_exchange_info() -> None:
+    """``GET /api/v3/exchangeInfo``: the documented example (``METALUSDT``), a paused pair, the older
+    ``ENABLED`` status, and one without precisions (left out)."""
+    metal = {
+        "symbol": "METALUSDT", "status": "1", "baseAsset": "METAL", "baseAssetPrecision": 2,
+        "quoteAsset": "USDT", "quotePrecision": 5, "quoteAssetPrecision": 5, "baseCommissionPrecision": 2,
+        "quoteCommissionPrecision": 5, "orderTypes": ["LIMIT", "MARKET", "LIMIT_MAKER"],
+        "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "quoteAmountPrecision": "1",
+        "baseSizePrecision": "0.1", "permissions": ["SPOT"],
+        "filters": [{"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "askMultiplierDown": "0.2"}],
+        "maxQuoteAmount": "2000000", "makerCommission": "0", "takerCommission": "0.0005",
+        "quoteAmountPrecisionMarket": "1", "maxQuoteAmountMarket": "100000", "fullName": "Metal Blockchain",
+        "tradeSideType": "1", "contractAddress": "xtokens", "st": False,
+    }  # fmt: skip
+    body = {
+        "timezone": "CST", "serverTime": 1764900000000,
+        "symbols": [
+            metal,
+            {**metal, "symbol": "BTCUSDT", "baseAsset": "BTC", "baseAssetPrecision": 6, "quotePrecision": 2,
+             "status": "2"},
+            {**metal, "symbol": "TOMO3LUSDT", "baseAsset": "TOMO3L", "quotePrecision": 3, "status": "ENABLED"},
+            {"symbol": "NOPEUSDT", "status": "1", "baseAsset": "NOPE", "quoteAsset": "USDT"},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("mexc").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"METALUSDT", "BTCUSDT", "TOMO3LUSDT"}
+    assert got["METALUSDT"] == Instrument(
+        "mexc", "METAL-USDT", "METALUSDT", "spot", "METAL", "USDT", None,
+        1e-5, 0.01, None, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["BTCUSDT"].tick_size, got["BTCUSDT"].lot_size, got["BTCUSDT"].status) == (
+        0.01,
+        1e-6,
+        "paused",
+    )
+    assert (got["TOMO3LUSDT"].tick_size, got["TOMO3LUSDT"].status) == (0.001, "trading")
+    with pytest.raises(ValueError):
+        get_dialect("mexc").parse_instruments(b'{"code": 700003, "msg": "error"}', TS)
+
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -1044,6 +1084,7 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "bitget",
         "bitget-futures",
         "kucoin-futures",
+        "mexc",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
