@@ -787,6 +787,11 @@ class ExchangeDialect(abc.ABC):
         """Weight of one instruments request in the venue's REST budget."""
         return 1
 
+    def instruments_request_json(self, path: str) -> Any:
+        """JSON body to POST to ``path`` for venues whose instruments come from a POST (Hyperliquid's
+        ``/info``); None (the default): the path is fetched with a GET."""
+        return None
+
     async def fetch_instruments(
         self,
         http: aiohttp.ClientSession,
@@ -803,7 +808,9 @@ class ExchangeDialect(abc.ABC):
         for path in self.instruments_paths():
             if spend is not None:
                 await spend(self.instruments_request_weight(path))
-            async with http.get(rest_url.rstrip("/") + path) as resp:
+            url, payload = rest_url.rstrip("/") + path, self.instruments_request_json(path)
+            request = http.get(url) if payload is None else http.post(url, json=payload)
+            async with request as resp:
                 resp.raise_for_status()
                 body = await resp.read()
             out.extend(self.parse_instruments(body, time.time_ns()))

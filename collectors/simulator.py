@@ -268,6 +268,9 @@ class ExchangeSimulator(abc.ABC):
 
     #: websocket paths the dialect connects to
     ws_paths: tuple[str, ...] = ("/ws",)
+    #: True when the streams count sizes in whole model lots (contracts): the instruments then list a
+    #: lot of 1 and a contract of one model lot (``10**-size_decimals`` base units)
+    sizes_in_lots: bool = False
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         self.dialect = dialect

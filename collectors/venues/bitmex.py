@@ -67,6 +67,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import RecordBuffer
 
@@ -82,7 +83,9 @@ from ..events import (
     ns_to_iso,
     positive_price,
 )
+from ..instruments import Instrument
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import bitmex_instruments
 
 EXCHANGE = "bitmex"
 _PERP_RE = re.compile(r"^([A-Z0-9]{2,20}?)(USDT|USDC|USD|EUR)$")
@@ -435,6 +438,15 @@ class BitmexDialect(ExchangeDialect):
     def new_normaliser(self) -> Normaliser:
         return BitmexNormaliser()
 
+    # -- instruments (collectors/venues/bitmex_instruments.py) -----------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://www.bitmex.com"
+
+    def instruments_paths(self) -> list[str]:
+        return [bitmex_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return bitmex_instruments.parse_active(self, body, ts_recv)
+
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return BitmexSimulator(self, config)
 
@@ -444,6 +456,7 @@ class BitmexSimulator(ExchangeSimulator):
     with partials; book levels get arbitrary ids, and every L2 row carries its price and timestamp."""
 
     ws_paths = ("/realtime",)
+    sizes_in_lots = True
     #: market steps between two instrument updates
     INSTRUMENT_EVERY = 5
     #: one trade in this many comes from a liquidation order
@@ -457,6 +470,16 @@ class BitmexSimulator(ExchangeSimulator):
         self._next_id = itertools.count(8_700_000_000, 7)
         self._actions: tuple[MarketStep | None, dict[str, list[dict[str, Any]]]] = (None, {})
         self.recent_trades: dict[str, list[dict[str, Any]]] = {s: [] for s in config.symbols}
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(bitmex_instruments.PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/instrument/active``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        return web.json_response(bitmex_instruments.active_body(self.markets))
 
     async def on_open(self, session: ClientSession) -> None:
         welcome = {

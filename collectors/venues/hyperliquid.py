@@ -31,6 +31,21 @@ Sources: https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/webs
 https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/timeouts-and-heartbeats,
 https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits-and-user-limits.
 Checked against the shared recording ``hyperliquid/btc_20250126`` (``l2Book`` and ``trades``).
+
+Instruments: ``POST /info`` with ``{"type":"meta"}`` (weight 20 in the 1200-per-minute IP budget)
+answers ``{"universe": [{"name": "BTC", "szDecimals": 5, "maxLeverage": 50}, {"name": ..., "onlyIsolated":
+true, "isDelisted": true}, ...], "marginTables": [...]}``
+(https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals, checked
+2026-12-05). The lot is ``10**-szDecimals`` (sizes have at most ``szDecimals`` decimals). Hyperliquid has
+no fixed tick: a perpetual's price may have at most 5 significant figures *and* at most ``6 -
+szDecimals`` decimals, integers always allowed
+(https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/tick-and-lot-size, checked
+2026-12-05). The tick in ``instruments`` is the decimals bound, ``10**-(6 - szDecimals)`` (``10**0`` when
+``szDecimals`` >= 6): the finest step any valid price can take, so every valid price is a whole multiple
+of it and rounding a trade price to it is exact. At a given price the step is coarser (``10**(e - 4)``
+for a price of ``e + 1`` integer digits: 1 for BTC at 97 000, where the row says 0.1). ``isDelisted``
+makes the status ``delisted``; ``maxLeverage`` and ``onlyIsolated`` have no column. Contracts are one
+coin, quoted and settled in USDC.
 """
 
 from __future__ import annotations
@@ -38,6 +53,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import orjson
+from aiohttp import web
 
 from schemas import RecordBuffer
 
@@ -53,10 +69,18 @@ from ..events import (
     non_negative_size,
     positive_price,
 )
+from ..instruments import TRADING, Instrument, build_all, decimals_increment
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
 
 EXCHANGE = "hyperliquid"
 SUFFIX = "-USDC-PERP"
+#: Decimals a perpetual's price may have before ``szDecimals`` are taken off (tick and lot size rules)
+PERP_MAX_DECIMALS = 6
+#: The instruments request: its path and JSON body
+INFO_PATH = "/info"
+META_REQUEST = {"type": "meta"}
+#: Weight of an ``info`` request of type ``meta`` (rate limits page: most info requests weigh 20)
+META_WEIGHT = 20
 
 #: Taker side of a trade from its ``side`` (the aggressor's side of the book).
 _TAKER_SIDE = {"B": "buy", "A": "sell"}
@@ -194,6 +218,43 @@ def normalise_coin(coin: Any) -> str:
     return f"{coin.upper()}{SUFFIX}"
 
 
+def perp_tick(sz_decimals: Any) -> float:
+    """The finest price step of a perpetual with ``szDecimals`` (module docstring)."""
+    return decimals_increment(max(PERP_MAX_DECIMALS - int(sz_decimals), 0))
+
+
+def parse_meta(dialect: ExchangeDialect, body: str | bytes, ts_recv: int) -> list[Instrument]:
+    """Instruments of a ``{"type":"meta"}`` answer (perpetuals of the first dex)."""
+    data = orjson.loads(body)
+    universe = data["universe"] if isinstance(data, dict) else None
+    if not isinstance(universe, list):
+        raise ValueError("meta: 'universe' is not a list")
+
+    def build(item: dict[str, Any]) -> Instrument:
+        coin = item["name"]
+        if not isinstance(coin, str) or isinstance(item["szDecimals"], bool):
+            raise TypeError("meta: name or szDecimals of the wrong type")
+        return Instrument(
+            exchange=dialect.exchange_id,
+            symbol=dialect.normalise_symbol(coin),
+            native_symbol=coin,
+            kind="perpetual",
+            base=coin,
+            quote="USDC",
+            settle="USDC",
+            tick_size=perp_tick(item["szDecimals"]),
+            lot_size=decimals_increment(item["szDecimals"]),
+            contract_size=1.0,
+            expiry=None,
+            strike=None,
+            option_type=None,
+            status="delisted" if item.get("isDelisted") else TRADING,
+            ts_recv=ts_recv,
+        )
+
+    return build_all(universe, build)
+
+
 class HyperliquidDialect(ExchangeDialect):
     """Hyperliquid: endpoint, subscriptions, heartbeat, simulator."""
 
@@ -234,6 +295,18 @@ class HyperliquidDialect(ExchangeDialect):
     def new_normaliser(self) -> Normaliser:
         return HyperliquidNormaliser()
 
+    def instruments_paths(self) -> list[str]:
+        return [INFO_PATH]
+
+    def instruments_request_json(self, path: str) -> Any:
+        return META_REQUEST
+
+    def instruments_request_weight(self, path: str) -> int:
+        return META_WEIGHT
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return parse_meta(self, body, ts_recv)
+
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return HyperliquidSimulator(self, config)
 
@@ -250,6 +323,28 @@ class HyperliquidSimulator(ExchangeSimulator):
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
         self.steps = 0
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.post(INFO_PATH, self.info_handler)]
+
+    async def info_handler(self, request: web.Request) -> web.Response:
+        """``POST /info`` of type ``meta``: this simulator's markets, ``szDecimals`` from the size decimals
+        (the tick the dialect derives, ``10**-(6 - szDecimals)``, is the market's tick for 2 price
+        decimals, as the demo coins have)."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        try:
+            req = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return web.json_response({"error": "Failed to deserialize the JSON body"}, status=422)
+        if not isinstance(req, dict) or req.get("type") != "meta":
+            return web.json_response({"error": "unknown info request type (simulated)"}, status=422)
+        universe = [
+            {"name": coin, "szDecimals": m.size_decimals, "maxLeverage": 40, "marginTableId": 40}
+            for coin, m in self.markets.items()
+        ]
+        return web.json_response({"universe": universe, "marginTables": []})
 
     async def on_message(self, session: ClientSession, text: str) -> None:
         try:

@@ -602,6 +602,253 @@ def test_kraken_asset_pairs() -> None:
     assert (got["ETH/EUR"].tick_size, got["ETH/EUR"].status) == (0.01, "cancel_only")
 
 
+def test_hyperliquid_meta() -> None:
+    """``POST /info {"type":"meta"}``: the documented example (perpetuals page). Tick is the decimals
+    bound ``10**-(6 - szDecimals)`` (the finest step of any valid price), lot ``10**-szDecimals``."""
+    body = {
+        "universe": [
+            {"name": "BTC", "szDecimals": 5, "maxLeverage": 50},
+            {"name": "ETH", "szDecimals": 4, "maxLeverage": 50},
+            {"name": "HPOS", "szDecimals": 0, "maxLeverage": 3, "onlyIsolated": True},
+            {"name": "LOOM", "szDecimals": 1, "maxLeverage": 3, "onlyIsolated": True, "isDelisted": True},
+            {"name": "BAD", "szDecimals": "many", "maxLeverage": 3},
+        ],
+        "marginTables": [[50, {"description": "", "marginTiers": [{"lowerBound": "0.0", "maxLeverage": 50}]}]],
+    }  # fmt: skip
+    got = by_native(get_dialect("hyperliquid").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"BTC", "ETH", "HPOS", "LOOM"}  # an unreadable item is left out, the rest stay
+    assert got["BTC"] == Instrument(
+        "hyperliquid", "BTC-USDC-PERP", "BTC", "perpetual", "BTC", "USDC", "USDC",
+        0.1, 1e-5, 1.0, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["ETH"].tick_size, got["ETH"].lot_size) == (0.01, 1e-4)
+    assert (got["HPOS"].tick_size, got["HPOS"].lot_size) == (1e-6, 1.0)
+    assert (got["LOOM"].tick_size, got["LOOM"].lot_size, got["LOOM"].status) == (1e-5, 0.1, "delisted")
+    # the documented valid prices are whole multiples of the tick, invalid ones are not
+    assert round_to_increment(0.001234, got["HPOS"].tick_size) == 0.001234
+    assert round_to_increment(0.0012345, got["HPOS"].tick_size) != 0.0012345
+    assert round_to_increment(0.01234, got["LOOM"].tick_size) == 0.01234
+    assert round_to_increment(0.012345, got["LOOM"].tick_size) != 0.012345
+    with pytest.raises(ValueError):
+        get_dialect("hyperliquid").parse_instruments(b'{"universe": {}}', TS)
+
+
+def test_bitmex_instrument_active() -> None:
+    """``GET /api/v1/instrument/active``, items with the documented fields (values as BitMEX lists
+    them for its inverse, linear, quanto, dated and spot contracts; an index is left out)."""
+    common = {"isQuanto": False, "isInverse": False, "underlyingToSettleMultiplier": None}
+    body = [
+        {
+            **common, "symbol": "XBTUSD", "rootSymbol": "XBT", "state": "Open", "typ": "FFWCSX",
+            "listing": "2016-05-13T12:00:00.000Z", "expiry": None, "underlying": "XBT", "quoteCurrency": "USD",
+            "settlCurrency": "XBt", "positionCurrency": "USD", "tickSize": 0.1, "lotSize": 100,
+            "multiplier": -100000000, "isInverse": True, "underlyingToPositionMultiplier": None,
+            "underlyingToSettleMultiplier": -100000000, "quoteToSettleMultiplier": None, "maxOrderQty": 10000000,
+        },
+        {
+            **common, "symbol": "XBTUSDT", "state": "Open", "typ": "FFWCSX", "expiry": None, "underlying": "XBT",
+            "quoteCurrency": "USDT", "settlCurrency": "USDt", "positionCurrency": "XBT", "tickSize": 0.5,
+            "lotSize": 1000, "multiplier": 1, "underlyingToPositionMultiplier": 1000000,
+            "quoteToSettleMultiplier": 1000000,
+        },
+        {
+            **common, "symbol": "ETHUSD", "state": "Open", "typ": "FFWCSX", "expiry": None, "underlying": "ETH",
+            "quoteCurrency": "USD", "settlCurrency": "XBt", "tickSize": 0.05, "lotSize": 1, "multiplier": 100,
+            "isQuanto": True, "quoteToSettleMultiplier": None,
+        },
+        {
+            **common, "symbol": "XBTH25", "state": "Open", "typ": "FFCCSX", "expiry": "2025-03-28T12:00:00.000Z",
+            "underlying": "XBT", "quoteCurrency": "USD", "settlCurrency": "XBt", "tickSize": 0.5, "lotSize": 100,
+            "multiplier": -100000000, "isInverse": True, "underlyingToSettleMultiplier": -100000000,
+        },
+        {
+            **common, "symbol": "XBT_USDT", "state": "Open", "typ": "IFXXXP", "expiry": None, "underlying": "XBT",
+            "quoteCurrency": "USDT", "settlCurrency": "USDt", "tickSize": 0.5, "lotSize": 1000, "multiplier": 1,
+            "underlyingToPositionMultiplier": 1000000, "quoteToSettleMultiplier": 1000000,
+        },
+        {**common, "symbol": "SOLUSDT", "state": "Unlisted", "typ": "FFWCSX", "expiry": None, "underlying": "SOL",
+         "quoteCurrency": "USDT", "settlCurrency": "USDt", "tickSize": 0.01, "lotSize": 1000, "multiplier": 1,
+         "quoteToSettleMultiplier": 1000000},
+        {"symbol": ".BXBT", "state": "Unlisted", "typ": "MRCXXX", "underlying": "XBT", "quoteCurrency": "USD",
+         "tickSize": 0.01, "multiplier": 0},
+        {**common, "symbol": "XRPUSDT", "state": "Open", "typ": "FFWCSX", "underlying": "XRP",
+         "quoteCurrency": "USDT", "settlCurrency": "USDt", "tickSize": 0, "lotSize": 1000, "multiplier": 1},
+    ]  # fmt: skip
+    got = by_native(get_dialect("bitmex").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"XBTUSD", "XBTUSDT", "ETHUSD", "XBTH25", "XBT_USDT", "SOLUSDT"}  # no index, no tick 0
+    assert got["XBTUSD"] == Instrument(
+        "bitmex", "BTC-USD-PERP", "XBTUSD", "perpetual", "BTC", "USD", "BTC",
+        0.1, 100.0, 1.0, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert got["XBTUSDT"] == Instrument(
+        "bitmex", "BTC-USDT-PERP", "XBTUSDT", "perpetual", "BTC", "USDT", "USDT",
+        0.5, 1000.0, 1e-6, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["ETHUSD"].contract_size, got["ETHUSD"].settle, got["ETHUSD"].tick_size) == (None, "BTC", 0.05)
+    future = got["XBTH25"]
+    assert (future.kind, future.symbol, future.expiry, future.contract_size) == (
+        "future", "XBTH25", 1743163200 * 10**9, 1.0,
+    )  # fmt: skip
+    spot = got["XBT_USDT"]
+    assert (spot.kind, spot.settle, spot.contract_size, spot.lot_size) == ("spot", None, None, 1000.0)
+    assert got["SOLUSDT"].status == "unlisted"
+    with pytest.raises(ValueError):
+        get_dialect("bitmex").parse_instruments(b'{"error": {"message": "Not Found"}}', TS)
+
+
+def test_bitget_spot_symbols() -> None:
+    """``GET /api/v2/spot/public/symbols``: the documented example plus a halted pair."""
+    body = {
+        "code": "00000", "msg": "success", "requestTime": 1744276707885,
+        "data": [
+            {
+                "symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "minTradeAmount": "0",
+                "maxTradeAmount": "900000000000000000000", "takerFeeRate": "0.002", "makerFeeRate": "0.002",
+                "pricePrecision": "2", "quantityPrecision": "6", "quotePrecision": "8", "status": "online",
+                "minTradeUSDT": "1", "buyLimitPriceRatio": "0.05", "sellLimitPriceRatio": "0.05",
+                "areaSymbol": "no", "orderQuantity": "200", "openTime": "1532454360000", "offTime": "",
+            },
+            {"symbol": "XYZUSDT", "baseCoin": "XYZ", "quoteCoin": "USDT", "pricePrecision": "5",
+             "quantityPrecision": "0", "status": "halt"},
+            {"symbol": "BADUSDT", "baseCoin": "BAD", "quoteCoin": "USDT", "pricePrecision": "x",
+             "quantityPrecision": "0", "status": "online"},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("bitget").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"BTCUSDT", "XYZUSDT"}
+    assert got["BTCUSDT"] == Instrument(
+        "bitget", "BTC-USDT", "BTCUSDT", "spot", "BTC", "USDT", None,
+        0.01, 1e-6, None, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["XYZUSDT"].tick_size, got["XYZUSDT"].lot_size, got["XYZUSDT"].status) == (1e-5, 1.0, "halt")
+    with pytest.raises(ValueError):
+        get_dialect("bitget").parse_instruments(b'{"code": "40019", "msg": "error", "data": null}', TS)
+
+
+def test_bitget_usdt_futures_contracts() -> None:
+    """``GET /api/v2/mix/market/contracts?productType=USDT-FUTURES``: the documented perpetual, a
+    tick of ``priceEndStep`` 5 at one decimal, and a delivery contract in maintenance."""
+    perp = {
+        "symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "buyLimitPriceRatio": "0.9",
+        "sellLimitPriceRatio": "0.9", "feeRateUpRatio": "0.1", "makerFeeRate": "0.0004", "takerFeeRate": "0.0006",
+        "openCostUpRatio": "0.1", "supportMarginCoins": ["USDT"], "minTradeNum": "0.01", "priceEndStep": "1",
+        "volumePlace": "2", "pricePlace": "1", "sizeMultiplier": "0.01", "symbolType": "perpetual",
+        "minTradeUSDT": "5", "maxSymbolOrderNum": "999999", "maxProductOrderNum": "999999", "maxPositionNum": "150",
+        "symbolStatus": "normal", "offTime": "-1", "limitOpenTime": "-1", "deliveryTime": "",
+        "deliveryStartTime": "", "launchTime": "", "fundInterval": "8", "minLever": "1", "maxLever": "125",
+        "posLimit": "0.05", "maintainTime": "", "maxMarketOrderQty": "220", "maxOrderQty": "1200",
+    }  # fmt: skip
+    body = {
+        "code": "00000", "msg": "success", "requestTime": 1695793701269,
+        "data": [
+            perp,
+            {**perp, "symbol": "ETHUSDT", "baseCoin": "ETH", "pricePlace": "1", "priceEndStep": "5",
+             "sizeMultiplier": "0.1", "symbolStatus": "limit_open"},
+            {**perp, "symbol": "BTCUSDT0328", "symbolType": "delivery", "deliveryTime": "1743148800000",
+             "symbolStatus": "maintain"},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("bitget-futures").parse_instruments(orjson.dumps(body), TS))
+    assert got["BTCUSDT"] == Instrument(
+        "bitget-futures", "BTC-USDT-PERP", "BTCUSDT", "perpetual", "BTC", "USDT", "USDT",
+        0.1, 0.01, 1.0, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["ETHUSDT"].tick_size, got["ETHUSDT"].lot_size, got["ETHUSDT"].status) == (
+        0.5,
+        0.1,
+        "limit_open",
+    )
+    future = got["BTCUSDT0328"]
+    assert (future.kind, future.expiry, future.status) == ("future", 1743148800000 * MS, "maintain")
+    assert get_dialect("bitget-futures").instruments_paths() == [
+        "/api/v2/mix/market/contracts?productType=USDT-FUTURES"
+    ]
+
+
+def test_kucoin_futures_contracts_active() -> None:
+    """``GET /api/v1/contracts/active``: a linear perpetual (fields of the documented example), an
+    inverse one (multiplier -1: one USD), a dated future and a paused contract."""
+    linear = {
+        "symbol": "XBTUSDTM", "rootSymbol": "USDT", "type": "FFWCSX", "firstOpenDate": 1585555200000,
+        "expireDate": None, "settleDate": None, "baseCurrency": "XBT", "quoteCurrency": "USDT",
+        "settleCurrency": "USDT", "maxOrderQty": 1000000, "maxPrice": 1000000.0, "lotSize": 1, "tickSize": 0.1,
+        "indexPriceTickSize": 0.01, "multiplier": 0.001, "initialMargin": 0.008, "maintainMargin": 0.004,
+        "maxRiskLimit": 100000, "minRiskLimit": 100000, "riskStep": 50000, "makerFeeRate": 0.0002,
+        "takerFeeRate": 0.0006, "takerFixFee": 0.0, "makerFixFee": 0.0, "settlementFee": None,
+        "isDeleverage": True, "isQuanto": True, "isInverse": False, "markMethod": "FairPrice",
+        "fairMethod": "FundingRate", "fundingBaseSymbol": ".XBTINT8H", "fundingQuoteSymbol": ".USDTINT8H",
+        "fundingRateSymbol": ".XBTUSDTMFPI8H", "indexSymbol": ".KXBTUSDT", "settlementSymbol": "",
+        "status": "Open", "fundingFeeRate": 0.000153, "predictedFundingFeeRate": 0.000128,
+    }  # fmt: skip
+    body = {
+        "code": "200000",
+        "data": [
+            linear,
+            {**linear, "symbol": "XBTUSDM", "rootSymbol": "XBT", "quoteCurrency": "USD", "settleCurrency": "XBT",
+             "multiplier": -1, "isInverse": True, "tickSize": 0.5},
+            {**linear, "symbol": "XBTMZ25", "type": "FFICSX", "rootSymbol": "XBT", "quoteCurrency": "USD",
+             "settleCurrency": "XBT", "multiplier": -1, "isInverse": True, "expireDate": 1766736000000},
+            {**linear, "symbol": "ETHUSDTM", "baseCurrency": "ETH", "tickSize": 0.01, "multiplier": 0.01,
+             "status": "Paused"},
+            {**linear, "symbol": "NOPEUSDTM", "tickSize": -1},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("kucoin-futures").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"XBTUSDTM", "XBTUSDM", "XBTMZ25", "ETHUSDTM"}
+    assert got["XBTUSDTM"] == Instrument(
+        "kucoin-futures", "BTC-USDT-PERP", "XBTUSDTM", "perpetual", "BTC", "USDT", "USDT",
+        0.1, 1.0, 0.001, None, None, None, "trading", TS,
+    )  # fmt: skip
+    inverse = got["XBTUSDM"]
+    assert (inverse.symbol, inverse.settle, inverse.contract_size, inverse.tick_size) == (
+        "BTC-USD-PERP", "BTC", 1.0, 0.5,
+    )  # fmt: skip
+    assert (got["XBTMZ25"].kind, got["XBTMZ25"].expiry) == ("future", 1766736000000 * MS)
+    assert (got["ETHUSDTM"].status, got["ETHUSDTM"].contract_size) == ("paused", 0.01)
+    with pytest.raises(ValueError):
+        get_dialect("kucoin-futures").parse_instruments(b'{"code": "400100", "msg": "error"}', TS)
+
+
+def test_mexc_exchange_info() -> None:
+    """``GET /api/v3/exchangeInfo``: the documented example (``METALUSDT``), a paused pair, the older
+    ``ENABLED`` status, and one without precisions (left out)."""
+    metal = {
+        "symbol": "METALUSDT", "status": "1", "baseAsset": "METAL", "baseAssetPrecision": 2,
+        "quoteAsset": "USDT", "quotePrecision": 5, "quoteAssetPrecision": 5, "baseCommissionPrecision": 2,
+        "quoteCommissionPrecision": 5, "orderTypes": ["LIMIT", "MARKET", "LIMIT_MAKER"],
+        "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "quoteAmountPrecision": "1",
+        "baseSizePrecision": "0.1", "permissions": ["SPOT"],
+        "filters": [{"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "askMultiplierDown": "0.2"}],
+        "maxQuoteAmount": "2000000", "makerCommission": "0", "takerCommission": "0.0005",
+        "quoteAmountPrecisionMarket": "1", "maxQuoteAmountMarket": "100000", "fullName": "Metal Blockchain",
+        "tradeSideType": "1", "contractAddress": "xtokens", "st": False,
+    }  # fmt: skip
+    body = {
+        "timezone": "CST", "serverTime": 1764900000000,
+        "symbols": [
+            metal,
+            {**metal, "symbol": "BTCUSDT", "baseAsset": "BTC", "baseAssetPrecision": 6, "quotePrecision": 2,
+             "status": "2"},
+            {**metal, "symbol": "TOMO3LUSDT", "baseAsset": "TOMO3L", "quotePrecision": 3, "status": "ENABLED"},
+            {"symbol": "NOPEUSDT", "status": "1", "baseAsset": "NOPE", "quoteAsset": "USDT"},
+        ],
+    }  # fmt: skip
+    got = by_native(get_dialect("mexc").parse_instruments(orjson.dumps(body), TS))
+    assert set(got) == {"METALUSDT", "BTCUSDT", "TOMO3LUSDT"}
+    assert got["METALUSDT"] == Instrument(
+        "mexc", "METAL-USDT", "METALUSDT", "spot", "METAL", "USDT", None,
+        1e-5, 0.01, None, None, None, None, "trading", TS,
+    )  # fmt: skip
+    assert (got["BTCUSDT"].tick_size, got["BTCUSDT"].lot_size, got["BTCUSDT"].status) == (
+        0.01,
+        1e-6,
+        "paused",
+    )
+    assert (got["TOMO3LUSDT"].tick_size, got["TOMO3LUSDT"].status) == (0.001, "trading")
+    with pytest.raises(ValueError):
+        get_dialect("mexc").parse_instruments(b'{"code": 700003, "msg": "error"}', TS)
+
+
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
@@ -832,6 +1079,12 @@ async def test_instruments_endpoint_failure_keeps_explicit_symbols() -> None:
         "gate",
         "gate-futures",
         "htx",
+        "hyperliquid",
+        "bitmex",
+        "bitget",
+        "bitget-futures",
+        "kucoin-futures",
+        "mexc",
     ],
 )
 async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
@@ -850,7 +1103,11 @@ async def test_every_simulator_serves_its_instruments(exchange: str) -> None:
     assert sorted(i.native_symbol for i in got) == sorted(dialect.demo_symbols)
     for i in got:
         model = sim.markets[i.native_symbol]
-        assert (i.tick_size, i.lot_size, i.status) == (model.tick, 10**-model.size_decimals, "trading")
+        lot = 10**-model.size_decimals
+        if sim.sizes_in_lots:  # sizes are whole contracts of one model lot
+            assert i.contract_size == pytest.approx(lot)
+            lot = 1
+        assert (i.tick_size, i.lot_size, i.status) == (model.tick, lot, "trading")
         assert i.symbol == dialect.normalise_symbol(i.native_symbol)
 
 

@@ -27,7 +27,9 @@ from ...events import (
     non_negative_size,
     positive_price,
 )
+from ...instruments import Instrument
 from ..binance import split_binance_symbol
+from . import instruments as bitget_instruments
 
 if TYPE_CHECKING:
     from ...simulator import ExchangeSimulator, SimulatorConfig
@@ -487,6 +489,19 @@ class BitgetDialect(ExchangeDialect):
         return self.normaliser_class(
             verify_checksums=self.options.verify_checksums, ticker_bbo=self.bbo_channel == "ticker"
         )
+
+    # -- instruments (collectors/venues/bitget/instruments.py) -----------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.bitget.com"
+
+    def instruments_paths(self) -> list[str]:
+        if self.inst_type == "SPOT":
+            return [bitget_instruments.SPOT_PATH]
+        return [f"{bitget_instruments.CONTRACTS_PATH}?productType={self.inst_type}"]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        if self.inst_type == "SPOT":
+            return bitget_instruments.parse_spot(self, body, ts_recv)
+        return bitget_instruments.parse_contracts(self, body, ts_recv)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import BitgetSimulator

@@ -15,10 +15,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from aiohttp import web
 
 from ...book import ASK, BID, L2Book
 from ...checksum import to_signed32
 from ...simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
+from . import instruments as bitget_instruments
 from .client import BOOK_CHANNEL, CHECKSUM_DEPTH, WS_PATH, bitget_checksum
 
 if TYPE_CHECKING:
@@ -56,6 +58,19 @@ class BitgetSimulator(ExchangeSimulator):
         self._rendered: tuple[MarketStep, dict[str, list[str]]] | None = None
         #: text pings received (and answered ``pong``)
         self.pings = 0
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        path = bitget_instruments.SPOT_PATH if self.inst_type == "SPOT" else bitget_instruments.CONTRACTS_PATH
+        return [web.get(path, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """The spot symbols or the contracts of ``productType`` (this simulator's markets)."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        if self.inst_type != "SPOT" and request.query.get("productType", "").upper() != self.inst_type:
+            return web.json_response({"code": "40019", "msg": "Parameter productType error", "data": None})
+        return web.json_response(bitget_instruments.symbols_body(self.inst_type, self.markets))
 
     def _push(self, action: str, channel: str, inst_id: str, data: list[Any], ms: int) -> str:
         arg = {"instType": self.inst_type, "channel": channel, "instId": inst_id}

@@ -52,17 +52,32 @@ KuCoin's name. Topics take one symbol each, so a connection carries at most 12 s
 
 No real futures recording is shared: the tests use the documented message examples above and the
 simulator.
+
+Instruments: ``GET /api/v1/contracts/active`` (public, weight 3;
+https://www.kucoin.com/docs-new/rest/futures-trading/market-data/get-all-symbols, checked 2026-12-05,
+the same items as GET /api/v1/contracts/{symbol}): ``{"code": "200000", "data": [{"symbol":
+"XBTUSDTM", "type": "FFWCSX" (perpetual) | "FFICSX" (dated future), "baseCurrency": "XBT",
+"quoteCurrency": "USDT", "settleCurrency": "USDT", "expireDate": ms or null, "tickSize": 0.1,
+"lotSize": 1, "multiplier": 0.001, "isInverse": false, "status": "Open", ...}]}``. ``tickSize`` is the
+tick, ``lotSize`` the lot (in contracts, as every size here), ``|multiplier|`` the contract size (base
+units for a linear contract: 0.001 BTC; quote units for an inverse one, whose multiplier is -1: 1 USD);
+``XBT`` is written ``BTC`` (base and settle); ``status`` ``Open`` is trading, the others (``Init``, ``BeingSettled``, ``Settled``, ``Paused``,
+``Closed``, ``CancelOnly``) are written lower-case.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+
 from schemas import RecordBuffer
 
 from ...base import CHANNELS, Normaliser
 from ...book import ASK, BID
 from ...events import ParseError, check_symbol, funding_rate, ms_to_ns, non_negative_size, positive_price
+from ...instruments import TRADING, Instrument, build_all, positive
+from ...instruments import ms_to_ns as ms_to_ns_or_none
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .client import (
     Increment,
@@ -75,6 +90,9 @@ from .client import (
 )
 
 EXCHANGE = "kucoin-futures"
+CONTRACTS_PATH = "/api/v1/contracts/active"
+#: ``type`` -> our kind
+CONTRACT_KINDS = {"FFWCSX": "perpetual", "FFICSX": "future"}
 SNAPSHOT_TOPIC = "/contractMarket/level2Snapshot"
 INSTRUMENT_TOPIC = "/contract/instrument"
 #: perpetual suffixes -> quote currency
@@ -177,6 +195,43 @@ def _side(price: Any, size: Any, what: str) -> tuple[float | None, float | None]
     return positive_price(price, f"{what} price"), non_negative_size(size, f"{what} size")
 
 
+def parse_contracts(dialect: KucoinDialect, body: str | bytes, ts_recv: int) -> list[Instrument]:
+    """Instruments of a ``contracts/active`` answer (module docstring)."""
+    answer = orjson.loads(body)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        raise ValueError(f"contracts/active: not a contract list: {str(answer)[:120]}")
+
+    def build(item: dict[str, Any]) -> Instrument | None:
+        kind = CONTRACT_KINDS.get(item.get("type"))  # type: ignore[arg-type]
+        if kind is None:
+            return None
+        native = item["symbol"]
+        if not isinstance(native, str):
+            raise TypeError("symbol is not a string")
+        base = str(item["baseCurrency"])
+        status = str(item["status"])
+        return Instrument(
+            exchange=dialect.exchange_id,
+            symbol=dialect.normalise_symbol(native),
+            native_symbol=native,
+            kind=kind,
+            base=BASE_ALIASES.get(base, base),
+            quote=str(item["quoteCurrency"]),
+            settle=BASE_ALIASES.get(str(item["settleCurrency"]), str(item["settleCurrency"])),
+            tick_size=positive(item["tickSize"]),
+            lot_size=positive(item["lotSize"]),
+            contract_size=positive(abs(float(item["multiplier"]))),
+            expiry=ms_to_ns_or_none(item.get("expireDate")) if kind == "future" else None,
+            strike=None,
+            option_type=None,
+            status=TRADING if status == "Open" else status.lower(),
+            ts_recv=ts_recv,
+        )
+
+    return build_all(data, build)
+
+
 class KucoinFuturesDialect(KucoinDialect):
     """KuCoin futures: endpoints, token flow, subscriptions, snapshots, simulator."""
 
@@ -214,6 +269,15 @@ class KucoinFuturesDialect(KucoinDialect):
 
     def new_normaliser(self) -> Normaliser:
         return KucoinFuturesNormaliser()
+
+    def instruments_paths(self) -> list[str]:
+        return [CONTRACTS_PATH]
+
+    def instruments_request_weight(self, path: str) -> int:
+        return 3
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return parse_contracts(self, body, ts_recv)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import KucoinFuturesSimulator

@@ -288,11 +288,52 @@ class KucoinFuturesSimulator(KucoinSimulator):
         "/contract/instrument": "instrument",  # funding and mark share it
     }
     snapshot_path: ClassVar[str] = "/api/v1/level2/snapshot"
+    sizes_in_lots = True
 
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
         #: per-symbol level-2 sequence: one per change
         self.sequence = {s: m.update_id for s, m in self.markets.items()}
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        from .futures import CONTRACTS_PATH
+
+        return [web.get(CONTRACTS_PATH, self.contracts_handler)]
+
+    async def contracts_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/contracts/active``: this simulator's markets as linear USDT perpetuals whose
+        contract is one model lot (the streams count sizes in lots)."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        data = []
+        for sym, m in self.markets.items():
+            root = sym[: -len("USDTM")] if sym.endswith("USDTM") else sym
+            data.append(
+                {
+                    "symbol": sym,
+                    "rootSymbol": "USDT",
+                    "type": "FFWCSX",
+                    "firstOpenDate": 1585555200000,
+                    "expireDate": None,
+                    "settleDate": None,
+                    "baseCurrency": root,
+                    "quoteCurrency": "USDT",
+                    "settleCurrency": "USDT",
+                    "maxOrderQty": 1000000,
+                    "maxPrice": 1000000.0,
+                    "lotSize": 1,
+                    "tickSize": m.tick,
+                    "indexPriceTickSize": m.tick,
+                    "multiplier": 10**-m.size_decimals,
+                    "isDeleverage": True,
+                    "isQuanto": False,
+                    "isInverse": False,
+                    "markMethod": "FairPrice",
+                    "status": "Open",
+                }
+            )
+        return web.json_response({"code": OK_CODE, "data": data}, dumps=_dumps)
 
     def render_step(self, step: MarketStep) -> Frames:
         sym, model, ns = step.symbol, step.model, step.ts_ns

@@ -69,6 +69,8 @@ from ...events import (
     non_negative_size,
     positive_price,
 )
+from ...instruments import Instrument
+from . import instruments as mexc_instruments
 from . import protobuf as pb
 
 if TYPE_CHECKING:
@@ -338,6 +340,16 @@ class MexcDialect(ExchangeDialect):
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
         base = ws_url.rstrip("/")
         return base if base.endswith("/ws") else base + "/ws"
+
+    # -- instruments (collectors/venues/mexc/instruments.py) -------------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [mexc_instruments.PATH]
+
+    def instruments_request_weight(self, path: str) -> int:
+        return mexc_instruments.WEIGHT
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return mexc_instruments.parse_exchange_info(self, body, ts_recv)
 
     def decode_binary(self, data: bytes) -> bytes:
         """JSON text frames unchanged; every binary (protobuf) frame as ``b64:`` + base64."""

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep
+from . import instruments as mexc_instruments
 from . import protobuf as pb
 from .client import CHANNEL_NAMES, INTERVAL
 
@@ -150,3 +151,14 @@ class MexcSimulator(ExchangeSimulator):
 
     def rest_routes(self) -> list[web.RouteDef]:
         return [web.get("/api/v3/depth", self.depth_handler)]
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        return [web.get(mexc_instruments.PATH, self.instruments_handler)]
+
+    async def instruments_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/exchangeInfo``: this simulator's markets."""
+        fault = self.instruments_fault_response()
+        if fault is not None:
+            return fault
+        body = mexc_instruments.exchange_info_body(self.markets, self.now_exchange_ns() // 1_000_000)
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
