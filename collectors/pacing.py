@@ -117,9 +117,9 @@ class Pacer:
         rate = self.limits.messages_per_second
         if not rate:
             return None
-        # A per-second rate below one (e.g. 0.5/s) becomes one message per 1/rate seconds.
-        if rate >= 1:
-            return RateWindow(self.limits.scaled(rate), 1.0)
+        # Evenly spaced, one message per 1/(rate x safety) s, not bursts of the whole second's count:
+        # a burst that the host delays (a loaded event loop) reaches the venue together with the next
+        # second's burst and breaks its window; spaced messages keep their margin one by one.
         return RateWindow(1, 1.0 / (rate * self.limits.safety))
 
     def connection_windows(self) -> ConnectionPacing:
