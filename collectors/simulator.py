@@ -17,9 +17,11 @@ import random
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sortedcontainers import SortedDict
 
 if TYPE_CHECKING:
@@ -342,6 +344,19 @@ class ExchangeSimulator(abc.ABC):
         """The venue's instruments endpoint(s), listing :attr:`markets` (tick from ``MarketModel.tick``,
         lot from its size decimals); dialects with instruments override it."""
         return []
+
+    def instruments_routes_of(self, paths: Sequence[str], body: Callable[[], Any]) -> list[web.RouteDef]:
+        """GET routes serving ``body()`` (the venue's instrument list of :attr:`markets`) as JSON at
+        each path, answering the armed instruments fault instead (:meth:`instruments_fault_response`)."""
+        from aiohttp import web
+
+        async def handler(request: web.Request) -> web.Response:
+            fault = self.instruments_fault_response()
+            if fault is not None:
+                return fault
+            return web.json_response(body(), dumps=lambda o: orjson.dumps(o).decode())
+
+        return [web.get(path, handler) for path in paths]
 
     def add_market(self, symbol: str) -> MarketModel:
         """Lists a new market while running (it appears in the instruments and starts trading)."""

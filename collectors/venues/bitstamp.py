@@ -391,15 +391,9 @@ class BitstampSimulator(ExchangeSimulator):
         return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        return [web.get(spot_instruments.BITSTAMP_PATH, self.instruments_handler)]
-
-    async def instruments_handler(self, request: web.Request) -> web.Response:
         """The venue's instrument list: this simulator's markets."""
-        fault = self.instruments_fault_response()
-        if fault is not None:
-            return fault
-        return web.json_response(
-            spot_instruments.bitstamp_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        return self.instruments_routes_of(
+            [spot_instruments.BITSTAMP_PATH], lambda: spot_instruments.bitstamp_body(self.markets)
         )
 
     def rest_routes(self) -> list[web.RouteDef]:

@@ -535,15 +535,9 @@ class CoinbaseSimulator(ExchangeSimulator):
         return market
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        return [web.get(coinbase_instruments.PATH, self.instruments_handler)]
-
-    async def instruments_handler(self, request: web.Request) -> web.Response:
         """``GET /api/v3/brokerage/market/products``: this simulator's markets."""
-        fault = self.instruments_fault_response()
-        if fault is not None:
-            return fault
-        return web.json_response(
-            coinbase_instruments.products_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        return self.instruments_routes_of(
+            [coinbase_instruments.PATH], lambda: coinbase_instruments.products_body(self.markets)
         )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:

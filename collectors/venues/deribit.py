@@ -445,19 +445,11 @@ class DeribitSimulator(ExchangeSimulator):
         return ['{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}']
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        # under the venue's ``/api/v2`` and under the bare path (a --rest-url naming the simulator root)
-        return [
-            web.get("/api/v2" + deribit_instruments.PATH, self.instruments_handler),
-            web.get(deribit_instruments.PATH, self.instruments_handler),
-        ]
-
-    async def instruments_handler(self, request: web.Request) -> web.Response:
-        """``GET /api/v2/public/get_instruments``: this simulator's markets."""
-        fault = self.instruments_fault_response()
-        if fault is not None:
-            return fault
-        return web.json_response(
-            deribit_instruments.get_instruments_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        """``GET /api/v2/public/get_instruments``: this simulator's markets, under the venue's ``/api/v2``
+        and under the bare path (a --rest-url naming the simulator root)."""
+        paths = ["/api/v2" + deribit_instruments.PATH, deribit_instruments.PATH]
+        return self.instruments_routes_of(
+            paths, lambda: deribit_instruments.get_instruments_body(self.markets)
         )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:

@@ -720,15 +720,9 @@ class KrakenSimulator(ExchangeSimulator):
         return market
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        return [web.get(kraken_instruments.PATH, self.instruments_handler)]
-
-    async def instruments_handler(self, request: web.Request) -> web.Response:
         """``GET /0/public/AssetPairs``: this simulator's markets."""
-        fault = self.instruments_fault_response()
-        if fault is not None:
-            return fault
-        return web.json_response(
-            kraken_instruments.asset_pairs_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        return self.instruments_routes_of(
+            [kraken_instruments.PATH], lambda: kraken_instruments.asset_pairs_body(self.markets)
         )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:

@@ -194,15 +194,9 @@ class KucoinSpotSimulator(KucoinSimulator):
     snapshot_path: ClassVar[str] = "/api/v1/market/orderbook/level2_100"
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        return [web.get(spot_instruments.KUCOIN_PATH, self.instruments_handler)]
-
-    async def instruments_handler(self, request: web.Request) -> web.Response:
         """The venue's instrument list: this simulator's markets."""
-        fault = self.instruments_fault_response()
-        if fault is not None:
-            return fault
-        return web.json_response(
-            spot_instruments.kucoin_body(self.markets), dumps=lambda o: orjson.dumps(o).decode()
+        return self.instruments_routes_of(
+            [spot_instruments.KUCOIN_PATH], lambda: spot_instruments.kucoin_body(self.markets)
         )
 
     def render_step(self, step: MarketStep) -> Frames:
