@@ -78,6 +78,7 @@ from ..events import (
     ParseError,
     check_symbol,
     emit_event,
+    funding_rate,
     iso_to_ns,
     non_negative_size,
     ns_to_iso,
@@ -122,10 +123,8 @@ def _number(value: Any, what: str) -> float:
 
 
 def _rate(value: Any, what: str, symbol: str) -> float:
-    rate = _number(value, what)
-    if not -1.0 < rate < 1.0:
-        raise ParseError(f"{what} out of range: {str(value)[:40]!r}", symbol, "funding")
-    return rate
+    """A funding rate sent as a JSON number, within the shared bounds (:func:`funding_rate`)."""
+    return funding_rate(_number(value, what), symbol, what)
 
 
 class BitmexNormaliser(Normaliser):

@@ -75,6 +75,7 @@ from ..events import (
     bbo_side,
     check_symbol,
     emit_event,
+    funding_rate,
     ms_to_ns,
     non_negative_size,
     positive_price,
@@ -142,10 +143,7 @@ def _rate(value: Any, what: str, symbol: str) -> float:
     """A funding rate: a finite number (negative allowed)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParseError(f"{what} is not a number: {str(value)[:40]!r}", symbol, "funding")
-    rate = float(value)
-    if not -1.0 < rate < 1.0:
-        raise ParseError(f"{what} out of range: {str(value)[:40]!r}", symbol, "funding")
-    return rate
+    return funding_rate(value, symbol, what)  # the shared bounds
 
 
 class DeribitNormaliser(Normaliser):
