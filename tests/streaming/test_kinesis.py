@@ -415,3 +415,63 @@ async def test_close_stops_the_sender_even_when_cancelled_as_it_wakes(moto):
         await asyncio.sleep(0)  # the event's waiter completes; the sender has not resumed yet
     await asyncio.wait_for(pub.close(), 5)
     assert pub._sender is not None and pub._sender.cancelled()
+
+
+def test_the_moto_fixture_sequences_concurrent_puts_like_kinesis(moto):
+    """moto's own server gives two PutRecords calls racing on one shard the same sequence number and
+    keeps one record (tests/support/moto_serial_kinesis.py): our fixture must not, or a publisher with
+    calls in flight loses records in tests that real Kinesis never loses."""
+    name = new_stream(moto, shards=1)
+    threads, calls, per_call = 8, 40, 20
+
+    def put_many(t: int) -> None:
+        client = client_for(moto)
+        for i in range(calls):
+            records = [{"Data": f"{t}-{i}-{j}".encode(), "PartitionKey": "k"} for j in range(per_call)]
+            client.put_records(StreamName=name, Records=records)
+
+    workers = [threading.Thread(target=put_many, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    client = client_for(moto)
+    shard = client.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    iterator = client.get_shard_iterator(StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    it, seen = iterator["ShardIterator"], []
+    while True:
+        got = client.get_records(ShardIterator=it, Limit=10_000)
+        if not got["Records"]:
+            break
+        seen += [r["Data"] for r in got["Records"]]
+        it = got["NextShardIterator"]
+    assert len(seen) == len(set(seen)) == threads * calls * per_call
+
+
+def test_the_moto_fixture_serialises_kinesis_requests_only():
+    """The middleware behind the fixture: Kinesis requests never overlap, others (S3) still do."""
+    from tests.support.moto_serial_kinesis import SerialKinesis
+
+    active: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def app(environ, start_response):
+        kind = "kinesis" if environ.get("HTTP_X_AMZ_TARGET") else "s3"
+        with lock:
+            active[kind] += 1
+            most[kind] = max(most[kind], active[kind])
+        threading.Event().wait(0.05)
+        with lock:
+            active[kind] -= 1
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wsgi = SerialKinesis(app)
+    requests = [{"HTTP_X_AMZ_TARGET": "Kinesis_20131202.PutRecords"}, {}] * 6
+    workers = [threading.Thread(target=wsgi, args=(env, lambda *a: None)) for env in requests]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert most["kinesis"] == 1 and most["s3"] > 1

@@ -104,7 +104,15 @@ def moto_server() -> Iterator[Service]:
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # moto's own server, with Kinesis requests serialised (see moto_serial_kinesis.py for why).
+        [
+            sys.executable,
+            str(Path(__file__).with_name("moto_serial_kinesis.py")),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
