@@ -25,6 +25,7 @@ is skipped by its length without being parsed, however deep it claims to nest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ...events import ParseError
 
@@ -34,6 +35,7 @@ LEN = 2
 I32 = 5
 _FIXED = {I64: 8, I32: 4}
 MAX_VARINT_BYTES = 10
+_M = TypeVar("_M")
 
 # field numbers (PushDataV3ApiWrapper)
 W_CHANNEL = 1
@@ -168,39 +170,68 @@ class Push:
     body: AggreDeals | AggreDepths | AggreBookTicker | None = None
 
 
-def _deal(buf: bytes) -> Deal:
-    d = Deal()
-    for n, w, v in fields(buf):
-        if n == 1:
-            d.price = _string(v, n, w, "deal price")
-        elif n == 2:
-            d.quantity = _string(v, n, w, "deal quantity")
-        elif n == 3:
-            d.trade_type = _int(v, n, w, "deal tradeType", 32)
-        elif n == 4:
-            d.time = _int(v, n, w, "deal time")
-    return d
+#: The scalar fields of one message: number -> (attribute, documented name, 0 for a string or the
+#: integer's signed width). One table serves the reader and the writer.
+ScalarFields = dict[int, tuple[str, str, int]]
+
+DEAL_FIELDS: ScalarFields = {
+    1: ("price", "deal price", 0),
+    2: ("quantity", "deal quantity", 0),
+    3: ("trade_type", "deal tradeType", 32),
+    4: ("time", "deal time", 64),
+}
+LEVEL_FIELDS: ScalarFields = {1: ("price", "level price", 0), 2: ("quantity", "level quantity", 0)}
+DEALS_FIELDS: ScalarFields = {2: ("event_type", "eventType", 0)}
+DEPTHS_FIELDS: ScalarFields = {
+    3: ("event_type", "eventType", 0),
+    4: ("from_version", "fromVersion", 0),
+    5: ("to_version", "toVersion", 0),
+}
+BOOK_TICKER_FIELDS: ScalarFields = {
+    1: ("bid_price", "bidPrice", 0),
+    2: ("bid_quantity", "bidQuantity", 0),
+    3: ("ask_price", "askPrice", 0),
+    4: ("ask_quantity", "askQuantity", 0),
+}
+PUSH_FIELDS: ScalarFields = {
+    W_CHANNEL: ("channel", "channel", 0),
+    W_SYMBOL: ("symbol", "symbol", 0),
+    W_SYMBOL_ID: ("symbol_id", "symbolId", 0),
+    W_CREATE_TIME: ("create_time", "createTime", 64),
+    W_SEND_TIME: ("send_time", "sendTime", 64),
+}
 
 
-def _level(buf: bytes) -> DepthLevel:
-    lv = DepthLevel()
+def _read_scalar(obj: object, spec: ScalarFields, n: int, w: int, v: int | bytes) -> bool:
+    """Sets the scalar field ``n`` of ``obj`` if ``spec`` names it; False for any other field."""
+    found = spec.get(n)
+    if found is None:
+        return False
+    attr, what, bits = found
+    setattr(obj, attr, _string(v, n, w, what) if bits == 0 else _int(v, n, w, what, bits))
+    return True
+
+
+def _message(buf: bytes, spec: ScalarFields, obj: _M) -> _M:
+    """A message made only of scalars (unknown fields skipped, as protobuf does)."""
     for n, w, v in fields(buf):
-        if n == 1:
-            lv.price = _string(v, n, w, "level price")
-        elif n == 2:
-            lv.quantity = _string(v, n, w, "level quantity")
-    return lv
+        _read_scalar(obj, spec, n, w, v)
+    return obj
+
+
+def _nested(n: int, w: int, v: int | bytes, what: str) -> bytes:
+    _expect(n, w, LEN, what)
+    assert isinstance(v, bytes)
+    return v
 
 
 def _deals(buf: bytes) -> AggreDeals:
     body = AggreDeals()
     for n, w, v in fields(buf):
         if n == 1:
-            _expect(n, w, LEN, "deals")
-            assert isinstance(v, bytes)
-            body.deals.append(_deal(v))
-        elif n == 2:
-            body.event_type = _string(v, n, w, "eventType")
+            body.deals.append(_message(_nested(n, w, v, "deals"), DEAL_FIELDS, Deal()))
+        else:
+            _read_scalar(body, DEALS_FIELDS, n, w, v)
     return body
 
 
@@ -208,29 +239,10 @@ def _depths(buf: bytes) -> AggreDepths:
     body = AggreDepths()
     for n, w, v in fields(buf):
         if n in (1, 2):
-            _expect(n, w, LEN, "depth level")
-            assert isinstance(v, bytes)
-            (body.asks if n == 1 else body.bids).append(_level(v))
-        elif n == 3:
-            body.event_type = _string(v, n, w, "eventType")
-        elif n == 4:
-            body.from_version = _string(v, n, w, "fromVersion")
-        elif n == 5:
-            body.to_version = _string(v, n, w, "toVersion")
-    return body
-
-
-def _book_ticker(buf: bytes) -> AggreBookTicker:
-    body = AggreBookTicker()
-    for n, w, v in fields(buf):
-        if n == 1:
-            body.bid_price = _string(v, n, w, "bidPrice")
-        elif n == 2:
-            body.bid_quantity = _string(v, n, w, "bidQuantity")
-        elif n == 3:
-            body.ask_price = _string(v, n, w, "askPrice")
-        elif n == 4:
-            body.ask_quantity = _string(v, n, w, "askQuantity")
+            level = _message(_nested(n, w, v, "depth level"), LEVEL_FIELDS, DepthLevel())
+            (body.asks if n == 1 else body.bids).append(level)
+        else:
+            _read_scalar(body, DEPTHS_FIELDS, n, w, v)
     return body
 
 
@@ -238,26 +250,17 @@ def decode_push(buf: bytes) -> Push:
     """Decodes one ``PushDataV3ApiWrapper``; :class:`ParseError` on anything malformed."""
     push = Push()
     for n, w, v in fields(buf):
-        if n == W_CHANNEL:
-            push.channel = _string(v, n, w, "channel")
-        elif n == W_SYMBOL:
-            push.symbol = _string(v, n, w, "symbol")
-        elif n == W_SYMBOL_ID:
-            push.symbol_id = _string(v, n, w, "symbolId")
-        elif n == W_CREATE_TIME:
-            push.create_time = _int(v, n, w, "createTime")
-        elif n == W_SEND_TIME:
-            push.send_time = _int(v, n, w, "sendTime")
-        elif 301 <= n <= 399:  # the oneof body: the last one on the wire wins, as protobuf says
-            _expect(n, w, LEN, "body")
-            assert isinstance(v, bytes)
+        if _read_scalar(push, PUSH_FIELDS, n, w, v):
+            continue
+        if 301 <= n <= 399:  # the oneof body: the last one on the wire wins, as protobuf says
+            data = _nested(n, w, v, "body")
             push.body_field = n
             if n == W_AGGRE_DEALS:
-                push.body = _deals(v)
+                push.body = _deals(data)
             elif n == W_AGGRE_DEPTHS:
-                push.body = _depths(v)
+                push.body = _depths(data)
             elif n == W_AGGRE_BOOK_TICKER:
-                push.body = _book_ticker(v)
+                push.body = _message(data, BOOK_TICKER_FIELDS, AggreBookTicker())
             else:
                 push.body = None  # another documented body (klines, tickers...): not decoded
     return push
@@ -295,33 +298,31 @@ def f_int(number: int, value: int) -> bytes:
     return key(number, VARINT) + varint(value) if value else b""
 
 
-def encode_deal(d: Deal) -> bytes:
-    return f_str(1, d.price) + f_str(2, d.quantity) + f_int(3, d.trade_type) + f_int(4, d.time)
+def encode_scalars(obj: object, spec: ScalarFields) -> bytes:
+    """The scalar fields of ``obj`` in field-number order (zero values omitted, as proto3 writes)."""
+    out = b""
+    for number in sorted(spec):
+        attr, _, bits = spec[number]
+        value = getattr(obj, attr)
+        out += f_str(number, value) if bits == 0 else f_int(number, value)
+    return out
 
 
 def encode_body(body: AggreDeals | AggreDepths | AggreBookTicker) -> tuple[int, bytes]:
     """The body's oneof field number and its bytes."""
     if isinstance(body, AggreDeals):
-        data = b"".join(f_len(1, encode_deal(d)) for d in body.deals) + f_str(2, body.event_type)
-        return W_AGGRE_DEALS, data
+        data = b"".join(f_len(1, encode_scalars(d, DEAL_FIELDS)) for d in body.deals)
+        return W_AGGRE_DEALS, data + encode_scalars(body, DEALS_FIELDS)
     if isinstance(body, AggreDepths):
-        data = b"".join(f_len(1, f_str(1, a.price) + f_str(2, a.quantity)) for a in body.asks)
-        data += b"".join(f_len(2, f_str(1, b.price) + f_str(2, b.quantity)) for b in body.bids)
-        data += f_str(3, body.event_type) + f_str(4, body.from_version) + f_str(5, body.to_version)
-        return W_AGGRE_DEPTHS, data
-    data = (
-        f_str(1, body.bid_price)
-        + f_str(2, body.bid_quantity)
-        + f_str(3, body.ask_price)
-        + f_str(4, body.ask_quantity)
-    )
-    return W_AGGRE_BOOK_TICKER, data
+        data = b"".join(f_len(1, encode_scalars(a, LEVEL_FIELDS)) for a in body.asks)
+        data += b"".join(f_len(2, encode_scalars(b, LEVEL_FIELDS)) for b in body.bids)
+        return W_AGGRE_DEPTHS, data + encode_scalars(body, DEPTHS_FIELDS)
+    return W_AGGRE_BOOK_TICKER, encode_scalars(body, BOOK_TICKER_FIELDS)
 
 
 def encode_push(push: Push) -> bytes:
     """Serialises a wrapper in field-number order (what MEXC's generated code writes)."""
-    out = f_str(W_CHANNEL, push.channel) + f_str(W_SYMBOL, push.symbol) + f_str(W_SYMBOL_ID, push.symbol_id)
-    out += f_int(W_CREATE_TIME, push.create_time) + f_int(W_SEND_TIME, push.send_time)
+    out = encode_scalars(push, PUSH_FIELDS)
     if push.body is not None:
         number, data = encode_body(push.body)
         out += f_len(number, data)
