@@ -12,7 +12,7 @@ import time
 
 from collectors.base import Normaliser
 from collectors.simulator import SimulatorConfig
-from collectors.venues.bybit import BybitDialect
+from collectors.venues.bybit.linear import BybitDialect
 from schemas import RecordBuffer
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")

@@ -20,12 +20,9 @@ from collectors.base import DialectOptions, Subscription
 from collectors.capture import replay_capture
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
-from collectors.venues.bybit import (
-    RESUBSCRIBE_AGAIN_AFTER,
-    BybitDialect,
-    BybitNormaliser,
-    BybitSimulator,
-)
+from collectors.venues.bybit.common import RESUBSCRIBE_AGAIN_AFTER, BybitNormaliser
+from collectors.venues.bybit.linear import BybitDialect
+from collectors.venues.bybit.simulator import BybitSimulator
 from schemas import Flags, RecordBuffer
 from tests.collectors.bad_input import assert_parse_error_then_flowing
 from tests.collectors.book_replay import tops_by_seq

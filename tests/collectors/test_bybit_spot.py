@@ -13,8 +13,8 @@ import websockets
 from collectors.base import DialectOptions, Subscription
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
-from collectors.venues.bybit import BybitNormaliser
-from collectors.venues.bybit_spot import BybitSpotDialect, BybitSpotNormaliser
+from collectors.venues.bybit.common import BybitNormaliser
+from collectors.venues.bybit.spot import BybitSpotDialect, BybitSpotNormaliser
 from schemas import Flags, RecordBuffer
 from tests.collectors.test_bybit import compare_tops_with_bbo
 from tests.collectors.test_connection import running
@@ -179,7 +179,7 @@ async def test_spot_dropped_update_resyncs_only_that_symbol_live() -> None:
 def test_spot_level1_is_re_pushed_every_3_s_and_the_repush_changes_nothing() -> None:
     """Current docs: spot level-1 books are re-sent as a snapshot (same ``u``) after 3 s without change,
     as on linear; the simulator does it and the normaliser takes it as no change (no gap, no resync)."""
-    from collectors.venues.bybit_spot import BybitSpotSimulator
+    from collectors.venues.bybit.spot import BybitSpotSimulator
     from tests.collectors.test_bybit import _book, _feed
 
     assert BybitSpotSimulator.level1_repush_ns == 3_000_000_000
@@ -225,7 +225,7 @@ async def test_spot_simulator_re_pushes_an_unchanged_level1_book() -> None:
 
 
 def test_linear_book_depths_are_1_50_200_1000() -> None:
-    from collectors.venues.bybit import BybitDialect
+    from collectors.venues.bybit.linear import BybitDialect
 
     for depth in (50, 200, 1000):
         assert BybitDialect(DialectOptions(book_depth=depth)).book_depth == depth

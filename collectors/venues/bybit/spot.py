@@ -1,6 +1,6 @@
 """Bybit v5 spot (exchange id ``bybit-spot``): public websocket ``/v5/public/spot``.
 
-Same protocol and book rules as :mod:`collectors.venues.bybit` (subclassed here, not copied): ``publicTrade``,
+Same protocol and book rules as :mod:`.common` and :mod:`.linear` (subclassed here, not copied): ``publicTrade``,
 ``orderbook.N`` snapshot/delta with ``u`` incrementing by one (``u == 1`` or a snapshot resets the
 book), ``orderbook.1`` for the best bid/offer. What differs on spot, as documented:
 - book depths 50, 200 and 1000 (level 1 is the bbo channel); level 1 is re-pushed as a snapshot after
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..base import CHANNELS
-from ..pacing import VenueLimits
-from ..simulator import ExchangeSimulator, MarketStep, SimulatorConfig
-from .bybit import BybitDialect, BybitNormaliser, BybitSimulator, split_quote
+from ...base import CHANNELS
+from ...pacing import VenueLimits
+from ...simulator import ExchangeSimulator, MarketStep, SimulatorConfig
+from .common import BybitNormaliser, split_quote
+from .linear import BybitDialect
+from .simulator import BybitSimulator
 
 EXCHANGE = "bybit-spot"
 #: Bybit spot rejects subscribe requests with more args than this

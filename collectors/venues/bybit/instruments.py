@@ -20,11 +20,11 @@ from urllib.parse import quote
 
 import orjson
 
-from ..instruments import TRADING, Instrument, build_all, ms_to_ns, positive
+from ...instruments import TRADING, Instrument, build_all, ms_to_ns, positive
 
 if TYPE_CHECKING:
-    from ..base import ExchangeDialect
-    from ..simulator import MarketModel
+    from ...base import ExchangeDialect
+    from ...simulator import MarketModel
 
 PATH = "/v5/market/instruments-info"
 #: pages fetched at most in one refresh (1000 instruments per page)
@@ -87,7 +87,7 @@ def instruments_info_body(
     category: str, markets: dict[str, MarketModel], quotes: tuple[str, ...], cursor: str, page_size: int
 ) -> dict[str, Any]:
     """A simulator's ``instruments-info`` page for its markets (``page_size`` per page, as Bybit pages)."""
-    from .bybit import split_quote
+    from .common import split_quote
 
     natives = sorted(markets)
     start = int(cursor) if cursor.isdigit() else 0
