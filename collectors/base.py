@@ -10,7 +10,6 @@ the live run. Everything that touches the network lives in the dialect and in
 from __future__ import annotations
 
 import abc
-import functools
 import operator
 import time
 from collections import deque
@@ -587,7 +586,7 @@ class DialectOptions:
     """Per-run options a dialect honours (book depth, checksum verification, the OUTDATED cutoff).
 
     ``outdated_cutoff_ns`` reaches every normaliser's :class:`TimeFlagger` (see
-    :meth:`ExchangeDialect.new_normaliser`), so ``[thresholds] outdated_cutoff_s`` sets the OUTDATED
+    :meth:`ExchangeDialect.make_normaliser`), so ``[thresholds] outdated_cutoff_s`` sets the OUTDATED
     flag written into the lake, live and in replay alike.
     """
 
@@ -647,26 +646,6 @@ class ExchangeDialect(abc.ABC):
 
     def __init__(self, options: DialectOptions | None = None) -> None:
         self.options = options or DialectOptions()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every venue's ``new_normaliser`` hands the run's options to the normaliser it makes.
-
-        Wrapping here (not in each venue) means a venue added later cannot forget it: the configured
-        OUTDATED cutoff reaches its :class:`TimeFlagger` without code in the venue module.
-        """
-        super().__init_subclass__(**kwargs)
-        make = cls.__dict__.get("new_normaliser")
-        if make is None or getattr(make, "_applies_options", False):
-            return
-
-        @functools.wraps(make)
-        def new_normaliser(self: ExchangeDialect) -> Normaliser:
-            normaliser: Normaliser = make(self)
-            normaliser.time_flags.outdated_cutoff_ns = self.options.outdated_cutoff_ns
-            return normaliser
-
-        new_normaliser._applies_options = True  # type: ignore[attr-defined]
-        cls.new_normaliser = new_normaliser  # type: ignore[method-assign]
 
     def rotation_age_s(self) -> float:
         """Age (s) at which a connection is rotated by default: before the venue's forced disconnect
@@ -732,9 +711,13 @@ class ExchangeDialect(abc.ABC):
         """A fresh normaliser for one connection or one replay (exchange-specific construction)."""
 
     def make_normaliser(self, symbols: Sequence[str] | None = None) -> Normaliser:
-        """A fresh normaliser configured with this dialect's options (sanity bounds) and, when given,
-        the native ``symbols`` subscribed (rows of any other symbol are dropped, see :class:`Normaliser`)."""
+        """A fresh normaliser configured with this dialect's options (the OUTDATED cutoff, sanity bounds)
+        and, when given, the native ``symbols`` subscribed (rows of any other symbol are dropped, see
+        :class:`Normaliser`). The one place run options reach a normaliser: every command path that
+        normalises (collect, replay, renormalise) makes its normalisers here, so a venue's own
+        :meth:`new_normaliser` only constructs."""
         normaliser = self.new_normaliser()
+        normaliser.time_flags.outdated_cutoff_ns = self.options.outdated_cutoff_ns
         normaliser.configure(self.options.limits)
         if symbols is not None:
             normaliser.subscribe(self.subscribed_names(symbols))

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = renormalise_day(
-            args.lake, args.exchange, day, dialect.new_normaliser, allow_brief_gap=args.allow_brief_gap
+            args.lake, args.exchange, day, dialect.make_normaliser, allow_brief_gap=args.allow_brief_gap
         )
     except ValueError as exc:
         print(f"ticktape renormalise: {exc}", file=err)
