@@ -64,18 +64,34 @@ def _makes_rows(exchange: str, path: Path) -> bool:
     return any(b.trades or b.book or b.bbo for b in buffers)
 
 
+#: A simulator capture holds at least this many output batches with market rows, and with trades (a batch
+#: holds the rows of one frame or more): room for every mutation kind with clean frames between them
+#: (tests/collectors/test_hostile.py), however slowly a loaded machine lets the simulator tick. A fixed
+#: recording time gave a capture too short for every kind under load.
+CAPTURE_ROW_BATCHES = 80
+CAPTURE_TRADE_BATCHES = 12
+CAPTURE_MAX_SECONDS = 60.0
+
+
 async def _record(exchange: str, path: Path, seconds: float) -> None:
     dialect = get_dialect(exchange)
     sim = dialect.simulator(SimulatorConfig(symbols=dialect.demo_symbols, rate_hz=60.0))
     await sim.start()
+    counts = {"rows": 0, "trades": 0}
+    enough = asyncio.Event()
 
-    async def discard(batch: RecordBuffer) -> None:
-        return None
+    async def count(batch: RecordBuffer) -> None:
+        if batch.trades or batch.book or batch.bbo:
+            counts["rows"] += 1
+        if batch.trades:
+            counts["trades"] += 1
+        if counts["rows"] >= CAPTURE_ROW_BATCHES and counts["trades"] >= CAPTURE_TRADE_BATCHES:
+            enough.set()
 
     collector = Collector(
         dialect,
         dialect.demo_symbols,
-        discard,
+        count,
         ws_url=sim.ws_url,
         rest_url=sim.rest_url,
         capture_path=path,
@@ -85,6 +101,8 @@ async def _record(exchange: str, path: Path, seconds: float) -> None:
         await collector.start()
         await collector.wait_connected()
         await asyncio.sleep(seconds)
+        async with asyncio.timeout(CAPTURE_MAX_SECONDS):
+            await enough.wait()
     finally:
         await collector.stop()
         await sim.stop()
