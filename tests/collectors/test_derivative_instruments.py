@@ -1,4 +1,4 @@
-"""Instruments of kraken-futures, coinbase-international and htx-swap: the parsers on each
+"""Instruments of kraken-futures, coinbase-international, htx-swap and OKX options: the parsers on each
 venue's documented answer (URLs in the parser modules' docstrings, checked 2026-12-05; trimmed to the
 fields that matter plus a few the parser must ignore), hostile answers (a clear ValueError or the item
 left out, never another exception), and the simulators over real REST and websockets (``all`` and globs
@@ -16,6 +16,7 @@ from collectors.connection import Collector
 from collectors.instruments import Instrument, decimals_increment
 from collectors.registry import get_dialect
 from collectors.simulator import SimulatorConfig
+from collectors.venues import okx_instruments
 from schemas import RecordBuffer
 from tests.collectors.test_connection import FAST
 from tests.collectors.test_instruments import test_every_simulator_serves_its_instruments as serves
@@ -223,9 +224,58 @@ def test_htx_swap_documented_contract_info() -> None:
     ]
 
 
+# -- okx options ---------------------------------------------------------------------------------------
+
+
+def test_okx_options_and_underlying() -> None:
+    """``public/instruments?instType=OPTION&instFamily=BTC-USD`` items with the documented option fields
+    (``stk``, ``optType``, ``ctVal`` in ``ctValCcy``, ``expTime``), and the documented
+    ``public/underlying`` answer."""
+    call = {
+        "instType": "OPTION", "instId": "BTC-USD-250328-100000-C", "uly": "BTC-USD", "instFamily": "BTC-USD",
+        "baseCcy": "", "quoteCcy": "", "settleCcy": "BTC", "ctVal": "0.01", "ctMult": "1", "ctValCcy": "BTC",
+        "optType": "C", "stk": "100000", "listTime": "1735804800000", "expTime": "1743148800000", "lever": "",
+        "tickSz": "0.0005", "lotSz": "1", "minSz": "1", "ctType": "", "alias": "", "state": "live",
+        "ruleType": "normal", "maxLmtSz": "10000",
+    }  # fmt: skip
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            call,
+            {**call, "instId": "BTC-USD-250328-60000-P", "optType": "P", "stk": "60000", "state": "suspend"},
+            {**call, "instId": "BTC-USD-250328-1-X", "optType": "X"},
+            {**call, "instId": "BTC-USD-250328-0-C", "stk": ""},
+            {**call, "instId": "BTC-USD-250328-5-C", "stk": "-5"},
+        ],
+    }  # fmt: skip
+    got = parse("okx", body)
+    assert set(got) == {"BTC-USD-250328-100000-C", "BTC-USD-250328-60000-P"}
+    assert got["BTC-USD-250328-100000-C"] == Instrument(
+        "okx", "BTC-USD-250328-100000-C", "BTC-USD-250328-100000-C", "option", "BTC", "BTC", "BTC",
+        0.0005, 1.0, 0.01, 1743148800000 * MS, 100000.0, "call", "trading", TS,
+    )  # fmt: skip
+    put = got["BTC-USD-250328-60000-P"]
+    assert (put.strike, put.option_type, put.status) == (60000.0, "put", "suspend")
+    documented = b'{"code":"0","data":[["BTC-USD","ETH-USD"]],"msg":""}'
+    assert okx_instruments.parse_underlying(documented) == ["BTC-USD", "ETH-USD"]
+    assert okx_instruments.parse_underlying(b'{"code":"0","data":["SOL-USD"],"msg":""}') == ["SOL-USD"]
+    for bad in (b'{"code":"0","data":[["BTC-USD", 7]]}', b'{"code":"0","data":[["../x"]]}', b'{"code":"0"}'):
+        with pytest.raises(ValueError):
+            okx_instruments.parse_underlying(bad)
+    with pytest.raises(ValueError, match="code 50014"):
+        okx_instruments.parse_underlying(
+            b'{"code":"50014","msg":"Parameter instType can not be empty.","data":[]}'
+        )
+    assert (
+        okx_instruments.option_path("BTC-USD")
+        == "/api/v5/public/instruments?instType=OPTION&instFamily=BTC-USD"
+    )
+
+
 # -- hostile answers -----------------------------------------------------------------------------------
 
-VENUES = ("kraken-futures", "coinbase-international", "htx-swap")
+VENUES = ("kraken-futures", "coinbase-international", "htx-swap", "okx")
 HOSTILE = (
     b"",
     b"{",
@@ -305,3 +355,42 @@ async def test_all_symbols_against_the_simulator(exchange: str) -> None:
         await sim.stop()
     assert sorted(r[2] for r in got.instruments) == sorted(natives)
     assert {r[13] for r in got.instruments} == {"trading"}
+
+
+async def test_okx_option_glob_against_the_simulator() -> None:
+    """OKX options from the simulator's ``public/underlying`` and per-family instruments: a glob on
+    the calls of one family subscribes exactly those, and their books arrive; the instruments rows
+    carry strike, type and expiry."""
+    dialect = get_dialect("okx")
+    natives = (
+        "BTC-USDT-SWAP",
+        "BTC-USD-261225-100000-C",
+        "BTC-USD-261225-120000-C",
+        "BTC-USD-261225-80000-P",
+        "ETH-USD-261225-4000-C",
+    )
+    sim = dialect.simulator(SimulatorConfig(symbols=natives, rate_hz=5.0))
+    await sim.start()
+    got = RecordBuffer()
+
+    async def sink(batch: RecordBuffer) -> None:
+        got.extend(batch)
+
+    collector = Collector(
+        dialect, ["BTC-USD-*-C"], sink, ws_url=sim.ws_url, rest_url=sim.rest_url, settings=FAST
+    )
+    try:
+        await collector.start()
+        assert sorted(collector.symbols) == ["BTC-USD-261225-100000-C", "BTC-USD-261225-120000-C"]
+        await until(lambda: {r[1] for r in got.book if r[7]} >= set(collector.symbols))
+    finally:
+        await collector.stop()
+        await sim.stop()
+    # spot/swap/futures (3 requests), underlying, one request per family (BTC-USD, ETH-USD)
+    assert sim.instrument_requests == 6
+    rows = {r[2]: r for r in got.instruments}
+    assert set(rows) == set(natives)
+    call = rows["BTC-USD-261225-100000-C"]
+    assert call[3:7] == ("option", "BTC", "BTC", "BTC")
+    assert (call[10], call[11], call[12]) == (1798185600000 * MS, 100000.0, "call")
+    assert rows["BTC-USD-261225-80000-P"][12] == "put"
