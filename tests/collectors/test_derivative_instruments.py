@@ -7,6 +7,7 @@ resolve against what they serve).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -394,3 +395,42 @@ async def test_okx_option_glob_against_the_simulator() -> None:
     assert call[3:7] == ("option", "BTC", "BTC", "BTC")
     assert (call[10], call[11], call[12]) == (1798185600000 * MS, 100000.0, "call")
     assert rows["BTC-USD-261225-80000-P"][12] == "put"
+
+
+async def test_garbage_instruments_answer_is_an_event_and_explicit_symbols_run() -> None:
+    """The venue answers its instruments endpoint with an error body, then with a list: the first fetch
+    is an ``instruments_error`` event quoting the venue's reason (the explicit symbol is collected all
+    the same, the pattern waits), the next one resolves the pattern. Nothing crashes."""
+    from aiohttp import web
+
+    from collectors.venues import kraken_futures_instruments
+
+    dialect = get_dialect("kraken-futures")
+    sim = dialect.simulator(SimulatorConfig(symbols=("PF_XBTUSD", "PF_ETHUSD"), rate_hz=5.0))
+    answers = [b'{"result":"error","error":"apiLimitExceeded"}']
+
+    async def handler(request: web.Request) -> web.Response:
+        if answers:
+            return web.Response(body=answers.pop(), content_type="application/json")
+        return web.json_response(kraken_futures_instruments.instruments_body(sim.markets))
+
+    sim.instrument_routes = lambda: [web.get(kraken_futures_instruments.PATH, handler)]  # type: ignore[method-assign]
+    await sim.start()
+    got = RecordBuffer()
+
+    async def sink(batch: RecordBuffer) -> None:
+        got.extend(batch)
+
+    settings = dataclasses.replace(FAST, instruments_refresh_s=0.3)
+    collector = Collector(dialect, ["BTC-USD-PERP", "PF_ETH*"], sink, ws_url=sim.ws_url, rest_url=sim.rest_url,
+                          settings=settings)  # fmt: skip
+    try:
+        await collector.start()
+        assert collector.symbols == ["PF_XBTUSD"]
+        await until(lambda: {r[1] for r in got.book if r[7]} >= {"BTC-USD-PERP", "ETH-USD-PERP"})
+    finally:
+        await collector.stop()
+        await sim.stop()
+    errors = [orjson.loads(e[5]) for e in got.feed_events if e[4] == "instruments_error"]
+    assert len(errors) == 1 and "instruments: error apiLimitExceeded" in errors[0]["reason"]
+    assert sorted(collector.symbols) == ["PF_ETHUSD", "PF_XBTUSD"]
