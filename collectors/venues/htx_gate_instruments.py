@@ -17,8 +17,9 @@
   the base coin per contract (the unit of every size and of open interest in contracts); sizes are whole
   contracts (lot 1); ``delivery_time`` (ms) is a dated future's expiry, empty on swaps; the settlement
   currency is ``trade_partition`` (USDT). ``contract_status``: 0 delisted, 1 listed (trading), 2 pending
-  listing, 3 suspended, 4 pending open, 5 in settlement, 6 delivering, 7 settlement completed, 8
-  delivered, 9 trading suspended. 5 and 7 are the periodic (funding) settlement of a listed contract,
+  listing, 3 suspended, 4 pending open (the Chinese page's 待开盘; the English one says "Suspending of
+  Listing"), 5 in settlement, 6 delivering, 7 settlement completed, 8 delivered, 9 trading suspended
+  (listed for coin-margined futures). 5 and 7 are the periodic (funding) settlement of a listed contract,
   which keeps its streams and trades again once it is done: they are written ``trading`` too, so a
   refresh that meets a settlement does not drop the contract as delisted; the others are written as the
   words above (an unknown code as ``status_<n>``). An error answer (``{"status": "error", "err_code":
