@@ -101,8 +101,8 @@ venue).
 
 Symbols: spot ``BTC-USDT`` stays ``BTC-USDT``; swaps ``BTC-USDT-SWAP`` become ``BTC-USDT-PERP``; dated
 futures and options keep OKX's names (``BTC-USD-220527``, ``BTC-USD-261225-100000-C``). Instruments
-(reference data, :mod:`.okx_instruments`): spot, swaps, futures, and the options of every family that
-``public/underlying`` lists; options carry the market channels only (trades, book, bbo).
+(reference data, :mod:`.okx_instruments`): spot, swaps, futures, and the options of every underlying
+that ``public/underlying`` lists (every margin family of it); options carry the market channels only (trades, book, bbo).
 """
 
 from __future__ import annotations
@@ -682,7 +682,7 @@ class OkxDialect(ExchangeDialect):
         rest_url: str,
         spend: Callable[[int], Awaitable[None]] | None = None,
     ) -> list[Instrument]:
-        """Spot, swaps and futures (:meth:`instruments_paths`), then the options of every family
+        """Spot, swaps and futures (:meth:`instruments_paths`), then the options of every underlying
         ``public/underlying`` lists (:func:`.okx_instruments.fetch_options`)."""
         out = await super().fetch_instruments(http, rest_url, spend)
         out.extend(await okx_instruments.fetch_options(self, http, rest_url, spend))
@@ -1020,19 +1020,20 @@ class OkxSimulator(ExchangeSimulator):
 
     async def instruments_handler(self, request: web.Request) -> web.Response:
         """``GET /api/v5/public/instruments?instType=..``: this simulator's markets of that type (options:
-        of the ``instFamily`` asked for, which OKX requires for them)."""
+        of the ``uly`` or ``instFamily`` asked for, one of which OKX requires for them)."""
         fault = self.instruments_fault_response()
         if fault is not None:
             return fault
         inst_type = request.query.get("instType", "")
         family = request.query.get("instFamily", "").upper()
+        underlying = request.query.get("uly", "").upper()
         if inst_type not in (*okx_instruments.INST_TYPES, "OPTION"):
             return web.json_response({"code": "51000", "msg": "Parameter instType error", "data": []})
-        if inst_type == "OPTION" and not family:
+        if inst_type == "OPTION" and not (family or underlying):
             return web.json_response(
                 {"code": "50014", "msg": "Parameter instFamily can not be empty.", "data": []}
             )
-        body = okx_instruments.okx_instruments_body(inst_type, self.markets, family)
+        body = okx_instruments.okx_instruments_body(inst_type, self.markets, family, underlying)
         return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:

@@ -229,9 +229,10 @@ def test_htx_swap_documented_contract_info() -> None:
 
 
 def test_okx_options_and_underlying() -> None:
-    """``public/instruments?instType=OPTION&instFamily=BTC-USD`` items with the documented option fields
-    (``stk``, ``optType``, ``ctVal`` in ``ctValCcy``, ``expTime``), and the documented
-    ``public/underlying`` answer."""
+    """``public/instruments?instType=OPTION&uly=BTC-USD`` items with the documented option fields
+    (``stk``, ``optType``, ``ctVal`` in ``ctValCcy``, ``expTime``; values typical of BTC-USD options,
+    not a verbatim example), a USD-margined ``BTC-USD_UM`` one of the same underlying, and the
+    documented ``public/underlying`` answer."""
     call = {
         "instType": "OPTION", "instId": "BTC-USD-250328-100000-C", "uly": "BTC-USD", "instFamily": "BTC-USD",
         "baseCcy": "", "quoteCcy": "", "settleCcy": "BTC", "ctVal": "0.01", "ctMult": "1", "ctValCcy": "BTC",
@@ -245,19 +246,29 @@ def test_okx_options_and_underlying() -> None:
         "data": [
             call,
             {**call, "instId": "BTC-USD-250328-60000-P", "optType": "P", "stk": "60000", "state": "suspend"},
+            {**call, "instId": "BTC-USD_UM-250328-100000-C", "instFamily": "BTC-USD_UM", "settleCcy": "USD",
+             "tickSz": "5"},
             {**call, "instId": "BTC-USD-250328-1-X", "optType": "X"},
             {**call, "instId": "BTC-USD-250328-0-C", "stk": ""},
             {**call, "instId": "BTC-USD-250328-5-C", "stk": "-5"},
         ],
     }  # fmt: skip
     got = parse("okx", body)
-    assert set(got) == {"BTC-USD-250328-100000-C", "BTC-USD-250328-60000-P"}
+    assert set(got) == {"BTC-USD-250328-100000-C", "BTC-USD-250328-60000-P", "BTC-USD_UM-250328-100000-C"}
     assert got["BTC-USD-250328-100000-C"] == Instrument(
         "okx", "BTC-USD-250328-100000-C", "BTC-USD-250328-100000-C", "option", "BTC", "BTC", "BTC",
         0.0005, 1.0, 0.01, 1743148800000 * MS, 100000.0, "call", "trading", TS,
     )  # fmt: skip
     put = got["BTC-USD-250328-60000-P"]
     assert (put.strike, put.option_type, put.status) == (60000.0, "put", "suspend")
+    usd = got["BTC-USD_UM-250328-100000-C"]  # USD-margined family of the same underlying
+    assert (usd.base, usd.quote, usd.settle, usd.tick_size, usd.strike) == (
+        "BTC",
+        "USD",
+        "USD",
+        5.0,
+        100000.0,
+    )
     documented = b'{"code":"0","data":[["BTC-USD","ETH-USD"]],"msg":""}'
     assert okx_instruments.parse_underlying(documented) == ["BTC-USD", "ETH-USD"]
     assert okx_instruments.parse_underlying(b'{"code":"0","data":["SOL-USD"],"msg":""}') == ["SOL-USD"]
@@ -268,10 +279,7 @@ def test_okx_options_and_underlying() -> None:
         okx_instruments.parse_underlying(
             b'{"code":"50014","msg":"Parameter instType can not be empty.","data":[]}'
         )
-    assert (
-        okx_instruments.option_path("BTC-USD")
-        == "/api/v5/public/instruments?instType=OPTION&instFamily=BTC-USD"
-    )
+    assert okx_instruments.option_path("BTC-USD") == "/api/v5/public/instruments?instType=OPTION&uly=BTC-USD"
 
 
 # -- hostile answers -----------------------------------------------------------------------------------
@@ -359,15 +367,16 @@ async def test_all_symbols_against_the_simulator(exchange: str) -> None:
 
 
 async def test_okx_option_glob_against_the_simulator() -> None:
-    """OKX options from the simulator's ``public/underlying`` and per-family instruments: a glob on
-    the calls of one family subscribes exactly those, and their books arrive; the instruments rows
-    carry strike, type and expiry."""
+    """OKX options from the simulator's ``public/underlying`` and per-underlying instruments (both
+    margin families of BTC-USD): a glob on the coin-margined calls subscribes exactly those, and their
+    books arrive; the instruments rows carry strike, type and expiry."""
     dialect = get_dialect("okx")
     natives = (
         "BTC-USDT-SWAP",
         "BTC-USD-261225-100000-C",
         "BTC-USD-261225-120000-C",
         "BTC-USD-261225-80000-P",
+        "BTC-USD_UM-261225-100000-C",
         "ETH-USD-261225-4000-C",
     )
     sim = dialect.simulator(SimulatorConfig(symbols=natives, rate_hz=5.0))
@@ -387,7 +396,7 @@ async def test_okx_option_glob_against_the_simulator() -> None:
     finally:
         await collector.stop()
         await sim.stop()
-    # spot/swap/futures (3 requests), underlying, one request per family (BTC-USD, ETH-USD)
+    # spot/swap/futures (3 requests), underlying, one request per underlying (BTC-USD, ETH-USD)
     assert sim.instrument_requests == 6
     rows = {r[2]: r for r in got.instruments}
     assert set(rows) == set(natives)
@@ -395,6 +404,7 @@ async def test_okx_option_glob_against_the_simulator() -> None:
     assert call[3:7] == ("option", "BTC", "BTC", "BTC")
     assert (call[10], call[11], call[12]) == (1798185600000 * MS, 100000.0, "call")
     assert rows["BTC-USD-261225-80000-P"][12] == "put"
+    assert rows["BTC-USD_UM-261225-100000-C"][4:7] == ("BTC", "USD", "USD")  # same underlying, USD-margined
 
 
 async def test_garbage_instruments_answer_is_an_event_and_explicit_symbols_run() -> None:
