@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import astuple, dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
+    import aiohttp
+
     from .base import ExchangeDialect
 
 #: Seconds between two instrument fetches of a running collector (``[collect] instruments_refresh_s``).
@@ -95,12 +99,68 @@ def positive(value: Any) -> float:
     return number
 
 
-def decimals_increment(decimals: Any) -> float:
-    """The increment of a count of decimals (``4`` -> ``0.0001``), exactly as a float parses it."""
+def decimals_increment(decimals: Any, lowest: int = 0) -> float:
+    """The increment of a count of decimals (``4`` -> ``0.0001``), exactly as a float parses it.
+
+    ``lowest`` is the smallest count the venue may send: a venue whose precision can be negative
+    (``-3``: whole thousands, ``1000.0``) passes ``-18``. A count outside ``lowest..18``, a bool or a
+    non-integer number is a ValueError."""
+    if isinstance(decimals, bool) or (isinstance(decimals, float) and not decimals.is_integer()):
+        raise ValueError(f"decimals is not an integer: {decimals!r}")
     places = int(decimals)
-    if not 0 <= places <= 18:
+    if not lowest <= places <= 18:
         raise ValueError(f"decimals out of range: {decimals!r}")
     return float(Decimal(1).scaleb(-places))
+
+
+def status_of(value: Any, *trading: str) -> str:
+    """A venue's instrument state as our ``status``: :data:`TRADING` when it is one of ``trading``
+    (compared case-insensitively), else the venue's word in lower case (``Paused`` -> ``paused``)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"state is not a word: {str(value)[:40]!r}")
+    word = value.lower()
+    return TRADING if word in {t.lower() for t in trading} else word
+
+
+def answer_list(
+    body: str | bytes,
+    what: str,
+    key: str | None = None,
+    error: Callable[[dict[str, Any]], str | None] | None = None,
+) -> list[Any]:
+    """The instrument list of a venue's answer: the JSON body itself (``key`` None) or the ``key``
+    member of the answer object. ``error(answer)`` is the venue's envelope check: the reason an answer
+    is an error (``"code 51000 Parameter instType error"``), None for a good one. Anything but a list
+    (not JSON, an error answer, a member that is not a list) is a ValueError naming ``what`` and the
+    reason or the start of the answer, so the collector's ``instruments_error`` event says what came
+    back."""
+    data = orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
+    items: Any = data
+    if key is not None:
+        if not isinstance(data, dict):
+            raise ValueError(f"{what}: not an answer object: {str(data)[:160]}")
+        reason = error(data) if error is not None else None
+        if reason is not None:
+            raise ValueError(f"{what}: {reason[:160]}")
+        items = data.get(key)
+    if not isinstance(items, list):
+        raise ValueError(f"{what}: not an instrument list: {str(data)[:160]}")
+    return items
+
+
+async def fetch_body(
+    http: aiohttp.ClientSession,
+    url: str,
+    spend: Callable[[int], Awaitable[None]] | None = None,
+    weight: int = 1,
+) -> bytes:
+    """One GET of an instruments endpoint within the venue's REST budget (``spend(weight)`` first);
+    raises ``aiohttp.ClientResponseError`` on an HTTP error status."""
+    if spend is not None:
+        await spend(weight)
+    async with http.get(url) as resp:
+        resp.raise_for_status()
+        return await resp.read()
 
 
 def round_to_increment(value: float, increment: float) -> float:

@@ -34,6 +34,9 @@ Symbols: linear multi-collateral perpetuals ``PF_XBTUSD`` -> ``BTC-USD-PERP`` (`
 Inverse perpetuals (``PI_XBTUSD``, sizes in USD contracts) and dated futures (``FI_``, ``FF_``) keep their
 native names, upper case, so that the inverse and the linear ``BTC-USD`` perpetuals never collide.
 
+Instruments: ``GET /derivatives/api/v3/instruments`` (:mod:`.kraken_futures_instruments`), served by the
+simulator too.
+
 Sources: https://docs.kraken.com/exchange/api-reference/futures-websocket,
 https://docs.kraken.com/exchange/api-reference/futures-websocket/book.md,
 https://docs.kraken.com/exchange/api-reference/futures-websocket/trade.md,
@@ -46,7 +49,7 @@ against the shared recording ``kraken-futures/kraken-futures_cryptofeed`` (2021-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -56,7 +59,12 @@ from ..base import CHANNELS, ExchangeDialect, Normaliser, Subscription
 from ..book import ResyncWatch, SymbolBooks
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..instruments import Instrument
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import kraken_futures_instruments
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXCHANGE = "kraken-futures"
 _SIDES = {"buy": "bid", "sell": "ask"}
@@ -328,6 +336,13 @@ class KrakenFuturesDialect(ExchangeDialect):
     def new_normaliser(self) -> Normaliser:
         return KrakenFuturesNormaliser()
 
+    # -- instruments (collectors/venues/kraken_futures_instruments.py) ---------------------------
+    def instruments_paths(self) -> list[str]:
+        return [kraken_futures_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return kraken_futures_instruments.parse_instruments(self, body, ts_recv)
+
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return KrakenFuturesSimulator(self, config)
 
@@ -344,6 +359,13 @@ class KrakenFuturesSimulator(ExchangeSimulator):
         self.recent: dict[str, list[dict[str, Any]]] = {s: [] for s in self.markets}
         self.count: dict[str, int] = dict.fromkeys(self.markets, 0)
         self._step_trades: list[dict[str, Any]] = []
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """``GET /derivatives/api/v3/instruments``: this simulator's markets."""
+        return self.instruments_routes_of(
+            [kraken_futures_instruments.PATH],
+            lambda: kraken_futures_instruments.instruments_body(self.markets),
+        )
 
     async def on_open(self, session: ClientSession) -> None:
         self.send(session, '{"event":"info","version":1}')

@@ -100,13 +100,15 @@ our stored documentation corpus, so their field names are not re-verified here: 
 venue).
 
 Symbols: spot ``BTC-USDT`` stays ``BTC-USDT``; swaps ``BTC-USDT-SWAP`` become ``BTC-USDT-PERP``; dated
-futures and options keep OKX's names (``BTC-USD-220527``). No instrument REST call is needed.
+futures and options keep OKX's names (``BTC-USD-220527``, ``BTC-USD-261225-100000-C``). Instruments
+(reference data, :mod:`.okx_instruments`): spot, swaps, futures, and the options of every underlying
+that ``public/underlying`` lists (every margin family of it); options carry the market channels only (trades, book, bbo).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from aiohttp import web
@@ -133,6 +135,9 @@ from ..pacing import VenueLimits
 from ..simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 from . import okx_instruments
 from .binance import split_binance_symbol
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EXCHANGE = "okx"
 WS_PATH = "/ws/v5/public"
@@ -671,6 +676,18 @@ class OkxDialect(ExchangeDialect):
     def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
         return okx_instruments.parse_okx_instruments(self, body, ts_recv)
 
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
+        """Spot, swaps and futures (:meth:`instruments_paths`), then the options of every underlying
+        ``public/underlying`` lists (:func:`.okx_instruments.fetch_options`)."""
+        out = await super().fetch_instruments(http, rest_url, spend)
+        out.extend(await okx_instruments.fetch_options(self, http, rest_url, spend))
+        return out
+
 
 #: OKX channel name -> our channel
 SIM_CHANNELS = {
@@ -994,17 +1011,29 @@ class OkxSimulator(ExchangeSimulator):
         return frames
 
     def instrument_routes(self) -> list[web.RouteDef]:
-        return [web.get(okx_instruments.PATH, self.instruments_handler)]
+        return [
+            web.get(okx_instruments.PATH, self.instruments_handler),
+            *self.instruments_routes_of(
+                [okx_instruments.UNDERLYING_PATH], lambda: okx_instruments.underlying_body(self.markets)
+            ),
+        ]
 
     async def instruments_handler(self, request: web.Request) -> web.Response:
-        """``GET /api/v5/public/instruments?instType=..``: this simulator's markets of that type."""
+        """``GET /api/v5/public/instruments?instType=..``: this simulator's markets of that type (options:
+        of the ``uly`` or ``instFamily`` asked for, one of which OKX requires for them)."""
         fault = self.instruments_fault_response()
         if fault is not None:
             return fault
         inst_type = request.query.get("instType", "")
-        if inst_type not in okx_instruments.INST_TYPES:
+        family = request.query.get("instFamily", "").upper()
+        underlying = request.query.get("uly", "").upper()
+        if inst_type not in (*okx_instruments.INST_TYPES, "OPTION"):
             return web.json_response({"code": "51000", "msg": "Parameter instType error", "data": []})
-        body = okx_instruments.okx_instruments_body(inst_type, self.markets)
+        if inst_type == "OPTION" and not (family or underlying):
+            return web.json_response(
+                {"code": "50014", "msg": "Parameter instFamily can not be empty.", "data": []}
+            )
+        body = okx_instruments.okx_instruments_body(inst_type, self.markets, family, underlying)
         return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:

@@ -56,6 +56,9 @@ Rules implemented:
 - ``REJECT``/``ERROR`` messages become ``subscribe_error`` events.
 
 Symbols: ``BTC-PERP`` (USDC-margined perpetual) -> ``BTC-USDC-PERP``; spot ``BTC-USDC`` stays.
+
+Instruments: ``GET https://api.international.coinbase.com/api/v1/instruments`` (public: no key needed),
+parsed in :mod:`.instruments` and served by the simulator.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ from ...events import (
     non_negative_size,
     positive_price,
 )
+from ...instruments import Instrument
+from . import instruments as intx_instruments
 
 if TYPE_CHECKING:
     import aiohttp
@@ -398,6 +403,15 @@ class CoinbaseInternationalDialect(ExchangeDialect):
 
     def new_normaliser(self) -> Normaliser:
         return CoinbaseInternationalNormaliser()
+
+    # -- instruments (.instruments): public REST, no API key ----------------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.international.coinbase.com"
+
+    def instruments_paths(self) -> list[str]:
+        return [intx_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return intx_instruments.parse_instruments(self, body, ts_recv)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         if self.credentials is None:

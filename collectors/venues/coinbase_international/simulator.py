@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...base import ExchangeDialect
 from ...events import ns_to_iso
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import instruments
 from .client import Credentials, sign
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 _OURS = {
     "MATCH": ("trades",),
@@ -39,6 +43,12 @@ class CoinbaseInternationalSimulator(ExchangeSimulator):
         self.rejected = 0
         self._step: MarketStep | None = None
         self._bodies: dict[str, dict[str, Any] | None] = {}
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """``GET /api/v1/instruments`` (public, as on INTX): this simulator's markets."""
+        return self.instruments_routes_of(
+            [instruments.PATH], lambda: instruments.instruments_body(self.markets)
+        )
 
     def message(self, session: ClientSession, body: dict[str, Any]) -> str:
         seq = session.state.get("seq", 0)

@@ -368,6 +368,16 @@ class HtxSpotSimulator(HtxSimulator):
 class HtxSwapSimulator(HtxSimulator):
     """HTX USDT-margined swaps on loopback: ``/linear-swap-ws`` and, for the mark price, ``/ws_index``."""
 
+    #: books and trades count whole contracts of one model lot (the instruments say so)
+    sizes_in_lots = True
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """``GET /linear-swap-api/v1/swap_contract_info``: this simulator's markets as listed swaps."""
+        return self.instruments_routes_of(
+            [htx_gate_instruments.HTX_SWAP_PATH],
+            lambda: htx_gate_instruments.htx_swap_contracts_body(self.markets),
+        )
+
     def __init__(self, dialect: ExchangeDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
         self.ws_paths = (

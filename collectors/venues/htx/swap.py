@@ -70,7 +70,9 @@ from schemas import RecordBuffer
 from ...base import CHANNELS, Subscription
 from ...book import ResyncWatch, parse_levels
 from ...events import ParseError, emit_event, frame_text_for_event, funding_rate, ms_to_ns, positive_price
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from .. import htx_gate_instruments
 from .common import HtxDialect, HtxNormaliser, bbo_level, int_field
 
 EXCHANGE = "htx-swap"
@@ -349,6 +351,15 @@ class HtxSwapDialect(HtxDialect):
             return []
         topics = [t for n in native_symbols for t in self.topics(n, ("book",))]
         return [self.sub_frame(t, "unsub") for t in topics] + [self.sub_frame(t) for t in topics]
+
+    # -- instruments (collectors/venues/htx_gate_instruments.py) ---------------------------------
+    instruments_rest_url: ClassVar[str | None] = "https://api.hbdm.com"
+
+    def instruments_paths(self) -> list[str]:
+        return [htx_gate_instruments.HTX_SWAP_PATH + htx_gate_instruments.HTX_SWAP_QUERY]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return htx_gate_instruments.parse_htx_swap_contracts(self, body, ts_recv)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import HtxSwapSimulator
