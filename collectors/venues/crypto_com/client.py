@@ -82,7 +82,9 @@ from ...events import (
     non_negative_size,
     positive_price,
 )
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from . import instruments as crypto_com_instruments
 
 EXCHANGE = "crypto-com"
 WS_PATH = "/exchange/v1/market"
@@ -447,6 +449,13 @@ class CryptoComDialect(ExchangeDialect):
 
     def new_normaliser(self) -> Normaliser:
         return CryptoComNormaliser()
+
+    # -- instruments (collectors/venues/crypto_com/instruments.py) --------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [crypto_com_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return crypto_com_instruments.parse_get_instruments(self, body, ts_recv)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import CryptoComSimulator
