@@ -17,7 +17,8 @@ time and no sequence number** (``ts_exchange`` is null on book rows, and a lost 
 detected: ``sequenced_book = False``; a reconnect brings a new whole book and a new epoch), and there
 is no best bid/offer stream on v2 (``channels`` has no ``bbo``).
 
-Symbols: ``BTCUSD`` -> ``BTC-USD``; perpetuals ``BTCUSDCPERP`` -> ``BTC-USDC-PERP``.
+Symbols: ``BTCUSD`` -> ``BTC-USD``; perpetuals ``BTCUSDCPERP`` -> ``BTC-USDC-PERP``. Reference data (the
+``instruments`` dataset, ``all`` and globs): :mod:`.gemini_instruments`.
 Checked against the shared recording ``gemini/gemini_cryptofeed`` (2026-08, current v2).
 """
 

@@ -36,7 +36,8 @@ bbo: Upbit has no separate best bid/offer stream; its orderbook message is its t
 unit of every orderbook message is a bbo row (``ts_exchange`` = ``tms``, ``seq`` null). ``ticker`` carries
 no bid or ask, and the best quotes on trade messages arrive only with trades.
 
-Symbols: native ``KRW-BTC`` (quote first) <-> ``BTC-KRW``.
+Symbols: native ``KRW-BTC`` (quote first) <-> ``BTC-KRW``. Reference data (the ``instruments`` dataset, ``all``
+and globs): :mod:`.upbit_instruments`.
 
 The shared recording (2021-04-17, ``SIMPLE``, subscribed with ``isOnlyRealtime``) matches the current
 documentation for every field read here; it has no snapshot messages, and its ``ttms`` are whole seconds.

@@ -61,6 +61,8 @@ Channels:
 - funding: ``CURRENT_FUNDING`` is the rate applied in the current 8-hour period, ``NEXT_FUNDING_ACCRUED``
   the rate accrued so far for the next one (stored as ``predicted_rate``).
 
+Reference data (the ``instruments`` dataset, ``all`` and globs): :mod:`.instruments`.
+
 Symbols: ``tBTCUSD`` -> ``BTC-USD``, ``tAAVE:USD`` -> ``AAVE-USD``, ``tBTCF0:USTF0`` -> ``BTC-USDT-PERP``
 (``UST`` is Bitfinex's code for USDT; other codes are kept). Funding currencies (``fUSD``) are not covered.
 

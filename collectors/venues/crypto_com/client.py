@@ -38,6 +38,8 @@ de-duplicated by ``d`` (``RecentTradeIds``), also across reconnects.
 bbo (``ticker.{instrument}``): ``b``/``bs`` best bid and its size, ``k``/``ks`` best ask and its size
 (null when a side is empty), ``t`` (ms); ``seq`` null (the ticker has no update id).
 
+Reference data (the ``instruments`` dataset, ``all`` and globs): :mod:`.instruments`.
+
 Instruments: spot ``BTC_USDT`` -> ``BTC-USDT``; perpetuals ``BTCUSD-PERP`` -> ``BTC-USD-PERP``. Exchange
 v1 serves spot and derivatives on this one endpoint with the same channels and message shapes (the
 derivatives API was merged into it), so both are this exchange id, as the venue itself presents them;
