@@ -11,7 +11,10 @@ serves the same endpoint for its markets. This module holds what is the same eve
   close matches (difflib);
 - :class:`InstrumentBook`: the last published set, what changed in a new fetch (rows to write) and
   which symbols were listed or delisted;
-- :func:`round_to_increment`: exact rounding of a float64 price or size to a tick or lot size.
+- :func:`round_to_increment`: exact rounding of a float64 price or size to a tick or lot size;
+- parser pieces: :func:`listed` (a spot/perpetual/future row named as the dialect names its rows),
+  :func:`build_all`, :func:`positive`, :func:`currency`, :func:`decimals_increment`,
+  :func:`significant_increment` (the step of a significant-digits price, Bitfinex's rule), :func:`ms_to_ns`.
 """
 
 from __future__ import annotations
