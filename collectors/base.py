@@ -789,15 +789,27 @@ class ExchangeDialect(abc.ABC):
         """
         out: list[Instrument] = []
         for path in self.instruments_paths():
-            if spend is not None:
-                await spend(self.instruments_request_weight(path))
-            url, payload = rest_url.rstrip("/") + path, self.instruments_request_json(path)
-            request = http.get(url) if payload is None else http.post(url, json=payload)
-            async with request as resp:
-                resp.raise_for_status()
-                body = await resp.read()
+            body = await self.instruments_body(http, rest_url, path, spend)
             out.extend(self.parse_instruments(body, time.time_ns()))
         return out
+
+    async def instruments_body(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        path: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> bytes:
+        """One instruments request (``spend`` its weight first; a GET, or a POST of
+        :meth:`instruments_request_json`): the answer's body. Raises ``aiohttp.ClientResponseError`` on
+        HTTP errors. Venues whose fetch takes several dependent requests build on it."""
+        if spend is not None:
+            await spend(self.instruments_request_weight(path))
+        url, payload = rest_url.rstrip("/") + path, self.instruments_request_json(path)
+        request = http.get(url) if payload is None else http.post(url, json=payload)
+        async with request as resp:
+            resp.raise_for_status()
+            return await resp.read()
 
     def rest_polls(self, sub: Subscription) -> list[tuple[str, str]]:
         """``(channel, key)`` pairs a connection polls over REST, for channels the venue offers only

@@ -11,7 +11,10 @@ serves the same endpoint for its markets. This module holds what is the same eve
   close matches (difflib);
 - :class:`InstrumentBook`: the last published set, what changed in a new fetch (rows to write) and
   which symbols were listed or delisted;
-- :func:`round_to_increment`: exact rounding of a float64 price or size to a tick or lot size.
+- :func:`round_to_increment`: exact rounding of a float64 price or size to a tick or lot size;
+- parser pieces: :func:`listed` (a spot/perpetual/future row named as the dialect names its rows),
+  :func:`build_all`, :func:`positive`, :func:`currency`, :func:`decimals_increment`,
+  :func:`significant_increment` (the step of a significant-digits price, Bitfinex's rule), :func:`ms_to_ns`.
 """
 
 from __future__ import annotations
@@ -92,11 +95,24 @@ def ms_to_ns(value: Any) -> int | None:
 
 
 def positive(value: Any) -> float:
-    """A strictly positive float from a venue's number or numeric string (ValueError otherwise)."""
+    """A strictly positive float from a venue's number or numeric string (ValueError otherwise; a JSON
+    boolean is not a number)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
     number = float(value)
     if not number > 0 or number == float("inf"):
         raise ValueError(f"not a positive number: {value!r}")
     return number
+
+
+def currency(value: Any) -> str:
+    """A venue's currency or asset code: a non-empty string of at most 40 characters (TypeError or
+    ValueError otherwise, so an item naming none is left out rather than written as ``"None"``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a currency code: {str(value)[:40]!r}")
+    if not 0 < len(value) <= 40:
+        raise ValueError(f"not a currency code: {value[:40]!r}")
+    return value
 
 
 def decimals_increment(decimals: Any, lowest: int = 0) -> float:
@@ -163,6 +179,14 @@ async def fetch_body(
         return await resp.read()
 
 
+def significant_increment(price: Any, digits: int) -> float:
+    """The step of a price quoted to ``digits`` significant digits at the level of ``price``
+    (``97000`` at 5 digits -> ``1.0``, ``0.5`` -> ``1e-05``), exactly as a float parses it; ValueError
+    for a price that is not a positive number."""
+    places = Decimal(repr(positive(price))).adjusted() - digits + 1
+    return float(Decimal(1).scaleb(places))
+
+
 def round_to_increment(value: float, increment: float) -> float:
     """``value`` rounded to the nearest whole multiple of ``increment`` (half to even), exactly.
 
@@ -176,6 +200,43 @@ def round_to_increment(value: float, increment: float) -> float:
     step = Decimal(repr(increment))
     count = (Decimal(repr(value)) / step).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     return float(count * step)
+
+
+def listed(
+    dialect: ExchangeDialect,
+    native: str,
+    kind: str,
+    base: str,
+    quote: str,
+    tick_size: float,
+    lot_size: float,
+    status: str,
+    ts_recv: int,
+    *,
+    settle: str | None = None,
+    contract_size: float | None = None,
+    expiry: int | None = None,
+) -> Instrument:
+    """A spot, perpetual or future instrument (no strike, no option type) named as the dialect names
+    its rows (``symbol`` is ``dialect.normalise_symbol(native)``, so instruments join the other
+    datasets; a name the dialect cannot normalise is a ValueError and the item is left out)."""
+    return Instrument(
+        exchange=dialect.exchange_id,
+        symbol=dialect.normalise_symbol(native),
+        native_symbol=native,
+        kind=kind,
+        base=base,
+        quote=quote,
+        settle=settle,
+        tick_size=tick_size,
+        lot_size=lot_size,
+        contract_size=contract_size,
+        expiry=expiry,
+        strike=None,
+        option_type=None,
+        status=status,
+        ts_recv=ts_recv,
+    )
 
 
 def build_all(items: Iterable[Any], build: Callable[[Any], Instrument | None]) -> list[Instrument]:

@@ -17,14 +17,18 @@ time and no sequence number** (``ts_exchange`` is null on book rows, and a lost 
 detected: ``sequenced_book = False``; a reconnect brings a new whole book and a new epoch), and there
 is no best bid/offer stream on v2 (``channels`` has no ``bbo``).
 
-Symbols: ``BTCUSD`` -> ``BTC-USD``; perpetuals ``BTCUSDCPERP`` -> ``BTC-USDC-PERP``.
+Symbols: ``BTCUSD`` -> ``BTC-USD``; perpetuals ``BTCUSDCPERP`` -> ``BTC-USDC-PERP``. Reference data (the
+``instruments`` dataset, ``all`` and globs): :mod:`.gemini_instruments`.
 Checked against the shared recording ``gemini/gemini_cryptofeed`` (2026-08, current v2).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import aiohttp
 import orjson
 
 from schemas import Flags, RecordBuffer
@@ -33,11 +37,20 @@ from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, SymbolBooks, parse_levels
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, check_symbol, emit_event, ms_to_ns, positive_price
+from ..instruments import Instrument
+from ..pacing import RateWindow
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import gemini_instruments
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXCHANGE = "gemini"
 #: Quote currencies, longest first (``RLUSD``/``GUSD``/``USDC`` before ``USD``).
-QUOTES: tuple[str, ...] = ("RLUSD", "GUSD", "USDC", "USDT", "USD", "EUR", "GBP", "SGD", "BTC", "ETH", "DAI")
+#: ``SOL`` and ``FIL`` last: only ``JITOSOLSOL`` and ``EFILFIL`` are quoted in them (2026-08 listing).
+QUOTES: tuple[str, ...] = (
+    "RLUSD", "GUSD", "USDC", "USDT", "USD", "EUR", "GBP", "SGD", "BTC", "ETH", "DAI", "SOL", "FIL",
+)  # fmt: skip
 PERP = "PERP"
 _SIDES = {"buy": BID, "sell": ASK}
 
@@ -171,6 +184,44 @@ class GeminiDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return GeminiSimulator(self, config)
 
+    # -- instruments (collectors/venues/gemini_instruments.py) -----------------------------------
+    #: details requests at once, and the seconds they take on average (Gemini's rate recommendation)
+    details_burst: ClassVar[int] = gemini_instruments.DETAILS_BURST
+    details_window_s: ClassVar[float] = gemini_instruments.DETAILS_WINDOW_S
+
+    def instruments_paths(self) -> list[str]:
+        return [gemini_instruments.SYMBOLS_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        """The instrument of one symbol details answer (the list of names carries no instrument)."""
+        return gemini_instruments.parse_details(self, body, ts_recv)
+
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
+        """The symbol list, then each symbol's details, paced at Gemini's public rate (see
+        :mod:`.gemini_instruments`). A symbol whose details answer 400/404 (delisted since the list
+        was read) is left out; any other HTTP error fails the fetch (429 pauses the REST budget)."""
+        window = RateWindow(self.details_burst, self.details_window_s)
+
+        async def get(path: str) -> bytes:
+            await window.acquire()
+            return await self.instruments_body(http, rest_url, path, spend)
+
+        out: list[Instrument] = []
+        for native in gemini_instruments.parse_symbols(await get(gemini_instruments.SYMBOLS_PATH)):
+            try:
+                body = await get(gemini_instruments.DETAILS_PATH + native.lower())
+            except aiohttp.ClientResponseError as exc:
+                if exc.status in (400, 404):
+                    continue
+                raise
+            out.extend(gemini_instruments.parse_details(self, body, time.time_ns()))
+        return out
+
 
 class GeminiSimulator(ExchangeSimulator):
     """Gemini v2 on loopback: ``/v2/marketdata``, the whole book first, then changes and trades."""
@@ -239,6 +290,32 @@ class GeminiSimulator(ExchangeSimulator):
 
     def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
         return [orjson.dumps({"type": "heartbeat", "timestamp": now_ns // 1_000_000}).decode()]
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """``/v1/symbols`` and ``/v1/symbols/details/{symbol}`` for the simulator's markets (an unknown
+        symbol answers 400 ``InvalidSymbol``, as Gemini does)."""
+        from aiohttp import web
+
+        async def details(request: web.Request) -> web.Response:
+            fault = self.instruments_fault_response()
+            if fault is not None:
+                return fault
+            native = request.match_info["symbol"].upper()
+            model = self.markets.get(native)
+            if model is None:
+                error = {
+                    "result": "error",
+                    "reason": "InvalidSymbol",
+                    "message": f"{native[:40]} is not valid",
+                }
+                return web.json_response(error, status=400)
+            base, quote = normalise_gemini(native).split("-")[:2]
+            return web.json_response(gemini_instruments.details_body(native, model, base, quote))
+
+        symbols = self.instruments_routes_of(
+            [gemini_instruments.SYMBOLS_PATH], lambda: gemini_instruments.symbols_body(self.markets)
+        )
+        return [*symbols, web.get(gemini_instruments.DETAILS_PATH + "{symbol}", details)]
 
 
 DIALECT_CLASS = GeminiDialect

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..instruments import TRADING, Instrument, build_all, decimals_increment, positive
+from ..instruments import TRADING, Instrument, build_all, decimals_increment, listed, positive
 
 if TYPE_CHECKING:
     from ..base import ExchangeDialect
@@ -41,23 +41,7 @@ def _spot(
     status: str,
     ts: int,
 ) -> Instrument:
-    return Instrument(
-        exchange=dialect.exchange_id,
-        symbol=dialect.normalise_symbol(native),
-        native_symbol=native,
-        kind="spot",
-        base=base,
-        quote=quote,
-        settle=None,
-        tick_size=tick,
-        lot_size=lot,
-        contract_size=None,
-        expiry=None,
-        strike=None,
-        option_type=None,
-        status=status,
-        ts_recv=ts,
-    )
+    return listed(dialect, native, "spot", base, quote, tick, lot, status, ts)
 
 
 def parse_bitstamp(dialect: ExchangeDialect, body: str | bytes, ts_recv: int) -> list[Instrument]:

@@ -36,7 +36,8 @@ bbo: Upbit has no separate best bid/offer stream; its orderbook message is its t
 unit of every orderbook message is a bbo row (``ts_exchange`` = ``tms``, ``seq`` null). ``ticker`` carries
 no bid or ask, and the best quotes on trade messages arrive only with trades.
 
-Symbols: native ``KRW-BTC`` (quote first) <-> ``BTC-KRW``.
+Symbols: native ``KRW-BTC`` (quote first) <-> ``BTC-KRW``. Reference data (the ``instruments`` dataset, ``all``
+and globs): :mod:`.upbit_instruments`.
 
 The shared recording (2021-04-17, ``SIMPLE``, subscribed with ``isOnlyRealtime``) matches the current
 documentation for every field read here; it has no snapshot messages, and its ``ttms`` are whole seconds.
@@ -45,9 +46,12 @@ documentation for every field read here; it has no snapshot messages, and its ``
 from __future__ import annotations
 
 import base64
+import time
 import uuid
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import aiohttp
 import orjson
 
 from schemas import RecordBuffer
@@ -56,7 +60,12 @@ from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import SymbolBooks
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, check_symbol, emit_event, ms_to_ns, non_negative_size, positive_price
+from ..instruments import Instrument
 from ..simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade, SimulatorConfig
+from . import upbit_instruments
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXCHANGE = "upbit"
 WS_PATH = "/websocket/v1"
@@ -264,6 +273,29 @@ class UpbitDialect(ExchangeDialect):
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         return UpbitSimulator(self, config)
 
+    # -- instruments (collectors/venues/upbit_instruments.py) ------------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [upbit_instruments.MARKETS_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        """The instruments of one ``orderbook/instruments`` (tick) answer (the market list names the
+        markets to ask for; it carries no tick)."""
+        return upbit_instruments.parse_ticks(self, body, ts_recv)
+
+    async def fetch_instruments(
+        self,
+        http: aiohttp.ClientSession,
+        rest_url: str,
+        spend: Callable[[int], Awaitable[None]] | None = None,
+    ) -> list[Instrument]:
+        """The market list, then the ticks of its markets in batches (see :mod:`.upbit_instruments`)."""
+        listing = await self.instruments_body(http, rest_url, upbit_instruments.MARKETS_PATH, spend)
+        out: list[Instrument] = []
+        for path in upbit_instruments.ticks_paths(upbit_instruments.parse_markets(self, listing)):
+            body = await self.instruments_body(http, rest_url, path, spend)
+            out.extend(upbit_instruments.parse_ticks(self, body, time.time_ns()))
+        return out
+
 
 class UpbitSimulator(ExchangeSimulator):
     """Upbit on loopback: ``/websocket/v1``, one JSON-array request, binary JSON frames, ``PING``."""
@@ -386,6 +418,26 @@ class UpbitSimulator(ExchangeSimulator):
             "stream_type": stream,
         }
         return self.frame(self.shape(session, fields))
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """``/v1/market/all`` and ``/v1/orderbook/instruments?markets=...`` for the simulator's markets."""
+        from aiohttp import web
+
+        async def ticks(request: web.Request) -> web.Response:
+            fault = self.instruments_fault_response()
+            if fault is not None:
+                return fault
+            codes = [c for c in request.query.get("markets", "").split(",") if c]
+            if not codes:
+                error = {"error": {"name": "validation_error", "message": "markets is required"}}
+                return web.json_response(error, status=400)
+            return web.json_response(upbit_instruments.ticks_body(self.markets, codes))
+
+        markets = self.instruments_routes_of(
+            [upbit_instruments.MARKETS_PATH.partition("?")[0]],
+            lambda: upbit_instruments.markets_body(self.markets),
+        )
+        return [*markets, web.get(upbit_instruments.TICKS_PATH, ticks)]
 
     def shape(self, session: ClientSession, fields: dict[str, Any]) -> dict[str, Any]:
         """Fields in the session's format (SIMPLE: abbreviated keys)."""

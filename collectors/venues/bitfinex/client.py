@@ -61,6 +61,8 @@ Channels:
 - funding: ``CURRENT_FUNDING`` is the rate applied in the current 8-hour period, ``NEXT_FUNDING_ACCRUED``
   the rate accrued so far for the next one (stored as ``predicted_rate``).
 
+Reference data (the ``instruments`` dataset, ``all`` and globs): :mod:`.instruments`.
+
 Symbols: ``tBTCUSD`` -> ``BTC-USD``, ``tAAVE:USD`` -> ``AAVE-USD``, ``tBTCF0:USTF0`` -> ``BTC-USDT-PERP``
 (``UST`` is Bitfinex's code for USDT; other codes are kept). Funding currencies (``fUSD``) are not covered.
 
@@ -87,6 +89,7 @@ from ...book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook
 from ...checksum import to_signed32
 from ...dedupe import RecentTradeIds
 from ...events import ParseError, check_symbol, emit_event, funding_rate, ms_to_ns, positive_price
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
 
 EXCHANGE = "bitfinex"
@@ -562,6 +565,8 @@ class BitfinexDialect(ExchangeDialect):
                 f"bitfinex: book depth {depth} not offered; choose one of {', '.join(map(str, self.book_depths))}"
             )
         self.book_depth = depth
+        #: native pair -> the price its tick is taken at, from the latest tickers answer
+        self.instrument_prices: dict[str, float] = {}
 
     def request_symbol(self, request: str) -> str:
         """Resubscription requests are keyed ``<native>#<chanId>`` (the channel to unsubscribe)."""
@@ -637,6 +642,22 @@ class BitfinexDialect(ExchangeDialect):
 
     def new_normaliser(self) -> Normaliser:
         return BitfinexNormaliser()
+
+    # -- instruments (collectors/venues/bitfinex/instruments.py) ---------------------------------
+    def instruments_paths(self) -> list[str]:
+        from . import instruments
+
+        return [instruments.TICKERS_PATH, instruments.PAIRS_PATH, instruments.FUTURES_PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        """A tickers answer records the prices (no instrument); a pair info answer gives instruments
+        with their tick at those prices (the fetch asks for the tickers first)."""
+        from . import instruments
+
+        if instruments.is_tickers(body):
+            self.instrument_prices = instruments.parse_tickers(body)
+            return []
+        return instruments.parse_pairs(self, body, ts_recv, self.instrument_prices)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import BitfinexSimulator

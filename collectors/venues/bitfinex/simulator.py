@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...book import ASK, BID
 from ...checksum import to_signed32
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimTrade
+from . import instruments as bitfinex_instruments
 from .client import CHECKSUM_DEPTH, FLAG_OB_CHECKSUM, FLAG_SEQ_ALL, FLAG_TIMESTAMP, is_perpetual, js_number
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 #: recent trades a trades subscription replays
 TRADE_SNAPSHOT = 30
@@ -252,6 +256,20 @@ class BitfinexSimulator(ExchangeSimulator):
         if chan is not None and self.liquidation is not None:
             other.append(self.frame(session, chan, [self.liquidation]))
         return trades, book, other
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """Tickers and the two pair info configurations, for the simulator's markets."""
+        routes = self.instruments_routes_of(
+            [bitfinex_instruments.TICKERS_PATH.partition("?")[0]],
+            lambda: bitfinex_instruments.tickers_body(self.markets),
+        )
+        routes += self.instruments_routes_of(
+            [bitfinex_instruments.PAIRS_PATH], lambda: bitfinex_instruments.pairs_body(self.markets, False)
+        )
+        routes += self.instruments_routes_of(
+            [bitfinex_instruments.FUTURES_PATH], lambda: bitfinex_instruments.pairs_body(self.markets, True)
+        )
+        return routes
 
     def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
         return [self.frame(session, chan_id, "hb") for chan_id in list(self.chans(session))]

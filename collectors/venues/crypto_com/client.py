@@ -38,6 +38,8 @@ de-duplicated by ``d`` (``RecentTradeIds``), also across reconnects.
 bbo (``ticker.{instrument}``): ``b``/``bs`` best bid and its size, ``k``/``ks`` best ask and its size
 (null when a side is empty), ``t`` (ms); ``seq`` null (the ticker has no update id).
 
+Reference data (the ``instruments`` dataset, ``all`` and globs): :mod:`.instruments`.
+
 Instruments: spot ``BTC_USDT`` -> ``BTC-USDT``; perpetuals ``BTCUSD-PERP`` -> ``BTC-USD-PERP``. Exchange
 v1 serves spot and derivatives on this one endpoint with the same channels and message shapes (the
 derivatives API was merged into it), so both are this exchange id, as the venue itself presents them;
@@ -82,7 +84,9 @@ from ...events import (
     non_negative_size,
     positive_price,
 )
+from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
+from . import instruments as crypto_com_instruments
 
 EXCHANGE = "crypto-com"
 WS_PATH = "/exchange/v1/market"
@@ -447,6 +451,13 @@ class CryptoComDialect(ExchangeDialect):
 
     def new_normaliser(self) -> Normaliser:
         return CryptoComNormaliser()
+
+    # -- instruments (collectors/venues/crypto_com/instruments.py) --------------------------------
+    def instruments_paths(self) -> list[str]:
+        return [crypto_com_instruments.PATH]
+
+    def parse_instruments(self, body: str | bytes, ts_recv: int) -> list[Instrument]:
+        return crypto_com_instruments.parse_get_instruments(self, body, ts_recv)
 
     def simulator(self, config: SimulatorConfig) -> ExchangeSimulator:
         from .simulator import CryptoComSimulator

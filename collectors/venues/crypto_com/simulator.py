@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...base import ExchangeDialect
 from ...simulator import ClientSession, ExchangeSimulator, MarketStep, SimulatorConfig
+from . import instruments as crypto_com_instruments
 from .client import WS_PATH, index_name, is_derivative
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class CryptoComSimulator(ExchangeSimulator):
@@ -113,6 +117,12 @@ class CryptoComSimulator(ExchangeSimulator):
 
     def heartbeat_frames(self, session: ClientSession, now_ns: int) -> list[str]:
         return [f'{{"id":{now_ns // 1_000_000},"method":"public/heartbeat","code":0}}']
+
+    def instrument_routes(self) -> list[web.RouteDef]:
+        """``public/get-instruments`` listing the simulator's markets."""
+        return self.instruments_routes_of(
+            [crypto_com_instruments.PATH], lambda: crypto_com_instruments.get_instruments_body(self.markets)
+        )
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         native, ms = step.symbol, step.ts_ns // 1_000_000
