@@ -633,6 +633,31 @@ def test_v2_futures_ticker_every_value_and_no_second_bbo() -> None:
     assert len(out3.bbo) == 1 and not (out3.mark_price or out3.funding or out3.open_interest)
 
 
+# the push example of the Tickers-Channel page itself, verbatim (read 2026-12-05 through a stored copy at
+# the same path on a mirror domain: https://sanqianwenhua.xyz/api-doc/contract/websocket/public/Tickers-Channel;
+# Bitget's address: https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel)
+V2_TICKER_DOC = (
+    '{"action":"snapshot","arg":{"instType":"USDT-FUTURES","channel":"ticker","instId":"BTCUSDT"},'
+    '"data":[{"instId":"BTCUSDT","lastPr":"27000.5","bidPr":"27000","askPr":"27000.5","bidSz":"2.71",'
+    '"askSz":"8.76","open24h":"27000.5","high24h":"30668.5","low24h":"26999.0","change24h":"-0.00002",'
+    '"fundingRate":"0.000010","nextFundingTime":"1695722400000","markPrice":"27000.0","indexPrice":"25702.4",'
+    '"holdingAmount":"929.502","baseVolume":"368.900","quoteVolume":"10152429.961","openUtc":"27000.5",'
+    '"symbolType":1,"symbol":"BTCUSDT","deliveryPrice":"0","ts":"1695715383021"}],"ts":1695715383039}'
+)
+
+
+def test_v2_futures_ticker_example_of_the_documentation() -> None:
+    ts = 1695715383021_000_000
+    n, out = get_dialect("bitget-futures").new_normaliser(), RecordBuffer()
+    n.on_frame(7, V2_TICKER_DOC, out)
+    assert out.feed_events == []
+    assert [r[:6] for r in out.mark_price] == [("bitget-futures", "BTC-USDT-PERP", ts, 7, 27000.0, 25702.4)]
+    assert [r[:7] for r in out.funding] == [
+        ("bitget-futures", "BTC-USDT-PERP", ts, 7, 0.00001, None, 1695722400000_000_000)
+    ]
+    assert [r[:6] for r in out.open_interest] == [("bitget-futures", "BTC-USDT-PERP", ts, 7, 929.502, None)]
+
+
 def test_hostile_futures_tickers_are_parse_errors_without_partial_rows() -> None:
     for bad in (
         V2_TICKER.replace('"0.0001"', '"3"'),

@@ -67,21 +67,31 @@ Book integrity (documented rules implemented here):
   240 subscription requests per hour.
 
 Derivatives channels (issue 15, ``bitget-futures`` only; checked 2026-12-05):
-https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel (its address as ccxt's
-websocket module cites it; the page's text was not among the stored pages, so the field names were
-verified from USDT-FUTURES/COIN-FUTURES ``ticker`` pushes quoted in public test fixtures, and from the
-REST ticker https://www.bitget.com/api-doc/contract/market/Get-Ticker, whose ``holdingAmount`` is
-stated in base coin):
+https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel, read through a stored copy of
+the same path on a mirror domain (https://sanqianwenhua.xyz/api-doc/contract/websocket/public/Tickers-Channel:
+"When there is a change (deal, buy, sell, issue): 100ms to 300ms"; its push example is a test), which
+confirms the field names below (earlier only seen in public test fixtures); the REST ticker
+https://www.bitget.com/api-doc/contract/market/Get-Ticker states ``holdingAmount`` in base coin:
 - ``funding``, ``mark``, ``open_interest`` ride the ``ticker`` channel (one subscription for all three,
   shared with bbo when ``bbo_channel`` is ``ticker``; otherwise its bid/ask add no second bbo
-  stream). Each entry gives, at its ``ts`` (ms): a ``mark_price`` row (``markPrice``, ``indexPrice``),
-  a ``funding`` row (``fundingRate``, next funding time ``nextFundingTime``; no predicted rate) and an
-  ``open_interest`` row (``holdingAmount``, base coin, no value); a field that is absent or empty
-  makes no row. v1 ``mc`` tickers (the 2022 recording) carry the same under ``systemTime``,
-  ``capitalRate``, ``nextSettleTime`` and ``holding`` and are read the same way.
-- ``liquidations``: not offered. No public liquidation channel of the v2 public websocket was found
-  in the stored documentation (peers mention a ``liquidation`` channel of Bitget's unified-account
-  websocket, not verified here), so the dialect does not declare the channel.
+  stream). Each entry gives, at its ``ts`` (ms, a decimal string): a ``mark_price`` row (``markPrice``,
+  ``indexPrice``), a ``funding`` row (``fundingRate``, next funding time ``nextFundingTime``, ms as a
+  decimal string; no predicted rate) and an ``open_interest`` row (``holdingAmount``, base coin, no
+  value); a field that is absent or empty makes no row. v1 ``mc`` tickers (the 2022 recording) carry
+  the same under ``systemTime``, ``capitalRate``, ``nextSettleTime`` and ``holding`` and are read the
+  same way.
+- ``liquidations``: not offered. The v2 public websocket this dialect speaks has no liquidation
+  channel. Bitget's unified-account (UTA, v3) public websocket has one
+  (https://www.bitget.com/api-doc/uta/websocket/public/Liquidation-Channel, read through a stored copy at
+  https://www.bitget.live/api-doc/uta/websocket/public/Liquidation-Channel): another endpoint
+  (``wss://ws.bitget.com/v3/ws/public``, as peers connect to it) and protocol (``{"op":"subscribe",
+  "args":[{"instType":"usdt-futures","topic":"liquidation"}]}``, one subscription for every symbol of
+  the product type), pushing once per second ``{"data":[{symbol, side, price, amount, ts}],"arg",
+  "action":"update","ts"}`` with only the largest long and the largest short liquidation of each
+  symbol in that second ("at most 2 records"): not every liquidation. The stored copy's push
+  parameter table is cut off, so whether ``side`` is the position's or the order's and whether
+  ``amount`` is in base coin or quote currency is not documented there (peers disagree); the channel
+  is therefore not implemented, and the dialect does not declare ``liquidations``.
 
 Retired v1 captures (``wss://ws.bitget.com/spot/v1/stream`` and ``/mix/v1/stream``, as in
 ``../shared/samples/bitget``, 2022) replay through the same normalisers: ``instType`` ``sp``/``mc``;
