@@ -80,18 +80,24 @@ https://www.bitget.com/api-doc/contract/market/Get-Ticker states ``holdingAmount
   value); a field that is absent or empty makes no row. v1 ``mc`` tickers (the 2022 recording) carry
   the same under ``systemTime``, ``capitalRate``, ``nextSettleTime`` and ``holding`` and are read the
   same way.
-- ``liquidations``: not offered. The v2 public websocket this dialect speaks has no liquidation
-  channel. Bitget's unified-account (UTA, v3) public websocket has one
-  (https://www.bitget.com/api-doc/uta/websocket/public/Liquidation-Channel, read through a stored copy at
-  https://www.bitget.live/api-doc/uta/websocket/public/Liquidation-Channel): another endpoint
-  (``wss://ws.bitget.com/v3/ws/public``, as peers connect to it) and protocol (``{"op":"subscribe",
-  "args":[{"instType":"usdt-futures","topic":"liquidation"}]}``, one subscription for every symbol of
-  the product type), pushing once per second ``{"data":[{symbol, side, price, amount, ts}],"arg",
-  "action":"update","ts"}`` with only the largest long and the largest short liquidation of each
-  symbol in that second ("at most 2 records"): not every liquidation. The stored copy's push
-  parameter table is cut off, so whether ``side`` is the position's or the order's and whether
-  ``amount`` is in base coin or quote currency is not documented there (peers disagree); the channel
-  is therefore not implemented, and the dialect does not declare ``liquidations``.
+- ``liquidations`` (``bitget-futures``): the v2 public websocket this dialect speaks has no
+  liquidation channel; Bitget's unified-account (UTA, v3) public websocket has one
+  (https://www.bitget.com/api-doc/uta/websocket/public/Liquidation-Channel, checked 2026-12-05 through
+  two stored copies: https://www.bitget.live/api-doc/uta/websocket/public/Liquidation-Channel and a
+  markdown copy of the UTA websocket pages citing that address). It rides its own connections
+  (:meth:`BitgetDialect.channel_groups`) on ``wss://ws.bitget.com/v3/ws/public`` (the v3 public
+  endpoint, as peers connect to it; same text ``ping``/``pong``), subscribed once per connection with
+  ``{"op":"subscribe","args":[{"instType":"usdt-futures","topic":"liquidation"}]}`` (every symbol of
+  the product type: records of symbols the connection does not carry are dropped and counted in
+  ``liquidations_of_other_symbols``, so several such connections never store a record twice). Pushes
+  are ``{"data":[{symbol, side, price, amount, ts}],"arg":{instType, topic},"action","ts"}`` with
+  strings: ``side`` is the *position* side ("``buy`` long position liquidation, ``sell`` short position
+  liquidation"), so the row's taker side is the other one (``buy`` -> ``sell``); ``price`` the
+  liquidation price; ``amount`` the "liquidation amount, unit: quote coin", so the row's size (the
+  unit of the venue's trades: base coin) is ``amount / price``; ``ts`` (ms) the liquidation time;
+  Bitget gives no id. Not every liquidation: one copy of the page says each 1 s push keeps only the
+  largest long and the largest short liquidation per symbol, the other that a push comes every 20 s
+  or 10,000 records with all of them; rows are per record either way.
 
 Retired v1 captures (``wss://ws.bitget.com/spot/v1/stream`` and ``/mix/v1/stream``, as in
 ``../shared/samples/bitget``, 2022) replay through the same normalisers: ``instType`` ``sp``/``mc``;
