@@ -839,3 +839,42 @@ async def test_spot_simulator_limits_req_and_serves_mbp_only_on_feed() -> None:
             assert answers[1]["err-msg"] == "429 too many request" and answers[1]["id"] == "b"
     finally:
         await sim.stop()
+
+
+async def test_swap_derivatives_round_trip_polls_open_interest_into_the_capture(tmp_path: Path) -> None:
+    """Funding, mark, liquidations and the polled open interest through real websockets and REST: every
+    open interest row equals its polled answer (value and time), and the capture replays to the live rows."""
+    capture = tmp_path / "live.capture.gz"
+    symbols = ("BTC-USDT-PERP", "ETH-USDT-PERP")
+    async with running("htx-swap", ("BTC-USDT", "ETH-USDT"), capture=capture) as run:
+        await run.until(
+            lambda: all(
+                run.count(ds, s) > 0
+                for ds in ("mark_price", "funding", "liquidations", "open_interest")
+                for s in symbols
+            ),
+            timeout_s=15.0,
+        )
+        assert run.sim.open_interest_requests >= 2  # each contract at once, then every 10 s
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "rest_error", "stale", "subscribe_error"}
+    assert {r[5] for r in run.got.liquidations} <= {"buy", "sell"}
+    files = sorted(tmp_path.glob("live*"))
+    polled = {
+        ts: orjson.loads(frame)
+        for path in files
+        for item in read_capture(path)
+        if isinstance(item, tuple)
+        for ts, frame in [item]
+        if frame.startswith(b'{"op":"poll"')
+    }
+    assert polled and all(p["generated"] is True for p in polled.values())
+    for row in run.got.open_interest:  # every row equals the answer received at its ts_recv
+        answer = polled[row[3]]["data"]
+        [item] = answer["data"]
+        assert row[1] == f"{item['contract_code']}-PERP" and row[2] == answer["ts"] * 10**6
+        assert (row[4], row[5]) == (float(item["volume"]), item["value"])
+    replayed = RecordBuffer()
+    for path in files:
+        replayed.extend(replay_capture(get_dialect("htx-swap").new_normaliser(), path))
+    for ds in ("mark_price", "funding", "liquidations", "open_interest"):
+        assert sorted(replayed.rows(ds)) == sorted(run.got.rows(ds)), ds

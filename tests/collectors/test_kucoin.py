@@ -763,3 +763,41 @@ async def test_fetch_poll_against_the_simulator_and_its_refusals() -> None:
     assert [r[1:] for r in out.open_interest] == [
         ("BTC-USDT-PERP", None, 1, float(body["openInterest"]), None, 0)
     ]
+
+
+async def test_futures_open_interest_round_trip_polls_into_the_capture(tmp_path: Path) -> None:
+    """The polled open interest through the real connection layer: every row equals the answer received
+    at its ts_recv, and the capture (which holds the generated poll frames) replays to the live rows."""
+    from collectors.capture import read_capture
+
+    capture = tmp_path / "live.capture.gz"
+    async with running("kucoin-futures", ("XBTUSDTM", "ETHUSDTM"), capture=capture) as run:
+        await run.until(
+            lambda: all(
+                run.count(ds, s) > 0
+                for ds in ("mark_price", "funding", "open_interest")
+                for s in ("BTC-USDT-PERP", "ETH-USDT-PERP")
+            ),
+            timeout_s=15.0,
+        )
+        assert run.sim.open_interest_requests >= 2
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "rest_error", "stale"}
+    files = sorted(tmp_path.glob("live*"))
+    polled = {
+        ts: orjson.loads(frame)
+        for path in files
+        for item in read_capture(path)
+        if isinstance(item, tuple)
+        for ts, frame in [item]
+        if frame.startswith(b'{"type":"poll"')
+    }
+    assert polled and all(p["generated"] is True for p in polled.values())
+    for row in run.got.open_interest:
+        data = polled[row[3]]["data"]["data"]
+        assert row[2] is None and row[5] is None  # the answer carries no time and no value
+        assert row[4] == float(data["openInterest"])
+    replayed = RecordBuffer()
+    for path in files:
+        replayed.extend(replay_capture(get_dialect("kucoin-futures").new_normaliser(), path))
+    for ds in ("mark_price", "funding", "open_interest"):
+        assert sorted(replayed.rows(ds), key=repr) == sorted(run.got.rows(ds), key=repr), ds
