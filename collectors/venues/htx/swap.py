@@ -53,8 +53,10 @@ copies:
   connection as ``funding`` ("[General] Subscribe Liquidation Orders (no authentication) (sub)",
   https://www.htx.com/en-us/opend/newApiPages/?id=8cb7e25d-77b5-11ed-9966-0242ac110003, checked
   2026-12-05 through a stored copy; it is listed and documented there, so the report of a third-party
-  client that it was withdrawn is not followed). Pushes are ``{"op":"notify","topic","ts","data":[{symbol,
-  contract_code, direction, offset, volume, amount, trade_turnover, price, created_at, contract_type,
+  client that it was withdrawn is not followed). Subscribed per contract, as ``funding`` is, with
+  ``{"op":"sub","cid","topic"}`` and no ``business_type`` (the page: with ``business_type`` ``swap``
+  only ``*`` is accepted, a contract code gets error 2011). Pushes are
+  ``{"op":"notify","topic","ts","data":[{symbol, contract_code, direction, offset, volume, amount, trade_turnover, price, created_at, contract_type,
   pair, business_type}]}`` with numbers as JSON numbers. One ``liquidations`` row per item: ``side =
   direction`` (``buy``/``sell``: the direction of the liquidation order, which takes liquidity; with
   ``offset`` ``close`` a ``sell`` closes a long), ``price`` the bankruptcy price, ``size = volume``
