@@ -15,8 +15,10 @@ Derivatives channels as on USD-M (same streams, on the one unrouted connection):
 ``<sym>@openInterest`` frames. Checked 2026-12-05:
 - https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams/Mark-Price-Stream
 - https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams/Liquidation-Order-Streams
-- ``/dapi/v1/openInterest`` and its fields as the Binance connector libraries call it (the venue page was
-  not in our stored documentation corpus; its weight is taken as 1, like USD-M's)
+- https://developers.binance.com/docs/derivatives/coin-margined-futures/market-data/Open-Interest
+  (confirmed 2026-12-05 from a stored copy: ``GET /dapi/v1/openInterest``, request weight 1, answer
+  ``{"symbol": "BTCUSD_200626", "pair": "BTCUSD", "openInterest": "15004", "contractType":
+  "CURRENT_QUARTER", "time": 1591261042378}``; that example is a test)
 
 What differs from USD-M:
 - endpoints ``wss://dstream.binance.com`` and ``https://dapi.binance.com``;

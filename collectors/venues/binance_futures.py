@@ -65,9 +65,9 @@ Derivatives sources (checked 2026-12-05):
 https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Mark-Price-Stream
 https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Liquidation-Order-Streams
 https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Open-Interest
-(the last page was not in our stored documentation corpus: the path, weight 1 and the answer's fields
-are as the Binance connector libraries call it, e.g. https://pub.dev/documentation/binance_futures/latest/binance_futures/MarketEndpoints/openInterest.html;
-recheck against the venue)
+(confirmed 2026-12-05 from a stored copy of that page: ``GET /fapi/v1/openInterest``, request weight 1,
+parameter ``symbol``, answer ``{"openInterest": "10659.509", "symbol": "BTCUSDT", "time":
+1589437530011}`` with ``time`` the "transaction time"; that example is a test)
 
 Timestamps (``ts_exchange``): trades use ``T`` (trade time); depth events, ``@bookTicker`` and the
 REST snapshot use ``E`` (event / message output time). Unlike spot, futures ``@bookTicker`` carries

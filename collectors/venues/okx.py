@@ -69,18 +69,23 @@ What differs from the 2022 recording (``../shared/samples/okx``) and current OKX
 Derivatives channels (issue 15; swaps and futures only, spot and options subscribe none of them, and
 the demo symbols are therefore the swaps ``BTC-USDT-SWAP``/``ETH-USDT-SWAP``):
 - ``funding`` (swaps): ``funding-rate`` ``{fundingRate, nextFundingRate, fundingTime, nextFundingTime,
-  ts, ...}``: ``funding_rate`` is ``fundingRate`` (the current period's rate), ``predicted_rate`` is
-  ``nextFundingRate`` (OKX sends ``""`` for it unless the instrument's formula predicts one: null),
-  ``next_funding_time`` is ``fundingTime`` (when that rate is settled), ``ts_exchange`` is ``ts``.
-  OKX pushes it every 30 to 90 s (and once right after the subscription).
-- ``mark``: ``mark-price`` ``{instId, markPx, ts}``, and ``index-tickers`` subscribed with the index's
+  ts, ...}``: ``funding_rate`` is ``fundingRate`` ("current funding rate"), ``predicted_rate`` is
+  ``nextFundingRate`` when it is not ``""`` (the page now marks that field "no longer supported" and
+  OKX sends ``""``: null), ``next_funding_time`` is ``fundingTime`` ("settlement time"; the page's
+  older text called it the upcoming settlement), ``ts_exchange`` is ``ts`` ("data return time").
+  ``nextFundingTime`` (the settlement after it) is not stored. OKX pushes it every 30 to 90 s (and
+  once right after the subscription).
+- ``mark``: ``mark-price`` ``{instType, instId, markPx, ts}`` (every 200 ms when the mark changes,
+  every 10 s otherwise), and ``index-tickers`` subscribed with the index's
   instId (``BTC-USDT`` for ``BTC-USDT-SWAP``, ``BTC-USD`` for ``BTC-USD-SWAP`` and ``BTC-USD-250926``)
-  ``{instId, idxPx, ts, ...}``. Each mark push gives one ``mark_price`` row at its ``ts`` whose
+  ``{instId, idxPx, open24h, high24h, low24h, sodUtc0, sodUtc8, ts}`` (every 100 ms on a change, else
+  once a minute). Each mark push gives one ``mark_price`` row at its ``ts`` whose
   ``index_price`` is the latest ``idxPx`` this connection received for that index (null before the
   first; the two channels are pushed separately, so the index can be up to one index push older).
   Index pushes give no row.
-- ``open_interest``: ``open-interest`` ``{oi, oiCcy, oiUsd, ts}``: ``oi`` in contracts (the venue's
-  unit), ``open_interest_value`` ``oiUsd``.
+- ``open_interest``: ``open-interest`` ``{instType, instId, oi, oiCcy, oiUsd, ts}`` (every 3 s when it
+  changes): ``oi`` in contracts (the venue's unit), ``open_interest_value`` ``oiUsd`` ("open interest in
+  number of USD"; older copies of the page list no ``oiUsd``: null when absent).
 - ``liquidations``: ``liquidation-orders`` is subscribed per instrument type (``{"channel":
   "liquidation-orders", "instType": "SWAP"}``; ``FUTURES`` for dated futures), and pushes
   ``[{instId, instType, uly, details: [{side, posSide, bkPx, sz, bkLoss, ts}]}]`` for every instrument of
@@ -91,13 +96,15 @@ the demo symbols are therefore the swaps ``BTC-USDT-SWAP``/``ETH-USDT-SWAP``):
   OKX gives no id. OKX notes that these pushes are not in chronological order and are not every
   liquidation on OKX.
 Sources (checked 2026-12-05): https://www.okx.com/docs-v5/en/#public-data-websocket-liquidation-orders-channel
-(read in a stored copy of that page dated 2026-07-19), https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel
-(fields as listed by https://nautilustrader.io/docs/rust-api-latest/nautilus_okx/websocket/messages/struct.OKXFundingRateMsg.html;
-the 30-90 s cadence as quoted from that page by peers), https://www.okx.com/docs-v5/en/#public-data-websocket-mark-price-channel,
+(read in a stored copy of that page dated 2026-07-19), https://www.okx.com/docs-v5/en/#public-data-websocket-funding-rate-channel,
+https://www.okx.com/docs-v5/en/#public-data-websocket-mark-price-channel,
 https://www.okx.com/docs-v5/en/#public-data-websocket-index-tickers-channel,
-https://www.okx.com/docs-v5/en/#public-data-websocket-open-interest-channel (these three pages were not in
-our stored documentation corpus, so their field names are not re-verified here: recheck against the
-venue).
+https://www.okx.com/docs-v5/en/#public-data-websocket-open-interest-channel: field names, descriptions and
+cadences above confirmed 2026-12-05 from two stored markdown copies of the "Public Market Data WebSocket
+API" section of that page (an older one, whose open-interest example
+``{"instType":"SWAP","instId":"LTC-USD-SWAP","oi":"5000","oiCcy":"555.55","ts":"1597026383085"}`` has no
+``oiUsd`` and is a test, and a newer one listing ``oiUsd``, ``formulaType``, ``interestRate``,
+``impactValue`` and the "no longer supported" ``nextFundingRate``).
 
 Symbols: spot ``BTC-USDT`` stays ``BTC-USDT``; swaps ``BTC-USDT-SWAP`` become ``BTC-USDT-PERP``; dated
 futures and options keep OKX's names (``BTC-USD-220527``, ``BTC-USD-261225-100000-C``). Instruments

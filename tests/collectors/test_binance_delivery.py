@@ -156,6 +156,23 @@ def test_coin_m_force_order_and_open_interest_equal_the_messages() -> None:
     ]
 
 
+def test_coin_m_open_interest_example_of_the_documentation() -> None:
+    # https://developers.binance.com/docs/derivatives/coin-margined-futures/market-data/Open-Interest
+    # (checked 2026-12-05): the response example, verbatim; a dated contract, open interest in contracts
+    from collectors.venues.binance_futures import open_interest_frame
+
+    body = (
+        b'{"symbol":"BTCUSD_200626","pair":"BTCUSD","openInterest":"15004",'
+        b'"contractType":"CURRENT_QUARTER","time":1591261042378}'
+    )
+    n, out = BinanceDeliveryNormaliser(), RecordBuffer()
+    n.on_frame(1591261042400000000, open_interest_frame("BTCUSD_200626", body), out)
+    assert out.feed_events == []
+    assert out.open_interest == [
+        ("binance-delivery", "BTCUSD_200626", 1591261042378000000, 1591261042400000000, 15004.0, None, 0)
+    ]
+
+
 def test_coin_m_polls_its_own_open_interest_path() -> None:
     d = get_dialect("binance-delivery")
     assert d.open_interest_path == "/dapi/v1/openInterest"

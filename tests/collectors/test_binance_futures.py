@@ -396,7 +396,9 @@ DOC_FORCE_ORDER = {
         "T": 1568014460893,
     },
 }
-#: ``GET /fapi/v1/openInterest`` answer, as a generated frame (the collector wraps it so)
+#: ``GET /fapi/v1/openInterest`` answer, the response example of
+#: https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Open-Interest
+#: (checked 2026-12-05), as a generated frame (the collector wraps it so)
 OPEN_INTEREST_BODY = b'{"openInterest":"10659.509","symbol":"BTCUSDT","time":1589437530011}'
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -481,7 +482,8 @@ async def test_dropped_update_resubscribes_only_that_book(exchange: str, suffix:
         assert run.events("checksum_mismatch") == []  # the sequence caught it first
         assert {r[9] for r in run.got.book if r[1] == eth} == {0, 1}
         assert {r[9] for r in run.got.book if r[1] == btc} == {0}
-        assert run.collector.stats.connects == 1  # resynced by resubscribing, not by reconnecting
+        # resynced by resubscribing, not by reconnecting: one connect per connection (futures: v2 and v3)
+        assert run.collector.stats.connects == len(run.collector.connections)
 
 
 @pytest.mark.parametrize(("exchange", "suffix"), VENUES)
@@ -509,14 +511,24 @@ async def test_reconnect_drops_replayed_trades_and_replay_equals_live(
     capture = tmp_path / f"{exchange}.capture"
     async with running(exchange, ("BTCUSDT", "ETHUSDT"), capture=capture) as run:
         await run.until(lambda: run.count("trades", btc) > 5 and run.count("trades", eth) > 5)
+        connections = len(run.collector.connections)  # futures: v2 and the v3 liquidation connection
         await run.sim.disconnect_all()
-        await run.until(lambda: run.collector.stats.connects >= 2 and len(run.events("resync", btc)) == 1)
+        await run.until(
+            lambda: run.collector.stats.connects >= 2 * connections and len(run.events("resync", btc)) == 1
+        )
         await run.until(lambda: len(run.events("resync", eth)) == 1 and _normaliser(run).trades_replayed > 5)
     ids = [(r[1], r[4]) for r in run.got.trades]
     assert len(ids) == len(set(ids))
-    replayed = replay_capture(get_dialect(exchange).new_normaliser(), capture)
+    # one capture per connection when there are several; trades, books and bbo all ride the first
+    files = [capture] if connections == 1 else sorted(tmp_path.glob(f"{exchange}.conn*.capture"))
+    assert len(files) == connections
+    replayed = RecordBuffer()
+    for path in files:
+        replayed.extend(replay_capture(get_dialect(exchange).new_normaliser(), path))
     assert replayed.trades == run.got.trades and replayed.book == run.got.book and replayed.bbo == run.got.bbo
-    assert replayed.feed_events == [e for e in run.got.feed_events if e[2] != "connection"]
+    assert Counter(replayed.liquidations) == Counter(run.got.liquidations)
+    live_events = [e for e in run.got.feed_events if e[2] != "connection"]
+    assert Counter(replayed.feed_events) == Counter(live_events)
 
 
 async def test_simulator_protocol_ping_errors_and_ticker() -> None:
@@ -633,6 +645,31 @@ def test_v2_futures_ticker_every_value_and_no_second_bbo() -> None:
     assert len(out3.bbo) == 1 and not (out3.mark_price or out3.funding or out3.open_interest)
 
 
+# the push example of the Tickers-Channel page itself, verbatim (read 2026-12-05 through a stored copy at
+# the same path on a mirror domain: https://sanqianwenhua.xyz/api-doc/contract/websocket/public/Tickers-Channel;
+# Bitget's address: https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel)
+V2_TICKER_DOC = (
+    '{"action":"snapshot","arg":{"instType":"USDT-FUTURES","channel":"ticker","instId":"BTCUSDT"},'
+    '"data":[{"instId":"BTCUSDT","lastPr":"27000.5","bidPr":"27000","askPr":"27000.5","bidSz":"2.71",'
+    '"askSz":"8.76","open24h":"27000.5","high24h":"30668.5","low24h":"26999.0","change24h":"-0.00002",'
+    '"fundingRate":"0.000010","nextFundingTime":"1695722400000","markPrice":"27000.0","indexPrice":"25702.4",'
+    '"holdingAmount":"929.502","baseVolume":"368.900","quoteVolume":"10152429.961","openUtc":"27000.5",'
+    '"symbolType":1,"symbol":"BTCUSDT","deliveryPrice":"0","ts":"1695715383021"}],"ts":1695715383039}'
+)
+
+
+def test_v2_futures_ticker_example_of_the_documentation() -> None:
+    ts = 1695715383021_000_000
+    n, out = get_dialect("bitget-futures").new_normaliser(), RecordBuffer()
+    n.on_frame(7, V2_TICKER_DOC, out)
+    assert out.feed_events == []
+    assert [r[:6] for r in out.mark_price] == [("bitget-futures", "BTC-USDT-PERP", ts, 7, 27000.0, 25702.4)]
+    assert [r[:7] for r in out.funding] == [
+        ("bitget-futures", "BTC-USDT-PERP", ts, 7, 0.00001, None, 1695722400000_000_000)
+    ]
+    assert [r[:6] for r in out.open_interest] == [("bitget-futures", "BTC-USDT-PERP", ts, 7, 929.502, None)]
+
+
 def test_hostile_futures_tickers_are_parse_errors_without_partial_rows() -> None:
     for bad in (
         V2_TICKER.replace('"0.0001"', '"3"'),
@@ -653,7 +690,15 @@ def test_hostile_futures_tickers_are_parse_errors_without_partial_rows() -> None
 
 def test_futures_derivatives_ride_one_ticker_subscription() -> None:
     dialect = get_dialect("bitget-futures")
-    assert set(dialect.channels) == {"trades", "book", "bbo", "funding", "mark", "open_interest"}
+    assert set(dialect.channels) == {
+        "trades",
+        "book",
+        "bbo",
+        "funding",
+        "mark",
+        "open_interest",
+        "liquidations",
+    }
     sub = Subscription(("BTCUSDT",), ("trades", "bbo", "funding", "mark", "open_interest"))
     args = orjson.loads(dialect.subscribe_frames(sub)[0])["args"]
     assert [a["channel"] for a in args] == ["trade", "books1", "ticker"]
@@ -661,3 +706,102 @@ def test_futures_derivatives_ride_one_ticker_subscription() -> None:
     args = orjson.loads(as_bbo.subscribe_frames(sub)[0])["args"]
     assert [a["channel"] for a in args] == ["trade", "ticker"]
     assert "funding" not in get_dialect("bitget").channels
+
+
+# -- liquidations: the unified-account (v3) ``liquidation`` topic ------------------------------------
+#: The push example of https://www.bitget.com/api-doc/uta/websocket/public/Liquidation-Channel, verbatim
+#: (checked 2026-12-05 through stored copies of that page): ``side`` the liquidated position's side,
+#: ``amount`` in the quote coin
+LIQUIDATION_DOC = (
+    '{"data":[{"symbol":"BTCUSDT","side":"buy","price":"89000","amount":"37.722858","ts":"1736371332162"}],'
+    '"arg":{"instType":"usdt-futures","topic":"liquidation"},"action":"update","ts":1736371332162}'
+)
+
+
+def test_liquidation_example_of_the_documentation() -> None:
+    n, out = get_dialect("bitget-futures").new_normaliser(), RecordBuffer()
+    n.on_frame(1736371332200000000, LIQUIDATION_DOC, out)
+    assert out.feed_events == []
+    # a long was liquidated ("buy"): the closing order sold; size in base coin = amount / price
+    assert out.liquidations == [
+        (
+            "bitget-futures",
+            "BTC-USDT-PERP",
+            1736371332162000000,
+            1736371332200000000,
+            None,
+            "sell",
+            89000.0,
+            37.722858 / 89000.0,
+            0,
+        )
+    ]
+    short = LIQUIDATION_DOC.replace('"side":"buy"', '"side":"sell"')
+    n.on_frame(1736371332300000000, short, out)
+    assert out.liquidations[-1][5] == "buy"
+
+
+def test_liquidations_of_symbols_of_other_connections_are_dropped_and_counted() -> None:
+    n = get_dialect("bitget-futures").new_normaliser()
+    n.subscribe(["ETH-USDT-PERP"])
+    out = RecordBuffer()
+    two = LIQUIDATION_DOC.replace(
+        '"data":[{',
+        '"data":[{"symbol":"ETHUSDT","side":"sell","price":"3000","amount":"600","ts":"1736371332100"},{',
+    )
+    n.on_frame(1736371332200000000, two, out)
+    assert [(r[1], r[5], r[6], r[7]) for r in out.liquidations] == [("ETH-USDT-PERP", "buy", 3000.0, 0.2)]
+    assert n.liquidations_of_other_symbols == 1 and out.feed_events == []
+
+
+def test_hostile_liquidations_are_parse_errors_without_partial_rows() -> None:
+    for bad in (
+        LIQUIDATION_DOC.replace('"side":"buy"', '"side":"long"'),
+        LIQUIDATION_DOC.replace('"89000"', '"-1"'),
+        LIQUIDATION_DOC.replace('"89000"', '"NaN"'),
+        LIQUIDATION_DOC.replace('"37.722858"', '"0"'),
+        LIQUIDATION_DOC.replace('"37.722858"', '"1e308"'),
+        LIQUIDATION_DOC.replace('"ts":"1736371332162"', '"ts":"x"'),
+        LIQUIDATION_DOC.replace('"BTCUSDT"', '"../x"'),
+        LIQUIDATION_DOC.replace('"usdt-futures"', '"coin-futures"'),
+        LIQUIDATION_DOC.replace('"data":[{', '"data":[7,{'),
+    ):
+        n, out = get_dialect("bitget-futures").new_normaliser(), RecordBuffer()
+        n.on_frame(1, bad, out)
+        assert [e[4] for e in out.feed_events] == ["parse_error"], bad
+        assert out.liquidations == [], bad
+        n.on_frame(2, LIQUIDATION_DOC, out)
+        assert len(out.liquidations) == 1
+    # spot has no liquidation topic: a push is a parse error there
+    spot, out = get_dialect("bitget").new_normaliser(), RecordBuffer()
+    spot.on_frame(1, LIQUIDATION_DOC, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] and out.liquidations == []
+
+
+def test_liquidations_ride_their_own_v3_connection() -> None:
+    from collectors.connection import split_subscription
+
+    dialect = get_dialect("bitget-futures")
+    subs = split_subscription(dialect, ["BTCUSDT", "ETHUSDT"], dialect.channels)
+    assert [s.channels for s in subs] == [
+        ("trades", "book", "bbo", "funding", "mark", "open_interest"),
+        ("liquidations",),
+    ]
+    assert dialect.connection_url("wss://ws.bitget.com", subs[0]) == "wss://ws.bitget.com/v2/ws/public"
+    assert (
+        dialect.connection_url("wss://ws.bitget.com/v2/ws/public", subs[1])
+        == "wss://ws.bitget.com/v3/ws/public"
+    )
+    assert (
+        dialect.connection_url("wss://ws.bitget.com/v3/ws/public", subs[0])
+        == "wss://ws.bitget.com/v2/ws/public"
+    )
+    # one subscription for every symbol of the product type (the request of the page's example)
+    assert [orjson.loads(f) for f in dialect.subscribe_frames(subs[1])] == [
+        {"op": "subscribe", "args": [{"instType": "usdt-futures", "topic": "liquidation"}]}
+    ]
+    assert dialect.resubscribe_frames(["BTCUSDT"], subs[1]) == []
+    spot = get_dialect("bitget")
+    assert (
+        "liquidations" not in spot.channels and len(split_subscription(spot, ["BTCUSDT"], spot.channels)) == 1
+    )

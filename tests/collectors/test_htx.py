@@ -497,9 +497,21 @@ def test_symbols_endpoints_and_connection_split() -> None:
         == "wss://api.hbdm.com/linear-swap-ws"
     )
     assert len(split_subscription(swap, ["BTC-USDT"], ("trades", "book", "bbo"))) == 1
-    # the mark price is served on /ws_index, funding on /linear-swap-notification: their own connections
+    # the mark price is served on /ws_index, funding and liquidations on /linear-swap-notification: their
+    # own connections; open interest (polled) rides the market connection
     subs = split_subscription(swap, ["BTC-USDT"], swap.channels)
-    assert [s.channels for s in subs] == [("trades", "book", "bbo"), ("mark",), ("funding",)]
+    assert [s.channels for s in subs] == [
+        ("trades", "book", "bbo", "open_interest"),
+        ("mark",),
+        ("funding", "liquidations"),
+    ]
+    assert [orjson.loads(f)["sub"] for f in swap.subscribe_frames(subs[0])] == [
+        "market.BTC-USDT.trade.detail",
+        "market.BTC-USDT.depth.size_150.high_freq",
+        "market.BTC-USDT.bbo",
+    ]
+    assert swap.rest_polls(subs[0]) == [("open_interest", "BTC-USDT")]
+    assert swap.rest_polls(subs[1]) == [] and swap.rest_polls(subs[2]) == []
     assert swap.connection_url("wss://api.hbdm.com/linear-swap-ws", subs[1]) == "wss://api.hbdm.com/ws_index"
     assert [orjson.loads(f)["sub"] for f in swap.subscribe_frames(subs[1])] == [
         "market.BTC-USDT.mark_price.1min"
@@ -508,8 +520,14 @@ def test_symbols_endpoints_and_connection_split() -> None:
         swap.connection_url("wss://api.hbdm.com/ws_index", subs[2])
         == "wss://api.hbdm.com/linear-swap-notification"
     )
-    [funding_sub] = [orjson.loads(f) for f in swap.subscribe_frames(subs[2])]
+    funding_sub, liquidation_sub = [orjson.loads(f) for f in swap.subscribe_frames(subs[2])]
     assert funding_sub["op"] == "sub" and funding_sub["topic"] == "public.BTC-USDT.funding_rate"
+    assert liquidation_sub["op"] == "sub" and liquidation_sub["topic"] == "public.BTC-USDT.liquidation_orders"
+    liquidations_only = Subscription(("BTC-USDT",), ("liquidations",))
+    assert (
+        swap.connection_url("wss://api.hbdm.com", liquidations_only)
+        == "wss://api.hbdm.com/linear-swap-notification"
+    )
 
 
 def test_swap_funding_rate_examples_and_the_op_protocol() -> None:
@@ -594,6 +612,137 @@ def test_swap_mark_price_kline_example_of_the_documentation() -> None:
     bad = example.replace(b'"close":"9800.12"', b'"close":"-1"')
     normaliser.on_frame(1489474113000000000, bad, out)
     assert [e[4] for e in out.feed_events] == ["parse_error"] and len(out.mark_price) == 2
+
+
+#: "[General] Subscribe Liquidation Orders (no authentication) (sub)", its data update example verbatim:
+#: https://www.htx.com/en-us/opend/newApiPages/?id=8cb7e25d-77b5-11ed-9966-0242ac110003 (checked 2026-12-05)
+LIQUIDATION_EXAMPLE = (
+    b'{"op":"notify","topic":"public.O3-USDT.liquidation_orders","ts":1639122193214,"data":[{"symbol":"O3",'
+    b'"contract_code":"O3-USDT","direction":"sell","offset":"close","volume":432,"price":0.7858,'
+    b'"created_at":1639122193172,"amount":432,"trade_turnover":339.4656,"contract_type":"swap",'
+    b'"pair":"O3-USDT","business_type":"swap"}]}'
+)
+
+
+def test_swap_liquidation_orders_example_of_the_documentation() -> None:
+    normaliser = HtxSwapNormaliser()
+    out = RecordBuffer()
+    normaliser.on_frame(1639122193300000000, LIQUIDATION_EXAMPLE, out)
+    # side = direction (the liquidation order's), price = bankruptcy price, size = volume (contracts),
+    # time = created_at; no id
+    assert out.liquidations == [
+        ("htx-swap", "O3-USDT-PERP", 1639122193172000000, 1639122193300000000, None, "sell", 0.7858, 432.0, 0)
+    ]
+    assert out.feed_events == []
+    # two orders in one push (a buy closing a short), both kept in order
+    buy = LIQUIDATION_EXAMPLE.replace(
+        b'"data":[{',
+        b'"data":[{"symbol":"O3","contract_code":"O3-USDT",'
+        b'"direction":"buy","offset":"close","volume":7,"price":0.8,"created_at":1639122193180},{',
+    )
+    normaliser.on_frame(1639122193400000000, buy, out)
+    assert [r[5:8] for r in out.liquidations[1:]] == [("buy", 0.8, 7.0), ("sell", 0.7858, 432.0)]
+    # hostile variants: counted, never raised, and no row of a half-parsed push
+    for bad in (
+        LIQUIDATION_EXAMPLE.replace(b'"direction":"sell"', b'"direction":"long"'),
+        LIQUIDATION_EXAMPLE.replace(b'"volume":432', b'"volume":0'),
+        LIQUIDATION_EXAMPLE.replace(b'"price":0.7858', b'"price":"NaN"'),
+        LIQUIDATION_EXAMPLE.replace(b'"created_at":1639122193172', b'"created_at":"soon"'),
+        LIQUIDATION_EXAMPLE.replace(b'"contract_code":"O3-USDT"', b'"contract_code":"BTC-USDT"'),
+        LIQUIDATION_EXAMPLE.replace(b"public.O3-USDT.liquidation_orders", b"public.../x.liquidation_orders"),
+        LIQUIDATION_EXAMPLE.replace(b'"data":[{', b'"data":[1,{'),
+        LIQUIDATION_EXAMPLE.replace(b'"data":[{', b'"data":[{"contract_code":"O3-USDT","direction":"buy"},{'),
+    ):
+        normaliser.on_frame(1639122193500000000, bad, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] * 8 and len(out.liquidations) == 3
+
+
+#: "[General] Get Swap Open Interest Information", its success example verbatim (one swap, three futures):
+#: https://www.htx.com/en-us/opend/newApiPages/?id=8cb80166-77b5-11ed-9966-0242ac110003 (checked 2026-12-05)
+OPEN_INTEREST_EXAMPLE = (
+    b'{"status":"ok","data":[{"volume":78696,"amount":78.696,"symbol":"BTC","value":3823138.2456,'
+    b'"contract_code":"BTC-USDT","trade_amount":0,"trade_volume":0,"trade_turnover":0,"business_type":"swap",'
+    b'"pair":"BTC-USDT","contract_type":"swap"},{"volume":10925,"amount":10.925,"symbol":"BTC",'
+    b'"value":530662.21,"contract_code":"BTC-USDT-211217","trade_amount":0,"trade_volume":0,"trade_turnover":0,'
+    b'"business_type":"futures","pair":"BTC-USDT","contract_type":"next_week"},{"volume":27104,"amount":27.104,'
+    b'"symbol":"BTC","value":1316937.2832,"contract_code":"BTC-USDT-211210","trade_amount":0,"trade_volume":0,'
+    b'"trade_turnover":0,"business_type":"futures","pair":"BTC-USDT","contract_type":"this_week"},'
+    b'{"volume":201143,"amount":201.143,"symbol":"BTC","value":9775067.0568,"contract_code":"BTC-USDT-211231",'
+    b'"trade_amount":0,"trade_volume":0,"trade_turnover":0,"business_type":"futures","pair":"BTC-USDT",'
+    b'"contract_type":"quarter"}],"ts":1638754059540}'
+)
+
+
+def _one_contract(body: bytes, index: int) -> bytes:
+    """The documented answer cut to one item, as a ``contract_code=`` query returns it."""
+    answer = orjson.loads(body)
+    answer["data"] = [answer["data"][index]]
+    return orjson.dumps(answer)
+
+
+def test_swap_open_interest_poll_of_the_documented_answer() -> None:
+    from collectors.venues.htx.swap import open_interest_frame
+
+    normaliser = HtxSwapNormaliser()
+    out = RecordBuffer()
+    frame = open_interest_frame("BTC-USDT", _one_contract(OPEN_INTEREST_EXAMPLE, 0))
+    assert orjson.loads(frame)["data"]["data"][0]["volume"] == 78696
+    normaliser.on_frame(1638754059600000000, frame, out)
+    normaliser.on_frame(
+        1638754059700000000,
+        open_interest_frame("BTC-USDT-211231", _one_contract(OPEN_INTEREST_EXAMPLE, 3)),
+        out,
+    )
+    # volume in contracts, value in USDT, at the answer's ts
+    assert out.open_interest == [
+        ("htx-swap", "BTC-USDT-PERP", 1638754059540000000, 1638754059600000000, 78696.0, 3823138.2456, 0),
+        ("htx-swap", "BTC-USDT-211231", 1638754059540000000, 1638754059700000000, 201143.0, 9775067.0568, 0),
+    ]
+    assert out.feed_events == []
+    for bad in (
+        open_interest_frame("BTC-USDT", OPEN_INTEREST_EXAMPLE),  # items of other contracts
+        open_interest_frame("BTC-USDT", b'{"status":"error","err_code":1014,"err_msg":"x","ts":1}'),
+        open_interest_frame("BTC-USDT", b'{"status":"ok","data":[],"ts":1638754059540}'),
+        open_interest_frame("BTC-USDT", _one_contract(OPEN_INTEREST_EXAMPLE, 0).replace(b"78696", b"-1")),
+        open_interest_frame(
+            "BTC-USDT", _one_contract(OPEN_INTEREST_EXAMPLE, 0).replace(b"3823138.2456", b'"x"')
+        ),
+        open_interest_frame(
+            "BTC-USDT", _one_contract(OPEN_INTEREST_EXAMPLE, 0).replace(b"1638754059540", b"null")
+        ),
+        open_interest_frame("../x", _one_contract(OPEN_INTEREST_EXAMPLE, 0)),
+        open_interest_frame("BTC-USDT", b"null"),
+        frame.replace("swap_open_interest", "swap_other"),
+    ):
+        normaliser.on_frame(1638754059800000000, bad, out)
+    assert [e[4] for e in out.feed_events] == ["parse_error"] * 9 and len(out.open_interest) == 2
+
+
+async def test_swap_fetch_poll_against_the_simulator_and_its_refusals() -> None:
+    import aiohttp
+
+    dialect = get_dialect("htx-swap")
+    sim = dialect.simulator(SimulatorConfig(symbols=dialect.demo_symbols))
+    await sim.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            frame = await dialect.fetch_poll(http, sim.rest_url, "open_interest", "BTC-USDT")
+            with pytest.raises(aiohttp.ClientResponseError) as unknown:
+                await dialect.fetch_poll(http, sim.rest_url, "open_interest", "NOPE-USDT")
+            sim.faults.rest_429 = 1
+            with pytest.raises(aiohttp.ClientResponseError) as limited:
+                await dialect.fetch_poll(http, sim.rest_url, "open_interest", "BTC-USDT")
+    finally:
+        await sim.stop()
+    assert unknown.value.status == 502 and limited.value.status == 429
+    [item] = orjson.loads(frame)["data"]["data"]
+    normaliser = HtxSwapNormaliser()
+    out = RecordBuffer()
+    normaliser.on_frame(1, frame, out)
+    assert out.feed_events == []
+    assert [r[1:2] + r[4:6] for r in out.open_interest] == [
+        ("BTC-USDT-PERP", float(item["volume"]), item["value"])
+    ]
 
 
 # -- simulators end to end -----------------------------------------------------------------------------
@@ -690,3 +839,42 @@ async def test_spot_simulator_limits_req_and_serves_mbp_only_on_feed() -> None:
             assert answers[1]["err-msg"] == "429 too many request" and answers[1]["id"] == "b"
     finally:
         await sim.stop()
+
+
+async def test_swap_derivatives_round_trip_polls_open_interest_into_the_capture(tmp_path: Path) -> None:
+    """Funding, mark, liquidations and the polled open interest through real websockets and REST: every
+    open interest row equals its polled answer (value and time), and the capture replays to the live rows."""
+    capture = tmp_path / "live.capture.gz"
+    symbols = ("BTC-USDT-PERP", "ETH-USDT-PERP")
+    async with running("htx-swap", ("BTC-USDT", "ETH-USDT"), capture=capture) as run:
+        await run.until(
+            lambda: all(
+                run.count(ds, s) > 0
+                for ds in ("mark_price", "funding", "liquidations", "open_interest")
+                for s in symbols
+            ),
+            timeout_s=15.0,
+        )
+        assert run.sim.open_interest_requests >= 2  # each contract at once, then every 10 s
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "rest_error", "stale", "subscribe_error"}
+    assert {r[5] for r in run.got.liquidations} <= {"buy", "sell"}
+    files = sorted(tmp_path.glob("live*"))
+    polled = {
+        ts: orjson.loads(frame)
+        for path in files
+        for item in read_capture(path)
+        if isinstance(item, tuple)
+        for ts, frame in [item]
+        if frame.startswith(b'{"op":"poll"')
+    }
+    assert polled and all(p["generated"] is True for p in polled.values())
+    for row in run.got.open_interest:  # every row equals the answer received at its ts_recv
+        answer = polled[row[3]]["data"]
+        [item] = answer["data"]
+        assert row[1] == f"{item['contract_code']}-PERP" and row[2] == answer["ts"] * 10**6
+        assert (row[4], row[5]) == (float(item["volume"]), item["value"])
+    replayed = RecordBuffer()
+    for path in files:
+        replayed.extend(replay_capture(get_dialect("htx-swap").new_normaliser(), path))
+    for ds in ("mark_price", "funding", "liquidations", "open_interest"):
+        assert sorted(replayed.rows(ds)) == sorted(run.got.rows(ds)), ds

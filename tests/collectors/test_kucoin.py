@@ -650,3 +650,154 @@ async def test_fetch_snapshot_frames_and_refusals(exchange: str) -> None:
     out = RecordBuffer()
     n.on_frame(1, frame, out)
     assert out.feed_events == [] and {r[7] for r in out.book} == {True} and len(out.book) > 20
+
+
+# -- open interest: polled over REST ---------------------------------------------------------------
+
+#: The ``data`` of the "Get Symbol Detail" example, verbatim (fields, values and number forms):
+#: https://www.kucoin.com/docs/rest/futures-trading/market-data/get-symbol-detail (checked 2026-12-05)
+CONTRACT_DETAIL_EXAMPLE = (
+    b'{"code":"200000","data":{"symbol":"XBTUSDTM","rootSymbol":"USDT","type":"FFWCSX",'
+    b'"firstOpenDate":1585555200000,"expireDate":null,"settleDate":null,"baseCurrency":"XBT",'
+    b'"quoteCurrency":"USDT","settleCurrency":"USDT","maxOrderQty":1000000,"maxPrice":1000000.0,'
+    b'"lotSize":1,"tickSize":0.1,"indexPriceTickSize":0.01,"multiplier":0.001,"initialMargin":0.008,'
+    b'"maintainMargin":0.004,"maxRiskLimit":100000,"minRiskLimit":100000,"riskStep":50000,'
+    b'"makerFeeRate":2.0E-4,"takerFeeRate":6.0E-4,"takerFixFee":0.0,"makerFixFee":0.0,'
+    b'"settlementFee":null,"isDeleverage":true,"isQuanto":true,"isInverse":false,'
+    b'"markMethod":"FairPrice","fairMethod":"FundingRate","fundingBaseSymbol":".XBTINT8H",'
+    b'"fundingQuoteSymbol":".USDTINT8H","fundingRateSymbol":".XBTUSDTMFPI8H","indexSymbol":".KXBTUSDT",'
+    b'"settlementSymbol":"","status":"Open","fundingFeeRate":6.41E-4,"predictedFundingFeeRate":5.5E-5,'
+    b'"fundingRateGranularity":28800000,"openInterest":"6273644","turnoverOf24h":1.9110000807101517E9,'
+    b'"volumeOf24h":21807.101,"markPrice":87351.75,"indexPrice":87357.57,"lastTradePrice":87319.4,'
+    b'"nextFundingRateTime":1816952,"maxLeverage":125,"sourceExchanges":["okex","binance","kucoin",'
+    b'"bybit","bitmart","gateio"],"premiumsSymbol1M":".XBTUSDTMPI","premiumsSymbol8H":".XBTUSDTMPI8H",'
+    b'"fundingBaseSymbol1M":".XBTINT","fundingQuoteSymbol1M":".USDTINT","lowPrice":85201.8,'
+    b'"highPrice":90000.0,"priceChgPct":-0.0033,"priceChg":-291.0,"k":490.0,"m":300.0,"f":1.3,'
+    b'"mmrLimit":0.3,"mmrLevConstant":125.0,"supportCross":true,"buyLimit":91717.92,"sellLimit":82982.88}}'
+)
+
+
+def test_open_interest_poll_of_the_documented_contract_detail() -> None:
+    from collectors.venues.kucoin.client import poll_frame
+    from collectors.venues.kucoin.futures import CONTRACT_PATH
+
+    frame = poll_frame(CONTRACT_PATH, "XBTUSDTM", CONTRACT_DETAIL_EXAMPLE)
+    assert orjson.loads(frame)["data"] == orjson.loads(CONTRACT_DETAIL_EXAMPLE)  # the body, unchanged
+    n = KucoinFuturesNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1_764_900_000_000_000_000, frame, out)
+    # openInterest "6273644" contracts; the answer has no time: ts_exchange null, no value
+    assert out.open_interest == [
+        ("kucoin-futures", "BTC-USDT-PERP", None, 1_764_900_000_000_000_000, 6273644.0, None, 0)
+    ]
+    assert out.feed_events == [] and out.mark_price == [] and out.funding == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"code":"429000","msg":"Too Many Requests"}',
+        b'{"code":"200000","data":{"symbol":"ETHUSDTM","openInterest":"5"}}',  # another contract
+        b'{"code":"200000","data":{"symbol":"XBTUSDTM","openInterest":"-1"}}',
+        b'{"code":"200000","data":{"symbol":"XBTUSDTM","openInterest":"NaN"}}',
+        b'{"code":"200000","data":{"symbol":"XBTUSDTM","openInterest":"1e400"}}',
+        b'{"code":"200000","data":{"symbol":"XBTUSDTM","openInterest":true}}',
+        b'{"code":"200000","data":{"symbol":"XBTUSDTM"}}',
+        b'{"code":"200000","data":[]}',
+        b"null",
+    ],
+)
+def test_bad_open_interest_answers_are_counted_and_others_keep_flowing(body: bytes) -> None:
+    from collectors.venues.kucoin.client import poll_frame
+
+    n = KucoinFuturesNormaliser()
+    out = RecordBuffer()
+    n.on_frame(1, poll_frame("/api/v1/contracts", "XBTUSDTM", body), out)
+    n.on_frame(2, poll_frame("/api/v1/contracts", "XBTUSDTM", CONTRACT_DETAIL_EXAMPLE), out)
+    n.on_frame(3, poll_frame("/api/v1/level2/snapshot", "XBTUSDTM", CONTRACT_DETAIL_EXAMPLE), out)
+    assert [e[4] for e in out.feed_events] == ["parse_error", "parse_error"]
+    assert [r[4] for r in out.open_interest] == [6273644.0]
+
+
+def test_open_interest_is_polled_not_subscribed() -> None:
+    d = get_dialect("kucoin-futures")
+    assert "open_interest" in d.channels
+    sub = Subscription(("XBTUSDTM", "ETHUSDTM"), ("trades", "open_interest"))
+    assert [orjson.loads(f)["topic"] for f in d.subscribe_frames(sub)] == [
+        "/contractMarket/execution:XBTUSDTM",
+        "/contractMarket/execution:ETHUSDTM",
+    ]
+    assert d.rest_polls(sub) == [("open_interest", "XBTUSDTM"), ("open_interest", "ETHUSDTM")]
+    assert d.rest_polls(Subscription(("XBTUSDTM",), ("trades", "book"))) == []
+    assert d.poll_request_weight("open_interest", "XBTUSDTM") == 3  # "Public weight: 3"
+    # the spot venue polls nothing
+    assert get_dialect("kucoin").rest_polls(Subscription(("BTC-USDT",))) == []
+
+
+async def test_fetch_poll_against_the_simulator_and_its_refusals() -> None:
+    import aiohttp
+
+    dialect = get_dialect("kucoin-futures")
+    sim = dialect.simulator(SimulatorConfig(symbols=dialect.demo_symbols))
+    await sim.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            frame = await dialect.fetch_poll(http, sim.rest_url, "open_interest", "XBTUSDTM")
+            # the instruments list shares the path prefix and still answers the list
+            async with http.get(f"{sim.rest_url}/api/v1/contracts/active") as resp:
+                listed = orjson.loads(await resp.read())["data"]
+            with pytest.raises(aiohttp.ClientResponseError) as unknown:
+                await dialect.fetch_poll(http, sim.rest_url, "open_interest", "NOPEUSDTM")
+            sim.faults.rest_429 = 1
+            with pytest.raises(aiohttp.ClientResponseError) as limited:
+                await dialect.fetch_poll(http, sim.rest_url, "open_interest", "XBTUSDTM")
+    finally:
+        await sim.stop()
+    assert unknown.value.status == 400 and limited.value.status == 429
+    assert sorted(i["symbol"] for i in listed) == ["ETHUSDTM", "XBTUSDTM"]
+    body = orjson.loads(frame)["data"]["data"]
+    n = dialect.new_normaliser()
+    out = RecordBuffer()
+    n.on_frame(1, frame, out)
+    assert out.feed_events == []
+    assert [r[1:] for r in out.open_interest] == [
+        ("BTC-USDT-PERP", None, 1, float(body["openInterest"]), None, 0)
+    ]
+
+
+async def test_futures_open_interest_round_trip_polls_into_the_capture(tmp_path: Path) -> None:
+    """The polled open interest through the real connection layer: every row equals the answer received
+    at its ts_recv, and the capture (which holds the generated poll frames) replays to the live rows."""
+    from collectors.capture import read_capture
+
+    capture = tmp_path / "live.capture.gz"
+    async with running("kucoin-futures", ("XBTUSDTM", "ETHUSDTM"), capture=capture) as run:
+        await run.until(
+            lambda: all(
+                run.count(ds, s) > 0
+                for ds in ("mark_price", "funding", "open_interest")
+                for s in ("BTC-USDT-PERP", "ETH-USDT-PERP")
+            ),
+            timeout_s=15.0,
+        )
+        assert run.sim.open_interest_requests >= 2
+    assert not {e[4] for e in run.got.feed_events} & {"parse_error", "rest_error", "stale"}
+    files = sorted(tmp_path.glob("live*"))
+    polled = {
+        ts: orjson.loads(frame)
+        for path in files
+        for item in read_capture(path)
+        if isinstance(item, tuple)
+        for ts, frame in [item]
+        if frame.startswith(b'{"type":"poll"')
+    }
+    assert polled and all(p["generated"] is True for p in polled.values())
+    for row in run.got.open_interest:
+        data = polled[row[3]]["data"]["data"]
+        assert row[2] is None and row[5] is None  # the answer carries no time and no value
+        assert row[4] == float(data["openInterest"])
+    replayed = RecordBuffer()
+    for path in files:
+        replayed.extend(replay_capture(get_dialect("kucoin-futures").new_normaliser(), path))
+    for ds in ("mark_price", "funding", "open_interest"):
+        assert sorted(replayed.rows(ds), key=repr) == sorted(run.got.rows(ds), key=repr), ds

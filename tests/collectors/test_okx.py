@@ -655,6 +655,26 @@ def test_funding_mark_index_and_open_interest_rows_equal_the_pushes() -> None:
     assert _push(n, MARK, recv=recv).mark_price[0][5] is None
 
 
+def test_open_interest_example_of_the_older_page_has_no_value() -> None:
+    # the open-interest push example of an older copy of the public websocket page, verbatim: no oiUsd
+    doc = {
+        "arg": {"channel": "open-interest", "instId": "LTC-USD-SWAP"},
+        "data": [
+            {
+                "instType": "SWAP",
+                "instId": "LTC-USD-SWAP",
+                "oi": "5000",
+                "oiCcy": "555.55",
+                "ts": "1597026383085",
+            }
+        ],
+    }
+    recv = 1597026383100 * MS
+    out = _push(OkxNormaliser(), doc, recv=recv)
+    assert out.feed_events == []
+    assert out.open_interest == [("okx", "LTC-USD-PERP", 1597026383085 * MS, recv, 5000.0, None, 0)]
+
+
 def test_documented_liquidation_order_is_one_row_with_the_orders_side() -> None:
     recv = 1692266434010 * MS + 20 * MS
     out = _push(OkxNormaliser(), DOC_LIQUIDATION, recv=recv)

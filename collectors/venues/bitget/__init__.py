@@ -67,21 +67,37 @@ Book integrity (documented rules implemented here):
   240 subscription requests per hour.
 
 Derivatives channels (issue 15, ``bitget-futures`` only; checked 2026-12-05):
-https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel (its address as ccxt's
-websocket module cites it; the page's text was not among the stored pages, so the field names were
-verified from USDT-FUTURES/COIN-FUTURES ``ticker`` pushes quoted in public test fixtures, and from the
-REST ticker https://www.bitget.com/api-doc/contract/market/Get-Ticker, whose ``holdingAmount`` is
-stated in base coin):
+https://www.bitget.com/api-doc/contract/websocket/public/Tickers-Channel, read through a stored copy of
+the same path on a mirror domain (https://sanqianwenhua.xyz/api-doc/contract/websocket/public/Tickers-Channel:
+"When there is a change (deal, buy, sell, issue): 100ms to 300ms"; its push example is a test), which
+confirms the field names below (earlier only seen in public test fixtures); the REST ticker
+https://www.bitget.com/api-doc/contract/market/Get-Ticker states ``holdingAmount`` in base coin:
 - ``funding``, ``mark``, ``open_interest`` ride the ``ticker`` channel (one subscription for all three,
   shared with bbo when ``bbo_channel`` is ``ticker``; otherwise its bid/ask add no second bbo
-  stream). Each entry gives, at its ``ts`` (ms): a ``mark_price`` row (``markPrice``, ``indexPrice``),
-  a ``funding`` row (``fundingRate``, next funding time ``nextFundingTime``; no predicted rate) and an
-  ``open_interest`` row (``holdingAmount``, base coin, no value); a field that is absent or empty
-  makes no row. v1 ``mc`` tickers (the 2022 recording) carry the same under ``systemTime``,
-  ``capitalRate``, ``nextSettleTime`` and ``holding`` and are read the same way.
-- ``liquidations``: not offered. No public liquidation channel of the v2 public websocket was found
-  in the stored documentation (peers mention a ``liquidation`` channel of Bitget's unified-account
-  websocket, not verified here), so the dialect does not declare the channel.
+  stream). Each entry gives, at its ``ts`` (ms, a decimal string): a ``mark_price`` row (``markPrice``,
+  ``indexPrice``), a ``funding`` row (``fundingRate``, next funding time ``nextFundingTime``, ms as a
+  decimal string; no predicted rate) and an ``open_interest`` row (``holdingAmount``, base coin, no
+  value); a field that is absent or empty makes no row. v1 ``mc`` tickers (the 2022 recording) carry
+  the same under ``systemTime``, ``capitalRate``, ``nextSettleTime`` and ``holding`` and are read the
+  same way.
+- ``liquidations`` (``bitget-futures``): the v2 public websocket this dialect speaks has no
+  liquidation channel; Bitget's unified-account (UTA, v3) public websocket has one
+  (https://www.bitget.com/api-doc/uta/websocket/public/Liquidation-Channel, checked 2026-12-05 through
+  two stored copies: https://www.bitget.live/api-doc/uta/websocket/public/Liquidation-Channel and a
+  markdown copy of the UTA websocket pages citing that address). It rides its own connections
+  (:meth:`BitgetDialect.channel_groups`) on ``wss://ws.bitget.com/v3/ws/public`` (the v3 public
+  endpoint, as peers connect to it; same text ``ping``/``pong``), subscribed once per connection with
+  ``{"op":"subscribe","args":[{"instType":"usdt-futures","topic":"liquidation"}]}`` (every symbol of
+  the product type: records of symbols the connection does not carry are dropped and counted in
+  ``liquidations_of_other_symbols``, so several such connections never store a record twice). Pushes
+  are ``{"data":[{symbol, side, price, amount, ts}],"arg":{instType, topic},"action","ts"}`` with
+  strings: ``side`` is the *position* side ("``buy`` long position liquidation, ``sell`` short position
+  liquidation"), so the row's taker side is the other one (``buy`` -> ``sell``); ``price`` the
+  liquidation price; ``amount`` the "liquidation amount, unit: quote coin", so the row's size (the
+  unit of the venue's trades: base coin) is ``amount / price``; ``ts`` (ms) the liquidation time;
+  Bitget gives no id. Not every liquidation: one copy of the page says each 1 s push keeps only the
+  largest long and the largest short liquidation per symbol, the other that a push comes every 20 s
+  or 10,000 records with all of them; rows are per record either way.
 
 Retired v1 captures (``wss://ws.bitget.com/spot/v1/stream`` and ``/mix/v1/stream``, as in
 ``../shared/samples/bitget``, 2022) replay through the same normalisers: ``instType`` ``sp``/``mc``;

@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from ...simulator import ExchangeSimulator, SimulatorConfig
 
 WS_PATH = "/v2/ws/public"
+#: the unified-account (v3) public endpoint, which alone serves the ``liquidation`` topic
+V3_PATH = "/v3/ws/public"
+LIQUIDATION_TOPIC = "liquidation"
+#: the liquidation push's ``side`` is the liquidated *position's*; the order that closes it takes the
+#: other side (``buy``: a long was liquidated, by a sell)
+LIQUIDATION_TAKER_SIDES = {"buy": "sell", "sell": "buy"}
 #: Book levels per side covered by Bitget's checksum.
 CHECKSUM_DEPTH = 25
 #: Subscription arguments per request: one request carries a whole connection's channels (at most
@@ -131,6 +137,8 @@ class BitgetNormaliser(Normaliser):
     symbol_suffix: ClassVar[str] = ""
     #: whether ``ticker`` pushes carry mark, funding and open interest (futures)
     derivatives: ClassVar[bool] = False
+    #: ``instType`` of the v3 ``liquidation`` topic (futures), or None
+    liquidation_inst_type: ClassVar[str | None] = None
 
     def __init__(self, verify_checksums: bool = True, ticker_bbo: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -153,6 +161,8 @@ class BitgetNormaliser(Normaliser):
         self.behind: dict[str, int] = {}
         #: pushes of channels we do not store (v1 candles and tickers in old captures)
         self.ignored_pushes = 0
+        #: liquidation records of symbols another connection carries (the topic covers every symbol)
+        self.liquidations_of_other_symbols = 0
 
     def normalise_native(self, native: Any) -> str:
         """``BTCUSDT`` -> ``BTC-USDT`` (spot) or ``BTC-USDT-PERP`` (futures)."""
@@ -174,6 +184,11 @@ class BitgetNormaliser(Normaliser):
         arg, data, action = msg.get("arg"), msg.get("data"), msg.get("action")
         if not isinstance(arg, dict) or not isinstance(data, list):
             raise ParseError("push without arg object or data list")
+        if arg.get("topic") == LIQUIDATION_TOPIC and self.liquidation_inst_type is not None:
+            if arg.get("instType") != self.liquidation_inst_type:
+                raise ParseError(f"instType {str(arg.get('instType'))[:30]!r} is not {self.exchange}'s")
+            self.on_liquidations(ts_recv, data, out)
+            return
         channel, inst_id = arg.get("channel"), arg.get("instId")
         if arg.get("instType") not in self.inst_types:
             raise ParseError(f"instType {str(arg.get('instType'))[:30]!r} is not {self.exchange}'s")
@@ -406,6 +421,27 @@ class BitgetNormaliser(Normaliser):
             if oi is not None:
                 self.emit_open_interest(out, symbol, ts_exchange, ts_recv, oi, None)
 
+    def on_liquidations(self, ts_recv: int, data: list[Any], out: RecordBuffer) -> None:
+        """A v3 ``liquidation`` push: ``{symbol, side, price, amount, ts}`` records of every symbol of
+        the product type; one row per record of a symbol this connection carries (rules in the package
+        docstring). Every record is validated before any row is written."""
+        rows = []
+        for item in data:
+            if not isinstance(item, dict):
+                raise ParseError("liquidation is not an object", channel="liquidations")
+            symbol = self.symbols.name(item["symbol"])
+            side = LIQUIDATION_TAKER_SIDES.get(item["side"]) if isinstance(item["side"], str) else None
+            if side is None:
+                raise ParseError(f"unknown position side {str(item['side'])[:20]!r}", symbol, "liquidations")
+            price = positive_price(item["price"], "liquidation price")
+            amount = positive_price(item["amount"], "liquidation amount")  # quote coin
+            rows.append((symbol, ms_to_ns(item["ts"]), side, price, amount / price))
+        for symbol, ts_exchange, side, price, size in rows:
+            if self.subscribed is not None and symbol not in self.subscribed:
+                self.liquidations_of_other_symbols += 1
+                continue
+            self.emit_liquidation(out, symbol, ts_exchange, ts_recv, None, side, price, size)
+
     def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
         """Books start over on the next connection (trade ids are kept to drop replayed trades)."""
         for book in self.books.values():
@@ -455,8 +491,18 @@ class BitgetDialect(ExchangeDialect):
         return check_symbol(f"{base}-{quote}{self.symbol_suffix}")
 
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
+        """``/v2/ws/public``; the ``liquidations`` connection ``/v3/ws/public`` (a given path of either
+        is dropped first)."""
         base = ws_url.rstrip("/")
-        return base if base.endswith(WS_PATH) else base + WS_PATH
+        for path in (WS_PATH, V3_PATH):
+            if base.endswith(path):
+                base = base[: -len(path)]
+        return base + (V3_PATH if "liquidations" in sub.channels else WS_PATH)
+
+    def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
+        """``liquidations`` on its own connections (the v3 endpoint), everything else on v2."""
+        v2 = tuple(c for c in channels if c != "liquidations")
+        return ([v2] if v2 else []) + ([("liquidations",)] if "liquidations" in channels else [])
 
     def channel_names(self, sub: Subscription) -> list[str]:
         """Bitget channel names of a subscription's channels."""
@@ -475,6 +521,10 @@ class BitgetDialect(ExchangeDialect):
         return {"instType": self.inst_type, "channel": channel, "instId": inst_id}
 
     def subscribe_frames(self, sub: Subscription) -> list[str]:
+        if "liquidations" in sub.channels:
+            # one topic for every symbol of the product type; rows of other symbols are dropped
+            arg = {"instType": self.normaliser_class.liquidation_inst_type or "", "topic": LIQUIDATION_TOPIC}
+            return self._requests("subscribe", [arg])
         args = [self._arg(c, s) for s in sub.symbols for c in self.channel_names(sub)]
         return self._requests("subscribe", args)
 

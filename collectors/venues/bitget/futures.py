@@ -17,6 +17,7 @@ class BitgetFuturesNormaliser(BitgetNormaliser):
     inst_types: ClassVar[frozenset[str]] = frozenset({"USDT-FUTURES", "mc"})
     symbol_suffix: ClassVar[str] = "-PERP"
     derivatives: ClassVar[bool] = True
+    liquidation_inst_type: ClassVar[str | None] = "usdt-futures"
 
 
 class BitgetFuturesDialect(BitgetDialect):
@@ -25,8 +26,8 @@ class BitgetFuturesDialect(BitgetDialect):
     exchange_id: ClassVar[str] = "bitget-futures"
     inst_type: ClassVar[str] = "USDT-FUTURES"
     normaliser_class: ClassVar[type[BitgetNormaliser]] = BitgetFuturesNormaliser
-    #: mark, funding and open interest from ``ticker`` (no public liquidation channel on v2)
-    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, *TICKER_CHANNELS)
+    #: mark, funding and open interest from ``ticker``; liquidations from the v3 ``liquidation`` topic
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, *TICKER_CHANNELS, "liquidations")
     symbol_suffix: ClassVar[str] = "-PERP"
 
 

@@ -6,7 +6,10 @@ Serves ``/v2/ws/public``: text ``ping`` -> ``pong``; ``subscribe``/``unsubscribe
 ``books1`` and ``ticker`` pushes for the best bid/offer (on futures the ticker also carries
 ``markPrice``, ``indexPrice``, ``fundingRate``, ``nextFundingTime`` and ``holdingAmount``); ``trade``
 with the recent trades as a snapshot on subscribe (as Bitget does, so a reconnecting client sees trades
-it already stored).
+it already stored). Futures also serve the unified-account endpoint ``/v3/ws/public`` with its
+``liquidation`` topic (``{"instType": "usdt-futures", "topic": "liquidation"}``, every symbol): one
+push per liquidated trade (one trade id in :data:`LIQUIDATION_EVERY`), at most one per symbol, position
+side and second, as Bitget aggregates them; ``amount`` in the quote coin.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ...book import ASK, BID, L2Book
 from ...checksum import to_signed32
 from ...simulator import ClientSession, ExchangeSimulator, MarketModel, MarketStep, SimulatorConfig
 from . import instruments as bitget_instruments
-from .client import BOOK_CHANNEL, CHECKSUM_DEPTH, WS_PATH, bitget_checksum
+from .client import BOOK_CHANNEL, CHECKSUM_DEPTH, LIQUIDATION_TOPIC, V3_PATH, WS_PATH, bitget_checksum
 
 if TYPE_CHECKING:
     from .client import BitgetDialect
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 SIM_CHANNELS = {"trade": "trades", "books": "book", "books1": "bbo", "ticker": "ticker"}
 #: Recent trades sent in the snapshot of a trade subscription.
 TRADE_SNAPSHOT_SIZE = 50
+#: futures: one trade in this many (by id) comes with a liquidation
+LIQUIDATION_EVERY = 4
 
 
 def model_checksum(model: MarketModel) -> int:
@@ -45,7 +50,7 @@ def model_checksum(model: MarketModel) -> int:
 class BitgetSimulator(ExchangeSimulator):
     """Bitget public v2 on loopback (see the module docstring)."""
 
-    ws_paths = (WS_PATH,)
+    ws_paths: tuple[str, ...] = (WS_PATH,)
 
     def __init__(self, dialect: BitgetDialect, config: SimulatorConfig) -> None:
         super().__init__(dialect, config)
@@ -58,6 +63,12 @@ class BitgetSimulator(ExchangeSimulator):
         self._rendered: tuple[MarketStep, dict[str, list[str]]] | None = None
         #: text pings received (and answered ``pong``)
         self.pings = 0
+        #: the v3 liquidation topic's instType (futures), or None
+        self.liquidation_inst_type = dialect.normaliser_class.liquidation_inst_type
+        if self.liquidation_inst_type is not None:
+            self.ws_paths = (WS_PATH, V3_PATH)
+        #: (symbol, position side) -> the second of its last liquidation push
+        self._liquidation_second: dict[tuple[str, str], int] = {}
 
     def instrument_routes(self) -> list[web.RouteDef]:
         path = bitget_instruments.SPOT_PATH if self.inst_type == "SPOT" else bitget_instruments.CONTRACTS_PATH
@@ -91,6 +102,9 @@ class BitgetSimulator(ExchangeSimulator):
         if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
             self.send(session, '{"event":"error","code":30004,"msg":"op not exist"}')
             return
+        if session.request.path == V3_PATH:
+            self.on_v3_request(session, op, args)
+            return
         for arg in args:
             if not isinstance(arg, dict):
                 self.send(session, '{"event":"error","code":30004,"msg":"args not valid"}')
@@ -118,6 +132,23 @@ class BitgetSimulator(ExchangeSimulator):
             elif channel == "trade" and self.recent_trades[inst_id]:
                 trades = list(self.recent_trades[inst_id])
                 self.send(session, self._push("snapshot", "trade", inst_id, trades, ms))
+
+    def on_v3_request(self, session: ClientSession, op: str, args: list[Any]) -> None:
+        """``/v3/ws/public``: only the ``liquidation`` topic of this simulator's instType is served."""
+        for arg in args:
+            if (
+                not isinstance(arg, dict)
+                or arg.get("topic") != LIQUIDATION_TOPIC
+                or arg.get("instType") != self.liquidation_inst_type
+            ):
+                error = {"event": "error", "arg": arg, "code": 30001, "msg": "topic doesn't exist"}
+                self.send(session, orjson.dumps(error).decode())
+                continue
+            for sym in self.markets:
+                (session.subscriptions.add if op == "subscribe" else session.subscriptions.discard)(
+                    ("liquidation", sym)
+                )
+            self.send(session, orjson.dumps({"event": op, "arg": arg, "connId": "sim"}).decode())
 
     # -- frames ----------------------------------------------------------------------------------
     def book_snapshot_frame(self, inst_id: str, ms: int) -> str:
@@ -186,15 +217,41 @@ class BitgetSimulator(ExchangeSimulator):
                 }
             )
         frames["ticker"] = [self._push("snapshot", "ticker", inst_id, [ticker], ms)]
+        frames["liquidation"] = self.liquidation_frames(step, ms) if self.liquidation_inst_type else []
         self._rendered = (step, frames)
+        return frames
+
+    def liquidation_frames(self, step: MarketStep, ms: int) -> list[str]:
+        """v3 ``liquidation`` pushes of a step: a liquidated trade's price and its quote amount, the
+        liquidated position's side (a sell order closes a long: ``buy``)."""
+        frames = []
+        for t in step.trades:
+            side = "buy" if t.side == "sell" else "sell"
+            key = (step.symbol, side)
+            if t.trade_id % LIQUIDATION_EVERY or self._liquidation_second.get(key) == ms // 1000:
+                continue
+            self._liquidation_second[key] = ms // 1000
+            record = {
+                "symbol": step.symbol,
+                "side": side,
+                "price": t.price,
+                "amount": f"{float(t.price) * float(t.size):.6f}",
+                "ts": str(ms),
+            }
+            arg = {"instType": self.liquidation_inst_type, "topic": LIQUIDATION_TOPIC}
+            frames.append(orjson.dumps({"data": [record], "arg": arg, "action": "update", "ts": ms}).decode())
         return frames
 
     def render(self, session: ClientSession, step: MarketStep) -> tuple[list[str], list[str], list[str]]:
         frames = self.step_frames(step)
         sym = step.symbol
         top = frames["books1"] if session.subscribed("bbo", sym) else []
+        if session.subscribed("ticker", sym):
+            top = top + frames["ticker"]
+        if session.subscribed("liquidation", sym):
+            top = top + frames["liquidation"]
         return (
             frames["trade"] if session.subscribed("trades", sym) else [],
             frames["books"] if session.subscribed("book", sym) else [],
-            top + frames["ticker"] if session.subscribed("ticker", sym) else top,
+            top,
         )

@@ -50,8 +50,13 @@ field names are the REST ticker's (which the websocket ticker documents as the s
   ``time_ms``): ``time_ms`` wins when present, else ``time`` below 10^11 is read as seconds, above as
   milliseconds. ``size`` is the liquidation *order's* size in contracts, signed like a trade's
   (negative = the order sells, so a long position was liquidated); the row stores its absolute value
-  and the order's side. Not verified: that the sign follows the order (not the position, as the REST
-  ``liq_orders`` model's "position size" suggests); Gate gives no liquidation id (null).
+  and the order's side. Confirmed 2026-12-05: the push parameters name ``size`` the liquidation
+  order's quantity ("强平订单数量", zh_CN futures websocket page, text of 2026-08-20), and Gate signs
+  an order's size positive for a bid and negative for an ask ("Order size. Specify positive number to
+  make a bid, and negative number to ask": ``FuturesOrder.size`` of REST API v4,
+  https://github.com/gateio/gateapi-python/blob/master/docs/FuturesOrder.md), so the sign is the
+  order's, not the position's (the REST ``liq_orders`` model, whose ``size`` is a "position size", is
+  another object). Gate gives no liquidation id (null).
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ MAX_UNANSWERED_PINGS = 2
 REQ_INTERVAL_S = 0.1
 #: Contract size of every simulated swap (coins per contract), for ``quantity``/``trade_turnover``.
 SIM_CONTRACT_SIZE = 0.001
+#: notification topics served on ``/linear-swap-notification`` (after ``public.$contract_code``)
+NOTIFICATION_SUFFIXES = (".funding_rate", ".liquidation_orders")
+#: swaps: one trade in this many (by id) comes with a liquidation order
+LIQUIDATION_EVERY = 4
 
 
 def gzip_text(text: str) -> bytes:
@@ -210,7 +214,7 @@ class HtxSimulator(ExchangeSimulator):
             if topic.endswith(".trade.detail"):
                 trades.extend(topic_frames)
             elif topic.endswith(
-                (".bbo", ".mark_price.1min", ".funding_rate")
+                (".bbo", ".mark_price.1min", ".funding_rate", ".liquidation_orders")
             ):  # book faults leave them alone
                 bbo.extend(topic_frames)
             else:
@@ -387,6 +391,8 @@ class HtxSwapSimulator(HtxSimulator):
         )
         #: the running mark-price kline of each contract
         self.mark_kline: dict[str, dict[str, Any]] = {}
+        #: of :attr:`rest_requests`: the open interest polls
+        self.open_interest_requests = 0
 
     def first_seq(self, symbol: str) -> int:
         return 1_000_000 + zlib.crc32(symbol.encode()) % 1_000_000
@@ -446,12 +452,9 @@ class HtxSwapSimulator(HtxSimulator):
             self.send_json(session, {"op": "close", "ts": ms, "err-code": 2002, "err-msg": "invalid op"})
             return
         topic, cid = str(msg.get("topic")), msg.get("cid")
-        contract = topic[len("public.") : -len(".funding_rate")]
-        if (
-            not topic.startswith("public.")
-            or not topic.endswith(".funding_rate")
-            or contract not in self.markets
-        ):
+        suffix = next((x for x in NOTIFICATION_SUFFIXES if topic.endswith(x)), None)
+        contract = topic[len("public.") : -len(suffix)] if suffix else ""
+        if not topic.startswith("public.") or suffix is None or contract not in self.markets:
             reply = {
                 "op": op,
                 "cid": cid,
@@ -576,7 +579,80 @@ class HtxSwapSimulator(HtxSimulator):
             frames[topic] = [orjson.dumps({"ch": topic, "ts": ms, "tick": tick}).decode()]
         frames[f"market.{symbol}.mark_price.1min"] = [self._mark_frame(symbol, model, ms)]
         frames[f"public.{symbol}.funding_rate"] = [self._funding_frame(symbol, model, ms)]
+        liquidated = [t for t in step.trades if t.trade_id % LIQUIDATION_EVERY == 0]
+        if liquidated:
+            frames[f"public.{symbol}.liquidation_orders"] = [
+                self._liquidation_frame(symbol, liquidated, scale, ms)
+            ]
         return frames
+
+    def _liquidation_frame(self, symbol: str, trades: list[Any], scale: int, ms: int) -> str:
+        """A liquidation-orders push: one closing order per liquidated trade (size in contracts)."""
+        data = []
+        for t in trades:
+            contracts = max(1, round(float(t.size) * scale))
+            amount = contracts * SIM_CONTRACT_SIZE
+            data.append(
+                {
+                    "symbol": symbol.split("-")[0],
+                    "contract_code": symbol,
+                    "direction": t.side,
+                    "offset": "close",
+                    "volume": contracts,
+                    "price": _num(t.price),
+                    "created_at": ms,
+                    "amount": round(amount, 8),
+                    "trade_turnover": round(amount * float(t.price), 8),
+                    "contract_type": "swap",
+                    "pair": symbol,
+                    "business_type": "swap",
+                }
+            )
+        topic = f"public.{symbol}.liquidation_orders"
+        return orjson.dumps({"op": "notify", "topic": topic, "ts": ms, "data": data}).decode()
+
+    # -- REST: the open interest poll ------------------------------------------------------------
+    async def open_interest_handler(self, request: web.Request) -> web.Response:
+        """``GET swap_open_interest?contract_code=C``: the contract's open interest now (contracts
+        deterministic per update id, value at the mid price); HTX refuses with HTTP 200."""
+        self.rest_requests += 1
+        self.open_interest_requests += 1
+        fault = self.rest_fault_response()
+        if fault is not None:
+            return fault
+        ms = self.now_exchange_ns() // 1_000_000
+        code = request.query.get("contract_code", "")
+        model = self.markets.get(code)
+        if model is None:
+            body: dict[str, Any] = {
+                "status": "error",
+                "err_code": 1014,
+                "err_msg": "This contract doesnt exist.",
+                "ts": ms,
+            }
+            return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
+        (bp, _), (ap, _) = model.best()
+        volume = 50_000 + model.update_id % 9_973
+        amount = round(volume * SIM_CONTRACT_SIZE, 8)
+        item = {
+            "volume": volume,
+            "amount": amount,
+            "symbol": code.split("-")[0],
+            "value": round(amount * (float(bp) + float(ap)) / 2, 4),
+            "contract_code": code,
+            "trade_amount": 0,
+            "trade_volume": 0,
+            "trade_turnover": 0,
+            "business_type": "swap",
+            "pair": code,
+            "contract_type": "swap",
+        }
+        body = {"status": "ok", "data": [item], "ts": ms}
+        return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
+
+    def rest_routes(self) -> list[web.RouteDef]:
+        path = str(getattr(self.dialect, "open_interest_path", "/linear-swap-api/v1/swap_open_interest"))
+        return [*super().rest_routes(), web.get(path, self.open_interest_handler)]
 
     def _mark_frame(self, symbol: str, model: MarketModel, ms: int) -> str:
         """The mark-price kline of the running minute (mid price as the mark; volumes are 0 as documented)."""

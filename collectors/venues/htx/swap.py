@@ -29,8 +29,10 @@ with the book's version). Trades: ``trade.detail`` items' ``id`` (unique per con
 Symbols: ``BTC-USDT`` (native) <-> ``BTC-USDT-PERP``; dated futures on the same endpoint
 (``BTC-USDT-210625``, ``BTC-USDT-CW``) keep HTX's name.
 
-Derivatives channels (issue 15): ``mark`` and ``funding``, each on its own endpoint and connections
-(:meth:`HtxSwapDialect.channel_groups`); pages checked 2026-12-05 through stored copies:
+Derivatives channels (issue 15): ``mark`` on ``/ws_index``, ``funding`` and ``liquidations`` on
+``/linear-swap-notification``, each endpoint on its own connections (:meth:`HtxSwapDialect.channel_groups`),
+``open_interest`` polled over REST by the market connections; pages checked 2026-12-05 through stored
+copies:
 - ``mark``: the kline ``market.$contract_code.mark_price.1min`` on ``wss://api.hbdm.com/ws_index`` (same
   gzip/ping/``sub`` protocol; https://www.htx.com/en-us/opend/newApiPages/?id=8cb7d626-77b5-11ed-9966-0242ac110003
   "[General] Subscribe Kline Data of Mark Price"): ``{"ch", "ts" (ms, "time of respond generation"),
@@ -47,10 +49,40 @@ Derivatives channels (issue 15): ``mark`` and ``funding``, each on its own endpo
   ``funding_rate`` as sent, ``next_funding_time = settlement_time`` (ms), ``predicted_rate =
   estimated_rate`` unless null (the page marks it deprecated, "default is null", and its example sends the
   string ``"null"``), ``ts_exchange = ts``.
-Not offered: ``liquidations`` (``public.$contract_code.liquidation_orders`` on the same notification
-endpoint: not implemented yet; one third-party client reports it withdrawn, not verified) and
-``open_interest`` (no websocket push: REST ``/linear-swap-api/v1/swap_open_interest`` only, not polled
-yet). Not verified: how often a live ``mark_price.1min`` or ``funding_rate`` pushes.
+- ``liquidations``: ``public.$contract_code.liquidation_orders`` on the same notification endpoint and
+  connection as ``funding`` ("[General] Subscribe Liquidation Orders (no authentication) (sub)",
+  https://www.htx.com/en-us/opend/newApiPages/?id=8cb7e25d-77b5-11ed-9966-0242ac110003, checked
+  2026-12-05 through a stored copy; it is listed and documented there, so the report of a third-party
+  client that it was withdrawn is not followed). Subscribed per contract, as ``funding`` is, with
+  ``{"op":"sub","cid","topic"}`` and no ``business_type`` (the page: with ``business_type`` ``swap``
+  only ``*`` is accepted, a contract code gets error 2011). Pushes are
+  ``{"op":"notify","topic","ts","data":[{symbol, contract_code, direction, offset, volume, amount, trade_turnover, price, created_at, contract_type,
+  pair, business_type}]}`` with numbers as JSON numbers. One ``liquidations`` row per item: ``side =
+  direction`` (``buy``/``sell``: the direction of the liquidation order, which takes liquidity; with
+  ``offset`` ``close`` a ``sell`` closes a long), ``price`` the bankruptcy price, ``size = volume``
+  (contracts, as every size here; ``amount`` in coins and ``trade_turnover`` in USDT are not stored),
+  ``ts_exchange = created_at`` (ms, the order's creation time); HTX gives no id (null). Every item is
+  parsed before any row is added, and an item of another contract is a parse error.
+- ``open_interest``: REST only. No websocket topic carries it (the market topics of
+  ``/linear-swap-ws`` and ``/ws_index`` and the ``public.*`` notification topics in the stored pages
+  of https://www.htx.com/en-us/opend/newApiPages/ and https://huobiapi.github.io/docs/usdt_swap/v1/en/;
+  checked 2026-12-05). It is polled: ``GET /linear-swap-api/v1/swap_open_interest?contract_code=``
+  ("[General] Get Swap Open Interest Information",
+  https://www.htx.com/en-us/opend/newApiPages/?id=8cb80166-77b5-11ed-9966-0242ac110003, checked
+  2026-12-05; public, 240 requests per 3 s per IP shared by the non-market public interfaces) answers
+  ``{"status":"ok","data":[{volume (contracts), amount (coins), symbol, value (USDT), contract_code,
+  trade_amount, trade_volume, trade_turnover, contract_type, pair, business_type}],"ts"}``. The market
+  connection (``/linear-swap-ws``) polls each of its contracts every
+  :attr:`ExchangeDialect.poll_interval_s` (10 s; slower when a round would spend more than a quarter of
+  the REST budget, ``collectors.connection.POLL_BUDGET_SHARE``) and injects each answer as a generated
+  frame ``{"op":"poll","generated":true,"path":"/linear-swap-api/v1/swap_open_interest",
+  "contract_code":"<code>","data":<body>}`` (:func:`open_interest_frame`): the capture holds it, so a
+  replay gives the live rows. One ``open_interest`` row per item of the contract: ``open_interest =
+  volume`` (contracts), ``open_interest_value = value`` (USDT), ``ts_exchange = ts`` of the answer
+  ("time of respond generation", ms). An answer whose ``status`` is not ``ok`` (HTX refuses with HTTP
+  200) is a ``rest_error`` event, not a frame.
+Push cadence of ``mark_price.1min`` and ``funding_rate``: the pages state none, and no live capture is
+shared here, so it is not stated (the rows are per push, whatever the cadence).
 
 The shared recordings (2022, cryptofeed) use ``market.$contract_code.depth.step0`` (a full book per
 message, read as described in :mod:`.common`; its ``version`` is a second count, not a sequence) on
@@ -61,7 +93,7 @@ way); they have no ``bbo`` and no ``high_freq`` book.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -69,11 +101,22 @@ from schemas import RecordBuffer
 
 from ...base import CHANNELS, Subscription
 from ...book import ResyncWatch, parse_levels
-from ...events import ParseError, emit_event, frame_text_for_event, funding_rate, ms_to_ns, positive_price
+from ...events import (
+    ParseError,
+    emit_event,
+    frame_text_for_event,
+    funding_rate,
+    ms_to_ns,
+    non_negative_size,
+    positive_price,
+)
 from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .. import htx_gate_instruments
 from .common import HtxDialect, HtxNormaliser, bbo_level, int_field
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EXCHANGE = "htx-swap"
 #: the mark-price kline channel (after the contract code) and the endpoint serving it
@@ -81,6 +124,13 @@ MARK_CHANNEL = "mark_price.1min"
 INDEX_PATH = "/ws_index"
 NOTIFICATION_PATH = "/linear-swap-notification"
 FUNDING_SUFFIX = ".funding_rate"
+LIQUIDATION_SUFFIX = ".liquidation_orders"
+#: channels served on the notification endpoint (the ``op`` protocol)
+NOTIFICATION_CHANNELS = ("funding", "liquidations")
+#: ``GET`` path of the open interest (REST only: polled)
+OPEN_INTEREST_PATH = "/linear-swap-api/v1/swap_open_interest"
+#: a liquidation order's ``direction`` -> our taker side
+LIQUIDATION_SIDES = {"buy": "buy", "sell": "sell"}
 #: Messages of a contract still waiting for its snapshot after a re-subscribe before asking again.
 RESUBSCRIBE_AGAIN_AFTER = 200
 
@@ -143,6 +193,8 @@ class HtxSwapNormaliser(HtxNormaliser):
                 emit_event(out, self.exchange, None, "connection", ts_recv, "subscribe_error", detail)
         elif op == "notify":
             self.on_notify(ts_recv, msg, out)
+        elif op == "poll" and msg.get("generated") is True:
+            self.on_open_interest(ts_recv, msg, out)
         elif op == "close" or op == "error":
             detail = {"op": op, "err_code": str(msg.get("err-code"))[:100], **frame_text_for_event(frame)}
             emit_event(out, self.exchange, None, "connection", ts_recv, "exchange_error", detail)
@@ -150,8 +202,11 @@ class HtxSwapNormaliser(HtxNormaliser):
             raise ParseError(f"unknown op {str(op)[:20]!r}", channel="connection")
 
     def on_notify(self, ts_recv: int, msg: dict[str, Any], out: RecordBuffer) -> None:
-        """A ``public.$contract_code.funding_rate`` push: one funding row per item of ``data``."""
+        """A ``public.$contract_code.funding_rate`` or ``.liquidation_orders`` push."""
         topic = msg.get("topic")
+        if isinstance(topic, str) and topic.startswith("public.") and topic.endswith(LIQUIDATION_SUFFIX):
+            self.on_liquidations(ts_recv, msg, topic[len("public.") : -len(LIQUIDATION_SUFFIX)], out)
+            return
         if (
             not isinstance(topic, str)
             or not topic.startswith("public.")
@@ -177,6 +232,52 @@ class HtxSwapNormaliser(HtxNormaliser):
             rows.append((rate, predicted, next_time))
         for rate, predicted, next_time in rows:  # all parsed first: a bad item adds no row
             self.emit_funding(out, symbol, ts_exchange, ts_recv, rate, predicted, next_time)
+
+    def on_liquidations(self, ts_recv: int, msg: dict[str, Any], native: str, out: RecordBuffer) -> None:
+        """A ``public.$contract_code.liquidation_orders`` push: one row per liquidation order."""
+        symbol = self.symbol_books.name(native)
+        data = msg["data"]
+        if not isinstance(data, list) or not data:
+            raise ParseError("liquidation push without data", symbol, "liquidations")
+        rows = []
+        for item in data:
+            if not isinstance(item, dict) or item.get("contract_code") != native:
+                raise ParseError("liquidation of another contract", symbol, "liquidations")
+            direction = item["direction"]
+            side = LIQUIDATION_SIDES.get(direction) if isinstance(direction, str) else None
+            if side is None:
+                raise ParseError(
+                    f"unknown liquidation direction {str(direction)[:20]!r}", symbol, "liquidations"
+                )
+            price = positive_price(item["price"], "liquidation price")
+            size = positive_price(item["volume"], "liquidation volume")
+            rows.append((ms_to_ns(item["created_at"]), side, price, size))
+        for ts_exchange, side, price, size in rows:  # all parsed first: a bad item adds no row
+            self.emit_liquidation(out, symbol, ts_exchange, ts_recv, None, side, price, size)
+
+    def on_open_interest(self, ts_recv: int, msg: dict[str, Any], out: RecordBuffer) -> None:
+        """A generated frame holding a polled ``swap_open_interest`` answer: one row per item."""
+        if msg.get("path") != OPEN_INTEREST_PATH:
+            raise ParseError(f"unknown poll path {str(msg.get('path'))[:80]!r}", channel="open_interest")
+        native = msg.get("contract_code")
+        symbol = self.symbol_books.name(native)
+        body = msg.get("data")
+        if not isinstance(body, dict) or body.get("status") != "ok":
+            status = body.get("status") if isinstance(body, dict) else None
+            raise ParseError(f"open interest refused (status {str(status)[:20]!r})", symbol, "open_interest")
+        data = body["data"]
+        if not isinstance(data, list) or not data:
+            raise ParseError("open interest answer without data", symbol, "open_interest")
+        ts_exchange = ms_to_ns(body["ts"])
+        rows = []
+        for item in data:
+            if not isinstance(item, dict) or item.get("contract_code") != native:
+                raise ParseError("open interest of another contract", symbol, "open_interest")
+            volume = non_negative_size(item["volume"], "open interest volume")
+            value = item.get("value")
+            rows.append((volume, None if value is None else non_negative_size(value, "open interest value")))
+        for volume, value_usdt in rows:
+            self.emit_open_interest(out, symbol, ts_exchange, ts_recv, volume, value_usdt)
 
     def on_bbo(
         self, ts_recv: int, msg: dict[str, Any], tick: dict[str, Any], symbol: str, out: RecordBuffer
@@ -286,7 +387,10 @@ class HtxSwapDialect(HtxDialect):
     normaliser_class: ClassVar[type[HtxNormaliser]] = HtxSwapNormaliser
     book_depths: ClassVar[tuple[int, ...]] = (20, 150)
     default_book_depth: ClassVar[int] = 150
-    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark")
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark", "open_interest", "liquidations")
+    #: REST base of the open interest polls
+    default_rest_url: ClassVar[str | None] = "https://api.hbdm.com"
+    open_interest_path: ClassVar[str] = OPEN_INTEREST_PATH
     index_path: ClassVar[str] = INDEX_PATH
     notification_path: ClassVar[str] = NOTIFICATION_PATH
 
@@ -302,11 +406,16 @@ class HtxSwapDialect(HtxDialect):
         return upper
 
     def channel_groups(self, channels: Sequence[str]) -> list[tuple[str, ...]]:
-        """``mark`` is served on ``/ws_index``, ``funding`` on ``/linear-swap-notification``,
-        everything else on ``/linear-swap-ws``."""
-        market = tuple(c for c in channels if c not in ("mark", "funding"))
+        """``mark`` is served on ``/ws_index``, ``funding`` and ``liquidations`` on
+        ``/linear-swap-notification``, everything else on ``/linear-swap-ws`` (whose connections also
+        poll the open interest)."""
+        market = tuple(c for c in channels if c != "mark" and c not in NOTIFICATION_CHANNELS)
+        notification = tuple(c for c in channels if c in NOTIFICATION_CHANNELS)
         groups = [market] if market else []
-        groups += [(c,) for c in ("mark", "funding") if c in channels]
+        if "mark" in channels:
+            groups.append(("mark",))
+        if notification:
+            groups.append(notification)
         return groups
 
     def connection_url(self, ws_url: str, sub: Subscription) -> str:
@@ -316,7 +425,38 @@ class HtxSwapDialect(HtxDialect):
                 base = base[: -len(path)]
         if "mark" in sub.channels:
             return base + self.index_path
-        return base + (self.notification_path if "funding" in sub.channels else self.ws_path)
+        notification = any(c in NOTIFICATION_CHANNELS for c in sub.channels)
+        return base + (self.notification_path if notification else self.ws_path)
+
+    def rest_polls(self, sub: Subscription) -> list[tuple[str, str]]:
+        """Open interest of every contract of the connection that carries it (REST only)."""
+        if "open_interest" not in sub.channels:
+            return []
+        return [("open_interest", s) for s in sub.symbols]
+
+    async def fetch_poll(self, http: aiohttp.ClientSession, rest_url: str, channel: str, key: str) -> str:
+        """``GET swap_open_interest?contract_code=`` wrapped as a generated frame; an answer whose
+        ``status`` is not ``ok`` raises ``ClientResponseError`` (HTX refuses with HTTP 200)."""
+        import aiohttp
+
+        url = f"{rest_url.rstrip('/')}{self.open_interest_path}"
+        async with http.get(url, params={"contract_code": key}) as resp:
+            resp.raise_for_status()
+            body = await resp.read()
+            try:
+                answer = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                answer = None
+            if not isinstance(answer, dict) or answer.get("status") != "ok":
+                code = answer.get("err_code") if isinstance(answer, dict) else None
+                raise aiohttp.ClientResponseError(
+                    resp.request_info,
+                    resp.history,
+                    status=502,
+                    message=f"open interest refused (err_code {str(code)[:20]!r})",
+                    headers=resp.headers,
+                )
+        return open_interest_frame(key, body)
 
     def subscribe_frames(self, sub: Subscription) -> list[str]:
         frames = []
@@ -337,8 +477,9 @@ class HtxSwapDialect(HtxDialect):
             "bbo": f"market.{native}.bbo",
             "mark": f"market.{native}.{MARK_CHANNEL}",
             "funding": f"public.{native}{FUNDING_SUFFIX}",
+            "liquidations": f"public.{native}{LIQUIDATION_SUFFIX}",
         }
-        return [names[c] for c in channels]
+        return [names[c] for c in channels if c in names]  # open interest has no topic: it is polled
 
     def sub_frame(self, topic: str, op: str = "sub") -> str:
         if topic.endswith(".high_freq"):
@@ -365,6 +506,15 @@ class HtxSwapDialect(HtxDialect):
         from .simulator import HtxSwapSimulator
 
         return HtxSwapSimulator(self, config)
+
+
+def open_interest_frame(contract_code: str, body: str | bytes) -> str:
+    """A ``swap_open_interest`` answer wrapped as a generated capture frame (DESIGN.md, capture format)."""
+    text = body.decode() if isinstance(body, bytes) else body
+    code = orjson.dumps(contract_code).decode()
+    return (
+        f'{{"op":"poll","generated":true,"path":"{OPEN_INTEREST_PATH}","contract_code":{code},"data":{text}}}'
+    )
 
 
 DIALECT_CLASS = HtxSwapDialect

@@ -174,6 +174,11 @@ class KucoinNormaliser(Normaliser, abc.ABC):
     def snapshot_time(self, data: dict[str, Any]) -> int | None:
         """Exchange time of a REST snapshot's data."""
 
+    def on_poll(self, ts_recv: int, prefix: str, native: str, body: Any, out: RecordBuffer) -> None:
+        """A generated REST poll frame (:func:`poll_frame`) of a channel offered only over REST; none
+        by default."""
+        raise ParseError(f"unexpected poll topic {prefix[:60]!r}")
+
     # -- frames ----------------------------------------------------------------------------------
     def handle(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
         msg = orjson.loads(frame)
@@ -194,6 +199,12 @@ class KucoinNormaliser(Normaliser, abc.ABC):
             if prefix != self.snapshot_topic or not native:
                 raise ParseError(f"unexpected snapshot topic {str(topic)[:80]!r}", channel="book")
             self.on_snapshot(ts_recv, native, msg.get("data"), out)
+        elif kind == "poll" and msg.get("generated") is True:
+            topic = msg.get("topic")
+            prefix, _, native = topic.partition(":") if isinstance(topic, str) else ("", "", "")
+            if not prefix or not native:
+                raise ParseError(f"unexpected poll topic {str(topic)[:80]!r}")
+            self.on_poll(ts_recv, prefix, native, msg.get("data"), out)
         elif kind in ("welcome", "ack", "pong"):
             return
         elif kind == "error":
@@ -326,6 +337,31 @@ def snapshot_frame(topic: str, native_symbol: str, body: str | bytes) -> str:
     return f'{{"type":"snapshot","generated":true,"topic":{name},"data":{text}}}'
 
 
+def poll_frame(prefix: str, native_symbol: str, body: str | bytes) -> str:
+    """A REST poll answer (a channel KuCoin offers only over REST) wrapped as a generated capture frame
+    ``{"type":"poll","generated":true,"topic":"<prefix>:<symbol>","data":<body>}``."""
+    text = body.decode() if isinstance(body, bytes) else body
+    name = orjson.dumps(f"{prefix}:{native_symbol}").decode()
+    return f'{{"type":"poll","generated":true,"topic":{name},"data":{text}}}'
+
+
+def refused_unless_ok(resp: aiohttp.ClientResponse, body: bytes, what: str) -> None:
+    """Raises ``ClientResponseError`` for an answer whose ``code`` is not KuCoin's success code: KuCoin
+    answers some refusals with HTTP 200 and an error code (429000: too many requests)."""
+    try:
+        code = orjson.loads(body).get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        code = None
+    if code != OK_CODE:
+        raise aiohttp.ClientResponseError(
+            resp.request_info,
+            resp.history,
+            status=429 if code == "429000" else 502,
+            message=f"{what} refused (code {str(code)[:20]!r})",
+            headers=resp.headers,
+        )
+
+
 class KucoinDialect(ExchangeDialect, abc.ABC):
     """Endpoints, token flow, subscriptions and snapshots shared by KuCoin spot and futures."""
 
@@ -364,6 +400,8 @@ class KucoinDialect(ExchangeDialect, abc.ABC):
         n = 0
         prefixes: list[str] = []  # several channels may share one topic (``/contract/instrument``)
         for channel in sub.channels:
+            if channel not in self.topics:
+                continue  # offered over REST only (polled: :meth:`rest_polls`)
             if self.topics[channel] not in prefixes:
                 prefixes.append(self.topics[channel])
         for prefix in prefixes:
@@ -392,19 +430,7 @@ class KucoinDialect(ExchangeDialect, abc.ABC):
         ) as resp:
             resp.raise_for_status()
             body = await resp.read()
-            try:
-                code = orjson.loads(body).get("code")
-            except (orjson.JSONDecodeError, AttributeError):
-                code = None
-            if code != OK_CODE:
-                # KuCoin answers some refusals with HTTP 200 and an error code (429000: too many requests)
-                raise aiohttp.ClientResponseError(
-                    resp.request_info,
-                    resp.history,
-                    status=429 if code == "429000" else 502,
-                    message=f"snapshot refused (code {str(code)[:20]!r})",
-                    headers=resp.headers,
-                )
+            refused_unless_ok(resp, body, "snapshot")
         return snapshot_frame(self.snapshot_topic, native_symbol, body)
 
 

@@ -34,12 +34,31 @@ shows the same fields). Two subjects:
 - ``funding.rate`` (every minute): ``{fundingRate, granularity, timestamp (ms)}`` -> one ``funding`` row
   with ``funding_rate`` = fundingRate (the rate of the current interval as KuCoin publishes it each
   minute; the message carries no separate predicted rate and no next funding time, so both are null).
-Other subjects of the topic are ignored without a row. Not offered: ``open_interest`` (neither
-``/contractMarket/tickerV2`` nor ``/contractMarket/snapshot`` — fields ``highPrice, lastPrice, lowPrice,
-price, priceChg, priceChgPct, symbol, ts, turnover, volume`` — carries it; KuCoin publishes it only in
-REST ``GET /api/v1/contracts/{symbol}`` ``openInterest``, which is not polled yet) and ``liquidations``
-(KuCoin futures has no public liquidation stream). Not verified: whether a live ``mark.index.price``
-sends its prices as strings (the examples show numbers; both are accepted).
+Other subjects of the topic are ignored without a row. Push cadence as docs-new 3470087 states it:
+``mark.index.price`` every second, ``funding.rate`` every minute. Prices and rates are JSON numbers in
+both the docs-new and the classic examples (confirmed 2026-12-05); decimal strings are accepted too.
+
+``open_interest`` is REST only: none of the public futures websocket topics carries it (Ticker V1
+https://www.kucoin.com/docs-new/3470081w0, Ticker V2 3470080w0, level2 3470082w0, execution 3470084w0,
+``/contract/instrument`` 3470087w0, ``/contract/announcement`` 3470088w0, and
+``/contractMarket/snapshot`` with ``highPrice, lastPrice, lowPrice, price, priceChg, priceChgPct,
+symbol, ts, turnover, volume``; checked 2026-12-05). It is polled: ``GET /api/v1/contracts/{symbol}``
+("Get Symbol Detail", public weight 3;
+https://www.kucoin.com/docs/rest/futures-trading/market-data/get-symbol-detail, checked 2026-12-05)
+answers ``{"code":"200000","data":{"symbol", ..., "openInterest": "6273644", "markPrice",
+"indexPrice", "fundingFeeRate", ...}}``. Each connection that carries the channel polls each of its
+symbols every :attr:`ExchangeDialect.poll_interval_s` (10 s; slower when a round would spend more than
+a quarter of the REST budget, ``collectors.connection.POLL_BUDGET_SHARE``) and injects the answer as a
+generated frame ``{"type":"poll","generated":true,"topic":"/api/v1/contracts:<symbol>","data":<body>}``
+(:func:`collectors.venues.kucoin.client.poll_frame`), so the capture holds it and a replay gives the
+live rows. One ``open_interest`` row per answer: ``openInterest`` (a decimal string) in contracts
+(lots, as every size here), no value; the answer carries no time, so ``ts_exchange`` is null. An
+answer with another code (KuCoin refuses with HTTP 200 and e.g. ``429000``) is a ``rest_error`` event,
+not a frame.
+
+``liquidations``: not offered. KuCoin futures' public websocket has no liquidation topic (the pages
+above); the only liquidation push found is the private ``/liquidationWarning`` risk notice about the
+account's own positions (https://www.kucoin.com/docs-new/3470236w0, checked 2026-12-05).
 
 Sizes (trades, book, bbo) are in contracts, exactly as KuCoin sends them; one contract is the
 contract's ``multiplier`` of the base currency (0.001 BTC for XBTUSDTM, from GET /api/v1/contracts/
@@ -47,8 +66,9 @@ contract's ``multiplier`` of the base currency (0.001 BTC for XBTUSDTM, from GET
 
 Symbols: ``XBTUSDTM`` -> ``BTC-USDT-PERP`` (KuCoin calls bitcoin XBT), ``ETHUSDTM`` -> ``ETH-USDT-PERP``,
 ``...USDCM`` -> ``-USDC-PERP``, inverse ``XBTUSDM`` -> ``BTC-USD-PERP``; dated futures (``XBTMZ25``) keep
-KuCoin's name. Topics take one symbol each, so a connection carries at most 12 symbols with every channel
-(4 topics each, 48 subscribe messages: KuCoin allows 100 client messages per 10 s, pings included).
+KuCoin's name. Topics take one symbol each, so a connection carries at most 10 symbols with every channel
+(six channels counted against 60; four topics each, 40 subscribe messages: KuCoin allows 100 client
+messages per 10 s, pings included).
 
 No real futures recording is shared: the tests use the documented message examples above and the
 simulator.
@@ -68,24 +88,29 @@ units for a linear contract: 0.001 BTC; quote units for an inverse one, whose mu
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote as url_quote
 
+import aiohttp
 import orjson
 
 from schemas import RecordBuffer
 
-from ...base import CHANNELS, Normaliser
+from ...base import CHANNELS, Normaliser, Subscription
 from ...book import ASK, BID
 from ...events import ParseError, check_symbol, funding_rate, ms_to_ns, non_negative_size, positive_price
 from ...instruments import TRADING, Instrument, build_all, positive
 from ...instruments import ms_to_ns as ms_to_ns_or_none
 from ...simulator import ExchangeSimulator, SimulatorConfig
 from .client import (
+    OK_CODE,
     Increment,
     KucoinDialect,
     KucoinNormaliser,
     ns_time,
     parse_change,
     parse_sequence,
+    poll_frame,
+    refused_unless_ok,
     taker_side,
 )
 
@@ -94,6 +119,11 @@ CONTRACTS_PATH = "/api/v1/contracts/active"
 #: ``type`` -> our kind
 CONTRACT_KINDS = {"FFWCSX": "perpetual", "FFICSX": "future"}
 SNAPSHOT_TOPIC = "/contractMarket/level2Snapshot"
+#: ``GET <CONTRACT_PATH>/{symbol}``: the contract's detail, polled for its ``openInterest``; also the
+#: topic prefix of the generated poll frames
+CONTRACT_PATH = "/api/v1/contracts"
+#: public weight of one ``GET /api/v1/contracts/{symbol}``
+CONTRACT_WEIGHT = 3
 INSTRUMENT_TOPIC = "/contract/instrument"
 #: perpetual suffixes -> quote currency
 PERP_SUFFIXES: tuple[tuple[str, str], ...] = (("USDTM", "USDT"), ("USDCM", "USDC"), ("USDM", "USD"))
@@ -169,6 +199,25 @@ class KucoinFuturesNormaliser(KucoinNormaliser):
             rate = funding_rate(data["fundingRate"], symbol)
             self.emit_funding(out, symbol, ms_to_ns(data["timestamp"]), ts_recv, rate)
 
+    def on_poll(self, ts_recv: int, prefix: str, native: str, body: Any, out: RecordBuffer) -> None:
+        """A polled ``GET /api/v1/contracts/{symbol}`` answer: one ``open_interest`` row (contracts, no
+        exchange time: the answer carries none)."""
+        if prefix != CONTRACT_PATH:
+            raise ParseError(f"unexpected poll topic {prefix[:60]!r}", channel="open_interest")
+        symbol = self.symbols.name(native)
+        if (
+            not isinstance(body, dict)
+            or body.get("code") != OK_CODE
+            or not isinstance(body.get("data"), dict)
+        ):
+            code = body.get("code") if isinstance(body, dict) else None
+            raise ParseError(f"contract answer refused (code {str(code)[:20]!r})", symbol, "open_interest")
+        data = body["data"]
+        if data.get("symbol") != native:
+            raise ParseError("contract answer of another symbol", symbol, "open_interest")
+        open_interest = non_negative_size(data["openInterest"], "openInterest")
+        self.emit_open_interest(out, symbol, None, ts_recv, open_interest)
+
     def on_level2(self, ts_recv: int, native: str, data: dict[str, Any], out: RecordBuffer) -> None:
         """A ``/contractMarket/level2`` message: one change ``"price,side,size"`` at one sequence."""
         symbol = self.symbols.name(native)
@@ -239,10 +288,11 @@ class KucoinFuturesDialect(KucoinDialect):
     default_ws_url: ClassVar[str] = "wss://ws-api-futures.kucoin.com"
     default_rest_url: ClassVar[str | None] = "https://api-futures.kucoin.com"
     demo_symbols: ClassVar[tuple[str, ...]] = ("XBTUSDTM", "ETHUSDTM")
-    #: one symbol per topic and per subscribe message: 60 // 5 channels = 12 symbols, 48 topics at connect
+    #: one symbol per topic and per subscribe message: 60 // 6 channels = 10 symbols, 40 topics at connect
+    #: (funding and mark share a topic; open interest has none: it is polled)
     max_streams_per_connection: ClassVar[int] = 60
     symbols_per_topic: ClassVar[int] = 1
-    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark")
+    channels: ClassVar[tuple[str, ...]] = (*CHANNELS, "funding", "mark", "open_interest")
     topics: ClassVar[dict[str, str]] = {
         "trades": "/contractMarket/execution",
         "book": "/contractMarket/level2",
@@ -269,6 +319,23 @@ class KucoinFuturesDialect(KucoinDialect):
 
     def new_normaliser(self) -> Normaliser:
         return KucoinFuturesNormaliser()
+
+    def rest_polls(self, sub: Subscription) -> list[tuple[str, str]]:
+        """Open interest of every symbol of the connection (REST only, see the module docstring)."""
+        if "open_interest" not in sub.channels:
+            return []
+        return [("open_interest", s) for s in sub.symbols]
+
+    def poll_request_weight(self, channel: str, key: str) -> int:
+        return CONTRACT_WEIGHT
+
+    async def fetch_poll(self, http: aiohttp.ClientSession, rest_url: str, channel: str, key: str) -> str:
+        """``GET /api/v1/contracts/{symbol}`` wrapped as a generated poll frame."""
+        async with http.get(f"{rest_url.rstrip('/')}{CONTRACT_PATH}/{url_quote(key, safe='')}") as resp:
+            resp.raise_for_status()
+            body = await resp.read()
+            refused_unless_ok(resp, body, "contract detail")
+        return poll_frame(CONTRACT_PATH, key, body)
 
     def instruments_paths(self) -> list[str]:
         return [CONTRACTS_PATH]

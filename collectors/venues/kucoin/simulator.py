@@ -288,6 +288,8 @@ class KucoinFuturesSimulator(KucoinSimulator):
         super().__init__(dialect, config)
         #: per-symbol level-2 sequence: one per change
         self.sequence = {s: m.update_id for s, m in self.markets.items()}
+        #: of :attr:`rest_requests`: the open interest polls (``GET /api/v1/contracts/{symbol}``)
+        self.open_interest_requests = 0
 
     def instrument_routes(self) -> list[web.RouteDef]:
         from .futures import CONTRACTS_PATH
@@ -300,34 +302,67 @@ class KucoinFuturesSimulator(KucoinSimulator):
         fault = self.instruments_fault_response()
         if fault is not None:
             return fault
-        data = []
-        for sym, m in self.markets.items():
-            root = sym[: -len("USDTM")] if sym.endswith("USDTM") else sym
-            data.append(
-                {
-                    "symbol": sym,
-                    "rootSymbol": "USDT",
-                    "type": "FFWCSX",
-                    "firstOpenDate": 1585555200000,
-                    "expireDate": None,
-                    "settleDate": None,
-                    "baseCurrency": root,
-                    "quoteCurrency": "USDT",
-                    "settleCurrency": "USDT",
-                    "maxOrderQty": 1000000,
-                    "maxPrice": 1000000.0,
-                    "lotSize": 1,
-                    "tickSize": m.tick,
-                    "indexPriceTickSize": m.tick,
-                    "multiplier": 10**-m.size_decimals,
-                    "isDeleverage": True,
-                    "isQuanto": False,
-                    "isInverse": False,
-                    "markMethod": "FairPrice",
-                    "status": "Open",
-                }
-            )
+        data = [self.contract_item(sym, m) for sym, m in self.markets.items()]
         return web.json_response({"code": OK_CODE, "data": data}, dumps=_dumps)
+
+    async def contract_handler(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/contracts/{symbol}``: one contract with its current ``openInterest`` (a
+        decimal string of contracts, deterministic per update id), as the open interest poll reads it."""
+        symbol = request.match_info["symbol"]
+        if symbol == "active":  # the instruments list shares the path prefix
+            return await self.contracts_handler(request)
+        self.rest_requests += 1
+        self.open_interest_requests += 1
+        fault = self.rest_fault_response()
+        if fault is not None:
+            return fault
+        model = self.markets.get(symbol)
+        if model is None:
+            return web.json_response({"code": "400100", "msg": "symbol not exists"}, status=400)
+        item = self.contract_item(symbol, model)
+        (bp, _), (ap, _) = model.best()
+        mark = round((float(bp) + float(ap)) / 2, 2)
+        item.update(
+            {
+                "fundingFeeRate": 0.0001,
+                "predictedFundingFeeRate": 0.0001,
+                "openInterest": str(1_000_000 + model.update_id % 99_991),
+                "markPrice": mark,
+                "indexPrice": round(mark * 0.9999, 2),
+            }
+        )
+        return web.json_response({"code": OK_CODE, "data": item}, dumps=_dumps)
+
+    def rest_routes(self) -> list[web.RouteDef]:
+        from .futures import CONTRACT_PATH
+
+        return [*super().rest_routes(), web.get(CONTRACT_PATH + "/{symbol}", self.contract_handler)]
+
+    def contract_item(self, sym: str, m: MarketModel) -> dict[str, Any]:
+        """One contract of ``contracts/active`` (and of ``contracts/{symbol}``, which adds market data)."""
+        root = sym[: -len("USDTM")] if sym.endswith("USDTM") else sym
+        return {
+            "symbol": sym,
+            "rootSymbol": "USDT",
+            "type": "FFWCSX",
+            "firstOpenDate": 1585555200000,
+            "expireDate": None,
+            "settleDate": None,
+            "baseCurrency": root,
+            "quoteCurrency": "USDT",
+            "settleCurrency": "USDT",
+            "maxOrderQty": 1000000,
+            "maxPrice": 1000000.0,
+            "lotSize": 1,
+            "tickSize": m.tick,
+            "indexPriceTickSize": m.tick,
+            "multiplier": 10**-m.size_decimals,
+            "isDeleverage": True,
+            "isQuanto": False,
+            "isInverse": False,
+            "markMethod": "FairPrice",
+            "status": "Open",
+        }
 
     def render_step(self, step: MarketStep) -> Frames:
         sym, model, ns = step.symbol, step.model, step.ts_ns
