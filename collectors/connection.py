@@ -63,6 +63,7 @@ from .events import emit_event
 from .instruments import (
     DEFAULT_INSTRUMENTS_REFRESH_S,
     InstrumentBook,
+    UnknownSymbolError,
     is_pattern,
     matches,
     resolve_symbols,
@@ -116,6 +117,10 @@ class ConnectionSettings:
     watchdog_interval_s: float = 1.0
     #: seconds between two fetches of the venue's instruments (0: only at start)
     instruments_refresh_s: float = DEFAULT_INSTRUMENTS_REFRESH_S
+    #: with only explicit symbols, the longest the start waits for the instruments fetch before opening
+    #: connections (Gemini's takes one request per symbol, minutes at its rate); the named symbols are
+    #: then checked when the fetch ends. Patterns always wait: they need the list.
+    instruments_start_wait_s: float = 15.0
     #: publish every received frame as the ``raw`` dataset in batches closed by these limits (None: off)
     raw: RawSettings | None = None
 
@@ -783,6 +788,8 @@ class FeedConnection:
         ) as ws:
             self._mark_opened()
             self._ws = ws
+            if self._stop.is_set():
+                return  # stopped during the handshake, when there was no socket to close: close it now
             self.stats.connects += 1
             self.watchdog.reset()
             await self._emit(
@@ -1019,6 +1026,8 @@ class Collector:
         self.rotations = 0
         self._rotation_tasks: set[asyncio.Task[None]] = set()
         self._instruments_task: asyncio.Task[None] | None = None
+        #: the start's instruments fetch when the start did not wait for it (explicit symbols only)
+        self._late_fetch: asyncio.Task[bool] | None = None
         #: names this process's raw streams (``<connection>@<session>``): unique across restarts
         self.session = time.time_ns()
 
@@ -1191,18 +1200,31 @@ class Collector:
         Raises :class:`~collectors.instruments.UnknownSymbolError` (a ValueError naming close matches)
         when an explicit symbol is not listed by the venue. When the instruments endpoint fails, the
         collector runs on the explicit symbols (an ``instruments_error`` event says so) and the
-        patterns are resolved at the next successful fetch.
+        patterns are resolved at the next successful fetch. With explicit symbols only, the start waits
+        for the fetch at most ``instruments_start_wait_s``; a slower fetch goes on in the background and
+        a name it does not list is then an ``unknown_symbol`` event.
         """
+        fetch: asyncio.Task[bool] | None = None
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         try:
-            if self.dialect.instruments_paths() and self.instruments_url and await self.refresh_instruments():
-                listed = self.instruments.current.values()
-                self.symbols = resolve_symbols(self.dialect, self.requested, listed)
-                named = [name for name in self.requested if not is_pattern(name)]
-                self.explicit = set(resolve_symbols(self.dialect, named, listed))
-                if self.patterns and not self.symbols:
-                    log.warning("%s: %s match no trading instrument yet", self.exchange, self.patterns)
+            if self.dialect.instruments_paths() and self.instruments_url:
+                fetch = asyncio.create_task(self.refresh_instruments(), name=f"instruments-{self.exchange}")
+                wait = None if self.patterns else self.settings.instruments_start_wait_s
+                done, _ = await asyncio.wait({fetch}, timeout=wait)
+                if not done:
+                    log.warning(
+                        "%s: instruments still loading after %.0f s: starting on the %d symbol(s) named; "
+                        "they are checked when the list arrives",
+                        self.exchange,
+                        wait,
+                        len(self.symbols),
+                    )
+                    self._late_fetch = fetch
+                elif fetch.result():
+                    self._resolve_at_start()
         except BaseException:
+            if fetch is not None and self._late_fetch is None:
+                fetch.cancel()
             await self._http.close()
             raise
         subs = split_subscription(self.dialect, self.symbols, self.channels)
@@ -1213,7 +1235,7 @@ class Collector:
             task.add_done_callback(functools.partial(self._task_ended, conn.name))
             self._tasks.append(task)
         self._publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.exchange}")
-        if (
+        if self._late_fetch is not None or (
             self.instruments_url
             and self.dialect.instruments_paths()
             and self.settings.instruments_refresh_s > 0
@@ -1223,7 +1245,43 @@ class Collector:
             )
 
     # -- instruments -------------------------------------------------------------------------------
+    def _resolve_at_start(self) -> None:
+        """The symbols asked for, against the fetched list (UnknownSymbolError for a name not listed)."""
+        listed = self.instruments.current.values()
+        self.symbols = resolve_symbols(self.dialect, self.requested, listed)
+        named = [name for name in self.requested if not is_pattern(name)]
+        self.explicit = set(resolve_symbols(self.dialect, named, listed))
+        if self.patterns and not self.symbols:
+            log.warning("%s: %s match no trading instrument yet", self.exchange, self.patterns)
+
+    async def _check_named_late(self, fetch: asyncio.Task[bool]) -> None:
+        """After a start that did not wait for the instruments: names the venue does not list are an
+        error in the log and an ``unknown_symbol`` event each (their connections stay: the venue
+        answers them with its own error, and a listing may still come)."""
+        if not await fetch:
+            return
+        try:
+            resolve_symbols(self.dialect, self.requested, self.instruments.current.values())
+        except UnknownSymbolError as exc:
+            log.error("%s", exc)
+            out = RecordBuffer()
+            for name, close in exc.missing.items():
+                emit_event(
+                    out,
+                    self.exchange,
+                    None,
+                    "instruments",
+                    time.time_ns(),
+                    "unknown_symbol",
+                    {"requested": name, "close_matches": close},
+                )
+            self.output.put_unbounded(out)
+
     async def _instruments_loop(self) -> None:
+        if self._late_fetch is not None:
+            await self._check_named_late(self._late_fetch)
+        if self.settings.instruments_refresh_s <= 0:
+            return
         while True:
             await asyncio.sleep(self.settings.instruments_refresh_s)
             if await self.refresh_instruments() and self.patterns:

@@ -1177,3 +1177,74 @@ def test_collect_command_names_close_matches_of_an_unknown_symbol(
     assert code == 2
     err = capsys.readouterr().err
     assert "okx does not list 'BTC-USTD-PERP' (did you mean BTC-USDT-PERP" in err
+
+
+async def test_a_slow_instruments_fetch_does_not_hold_explicit_symbols() -> None:
+    """Gemini's instruments take one request per symbol (minutes): with explicit symbols only, the start
+    waits at most ``instruments_start_wait_s``, collects at once, and checks the names when the list
+    arrives: a name the venue does not list is an ``unknown_symbol`` event with its close matches."""
+    release = asyncio.Event()
+
+    class SlowOkx(type(get_dialect("okx"))):  # type: ignore[misc]
+        async def fetch_instruments(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            await release.wait()
+            return await super().fetch_instruments(*args, **kwargs)
+
+    dialect = SlowOkx()
+    sim = dialect.simulator(SimulatorConfig(symbols=("BTC-USDT", "ETH-USDT"), rate_hz=20.0))
+    await sim.start()
+    got = RecordBuffer()
+
+    async def sink(batch: RecordBuffer) -> None:
+        got.extend(batch)
+
+    settings = dataclasses.replace(FAST, instruments_start_wait_s=0.2, instruments_refresh_s=0)
+    collector = Collector(dialect, ["BTC-USDT", "ETH-USTD"], sink, ws_url=sim.ws_url, rest_url=sim.rest_url,
+                          settings=settings)  # fmt: skip
+    try:
+        await asyncio.wait_for(collector.start(), 5)  # did not wait for the list
+        await until(lambda: any(r[1] == "BTC-USDT" for r in got.trades))
+        assert not got.instruments and not release.is_set()
+        release.set()
+        await until(lambda: any(e[4] == "unknown_symbol" for e in got.feed_events))
+    finally:
+        await collector.stop()
+        await sim.stop()
+    [event] = [e for e in got.feed_events if e[4] == "unknown_symbol"]
+    detail = json.loads(event[5])
+    assert detail["requested"] == "ETH-USTD" and "ETH-USDT" in detail["close_matches"]
+    assert {r[2] for r in got.instruments} >= {"BTC-USDT", "ETH-USDT"}
+
+
+async def test_patterns_wait_for_a_slow_instruments_fetch() -> None:
+    """A pattern needs the list: the start waits for it however long it takes."""
+    release = asyncio.Event()
+
+    class SlowOkx(type(get_dialect("okx"))):  # type: ignore[misc]
+        async def fetch_instruments(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            await release.wait()
+            return await super().fetch_instruments(*args, **kwargs)
+
+    dialect = SlowOkx()
+    sim = dialect.simulator(SimulatorConfig(symbols=("BTC-USDT", "ETH-USDT"), rate_hz=20.0))
+    await sim.start()
+
+    async def sink(batch: RecordBuffer) -> None:
+        return None
+
+    settings = dataclasses.replace(FAST, instruments_start_wait_s=0.1, instruments_refresh_s=0)
+    collector = Collector(
+        dialect, ["BTC-*"], sink, ws_url=sim.ws_url, rest_url=sim.rest_url, settings=settings
+    )
+    start = asyncio.create_task(collector.start())
+    try:
+        await asyncio.sleep(0.5)
+        assert not start.done() and collector.connections == []
+        release.set()
+        await asyncio.wait_for(start, 10)
+        assert collector.symbols == ["BTC-USDT"]
+        # Stopped at once, while its connection may still be in its handshake: the socket opened then
+        # is closed too (it used to run on until the 10 s stop timeout cancelled it).
+        await asyncio.wait_for(collector.stop(), 5)
+    finally:
+        await sim.stop()
