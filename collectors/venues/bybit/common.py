@@ -50,12 +50,9 @@ Derivatives channels (issue 15, linear only; spot offers none):
   long position has been liquidated"); the schema stores the taker side of the liquidation order,
   which is the opposite (``Buy`` -> ``sell``). No id is given (``liquidation_id`` null).
 Sources (checked 2026-12-05): https://bybit-exchange.github.io/docs/v5/websocket/public/ticker and
-https://bybit-exchange.github.io/docs/v5/websocket/public/all-liquidation (the venue's pages were not
-in our stored documentation corpus; their fields and the side rule above are as quoted from them by
-https://docs.rs/rs_bybit/latest/bybit/prelude/struct.AllLiquidationData.html,
-https://docs.rs/rs_bybit/latest/bybit/prelude/struct.LinearTickerDataSnapshot.html and
-https://nautilustrader.io/docs/rust-api-latest/nautilus_bybit/websocket/parse/fn.parse_ws_liquidation.html
-("Bybit reports the side of the liquidated position")).
+https://bybit-exchange.github.io/docs/v5/websocket/public/all-liquidation (the latter confirms ``T``,
+``s``, ``S``, ``v``, ``p``, the 500 ms push and "Buy" = a long position liquidated; the ticker fields as
+quoted by https://docs.rs/rs_bybit/latest/bybit/prelude/struct.LinearTickerDataSnapshot.html).
 
 Rows: ``seq`` of book and bbo rows is the cross sequence (``data.seq``/``cs``), not ``u``: it is the
 one number comparable across depths, so a rebuilt book can be checked against ``orderbook.1`` at an
