@@ -695,6 +695,13 @@ class ExchangeDialect(abc.ABC):
         endpoint from ``sub.channels``."""
         return [tuple(channels)]
 
+    def streams_per_symbol(self, group: Sequence[str]) -> int:
+        """Streams (topics) one symbol takes on a connection of this channel group: one per channel by
+        default. 0 for a group whose one subscription serves every symbol (Bitget's v3 liquidations):
+        it then gets a single connection however many symbols there are, since each extra connection
+        would receive the same whole stream again."""
+        return len(group)
+
     def decode_binary(self, data: bytes) -> bytes:
         """A received frame as it is captured and normalised (DESIGN.md, "Raw capture format").
 

@@ -938,7 +938,10 @@ def split_subscription(
     channels that the venue routes to different endpoints onto different connections."""
     subs: list[Subscription] = []
     for group in dialect.channel_groups(channels):
-        per_symbol = max(1, len(group))
+        per_symbol = dialect.streams_per_symbol(group)
+        if per_symbol == 0:  # one subscription serves every symbol: one connection
+            subs.append(Subscription(tuple(symbols), tuple(group)))
+            continue
         per_conn = max(1, dialect.max_streams_per_connection // per_symbol)
         subs.extend(
             Subscription(tuple(symbols[i : i + per_conn]), tuple(group))

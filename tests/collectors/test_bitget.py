@@ -805,3 +805,22 @@ def test_liquidations_ride_their_own_v3_connection() -> None:
     assert (
         "liquidations" not in spot.channels and len(split_subscription(spot, ["BTCUSDT"], spot.channels)) == 1
     )
+
+
+def test_the_all_symbols_liquidation_topic_takes_one_connection() -> None:
+    """v3 ``liquidation`` is one topic for every USDT future: however many symbols, one connection
+    carries it (each more would receive the whole stream again); the v2 channels split as before."""
+    from collectors.connection import split_subscription
+
+    dialect = get_dialect("bitget-futures")
+    symbols = [f"C{i:03d}USDT" for i in range(120)]
+    subs = split_subscription(dialect, symbols, dialect.channels)
+    liquidations = [s for s in subs if "liquidations" in s.channels]
+    assert len(liquidations) == 1 and liquidations[0].symbols == tuple(symbols)
+    assert liquidations[0].channels == ("liquidations",)
+    v2 = [s for s in subs if "liquidations" not in s.channels]
+    assert len(v2) >= 2 and sum(len(s.symbols) for s in v2) == 120
+    for sub in v2:
+        assert (
+            len(sub.symbols) * dialect.streams_per_symbol(sub.channels) <= dialect.max_streams_per_connection
+        )

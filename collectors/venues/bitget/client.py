@@ -504,6 +504,10 @@ class BitgetDialect(ExchangeDialect):
         v2 = tuple(c for c in channels if c != "liquidations")
         return ([v2] if v2 else []) + ([("liquidations",)] if "liquidations" in channels else [])
 
+    def streams_per_symbol(self, group: Sequence[str]) -> int:
+        """The v3 ``liquidation`` topic is one subscription for every USDT future: one connection."""
+        return 0 if tuple(group) == ("liquidations",) else len(group)
+
     def channel_names(self, sub: Subscription) -> list[str]:
         """Bitget channel names of a subscription's channels."""
         names = {"trades": "trade", "book": BOOK_CHANNEL, "bbo": self.bbo_channel}
