@@ -51,6 +51,10 @@ EXCHANGE = "gemini"
 QUOTES: tuple[str, ...] = (
     "RLUSD", "GUSD", "USDC", "USDT", "USD", "EUR", "GBP", "SGD", "BTC", "ETH", "DAI", "SOL", "FIL",
 )  # fmt: skip
+#: Bases that the quote-suffix rule would split wrongly (``PAXGUSD`` is PAXG in USD, not PAX in GUSD):
+#: every symbol of Gemini's symbol details (base_currency, quote_currency; 2026-08 listing, 347
+#: symbols) splits right with these checked first.
+BASES_FIRST: tuple[str, ...] = ("PAXG", "USDG")
 PERP = "PERP"
 _SIDES = {"buy": BID, "sell": ASK}
 
@@ -63,6 +67,9 @@ def normalise_gemini(native: Any) -> str:
     suffix = ""
     if upper.endswith(PERP):
         upper, suffix = upper[: -len(PERP)], "-PERP"
+    for base in BASES_FIRST:
+        if upper.startswith(base) and upper[len(base) :] in QUOTES:
+            return f"{base}-{upper[len(base) :]}{suffix}"
     for quote in QUOTES:
         if upper.endswith(quote) and len(upper) > len(quote):
             return f"{upper[: -len(quote)]}-{quote}{suffix}"

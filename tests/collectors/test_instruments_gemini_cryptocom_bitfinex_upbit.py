@@ -73,6 +73,8 @@ def test_gemini_every_recorded_symbol_and_its_details(samples: Path) -> None:
         assert (inst.tick_size, inst.lot_size) == (item["quote_increment"], item["tick_size"])
         assert (inst.base, inst.quote, inst.ts_recv) == (item["base_currency"], item["quote_currency"], ts)
         assert inst.symbol == dialect.normalise_symbol(inst.native_symbol)
+        # the websocket's name agrees with the venue's own base and quote (PAXGUSD is PAXG-USD)
+        assert inst.symbol.removesuffix("-PERP") == f"{item['base_currency']}-{item['quote_currency']}"
         parsed[inst.native_symbol] = inst
     assert sorted(parsed) == sorted(natives)
     perps = [i for i in parsed.values() if i.kind == "perpetual"]
@@ -89,12 +91,13 @@ def test_gemini_every_recorded_symbol_and_its_details(samples: Path) -> None:
     assert statuses == ["closed", "closed", "limit_only", "limit_only"]
     # quotes only these two symbols use, now split (they were unnameable before)
     assert parsed["JITOSOLSOL"].symbol == "JITOSOL-SOL" and parsed["EFILFIL"].symbol == "EFIL-FIL"
-    # the native name's textual split is ambiguous for two markets: the row keeps Gemini's currencies
+    # the textual split of two names is ambiguous (PAX in GUSD?): they are PAXG and USDG in USD
     assert (parsed["PAXGUSD"].symbol, parsed["PAXGUSD"].base, parsed["PAXGUSD"].quote) == (
-        "PAX-GUSD",
+        "PAXG-USD",
         "PAXG",
         "USD",
     )
+    assert parsed["USDGUSD"].symbol == "USDG-USD"
 
 
 def test_gemini_documented_details_example_and_hostile_bodies() -> None:
