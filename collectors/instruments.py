@@ -216,10 +216,13 @@ def listed(
     settle: str | None = None,
     contract_size: float | None = None,
     expiry: int | None = None,
+    strike: float | None = None,
+    option_type: str | None = None,
 ) -> Instrument:
-    """A spot, perpetual or future instrument (no strike, no option type) named as the dialect names
-    its rows (``symbol`` is ``dialect.normalise_symbol(native)``, so instruments join the other
-    datasets; a name the dialect cannot normalise is a ValueError and the item is left out)."""
+    """An instrument named as the dialect names its rows (``symbol`` is
+    ``dialect.normalise_symbol(native)``, so instruments join the other datasets; a name the dialect
+    cannot normalise is a ValueError and the item is left out). ``strike`` and ``option_type`` are
+    for options only."""
     return Instrument(
         exchange=dialect.exchange_id,
         symbol=dialect.normalise_symbol(native),
@@ -232,8 +235,8 @@ def listed(
         lot_size=lot_size,
         contract_size=contract_size,
         expiry=expiry,
-        strike=None,
-        option_type=None,
+        strike=strike,
+        option_type=option_type,
         status=status,
         ts_recv=ts_recv,
     )

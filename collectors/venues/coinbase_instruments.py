@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..events import iso_to_ns
-from ..instruments import TRADING, Instrument, build_all, positive
+from ..instruments import TRADING, Instrument, build_all, listed, positive
 
 if TYPE_CHECKING:
     from ..base import ExchangeDialect
@@ -50,22 +50,19 @@ def parse_products(dialect: ExchangeDialect, body: str | bytes, ts_recv: int) ->
             settle = quote
             contract_size = positive(details["contract_size"])
             expiry = None if perpetual else iso_to_ns(details["contract_expiry"])
-        return Instrument(
-            exchange=dialect.exchange_id,
-            symbol=dialect.normalise_symbol(native),
-            native_symbol=native,
-            kind=kind,
-            base=base,
-            quote=quote,
+        return listed(
+            dialect,
+            native,
+            kind,
+            base,
+            quote,
+            positive(item.get("price_increment") or item["quote_increment"]),
+            positive(item["base_increment"]),
+            TRADING if status == "online" else status,
+            ts_recv,
             settle=settle,
-            tick_size=positive(item.get("price_increment") or item["quote_increment"]),
-            lot_size=positive(item["base_increment"]),
             contract_size=contract_size,
             expiry=expiry,
-            strike=None,
-            option_type=None,
-            status=TRADING if status == "online" else status,
-            ts_recv=ts_recv,
         )
 
     return build_all(products, build)

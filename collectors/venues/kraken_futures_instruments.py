@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..events import iso_to_ns
-from ..instruments import TRADING, Instrument, answer_list, build_all, decimals_increment, positive
+from ..instruments import TRADING, Instrument, answer_list, build_all, decimals_increment, listed, positive
 
 if TYPE_CHECKING:
     from ..base import ExchangeDialect
@@ -89,22 +89,19 @@ def parse_instruments(dialect: ExchangeDialect, body: str | bytes, ts_recv: int)
         expiry = None
         if kind == "future":
             expiry = iso_to_ns(item["lastTradingTime"])
-        return Instrument(
-            exchange=dialect.exchange_id,
-            symbol=dialect.normalise_symbol(native),
-            native_symbol=native,
-            kind=kind,
-            base=base,
-            quote=quote,
+        return listed(
+            dialect,
+            native,
+            kind,
+            base,
+            quote,
+            positive(item["tickSize"]),
+            decimals_increment(item.get("contractValueTradePrecision", 0), lowest=-18),
+            TRADING if tradeable else "untradeable",
+            ts_recv,
             settle=base if prefix[1] == "I" else quote,
-            tick_size=positive(item["tickSize"]),
-            lot_size=decimals_increment(item.get("contractValueTradePrecision", 0), lowest=-18),
             contract_size=positive(item["contractSize"]),
             expiry=expiry,
-            strike=None,
-            option_type=None,
-            status=TRADING if tradeable else "untradeable",
-            ts_recv=ts_recv,
         )
 
     return build_all(items, build)

@@ -41,7 +41,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..instruments import Instrument, answer_list, build_all, fetch_body, ms_to_ns, positive, status_of
+from ..instruments import (
+    Instrument,
+    answer_list,
+    build_all,
+    fetch_body,
+    listed,
+    ms_to_ns,
+    positive,
+    status_of,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -87,22 +96,21 @@ def parse_okx_instruments(dialect: ExchangeDialect, body: str | bytes, ts_recv: 
                 quote = settle
         if not base or not quote:
             raise ValueError(f"{native}: no base/quote")
-        return Instrument(
-            exchange=dialect.exchange_id,
-            symbol=dialect.normalise_symbol(native),
-            native_symbol=native,
-            kind=kind,
-            base=base,
-            quote=quote,
+        return listed(
+            dialect,
+            native,
+            kind,
+            base,
+            quote,
+            positive(item["tickSz"]),
+            positive(item["lotSz"]),
+            status_of(item["state"], "live"),
+            ts_recv,
             settle=settle,
-            tick_size=positive(item["tickSz"]),
-            lot_size=positive(item["lotSz"]),
             contract_size=contract_size,
             expiry=ms_to_ns(item.get("expTime")) if kind in ("future", "option") else None,
             strike=positive(item["stk"]) if option else None,
             option_type=_OPTION_TYPES[str(item["optType"])] if option else None,
-            status=status_of(item["state"], "live"),
-            ts_recv=ts_recv,
         )
 
     return build_all(items, build)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 from collectors.backoff import RestBudget
+from collectors.base import ExchangeDialect
 from collectors.connection import Collector
 from collectors.instruments import (
     Instrument,
@@ -1179,18 +1180,23 @@ def test_collect_command_names_close_matches_of_an_unknown_symbol(
     assert "okx does not list 'BTC-USTD-PERP' (did you mean BTC-USDT-PERP" in err
 
 
-async def test_a_slow_instruments_fetch_does_not_hold_explicit_symbols() -> None:
-    """Gemini's instruments take one request per symbol (minutes): with explicit symbols only, the start
-    waits at most ``instruments_start_wait_s``, collects at once, and checks the names when the list
-    arrives: a name the venue does not list is an ``unknown_symbol`` event with its close matches."""
-    release = asyncio.Event()
+def slow_okx(release: asyncio.Event) -> ExchangeDialect:
+    """OKX whose instruments fetch waits for ``release`` (a venue as slow as Gemini's, on demand)."""
 
     class SlowOkx(type(get_dialect("okx"))):  # type: ignore[misc]
         async def fetch_instruments(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             await release.wait()
             return await super().fetch_instruments(*args, **kwargs)
 
-    dialect = SlowOkx()
+    return SlowOkx()  # type: ignore[no-any-return]
+
+
+async def test_a_slow_instruments_fetch_does_not_hold_explicit_symbols() -> None:
+    """Gemini's instruments take one request per symbol (minutes): with explicit symbols only, the start
+    waits at most ``instruments_start_wait_s``, collects at once, and checks the names when the list
+    arrives: a name the venue does not list is an ``unknown_symbol`` event with its close matches."""
+    release = asyncio.Event()
+    dialect = slow_okx(release)
     sim = dialect.simulator(SimulatorConfig(symbols=("BTC-USDT", "ETH-USDT"), rate_hz=20.0))
     await sim.start()
     got = RecordBuffer()
@@ -1219,13 +1225,7 @@ async def test_a_slow_instruments_fetch_does_not_hold_explicit_symbols() -> None
 async def test_patterns_wait_for_a_slow_instruments_fetch() -> None:
     """A pattern needs the list: the start waits for it however long it takes."""
     release = asyncio.Event()
-
-    class SlowOkx(type(get_dialect("okx"))):  # type: ignore[misc]
-        async def fetch_instruments(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            await release.wait()
-            return await super().fetch_instruments(*args, **kwargs)
-
-    dialect = SlowOkx()
+    dialect = slow_okx(release)
     sim = dialect.simulator(SimulatorConfig(symbols=("BTC-USDT", "ETH-USDT"), rate_hz=20.0))
     await sim.start()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...instruments import Instrument, answer_list, build_all, positive, status_of
+from ...instruments import Instrument, answer_list, build_all, listed, positive, status_of
 
 if TYPE_CHECKING:
     from ...base import ExchangeDialect
@@ -48,22 +48,18 @@ def parse_instruments(dialect: ExchangeDialect, body: str | bytes, ts_recv: int)
         if not base or not quote:
             raise ValueError(f"{native}: no base/quote")
         perp = kind == "perpetual"
-        return Instrument(
-            exchange=dialect.exchange_id,
-            symbol=dialect.normalise_symbol(native),
-            native_symbol=native,
-            kind=kind,
-            base=base,
-            quote=quote,
+        return listed(
+            dialect,
+            native,
+            kind,
+            base,
+            quote,
+            positive(item["quote_increment"]),
+            positive(item["base_increment"]),
+            status_of(item["trading_state"], "trading"),
+            ts_recv,
             settle=quote if perp else None,
-            tick_size=positive(item["quote_increment"]),
-            lot_size=positive(item["base_increment"]),
             contract_size=positive(item["base_asset_multiplier"]) if perp else None,
-            expiry=None,
-            strike=None,
-            option_type=None,
-            status=status_of(item["trading_state"], "trading"),
-            ts_recv=ts_recv,
         )
 
     return build_all(answer_list(body, "api/v1/instruments"), build)
