@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import astuple, dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from .base import ExchangeDialect
 
 #: Seconds between two instrument fetches of a running collector (``[collect] instruments_refresh_s``).
@@ -162,21 +160,6 @@ def answer_list(
     if not isinstance(items, list):
         raise ValueError(f"{what}: not an instrument list: {str(data)[:160]}")
     return items
-
-
-async def fetch_body(
-    http: aiohttp.ClientSession,
-    url: str,
-    spend: Callable[[int], Awaitable[None]] | None = None,
-    weight: int = 1,
-) -> bytes:
-    """One GET of an instruments endpoint within the venue's REST budget (``spend(weight)`` first);
-    raises ``aiohttp.ClientResponseError`` on an HTTP error status."""
-    if spend is not None:
-        await spend(weight)
-    async with http.get(url) as resp:
-        resp.raise_for_status()
-        return await resp.read()
 
 
 def significant_increment(price: Any, digits: int) -> float:

@@ -45,7 +45,6 @@ from ..instruments import (
     Instrument,
     answer_list,
     build_all,
-    fetch_body,
     listed,
     ms_to_ns,
     positive,
@@ -143,11 +142,10 @@ async def fetch_options(
 ) -> list[Instrument]:
     """Every option: the underlyings of ``public/underlying``, then each one's options (one request
     each, within the REST budget)."""
-    base = rest_url.rstrip("/")
-    underlyings = parse_underlying(await fetch_body(http, f"{base}{UNDERLYING_PATH}?instType=OPTION", spend))
+    listing = await dialect.instruments_body(http, rest_url, f"{UNDERLYING_PATH}?instType=OPTION", spend)
     out: list[Instrument] = []
-    for underlying in underlyings:
-        body = await fetch_body(http, base + option_path(underlying), spend)
+    for underlying in parse_underlying(listing):
+        body = await dialect.instruments_body(http, rest_url, option_path(underlying), spend)
         out.extend(parse_okx_instruments(dialect, body, time.time_ns()))
     return out
 

@@ -158,11 +158,7 @@ class BybitDialect(ExchangeDialect):
         for _ in range(bybit_instruments.MAX_PAGES):
             if path is None:
                 break
-            if spend is not None:
-                await spend(self.instruments_request_weight(path))
-            async with http.get(rest_url.rstrip("/") + path) as resp:
-                resp.raise_for_status()
-                body = await resp.read()
+            body = await self.instruments_body(http, rest_url, path, spend)
             out.extend(self.parse_instruments(body, time.time_ns()))
             path = bybit_instruments.next_path(self.instruments_category, body)
         return out
