@@ -1,0 +1,19 @@
+"""Build of the compiled parts (everything else is in pyproject.toml).
+
+``collectors._booknative`` (collectors/_booknative.c): the book engine's price-level store and level
+parsing, plain C against the Python headers. It is optional: when it does not compile, the install
+goes on and ``collectors.book`` uses its pure-Python reference (``make install`` says so).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "collectors._booknative",
+            sources=["collectors/_booknative.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-braces"],
+            optional=True,
+        ),
+    ],
+)
