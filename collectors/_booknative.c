@@ -178,7 +178,7 @@ static int key_price(PyObject *key, double *price) {
 static PyObject *levels_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"bids", NULL};
     int bids = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "p", kwlist, &bids)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p", kwlist, &bids)) return NULL;
     Levels *L = (Levels *)type->tp_alloc(type, 0);
     if (!L) return NULL;
     L->bids = bids;
@@ -674,7 +674,13 @@ static int limits_of(PyObject *max_price, PyObject *max_size, double *mp, double
     return 1;
 }
 
-static PyObject *lv_tuple(const Lv *x) { return PyTuple_Pack(4, x->pobj, x->sobj, x->pstr, x->sstr); }
+static void maybe_untrack(PyObject *t);
+
+static PyObject *lv_tuple(const Lv *x) {
+    PyObject *t = PyTuple_Pack(4, x->pobj, x->sobj, x->pstr, x->sstr);
+    if (t) maybe_untrack(t);
+    return t;
+}
 
 /* parse_levels(levels, max_price, max_size) -> list of (price, size, price_str, size_str), or None
  * when the reference must parse them (not a list/tuple of plain levels, or invalid). */
@@ -722,6 +728,19 @@ static int append_row(PyObject *rows, PyObject *row) {
     return 0;
 }
 
+/* Untracks a new tuple from the garbage collector when none of its items can be part of a cycle
+ * (the rule CPython applies to every tuple at its first collection): row and level tuples hold
+ * strings, numbers and None, and millions of them would otherwise be traversed in young collections
+ * for nothing. */
+static void maybe_untrack(PyObject *t) {
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = PyTuple_GET_ITEM(t, i);
+        if (PyObject_IS_GC(x) && (!PyTuple_CheckExact(x) || PyObject_GC_IsTracked(x))) return;
+    }
+    PyObject_GC_UnTrack(t);
+}
+
 /* The constant columns of one call's rows. */
 typedef struct {
     PyObject *rows, *ex, *sym, *ts_exchange, *ts_recv, *side, *is_snapshot, *seq, *epoch, *flags;
@@ -736,6 +755,7 @@ static int emit_row(const RowCtx *c, PyObject *price, PyObject *size) {
         Py_INCREF(cols[i]);
         PyTuple_SET_ITEM(row, i, cols[i]);
     }
+    maybe_untrack(row);
     int r = append_row(c->rows, row);
     Py_DECREF(row);
     return r;
@@ -751,6 +771,7 @@ static int apply_one(Levels *L, const RowCtx *c, double price, double size, PyOb
     } else {
         PyObject *value = PyTuple_Pack(3, sobj, pstr, sstr);
         if (!value) return -1;
+        maybe_untrack(value);
         int r = levels_set(L, price, pobj, value);
         Py_DECREF(value);
         if (r < 0) return -1;
