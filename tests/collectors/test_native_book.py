@@ -19,9 +19,12 @@ state of every book a normaliser holds.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import os
+import sys
+import tracemalloc
 from collections.abc import Callable
 from functools import cache, partial
 from pathlib import Path
@@ -549,3 +552,52 @@ def test_rows_reach_a_row_store_that_is_not_a_list() -> None:
             book.apply_update(out, 2, 2, [["100", "0"], ["99", "2"]], [], 6)
             results.append(repr(list(out.book)))
     assert results[0] == results[1] and "'seen'" in results[0]
+
+
+def test_no_reference_or_memory_is_leaked() -> None:
+    """Every path of the compiled code (applied, refused, errors, the map API) gives back what it took:
+    the refcounts of the wire strings return to where they were, and traced memory stays flat."""
+    price, size, odd = "12345.5", "1.25", "1e400"
+    good = [[price, size], [price + "1", size]]
+    bad = [[[price, size], [odd, size]], [[price, None]], [(price,)], [["nan", size]], ([price, size], 5)]
+
+    def cycle(book: SyncedBook, out: RecordBuffer) -> None:
+        book.apply_snapshot(out, 1, 1, good, good, 1)
+        book.apply_update(out, 2, 2, good, [[price, "0"]], 2)
+        for levels in bad:
+            for call in (
+                partial(book.apply_update, out, 3, 3, levels, good, 3),
+                partial(engine.parse_levels, levels, 1e12, 1e15),
+            ):
+                try:
+                    call()
+                except ParseError:
+                    pass
+        book.apply_parsed(out, 4, 4, BID, engine.parse_levels(good), 4)
+        side = book.book.side(BID)
+        side.items(), side.values(), list(side), side.top(1), side.peekitem(0), side.get(12345.5)
+        side[1.0] = (1.0, "1", "1")
+        side.popitem(), side.pop(12345.5, None)
+        book.gap(out, 5, "gap", {})
+        out.book.clear()
+        out.feed_events.clear()
+
+    with implementation("native"):
+        book, out = SyncedBook("x", "BTC-USDT"), RecordBuffer()
+        cycle(book, out)
+        gc.collect()
+        counts = [sys.getrefcount(x) for x in (price, size, odd)]
+        tracemalloc.start()
+        try:
+            for _ in range(200):
+                cycle(book, out)
+            gc.collect()
+            first = tracemalloc.get_traced_memory()[0]
+            for _ in range(2000):
+                cycle(book, out)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - first
+        finally:
+            tracemalloc.stop()
+        assert [sys.getrefcount(x) for x in (price, size, odd)] == counts
+        assert grown < 20_000, f"{grown} bytes more after 2000 cycles"
