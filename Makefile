@@ -49,7 +49,7 @@ test: install system-deps lint
 # (the interpreter keeps memory at exit by design).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
-ASAN_QUICK := -k "built or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5
+ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5
 asan: install
 	@mkdir -p $(ASAN_DIR)/collectors
 	gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
