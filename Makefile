@@ -46,7 +46,9 @@ test: install system-deps lint
 # AddressSanitizer + UndefinedBehaviorSanitizer build of collectors/_booknative.c (build/asan, apart from
 # the installed one), loaded ahead of it, under the differential tests. CPython is not instrumented:
 # libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak detection is off
-# (the interpreter keeps memory at exit by design).
+# (the interpreter keeps memory at exit by design). Preloading the runtime into an uninstrumented
+# interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
+# https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
 ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5

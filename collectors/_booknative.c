@@ -8,10 +8,17 @@
  * message is therefore ever composed here.
  *
  * Levels: a sorted map price -> value (the reference's SortedDict; values are the (size, price_str,
- * size_str) tuples the engine stores). Prices are held as doubles in one array sorted so that the
- * best level is the last element (bids ascending, asks by descending price): updates cluster near the
- * top of the book, so inserting and removing there moves few elements. Index 0 of the public API is
- * the best level, as in the reference (bids SortedDict keyed by -price, asks by price).
+ * size_str) tuples the engine stores, keys the price objects given, kept as a dict keeps them).
+ * Prices are also held as doubles in one array sorted so that the best level is the last element
+ * (bids ascending, asks by descending price): updates cluster near the top of the book, so inserting
+ * and removing there moves few elements. Index 0 of the public API is the best level, as in the
+ * reference (bids SortedDict keyed by -price, asks by price).
+ *
+ * Documentation followed (checked 2026-12-05): extension types and the mapping protocol,
+ * https://docs.python.org/3/extending/newtypes_tutorial.html and
+ * https://docs.python.org/3/c-api/typeobj.html; garbage-collector support (tp_traverse/tp_clear,
+ * PyObject_GC_UnTrack, PyObject_GC_IsTracked), https://docs.python.org/3/c-api/gcsupport.html;
+ * string to float (PyOS_string_to_double), https://docs.python.org/3/c-api/conversion.html.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
