@@ -7,14 +7,19 @@ DEMO_SECONDS ?= 45
 DEMO_LAKE ?= demo-lake
 DEMO_PORT ?= 8321
 
-.PHONY: install demo test lint bench fuzz system-deps clean
+.PHONY: install demo test lint bench fuzz system-deps clean asan
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py collectors/_booknative.c
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[dev]'
+	@# The compiled book engine is optional (setup.py): without it the pure-Python reference serves.
+	@$(BIN)/python -c 'import collectors._booknative' 2>/dev/null \
+	  && echo "collectors._booknative: compiled book engine built" \
+	  || echo "WARNING: collectors._booknative did not build (gcc and the Python headers are needed);" \
+	          "the book engine runs in pure Python. Build it alone to see why: $(BIN)/python setup.py build_ext --inplace"
 	@# Bytecode written once here: processes run with PYTHONDONTWRITEBYTECODE would otherwise
 	@# recompile numpy, pyarrow and our own modules at every start (bench/RESULTS.md, start-up).
 	@$(BIN)/python -m compileall -q -j 0 collectors streaming storage quality schemas ticktape bench >/dev/null
@@ -35,6 +40,29 @@ lint: install
 test: install system-deps lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	@# the compiled book engine under AddressSanitizer + UBSan, on a subset (make asan runs all of it)
+	$(MAKE) --no-print-directory asan ASAN_TESTS='$(ASAN_QUICK)'
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of collectors/_booknative.c (build/asan, apart from
+# the installed one), loaded ahead of it, under the differential tests. CPython is not instrumented:
+# libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak detection is off
+# (the interpreter keeps memory at exit by design). Preloading the runtime into an uninstrumented
+# interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
+# https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
+ASAN_DIR := build/asan
+ASAN_TESTS ?=
+ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5
+asan: install
+	@mkdir -p $(ASAN_DIR)/collectors
+	gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	  -Wall -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  collectors/_booknative.c \
+	  -o $(ASAN_DIR)/collectors/_booknative$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	TICKTAPE_ASAN_BUILD=$(ASAN_DIR)/collectors PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  $(BIN)/python -c 'import sys, collectors; collectors.__path__.insert(0, sys.argv[1]); import pytest; \
+	    sys.exit(pytest.main(sys.argv[2:]))' $(ASAN_DIR)/collectors \
+	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py $(ASAN_TESTS)
 
 bench: install
 	$(BIN)/python -m bench.run
@@ -45,4 +73,4 @@ fuzz: install
 	TICKTAPE_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:randomly tests/collectors/test_hostile.py -k fuzzed
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache collectors/_booknative*.so

@@ -102,12 +102,13 @@ def orjson_rate(path: Path) -> tuple[int, float]:
 _SUMMARY = re.compile(r"(\d[\d,]*) frames, .* in ([\d.]+) s \(([\d,]+) frames/s\)")
 
 
-def run_replay(path: Path, lake: Path) -> dict[str, Any]:
-    """Runs ``ticktape replay`` in a subprocess; wall time covers the whole process (start-up included)."""
+def run_replay(path: Path, lake: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Runs ``ticktape replay`` in a subprocess (environment ``env``, default this one's); wall time
+    covers the whole process (start-up included)."""
     cmd = [*ticktape_cmd(), "replay", "--exchange", "binance", "--input", str(path), "--lake", str(lake)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -34,6 +34,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         "bench.replay", "ticktape replay, whole process, >= 500k real Binance frames, vs orjson.loads"
     ),
     "normalise": Benchmark("bench.normalise", "normalise-only frames/s and records/s, every exchange id"),
+    "book_engine": Benchmark(
+        "bench.book_engine", "compiled vs pure-Python book engine: normalise and whole replay, side by side"
+    ),
     "storage": Benchmark("bench.storage", "Parquet bytes per event vs raw frames and gzip'd capture"),
     "vwap": Benchmark("bench.vwap", "DuckDB per-minute VWAP per symbol over 10 M synthetic trades"),
     "book_at": Benchmark(

@@ -5,13 +5,25 @@ size (checksums are computed over them). :class:`SyncedBook` adds what every seq
 epoch that increments at every resync, the last applied sequence number, the MAYBE_BAD_BOOK window
 between a detected gap and the next snapshot, and emission of ``book`` rows and gap/resync events.
 Exchange modules own their sequence rules and call into this engine; they never re-implement it.
+
+Two implementations of the level store and level parsing, one behaviour: the compiled
+``collectors._booknative`` (C, built by ``make install``; a side is a ``Levels``, a sorted array of
+prices) and the pure-Python code in this module (a side is a ``SortedDict``), which is the reference
+and the fallback. The compiled code handles the plain inputs (lists of string/number levels, 64-bit
+positions) and hands everything else, every invalid input included, to the reference code here, so
+errors and events are the reference's own. Both produce identical rows, events and books
+(``tests/collectors/test_native_book.py``). :data:`IMPLEMENTATION` names the active one:
+``native`` unless the extension is missing or ``TICKTAPE_PURE_PYTHON=1``; :func:`use_implementation`
+switches it for books created afterwards (each book keeps the store it was created with).
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from sortedcontainers import SortedDict
 
@@ -21,6 +33,44 @@ from .events import INT64_MAX, INT64_MIN, Limits, ParseError, check_symbol, emit
 
 BID = "bid"
 ASK = "ask"
+
+#: The compiled module (None when it is not built: the reference code then serves everything).
+_booknative: Any
+try:
+    _booknative = importlib.import_module(f"{__package__}._booknative")
+except ImportError as exc:  # not built (make install says why)
+    _booknative = None
+    #: why the compiled engine is not available (None when it is)
+    NATIVE_ERROR: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    NATIVE_ERROR = None
+
+#: One side's levels: ``price -> (size, price_str, size_str)``, best first: a ``SortedDict`` (pure
+#: Python) or a ``collectors._booknative.Levels`` (same mapping API: ``get``, ``pop``, ``popitem``,
+#: ``peekitem``, ``keys``/``values``/``items`` best first, ``in``, ``len``, item get/set/delete).
+LevelMap: TypeAlias = Any
+
+#: The active implementation: ``"native"`` or ``"python"``.
+IMPLEMENTATION = (
+    "python"
+    if _booknative is None or os.environ.get("TICKTAPE_PURE_PYTHON", "") not in ("", "0")
+    else "native"
+)
+_native: Any = _booknative if IMPLEMENTATION == "native" else None
+
+
+def use_implementation(name: str) -> str:
+    """Selects ``"native"`` or ``"python"`` for books created and levels parsed from now on; returns
+    the previous one. :class:`RuntimeError` for ``native`` when the extension is not built."""
+    global IMPLEMENTATION, _native
+    if name not in ("native", "python"):
+        raise ValueError(f"unknown book implementation {name!r} (native or python)")
+    if name == "native" and _booknative is None:
+        raise RuntimeError(f"the compiled book engine is not available ({NATIVE_ERROR})")
+    previous = IMPLEMENTATION
+    IMPLEMENTATION = name
+    _native = _booknative if name == "native" else None
+    return previous
 
 
 def _neg(price: float) -> float:
@@ -42,6 +92,19 @@ def parse_levels(
     Validates everything before anything is applied, so a bad level never leaves a half-updated book:
     prices in ``(0, max_price)``, sizes in ``[0, max_size)`` (0 removes a level).
     """
+    if _native is not None:
+        parsed: list[tuple[float, float, str, str]] | None = _native.parse_levels(levels, max_price, max_size)
+        if parsed is not None:
+            return parsed
+    return parse_levels_reference(levels, max_price, max_size)
+
+
+def parse_levels_reference(
+    levels: Iterable[Sequence[Any]],
+    max_price: float = _DEFAULT_LIMITS.max_price,
+    max_size: float = _DEFAULT_LIMITS.max_size,
+) -> list[tuple[float, float, str, str]]:
+    """:func:`parse_levels` in pure Python: the reference (and what raises every parse error)."""
     parsed = []
     try:
         for level in levels:
@@ -73,20 +136,32 @@ def _check_position(symbol: str, ts_exchange: Any, seq: Any) -> None:
 
 
 class L2Book:
-    """Price levels of one symbol: ``price -> (size, price_str, size_str)`` per side, best first."""
+    """Price levels of one symbol: ``price -> (size, price_str, size_str)`` per side, best first.
 
-    __slots__ = ("asks", "bids")
+    The sides are compiled ``Levels`` when the native implementation is active at creation
+    (``native`` is True), else ``SortedDict``; both offer the same mapping API (:data:`LevelMap`).
+    """
+
+    __slots__ = ("asks", "bids", "native")
 
     def __init__(self) -> None:
-        self.bids: SortedDict = SortedDict(_neg)
-        self.asks: SortedDict = SortedDict()
+        self.bids: LevelMap
+        self.asks: LevelMap
+        if _native is not None:
+            self.bids = _native.Levels(True)
+            self.asks = _native.Levels(False)
+            self.native = True
+        else:
+            self.bids = SortedDict(_neg)
+            self.asks = SortedDict()
+            self.native = False
 
     def clear(self) -> None:
         """Removes every level."""
         self.bids.clear()
         self.asks.clear()
 
-    def side(self, side: str) -> SortedDict:
+    def side(self, side: str) -> LevelMap:
         """The level map of ``bid`` or ``ask``."""
         return self.bids if side == BID else self.asks
 
@@ -116,6 +191,9 @@ class L2Book:
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask."""
+        if self.native:
+            crossed: bool = _booknative.crossed(self.bids, self.asks)
+            return crossed
         if not self.bids or not self.asks:
             return False
         bid: float = self.bids.peekitem(0)[0]
@@ -125,6 +203,9 @@ class L2Book:
     def top(self, side: str, depth: int) -> list[tuple[float, float, str, str]]:
         """The best ``depth`` levels of a side as ``(price, size, price_str, size_str)``."""
         levels = self.bids if side == BID else self.asks
+        if self.native:
+            top: list[tuple[float, float, str, str]] = levels.top(depth)
+            return top
         return [(p, v[0], v[1], v[2]) for p, v in itertools.islice(levels.items(), depth)]
 
     def depth(self, side: str) -> int:
@@ -212,6 +293,21 @@ class SyncedBook:
         book = self.book
         ex, sym, epoch = self.exchange, self.symbol, self.epoch
         for side, levels in ((BID, parsed_bids), (ASK, parsed_asks)):
+            if book.native and _booknative.apply_parsed(
+                book.bids if side == BID else book.asks,
+                rows,
+                ex,
+                sym,
+                ts_exchange,
+                ts_recv,
+                side,
+                levels,
+                seq,
+                epoch,
+                flags,
+                True,
+            ):
+                continue
             for price, size, p_str, s_str in levels:
                 if size == 0.0:
                     continue  # some snapshots list empty levels; they do not exist
@@ -254,6 +350,54 @@ class SyncedBook:
         rows = out.book
         book = self.book
         ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
+        if book.native and _booknative.apply_parsed(
+            book.bids if side == BID else book.asks,
+            rows,
+            ex,
+            sym,
+            ts_exchange,
+            ts_recv,
+            side,
+            parsed,
+            seq,
+            epoch,
+            flags,
+            False,
+        ):
+            return
+        for price, size, p_str, s_str in parsed:
+            book.set_level(side, price, size, p_str, s_str)
+            rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+
+    def _apply_rows(
+        self,
+        out: RecordBuffer,
+        ts_exchange: int | None,
+        ts_recv: int,
+        side: str,
+        parsed: Sequence[tuple[float, float, str, str]],
+        seq: int | None,
+        flags: int,
+    ) -> None:
+        """Applies validated levels of one side with the given row flags (no position check)."""
+        book = self.book
+        rows = out.book
+        ex, sym, epoch = self.exchange, self.symbol, self.epoch
+        if book.native and _booknative.apply_parsed(
+            book.bids if side == BID else book.asks,
+            rows,
+            ex,
+            sym,
+            ts_exchange,
+            ts_recv,
+            side,
+            parsed,
+            seq,
+            epoch,
+            flags,
+            False,
+        ):
+            return
         for price, size, p_str, s_str in parsed:
             book.set_level(side, price, size, p_str, s_str)
             rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
@@ -272,12 +416,40 @@ class SyncedBook:
 
         ``extra_flags`` (e.g. the time flags of the message) are OR-ed into every row's flags.
         """
-        _check_position(self.symbol, ts_exchange, seq)
+        book = self.book
         limits = self.limits
+        if book.native:
+            # The whole update in C; False (nothing done) for anything but plain valid input.
+            if _booknative.apply_update(
+                book.bids,
+                book.asks,
+                out.book,
+                self.exchange,
+                self.symbol,
+                ts_exchange,
+                ts_recv,
+                bids,
+                asks,
+                seq,
+                self.epoch,
+                self.flags | extra_flags,
+                limits.max_price,
+                limits.max_size,
+                BID,
+                ASK,
+            ):
+                return
+            _check_position(self.symbol, ts_exchange, seq)
+            parsed_bids = parse_levels_reference(bids, limits.max_price, limits.max_size)
+            parsed_asks = parse_levels_reference(asks, limits.max_price, limits.max_size)
+            flags = self.flags | extra_flags
+            for side, parsed in ((BID, parsed_bids), (ASK, parsed_asks)):
+                self._apply_rows(out, ts_exchange, ts_recv, side, parsed, seq, flags)
+            return
+        _check_position(self.symbol, ts_exchange, seq)
         parsed_bids = parse_levels(bids, limits.max_price, limits.max_size)
         parsed_asks = parse_levels(asks, limits.max_price, limits.max_size)
         append = out.book.append
-        book = self.book
         ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags | extra_flags
         # L2Book.set_level inlined: this loop runs once per level of every update (the hot path).
         for side, levels, parsed in ((BID, book.bids, parsed_bids), (ASK, book.asks, parsed_asks)):
@@ -335,7 +507,10 @@ class SyncedBook:
 
     def check_crossed(self, out: RecordBuffer, ts_recv: int, detail: dict[str, Any]) -> bool:
         """Emits ``crossed_book`` (with ``detail``) when the synced book's best bid >= best ask."""
-        if not self.synced or not self.book.is_crossed():
+        if not self.synced:
+            return False
+        book = self.book
+        if not (_booknative.crossed(book.bids, book.asks) if book.native else book.is_crossed()):
             return False
         emit_event(
             out,

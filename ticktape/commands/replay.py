@@ -255,6 +255,9 @@ def _print_summary(
     for ds in RECORD_DATASETS:
         out.write(f"  {ds:<12} {stats.rows.get(ds, 0):>12,}\n")
     out.write(f"  -> {where}\n")
+    from collectors import book  # loaded by the replay already
+
+    out.write(f"  book engine: {book.IMPLEMENTATION}\n")
     if extra:
         out.write("  " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in extra.items()) + "\n")
 
