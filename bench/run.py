@@ -33,6 +33,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "replay": Benchmark(
         "bench.replay", "ticktape replay, whole process, >= 500k real Binance frames, vs orjson.loads"
     ),
+    "vs_cryptofeed": Benchmark(
+        "bench.vs_cryptofeed",
+        "issue 18 in one run: orjson, replay, normalise-to-Arrow, cryptofeed's Binance handler",
+    ),
     "normalise": Benchmark("bench.normalise", "normalise-only frames/s and records/s, every exchange id"),
     "book_engine": Benchmark(
         "bench.book_engine", "compiled vs pure-Python book engine: normalise and whole replay, side by side"
