@@ -2,8 +2,9 @@
 
 This script runs in the benchmark's separate venv (``bench/.venv-cryptofeed``, made by
 ``bench/vs_cryptofeed.py``), never in ticktape's: it imports nothing of ours. It drives the public
-pieces of cryptofeed 2.4 the way its connection handler does (read from its source, bmoscon/cryptofeed
-``cryptofeed/exchanges/binance.py`` and ``cryptofeed/feed.py``, checked 2026-12-05):
+pieces of cryptofeed 2.4 the way its connection handler does (read from its source,
+https://github.com/bmoscon/cryptofeed ``cryptofeed/exchanges/binance.py`` and ``cryptofeed/feed.py``,
+and https://pypi.org/project/cryptofeed/ 2.4.1, checked 2026-12-05; no code of it is copied here):
 
 - ``Binance(symbols=[...], channels=[L2_BOOK, TRADES, TICKER], callbacks=...)`` with no-op async
   callbacks (they count calls, nothing else);

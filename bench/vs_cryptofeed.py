@@ -14,7 +14,8 @@ every figure below is measured in this one run, one after the other, on those fr
     replay does before writing), per CPU second.
 (d) ``cryptofeed``: its own Binance handler on the same frames, in process, no-op callbacks, no file
     I/O while measuring (``bench/cryptofeed_driver.py``), in a venv of its own that this benchmark
-    creates (``bench/.venv-cryptofeed``: ``python -m venv`` + ``pip install cryptofeed`` from PyPI;
+    creates (``bench/.venv-cryptofeed``: ``python -m venv`` + ``pip install cryptofeed`` from PyPI,
+    https://pypi.org/project/cryptofeed/, release 2.4.1 checked 2026-12-05;
     never a dependency of ticktape, gitignored). Ratio: ticktape's whole-process replay rate (b) over
     cryptofeed's in-process rate (d), per wall second (the issue's target, 2x) and per CPU second.
 
