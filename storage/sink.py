@@ -40,7 +40,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import arrow_schema
+from schemas import arrow_schema, conform
 from streaming.base import ConsumedBatch, Consumer
 from streaming.local import LOG_CORRUPT, LogCorruptError
 
@@ -243,9 +243,10 @@ def _newest_ts_recv(tables: Iterable[pa.Table]) -> int | None:
 
 
 def concat_tables(dataset: str, tables: Sequence[pa.Table]) -> pa.Table:
-    """One table of ``dataset``'s schema from batches (cast where a transport's schema differs)."""
+    """One table of ``dataset``'s schema from batches (cast where a transport's schema differs; a
+    ``replica`` column missing from entries written before it existed becomes nulls)."""
     schema = arrow_schema(dataset)
-    fixed = [t if t.schema.equals(schema) else t.select(schema.names).cast(schema) for t in tables]
+    fixed = [t if t.schema.equals(schema) else conform(dataset, t) for t in tables]
     if not fixed:
         return schema.empty_table()
     return pa.concat_tables(fixed) if len(fixed) > 1 else fixed[0]
