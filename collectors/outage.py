@@ -51,11 +51,23 @@ class OutageProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def outage(self, seconds: float) -> None:
-        """Closes every relayed connection now and refuses new ones for ``seconds``."""
+        """Closes every relayed connection now and refuses new ones for ``seconds`` (the port stops
+        listening: a connection attempt is refused, as when a link is down)."""
         self.outages += 1
-        self._down_until = asyncio.get_running_loop().time() + seconds
+        loop = asyncio.get_running_loop()
+        self._down_until = loop.time() + seconds
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         for writer in list(self._writers):
             writer.close()
+        task = asyncio.create_task(self._reopen(seconds))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reopen(self, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        self._server = await asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
 
     async def stop(self) -> None:
         """Closes the relay and every connection through it."""

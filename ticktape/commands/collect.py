@@ -243,7 +243,8 @@ async def _collect(
         from quality.server import QualityServer
         from ticktape.metrics import pipeline_registry
 
-        registry = pipeline_registry(collectors, publisher, args.transport or "local")
+        replica_of = {c: spec.replica for c, spec in zip(collectors, specs, strict=True) if spec.replica}
+        registry = pipeline_registry(collectors, publisher, args.transport or "local", replicas=replica_of)
 
         server = QualityServer(
             tracker,
