@@ -1477,7 +1477,7 @@ def _fill_collector(args: argparse.Namespace, cfg: Config) -> None:
     args.symbols = ",".join(chosen.symbols)
     if not getattr(args, "channels", None):
         args.channels = ",".join(chosen.channels)
-    for name in ("ws_url", "rest_url", "replica"):
+    for name in ("ws_url", "rest_url"):
         if getattr(args, name, None) is None:
             setattr(args, name, getattr(chosen, name))
 

@@ -142,6 +142,12 @@ def _capture_path(capture: str | None, exchange: str, many: bool) -> str | None:
     return str(path.with_name(f"{stem}.{exchange}{dot}{ext}"))
 
 
+def _replica_of(args: argparse.Namespace, configured: str | None) -> str | None:
+    """A collector's replica: ``--replica`` (every collector of the process), else its entry's."""
+    replica = getattr(args, "replica", None) or configured
+    return check_replica_name(replica) if replica else None
+
+
 def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
     """What to collect: a configured collector group (several exchanges), else the flags' one exchange."""
     group = getattr(args, "group_collectors", None)
@@ -153,8 +159,10 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
                 parse_channels(",".join(c.channels)),
                 c.ws_url,
                 c.rest_url,
-                _capture_path(args.capture, f"{c.exchange}.{c.replica}" if c.replica else c.exchange, True),
-                check_replica_name(c.replica) if c.replica else None,
+                _capture_path(
+                    args.capture, ".".join(filter(None, (c.exchange, _replica_of(args, c.replica)))), True
+                ),
+                _replica_of(args, c.replica),
             )
             for c in group
         ]
@@ -169,7 +177,7 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
             args.ws_url,
             args.rest_url,
             args.capture,
-            check_replica_name(args.replica) if getattr(args, "replica", None) else None,
+            _replica_of(args, group[0].replica if group else None),
         )
     ]
 
