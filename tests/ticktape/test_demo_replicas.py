@@ -48,3 +48,36 @@ def test_outages_never_overlap_and_too_short_a_run_is_refused() -> None:
     assert times[1] - times[0] > 3.0
     with pytest.raises(ValueError, match="too short"):
         outage_times(4.0, 3, 3.0)
+
+
+def test_serve_scores_the_merged_stream_of_replicas() -> None:
+    """``ticktape serve`` arbitrates replicas before its tracker: one copy of each trade, and a
+    replica's own disconnect is that replica's health, not the exchange's."""
+    import time as _time
+
+    import pyarrow as pa
+
+    from schemas import RecordBuffer, rows_to_arrow
+    from streaming.base import ConsumedBatch
+    from ticktape.commands.serve import Feeder
+
+    seen = RecordBuffer()
+
+    class Collecting:  # the Feeder's only call into its tracker
+        def observe(self, records: RecordBuffer) -> None:
+            seen.extend(records)
+
+    now = _time.time_ns()
+
+    def trade(replica: str, i: int) -> tuple:
+        return ("binance", "BTC-USDT", now, now + i, str(i), 10.0, 1.0, "buy", 0, replica)
+
+    feeder = Feeder(Collecting(), catch_up_s=60)  # type: ignore[arg-type]
+    batches = [
+        ConsumedBatch("s", 0, 0, "trades", pa.Table.from_batches([rows_to_arrow("trades", [trade("a", 1), trade("a", 2)])])),
+        ConsumedBatch("s", 1, 1, "trades", pa.Table.from_batches([rows_to_arrow("trades", [trade("b", 1), trade("b", 2), trade("b", 3)])])),
+        ConsumedBatch("s", 2, 2, "feed_events", pa.Table.from_batches([rows_to_arrow("feed_events", [("binance", None, "trades", now, "disconnect", "{}", "a")])])),
+    ]  # fmt: skip
+    feeder.feed(batches)
+    assert [(r[4], r[9]) for r in seen.trades] == [("1", "a"), ("2", "a"), ("3", "b")]
+    assert seen.feed_events == []
