@@ -148,7 +148,7 @@ class _Replica:
 
     def __init__(self) -> None:
         self.group: list[Any] | None = None  # [seq, is_snapshot, epoch] of the current frame's rows
-        self.decision = "drop"  # emit | drop | hold
+        self.decision = "drop"  # emit | emit_bad (flagged MAYBE_BAD_BOOK) | drop | hold
         self.chain: int | None = None  # seq of its last update in sync (None: not in sync)
         self.last: int | None = None  # seq of its last update before it fell out of sync
         self.last_ts = 0
@@ -273,31 +273,28 @@ class StreamArbiter:
             out["feed_events"] = extra if current is None else pa.concat_tables([current, extra])
         return out
 
-    def _tick(self, dataset: str, ts: int) -> int:
-        """The dataset's watermark (newest ts_recv in the stream) after a row received at ``ts``."""
-        mark = self.watermark.get(dataset)
-        if mark is None or ts > mark:
-            mark = self.watermark[dataset] = ts
-        return mark
-
     def _keyed(self, dataset: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         width = base_width(dataset)
         opts = self.options
         window = int(opts.key_window_s * _NS)
+        connection_sequenced = opts.connection_sequenced
+        all_keys = self.keys
         kept = []
         dups = 0
+        mark = self.watermark.get(dataset)
         for row in rows:
             replica = row[width]
             if replica is None:
                 kept.append(row)
                 continue
             ts = row[3]
-            mark = self._tick(dataset, ts)
+            if mark is None or ts > mark:
+                mark = self.watermark[dataset] = ts
             key_of = (dataset, row[0], row[1])
-            keys = self.keys.get(key_of)
+            keys = all_keys.get(key_of)
             if keys is None:
-                keys = self.keys[key_of] = _Keys()
-            key = _content_key(dataset, row, width, row[0] in opts.connection_sequenced)
+                keys = all_keys[key_of] = _Keys()
+            key = _content_key(dataset, row, width, row[0] in connection_sequenced)
             if keys.take(key, replica, ts):
                 kept.append(row)
             else:
@@ -311,29 +308,53 @@ class StreamArbiter:
     def _book(self, rows: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
         hold_ns = int(self.options.hold_s * _NS)
+        connection_sequenced = self.options.connection_sequenced
+        books = self.books
+        # The rows of one frame (one replica's group: same symbol, seq, snapshot and epoch) follow
+        # one another and share the group's decision: those after the first take it directly (the
+        # same steps as _seq_row's same-group branch, without its look-ups).
+        last_key: tuple[Any, ...] | None = None
+        last: tuple[_Book, _Replica] | None = None
         for row in rows:
             replica = row[11]
             if replica is None:
                 out.append(row)
                 continue
-            mark = self._tick("book", row[3])
-            book = self.books.get((row[0], row[1]))
-            if book is None:
-                book = self.books[(row[0], row[1])] = _Book()
-            if row[8] is None or row[0] in self.options.connection_sequenced:
+            ts = row[3]
+            mark = self.watermark.get("book")
+            if mark is None or ts > mark:
+                mark = self.watermark["book"] = ts
+            key = (replica, row[0], row[1], row[8], row[7], row[9])
+            if key == last_key and last is not None and not self._held:
+                book, r = last
+                if r.decision == "emit":
+                    if ts < book.ts:
+                        ts = book.ts
+                    book.ts = ts
+                    out.append((*row[:3], ts, *row[4:9], book.epoch, *row[10:]))
+                    continue
+                if r.decision == "drop":
+                    continue
+            last_key, last = None, None
+            found = books.get((row[0], row[1]))
+            if found is None:
+                found = books[(row[0], row[1])] = _Book()
+            book = found
+            if row[8] is None or row[0] in connection_sequenced:
                 self._leader_row(book, row, out, mark - hold_ns)
             else:
                 self._seq_row(book, row, out, events)
+                last_key, last = key, (book, book.replicas[replica])
             if self._held:
                 self._release(mark - hold_ns, out, events)
         return out
 
-    def _emit(self, book: _Book, row: tuple[Any, ...], out: list[tuple[Any, ...]]) -> None:
+    def _emit(self, book: _Book, row: tuple[Any, ...], out: list[tuple[Any, ...]], bad: bool = False) -> None:
         # ts_recv never goes back within a merged book: the lake orders rows by (symbol, ts_recv), and
         # an update cannot be in the merged book before the one it follows
         ts = row[3] if row[3] >= book.ts else book.ts
         book.ts = ts
-        out.append((*row[:3], ts, *row[4:9], book.epoch, *row[10:]))
+        out.append((*row[:3], ts, *row[4:9], book.epoch, row[10] | _BAD if bad else row[10], *row[11:]))
 
     def _seq_row(
         self, book: _Book, row: tuple[Any, ...], out: list[tuple[Any, ...]], events: list[tuple[Any, ...]]
@@ -344,8 +365,8 @@ class StreamArbiter:
             r = book.replicas[replica] = _Replica()
         group = [seq, is_snapshot, epoch]
         if group == r.group:
-            if r.decision == "emit":
-                self._emit(book, row, out)
+            if r.decision in ("emit", "emit_bad"):
+                self._emit(book, row, out, r.decision == "emit_bad")
             elif r.decision == "hold":
                 book.held[replica][2].append(row)
                 self.stats.held_rows += 1
@@ -397,11 +418,12 @@ class StreamArbiter:
             if not book.dirty:
                 book.dirty = True
                 events.append(self._gap_event(book, row, book.seq, prev, replica))
-            row = (*row[:10], row[10] | _BAD, *row[11:])
-        r.decision = "emit"
+            r.decision = "emit_bad"
+        else:
+            r.decision = "emit"
         book.seq = seq
         book.emitted_by[replica] = seq
-        self._emit(book, row, out)
+        self._emit(book, row, out, r.decision == "emit_bad")
         self._advanced(book, out, events)
 
     def _advanced(self, book: _Book, out: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> None:

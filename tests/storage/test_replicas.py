@@ -342,3 +342,41 @@ def test_equal_trades_without_ids_stay_two() -> None:
     # a saw it twice, b three times: the venue sent it three times
     assert [r[9] for r in arrow_to_rows(out["trades"])] == ["a", "a", "b"]
     assert collections.Counter(arbiter.stats.duplicates) == {"trades": 2}
+
+
+def test_a_range_no_replica_had_is_a_merged_gap_and_a_resync() -> None:
+    from schemas import rows_to_arrow
+
+    s = 1_000_000_000
+    rows = [
+        _book("a", 10, 1 * s, snap=True),
+        _book("a", 11, 2 * s),
+        _book("b", 11, 2 * s + 1, snap=True),
+        _book("a", 12, 3 * s),
+        # both replicas lose the venue; a resyncs first, ahead of the merged book (12): held
+        _book("a", 20, 4 * s, snap=True, epoch=1),
+        _book("a", 21, 5 * s),
+        _book("a", 22, 7 * s),  # 3 s later nobody delivered 13..20: the held snapshot is a resync
+        _book("b", 22, 7 * s + 1, snap=True, epoch=1),  # behind the merged book now: followed again
+        _book("b", 23, 8 * s),
+    ]
+    arbiter = StreamArbiter(ArbitrationOptions(hold_s=2.0))
+    out = arbiter.process({"book": pa.Table.from_batches([rows_to_arrow("book", rows)])})
+    book = arrow_to_rows(out["book"])
+    assert [(r[8], r[7], r[9], r[11]) for r in book] == [
+        (10, True, 0, "a"),
+        (11, False, 0, "a"),
+        (12, False, 0, "a"),
+        (20, True, 1, "a"),
+        (21, False, 1, "a"),
+        (22, False, 1, "a"),
+        (23, False, 1, "b"),
+    ]
+    assert [r[3] for r in book] == sorted(r[3] for r in book)  # receive times never go back
+    gap, cover = arrow_to_rows(out["feed_events"])
+    assert gap[4] == MERGED_GAP and gap[6] is None  # the merged stream's gap: no replica
+    assert json.loads(gap[5]) == {"after_seq": 12, "to_seq": 20, "resync_replica": "a", "epoch": 1}
+    # b's own outage (after 11, until its resync at 22) was covered by a, including the resynced range
+    assert cover[4] == REPLICA_COVER and cover[6] == "a"
+    assert json.loads(cover[5]) == {"after_seq": 11, "gap_replica": "b", "replica": "a", "to_seq": 22}
+    assert arbiter.stats.merged_gaps == 1 and arbiter.stats.covers == 1
