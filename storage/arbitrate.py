@@ -49,6 +49,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -218,6 +219,9 @@ class StreamArbiter:
         self.keys: dict[tuple[str, str, str], _Keys] = {}
         self.books: dict[tuple[str, str], _Book] = {}
         self._held = 0
+        #: the unit's book table while it is arbitrated (full rows of held light rows come from it)
+        self._source: pa.Table | None = None
+        self._source_rows: list[tuple[Any, ...]] | None = None
         if state is not None:
             self._load(state)
 
@@ -262,30 +266,31 @@ class StreamArbiter:
             replicas = table.column(REPLICA_FIELD)
             if replicas.null_count == table.num_rows and not (dataset == "book" and self._held):
                 continue  # no replica in this unit: untouched (the single-collector path)
-            rows = _rows(table)
-            kept = self._book(rows, events) if dataset == "book" else self._keyed(dataset, rows)
-            out[dataset] = (
-                pa.Table.from_batches([rows_to_arrow(dataset, kept)]) if kept else table.slice(0, 0)
-            )
+            if dataset == "book":
+                out[dataset] = self._book_table(table, events)
+            else:
+                kept = self._keyed(dataset, _rows(table))
+                out[dataset] = table.take(_int64(kept))
         if events:
             extra = pa.Table.from_batches([rows_to_arrow("feed_events", events)])
             current = out.get("feed_events")
             out["feed_events"] = extra if current is None else pa.concat_tables([current, extra])
         return out
 
-    def _keyed(self, dataset: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _keyed(self, dataset: str, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Indices of the rows kept (every row without a replica; a replica's first copy of a key)."""
         width = base_width(dataset)
         opts = self.options
         window = int(opts.key_window_s * _NS)
         connection_sequenced = opts.connection_sequenced
         all_keys = self.keys
-        kept = []
+        kept: list[int] = []
         dups = 0
         mark = self.watermark.get(dataset)
-        for row in rows:
+        for i, row in enumerate(rows):
             replica = row[width]
             if replica is None:
-                kept.append(row)
+                kept.append(i)
                 continue
             ts = row[3]
             if mark is None or ts > mark:
@@ -296,7 +301,7 @@ class StreamArbiter:
                 keys = all_keys[key_of] = _Keys()
             key = _content_key(dataset, row, width, row[0] in connection_sequenced)
             if keys.take(key, replica, ts):
-                kept.append(row)
+                kept.append(i)
             else:
                 dups += 1
             keys.evict(mark - window, opts.max_keys)
@@ -305,8 +310,50 @@ class StreamArbiter:
         return kept
 
     # -- book --------------------------------------------------------------------------------------
-    def _book(self, rows: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
+    def _book_table(self, table: pa.Table, events: list[tuple[Any, ...]]) -> pa.Table:
+        """The book rows of a unit arbitrated. Decisions read only the columns they need (*light*
+        rows: the book's layout with None in place of ts_exchange, side, price and size, and the row's
+        index appended); the output is taken from the table by index, with the merged ts_recv, epoch
+        and flags, plus the held rows (full rows, from the state) released in this unit."""
+        n = table.num_rows
+        needed = {i: table.column(i) for i in (0, 1, 3, 7, 8, 9, 10, 11)}
+        cols = {i: (c.cast(pa.int64()) if i == 3 else c).to_pylist() for i, c in needed.items()}
+        blank = [None] * n
+        light = list(
+            zip(
+                cols[0], cols[1], blank, cols[3], blank, blank, blank, cols[7], cols[8], cols[9], cols[10],
+                cols[11], range(n),
+                strict=True,
+            )
+        )  # fmt: skip
+        self._source = table
+        self._source_rows = None
+        out = _Out()
+        try:
+            self._book(light, out, events)
+        finally:
+            self._source = None
+            self._source_rows = None
+        if out.extra:
+            source = pa.concat_tables([table, pa.Table.from_batches([rows_to_arrow("book", out.extra)])])
+        else:
+            source = table
+        taken = source.take(_int64([i if i >= 0 else n - 1 - i for i in out.idx]))
+        ts_type = table.schema.field("ts_recv").type
+        taken = taken.set_column(3, table.schema.field(3), _int64(out.ts).cast(ts_type))
+        taken = taken.set_column(9, table.schema.field(9), _int64(out.epoch))
+        return taken.set_column(10, table.schema.field(10), _int64(out.flags).cast(pa.int32()))
+
+    def _full(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The full book row of a light one (rows held in the state are kept whole)."""
+        if len(row) == 12:
+            return row
+        if self._source_rows is None:
+            assert self._source is not None
+            self._source_rows = _rows(self._source)
+        return self._source_rows[row[12]]
+
+    def _book(self, rows: list[tuple[Any, ...]], out: _Out, events: list[tuple[Any, ...]]) -> None:
         hold_ns = int(self.options.hold_s * _NS)
         connection_sequenced = self.options.connection_sequenced
         books = self.books
@@ -318,7 +365,7 @@ class StreamArbiter:
         for row in rows:
             replica = row[11]
             if replica is None:
-                out.append(row)
+                out.add(row, row[3], row[9], row[10])
                 continue
             ts = row[3]
             mark = self.watermark.get("book")
@@ -331,7 +378,7 @@ class StreamArbiter:
                     if ts < book.ts:
                         ts = book.ts
                     book.ts = ts
-                    out.append((*row[:3], ts, *row[4:9], book.epoch, *row[10:]))
+                    out.add(row, ts, book.epoch, row[10])
                     continue
                 if r.decision == "drop":
                     continue
@@ -347,18 +394,15 @@ class StreamArbiter:
                 last_key, last = key, (book, book.replicas[replica])
             if self._held:
                 self._release(mark - hold_ns, out, events)
-        return out
 
-    def _emit(self, book: _Book, row: tuple[Any, ...], out: list[tuple[Any, ...]], bad: bool = False) -> None:
+    def _emit(self, book: _Book, row: tuple[Any, ...], out: _Out, bad: bool = False) -> None:
         # ts_recv never goes back within a merged book: the lake orders rows by (symbol, ts_recv), and
         # an update cannot be in the merged book before the one it follows
         ts = row[3] if row[3] >= book.ts else book.ts
         book.ts = ts
-        out.append((*row[:3], ts, *row[4:9], book.epoch, row[10] | _BAD if bad else row[10], *row[11:]))
+        out.add(row, ts, book.epoch, row[10] | _BAD if bad else row[10])
 
-    def _seq_row(
-        self, book: _Book, row: tuple[Any, ...], out: list[tuple[Any, ...]], events: list[tuple[Any, ...]]
-    ) -> None:
+    def _seq_row(self, book: _Book, row: tuple[Any, ...], out: _Out, events: list[tuple[Any, ...]]) -> None:
         replica, seq, is_snapshot, epoch = row[11], row[8], row[7], row[9]
         r = book.replicas.get(replica)
         if r is None:
@@ -368,7 +412,7 @@ class StreamArbiter:
             if r.decision in ("emit", "emit_bad"):
                 self._emit(book, row, out, r.decision == "emit_bad")
             elif r.decision == "hold":
-                book.held[replica][2].append(row)
+                book.held[replica][2].append(self._full(row))
                 self.stats.held_rows += 1
             return
         r.group = group
@@ -391,7 +435,7 @@ class StreamArbiter:
                 self._covered(book, replica, r, seq, row, events)
             else:
                 r.decision = "hold"
-                book.held[replica] = [row[3], seq, [row]]
+                book.held[replica] = [row[3], seq, [self._full(row)]]
                 self._held = sum(len(b.held) for b in self.books.values())
                 self.stats.held_rows += 1
             return
@@ -406,7 +450,7 @@ class StreamArbiter:
         prev, r.chain = r.chain, seq
         if replica in book.held:
             r.decision = "hold"
-            book.held[replica][2].append(row)
+            book.held[replica][2].append(self._full(row))
             self.stats.held_rows += 1
             return
         if prev is None or book.seq is None or seq <= book.seq:
@@ -426,7 +470,7 @@ class StreamArbiter:
         self._emit(book, row, out, r.decision == "emit_bad")
         self._advanced(book, out, events)
 
-    def _advanced(self, book: _Book, out: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> None:
+    def _advanced(self, book: _Book, out: _Out, events: list[tuple[Any, ...]]) -> None:
         """After the merged book moved: held replicas it caught up with follow it again."""
         if not book.held:
             return
@@ -452,7 +496,7 @@ class StreamArbiter:
                 self._emit(book, row, out)
         self._held = sum(len(b.held) for b in self.books.values())
 
-    def _release(self, before_ns: int, out: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> None:
+    def _release(self, before_ns: int, out: _Out, events: list[tuple[Any, ...]]) -> None:
         """Held snapshots nobody covered within ``hold_s``: a resync of the merged book."""
         for (_ex, _sym), book in sorted(self.books.items()):
             for replica, (ts, snap, held) in sorted(book.held.items()):
@@ -500,9 +544,7 @@ class StreamArbiter:
         detail = {"after_seq": after, "to_seq": to, "resync_replica": replica, "epoch": book.epoch + 1}
         return (row[0], row[1], "book", row[3], MERGED_GAP, _json(detail), None)
 
-    def _leader_row(
-        self, book: _Book, row: tuple[Any, ...], out: list[tuple[Any, ...]], stale_ns: int
-    ) -> None:
+    def _leader_row(self, book: _Book, row: tuple[Any, ...], out: _Out, stale_ns: int) -> None:
         """Books without a comparable sequence: follow one replica, fail over at another's snapshot."""
         replica, is_snapshot, epoch = row[11], row[7], row[9]
         r = book.replicas.get(replica)
@@ -530,6 +572,37 @@ class StreamArbiter:
         r.last_ts = row[3]
         if book.leader == replica:
             self._emit(book, row, out)
+
+
+class _Out:
+    """The book rows a unit gives the lake, in order: an index into the unit's table (or, negative,
+    into ``extra``: held rows released) and the merged ts_recv, epoch and flags of each."""
+
+    __slots__ = ("epoch", "extra", "flags", "idx", "ts")
+
+    def __init__(self) -> None:
+        self.idx: list[int] = []
+        self.ts: list[int] = []
+        self.epoch: list[int] = []
+        self.flags: list[int] = []
+        self.extra: list[tuple[Any, ...]] = []
+
+    def add(self, row: tuple[Any, ...], ts: int, epoch: int, flags: int) -> None:
+        if len(row) == 13:  # a light row of the unit's table
+            self.idx.append(row[12])
+        else:  # a full row (held in the state)
+            self.extra.append((*row[:3], ts, *row[4:9], epoch, flags, *row[11:]))
+            self.idx.append(-len(self.extra))
+        self.ts.append(ts)
+        self.epoch.append(epoch)
+        self.flags.append(flags)
+
+
+def _int64(values: list[int]) -> pa.Array:
+    """An int64 array from Python ints, through NumPy (``pa.array`` of Python objects would make
+    pyarrow import pandas: seconds of a sink's start-up; storage/lake.py does the same)."""
+    data = np.fromiter(values, dtype=np.int64, count=len(values))
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(data)])
 
 
 def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
