@@ -29,7 +29,7 @@ from collectors.simulator import SimulatorConfig
 from schemas import RECORD_DATASETS, Flags, arrow_schema, arrow_to_rows, field_names
 from storage.arbitrate import MERGED_GAP, REPLICA_COVER, ArbitrationOptions, StreamArbiter
 from storage.lake import dataset_files
-from storage.sink import Sink, SinkOptions, last_committed, load_arbitration
+from storage.sink import Sink, SinkOptions, UnitWriter, last_committed, load_arbitration
 from streaming import open_consumer, open_publisher
 from streaming.base import Publisher
 from streaming.replica import ReplicaPublisher
@@ -380,3 +380,41 @@ def test_a_range_no_replica_had_is_a_merged_gap_and_a_resync() -> None:
     assert cover[4] == REPLICA_COVER and cover[6] == "a"
     assert json.loads(cover[5]) == {"after_seq": 11, "gap_replica": "b", "replica": "a", "to_seq": 22}
     assert arbiter.stats.merged_gaps == 1 and arbiter.stats.covers == 1
+
+
+def test_lake_files_written_before_the_replica_column_still_read(tmp_path: Path) -> None:
+    """A day with files of both layouts: the catalog's views, compaction and the sink's own reading
+    give the old rows a null replica; a day of old files only still has the column in its view."""
+    import datetime as dt
+
+    from schemas import base_arrow_schema, rows_to_arrow
+    from storage.catalog import open_catalog
+    from storage.compact import compact_lake
+
+    day = dt.date(2026, 11, 1)
+    ns = int(dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp() * 1e9)
+    part = tmp_path / "trades" / "exchange=binance" / f"date={day}"
+    part.mkdir(parents=True)
+    old = [("binance", "BTC-USDT", ns, ns + 1, "1", 10.0, 1.0, "buy", 0)]
+    new = [("binance", "BTC-USDT", ns, ns + 2, "2", 10.0, 1.0, "buy", 0, "a")]
+    old_table = pa.Table.from_batches([rows_to_arrow("trades", old)]).select(
+        base_arrow_schema("trades").names
+    )
+    assert "replica" not in old_table.column_names
+    # as an older sink wrote it: its file, and its commit marker
+    UnitWriter(tmp_path, durable=False).write_unit("old", 0, 0, {})
+    pq.write_table(old_table, part / "old-00000000000000000000-00000000000000000000.parquet")
+    with open_catalog(str(tmp_path)) as catalog:  # old files only: the column is there, null
+        assert catalog.query("SELECT trade_id, replica FROM trades").to_pylist() == [
+            {"trade_id": "1", "replica": None}
+        ]
+    UnitWriter(tmp_path, durable=False).write_unit("new", 0, 0, {"trades": rows_to_arrow("trades", new)})
+    expected = [{"trade_id": "1", "replica": None}, {"trade_id": "2", "replica": "a"}]
+    with open_catalog(str(tmp_path)) as catalog:
+        assert catalog.query("SELECT trade_id, replica FROM trades ORDER BY 1").to_pylist() == expected
+    results = compact_lake(tmp_path, day=day)
+    assert [r.status for r in results] == ["compacted"]
+    (compacted,) = dataset_files(tmp_path, "trades")
+    table = pq.read_table(compacted)
+    assert table.schema == arrow_schema("trades")
+    assert table.select(["trade_id", "replica"]).to_pylist() == expected
