@@ -26,8 +26,9 @@ one copy of every event and fills one replica's gap from another:
   moments, and the lake orders a book's rows by receive time: the merged book's order is kept). Venues without a
   book sequence, or whose sequence counts a connection's messages (``gap_scope = "connection"``:
   Coinbase, Bitfinex, Coinbase International), cannot be merged update by update: their book
-  follows one *leader* replica and fails over to another at that one's next snapshot when the
-  leader is flagged or silent for ``hold_s``.
+  follows one *leader* replica; the arbiter keeps every replica's levels, and when the leader is
+  flagged or another in-sync replica has kept sending for ``hold_s`` after the leader's last row,
+  that replica's current levels are written as a snapshot (epoch + 1) and its rows follow.
 - ``feed_events``: a ``replica_cover`` event (``detail``: the replica that lost the book and the
   sequence range another replica covered) each time a replica's gap was covered; a replica's own
   events (disconnect, gap, ...) are kept with their replica. Other datasets pass through.
@@ -88,6 +89,8 @@ class ArbitrationStats:
     duplicates: dict[str, int] = field(default_factory=lambda: collections.Counter())
     covers: int = 0
     merged_gaps: int = 0
+    #: leader mode: the book switched to another replica (written as a snapshot of its levels)
+    failovers: int = 0
     held_rows: int = 0
 
 
@@ -168,7 +171,7 @@ class _Replica:
 class _Book:
     """The merged book of one (exchange, symbol)."""
 
-    __slots__ = ("dirty", "emitted_by", "epoch", "held", "leader", "replicas", "seq", "ts")
+    __slots__ = ("dirty", "emitted_by", "epoch", "held", "leader", "levels", "replicas", "seq", "ts")
 
     def __init__(self) -> None:
         self.seq: int | None = None  # merged position (None: no book yet)
@@ -182,6 +185,8 @@ class _Book:
         self.emitted_by: dict[str, int] = {}
         #: ts_recv of the last row given to the merged book
         self.ts = 0
+        #: leader mode only: each replica's levels (side -> price -> size), for a fail-over snapshot
+        self.levels: dict[str, dict[str, dict[float, float]]] = {}
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -193,6 +198,10 @@ class _Book:
             "held": {k: [v[0], v[1], [list(r) for r in v[2]]] for k, v in self.held.items()},
             "emitted_by": self.emitted_by,
             "ts": self.ts,
+            "levels": {
+                q: {side: sorted(prices.items()) for side, prices in sides.items()}
+                for q, sides in self.levels.items()
+            },
         }
 
     @classmethod
@@ -203,6 +212,10 @@ class _Book:
         b.held = {k: [v[0], v[1], [tuple(r) for r in v[2]]] for k, v in data["held"].items()}
         b.emitted_by = dict(data["emitted_by"])
         b.ts = int(data["ts"])
+        b.levels = {
+            q: {side: {float(p): float(z) for p, z in prices} for side, prices in sides.items()}
+            for q, sides in data.get("levels", {}).items()
+        }
         return b
 
 
@@ -388,7 +401,7 @@ class StreamArbiter:
                 found = books[(row[0], row[1])] = _Book()
             book = found
             if row[8] is None or row[0] in connection_sequenced:
-                self._leader_row(book, row, out, mark - hold_ns)
+                self._leader_row(book, row, out, hold_ns)
             else:
                 self._seq_row(book, row, out, events)
                 last_key, last = key, (book, book.replicas[replica])
@@ -544,34 +557,64 @@ class StreamArbiter:
         detail = {"after_seq": after, "to_seq": to, "resync_replica": replica, "epoch": book.epoch + 1}
         return (row[0], row[1], "book", row[3], MERGED_GAP, _json(detail), None)
 
-    def _leader_row(self, book: _Book, row: tuple[Any, ...], out: _Out, stale_ns: int) -> None:
-        """Books without a comparable sequence: follow one replica, fail over at another's snapshot."""
+    def _leader_row(self, book: _Book, row: tuple[Any, ...], out: _Out, hold_ns: int) -> None:
+        """Books without a comparable sequence: follow one *leader* replica. The arbiter keeps each
+        replica's levels; when the leader is flagged (``MAYBE_BAD_BOOK``) or another in-sync replica
+        kept sending for ``hold_s`` after the leader's last row, that replica becomes the leader: its
+        current book is written as a snapshot (a resync of the merged book, epoch + 1) and its rows
+        follow."""
+        row = self._full(row)  # the levels need price, size and side
         replica, is_snapshot, epoch = row[11], row[7], row[9]
         r = book.replicas.get(replica)
         if r is None:
             r = book.replicas[replica] = _Replica()
         group = [row[8], is_snapshot, epoch]
-        new_group = group != r.group
+        new_snapshot = is_snapshot and group != r.group
         r.group = group
-        if new_group and is_snapshot:
-            r.chain = 0  # in sync from this snapshot
-            leader = book.replicas.get(book.leader) if book.leader is not None else None
-            if (
-                book.leader is None
-                or book.leader == replica
-                or leader is None
-                or leader.chain is None
-                or leader.last_ts < stale_ns
-            ):
-                if book.leader != replica or epoch != r.epoch or book.epoch < 0:
-                    book.epoch += 1
-                book.leader = replica
-                r.epoch = epoch
-        elif new_group and row[10] & _BAD:
+        levels = book.levels.setdefault(replica, {"bid": {}, "ask": {}})
+        if new_snapshot:
+            levels["bid"].clear()
+            levels["ask"].clear()
+            r.chain, r.epoch = 0, epoch  # in sync from this snapshot
+        elif row[10] & _BAD:
             r.chain = None
+        leader = book.replicas.get(book.leader) if book.leader is not None else None
+        if book.leader is None or leader is None:
+            if new_snapshot:
+                book.epoch += 1
+                book.leader = replica
+        elif book.leader == replica:
+            if new_snapshot:
+                book.epoch += 1  # the leader's own resync
+        elif (
+            r.chain is not None
+            and (new_snapshot or levels["bid"] or levels["ask"])
+            and (leader.chain is None or r.last_ts - leader.last_ts > hold_ns)
+        ):
+            book.epoch += 1
+            book.leader = replica
+            if not new_snapshot:
+                self._synthesize(book, row, levels, out)
+        side = levels.get(row[4])
+        if side is not None:
+            if row[6] == 0:
+                side.pop(row[5], None)
+            else:
+                side[row[5]] = row[6]
         r.last_ts = row[3]
         if book.leader == replica:
             self._emit(book, row, out)
+
+    def _synthesize(
+        self, book: _Book, row: tuple[Any, ...], levels: dict[str, dict[float, float]], out: _Out
+    ) -> None:
+        """The new leader's book as snapshot rows (before ``row``, its first row as the leader)."""
+        self.stats.failovers += 1
+        for side, reverse in (("bid", True), ("ask", False)):
+            for price in sorted(levels[side], reverse=reverse):
+                snap = (row[0], row[1], None, row[3], side, price, levels[side][price], True, row[8],
+                        book.epoch, int(Flags.SNAPSHOT), row[11])  # fmt: skip
+                self._emit(book, snap, out)
 
 
 class _Out:

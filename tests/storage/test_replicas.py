@@ -418,3 +418,49 @@ def test_lake_files_written_before_the_replica_column_still_read(tmp_path: Path)
     table = pq.read_table(compacted)
     assert table.schema == arrow_schema("trades")
     assert table.select(["trade_id", "replica"]).to_pylist() == expected
+
+
+def test_a_book_without_sequence_fails_over_to_the_other_replicas_levels() -> None:
+    """Kraken-like books (no sequence): the merged book follows replica a; when a falls silent while
+    b keeps sending, b's current levels become a snapshot of the merged book and b's rows follow."""
+    from schemas import rows_to_arrow
+
+    s = 1_000_000_000
+
+    def lvl(replica: str, ts: int, side: str, price: float, size: float, snap: bool = False) -> tuple:
+        return ("kraken", "BTC-USD", ts, ts, side, price, size, snap, None, 0, 16 if snap else 0, replica)
+
+    rows = [
+        lvl("a", 1 * s, "bid", 99.0, 1.0, snap=True),
+        lvl("a", 1 * s, "ask", 101.0, 1.0, snap=True),
+        lvl("b", 1 * s + 5, "bid", 99.0, 1.0, snap=True),
+        lvl("b", 1 * s + 5, "ask", 101.0, 1.0, snap=True),
+        lvl("a", 2 * s, "bid", 99.5, 2.0),
+        lvl("b", 2 * s + 5, "bid", 99.5, 2.0),
+        # a's link is down from here on; b goes on
+        lvl("b", 3 * s, "ask", 101.0, 0.0),
+        lvl("b", 3 * s, "ask", 100.5, 3.0),
+        lvl("b", 5 * s, "bid", 99.8, 1.0),  # b has now sent a row 3 s after a's last one ...
+        lvl("b", 6 * s, "bid", 99.9, 1.0),  # ... so at its next row b leads
+    ]
+    arbiter = StreamArbiter(ArbitrationOptions(hold_s=2.0))
+    out = arrow_to_rows(
+        arbiter.process({"book": pa.Table.from_batches([rows_to_arrow("book", rows)])})["book"]
+    )
+    assert [(r[4], r[5], r[6], r[7], r[9], r[11]) for r in out] == [
+        ("bid", 99.0, 1.0, True, 0, "a"),
+        ("ask", 101.0, 1.0, True, 0, "a"),
+        ("bid", 99.5, 2.0, False, 0, "a"),
+        # the fail-over snapshot: b's levels before its row at 6 s
+        ("bid", 99.8, 1.0, True, 1, "b"),
+        ("bid", 99.5, 2.0, True, 1, "b"),
+        ("bid", 99.0, 1.0, True, 1, "b"),
+        ("ask", 100.5, 3.0, True, 1, "b"),
+        ("bid", 99.9, 1.0, False, 1, "b"),
+    ]
+    tops = tops_by_seq([(*r[:8], r[8] if r[8] is not None else -1, *r[9:]) for r in out])
+    assert tops[("BTC-USD", -1)] == ((99.9, 1.0), (100.5, 3.0))
+    assert arbiter.stats.failovers == 1
+    # the state (each replica's levels) survives a restart
+    again = StreamArbiter(ArbitrationOptions(hold_s=2.0), json.loads(arbiter.dumps()))
+    assert again.dumps() == arbiter.dumps()

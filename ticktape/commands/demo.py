@@ -411,7 +411,7 @@ def _replica_summary(lake: Path, since_ns: int) -> int:
         gaps = counts.get((ex, "", MERGED_GAP), 0)
         if ex in leader_mode or m.get("unsequenced"):
             # no sequence comparable across replicas: the book follows one replica at a time
-            shown = f"follows one replica (no comparable sequence): {m.get('epochs')} resync(s)"
+            shown = f"follows one replica (no comparable sequence): {m.get('epochs')} fail-over(s)/resync(s)"
         elif held.get(ex):
             shown = "a resync is still held at the end of the stream (the sink decides when more comes)"
         elif gaps == 0 and not m.get("bad") and m.get("epochs") == 0:
