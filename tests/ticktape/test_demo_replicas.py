@@ -18,7 +18,7 @@ def test_demo_with_two_replicas_shows_each_replica_and_a_gap_free_merged_book(tm
     lake = tmp_path / "lake"
     cmd = [
         sys.executable, "-m", "ticktape.cli", "--log-level", "ERROR", "demo", "--lake", str(lake),
-        "--exchanges", "binance,okx", "--duration", "9", "--replicas", "2", "--outage-s", "1",
+        "--exchanges", "binance,okx", "--duration", "10", "--replicas", "2", "--outage-s", "1",
         "--port", "0", "--status-every", "0",
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
