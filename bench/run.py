@@ -52,6 +52,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "raw archive: bytes per event, collector us/frame, sink CPU with and without",
         ("--frames", "50000"),
     ),
+    "replicas": Benchmark(
+        "bench.replicas",
+        "replicas: sink CPU per event with and without arbitration, bytes of the replica column",
+        ("--frames", "20000"),
+    ),
     "e2e": Benchmark(
         "bench.e2e",
         "simulator -> collect -> transport (local, Kafka) -> sink -> lake, delay and rate",

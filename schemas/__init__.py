@@ -4,6 +4,13 @@ The Avro schemas (``*.avsc`` beside this file) are the source of truth. This mod
 them to Arrow schemas for the Parquet lake (timestamps become ``timestamp[ns, tz=UTC]``), and defines
 the in-memory row layout that collectors produce: one plain tuple per record, fields in schema order.
 Tuples keep the hot path cheap; :func:`rows_to_arrow` turns a list of them into a column batch.
+
+Every schema ends with :data:`REPLICA_FIELD` (``replica``, nullable string, default null: issue 17),
+the collector replica that produced a record. Collectors build their rows without it (the *base*
+layout, :func:`base_width` fields); a replica's publisher appends its name (``collect --replica``).
+:func:`rows_to_arrow` accepts rows of either width (a base row gets a null replica), and
+:func:`conform` gives a table read from a lake file or a log entry written before the field existed
+the current schema (a null ``replica`` column).
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ DATASET_CHANNELS: dict[str, str] = {
     "open_interest": "open_interest",
     "liquidations": "liquidations",
 }
+
+#: The last field of every schema: the collector replica that produced a record (null: none).
+REPLICA_FIELD = "replica"
 
 #: Fields whose Avro type is a long holding integer nanoseconds since the epoch.
 TIMESTAMP_FIELDS = frozenset(
@@ -125,11 +135,66 @@ def arrow_schema(dataset: str) -> pa.Schema:
 
 
 @cache
-def _row_struct(dataset: str) -> pa.StructType:
-    return pa.struct(list(arrow_schema(dataset)))
+def base_width(dataset: str) -> int:
+    """Fields of the rows collectors build: every field but the trailing :data:`REPLICA_FIELD`."""
+    names = field_names(dataset)
+    return len(names) - 1 if names and names[-1] == REPLICA_FIELD else len(names)
+
+
+@cache
+def base_arrow_schema(dataset: str) -> pa.Schema:
+    """The Arrow schema without :data:`REPLICA_FIELD` (lake files written before it existed)."""
+    schema = arrow_schema(dataset)
+    return pa.schema(list(schema)[: base_width(dataset)])
+
+
+def conform(dataset: str, table: pa.Table | pa.RecordBatch) -> pa.Table:
+    """``table`` with exactly the dataset's schema: a missing ``replica`` column (files and log entries
+    written before it existed) becomes nulls; columns are selected and cast by name."""
+    schema = arrow_schema(dataset)
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if table.schema.equals(schema):
+        return table
+    if REPLICA_FIELD in schema.names and REPLICA_FIELD not in table.column_names:
+        table = table.append_column(
+            pa.field(REPLICA_FIELD, pa.string()), pa.nulls(table.num_rows, pa.string())
+        )
+    return table.select(schema.names).cast(schema)
+
+
+@cache
+def _row_struct(dataset: str, width: int | None = None) -> pa.StructType:
+    return pa.struct(list(arrow_schema(dataset))[:width])
+
+
+def _with_null_replica(dataset: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of base rows completed with a null ``replica`` column."""
+    schema = arrow_schema(dataset)
+    if len(batch.schema) == len(schema):
+        return batch
+    columns = [*batch.columns, pa.nulls(batch.num_rows, pa.string())]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    """Builds a record batch from row tuples in schema order (base rows: a null ``replica``).
+
+    Rows of the base width (what collectors build) and full rows (a replica's) may be mixed: the base
+    rows are then padded with None (the replica's publisher stamps whole buffers, so a mix is rare).
+    """
+    width = base_width(dataset)
+    full = len(field_names(dataset))
+    if width != full and rows:
+        widths = set(map(len, rows))
+        if widths == {width}:
+            return _with_null_replica(dataset, _rows_to_arrow(dataset, rows, width))
+        if widths == {width, full}:
+            rows = [r if len(r) == full else (*r, None) for r in rows]
+    return _rows_to_arrow(dataset, rows, full)
+
+
+def _rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]], width: int) -> pa.RecordBatch:
     """Builds a record batch from row tuples in schema order.
 
     Arrow converts the tuples as one struct array, in C++: transposing them in Python (``zip(*rows)``)
@@ -137,14 +202,14 @@ def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
     collector's many live rows made it three times slower (bench/RESULTS.md, "Hot path").
     A row of the wrong length raises ``pyarrow.ArrowInvalid`` (a ``ValueError``).
     """
-    schema = arrow_schema(dataset)
+    schema = arrow_schema(dataset) if width == len(field_names(dataset)) else base_arrow_schema(dataset)
     batch = build_batch_pandas_free(schema, rows)  # without importing pandas (schemas/columns.py)
     if batch is not None:
         return batch
     if not rows:
-        return pa.RecordBatch.from_pylist([], schema=schema)
+        return pa.RecordBatch.from_pylist([], schema=arrow_schema(dataset))
     try:
-        return pa.RecordBatch.from_struct_array(pa.array(rows, type=_row_struct(dataset)))
+        return pa.RecordBatch.from_struct_array(pa.array(rows, type=_row_struct(dataset, width)))
     except pa.ArrowTypeError:
         # Rows given as lists (Arrow reads a list as key/value pairs) or a value of the wrong type:
         # the column path below accepts the former and reports the latter naming the column's type.
@@ -155,9 +220,18 @@ def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
 
 
 def arrow_to_rows(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
-    """Inverse of :func:`rows_to_arrow`: timestamps come back as integer nanoseconds."""
+    """Inverse of :func:`rows_to_arrow`: timestamps come back as integer nanoseconds.
+
+    A trailing ``replica`` column that holds only nulls is left out: rows of a single collector come
+    back in the layout collectors build them (base rows), a replica's rows with their replica.
+    """
+    fields = list(batch.schema)
+    if fields and fields[-1].name == REPLICA_FIELD:
+        replica = batch.column(len(fields) - 1)
+        if replica.null_count == len(replica):
+            fields = fields[:-1]
     columns = []
-    for i, f in enumerate(batch.schema):
+    for i, f in enumerate(fields):
         col = batch.column(i)
         if pa.types.is_timestamp(f.type):
             col = col.cast(pa.int64())

@@ -219,7 +219,7 @@ def build_book_index(lake: Path, exchange: str, day: dt.date, interval_ns: int =
         listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
         spans = cat.query(
             f"SELECT symbol, epoch_ns(min(ts_recv)) AS lo, epoch_ns(max(ts_recv)) AS hi "
-            f"FROM read_parquet({listed}) GROUP BY symbol ORDER BY symbol"
+            f"FROM read_parquet({listed}, union_by_name = true) GROUP BY symbol ORDER BY symbol"
         ).to_pylist()
         for span in spans:
             symbol = span["symbol"]
@@ -283,7 +283,8 @@ def _source(catalog: Catalog, dataset: str, exchange: str) -> str:
     glob = f"{catalog.location.url.rstrip('/')}/{dataset}/exchange={exchange}/*/*.parquet".replace("'", "''")
     types = ", ".join(f"'{k}': '{t}'" for k, t in PARTITION_TYPES.items())
     return (
-        f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{{types}}}, file_row_number = true)"
+        f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{{types}}}, file_row_number = true,"
+        " union_by_name = true)"
     )
 
 

@@ -103,7 +103,12 @@ def dataset_view_sql(location: LakeLocation, dataset: str) -> str:
     """The ``SELECT`` behind a dataset's view."""
     glob = location.dataset_glob(dataset).replace("'", "''")
     types = ", ".join(f"'{k}': '{t}'" for k, t in PARTITION_TYPES.items())
-    return f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{{types}}})"
+    # union_by_name: files written before the replica column existed read it as null; the union with
+    # the empty, fully typed frame gives the view every column even when no file has it yet
+    return (
+        f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{{types}}},"
+        f" union_by_name = true) UNION ALL BY NAME {empty_view_sql(dataset)}"
+    )
 
 
 def s3_filesystem(endpoint_url: str | None = None) -> Any:

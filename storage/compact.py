@@ -332,7 +332,14 @@ def _write_sorted(
 ) -> tuple[list[str], int]:
     """Sorts the inputs with DuckDB (spilling to disk when large) and writes the compacted parts."""
     schema = arrow_schema(dataset)
-    cols = ", ".join(f'"{name}"' for name in schema.names)
+    from .catalog import duckdb_type  # deferred: the catalog imports this module
+
+    # a column no input has (replica, in days written before it existed) is selected as nulls
+    present = set().union(*(pq.read_schema(p).names for p in inputs))
+    cols = ", ".join(
+        f'"{f.name}"' if f.name in present else f'CAST(NULL AS {duckdb_type(f.type)}) AS "{f.name}"'
+        for f in schema
+    )
     con = duckdb.connect(
         config={
             "autoinstall_known_extensions": False,
@@ -348,7 +355,8 @@ def _write_sorted(
         # filename/file_row_number make the order total: equal (symbol, ts_recv) keep the sink's order.
         order = ", ".join(name for name, _ in sort_keys(schema.names))
         query = (
-            f"SELECT {cols} FROM read_parquet({files_sql}, hive_partitioning = false, filename = true,"
+            f"SELECT {cols} FROM read_parquet({files_sql}, hive_partitioning = false, union_by_name = true,"
+            f" filename = true,"
             f" file_row_number = true) ORDER BY {order}, filename, file_row_number"
         )
         reader = con.sql(query).to_arrow_reader(ROW_GROUP_ROWS)

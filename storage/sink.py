@@ -17,6 +17,11 @@ Writing a unit (:class:`UnitWriter`):
 3. the *commit marker* ``<lake>/_ticktape/commits/<stream>.commit.json`` (position ``last`` and the
    unit's files) replaces the previous one atomically.
 
+Streams that carry collector replicas (issue 17) are arbitrated before a unit is written
+(``storage/arbitrate.py``): the lake keeps one copy of every event. The arbiter's state is written
+as ``<lake>/_ticktape/commits/<stream>.arbitration-<last:020d>.json`` before the commit marker, which
+names it: a restarted sink resumes with the state of its last commit, so it writes the same rows.
+
 On start (:meth:`UnitWriter.recover`) the files named by an intent beyond the last commit, and
 temporary files of the stream, are removed: they are orphans of a crash. Reading resumes at the last
 committed position + 1. Files whose names carry no stream positions (``compacted-*.parquet``) are never
@@ -40,20 +45,23 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import arrow_schema
+from schemas import arrow_schema, conform
 from streaming.base import ConsumedBatch, Consumer
 from streaming.local import LOG_CORRUPT, LogCorruptError
 
+from .arbitrate import ArbitrationOptions, ArbitrationStats, StreamArbiter
 from .lake import (
     STATE_DIR,
     TEMP_SUFFIX,
     check_stream_id,
+    ensure_dir,
     fsync_dir,
     partition_dir,
     sink_file_name,
     sink_file_pattern,
     sort_for_lake,
     split_partitions,
+    temp_path,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -72,6 +80,33 @@ def commit_path(lake: str | Path, stream: str) -> Path:
 def intent_path(lake: str | Path, stream: str) -> Path:
     """The intent file of a stream (files of the unit being written)."""
     return Path(lake) / COMMITS_DIR / f"{check_stream_id(stream)}.intent.json"
+
+
+def arbitration_path(lake: str | Path, stream: str, last: int) -> Path:
+    """The arbitration state committed with the unit ending at ``last`` (``storage/arbitrate.py``)."""
+    return Path(lake) / COMMITS_DIR / f"{check_stream_id(stream)}.arbitration-{last:020d}.json"
+
+
+def _arbitration_files(lake: Path, stream: str) -> list[tuple[int, Path]]:
+    prefix = f"{stream}.arbitration-"
+    folder = lake / COMMITS_DIR
+    out = []
+    if folder.is_dir():
+        for p in folder.glob(f"{prefix}*.json"):
+            digits = p.name[len(prefix) : -len(".json")]
+            if digits.isdigit():
+                out.append((int(digits), p))
+    return sorted(out)
+
+
+def load_arbitration(lake: str | Path, stream: str) -> dict[str, Any] | None:
+    """The arbitration state of the last commit of ``stream`` (None: the stream had no replicas)."""
+    marker = _read_json(commit_path(lake, stream))
+    if marker is None or not marker.get("arbitration"):
+        return None
+    path = Path(lake) / COMMITS_DIR / marker["arbitration"]
+    data: dict[str, Any] = json.loads(path.read_bytes())
+    return data
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -127,6 +162,9 @@ class UnitWriter:
         committed = last_committed(self.lake, stream)
         intent = _read_json(intent_path(self.lake, stream))
         removed = 0
+        for position, path in _arbitration_files(self.lake, stream):
+            if position > committed:  # written for a unit whose commit marker never came
+                path.unlink(missing_ok=True)
         if intent is not None and int(intent["first"]) > committed:
             pattern = sink_file_pattern(stream)
             folders = {(self.lake / rel).parent for rel in intent["files"]}
@@ -177,10 +215,28 @@ class UnitWriter:
                 rejected.append((dataset, bad))
         return files, rejected
 
+    def _write_arbitration(self, stream: str, last: int, state: bytes) -> str:
+        path = arbitration_path(self.lake, stream, last)
+        ensure_dir(path.parent, self.durable)
+        tmp = temp_path(path)
+        with open(tmp, "wb") as fh:
+            fh.write(state)
+            fh.flush()
+            if self.durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path.name
+
     def write_unit(
-        self, stream: str, first: int, last: int, tables: Mapping[str, pa.Table | pa.RecordBatch]
+        self,
+        stream: str,
+        first: int,
+        last: int,
+        tables: Mapping[str, pa.Table | pa.RecordBatch],
+        arbitration: bytes | None = None,
     ) -> UnitResult:
-        """Writes and commits the unit ``first..last`` of ``stream`` (``tables`` per dataset)."""
+        """Writes and commits the unit ``first..last`` of ``stream`` (``tables`` per dataset), with the
+        arbitration state after it (``storage/arbitrate.py``) when the stream carries replicas."""
         files, rejected = self.plan(stream, first, last, tables)
         name = sink_file_name(stream, first, last)
         rejected_paths = [(self.lake / REJECTED_DIR / ds / name, t) for ds, t in rejected]
@@ -215,6 +271,9 @@ class UnitWriter:
                 path.parts[-2],
                 path,
             )
+        arbitration_name = None
+        if arbitration is not None:
+            arbitration_name = self._write_arbitration(stream, last, arbitration)
         if self.durable:
             for folder in sorted(folders):
                 fsync_dir(folder)
@@ -227,7 +286,12 @@ class UnitWriter:
             "rejected_rows": rejected_rows,
             "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         }
+        if arbitration_name is not None:
+            marker["arbitration"] = arbitration_name
         write_json_atomic(commit_path(self.lake, stream), marker, self.durable)
+        for position, path in _arbitration_files(self.lake, stream):
+            if position < last:  # states of earlier commits: the marker no longer names them
+                path.unlink(missing_ok=True)
         return UnitResult(stream, first, last, dict(rows), rel, size, rejected_rows)
 
 
@@ -243,9 +307,10 @@ def _newest_ts_recv(tables: Iterable[pa.Table]) -> int | None:
 
 
 def concat_tables(dataset: str, tables: Sequence[pa.Table]) -> pa.Table:
-    """One table of ``dataset``'s schema from batches (cast where a transport's schema differs)."""
+    """One table of ``dataset``'s schema from batches (cast where a transport's schema differs; a
+    ``replica`` column missing from entries written before it existed becomes nulls)."""
     schema = arrow_schema(dataset)
-    fixed = [t if t.schema.equals(schema) else t.select(schema.names).cast(schema) for t in tables]
+    fixed = [t if t.schema.equals(schema) else conform(dataset, t) for t in tables]
     if not fixed:
         return schema.empty_table()
     return pa.concat_tables(fixed) if len(fixed) > 1 else fixed[0]
@@ -267,6 +332,8 @@ class SinkOptions:
     #: on damage the transport cannot read past: keep running (unhealthy, serving metrics) until
     #: ``stop`` is set instead of returning at once, then raise
     hold_on_failure: bool = False
+    #: how replicas are arbitrated (``storage/arbitrate.py``); None: never (the lake keeps every copy)
+    arbitration: ArbitrationOptions | None = field(default_factory=ArbitrationOptions)
 
 
 @dataclass
@@ -288,6 +355,8 @@ class SinkStats:
     log_corrupt: int = 0
     #: why the sink stopped consuming (it is unhealthy), or None
     failure: str | None = None
+    #: what replica arbitration did: duplicates dropped per dataset, gaps covered, merged gaps
+    arbitration: ArbitrationStats = field(default_factory=ArbitrationStats)
 
 
 @dataclass
@@ -311,11 +380,17 @@ class Sink:
         self.stats = SinkStats()
         self._committed: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
+        self._arbiters: dict[str, StreamArbiter] = {}
 
     async def _adopt(self, stream: str) -> None:
         """Recovers a newly seen stream: orphans removed, consumer positioned after the last commit."""
         committed = await asyncio.to_thread(self.writer.recover, stream)
         self.stats.orphans_removed += self.writer.orphans_removed
+        if self.options.arbitration is not None:
+            state = await asyncio.to_thread(load_arbitration, self.writer.lake, stream)
+            arbiter = StreamArbiter(self.options.arbitration, state)
+            arbiter.stats = self.stats.arbitration  # one set of counters over all streams
+            self._arbiters[stream] = arbiter
         self._committed[stream] = committed
         self.stats.committed[stream] = committed
         await self.consumer.seek(stream, committed + 1)
@@ -377,6 +452,7 @@ class Sink:
         for stream in [s for s in self._committed if s not in assigned]:
             dropped = self._pending.pop(stream, None)
             del self._committed[stream]
+            self._arbiters.pop(stream, None)
             log.info(
                 "stream %s: no longer assigned to this sink%s",
                 stream,
@@ -430,7 +506,12 @@ class Sink:
         if p is None:
             return
         tables = {ds: concat_tables(ds, ts) for ds, ts in p.tables.items()}
-        result = await asyncio.to_thread(self.writer.write_unit, stream, p.first, p.last, tables)
+        arbiter = self._arbiters.get(stream)
+        state = None
+        if arbiter is not None:
+            tables = arbiter.process(tables)
+            state = arbiter.dumps() if arbiter.active else None
+        result = await asyncio.to_thread(self.writer.write_unit, stream, p.first, p.last, tables, state)
         await self.consumer.commit(stream, p.last)
         self._committed[stream] = p.last
         st = self.stats

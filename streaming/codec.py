@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from schemas import DATASETS, avro_schema, rows_to_arrow
+from schemas import DATASETS, avro_schema, base_width, rows_to_arrow
 from streaming.base import ConsumedBatch
 
 #: The two marker bytes that start every single-object encoding.
@@ -90,30 +90,40 @@ def _json_str(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _fields(dataset: str, base: bool) -> list[dict[str, Any]]:
+    """The schema's fields; ``base``: without the trailing ``replica`` (schemas.base_width)."""
+    fields: list[dict[str, Any]] = avro_schema(dataset)["fields"]
+    return fields[: base_width(dataset)] if base else fields
+
+
 @cache
-def canonical_form(dataset: str) -> str:
-    """The Avro Parsing Canonical Form of a dataset's schema (what the fingerprint is taken over)."""
+def canonical_form(dataset: str, base: bool = False) -> str:
+    """The Avro Parsing Canonical Form of a dataset's schema (what the fingerprint is taken over).
+
+    ``base``: the form of the schema without its trailing ``replica`` field, which records without a
+    replica are written with (byte for byte what ticktape wrote before the field existed)."""
     schema = avro_schema(dataset)
     name = schema["name"]
     if "namespace" in schema and "." not in name:
         name = f"{schema['namespace']}.{name}"
     fields = ",".join(
         '{"name":' + _json_str(f["name"]) + ',"type":' + _json_str(_canonical_type(f["type"])) + "}"
-        for f in schema["fields"]
+        for f in _fields(dataset, base)
     )
     return '{"name":' + _json_str(name) + ',"type":"record","fields":[' + fields + "]}"
 
 
 @cache
-def fingerprint(dataset: str) -> int:
+def fingerprint(dataset: str, base: bool = False) -> int:
     """The CRC-64-AVRO fingerprint of a dataset's schema (as an unsigned 64-bit integer)."""
-    return crc64_avro(canonical_form(dataset).encode())
+    return crc64_avro(canonical_form(dataset, base).encode())
 
 
 @cache
-def header(dataset: str) -> bytes:
-    """The 10-byte single-object header of a dataset: ``C3 01`` + fingerprint little-endian."""
-    return MAGIC + struct.pack("<Q", fingerprint(dataset))
+def header(dataset: str, base: bool = False) -> bytes:
+    """The 10-byte single-object header of a dataset: ``C3 01`` + fingerprint little-endian
+    (``base``: of the schema without ``replica``)."""
+    return MAGIC + struct.pack("<Q", fingerprint(dataset, base))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,12 +240,10 @@ def _encode_expr(name: str, avro_type: str, v: str) -> str:
     return _ENCODE_EXPR[avro_type].format(v=v)
 
 
-@cache
-def encoder(dataset: str) -> Encoder:
-    """A function that encodes one row tuple (schema field order) as a single-object encoding."""
-    fields = avro_schema(dataset)["fields"]
+def _encode_body(fields: list[dict[str, Any]], header_name: str) -> tuple[list[str], str]:
+    """Generated ``(names, expression)`` encoding one row of ``fields`` after a header."""
     names = [f"v{i}" for i in range(len(fields))]
-    parts = ["_HEADER"]
+    parts = [header_name]
     for f, v in zip(fields, names, strict=True):
         avro_type, nullable = _field_type(f["type"])
         expr = _encode_expr(f["name"], avro_type, v)
@@ -243,9 +251,34 @@ def encoder(dataset: str) -> Encoder:
             # Union branch 0 is null (zigzag 0 = 0x00), branch 1 is the value (zigzag 1 = 0x02).
             expr = f"(b'\\x00' if {v} is None else b'\\x02' + {expr})"
         parts.append(expr)
-    src = f"def encode(row):\n    {', '.join(names)}, = row\n    return b''.join(({', '.join(parts)}))\n"
+    return names, f"b''.join(({', '.join(parts)}))"
+
+
+@cache
+def encoder(dataset: str) -> Encoder:
+    """A function that encodes one row tuple (schema field order) as a single-object encoding.
+
+    A row of the base width (no ``replica``: what a single collector publishes) is written with the
+    base schema's header, byte for byte as before the field existed, so that consumers that know only
+    that schema keep reading single-collector data; a full row (a replica's) with the full schema."""
+    fields = avro_schema(dataset)["fields"]
+    width = base_width(dataset)
+    full_names, full_expr = _encode_body(fields, "_HEADER")
+    if width == len(fields):
+        src = f"def encode(row):\n    {', '.join(full_names)}, = row\n    return {full_expr}\n"
+    else:
+        base_names, base_expr = _encode_body(fields[:width], "_BASE_HEADER")
+        src = (
+            "def encode(row):\n"
+            f"    if len(row) == {width}:\n"
+            f"        {', '.join(base_names)}, = row\n"
+            f"        return {base_expr}\n"
+            f"    {', '.join(full_names)}, = row\n"
+            f"    return {full_expr}\n"
+        )
     namespace: dict[str, Any] = {
         "_HEADER": header(dataset),
+        "_BASE_HEADER": header(dataset, True),
         "_long": _long,
         "_str": _str,
         "_str_once": _str_once,
@@ -384,9 +417,10 @@ def _decode_lines(name: str, avro_type: str, v: str, indent: str) -> list[str]:
 
 
 @cache
-def decoder(dataset: str) -> Decoder:
-    """A function ``(buf, pos) -> (row, new_pos)`` that reads one body of ``dataset``."""
-    fields = avro_schema(dataset)["fields"]
+def decoder(dataset: str, base: bool = False) -> Decoder:
+    """A function ``(buf, pos) -> (row, new_pos)`` that reads one body of ``dataset`` (``base``: one
+    written without ``replica``; its row has the base width)."""
+    fields = _fields(dataset, base)
     lines = ["def decode(buf, pos):"]
     names = []
     for i, f in enumerate(fields):
@@ -422,7 +456,9 @@ def decoder(dataset: str) -> Decoder:
 
 @cache
 def _by_header() -> dict[bytes, tuple[str, Decoder]]:
-    return {header(d): (d, decoder(d)) for d in DATASETS}
+    table = {header(d, True): (d, decoder(d, True)) for d in DATASETS}
+    table.update({header(d): (d, decoder(d)) for d in DATASETS})
+    return table
 
 
 def dataset_of_header(value: bytes, pos: int = 0) -> str:
@@ -486,10 +522,15 @@ def decode_message(value: bytes) -> tuple[str, list[Row]]:
         while pos < end:
             if buf[pos : pos + HEADER_BYTES] != head:
                 other = _by_header().get(buf[pos : pos + HEADER_BYTES])
-                if other is not None:
+                if other is not None and other[0] != dataset:
                     raise CodecError(f"message mixes datasets ({dataset} and {other[0]})")
-                found = buf[pos : pos + HEADER_BYTES].hex()
-                raise CodecError(f"no ticktape schema with header {found} at byte {pos}")
+                if other is None:
+                    found = buf[pos : pos + HEADER_BYTES].hex()
+                    raise CodecError(f"no ticktape schema with header {found} at byte {pos}")
+                # the same dataset with and without a replica (rows of both widths in one value)
+                row, pos = other[1](buf, pos + HEADER_BYTES)
+                append(row)
+                continue
             row, pos = fn(buf, pos + HEADER_BYTES)
             append(row)
     except (IndexError, UnicodeDecodeError, struct.error) as exc:

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from schemas import DATASETS, RECORD_DATASETS, RecordBuffer, rows_to_arrow
+from schemas import DATASETS, RECORD_DATASETS, REPLICA_FIELD, RecordBuffer, conform, rows_to_arrow
 
 from . import codec
 from .base import (
@@ -198,7 +198,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def encode_body(dataset: str, batch: pa.RecordBatch, compression: str | None = "lz4") -> bytes:
-    """An entry body: dataset code and the batch as an Arrow IPC stream."""
+    """An entry body: dataset code and the batch as an Arrow IPC stream.
+
+    A ``replica`` column holding only nulls (a single collector's rows) is left out, so those entries
+    stay byte for byte what they were before the column existed; :func:`decode_body` restores it."""
+    last = batch.schema.names[-1] if batch.num_columns else None
+    if last == REPLICA_FIELD and batch.column(batch.num_columns - 1).null_count == batch.num_rows:
+        batch = batch.drop_columns([REPLICA_FIELD])
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
@@ -212,6 +218,8 @@ def decode_body(body: bytes | memoryview) -> tuple[str, pa.Table]:
     if code >= len(DATASETS):
         raise LogCorruptError(f"unknown dataset code {code}")
     table = pa.ipc.open_stream(pa.py_buffer(body[1:])).read_all()
+    if REPLICA_FIELD not in table.column_names:
+        table = conform(DATASETS[code], table)
     return DATASETS[code], table
 
 

@@ -44,6 +44,7 @@ from collectors.registry import exchange_ids
 from quality.scoring import QualityConfig
 from streaming.base import KAFKA_DEFAULT_COMPRESSION, QUEUE_POLICIES
 from streaming.local import FSYNC_POLICIES
+from streaming.replica import check_replica_name
 
 ENV_PREFIX = "TICKTAPE_"
 #: Environment variable naming the configuration file when ``--config`` is not given.
@@ -162,6 +163,12 @@ class CollectConfig:
     )
     rest_url: str | None = setting(
         None, "REST endpoint override of the ad-hoc collector", flags=("--rest-url",)
+    )
+    replica: str | None = setting(
+        None,
+        "replica name of the ad-hoc collector: several replicas capture the same venue and the sink "
+        "keeps one copy (README, 'Replicas'); unset: a single collector",
+        flags=("--replica",),
     )
     max_connection_age_s: float | None = setting(
         None,
@@ -416,6 +423,7 @@ class CollectorConfig:
     channels: tuple[str, ...] = CHANNELS
     ws_url: str | None = None
     rest_url: str | None = None
+    replica: str | None = None
 
 
 #: Documentation of the ``[[collectors]]`` keys (they are per entry, so they have no env variable).
@@ -427,6 +435,8 @@ COLLECTOR_KEYS: dict[str, str] = {
     "channels": f"channels to capture (default: all of {', '.join(CHANNELS)})",
     "ws_url": "websocket endpoint override (simulators, testnets, proxies)",
     "rest_url": "REST endpoint override",
+    "replica": "replica name (default none): entries of one exchange with different replicas capture "
+    "the same symbols and the sink keeps one copy (README, 'Replicas')",
 }
 
 
@@ -469,6 +479,7 @@ class Config:
                     channels=c.channels,
                     ws_url=c.ws_url,
                     rest_url=c.rest_url,
+                    replica=c.replica,
                 ),
             )
         if c.group:
@@ -860,7 +871,7 @@ def _flatten_file(
 def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConfig]:
     known = exchange_ids()
     result: list[CollectorConfig] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     for i, entry in enumerate(entries):
         loc = f"collectors[{i}]"
         if not isinstance(entry, dict):
@@ -910,7 +921,7 @@ def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConf
                     ok = False
                 dup_in_list.add(norm)
                 if isinstance(exchange, str):
-                    other = seen.setdefault((exchange, norm), i)
+                    other = seen.setdefault((exchange, str(entry.get("replica")), norm), i)
                     if other != i:
                         out.add(
                             f"{loc}.symbols",
@@ -949,6 +960,13 @@ def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConf
                 ok = False
             else:
                 urls[name] = url
+        replica = entry.get("replica")
+        if replica is not None:
+            try:
+                check_replica_name(replica)
+            except ValueError as exc:
+                out.add(f"{loc}.replica", str(exc))
+                ok = False
         if ok:
             result.append(
                 CollectorConfig(
@@ -958,6 +976,7 @@ def _parse_collectors(entries: list[Any], out: _Collector) -> list[CollectorConf
                     channels=channels,
                     ws_url=urls["ws_url"],
                     rest_url=urls["rest_url"],
+                    replica=replica,
                 )
             )
     return result

@@ -235,7 +235,7 @@ def read_inventory(catalog: Catalog, datasets: Iterable[str] = DATASETS) -> Inve
                 mixed[row["file_name"]] = (ex, day)
         if mixed:
             table = catalog.query(
-                "SELECT DISTINCT filename, symbol FROM read_parquet(?, filename = true) WHERE symbol IS NOT NULL",
+                "SELECT DISTINCT filename, symbol FROM read_parquet(?, filename = true, union_by_name = true) WHERE symbol IS NOT NULL",
                 [sorted(mixed)],
             )
             for fname, sym in zip(

@@ -4,13 +4,17 @@ The quality layer exports what the records say (latency, ages, gaps); this expor
 did: reconnects, stale channels, recycles, queue depth and drops, snapshot errors, REST budget waits
 and bans, rows published and dropped by the transport. Read at scrape time from the plain counters the
 collectors and publishers keep, so the hot path never touches a prometheus-client object.
-Labels: ``exchange`` (and ``transport``) only.
+Labels: ``exchange`` (and ``transport``) only; where a process runs collector replicas (issue 17:
+``collect --replica``, ``demo --replicas``) the collector metrics add ``replica`` (a handful of
+values: one per replica, never per symbol), so each replica's connection health is its own series.
+The sink exports what replica arbitration did: duplicates dropped, gaps one replica covered for
+another, and gaps no replica had (the merged stream's).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,10 +31,18 @@ from streaming.base import Publisher
 class PipelineCollector(PromCollector):
     """Exports the counters of a process's collectors and publisher."""
 
-    def __init__(self, collectors: Sequence[Collector], publisher: Publisher | None, transport: str) -> None:
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        publisher: Publisher | None,
+        transport: str,
+        replicas: Mapping[Collector, str] | None = None,
+    ) -> None:
         self.collectors = collectors  # read at scrape time: may grow after registration
         self.publisher = publisher
         self.transport = transport
+        #: the replica of each collector that is one (read at scrape time too)
+        self.replicas = replicas if replicas is not None else {}
 
     def collect(self) -> Iterator[Metric]:
         """One scrape of every pipeline metric."""
@@ -65,33 +77,35 @@ class PipelineCollector(PromCollector):
                 "Connects and sends that waited for a venue limit",
             ),
         }
+        by_replica = bool(self.replicas)
+        names = ["exchange", "replica"] if by_replica else ["exchange"]
         families = {
-            key: CounterMetricFamily(name, doc, labels=["exchange"]) for key, (name, doc) in counters.items()
+            key: CounterMetricFamily(name, doc, labels=names) for key, (name, doc) in counters.items()
         }
-        depth = GaugeMetricFamily(
-            "ticktape_queue_depth", "Batches waiting in the output queue", labels=["exchange"]
-        )
+        depth = GaugeMetricFamily("ticktape_queue_depth", "Batches waiting in the output queue", labels=names)
         depth_max = GaugeMetricFamily(
-            "ticktape_queue_depth_max", "Deepest the output queue has been", labels=["exchange"]
+            "ticktape_queue_depth_max", "Deepest the output queue has been", labels=names
         )
         rotations = CounterMetricFamily(
-            "ticktape_connection_rotations_total", "Planned connection rotations", labels=["exchange"]
+            "ticktape_connection_rotations_total", "Planned connection rotations", labels=names
         )
         budget_used = GaugeMetricFamily(
             "ticktape_rest_budget_used",
             "REST request weight spent in the current window",
-            labels=["exchange"],
+            labels=names,
         )
         budget_limit = GaugeMetricFamily(
-            "ticktape_rest_budget_limit", "REST request weight allowed per window", labels=["exchange"]
+            "ticktape_rest_budget_limit", "REST request weight allowed per window", labels=names
         )
         budget_bans = CounterMetricFamily(
             "ticktape_rest_backoffs_total",
             "429/418 answers that paused every REST request",
-            labels=["exchange"],
+            labels=names,
         )
         for collector in self.collectors:
             ex = [collector.exchange]
+            if by_replica:
+                ex.append(self.replicas.get(collector, ""))
             stats = collector.stats
             for key, family in families.items():
                 family.add_metric(ex, float(getattr(stats, key)))
@@ -132,10 +146,12 @@ def pipeline_registry(
     publisher: Publisher | None,
     transport: str,
     registry: CollectorRegistry | None = None,
+    replicas: Mapping[Collector, str] | None = None,
 ) -> CollectorRegistry:
-    """A registry (new, or the one given) with the pipeline collector registered in it."""
+    """A registry (new, or the one given) with the pipeline collector registered in it (``replicas``:
+    the replica of each collector that is one: the collector metrics then carry a ``replica`` label)."""
     registry = registry if registry is not None else CollectorRegistry()
-    registry.register(PipelineCollector(collectors, publisher, transport))
+    registry.register(PipelineCollector(collectors, publisher, transport, replicas))
     return registry
 
 
@@ -180,10 +196,28 @@ class SinkCollector(PromCollector):
                 "Damaged log ranges met (skipped with --skip-corrupt, else the sink stopped there)",
                 st.log_corrupt,
             ),
+            (
+                "ticktape_sink_replica_covers_total",
+                "Book gaps of one collector replica that another replica's updates covered",
+                st.arbitration.covers,
+            ),
+            (
+                "ticktape_sink_merged_gaps_total",
+                "Book gaps no replica covered (the merged stream resynced there)",
+                st.arbitration.merged_gaps,
+            ),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], float(value))
             yield family
+        duplicates = CounterMetricFamily(
+            "ticktape_sink_replica_duplicates_total",
+            "Rows of collector replicas left out of the lake because another replica's copy is in it",
+            labels=["dataset"],
+        )
+        for dataset, n in sorted(st.arbitration.duplicates.items()):
+            duplicates.add_metric([dataset], float(n))
+        yield duplicates
 
 
 class SinkMetricsServer:

@@ -14,6 +14,7 @@ from collectors.backoff import RestBudget
 from collectors.base import CHANNELS, DERIVATIVE_CHANNELS, ExchangeDialect
 from collectors.connection import Collector, ConnectionSettings
 from schemas import RecordBuffer
+from storage.arbitrate import ArbitrationOptions
 from streaming.base import Publisher
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ def quality_rows_publisher(publisher: Publisher) -> Callable[[list[tuple[Any, ..
             await publisher.publish(RecordBuffer(quality=list(rows)))
 
     return publish_quality
+
+
+def arbitration_options() -> ArbitrationOptions:
+    """How sinks arbitrate replicas: the defaults, with the venues whose book sequence counts a
+    connection's messages (``ExchangeDialect.gap_scope == "connection"``) followed by leader instead."""
+    from collectors.registry import exchange_ids, get_dialect
+
+    return ArbitrationOptions(
+        connection_sequenced=frozenset(x for x in exchange_ids() if get_dialect(x).gap_scope == "connection")
+    )
 
 
 def build_collector(

@@ -128,16 +128,54 @@ def test_configmap_configuration_validates_and_each_group_has_a_deployment(tmp_p
         for d in by_kind("Deployment")
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == "collector"
     ]
-    groups_deployed = {}
+    groups_deployed: dict[str, list[dict[str, Any]]] = {}
     for d in collectors:
         (c,) = d["spec"]["template"]["spec"]["containers"]
         args = c["args"]
         assert args[:2] == ["collect", "--group"], args
         group = args[2]
-        assert d["metadata"]["name"] == f"ticktape-collect-{group}"
+        replica = args[args.index("--replica") + 1] if "--replica" in args else None
+        suffix = f"-{replica}" if replica else ""
+        assert d["metadata"]["name"] == f"ticktape-collect-{group}{suffix}"
         assert d["spec"]["template"]["metadata"]["labels"]["ticktape.io/group"] == group
-        groups_deployed[group] = d
+        assert d["spec"]["template"]["metadata"]["labels"].get("ticktape.io/replica") == replica
+        groups_deployed.setdefault(group, []).append(d)
     assert set(groups_deployed) == set(cfg.groups()), "one Deployment per collector group of the ConfigMap"
+    for group, deployments in groups_deployed.items():
+        # a group is one Deployment, or one Deployment per replica (two at least)
+        assert len(deployments) == 1 or (
+            len(deployments) >= 2
+            and all("ticktape.io/replica" in d["metadata"]["labels"] for d in deployments)
+        ), group
+
+
+def test_replica_deployments_never_share_a_zone_and_run_distinct_replicas(tmp_path: Path) -> None:
+    """One Deployment per replica of a group, each required to sit in another zone than its siblings."""
+    by_group: dict[str, list[str]] = {}
+    for d in by_kind("Deployment"):
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        if "ticktape.io/replica" not in labels:
+            continue
+        group, replica = labels["ticktape.io/group"], labels["ticktape.io/replica"]
+        pod = d["spec"]["template"]["spec"]
+        (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "topology.kubernetes.io/zone"
+        assert term["labelSelector"]["matchLabels"] == {
+            "app.kubernetes.io/component": "collector",
+            "ticktape.io/group": group,
+        }
+        assert d["spec"]["selector"]["matchLabels"]["ticktape.io/replica"] == replica  # selects only its pods
+        (c,) = pod["containers"]
+        args = resolve(
+            c["args"], {e["name"]: e.get("value", "x") for e in c["env"]}, k8s_config_text(), tmp_path
+        )
+        from ticktape.commands.collect import _specs
+
+        assert {spec.replica for spec in _specs(args)} == {replica}
+        by_group.setdefault(group, []).append(replica)
+    assert by_group, "no replica Deployments: README, 'Replicas' shows them"
+    for group, replicas in by_group.items():
+        assert len(replicas) >= 2 and len(set(replicas)) == len(replicas), group
 
 
 def test_collector_deployments_have_probes_resources_spread_and_scrape_annotations() -> None:
@@ -339,6 +377,32 @@ def test_compose_ports_are_loopback_unique_and_served() -> None:
             seen.add(int(host_port))
             expected = listen_port(name, service)
             assert int(container_port) == expected, f"{name}: nothing listens on {container_port}"
+
+
+def test_compose_replicas_variant_runs_two_replicas_of_one_group(tmp_path: Path) -> None:
+    """compose.replicas.yaml (an override of compose.yaml): two collector services of one group, with
+    replicas a and b, otherwise the same service."""
+    variant: dict[str, Any] = yaml.safe_load((INFRA / "compose.replicas.yaml").read_text())
+    services = variant["services"]
+    base = compose()["services"]
+    b = services["collect-binance-spot-b"]
+    assert b["extends"] == {"file": "compose.yaml", "service": "collect-binance-spot"}
+    assert (INFRA / b["extends"]["file"]).resolve() == COMPOSE.resolve()
+    replicas = {}
+    for name in ("collect-binance-spot", "collect-binance-spot-b"):
+        command = services[name]["command"]
+        merged = {**base["collect-binance-spot"], "command": command}
+        env = {k: _interpolate(v) for k, v in compose_env(merged).items()}
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in merged["volumes"]}
+        args = resolve(command, env, (INFRA / mounts["/etc/ticktape/ticktape.toml"]).read_text(), tmp_path)
+        check_role(args, f"compose replicas {name}")
+        from ticktape.commands.collect import _specs
+
+        (spec,) = {(s.dialect.exchange_id, tuple(s.symbols), s.replica) for s in _specs(args)}
+        replicas[name] = spec
+    (a_spec, b_spec) = replicas.values()
+    assert a_spec[:2] == b_spec[:2] and {a_spec[2], b_spec[2]} == {"a", "b"}, "same venue and symbols"
+    assert set(services) - set(base) == {"collect-binance-spot-b"}
 
 
 def test_compose_environment_and_config_resolve() -> None:

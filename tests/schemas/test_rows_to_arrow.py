@@ -44,10 +44,19 @@ def test_empty_rows_give_an_empty_batch_with_the_schema() -> None:
         assert batch.num_rows == 0 and batch.schema == arrow_schema(dataset)
 
 
-@pytest.mark.parametrize("bad", [TRADE[:-1], (*TRADE, 1)])
+@pytest.mark.parametrize("bad", [TRADE[:-1], (*TRADE, "replica-a", 1)])
 def test_a_row_of_the_wrong_length_is_a_value_error(bad: tuple[object, ...]) -> None:
     with pytest.raises(ValueError):
         rows_to_arrow("trades", [TRADE, bad])
+
+
+def test_rows_with_and_without_a_replica_convert_together() -> None:
+    batch = rows_to_arrow("trades", [TRADE, (*TRADE, "a")])
+    assert batch.schema == arrow_schema("trades")
+    assert batch.column("replica").to_pylist() == [None, "a"]
+    assert arrow_to_rows(batch) == [(*TRADE, None), (*TRADE, "a")]
+    # a single collector's rows come back in the layout collectors build (no replica column)
+    assert arrow_to_rows(rows_to_arrow("trades", [TRADE])) == [TRADE]
 
 
 def test_a_value_of_the_wrong_type_is_rejected() -> None:

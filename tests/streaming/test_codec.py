@@ -76,8 +76,11 @@ def _schemas_by_fingerprint() -> dict[bytes, tuple[str, dict]]:
     by_fp = {}
     for path in SCHEMA_DIR.glob("*.avsc"):
         schema = json.loads(path.read_text())
-        fp = bytes.fromhex(fastavro_fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
-        by_fp[fp] = (path.stem, fastavro.parse_schema(schema))
+        # records without a replica are written with the schema minus its trailing replica field
+        base = {**schema, "fields": [f for f in schema["fields"] if f["name"] != "replica"]}
+        for version in (schema, base):
+            fp = bytes.fromhex(fastavro_fingerprint(to_parsing_canonical_form(version), "CRC-64-AVRO"))
+            by_fp[fp] = (path.stem, fastavro.parse_schema(version))
     return by_fp
 
 
@@ -109,18 +112,43 @@ def test_fingerprints_match_fastavro_and_spec():
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_standard_client_decodes_every_dataset(dataset):
     row = EXAMPLES[dataset]
-    value = codec.encode_rows(dataset, [row, row])
+    with_replica = (*row, "replica-a")
+    value = codec.encode_rows(dataset, [row, row, with_replica])
     decoded = standard_decode(value)
-    assert decoded == [(dataset, dict(zip(field_names(dataset), row, strict=True)))] * 2
-    assert codec.decode(value) == [(dataset, row), (dataset, row)]
+    assert decoded == [(dataset, dict(zip(field_names(dataset)[:-1], row, strict=True)))] * 2 + [
+        (dataset, dict(zip(field_names(dataset), with_replica, strict=True)))
+    ]
+    assert codec.decode(value) == [(dataset, row), (dataset, row), (dataset, with_replica)]
+    assert codec.decode_message(value) == (dataset, [row, row, with_replica])
+
+
+def test_records_without_a_replica_keep_the_schema_they_had_before_it():
+    for dataset, row in EXAMPLES.items():
+        schema = json.loads((SCHEMA_DIR / f"{dataset}.avsc").read_text())
+        assert schema["fields"][-1] == {**schema["fields"][-1], "name": "replica", "default": None}
+        before = {**schema, "fields": schema["fields"][:-1]}
+        header = b"\xc3\x01" + bytes.fromhex(
+            fastavro_fingerprint(to_parsing_canonical_form(before), "CRC-64-AVRO")
+        )
+        assert codec.header(dataset, base=True) == header != codec.header(dataset)
+        assert codec.encoder(dataset)(row).startswith(header)
+        assert codec.encoder(dataset)((*row, None)).startswith(codec.header(dataset))
 
 
 def test_fastavro_encoding_is_byte_identical():
     for dataset, row in EXAMPLES.items():
-        schema = fastavro.parse_schema(json.loads((SCHEMA_DIR / f"{dataset}.avsc").read_text()))
-        body = io.BytesIO()
-        fastavro.schemaless_writer(body, schema, dict(zip(field_names(dataset), row, strict=True)))
-        assert codec.encoder(dataset)(row) == codec.header(dataset) + body.getvalue()
+        schema = json.loads((SCHEMA_DIR / f"{dataset}.avsc").read_text())
+        base = {**schema, "fields": schema["fields"][:-1]}
+        for version, values, head in (
+            (base, row, codec.header(dataset, base=True)),
+            (schema, (*row, "b"), codec.header(dataset)),
+        ):
+            body = io.BytesIO()
+            names = [f["name"] for f in version["fields"]]
+            fastavro.schemaless_writer(
+                body, fastavro.parse_schema(version), dict(zip(names, values, strict=True))
+            )
+            assert codec.encoder(dataset)(values) == head + body.getvalue()
 
 
 def test_mixed_datasets_in_one_value_keep_order():
@@ -206,7 +234,7 @@ def test_roundtrip_property(exchange, ts, recv, trade_id, price, size, side, fla
     row = (exchange, "X-Y", ts, recv, trade_id, price, size, side, flags)
     value = codec.encode_rows("trades", [row])
     assert codec.decode(value) == [("trades", row)]
-    assert standard_decode(value) == [("trades", dict(zip(field_names("trades"), row, strict=True)))]
+    assert standard_decode(value) == [("trades", dict(zip(field_names("trades")[:-1], row, strict=True)))]
 
 
 def test_nan_and_infinity_survive():

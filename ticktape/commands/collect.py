@@ -16,6 +16,7 @@ from collectors.connection import ConnectionSettings
 from collectors.instruments import DEFAULT_INSTRUMENTS_REFRESH_S, UnknownSymbolError, is_pattern
 from collectors.raw import RawSettings
 from collectors.registry import exchange_ids, get_dialect
+from streaming.replica import ReplicaPublisher, check_replica_name
 from ticktape.config import dialect_options_of, enable_config, quality_config_of
 from ticktape.runtime import (
     build_collector,
@@ -47,6 +48,12 @@ def register(sub: Any) -> None:
     p.add_argument("--channels", default="", help="comma-separated channels: trades,book,bbo (default all)")
     p.add_argument("--ws-url", help="websocket base URL (simulators, testnets, proxies)")
     p.add_argument("--rest-url", help="REST base URL for snapshots")
+    p.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="this collector is one replica of several capturing the same venue and symbols: its "
+        "records carry NAME and the sink keeps one copy (README, 'Replicas'; default: none)",
+    )
     p.add_argument(
         "--max-connection-age",
         type=float,
@@ -123,6 +130,7 @@ class CollectorSpec:
     ws_url: str | None
     rest_url: str | None
     capture: str | None
+    replica: str | None = None
 
 
 def _capture_path(capture: str | None, exchange: str, many: bool) -> str | None:
@@ -132,6 +140,12 @@ def _capture_path(capture: str | None, exchange: str, many: bool) -> str | None:
     path = Path(capture)
     stem, dot, ext = path.name.partition(".")
     return str(path.with_name(f"{stem}.{exchange}{dot}{ext}"))
+
+
+def _replica_of(args: argparse.Namespace, configured: str | None) -> str | None:
+    """A collector's replica: ``--replica`` (every collector of the process), else its entry's."""
+    replica = getattr(args, "replica", None) or configured
+    return check_replica_name(replica) if replica else None
 
 
 def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
@@ -145,7 +159,10 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
                 parse_channels(",".join(c.channels)),
                 c.ws_url,
                 c.rest_url,
-                _capture_path(args.capture, c.exchange, True),
+                _capture_path(
+                    args.capture, ".".join(filter(None, (c.exchange, _replica_of(args, c.replica)))), True
+                ),
+                _replica_of(args, c.replica),
             )
             for c in group
         ]
@@ -160,6 +177,7 @@ def _specs(args: argparse.Namespace) -> list[CollectorSpec]:
             args.ws_url,
             args.rest_url,
             args.capture,
+            _replica_of(args, group[0].replica if group else None),
         )
     ]
 
@@ -217,7 +235,7 @@ async def _collect(
         build_collector(
             spec.dialect,
             spec.symbols,
-            publisher,
+            ReplicaPublisher(publisher, spec.replica) if spec.replica else publisher,
             channels=spec.channels,
             ws_url=spec.ws_url,
             rest_url=spec.rest_url,
@@ -228,18 +246,23 @@ async def _collect(
         for spec in specs
     ]
     server = None
+    replicas = sorted({spec.replica or "" for spec in specs})
     if tracker is not None:
         from quality.server import QualityServer
         from ticktape.metrics import pipeline_registry
 
-        registry = pipeline_registry(collectors, publisher, args.transport or "local")
+        replica_of = {c: spec.replica for c, spec in zip(collectors, specs, strict=True) if spec.replica}
+        registry = pipeline_registry(collectors, publisher, args.transport or "local", replicas=replica_of)
 
         server = QualityServer(
             tracker,
             host=args.host,
             port=args.port,
             registry=registry,
-            on_rows=quality_rows_publisher(publisher),
+            # the process's quality rows carry its replica when all its collectors are one replica
+            on_rows=quality_rows_publisher(
+                ReplicaPublisher(publisher, replicas[0]) if len(replicas) == 1 and replicas[0] else publisher
+            ),
             health=lambda: [p for c in collectors for p in c.problems()],
         )
         await server.start()

@@ -20,10 +20,11 @@ import pyarrow.compute as pc
 
 from quality.live import QualityTracker
 from quality.server import QualityServer
-from schemas import RECORD_DATASETS, RecordBuffer, arrow_to_rows
+from schemas import RECORD_DATASETS, REPLICA_FIELD, RecordBuffer, arrow_to_rows
+from storage.arbitrate import StreamArbiter
 from streaming.base import ConsumedBatch, Consumer
 from ticktape.config import enable_config, quality_config_of
-from ticktape.runtime import parse_list, stop_event_on_signals, wait_or_timeout
+from ticktape.runtime import arbitration_options, parse_list, stop_event_on_signals, wait_or_timeout
 from ticktape.transport_args import TransportArgsError, add_transport_args, consumer_from_args
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Feeder:
-    """Moves consumed batches into the tracker, skipping the stale backlog."""
+    """Moves consumed batches into the tracker, skipping the stale backlog.
+
+    Collector replicas (README, "Replicas") are arbitrated as the sink does (in memory, per stream),
+    so the tracker scores the merged stream: one copy of every event, and the merged book's gaps
+    (``merged_gap``); a replica's own events (its disconnects, gaps) are its collector's health,
+    exported by that collector, and are not scored as the exchange's here.
+    """
 
     def __init__(self, tracker: QualityTracker, catch_up_s: float) -> None:
         self.tracker = tracker
         self.catch_up_ns = int(catch_up_s * NS)
         self.skipped_rows = 0
         self.observed_rows = 0
+        self._arbiters: dict[str, StreamArbiter] = {}
+        self._options = arbitration_options()
 
     def feed(self, batches: list[ConsumedBatch]) -> None:
         """Observes every fresh batch (one RecordBuffer per consumed batch)."""
@@ -102,8 +111,17 @@ class Feeder:
             if newest is not None and newest < horizon:
                 self.skipped_rows += batch.table.num_rows
                 continue
+            arbiter = self._arbiters.get(batch.stream)
+            if arbiter is None:
+                arbiter = self._arbiters[batch.stream] = StreamArbiter(self._options)
+            tables = arbiter.process({batch.dataset: batch.table})
             out = RecordBuffer()
-            out.rows(batch.dataset).extend(arrow_to_rows(batch.table))
+            for dataset, table in tables.items():
+                if dataset == "feed_events" and REPLICA_FIELD in table.column_names:
+                    replica = table.column(REPLICA_FIELD)
+                    if replica.null_count < table.num_rows:
+                        table = table.filter(pc.is_null(replica))
+                out.rows(dataset).extend(arrow_to_rows(table))
             self.tracker.observe(out)
             self.observed_rows += batch.table.num_rows
 

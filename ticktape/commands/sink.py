@@ -15,6 +15,7 @@ from storage.lake import check_stream_id
 from storage.sink import Sink, SinkOptions, SinkStats
 from streaming.local import LogCorruptError, LogError
 from ticktape.config import enable_config
+from ticktape.runtime import arbitration_options
 from ticktape.transport_args import TransportArgsError, add_transport_args, consumer_from_args
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ async def _run(args: argparse.Namespace) -> int:
         until_idle_s=args.until_idle,
         # Live with a metrics server: stay up and unhealthy on damage, so that probes and alerts see it.
         hold_on_failure=args.until_idle is None and getattr(args, "metrics_port", None) is not None,
+        arbitration=arbitration_options(),
     )
     sink = Sink(consumer, Path(args.lake), options)
     stop = asyncio.Event()
