@@ -29,7 +29,7 @@ from collectors.connection import Collector, ConnectionSettings
 from collectors.events import iso_to_ns
 from collectors.registry import exchange_ids, get_dialect
 from collectors.simulator import SimulatorConfig
-from schemas import Flags, RecordBuffer
+from schemas import Flags, RecordBuffer, field_names
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
 DAY_NS = 86_400 * 1_000_000_000
@@ -419,7 +419,9 @@ def absurd(dataset: str, row: tuple[Any, ...], subscribed: frozenset[str] | None
         return "symbol escapes the lake"
     if dataset in ("trades", "book", "bbo") and subscribed is not None and symbol not in subscribed:
         return f"unsubscribed symbol {symbol}"
-    ts_exchange, ts_recv, flags = row[2], row[3], row[-1]
+    # flags by name: rows read from the lake end with the replica column (null for one collector)
+    names = field_names(dataset)
+    ts_exchange, ts_recv, flags = row[2], row[3], row[names.index("flags")] if "flags" in names else 0
     if (
         dataset != "feed_events"
         and ts_exchange is not None

@@ -39,6 +39,10 @@ class MexcSimulator(ExchangeSimulator):
         super().__init__(dialect, config)
         self._step: MarketStep | None = None
         self._frames: dict[str, str | None] = {}
+        #: per symbol, the last push's sendTime: MEXC pushes a symbol's aggregate every 100 ms, so two
+        #: pushes never share a sendTime (the normaliser's trade ids rely on it); steps that a fast or
+        #: loaded simulator makes within one millisecond get the next one
+        self._last_ms: dict[str, int] = {}
 
     def send(self, session: ClientSession, frame: str | bytes) -> None:
         if isinstance(frame, str) and frame.startswith(PUSH_MARK):
@@ -90,7 +94,8 @@ class MexcSimulator(ExchangeSimulator):
         if self._step is step:
             return self._frames
         symbol = step.symbol
-        ms = step.ts_ns // 1_000_000
+        ms = max(step.ts_ns // 1_000_000, self._last_ms.get(symbol, 0) + 1)
+        self._last_ms[symbol] = ms
         frames: dict[str, str | None] = {"trades": None, "book": None, "bbo": None}
         if step.trades:
             deals = pb.AggreDeals(
