@@ -7,14 +7,23 @@ DEMO_SECONDS ?= 45
 DEMO_LAKE ?= demo-lake
 DEMO_PORT ?= 8321
 
-.PHONY: install demo test lint bench fuzz system-deps clean
+.PHONY: install demo test lint bench fuzz system-deps clean asan asan-codec
+
+# Compiled extensions (setup.py), each optional: the pure-Python reference runs where one is missing.
+NATIVE_SOURCES := streaming/_avronative.c
+PY_INCLUDE = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[dev]'
+	@# --reinstall-package: uv would otherwise keep the extensions it built from older C sources.
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode --reinstall-package ticktape -e '.[dev]'
+	@$(BIN)/python -c 'import streaming._avronative' 2>/dev/null || { \
+	  echo "WARNING: streaming/_avronative.c did not build: ticktape runs its pure-Python Avro codec (slower)." >&2; \
+	  echo "         Compiler output (needs gcc and the Python headers):" >&2; \
+	  gcc -fsyntax-only -std=c11 -I"$(PY_INCLUDE)" streaming/_avronative.c >&2 || true; }
 	@# Bytecode written once here: processes run with PYTHONDONTWRITEBYTECODE would otherwise
 	@# recompile numpy, pyarrow and our own modules at every start (bench/RESULTS.md, start-up).
 	@$(BIN)/python -m compileall -q -j 0 collectors streaming storage quality schemas ticktape bench >/dev/null
@@ -35,6 +44,23 @@ lint: install
 test: install system-deps lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	$(MAKE) asan
+
+# AddressSanitizer + UndefinedBehaviorSanitizer builds of the compiled extensions, each run under its
+# differential and fuzz tests (Python itself is not instrumented: libasan is preloaded).
+ASAN_DIR := build/asan
+ASAN_CFLAGS := -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined -std=c11 -Wall -Wextra -Werror
+ASAN_RUN = LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc
+
+asan: asan-codec
+
+asan-codec: install
+	@mkdir -p $(ASAN_DIR)
+	gcc $(ASAN_CFLAGS) -I"$(PY_INCLUDE)" streaming/_avronative.c -o $(ASAN_DIR)/_avronative.so
+	$(ASAN_RUN) TICKTAPE_AVRONATIVE_SO=$(CURDIR)/$(ASAN_DIR)/_avronative.so \
+	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist tests/streaming/test_native_codec.py
 
 bench: install
 	$(BIN)/python -m bench.run
