@@ -212,18 +212,24 @@ def split_partitions(table: pa.Table) -> tuple[list[tuple[str, str, pa.Table]], 
     """
     if table.num_rows == 0:
         return [], None
-    matches = pc.match_substring_regex(table.column("exchange"), EXCHANGE_ID_RE.pattern)
+    # The id check runs on the distinct exchanges (a handful), not on every row: a regex per row was
+    # most of this function's time (~30 ms per 300k rows).
+    distinct = pc.unique(table.column("exchange"))
+    matches = pc.match_substring_regex(distinct, EXCHANGE_ID_RE.pattern)
     # and_kleene(null, false) is false: a null exchange is rejected, never silently dropped by filter().
-    ok = pc.and_(pc.and_kleene(matches, pc.is_valid(matches)), pc.is_valid(table.column("ts_recv")))
+    valid_ids = distinct.filter(pc.and_kleene(matches, pc.is_valid(matches)))
     rejected = None
-    if not pc.all(ok).as_py():
+    if len(valid_ids) < len(distinct) or table.column("ts_recv").null_count:
+        ok = pc.and_(
+            pc.is_in(table.column("exchange"), value_set=valid_ids), pc.is_valid(table.column("ts_recv"))
+        )
         rejected = table.filter(pc.invert(ok))
         table = table.filter(ok)
         if table.num_rows == 0:
             return [], rejected
     ns = _to_numpy(pc.cast(table.column("ts_recv"), pa.int64()).combine_chunks())
     days = np.floor_divide(ns, NS_PER_DAY)
-    exchanges = pc.unique(table.column("exchange")).to_pylist()
+    exchanges = valid_ids.to_pylist()
     lo, hi = int(days.min()), int(days.max())
     if len(exchanges) == 1 and lo == hi:
         return [(exchanges[0], date_of_day(lo), table)], rejected
