@@ -378,11 +378,23 @@ def _row_repr(names: Sequence[str], row: Any) -> str:
 def encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
     """Encodes rows of one dataset as one message value (single-object encodings back to back)."""
     native = _native()
-    if native is not None and isinstance(rows, list):
-        data: bytes | None = native.encode_batch(_spec(dataset), header(dataset), rows, False)
+    shape = _native_shape(rows) if native is not None else None
+    if native is not None and shape is not None:
+        data: bytes | None = native.encode_batch(_spec(dataset), header(dataset), *shape)
         if data is not None:
             return data
     return b"".join(map(encoder(dataset), rows))
+
+
+def _native_shape(rows: Any) -> tuple[Any, bool] | None:
+    """What the compiled encoders take: a list of row tuples ``(rows, False)``, or the columns of a
+    record buffer that holds them (``rows.cols``: one list per field, ``(cols, True)``); None else."""
+    if rows.__class__ is list:
+        return rows, False
+    cols = getattr(rows, "cols", None)
+    if cols.__class__ is tuple:
+        return cols, True
+    return None
 
 
 def python_encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
@@ -391,21 +403,24 @@ def python_encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
 
 
 def encode_keyed(
-    dataset: str, rows: list[Row], max_bytes: int, ts_recv: bool = False
+    dataset: str, rows: Sequence[Row], max_bytes: int, ts_recv: bool = False
 ) -> list[tuple[bytes, bytes, int, tuple[int, ...] | None]] | None:
     """The Kafka messages of one dataset's rows, in one compiled call: ``[(key, value, rows, ts)]``.
 
     Rows are grouped by the key ``exchange|symbol`` (keys in order of first appearance, rows in order
     within a key), and each key's encodings are packed into values of at most ``max_bytes`` (a record
     never splits). ``ts`` is the tuple of the value's ``ts_recv`` when asked for, else None.
-    Returns None without the compiled codec or when a row is not of the expected Python types: the
-    caller then encodes the rows one by one with :func:`encoder` (which reports the bad rows).
+    ``rows`` is a list of row tuples, or a record buffer's columns (an object with ``cols``, one list
+    per field). Returns None without the compiled codec, for other sequences, or when a row is not of
+    the expected Python types: the caller then encodes the rows one by one with :func:`encoder`
+    (which reports the bad rows).
     """
     native = _native()
-    if native is None:
+    shape = _native_shape(rows) if native is not None else None
+    if native is None or shape is None:
         return None
     parts: list[tuple[bytes, bytes, int, tuple[int, ...] | None]] | None = native.encode_keyed(
-        _spec(dataset), header(dataset), rows, False, max_bytes, _TS_RECV_FIELD if ts_recv else -1
+        _spec(dataset), header(dataset), *shape, max_bytes, _TS_RECV_FIELD if ts_recv else -1
     )
     return parts
 

@@ -323,6 +323,30 @@ def test_keys_group_like_the_reference():
     assert [k for k, _, _, _ in keyed("feed_events", events, 900_000)] == [b"kraken|", b"kraken|ETH-USDT"]
 
 
+class ColumnRows:
+    """Rows held as columns, as a columnar record buffer holds them (``cols``: a list per field)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.cols = tuple(list(c) for c in zip(*rows, strict=True))
+
+    def __iter__(self) -> Any:
+        return zip(*self.cols, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.cols[0])
+
+
+def test_codec_takes_rows_or_a_buffers_columns(compiled):
+    rows = replayed(RECORDINGS[0])["book"][:3000]
+    want = codec.python_encode_rows("book", rows)
+    assert codec.encode_rows("book", ColumnRows(rows)) == codec.encode_rows("book", rows) == want
+    assert codec.encode_keyed("book", ColumnRows(rows), 5000, True) == reference_keyed("book", rows, 5000)
+    assert codec.encode_keyed("book", tuple(rows), 5000) is None  # another sequence: the reference path
+    ragged = ColumnRows(rows)
+    ragged.cols[3].pop()
+    assert codec.encode_keyed("book", ragged, 5000) is None
+
+
 # ---------------------------------------------------------------------------------------------------
 # What the compiled encoder refuses, the reference decides
 
