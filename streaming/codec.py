@@ -28,6 +28,7 @@ import base64
 import collections
 import importlib
 import importlib.util
+import itertools
 import os
 import re
 import struct
@@ -702,14 +703,34 @@ def decode_message(value: bytes) -> tuple[str, list[Row]]:
 _DECODE_CALL_BYTES = 256 << 20
 
 
-def decode_columns(dataset: str, values: Sequence[bytes], base: bool = False) -> tuple[pa.Table, list[int]]:
+def decode_columns(dataset: str, values: Sequence[bytes]) -> tuple[pa.Table, list[int]]:
     """Compiled decoding of message values of one dataset straight to Arrow columns.
 
     Returns the rows of every value it took, as one table in value order, and the number of rows of
     each value; -1 marks a value it did not take (malformed, another dataset's records, or a number
-    that does not fit its column): decode that one with :func:`decode_message`. Requires the
-    compiled codec (see :func:`native_status`).
+    that does not fit its column): decode that one with :func:`decode_message`. Values written
+    without ``replica`` (the base schema: single collectors) and with it (replicas) are decoded by
+    their own schema and come out with the full schema's columns (``replica`` null for the former).
+    Requires the compiled codec (see :func:`native_status`).
     """
+    base_head = header(dataset, True)
+    is_base = [v[:HEADER_BYTES] == base_head for v in values]
+    if all(is_base) or not any(is_base):
+        return _decode_columns(dataset, values, bool(values) and is_base[0])
+    parts = {b: [i for i, f in enumerate(is_base) if f == b] for b in (True, False)}
+    decoded = {b: _decode_columns(dataset, [values[i] for i in idx], b) for b, idx in parts.items()}
+    slot: list[tuple[bool, int]] = [(False, 0)] * len(values)
+    for b, idx in parts.items():
+        for k, i in enumerate(idx):
+            slot[i] = (b, k)
+    offsets = {b: list(itertools.accumulate((max(c, 0) for c in decoded[b][1]), initial=0)) for b in parts}
+    counts = [decoded[b][1][k] for b, k in slot]
+    pieces = [decoded[b][0].slice(offsets[b][k], max(decoded[b][1][k], 0)) for b, k in slot]
+    return pa.concat_tables(pieces) if pieces else arrow_schema(dataset).empty_table(), counts
+
+
+def _decode_columns(dataset: str, values: Sequence[bytes], base: bool) -> tuple[pa.Table, list[int]]:
+    """:func:`decode_columns` of values that all carry one schema's header (``base``: without replica)."""
     native = _native()
     if native is None:
         raise RuntimeError(f"decode_columns needs the compiled codec ({native_status()})")
@@ -796,18 +817,16 @@ def _consume_native(
 ) -> tuple[list[ConsumedBatch], int]:
     table_of_header = _by_header()
     datasets: list[str | None] = []
-    by_schema: dict[tuple[str, bool], list[int]] = {}
+    by_dataset: dict[str, list[int]] = {}
     for i, (_, _, value) in enumerate(messages):
-        head = value[:HEADER_BYTES] if value is not None else None
-        entry = table_of_header.get(head) if head is not None else None
+        entry = table_of_header.get(value[:HEADER_BYTES]) if value is not None else None
         dataset = entry[0] if entry is not None else None
         datasets.append(dataset)
         if dataset is not None:
-            # values written without the replica (single collectors) and with it decode apart
-            by_schema.setdefault((dataset, head == header(dataset, True)), []).append(i)
+            by_dataset.setdefault(dataset, []).append(i)
     pieces: list[_Piece | None] = [None] * len(messages)
-    for (dataset, base), indices in by_schema.items():
-        table, counts = decode_columns(dataset, [messages[i][2] for i in indices], base)  # type: ignore[misc]
+    for dataset, indices in by_dataset.items():
+        table, counts = decode_columns(dataset, [messages[i][2] for i in indices])  # type: ignore[misc]
         offset = 0
         for i, count in zip(indices, counts, strict=True):
             if count >= 0:

@@ -28,7 +28,15 @@ from hypothesis import strategies as st
 
 from collectors.capture import replay_capture
 from collectors.registry import exchange_ids, get_dialect
-from schemas import DATASETS, RECORD_DATASETS, arrow_schema, avro_schema, field_names, rows_to_arrow
+from schemas import (
+    DATASETS,
+    RECORD_DATASETS,
+    arrow_schema,
+    avro_schema,
+    base_width,
+    field_names,
+    rows_to_arrow,
+)
 from streaming import codec
 from streaming.kafka import group_by_key
 from tests.streaming.test_codec import EXAMPLES, standard_decode
@@ -71,19 +79,25 @@ def test_the_compiled_codec_is_built_and_selected_as_configured():
 # Helpers: the reference, and table comparison that holds NaN bits
 
 
+def schema_of(dataset: str, data: Any, columnar: bool = False) -> tuple[bytes, bytes]:
+    """Field codes and header for rows (or columns) of this width: the base schema's without the
+    replica field (a single collector's rows), the full one's with it."""
+    return codec._native_schema(dataset, (data, columnar))
+
+
 def encode_row(dataset: str, row: Any) -> bytes | None:
-    return native().encode_row(codec._spec(dataset), codec.header(dataset), row)
+    return native().encode_row(*schema_of(dataset, [row]), row)
 
 
 def encode_batch(dataset: str, rows: list[Any]) -> bytes | None:
-    return native().encode_batch(codec._spec(dataset), codec.header(dataset), rows, False)
+    return native().encode_batch(*schema_of(dataset, rows), rows, False)
 
 
 def encode_columns(dataset: str, rows: list[tuple[Any, ...]]) -> bytes | None:
     columns = (
         tuple(list(c) for c in zip(*rows, strict=True)) if rows else tuple([] for _ in field_names(dataset))
     )
-    return native().encode_batch(codec._spec(dataset), codec.header(dataset), columns, True)
+    return native().encode_batch(*schema_of(dataset, columns, True), columns, True)
 
 
 def keyed(dataset: str, rows: list[Any], max_bytes: int, ts: bool = True, columns: bool = False) -> Any:
@@ -91,7 +105,7 @@ def keyed(dataset: str, rows: list[Any], max_bytes: int, ts: bool = True, column
     if columns:
         data = tuple(list(c) for c in zip(*rows, strict=True))
     return native().encode_keyed(
-        codec._spec(dataset), codec.header(dataset), data, columns, max_bytes, 3 if ts else -1
+        *schema_of(dataset, data, columns), data, columns, max_bytes, 3 if ts else -1
     )
 
 
@@ -168,8 +182,12 @@ def assert_decodes_alike(dataset: str, values: list[bytes]) -> tuple[pa.Table, l
 
 
 def _decode_direct(dataset: str, values: list[bytes]) -> tuple[pa.Table, list[int]]:
-    n, counts, columns = native().decode_values(codec._spec(dataset), codec.header(dataset), values)
-    return codec._columns_table(dataset, n, columns), counts
+    """codec.decode_columns with the compiled module in place although TICKTAPE_PURE_PYTHON is set."""
+    saved, codec._NATIVE[0] = codec._NATIVE[0], native()
+    try:
+        return codec.decode_columns(dataset, values)
+    finally:
+        codec._NATIVE[0] = saved
 
 
 def assert_encodes_alike(dataset: str, rows: list[tuple[Any, ...]]) -> bytes:
@@ -218,7 +236,7 @@ def test_recordings_encode_and_decode_alike(path: Path):
         subset = rows[:SUBSET]
         assert_encodes_alike(dataset, subset)
         assert standard_decode(codec.encode_rows(dataset, subset)) == [
-            (dataset, dict(zip(field_names(dataset), r, strict=True))) for r in subset
+            (dataset, dict(zip(field_names(dataset)[: len(r)], r, strict=True))) for r in subset
         ]
         for max_bytes in (1, 700):
             assert keyed(dataset, subset, max_bytes) == reference_keyed(dataset, subset, max_bytes)
@@ -260,9 +278,14 @@ def edge_rows(dataset: str, n: int = 40) -> list[tuple[Any, ...]]:
     return rows
 
 
+@pytest.mark.parametrize("replica", [False, True], ids=["single", "replica"])
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_every_schema_with_edge_values(dataset):
-    rows = [EXAMPLES[dataset], *edge_rows(dataset)]
+def test_every_schema_with_edge_values(dataset, replica):
+    """Rows of a single collector (the base schema, no replica field) and of a replica (full schema)."""
+    if replica:
+        rows = [(*EXAMPLES[dataset], "zone-a"), *edge_rows(dataset)]
+    else:
+        rows = [EXAMPLES[dataset], *(r[: base_width(dataset)] for r in edge_rows(dataset))]
     value = assert_encodes_alike(dataset, rows)
     decoded = standard_decode(value)
     assert len(decoded) == len(rows)
@@ -475,15 +498,20 @@ def test_hypothesis_odd_rows_are_refused_or_encoded_alike(data, dataset):
 # Hostile values: truncated, mutated, random
 
 
-def _value(dataset: str) -> bytes:
-    return codec.python_encode_rows(dataset, [EXAMPLES[dataset], *edge_rows(dataset, 6)])
+def _value(dataset: str, replica: bool = False) -> bytes:
+    """A message value of one schema: a single collector's rows (base width), or a replica's."""
+    if replica:
+        return codec.python_encode_rows(dataset, [(*EXAMPLES[dataset], "zone-a"), *edge_rows(dataset, 6)])
+    rows = [EXAMPLES[dataset], *(r[: base_width(dataset)] for r in edge_rows(dataset, 6))]
+    return codec.python_encode_rows(dataset, rows)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_truncation_is_refused_like_the_reference(dataset):
+    for value in (_value(dataset), _value(dataset, replica=True)):
+        prefixes = [value[:n] for n in range(len(value) + 1)]
+        assert_decodes_alike(dataset, prefixes)
     value = _value(dataset)
-    prefixes = [value[:n] for n in range(len(value) + 1)]
-    assert_decodes_alike(dataset, prefixes)
     assert_decodes_alike(dataset, [value + value[:n] for n in range(0, len(value), 7)])
 
 
