@@ -7,19 +7,30 @@ DEMO_SECONDS ?= 45
 DEMO_LAKE ?= demo-lake
 DEMO_PORT ?= 8321
 
-.PHONY: install demo test lint bench fuzz system-deps clean asan
+.PHONY: install demo test lint bench fuzz system-deps clean asan asan-book asan-codec
+
+# Compiled extensions (setup.py), each optional: the pure-Python reference runs where one is missing.
+NATIVE_SOURCES := collectors/_booknative.c streaming/_avronative.c
+PY_INCLUDE = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+EXT_SUFFIX = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py collectors/_booknative.c
+$(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[dev]'
-	@# The compiled book engine is optional (setup.py): without it the pure-Python reference serves.
+	@# --reinstall-package: uv would otherwise keep the extensions it built from older C sources.
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode --reinstall-package ticktape -e '.[dev]'
 	@$(BIN)/python -c 'import collectors._booknative' 2>/dev/null \
-	  && echo "collectors._booknative: compiled book engine built" \
-	  || echo "WARNING: collectors._booknative did not build (gcc and the Python headers are needed);" \
-	          "the book engine runs in pure Python. Build it alone to see why: $(BIN)/python setup.py build_ext --inplace"
+	  && echo "collectors._booknative: compiled book engine built" || { \
+	  echo "WARNING: collectors/_booknative.c did not build: the book engine runs in pure Python (slower)." >&2; \
+	  echo "         Compiler output (needs gcc and the Python headers):" >&2; \
+	  gcc -fsyntax-only -std=c11 -I"$(PY_INCLUDE)" collectors/_booknative.c >&2 || true; }
+	@$(BIN)/python -c 'import streaming._avronative' 2>/dev/null \
+	  && echo "streaming._avronative: compiled Avro codec built" || { \
+	  echo "WARNING: streaming/_avronative.c did not build: ticktape runs its pure-Python Avro codec (slower)." >&2; \
+	  echo "         Compiler output (needs gcc and the Python headers):" >&2; \
+	  gcc -fsyntax-only -std=c11 -I"$(PY_INCLUDE)" streaming/_avronative.c >&2 || true; }
 	@# Bytecode written once here: processes run with PYTHONDONTWRITEBYTECODE would otherwise
 	@# recompile numpy, pyarrow and our own modules at every start (bench/RESULTS.md, start-up).
 	@$(BIN)/python -m compileall -q -j 0 collectors streaming storage quality schemas ticktape bench >/dev/null
@@ -40,29 +51,39 @@ lint: install
 test: install system-deps lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
-	@# the compiled book engine under AddressSanitizer + UBSan, on a subset (make asan runs all of it)
+	@# the compiled parts under AddressSanitizer + UBSan: the codec's tests whole, the book engine's
+	@# on a subset (make asan runs all of both)
 	$(MAKE) --no-print-directory asan ASAN_TESTS='$(ASAN_QUICK)'
 
-# AddressSanitizer + UndefinedBehaviorSanitizer build of collectors/_booknative.c (build/asan, apart from
-# the installed one), loaded ahead of it, under the differential tests. CPython is not instrumented:
-# libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak detection is off
-# (the interpreter keeps memory at exit by design). Preloading the runtime into an uninstrumented
-# interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
+# AddressSanitizer + UndefinedBehaviorSanitizer builds of the compiled extensions (build/asan, apart from
+# the installed ones), loaded ahead of them, under their differential and fuzz tests. CPython is not
+# instrumented: libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak
+# detection is off (the interpreter keeps memory at exit by design). Preloading the runtime into an
+# uninstrumented interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
 # https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
 ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5
-asan: install
+ASAN_CFLAGS := -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined -std=c11 -Wall
+ASAN_RUN = LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc
+
+asan: asan-book asan-codec
+
+asan-book: install
 	@mkdir -p $(ASAN_DIR)/collectors
-	gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-	  -Wall -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-	  collectors/_booknative.c \
-	  -o $(ASAN_DIR)/collectors/_booknative$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-	TICKTAPE_ASAN_BUILD=$(ASAN_DIR)/collectors PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
-	  UBSAN_OPTIONS=print_stacktrace=1 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	gcc $(ASAN_CFLAGS) -I"$(PY_INCLUDE)" collectors/_booknative.c -o $(ASAN_DIR)/collectors/_booknative$(EXT_SUFFIX)
+	TICKTAPE_ASAN_BUILD=$(ASAN_DIR)/collectors $(ASAN_RUN) \
 	  $(BIN)/python -c 'import sys, collectors; collectors.__path__.insert(0, sys.argv[1]); import pytest; \
 	    sys.exit(pytest.main(sys.argv[2:]))' $(ASAN_DIR)/collectors \
 	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py $(ASAN_TESTS)
+
+asan-codec: install
+	@mkdir -p $(ASAN_DIR)
+	gcc $(ASAN_CFLAGS) -Wextra -Werror -I"$(PY_INCLUDE)" streaming/_avronative.c -o $(ASAN_DIR)/_avronative.so
+	$(ASAN_RUN) TICKTAPE_AVRONATIVE_SO=$(CURDIR)/$(ASAN_DIR)/_avronative.so \
+	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py
 
 bench: install
 	$(BIN)/python -m bench.run
@@ -73,4 +94,4 @@ fuzz: install
 	TICKTAPE_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:randomly tests/collectors/test_hostile.py -k fuzzed
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache collectors/_booknative*.so
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache collectors/_booknative*.so streaming/_avronative*.so

@@ -1,8 +1,12 @@
-"""Build of the compiled parts (everything else is in pyproject.toml).
+"""The compiled parts of ticktape (project metadata is in pyproject.toml).
 
-``collectors._booknative`` (collectors/_booknative.c): the book engine's price-level store and level
-parsing, plain C against the Python headers. It is optional: when it does not compile, the install
-goes on and ``collectors.book`` uses its pure-Python reference (``make install`` says so).
+Extensions build from source with gcc and the Python headers. Each is ``optional``: when it does not
+compile, the install goes on and the pure-Python reference runs instead (``make install`` says so).
+
+- ``collectors._booknative`` (collectors/_booknative.c): the book engine's price-level store and level
+  parsing (``collectors.book``);
+- ``streaming._avronative`` (streaming/_avronative.c): the Avro codec's batch encoder and column
+  decoder (``streaming.codec``).
 
 Documentation followed (checked 2026-12-05): ``ext_modules`` beside pyproject.toml metadata,
 https://setuptools.pypa.io/en/latest/userguide/ext_modules.html; ``Extension(optional=True)``, "a
@@ -18,6 +22,12 @@ setup(
             "collectors._booknative",
             sources=["collectors/_booknative.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-braces"],
+            optional=True,
+        ),
+        Extension(
+            "streaming._avronative",
+            sources=["streaming/_avronative.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
             optional=True,
         ),
     ],

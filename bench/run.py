@@ -62,6 +62,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "simulator -> collect -> transport (local, Kafka) -> sink -> lake, delay and rate",
         args=("--seconds", "20"),
     ),
+    "codec": Benchmark(
+        "bench.codec",
+        "Avro codec per dataset: pure Python vs compiled, encode and decode us/row",
+        ("--rows", "20000"),
+    ),
     "kafka_e2e": Benchmark(
         "bench.kafka_e2e",
         "collector -> Kafka (tansu) -> lake, rows/s and receive-to-ack delay",

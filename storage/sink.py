@@ -496,7 +496,7 @@ class Sink:
         p.rows += b.table.num_rows
         if b.table.num_rows:
             p.tables[b.dataset].append(b.table)
-            if b.dataset == "feed_events" and LOG_CORRUPT in b.table.column("kind").to_pylist():
+            if b.dataset == "feed_events" and pc.any(pc.equal(b.table.column("kind"), LOG_CORRUPT)).as_py():
                 self.stats.log_corrupt += 1
         if p.rows >= opts.flush_rows or p.entries >= opts.flush_entries:
             await self._flush(b.stream)

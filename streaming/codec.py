@@ -11,23 +11,37 @@ Encoding is on the collector's hot path, and fastavro's generic writer costs sev
 record from Python row tuples. This module therefore generates, once per dataset, a specialised
 encoder and decoder from the ``.avsc`` field list (the schemas use only string, long, int, double,
 boolean, bytes and ``[null, T]`` unions). Tests check both directions against fastavro.
+
+Those generated functions are the reference. A compiled codec, ``streaming._avronative`` (C, built
+by ``make install``: ``setup.py``), takes the common case faster: whole batches of rows encoded and
+grouped per key in one call (:func:`encode_keyed`), and message values decoded straight into Arrow
+column buffers (:func:`consume_values`), without a Python object per row. It refuses whatever is
+unusual (a value of an unexpected Python type, a malformed message, a number that does not fit its
+column) and the reference then handles exactly that input, so both give the same bytes, rows and
+errors (tests/streaming/test_native_codec.py). ``TICKTAPE_PURE_PYTHON=1`` in the environment selects
+the reference alone; so does a failed build (:func:`native_status` says which).
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import importlib
+import importlib.util
+import itertools
+import os
 import re
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
+from types import ModuleType
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
-from schemas import DATASETS, avro_schema, base_width, rows_to_arrow
+from schemas import DATASETS, arrow_schema, avro_schema, base_width, rows_to_arrow
 from streaming.base import ConsumedBatch
 
 #: The two marker bytes that start every single-object encoding.
@@ -124,6 +138,72 @@ def header(dataset: str, base: bool = False) -> bytes:
     """The 10-byte single-object header of a dataset: ``C3 01`` + fingerprint little-endian
     (``base``: of the schema without ``replica``)."""
     return MAGIC + struct.pack("<Q", fingerprint(dataset, base))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The compiled codec
+
+#: Environment variable that selects the pure-Python codecs (the reference) everywhere.
+PURE_PYTHON_ENV = "TICKTAPE_PURE_PYTHON"
+#: Loads the compiled codec from this file instead (the AddressSanitizer build of ``make asan-codec``).
+NATIVE_PATH_ENV = "TICKTAPE_AVRONATIVE_SO"
+_NATIVE: list[ModuleType | None] = [None]
+_NATIVE_STATUS = ["not loaded"]
+_AVRO_TYPE_CODES = {"string": 1, "bytes": 2, "long": 3, "int": 4, "double": 5, "boolean": 6}
+_NULLABLE_CODE = 0x10
+_TS_RECV_FIELD = 3  # what a delivery listener gets: field 3 of each row (ts_recv)
+
+
+def load_native_module() -> ModuleType:
+    """The compiled codec module (from :data:`NATIVE_PATH_ENV` when set), whatever
+    :data:`PURE_PYTHON_ENV` says; raises ``ImportError`` when it is not built."""
+    path = os.environ.get(NATIVE_PATH_ENV)
+    if not path:
+        return importlib.import_module("streaming._avronative")
+    spec = importlib.util.spec_from_file_location("streaming._avronative", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_native() -> ModuleType | None:
+    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        _NATIVE_STATUS[0] = f"pure Python: {PURE_PYTHON_ENV} is set"
+        return None
+    try:
+        module = load_native_module()
+    except ImportError as exc:
+        _NATIVE_STATUS[0] = f"pure Python: the compiled codec is not available ({exc}); run make install"
+        return None
+    _NATIVE_STATUS[0] = f"compiled: {module.__file__}"
+    return module
+
+
+_NATIVE[0] = _load_native()
+
+
+def _native() -> ModuleType | None:
+    return _NATIVE[0]
+
+
+def native_status() -> str:
+    """Which codec runs: ``compiled: <file>`` or ``pure Python: <why>``."""
+    return _NATIVE_STATUS[0]
+
+
+@cache
+def _spec(dataset: str, base: bool = False) -> bytes:
+    """The field codes of a dataset for the compiled codec (one byte per field; ``base``: of the
+    schema without ``replica``)."""
+    codes = []
+    for f in _fields(dataset, base):
+        avro_type, nullable = _field_type(f["type"])
+        if avro_type not in _AVRO_TYPE_CODES:
+            raise CodecError(f"field {f['name']}: unsupported Avro type {avro_type!r}")
+        codes.append(_AVRO_TYPE_CODES[avro_type] | (_NULLABLE_CODE if nullable else 0))
+    return bytes(codes)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,8 +335,8 @@ def _encode_body(fields: list[dict[str, Any]], header_name: str) -> tuple[list[s
 
 
 @cache
-def encoder(dataset: str) -> Encoder:
-    """A function that encodes one row tuple (schema field order) as a single-object encoding.
+def python_encoder(dataset: str) -> Encoder:
+    """The reference encoder: one row tuple (schema field order) -> a single-object encoding.
 
     A row of the base width (no ``replica``: what a single collector publishes) is written with the
     base schema's header, byte for byte as before the field existed, so that consumers that know only
@@ -305,6 +385,30 @@ def encoder(dataset: str) -> Encoder:
     return encode
 
 
+@cache
+def encoder(dataset: str) -> Encoder:
+    """A function that encodes one row tuple (schema field order) as a single-object encoding: the
+    compiled codec, which hands any row it does not take to :func:`python_encoder`."""
+    reference = python_encoder(dataset)
+    native = _native()
+    if native is None:
+        return reference
+    native_row = native.encode_row
+    spec, head = _spec(dataset), header(dataset)
+    width = base_width(dataset)
+    base_spec, base_head = _spec(dataset, True), header(dataset, True)
+
+    def encode(row: Row) -> bytes:
+        # a row without the replica (a single collector's) is written with the base schema
+        if len(row) == width:
+            data: bytes | None = native_row(base_spec, base_head, row)
+        else:
+            data = native_row(spec, head, row)
+        return reference(row) if data is None else data
+
+    return encode
+
+
 def _row_repr(names: Sequence[str], row: Any) -> str:
     try:
         return repr(dict(zip(names, row, strict=True)))[:400]
@@ -314,7 +418,62 @@ def _row_repr(names: Sequence[str], row: Any) -> str:
 
 def encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
     """Encodes rows of one dataset as one message value (single-object encodings back to back)."""
+    native = _native()
+    shape = _native_shape(rows) if native is not None else None
+    if native is not None and shape is not None:
+        data: bytes | None = native.encode_batch(*_native_schema(dataset, shape), *shape)
+        if data is not None:
+            return data
     return b"".join(map(encoder(dataset), rows))
+
+
+def _native_shape(rows: Any) -> tuple[Any, bool] | None:
+    """What the compiled encoders take: a list of row tuples ``(rows, False)``, or the columns of a
+    record buffer that holds them (``rows.cols``: one list per field, ``(cols, True)``); None else."""
+    if rows.__class__ is list:
+        return rows, False
+    cols = getattr(rows, "cols", None)
+    if cols.__class__ is tuple:
+        return cols, True
+    return None
+
+
+def _native_schema(dataset: str, shape: tuple[Any, bool]) -> tuple[bytes, bytes]:
+    """The field codes and header the compiled encoders use for these rows: the base schema's when
+    they have its width (no ``replica``), else the full schema's. Rows of mixed widths do not fit
+    either: the compiled encoder refuses them and the reference encodes each row by its width."""
+    data, columnar = shape
+    width = len(data) if columnar else (len(data[0]) if data else 0)
+    base = width == base_width(dataset)
+    return _spec(dataset, base), header(dataset, base)
+
+
+def python_encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
+    """:func:`encode_rows` with the reference encoder."""
+    return b"".join(map(python_encoder(dataset), rows))
+
+
+def encode_keyed(
+    dataset: str, rows: Sequence[Row], max_bytes: int, ts_recv: bool = False
+) -> list[tuple[bytes, bytes, int, tuple[int, ...] | None]] | None:
+    """The Kafka messages of one dataset's rows, in one compiled call: ``[(key, value, rows, ts)]``.
+
+    Rows are grouped by the key ``exchange|symbol`` (keys in order of first appearance, rows in order
+    within a key), and each key's encodings are packed into values of at most ``max_bytes`` (a record
+    never splits). ``ts`` is the tuple of the value's ``ts_recv`` when asked for, else None.
+    ``rows`` is a list of row tuples, or a record buffer's columns (an object with ``cols``, one list
+    per field). Returns None without the compiled codec, for other sequences, or when a row is not of
+    the expected Python types: the caller then encodes the rows one by one with :func:`encoder`
+    (which reports the bad rows).
+    """
+    native = _native()
+    shape = _native_shape(rows) if native is not None else None
+    if native is None or shape is None:
+        return None
+    parts: list[tuple[bytes, bytes, int, tuple[int, ...] | None]] | None = native.encode_keyed(
+        *_native_schema(dataset, shape), *shape, max_bytes, _TS_RECV_FIELD if ts_recv else -1
+    )
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -538,6 +697,202 @@ def decode_message(value: bytes) -> tuple[str, list[Row]]:
     if pos > end:
         raise CodecError(f"{dataset} record runs past the end of the message")
     return dataset, rows
+
+
+#: Message bytes per compiled decoding call: a column's string data stays far below Arrow's 2 GiB.
+_DECODE_CALL_BYTES = 256 << 20
+
+
+def decode_columns(dataset: str, values: Sequence[bytes]) -> tuple[pa.Table, list[int]]:
+    """Compiled decoding of message values of one dataset straight to Arrow columns.
+
+    Returns the rows of every value it took, as one table in value order, and the number of rows of
+    each value; -1 marks a value it did not take (malformed, another dataset's records, or a number
+    that does not fit its column): decode that one with :func:`decode_message`. Values written
+    without ``replica`` (the base schema: single collectors) and with it (replicas) are decoded by
+    their own schema and come out with the full schema's columns (``replica`` null for the former).
+    Requires the compiled codec (see :func:`native_status`).
+    """
+    base_head = header(dataset, True)
+    is_base = [v[:HEADER_BYTES] == base_head for v in values]
+    if all(is_base) or not any(is_base):
+        return _decode_columns(dataset, values, bool(values) and is_base[0])
+    parts = {b: [i for i, f in enumerate(is_base) if f == b] for b in (True, False)}
+    decoded = {b: _decode_columns(dataset, [values[i] for i in idx], b) for b, idx in parts.items()}
+    slot: list[tuple[bool, int]] = [(False, 0)] * len(values)
+    for b, idx in parts.items():
+        for k, i in enumerate(idx):
+            slot[i] = (b, k)
+    offsets = {b: list(itertools.accumulate((max(c, 0) for c in decoded[b][1]), initial=0)) for b in parts}
+    counts = [decoded[b][1][k] for b, k in slot]
+    pieces = [decoded[b][0].slice(offsets[b][k], max(decoded[b][1][k], 0)) for b, k in slot]
+    return pa.concat_tables(pieces) if pieces else arrow_schema(dataset).empty_table(), counts
+
+
+def _decode_columns(dataset: str, values: Sequence[bytes], base: bool) -> tuple[pa.Table, list[int]]:
+    """:func:`decode_columns` of values that all carry one schema's header (``base``: without replica)."""
+    native = _native()
+    if native is None:
+        raise RuntimeError(f"decode_columns needs the compiled codec ({native_status()})")
+    spec, head = _spec(dataset, base), header(dataset, base)
+    tables: list[pa.Table] = []
+    counts: list[int] = []
+    start = 0
+    while start < len(values) or not tables:
+        stop, size = start, 0
+        while stop < len(values) and (stop == start or size + len(values[stop]) <= _DECODE_CALL_BYTES):
+            size += len(values[stop])
+            stop += 1
+        n, part_counts, columns = native.decode_values(spec, head, values[start:stop])
+        tables.append(_columns_table(dataset, n, columns))
+        counts.extend(part_counts)
+        start = stop
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), counts
+
+
+def _columns_table(dataset: str, n: int, columns: list[tuple[Any, ...]]) -> pa.Table:
+    """A table of ``dataset`` from the compiled decoder's buffers (no copy, no Python object per row);
+    values written without ``replica`` (base schema: fewer columns) get an all-null one."""
+    schema = arrow_schema(dataset)
+    arrays = []
+    for f, (valid, offsets, data, nulls) in zip(schema, columns, strict=False):
+        buffers = [None if valid is None else pa.py_buffer(valid)]
+        if offsets is not None:
+            buffers.append(pa.py_buffer(offsets))
+        buffers.append(pa.py_buffer(data))
+        arrays.append(pa.Array.from_buffers(f.type, n, buffers, null_count=nulls))
+    arrays.extend(pa.nulls(n, f.type) for f in list(schema)[len(columns) :])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+#: One message read from a stream: (position, key, value).
+Message = tuple[int, bytes | str | None, bytes | None]
+#: Called for a message that does not decode, with its index and the error: the event row to store.
+ErrorRow = Callable[[int, CodecError], Row]
+
+
+def consume_values(
+    stream: str, messages: Sequence[Message], recent: RecentMessages, on_error: ErrorRow
+) -> tuple[list[ConsumedBatch], int]:
+    """The batches of messages read from one stream, and how many were dropped as producer retries.
+
+    Each message is decoded; one that does not decode becomes the event row ``on_error`` returns, at
+    its position; a value equal to a recent one of its key (``recent``) keeps its position but gives
+    no rows. Consecutive messages of one dataset become one batch (:func:`runs_to_batches`). With the
+    compiled codec, values go to Arrow columns in one call per dataset and the rows of a batch are
+    slices of those columns; without it, or for a value the compiled codec does not take, the
+    reference :func:`decode_message` decodes. Both give the same batches.
+    """
+    if _native() is None:
+        return _consume_python(stream, messages, recent, on_error)
+    return _consume_native(stream, messages, recent, on_error)
+
+
+def _consume_python(
+    stream: str, messages: Sequence[Message], recent: RecentMessages, on_error: ErrorRow
+) -> tuple[list[ConsumedBatch], int]:
+    items: list[tuple[int, str, list[Row]]] = []
+    duplicates = 0
+    for i, (position, key, value) in enumerate(messages):
+        try:
+            if value is None:
+                raise CodecError("message without a value")
+            dataset, rows = decode_message(value)
+        except CodecError as exc:
+            items.append((position, "feed_events", [on_error(i, exc)]))
+            continue
+        if recent.repeated(key, value):
+            duplicates += 1
+            rows = []
+        items.append((position, dataset, rows))
+    return runs_to_batches(stream, items), duplicates
+
+
+# A piece of a batch: a slice (table, offset, rows) of compiled output, or a table of its own.
+_Piece = tuple[pa.Table, int, int]
+
+
+def _consume_native(
+    stream: str, messages: Sequence[Message], recent: RecentMessages, on_error: ErrorRow
+) -> tuple[list[ConsumedBatch], int]:
+    table_of_header = _by_header()
+    datasets: list[str | None] = []
+    by_dataset: dict[str, list[int]] = {}
+    for i, (_, _, value) in enumerate(messages):
+        entry = table_of_header.get(value[:HEADER_BYTES]) if value is not None else None
+        dataset = entry[0] if entry is not None else None
+        datasets.append(dataset)
+        if dataset is not None:
+            by_dataset.setdefault(dataset, []).append(i)
+    pieces: list[_Piece | None] = [None] * len(messages)
+    for dataset, indices in by_dataset.items():
+        table, counts = decode_columns(dataset, [messages[i][2] for i in indices])  # type: ignore[misc]
+        offset = 0
+        for i, count in zip(indices, counts, strict=True):
+            if count >= 0:
+                pieces[i] = (table, offset, count)
+                offset += count
+    items: list[tuple[int, str, _Piece]] = []
+    duplicates = 0
+    for i, (position, key, value) in enumerate(messages):
+        piece = pieces[i]
+        dataset = datasets[i]
+        if piece is None or dataset is None or value is None:
+            # Not taken by the compiled codec: the reference decides (an error, or rows that do not
+            # fit the columns: both become a decode_error event, as in runs_to_batches).
+            try:
+                if value is None:
+                    raise CodecError("message without a value")
+                dataset, rows = decode_message(value)
+            except CodecError as exc:
+                items.append((position, "feed_events", _rows_piece("feed_events", [on_error(i, exc)])))
+                continue
+            if recent.repeated(key, value):
+                duplicates += 1
+                rows = []
+            ((_, dataset, rows),) = _fit_columns(stream, [(position, dataset, rows)])
+            items.append((position, dataset, _rows_piece(dataset, rows)))
+            continue
+        if recent.repeated(key, value):
+            duplicates += 1
+            piece = (piece[0], piece[1], 0)
+        items.append((position, dataset, piece))
+    return _piece_runs(stream, items), duplicates
+
+
+def _rows_piece(dataset: str, rows: list[Row]) -> _Piece:
+    table = pa.Table.from_batches([rows_to_arrow(dataset, rows)])
+    return table, 0, table.num_rows
+
+
+def _piece_runs(stream: str, items: list[tuple[int, str, _Piece]]) -> list[ConsumedBatch]:
+    """Consecutive items of one dataset as one batch; adjacent slices of one table stay one slice."""
+    batches: list[ConsumedBatch] = []
+    i = 0
+    while i < len(items):
+        first, dataset, _ = items[i]
+        parts: list[pa.Table] = []
+        current: _Piece | None = None
+        j = i
+        while j < len(items) and items[j][1] == dataset:
+            table, offset, count = items[j][2]
+            if count:
+                if current is not None and current[0] is table and current[1] + current[2] == offset:
+                    current = (table, current[1], current[2] + count)
+                else:
+                    if current is not None:
+                        parts.append(current[0].slice(current[1], current[2]))
+                    current = (table, offset, count)
+            j += 1
+        if current is not None:
+            parts.append(current[0].slice(current[1], current[2]))
+        if not parts:
+            table = arrow_schema(dataset).empty_table()
+        else:
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        batches.append(ConsumedBatch(stream, first, items[j - 1][0], dataset, table))
+        i = j
+    return batches
 
 
 def split_encoded(records: Iterable[bytes], max_bytes: int) -> list[bytes]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import re
 import time
@@ -41,6 +42,7 @@ from streaming.base import (
     PublisherStats,
     bad_row_event,
 )
+from streaming.codec import Row
 from streaming.delivery import DeliveryError, SenderPublisher
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,9 @@ def group_by_key(rows: list[tuple[Any, ...]]) -> dict[bytes, list[tuple[Any, ...
     return groups
 
 
+_PUBLISH_ORDER = (*(d for d in RECORD_DATASETS if d != "feed_events"), "feed_events")
+
+
 @dataclass(slots=True)
 class _Message:
     topic: str
@@ -212,11 +217,18 @@ class KafkaPublisher(SenderPublisher):
         self._raise_failure()
         s = self.settings
         track = self.on_delivery is not None
-        for dataset in RECORD_DATASETS:
+        # feed_events last: the bad_row events of the other datasets' rows go out with them.
+        for dataset in _PUBLISH_ORDER:
             rows = records.rows(dataset)
             if not rows:
                 continue
             topic = s.topic(dataset)
+            keyed = codec.encode_keyed(dataset, rows, s.max_message_bytes, track)
+            if keyed is not None:
+                # The compiled codec: grouped, encoded and packed in one call.
+                for key, value, count, ts in keyed:
+                    await self._enqueue(_Message(topic, dataset, key, value, count, ts or ()))
+                continue
             enc = codec.encoder(dataset)
             for key, group in group_by_key(rows).items():
                 for part in _encode_parts(
@@ -529,33 +541,30 @@ class KafkaConsumer(Consumer):
                 self._new.discard(tp)
                 continue
             stream = stream_id(tp.topic, tp.partition)
-            decoded: list[tuple[int, str, list[tuple[Any, ...]]]] = []
             recent = self._recent.get(tp)
             if recent is None:
                 recent = self._recent[tp] = codec.RecentMessages(self.dedupe_window)
-            for m in messages:
-                self.consumed_messages += 1
-                try:
-                    if m.value is None:
-                        raise codec.CodecError("message without a value")
-                    dataset, rows = codec.decode_message(m.value)
-                except codec.CodecError as exc:
-                    self.decode_errors += 1
-                    log.warning("undecodable message at %s offset %d: %s", stream, m.offset, exc)
-                    channel = self._dataset_of_topic.get(tp.topic, tp.topic)
-                    ts_recv = m.timestamp * 1_000_000
-                    row = codec.decode_error_row(
-                        stream, m.offset, m.key, m.value or b"", exc, ts_recv, channel
-                    )
-                    decoded.append((m.offset, "feed_events", [row]))
-                    continue
-                if recent.repeated(m.key, m.value):
-                    # A producer retry: no rows, but its position stays covered by a batch.
-                    self.duplicates_dropped += 1
-                    rows = []
-                decoded.append((m.offset, dataset, rows))
-            batches.extend(codec.runs_to_batches(stream, decoded))
+            self.consumed_messages += len(messages)
+            on_error = functools.partial(self._error_row, tp, stream, messages)
+            decoded, duplicates = codec.consume_values(
+                stream, [(m.offset, m.key, m.value) for m in messages], recent, on_error
+            )
+            # A producer retry gives no rows, but its position stays covered by a batch.
+            self.duplicates_dropped += duplicates
+            batches.extend(decoded)
         return batches
+
+    def _error_row(
+        self, tp: TopicPartition, stream: str, messages: list[Any], i: int, exc: codec.CodecError
+    ) -> Row:
+        """The ``decode_error`` event of message ``i`` of a poll (counted and logged)."""
+        m = messages[i]
+        self.decode_errors += 1
+        log.warning("undecodable message at %s offset %d: %s", stream, m.offset, exc)
+        channel = self._dataset_of_topic.get(tp.topic, tp.topic)
+        return codec.decode_error_row(
+            stream, m.offset, m.key, m.value or b"", exc, m.timestamp * 1_000_000, channel
+        )
 
     async def commit(self, stream: str, last_position: int) -> None:
         """Commits ``last_position + 1`` for the group (no-op without a group)."""

@@ -695,29 +695,26 @@ class KinesisConsumer(Consumer):
             await asyncio.sleep(max(0.005, min(wake, deadline) - now))
 
     def _to_batches(self, shard: _Shard, records: list[dict[str, Any]]) -> list[ConsumedBatch]:
-        items: list[tuple[int, str, list[tuple[Any, ...]]]] = []
-        for r in records:
+        self.consumed_records += len(records)
+
+        def on_error(i: int, exc: codec.CodecError) -> tuple[Any, ...]:
+            r = records[i]
             seq = int(r["SequenceNumber"])
-            self.consumed_records += 1
-            try:
-                dataset, rows = codec.decode_message(r["Data"])
-                if shard.recent.repeated(r.get("PartitionKey"), r["Data"]):
-                    # Written twice (a PutRecords call that timed out after Kinesis stored it, then
-                    # retried): no rows, its position stays covered.
-                    self.duplicates_dropped += 1
-                    rows = []
-                items.append((seq, dataset, rows))
-            except codec.CodecError as exc:
-                self.decode_errors += 1
-                log.warning("undecodable kinesis record %s in %s: %s", seq, shard.stream, exc)
-                arrived = r.get("ApproximateArrivalTimestamp")
-                ts = int(arrived.timestamp() * 1e9) if arrived is not None else time.time_ns()
-                row = codec.decode_error_row(
-                    shard.stream, seq, r.get("PartitionKey"), r["Data"], exc, ts, "kinesis"
-                )
-                items.append((seq, "feed_events", [row]))
+            self.decode_errors += 1
+            log.warning("undecodable kinesis record %s in %s: %s", seq, shard.stream, exc)
+            arrived = r.get("ApproximateArrivalTimestamp")
+            ts = int(arrived.timestamp() * 1e9) if arrived is not None else time.time_ns()
+            return codec.decode_error_row(
+                shard.stream, seq, r.get("PartitionKey"), r["Data"], exc, ts, "kinesis"
+            )
+
+        # A record written twice (a PutRecords call that timed out after Kinesis stored it, then
+        # retried) gives no rows; its position stays covered.
+        messages = [(int(r["SequenceNumber"]), r.get("PartitionKey"), r["Data"]) for r in records]
+        batches, duplicates = codec.consume_values(shard.stream, messages, shard.recent, on_error)
+        self.duplicates_dropped += duplicates
         shard.last_seq = int(records[-1]["SequenceNumber"])
-        return codec.runs_to_batches(shard.stream, items)
+        return batches
 
     def lag_ms(self) -> dict[str, int]:
         """MillisBehindLatest per stream, from the last read."""
