@@ -51,9 +51,9 @@ lint: install
 test: install system-deps lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
-	@# the compiled parts under AddressSanitizer + UBSan: the codec's tests whole, the book engine's
-	@# on a subset (make asan runs all of both)
-	$(MAKE) --no-print-directory asan ASAN_TESTS='$(ASAN_QUICK)'
+	@# the compiled parts under AddressSanitizer + UBSan, each on a subset of its tests (make asan
+	@# runs all of them)
+	$(MAKE) --no-print-directory asan ASAN_TESTS='$(ASAN_QUICK)' ASAN_CODEC_TESTS='$(ASAN_CODEC_QUICK)'
 
 # AddressSanitizer + UndefinedBehaviorSanitizer builds of the compiled extensions (build/asan, apart from
 # the installed ones), loaded ahead of them, under their differential and fuzz tests. CPython is not
@@ -64,6 +64,8 @@ test: install system-deps lint
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
 ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5
+ASAN_CODEC_TESTS ?=
+ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book)"
 ASAN_CFLAGS := -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined -std=c11 -Wall
 ASAN_RUN = LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
@@ -83,7 +85,7 @@ asan-codec: install
 	@mkdir -p $(ASAN_DIR)
 	gcc $(ASAN_CFLAGS) -Wextra -Werror -I"$(PY_INCLUDE)" streaming/_avronative.c -o $(ASAN_DIR)/_avronative.so
 	$(ASAN_RUN) TICKTAPE_AVRONATIVE_SO=$(CURDIR)/$(ASAN_DIR)/_avronative.so \
-	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py
+	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py $(ASAN_CODEC_TESTS)
 
 bench: install
 	$(BIN)/python -m bench.run
