@@ -347,27 +347,7 @@ class SyncedBook:
         then applied in runs that share a side and a timestamp.
         """
         _check_position(self.symbol, ts_exchange, seq)
-        rows = out.book
-        book = self.book
-        ex, sym, epoch, flags = self.exchange, self.symbol, self.epoch, self.flags
-        if book.native and _booknative.apply_parsed(
-            book.bids if side == BID else book.asks,
-            rows,
-            ex,
-            sym,
-            ts_exchange,
-            ts_recv,
-            side,
-            parsed,
-            seq,
-            epoch,
-            flags,
-            False,
-        ):
-            return
-        for price, size, p_str, s_str in parsed:
-            book.set_level(side, price, size, p_str, s_str)
-            rows.append((ex, sym, ts_exchange, ts_recv, side, price, size, False, seq, epoch, flags))
+        self._apply_rows(out, ts_exchange, ts_recv, side, parsed, seq, self.flags)
 
     def _apply_rows(
         self,
