@@ -44,14 +44,14 @@ test: install system-deps lint
 	$(MAKE) --no-print-directory asan ASAN_TESTS='$(ASAN_QUICK)'
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of collectors/_booknative.c (build/asan, apart from
-# the installed one), loaded ahead of it, under the differential tests. CPython is not instrumented:
+# the installed one), loaded ahead of it, under the differential tests (book engine, checksums, JSON depth). CPython is not instrumented:
 # libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak detection is off
 # (the interpreter keeps memory at exit by design). Preloading the runtime into an uninstrumented
 # interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
 # https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
-ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance)" --durations=5
+ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance) or depth or odd_levels or known_checksums" --durations=5
 asan: install
 	@mkdir -p $(ASAN_DIR)/collectors
 	gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -62,7 +62,7 @@ asan: install
 	  UBSAN_OPTIONS=print_stacktrace=1 LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  $(BIN)/python -c 'import sys, collectors; collectors.__path__.insert(0, sys.argv[1]); import pytest; \
 	    sys.exit(pytest.main(sys.argv[2:]))' $(ASAN_DIR)/collectors \
-	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py $(ASAN_TESTS)
+	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py tests/collectors/test_native_checksum.py $(ASAN_TESTS)
 
 bench: install
 	$(BIN)/python -m bench.run
