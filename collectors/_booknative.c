@@ -19,6 +19,11 @@
  * https://docs.python.org/3/c-api/typeobj.html; garbage-collector support (tp_traverse/tp_clear,
  * PyObject_GC_UnTrack, PyObject_GC_IsTracked), https://docs.python.org/3/c-api/gcsupport.html;
  * string to float (PyOS_string_to_double), https://docs.python.org/3/c-api/conversion.html.
+ *
+ * Two more hot spots live here with the same rule (the Python code is the reference, None means "run
+ * it"): book_crc32 (collectors/checksum.py) and json_too_deep (collectors/events.py). The CRC is the
+ * one zlib.crc32 computes, https://docs.python.org/3/library/zlib.html#zlib.crc32; buffers are read
+ * through the buffer protocol, https://docs.python.org/3/c-api/buffer.html (checked 2026-12-05).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -911,6 +916,235 @@ static PyObject *crossed(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return PyBool_FromLong(price_of(b, b->keys[b->n - 1]) >= price_of(a, a->keys[a->n - 1]));
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Book checksums (collectors/checksum.py book_crc32 is the reference)                               */
+
+/* CRC-32 as zlib.crc32 computes it (IEEE 802.3, reflected polynomial 0xEDB88320, initial value and
+ * final xor 0xFFFFFFFF), table-driven, fed piece by piece so no joined string is ever built. */
+static uint32_t crc_table[256];
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static inline uint32_t crc_feed(uint32_t c, const char *p, Py_ssize_t n) {
+    const unsigned char *s = (const unsigned char *)p;
+    for (Py_ssize_t i = 0; i < n; i++) c = crc_table[(c ^ s[i]) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
+static inline uint32_t crc_byte(uint32_t c, unsigned char b) { return crc_table[(c ^ b) & 0xFF] ^ (c >> 8); }
+
+/* Level renderings (the styles of collectors/checksum.py):
+ *   0 COLON          price ":" size                    (OKX, Bitget)
+ *   1 DIGITS         digits of price then of size, '.' removed, leading '0's stripped (Kraken)
+ *   2 PADDED_DIGITS  as DIGITS after padding each to price/qty decimals (Kraken, padded)
+ *   3 COLON_NEG_ASK  bids price ":" size, asks price ":-" size (Bitfinex) */
+enum { ST_COLON = 0, ST_DIGITS = 1, ST_PADDED = 2, ST_COLON_NEG_ASK = 3 };
+
+/* DIGITS rendering of text followed by `zeros` '0's (the padding): '.' skipped, leading '0's skipped. */
+static uint32_t crc_digits(uint32_t c, const char *s, Py_ssize_t n, Py_ssize_t zeros) {
+    int leading = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '.') continue;
+        if (leading && ch == '0') continue;
+        leading = 0;
+        c = crc_byte(c, (unsigned char)ch);
+    }
+    if (!leading)
+        for (Py_ssize_t i = 0; i < zeros; i++) c = crc_byte(c, '0');
+    return c;
+}
+
+/* The zeros kraken's _pad appends: decimals counted in code points after the first '.' (UTF-8 lead
+ * bytes only); when text has no '.', "." + zeros is appended, and the '.' vanishes in DIGITS. */
+static Py_ssize_t pad_zeros(const char *s, Py_ssize_t n, long decimals) {
+    const char *dot = memchr(s, '.', (size_t)n);
+    Py_ssize_t have = 0;
+    if (dot)
+        for (const char *p = dot + 1; p < s + n; p++)
+            if ((*p & 0xC0) != 0x80) have++;
+    return have >= decimals ? 0 : (Py_ssize_t)(decimals - have);
+}
+
+/* The UTF-8 of a level's price and size strings: exact str in a tuple of >= 3; else -1 (no error set:
+ * the reference runs and raises what it raises). */
+static int level_strings(PyObject *v, const char **p, Py_ssize_t *pn, const char **s, Py_ssize_t *sn) {
+    if (!PyTuple_CheckExact(v) || PyTuple_GET_SIZE(v) < 3) return -1;
+    PyObject *po = PyTuple_GET_ITEM(v, 1), *so = PyTuple_GET_ITEM(v, 2);
+    if (!PyUnicode_CheckExact(po) || !PyUnicode_CheckExact(so)) return -1;
+    *p = PyUnicode_AsUTF8AndSize(po, pn);
+    if (!*p) {
+        PyErr_Clear();
+        return -1;
+    }
+    *s = PyUnicode_AsUTF8AndSize(so, sn);
+    if (!*s) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    int style;
+    long pd, qd;
+    const char *sep;
+    Py_ssize_t sepn;
+    int started; /* a level has been written: the next one is preceded by the separator */
+    uint32_t c;
+} CrcCtx;
+
+static int crc_level(CrcCtx *x, PyObject *v, int ask) {
+    const char *p, *s;
+    Py_ssize_t pn, sn;
+    if (level_strings(v, &p, &pn, &s, &sn) < 0) return -1;
+    if (x->started) x->c = crc_feed(x->c, x->sep, x->sepn);
+    x->started = 1;
+    switch (x->style) {
+    case ST_COLON:
+    case ST_COLON_NEG_ASK:
+        x->c = crc_feed(x->c, p, pn);
+        x->c = crc_byte(x->c, ':');
+        if (ask && x->style == ST_COLON_NEG_ASK) x->c = crc_byte(x->c, '-');
+        x->c = crc_feed(x->c, s, sn);
+        break;
+    case ST_DIGITS:
+        x->c = crc_digits(x->c, p, pn, 0);
+        x->c = crc_digits(x->c, s, sn, 0);
+        break;
+    default:
+        x->c = crc_digits(x->c, p, pn, pad_zeros(p, pn, x->pd));
+        x->c = crc_digits(x->c, s, sn, pad_zeros(s, sn, x->qd));
+        break;
+    }
+    return 0;
+}
+
+/* book_crc32(bid_levels, ask_levels, depth, style, interleave, separator, asks_first, price_decimals,
+ * qty_decimals) -> the unsigned CRC32 book_crc32 computes, or None when the reference must run (a
+ * level that is not a tuple of exact str, a string that does not encode). */
+static PyObject *book_crc32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9 || !PyObject_TypeCheck(args[0], &LevelsType) || !PyObject_TypeCheck(args[1], &LevelsType) ||
+        !PyUnicode_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "book_crc32(bid_levels, ask_levels, depth, style, interleave, "
+                                         "separator, asks_first, price_decimals, qty_decimals)");
+        return NULL;
+    }
+    Py_ssize_t depth = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (depth == -1 && PyErr_Occurred()) return NULL;
+    long style = PyLong_AsLong(args[3]);
+    if (style == -1 && PyErr_Occurred()) return NULL;
+    int interleave = PyObject_IsTrue(args[4]);
+    int asks_first = PyObject_IsTrue(args[6]);
+    if (interleave < 0 || asks_first < 0) return NULL;
+    CrcCtx x = {0};
+    x.style = (int)style;
+    if (style == ST_PADDED) {
+        x.pd = PyLong_AsLong(args[7]);
+        if (x.pd == -1 && PyErr_Occurred()) return NULL;
+        x.qd = PyLong_AsLong(args[8]);
+        if (x.qd == -1 && PyErr_Occurred()) return NULL;
+    } else if (style < 0 || style > ST_COLON_NEG_ASK) {
+        PyErr_SetString(PyExc_ValueError, "unknown checksum style");
+        return NULL;
+    }
+    x.sep = PyUnicode_AsUTF8AndSize(args[5], &x.sepn);
+    if (!x.sep) return NULL;
+    x.c = 0xFFFFFFFFu;
+    if (depth < 0) depth = 0;
+    Snap b, a;
+    if (snap_take((Levels *)args[0], depth, &b) < 0) return NULL;
+    if (snap_take((Levels *)args[1], depth, &a) < 0) {
+        snap_free(&b);
+        return NULL;
+    }
+    int rc = 0;
+    if (interleave) {
+        Py_ssize_t n = b.n > a.n ? b.n : a.n;
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+            if (i < b.n) rc = crc_level(&x, b.vals[i], 0);
+            if (rc == 0 && i < a.n) rc = crc_level(&x, a.vals[i], 1);
+        }
+    } else {
+        Snap *first = asks_first ? &a : &b, *second = asks_first ? &b : &a;
+        for (Py_ssize_t i = 0; rc == 0 && i < first->n; i++) rc = crc_level(&x, first->vals[i], first == &a);
+        for (Py_ssize_t i = 0; rc == 0 && i < second->n; i++) rc = crc_level(&x, second->vals[i], second == &a);
+    }
+    snap_free(&b);
+    snap_free(&a);
+    if (rc < 0) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong((unsigned long)(x.c ^ 0xFFFFFFFFu));
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* JSON nesting depth (collectors/events.py json_too_deep is the reference)                          */
+
+/* json_too_deep(data, limit) -> bool. One pass over the bytes: '[' and '{' outside strings open a
+ * level, ']' and '}' close one; inside a string a backslash escapes the next byte and '"' ends it.
+ * True as soon as the depth exceeds limit; False at the end, or as soon as a close has no open (the
+ * frame is malformed and the decoder reports it). Exact for valid JSON; any bytes are accepted. */
+static unsigned char json_class[256]; /* 1 open, 2 close, 3 quote */
+
+static PyObject *json_too_deep(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "json_too_deep(data, limit)");
+        return NULL;
+    }
+    long limit = PyLong_AsLong(args[1]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    const unsigned char *s;
+    Py_ssize_t len;
+    int is_bytes = PyBytes_CheckExact(args[0]);
+    if (is_bytes) {
+        s = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+        len = PyBytes_GET_SIZE(args[0]);
+    } else {
+        if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+        s = view.buf;
+        len = view.len;
+    }
+    const unsigned char *end = s + len;
+    long depth = 0;
+    int deep = 0;
+    while (s < end) {
+        unsigned char k = json_class[*s++];
+        if (!k) continue;
+        if (k == 1) {
+            if (++depth > limit) {
+                deep = 1;
+                break;
+            }
+        } else if (k == 2) {
+            if (--depth < 0) break;
+        } else {
+            /* a string: to the next '"' not escaped by a backslash (or the end); strings in frames
+             * are short (prices, names), so a plain loop beats a memchr call per string */
+            for (;;) {
+                while (s < end && *s != '"' && *s != '\\') s++;
+                if (s >= end) break;
+                if (*s == '"') {
+                    s++;
+                    break;
+                }
+                if (end - s < 2) { /* a backslash as the last byte */
+                    s = end;
+                    break;
+                }
+                s += 2;
+            }
+        }
+    }
+    if (!is_bytes) PyBuffer_Release(&view);
+    return PyBool_FromLong(deep);
+}
+
 static PyMethodDef module_methods[] = {
     {"parse_levels", (PyCFunction)(void (*)(void))parse_levels, METH_FASTCALL,
      "parse_levels(levels, max_price, max_size) -> [(price, size, price_str, size_str)] or None"},
@@ -919,16 +1153,24 @@ static PyMethodDef module_methods[] = {
     {"apply_parsed", (PyCFunction)(void (*)(void))apply_parsed, METH_FASTCALL,
      "applies parsed levels to one side and emits their rows; False when the reference must run"},
     {"crossed", (PyCFunction)(void (*)(void))crossed, METH_FASTCALL, "best bid >= best ask"},
+    {"book_crc32", (PyCFunction)(void (*)(void))book_crc32, METH_FASTCALL,
+     "collectors.checksum.book_crc32 over two Levels for a known level style; None when the reference must run"},
+    {"json_too_deep", (PyCFunction)(void (*)(void))json_too_deep, METH_FASTCALL,
+     "json_too_deep(data, limit): JSON nesting outside strings deeper than limit (one pass)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "collectors._booknative",
-    "Compiled price-level store and level parsing of collectors.book (the Python code is the reference).",
+    "Compiled price-level store, level parsing, book checksums and the JSON depth guard (the Python code is the reference).",
     -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__booknative(void) {
+    crc_init();
+    json_class['['] = json_class['{'] = 1;
+    json_class[']'] = json_class['}'] = 2;
+    json_class['"'] = 3;
     if (PyType_Ready(&LevelsType) < 0) return NULL;
     str_append = PyUnicode_InternFromString("append");
     if (!str_append) return NULL;

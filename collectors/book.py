@@ -29,6 +29,7 @@ from sortedcontainers import SortedDict
 
 from schemas import Flags, RecordBuffer
 
+from . import events as _events
 from .events import INT64_MAX, INT64_MIN, Limits, ParseError, check_symbol, emit_event
 
 BID = "bid"
@@ -60,8 +61,9 @@ _native: Any = _booknative if IMPLEMENTATION == "native" else None
 
 
 def use_implementation(name: str) -> str:
-    """Selects ``"native"`` or ``"python"`` for books created and levels parsed from now on; returns
-    the previous one. :class:`RuntimeError` for ``native`` when the extension is not built."""
+    """Selects ``"native"`` or ``"python"`` for books created, levels parsed, checksums
+    (:mod:`collectors.checksum`) and the JSON depth guard (:func:`collectors.events.json_too_deep`)
+    from now on; returns the previous one. :class:`RuntimeError` for ``native`` when the extension is not built."""
     global IMPLEMENTATION, _native
     if name not in ("native", "python"):
         raise ValueError(f"unknown book implementation {name!r} (native or python)")
@@ -70,6 +72,8 @@ def use_implementation(name: str) -> str:
     previous = IMPLEMENTATION
     IMPLEMENTATION = name
     _native = _booknative if name == "native" else None
+    # the JSON depth guard of collectors.events follows the same choice
+    _events._native_too_deep = _booknative.json_too_deep if name == "native" else None
     return previous
 
 

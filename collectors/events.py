@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import calendar as _calendar
 import datetime as _dt
+import importlib
+import os
 import re
 from typing import Any
 
@@ -97,40 +99,65 @@ def check_int64(value: Any, what: str, symbol: str | None = None, channel: str =
 
 _PAIR = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+#: A JSON string (escapes included), or its unterminated rest up to the end of the frame.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_OPENS = frozenset(b"[{")
+
+#: The compiled guard (``collectors._booknative.json_too_deep``), or None: the reference below serves.
+#: ``collectors.book.use_implementation`` switches it with the book engine; ``TICKTAPE_PURE_PYTHON=1``
+#: selects the reference from the start.
+_native_too_deep: Any = None
+if os.environ.get("TICKTAPE_PURE_PYTHON", "") in ("", "0"):
+    try:
+        _native_too_deep = importlib.import_module(f"{__package__}._booknative").json_too_deep
+    except (ImportError, AttributeError):  # not built: make install says why
+        _native_too_deep = None
 
 
 def json_too_deep(frame: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when ``frame`` may nest JSON containers deeper than ``limit``.
+    """True when ``frame`` nests JSON containers deeper than ``limit``.
 
-    Cheap for ordinary frames: fewer than ``limit`` opening brackets cannot nest deeper. Otherwise the
-    brackets alone are reduced pass by pass (each pass removes the innermost ``[]``/``{}`` pairs, so
-    the number of passes is the depth), in C. Brackets inside strings are counted too: a frame whose
-    strings hold unbalanced brackets is judged by the real parse instead (never a false rejection).
+    Brackets inside strings do not count (a backslash escapes the next byte there). For valid JSON this
+    is exactly "the decoded value is nested deeper than ``limit``". Any bytes are accepted: a closing
+    bracket without an opening one ends the scan with False (the frame is malformed; the decoder says
+    so), and a string left open runs to the end. One pass in C when the extension is built
+    (``collectors/_booknative.c``), otherwise :func:`json_too_deep_reference`; the two are held
+    equal by ``tests/collectors/test_native_checksum.py``.
+    """
+    native = _native_too_deep
+    if native is not None and type(frame) is bytes and type(limit) is int and 0 <= limit < 2**31:
+        return bool(native(frame, limit))
+    return json_too_deep_reference(frame, limit)
+
+
+def json_too_deep_reference(frame: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """:func:`json_too_deep` in Python (the reference of the compiled one).
+
+    Fewer than ``limit`` opening brackets cannot nest deeper. Otherwise strings are cut out and the
+    brackets left are reduced pass by pass (each pass removes the innermost ``[]``/``{}`` pairs, so
+    a sequence gone within ``limit`` passes is balanced and at most ``limit`` deep), in C; anything
+    else (deep, or unbalanced) is settled by walking the brackets one by one.
     """
     if frame.count(b"[") + frame.count(b"{") <= limit:
         return False
-    rest = frame.translate(None, _NOT_BRACKET)
+    brackets = (_STRING.sub(b"", frame) if b'"' in frame else bytes(frame)).translate(None, _NOT_BRACKET)
+    rest = brackets
     for _ in range(limit):
         rest, n = _PAIR.subn(b"", rest)
         if not rest:
             return False
         if not n:
-            return _parsed_depth_exceeds(frame, limit)
-    return True
-
-
-def _parsed_depth_exceeds(frame: bytes, limit: int) -> bool:
-    try:
-        obj = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        return False  # malformed: the decode itself reports it
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, list | dict))
+            break
+    depth = 0
+    for byte in brackets:
+        if byte in _OPENS:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+            if depth < 0:
+                return False
     return False
 
 
@@ -139,7 +166,12 @@ def decode_json(frame: str | bytes, loads: Any = orjson.loads, max_depth: int = 
     UTF-8 or nesting deeper than ``max_depth``; no ``RecursionError`` escapes (``loads`` may be any
     decoder, e.g. one keeping number text)."""
     data = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
-    if json_too_deep(data, max_depth):
+    native = _native_too_deep  # called directly: this runs once per frame of every venue
+    if (
+        native(data, max_depth)
+        if native is not None and type(data) is bytes and type(max_depth) is int and 0 <= max_depth < 2**31
+        else json_too_deep_reference(data, max_depth)
+    ):
         raise ParseError(f"JSON nested deeper than {max_depth} levels")
     try:
         return loads(frame)

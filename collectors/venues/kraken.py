@@ -57,7 +57,7 @@ from schemas import Flags, RecordBuffer
 
 from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
-from ..checksum import book_crc32
+from ..checksum import PaddedDigits, book_crc32, decimals_of, digits_level
 from ..dedupe import RecentTradeIds
 from ..events import (
     ParseError,
@@ -90,9 +90,8 @@ _OUR_CHANNEL = {v: k for k, v in CHANNEL_NAMES.items()}
 _BOOK_MARKERS = (b'"channel":"book"', '"channel":"book"')
 
 
-def level_text(price: str, qty: str) -> str:
-    """One level as it enters Kraken's checksum: digits of price then qty, without '.' or leading zeros."""
-    return price.replace(".", "").lstrip("0") + qty.replace(".", "").lstrip("0")
+#: One level as it enters Kraken's checksum: digits of price then qty, without '.' or leading zeros.
+level_text = digits_level
 
 
 def kraken_checksum(book: Any) -> int:
@@ -100,23 +99,9 @@ def kraken_checksum(book: Any) -> int:
     return book_crc32(book, CHECKSUM_DEPTH, level_text)
 
 
-def _decimals(text: str) -> int:
-    dot = text.find(".")
-    return 0 if dot < 0 else len(text) - dot - 1
-
-
-def _pad(text: str, decimals: int) -> str:
-    have = _decimals(text)
-    if have >= decimals:
-        return text
-    return text + ("0" * (decimals - have) if have else "." + "0" * decimals)
-
-
 def padded_checksum(book: Any, price_decimals: int, qty_decimals: int) -> int:
     """Kraken's CRC32 with every price and qty padded to the pair's precision (see module docstring)."""
-    return book_crc32(
-        book, CHECKSUM_DEPTH, lambda p, q: level_text(_pad(p, price_decimals), _pad(q, qty_decimals))
-    )
+    return book_crc32(book, CHECKSUM_DEPTH, PaddedDigits(price_decimals, qty_decimals))
 
 
 _EXACT_DECODER = json.JSONDecoder(parse_float=str, parse_int=str)
@@ -333,12 +318,12 @@ class KrakenNormaliser(Normaliser):
             precision = [0, 0]
             for side in (BID, ASK):
                 for _, (_, p_str, s_str) in book.book.side(side).items():
-                    precision[0] = max(precision[0], _decimals(p_str))
-                    precision[1] = max(precision[1], _decimals(s_str))
+                    precision[0] = max(precision[0], decimals_of(p_str))
+                    precision[1] = max(precision[1], decimals_of(s_str))
             self.precision[native] = precision
         for p, q in itertools.chain(bids, asks):
-            precision[0] = max(precision[0], _decimals(str(p)))
-            precision[1] = max(precision[1], _decimals(str(q)))
+            precision[0] = max(precision[0], decimals_of(str(p)))
+            precision[1] = max(precision[1], decimals_of(str(q)))
         return padded_checksum(book.book, precision[0], precision[1])
 
     def truncate(

@@ -124,7 +124,7 @@ from schemas import Flags, RecordBuffer
 
 from ..base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, L2Book, SymbolBooks, SyncedBook, parse_levels
-from ..checksum import book_crc32, to_signed32
+from ..checksum import book_crc32, colon_level, to_signed32
 from ..dedupe import RecentTradeIds
 from ..events import (
     ParseError,
@@ -182,13 +182,9 @@ def index_of(inst_id: str) -> str:
     return "-".join(inst_id.split("-")[:2])
 
 
-def _checksum_level(price: str, size: str) -> str:
-    return f"{price}:{size}"
-
-
 def okx_checksum(book: L2Book) -> int:
     """OKX's signed CRC32 of a book's best 25 levels per side, bid/ask interleaved (wire strings)."""
-    return to_signed32(book_crc32(book, CHECKSUM_DEPTH, _checksum_level, interleave=True, separator=":"))
+    return to_signed32(book_crc32(book, CHECKSUM_DEPTH, colon_level, interleave=True, separator=":"))
 
 
 def normalise_inst_id(inst_id: str) -> str:

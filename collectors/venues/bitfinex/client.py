@@ -75,7 +75,6 @@ recording ``bitfinex/bitfinex_cryptofeed`` (2021-04-17, ``SEQ_ALL`` on, checksum
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -86,7 +85,7 @@ from schemas import Flags, RecordBuffer
 
 from ...base import CHANNELS, DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ...book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook
-from ...checksum import to_signed32
+from ...checksum import book_crc32, colon_level, colon_negated_level, to_signed32
 from ...dedupe import RecentTradeIds
 from ...events import ParseError, check_symbol, emit_event, funding_rate, ms_to_ns, positive_price
 from ...instruments import Instrument
@@ -136,15 +135,10 @@ def js_number(value: float | int) -> str:
 
 def book_checksum(book: SyncedBook) -> int:
     """Bitfinex's signed CRC32 of a book: best 25 bids and asks interleaved, ``price:amount`` each."""
-    parts: list[str] = []
-    bids = book.book.top(BID, CHECKSUM_DEPTH)
-    asks = book.book.top(ASK, CHECKSUM_DEPTH)
-    for i in range(max(len(bids), len(asks))):
-        if i < len(bids):
-            parts.append(f"{bids[i][2]}:{bids[i][3]}")
-        if i < len(asks):
-            parts.append(f"{asks[i][2]}:-{asks[i][3]}")
-    return to_signed32(zlib.crc32(":".join(parts).encode()))
+    crc = book_crc32(
+        book.book, CHECKSUM_DEPTH, colon_level, ask_text=colon_negated_level, interleave=True, separator=":"
+    )
+    return to_signed32(crc)
 
 
 def _number(value: Any, what: str) -> float | int:

@@ -15,7 +15,7 @@ from schemas import Flags, RecordBuffer
 
 from ...base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ...book import L2Book, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
-from ...checksum import book_crc32, to_signed32
+from ...checksum import book_crc32, colon_level, to_signed32
 from ...dedupe import RecentTradeIds
 from ...events import (
     ParseError,
@@ -66,13 +66,9 @@ def validate_levels(book: SyncedBook, bids: list[Any], asks: list[Any]) -> None:
     parse_levels(asks, book.limits.max_price, book.limits.max_size)
 
 
-def _checksum_level(price: str, size: str) -> str:
-    return f"{price}:{size}"
-
-
 def bitget_checksum(book: L2Book) -> int:
     """Bitget's signed CRC32 of a book's best 25 bids and asks interleaved, over the wire strings."""
-    return to_signed32(book_crc32(book, CHECKSUM_DEPTH, _checksum_level, interleave=True, separator=":"))
+    return to_signed32(book_crc32(book, CHECKSUM_DEPTH, colon_level, interleave=True, separator=":"))
 
 
 def _int_field(value: Any, what: str, symbol: str) -> int | None:
