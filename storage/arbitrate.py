@@ -41,7 +41,9 @@ held rows) is a function of the stream prefix processed, independent of where un
 decision depends only on rows of the same dataset and key in stream order and on receive times in
 the stream, never on the clock). The sink writes it with each unit's commit marker
 (``<stream>.arbitration-<last>.json``, named by the marker), so a restarted sink continues from
-exactly the state of its last commit and writes the same rows.
+exactly the state of its last commit and writes the same rows. Held rows stay in that state until
+later rows of the stream arrive; only a stream that ends (``ticktape renormalise`` replaying a day's
+raw connections as replicas, ``ticktape/raw.py``) calls :meth:`StreamArbiter.finish` for them.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ MERGED_GAP = "merged_gap"
 STATE_VERSION = 1
 _BAD = int(Flags.MAYBE_BAD_BOOK)
 _NS = 1_000_000_000
+#: a receive time after every other (``finish`` releases every held row)
+_END_NS = 1 << 63
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,26 @@ class StreamArbiter:
             current = out.get("feed_events")
             out["feed_events"] = extra if current is None else pa.concat_tables([current, extra])
         return out
+
+    def finish(self) -> dict[str, pa.Table]:
+        """The end of the stream: what :meth:`process` still holds, given to the lake now.
+
+        Only held resync snapshots (and the rows of their replica after them) are kept back; at the
+        end of the data no replica can deliver the updates in between any more, so each becomes a
+        resync of its merged book (epoch + 1, a ``merged_gap`` event), exactly what :meth:`process`
+        gives once ``hold_s`` of receive time has passed. Returns ``book`` and ``feed_events`` tables
+        (none when nothing was held). For a stream that has an end: the sink never calls it (its
+        streams go on; a held row waits in the committed state), ``ticktape renormalise`` does after
+        the last row of a replayed day (``ticktape/raw.py``)."""
+        if not self._held:
+            return {}
+        out = _Out()
+        events: list[tuple[Any, ...]] = []
+        self._release(_END_NS, out, events)
+        tables = {"book": pa.Table.from_batches([rows_to_arrow("book", out.extra)])}
+        if events:
+            tables["feed_events"] = pa.Table.from_batches([rows_to_arrow("feed_events", events)])
+        return tables
 
     def _keyed(self, dataset: str, rows: list[tuple[Any, ...]]) -> list[int]:
         """Indices of the rows kept (every row without a replica; a replica's first copy of a key)."""
