@@ -14,7 +14,7 @@ today's parsers:
 - every stream that has a batch in the day is replayed from its beginning: its batches of earlier
   days are read first (book state crosses midnight), and only records whose ``ts_recv`` falls in the
   day are kept;
-- a day with planned rotations (make-before-break; Binance, Binance futures, Bitget and MEXC rotate
+- a day with planned rotations (make-before-break; the Binance and Bitget venues and MEXC rotate
   every 23 h by default) has two connections over each handover, and a replay runs both: live, the
   collector merged the successor into its predecessor (``collectors/connection.py``), so that day's
   streams go through the sink's replica arbitration (:func:`arbitrate_streams`,
@@ -41,14 +41,16 @@ A rotation day, arbitrated (:func:`arbitrate_streams`), against the live day:
 - ``epoch`` is the merged book's: it increases only at a resync of the merged book (a snapshot after
   a range no connection had: a disconnect, a gap), counted from the epoch of the symbol's first
   snapshot in the replay. Live, a rotation keeps the epoch where the venue's update ids are shared by
-  every connection (``book_handover_by_seq``: Binance, Binance futures), so the two agree there; on
+  every connection (``book_handover_by_seq``: the Binance venues), so the two agree there; on
   other venues the collector hands the book over as a resync (epoch + 1) while the merged book
   continues at the matching sequence without one, so renormalised epochs can be lower than live
   ones. A book's ``ts_recv`` never goes back (the arbiter raises it to the previous merged row's);
 - the live ``resync`` events of handovers (reason ``rotation``: venues without
   ``book_handover_by_seq``) are not kept, since the merged book has no resync there; an update whose
   sequence equals the snapshot's it follows (already in it: Binance futures' first update may end at
-  the snapshot's id) is not repeated after it;
+  the snapshot's ``lastUpdateId``, "U <= lastUpdateId AND u >= lastUpdateId",
+  https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/How-to-manage-a-local-order-book-correctly,
+  checked 2026-12-05) is not repeated after it;
 - book rows flagged ``MAYBE_BAD_BOOK`` (a stream's rows between its gap and its resync) never enter
   the merged book: where no other connection covered the range, the day has the resync instead (a
   ``merged_gap`` feed event records it); live, those rows were kept with their flag;

@@ -1,7 +1,9 @@
 """Renormalising a day with planned rotations (make-before-break): a real Collector rotating its
-connection every 1.5 s against the binance simulator, with the raw archive on, through the local log
+connection every 1.5 s against a venue's simulator, with the raw archive on, through the local log
 and the sink into a lake; ``ticktape renormalise`` of that day gives one copy of every event, equal
-to what the collector merged live (``ticktape/raw.py``, ``arbitrate_streams``)."""
+to what the collector merged live (``ticktape/raw.py``, ``arbitrate_streams``). Binance hands its
+books over at a matching update id (one epoch live); Bitget's rotation is a resync live (epoch + 1,
+a ``resync`` event), while the merged book continues at the matching sequence."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from streaming import open_consumer, open_publisher
 from tests.collectors.book_replay import assert_tops_match_bbo, tops_by_seq
 from tests.collectors.test_connection import FAST
 from ticktape.cli import main
-from ticktape.raw import REPLAYED_DATASETS, day_streams, parser_manifest, replay_stream
+from ticktape.raw import REPLAYED_DATASETS, arbitrate_streams, day_streams, parser_manifest, replay_stream
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 ROTATING = dataclasses.replace(
@@ -48,13 +50,13 @@ def lake_rows(lake: Path, dataset: str) -> list[tuple[Any, ...]]:
     return [rows[i] for i in order]
 
 
-def raw_days(lake: Path) -> list[str]:
-    return sorted(p.name[5:] for p in (lake / "raw" / "exchange=binance").glob("date=*"))
+def raw_days(lake: Path, exchange: str) -> list[str]:
+    return sorted(p.name[5:] for p in (lake / "raw" / f"exchange={exchange}").glob("date=*"))
 
 
-async def collect_rotating(lake: Path, log_dir: Path) -> Collector:
-    """The collector rotates at least twice, with trades flowing after the last handover."""
-    dialect = get_dialect("binance")
+async def collect_rotating(exchange: str, lake: Path, log_dir: Path) -> Collector:
+    """The collector rotates at least three times, with trades flowing after the last handover."""
+    dialect = get_dialect(exchange)
     sim = dialect.simulator(SimulatorConfig(symbols=SYMBOLS, rate_hz=200.0))
     await sim.start()
     publisher = open_publisher("local", log_dir=log_dir)
@@ -93,22 +95,25 @@ async def collect_rotating(lake: Path, log_dir: Path) -> Collector:
     return collector
 
 
-@pytest.fixture(scope="module")
-def rotation_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=["binance", "bitget"])
+def rotation_day(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """The live lake's datasets, what a stream-by-stream replay of the raw day gives, and the lake
     after ``ticktape renormalise`` (with its manifests and output)."""
-    base = tmp_path_factory.mktemp("rotation")
+    exchange = request.param
+    base = tmp_path_factory.mktemp(f"rotation-{exchange}")
     lake = base / "lake"
-    collector = asyncio.run(collect_rotating(lake, base / "log"))
+    collector = asyncio.run(collect_rotating(exchange, lake, base / "log"))
     live = {ds: lake_rows(lake, ds) for ds in (*REPLAYED_DATASETS, "feed_events")}
-    days = raw_days(lake)
+    days = raw_days(lake, exchange)
     streams: dict[str, list[tuple[Any, ...]]] = {}  # each stream whole (the run may cross midnight)
     for day in days:
-        for stream, rows in day_streams(lake, "binance", date.fromisoformat(day)).items():
+        for stream, rows in day_streams(lake, exchange, date.fromisoformat(day)).items():
             streams.setdefault(stream, []).extend(rows)
     naive: Counter[str] = Counter()  # what each stream replayed on its own gives (before arbitration)
     for rows in streams.values():
-        buf = replay_stream(get_dialect("binance").new_normaliser(), sorted(rows, key=lambda r: r[2]))
+        buf = replay_stream(get_dialect(exchange).new_normaliser(), sorted(rows, key=lambda r: r[2]))
         for ds in REPLAYED_DATASETS:
             naive[ds] += len(buf.rows(ds))
     manifests = []
@@ -118,17 +123,18 @@ def rotation_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             "--lake",
             str(lake),
             "--exchange",
-            "binance",
+            exchange,
             "--date",
             day,
             "--allow-open-day",
         ]
         assert main(args) == 0
-        manifest = parser_manifest(lake, "binance", date.fromisoformat(day))
+        manifest = parser_manifest(lake, exchange, date.fromisoformat(day))
         assert manifest is not None
         manifests.append(manifest)
     renormalised = {ds: lake_rows(lake, ds) for ds in (*REPLAYED_DATASETS, "feed_events")}
     yield {
+        "exchange": exchange,
         "collector": collector,
         "live": live,
         "naive": naive,
@@ -143,9 +149,9 @@ def test_the_raw_day_has_rotated_streams_that_overlap(rotation_day: dict[str, An
     assert len(rotated) >= 2 and all("-g" in s for s in rotated)
     # replayed stream by stream, the overlaps give copies: what renormalise had to remove
     live, naive = rotation_day["live"], rotation_day["naive"]
-    assert naive["trades"] > len(live["trades"])
-    assert naive["book"] > len(live["book"])
-    assert naive["bbo"] > len(live["bbo"])
+    assert naive["trades"] >= len(live["trades"])  # copies of trades: see the trades test
+    assert naive["bbo"] >= len(live["bbo"])
+    assert naive["book"] > len(rotation_day["renormalised"]["book"])
 
 
 def test_renormalised_trades_are_the_live_trades_each_exactly_once(rotation_day: dict[str, Any]) -> None:
@@ -162,7 +168,11 @@ def test_renormalised_trades_are_the_live_trades_each_exactly_once(rotation_day:
 
     assert venue(new) == venue(live)
     dropped = sum(m["arbitration"]["dropped"].get("trades", 0) for m in rotation_day["manifests"])
-    assert dropped == rotation_day["naive"]["trades"] - len(new) > 0
+    assert dropped == rotation_day["naive"]["trades"] - len(new)
+    if rotation_day["exchange"] == "bitget":
+        # the successor receives recent trades again when it subscribes: copies in every overlap
+        assert dropped > 50
+    # (binance: only trades of the overlap's few hundred ms, often none or a handful)
 
 
 def test_renormalised_bbo_has_no_duplicate_and_equals_live(rotation_day: dict[str, Any]) -> None:
@@ -184,24 +194,38 @@ def test_renormalised_book_tops_equal_the_live_books_at_every_sequence(rotation_
     book = new["book"]
     assert not [r for r in book if r[10] & Flags.MAYBE_BAD_BOOK]
     assert {r[11] if len(r) > 11 else None for r in book} == {None}  # no replica: one collector's day
-    # one book across the rotations, in the epochs the collector gave it live (binance: no resync)
+    # one book across the rotations: one snapshot and one epoch per symbol, the live book's first
+    by_seq = get_dialect(rotation_day["exchange"]).book_handover_by_seq
+    first_snapshots = set()
     for symbol in ("BTC-USDT", "ETH-USDT"):
-        assert {r[9] for r in book if r[1] == symbol} == {r[9] for r in live["book"] if r[1] == symbol}
-    snapshots = {(r[1], r[8]) for r in book if r[7]}
-    assert snapshots == {(r[1], r[8]) for r in live["book"] if r[7]}  # one snapshot per symbol
+        live_epochs = {r[9] for r in live["book"] if r[1] == symbol}
+        assert {r[9] for r in book if r[1] == symbol} == {min(live_epochs)}
+        # live, binance continued its books at a matching update id; bitget's were resynced
+        assert len(live_epochs) == 1 if by_seq else len(live_epochs) > 2, live_epochs
+        first_snapshots |= {
+            (r[1], r[8]) for r in live["book"] if r[1] == symbol and r[7] and r[9] == min(live_epochs)
+        }
+    assert {(r[1], r[8]) for r in book if r[7]} == first_snapshots
     new_tops, live_tops = tops_by_seq(book), tops_by_seq(live["book"])
-    assert set(new_tops) == set(live_tops)  # every update once, none lost, none added
+    # every update once, none lost, none added; live also has the tops of the handover snapshots
+    # (bitget: a resync), which the merged book, continuing by sequence, never needed
+    handover_snapshots = {(r[1], r[8]) for r in live["book"] if r[7]} - first_snapshots
+    assert set(new_tops) <= set(live_tops)
+    assert set(live_tops) - set(new_tops) <= handover_snapshots
     assert len(new_tops) > 200
-    for key in sorted(live_tops):
+    for key in sorted(new_tops):
         assert new_tops[key] == live_tops[key], f"book top differs at {key}"
     assert assert_tops_match_bbo(book, new["bbo"]) > 100
     events = new["feed_events"]
     assert not [e for e in events if e[4] in (MERGED_GAP, REPLICA_COVER, "gap", "resync")]
+    # the live day's handover resyncs (a connection event) are gone with the resyncs themselves
+    resyncs = [json.loads(e[5]) for e in live["feed_events"] if e[4] == "resync"]
+    assert not resyncs if by_seq else {d["reason"] for d in resyncs} == {"rotation"}
+    kept = Counter(e[4] for e in events)
+    assert kept == Counter(e[4] for e in live["feed_events"] if e[4] != "resync")
 
 
-def test_renormalise_reports_the_arbitrated_overlap(
-    rotation_day: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_renormalise_reports_the_arbitrated_overlap(rotation_day: dict[str, Any]) -> None:
     for m in rotation_day["manifests"]:
         if m["rotated_streams"]:
             arb = m["arbitration"]
@@ -214,9 +238,10 @@ def test_renormalise_reports_the_arbitrated_overlap(
     }
     naive, new = rotation_day["naive"], rotation_day["renormalised"]
     for ds in ("trades", "book", "bbo"):
-        assert total[ds] == naive[ds] - len(new[ds]) > 0, ds
+        assert total[ds] == naive[ds] - len(new[ds]), ds
+    assert total["book"] > 0
     print(
-        "rotation day:",
+        f"{rotation_day['exchange']} rotation day:",
         json.dumps(
             {
                 ds: {
@@ -228,3 +253,52 @@ def test_renormalise_reports_the_arbitrated_overlap(
             }
         ),
     )
+
+
+def test_arbitrated_streams_keep_the_first_snapshots_epoch_and_lose_nothing_at_the_end() -> None:
+    """Two streams' replays (a predecessor and its successor): one copy of each trade and update, no
+    replica in the output, the merged book's epochs counted from the first snapshot's (1, as a
+    normaliser numbers them), and a resync the arbiter still held when the data ended is in it."""
+    s = 1_000_000_000
+
+    def book(ts: int, seq: int, epoch: int, snap: bool = False) -> tuple[Any, ...]:
+        return ("binance", "BTC-USDT", ts, ts, "bid", 100.0 + seq, 1.0, snap, seq, epoch, 0)
+
+    def trade(ts: int, trade_id: str) -> tuple[Any, ...]:
+        return ("binance", "BTC-USDT", ts, ts, trade_id, 100.0, 1.0, "buy", 0)
+
+    old = RecordBuffer(
+        book=[book(1 * s, 10, 1, True), book(2 * s, 11, 1), book(3 * s, 12, 1), book(4 * s, 13, 1)],
+        trades=[trade(2 * s, "7"), trade(3 * s + 5, "8")],
+    )
+    new = RecordBuffer(
+        # joins at 11 (behind the merged book), continues past old's end, then loses the venue and
+        # resyncs at 30 just before its data ends: nobody has 15..29, held until the end
+        book=[
+            book(2 * s + 1, 11, 1, True),
+            book(3 * s + 1, 12, 1),
+            book(5 * s, 14, 1),
+            book(6 * s, 30, 2, True),
+            book(6 * s + 1, 31, 2),
+        ],
+        trades=[trade(3 * s, "8"), trade(5 * s, "9")],
+        feed_events=[("binance", "BTC-USDT", "book", 6 * s, "resync", '{"epoch":2}')],
+    )
+    merged, arbiter = arbitrate_streams({"binance-0@1": old, "binance-0-g1@1": new})
+    assert [r[4] for r in merged.trades] == ["7", "8", "9"]
+    assert merged.trades[1][3] == 3 * s  # the first copy received
+    assert all(len(r) == 9 for r in merged.trades) and all(len(r) == 11 for r in merged.book)
+    assert [(r[8], r[7], r[9]) for r in merged.book] == [
+        (10, True, 1),
+        (11, False, 1),
+        (12, False, 1),
+        (13, False, 1),
+        (14, False, 1),
+        (30, True, 2),  # released at the end of the data (StreamArbiter.finish)
+        (31, False, 2),
+    ]
+    gap = [e for e in merged.feed_events if e[4] == MERGED_GAP]
+    assert len(gap) == 1 and json.loads(gap[0][5])["epoch"] == 2  # in the output's numbering
+    assert json.loads(gap[0][5])["resync_replica"] == "binance-0-g1@1"  # the stream, in the detail
+    assert merged.feed_events[0] == new.feed_events[0]  # the streams' own events are kept
+    assert arbiter.stats.duplicates["trades"] == 1 and arbiter.stats.merged_gaps == 1
