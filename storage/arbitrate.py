@@ -11,7 +11,8 @@ one copy of every event and fills one replica's gap from another:
   **mark_price**, **open_interest** by ``(ts_exchange, content)``. Keys are counted per replica: an
   event is kept when one replica has shown it more times than the lake holds it, so two equal
   trades without ids (same time, price, size and side) stay two. Keys are remembered for
-  :attr:`ArbitrationOptions.key_window_s` of receive time.
+  :attr:`ArbitrationOptions.key_window_s` of receive time (the newest
+  :attr:`ArbitrationOptions.min_keys` whatever their age).
 - **book** by the venue's sequence: each update is taken from whichever replica has it first, in
   stream order. A replica's update is taken when its own chain (its previous update, validated by
   its collector's gap rules) ends where the merged book ends, so the merged book continues across
@@ -79,6 +80,11 @@ class ArbitrationOptions:
     key_window_s: float = 120.0
     #: at most this many keys per (dataset, exchange, symbol): the oldest are forgotten first
     max_keys: int = 50_000
+    #: at least this many keys per (dataset, exchange, symbol) are kept whatever their age (0: the
+    #: window alone decides). A venue that sends its recent trades again to a connection that
+    #: subscribes (Bitget) repeats trades older than the window on a quiet symbol; ``ticktape
+    #: renormalise`` keeps as many as the collector does for a rotation (``ticktape/raw.py``)
+    min_keys: int = 0
     #: a replica's resync snapshot ahead of the merged book waits this long (receive time in the
     #: stream) for another replica to deliver the updates in between
     hold_s: float = 2.0
@@ -130,9 +136,9 @@ class _Keys:
             return True
         return False
 
-    def evict(self, before_ns: int, max_keys: int) -> None:
+    def evict(self, before_ns: int, max_keys: int, min_keys: int = 0) -> None:
         order = self.order
-        while order and (order[0][0] < before_ns or len(order) > max_keys):
+        while order and (len(order) > max_keys or (order[0][0] < before_ns and len(order) > min_keys)):
             _, key = order.popleft()
             self.entries.pop(key, None)
 
@@ -341,7 +347,7 @@ class StreamArbiter:
                 kept.append(i)
             else:
                 dups += 1
-            keys.evict(mark - window, opts.max_keys)
+            keys.evict(mark - window, opts.max_keys, opts.min_keys)
         if dups:
             self.stats.duplicates[dataset] += dups
         return kept
