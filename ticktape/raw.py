@@ -63,6 +63,7 @@ are deleted by ``ticktape compact``.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import logging
@@ -269,8 +270,8 @@ def rebuild_day(
 ) -> tuple[RecordBuffer, RenormaliseResult]:
     """The records of ``day`` rebuilt from raw (normaliser feed events only), without publishing.
 
-    A day with planned rotations is arbitrated (:func:`arbitrate_streams`; ``options``: the sink's,
-    :func:`ticktape.runtime.arbitration_options`, by default); other days are replayed stream by stream.
+    A day with planned rotations is arbitrated (:func:`arbitrate_streams`; ``options``:
+    :func:`rotation_arbitration` by default); other days are replayed stream by stream.
     """
     lake = Path(lake)
     streams = day_streams(lake, exchange, day)
@@ -296,11 +297,7 @@ def rebuild_day(
             out.rows(ds).extend(r for r in buf.rows(ds) if lo <= r[3] < hi)  # index 3: ts_recv
     if not result.rotated:
         return out, result
-    if options is None:
-        from ticktape.runtime import arbitration_options
-
-        options = arbitration_options()
-    merged, arbiter = arbitrate_streams(replayed, options)
+    merged, arbiter = arbitrate_streams(replayed, options or rotation_arbitration())
     for ds in (*REPLAYED_DATASETS, "feed_events"):
         out.rows(ds).extend(r for r in merged.rows(ds) if lo <= r[3] < hi)
     for ds in REPLAYED_DATASETS:
@@ -319,6 +316,18 @@ def rebuild_day(
         result.merged_gaps,
     )
     return out, result
+
+
+def rotation_arbitration() -> ArbitrationOptions:
+    """How a rotation day's streams are arbitrated: as the sink arbitrates replicas
+    (:func:`ticktape.runtime.arbitration_options`), keeping at least as many trade ids per symbol
+    as the collector remembers for a handover (``ROTATION_TRADE_IDS``): a successor that receives
+    the venue's recent trades again when it subscribes (Bitget) repeats, on a quiet symbol, trades
+    older than the sink's key window, which the collector did not publish twice live."""
+    from collectors.connection import ROTATION_TRADE_IDS
+    from ticktape.runtime import arbitration_options
+
+    return dataclasses.replace(arbitration_options(), min_keys=ROTATION_TRADE_IDS)
 
 
 def arbitrate_streams(
