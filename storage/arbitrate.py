@@ -11,7 +11,8 @@ one copy of every event and fills one replica's gap from another:
   **mark_price**, **open_interest** by ``(ts_exchange, content)``. Keys are counted per replica: an
   event is kept when one replica has shown it more times than the lake holds it, so two equal
   trades without ids (same time, price, size and side) stay two. Keys are remembered for
-  :attr:`ArbitrationOptions.key_window_s` of receive time.
+  :attr:`ArbitrationOptions.key_window_s` of receive time (the newest
+  :attr:`ArbitrationOptions.min_keys` whatever their age).
 - **book** by the venue's sequence: each update is taken from whichever replica has it first, in
   stream order. A replica's update is taken when its own chain (its previous update, validated by
   its collector's gap rules) ends where the merged book ends, so the merged book continues across
@@ -41,7 +42,9 @@ held rows) is a function of the stream prefix processed, independent of where un
 decision depends only on rows of the same dataset and key in stream order and on receive times in
 the stream, never on the clock). The sink writes it with each unit's commit marker
 (``<stream>.arbitration-<last>.json``, named by the marker), so a restarted sink continues from
-exactly the state of its last commit and writes the same rows.
+exactly the state of its last commit and writes the same rows. Held rows stay in that state until
+later rows of the stream arrive; only a stream that ends (``ticktape renormalise`` replaying a day's
+raw connections as replicas, ``ticktape/raw.py``) calls :meth:`StreamArbiter.finish` for them.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ MERGED_GAP = "merged_gap"
 STATE_VERSION = 1
 _BAD = int(Flags.MAYBE_BAD_BOOK)
 _NS = 1_000_000_000
+#: a receive time after every other (``finish`` releases every held row)
+_END_NS = 1 << 63
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,11 @@ class ArbitrationOptions:
     key_window_s: float = 120.0
     #: at most this many keys per (dataset, exchange, symbol): the oldest are forgotten first
     max_keys: int = 50_000
+    #: at least this many keys per (dataset, exchange, symbol) are kept whatever their age (0: the
+    #: window alone decides). A venue that sends its recent trades again to a connection that
+    #: subscribes (Bitget) repeats trades older than the window on a quiet symbol; ``ticktape
+    #: renormalise`` keeps as many as the collector does for a rotation (``ticktape/raw.py``)
+    min_keys: int = 0
     #: a replica's resync snapshot ahead of the merged book waits this long (receive time in the
     #: stream) for another replica to deliver the updates in between
     hold_s: float = 2.0
@@ -126,9 +136,9 @@ class _Keys:
             return True
         return False
 
-    def evict(self, before_ns: int, max_keys: int) -> None:
+    def evict(self, before_ns: int, max_keys: int, min_keys: int = 0) -> None:
         order = self.order
-        while order and (order[0][0] < before_ns or len(order) > max_keys):
+        while order and (len(order) > max_keys or (order[0][0] < before_ns and len(order) > min_keys)):
             _, key = order.popleft()
             self.entries.pop(key, None)
 
@@ -290,6 +300,26 @@ class StreamArbiter:
             out["feed_events"] = extra if current is None else pa.concat_tables([current, extra])
         return out
 
+    def finish(self) -> dict[str, pa.Table]:
+        """The end of the stream: what :meth:`process` still holds, given to the lake now.
+
+        Only held resync snapshots (and the rows of their replica after them) are kept back; at the
+        end of the data no replica can deliver the updates in between any more, so each becomes a
+        resync of its merged book (epoch + 1, a ``merged_gap`` event), exactly what :meth:`process`
+        gives once ``hold_s`` of receive time has passed. Returns ``book`` and ``feed_events`` tables
+        (none when nothing was held). For a stream that has an end: the sink never calls it (its
+        streams go on; a held row waits in the committed state), ``ticktape renormalise`` does after
+        the last row of a replayed day (``ticktape/raw.py``)."""
+        if not self._held:
+            return {}
+        out = _Out()
+        events: list[tuple[Any, ...]] = []
+        self._release(_END_NS, out, events)
+        tables = {"book": pa.Table.from_batches([rows_to_arrow("book", out.extra)])}
+        if events:
+            tables["feed_events"] = pa.Table.from_batches([rows_to_arrow("feed_events", events)])
+        return tables
+
     def _keyed(self, dataset: str, rows: list[tuple[Any, ...]]) -> list[int]:
         """Indices of the rows kept (every row without a replica; a replica's first copy of a key)."""
         width = base_width(dataset)
@@ -317,7 +347,7 @@ class StreamArbiter:
                 kept.append(i)
             else:
                 dups += 1
-            keys.evict(mark - window, opts.max_keys)
+            keys.evict(mark - window, opts.max_keys, opts.min_keys)
         if dups:
             self.stats.duplicates[dataset] += dups
         return kept

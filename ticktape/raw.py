@@ -14,9 +14,14 @@ today's parsers:
 - every stream that has a batch in the day is replayed from its beginning: its batches of earlier
   days are read first (book state crosses midnight), and only records whose ``ts_recv`` falls in the
   day are kept;
-- a day with planned rotations (make-before-break; Binance's 23 h default among them) replays both
-  connections over each handover: the overlap's trades and book rows can appear twice (the result
-  and the manifest name those streams, and a warning says so);
+- a day with planned rotations (make-before-break; the Binance and Bitget venues and MEXC rotate
+  every 23 h by default) has two connections over each handover, and a replay runs both: live, the
+  collector merged the successor into its predecessor (``collectors/connection.py``), so that day's
+  streams go through the sink's replica arbitration (:func:`arbitrate_streams`,
+  ``storage/arbitrate.py``), each stream a replica named by its stream id: trades once by id, bbo
+  once by update id, the book taken update by update from whichever connection has it. The result
+  and the manifest name the successor streams and count the duplicates dropped. A day without a
+  rotation is replayed stream by stream as before (no arbitration, the same bytes);
 - feed events that the connection layer recorded live (connect, disconnect, stale, rest errors: their
   detail names the ``connection``) cannot come from frames: they are kept, the normalisers' own
   events are replaced;
@@ -25,12 +30,41 @@ today's parsers:
   lock), then :data:`PARSERS_DIR` ``/exchange=<id>/date=<D>.json`` records which parser produced
   the day (ticktape version + hash of the normaliser's source) and what the live collector ran.
 
+A rotation day, arbitrated (:func:`arbitrate_streams`), against the live day:
+
+- rows are interleaved in ``ts_recv`` order, each stream's own order kept, the earlier-started stream
+  first on equal times; the ``replica`` column is null again in the output, as it is live: the day
+  was captured by one collector, and a non-null ``replica`` means a collector replica everywhere
+  else (``collect --replica``; queries grouping by it would take one collector's two connections for
+  two replicas). Which connection gave a row is not lost: the stream ids stay in the raw archive,
+  and in the ``detail`` of the ``replica_cover``/``merged_gap`` events the arbitration records;
+- ``epoch`` is the merged book's: it increases only at a resync of the merged book (a snapshot after
+  a range no connection had: a disconnect, a gap), counted from the epoch of the symbol's first
+  snapshot in the replay. Live, a rotation keeps the epoch where the venue's update ids are shared by
+  every connection (``book_handover_by_seq``: the Binance venues), so the two agree there; on
+  other venues the collector hands the book over as a resync (epoch + 1) while the merged book
+  continues at the matching sequence without one, so renormalised epochs can be lower than live
+  ones. A book's ``ts_recv`` never goes back (the arbiter raises it to the previous merged row's);
+- the live ``resync`` events of handovers (reason ``rotation``: venues without
+  ``book_handover_by_seq``) are not kept, since the merged book has no resync there; an update whose
+  sequence equals the snapshot's it follows (already in it: Binance futures' first update may end at
+  the snapshot's ``lastUpdateId``, "U <= lastUpdateId AND u >= lastUpdateId",
+  https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/How-to-manage-a-local-order-book-correctly,
+  checked 2026-12-05) is not repeated after it;
+- book rows flagged ``MAYBE_BAD_BOOK`` (a stream's rows between its gap and its resync) never enter
+  the merged book: where no other connection covered the range, the day has the resync instead (a
+  ``merged_gap`` feed event records it); live, those rows were kept with their flag;
+- the arbiter's held resync rows are released at the end of the replay
+  (:meth:`~storage.arbitrate.StreamArbiter.finish`): nothing is lost at the end of the data.
+
 Retention (:func:`expire_raw`): raw days older than the exchange's ``raw_retention_days`` (``[lake]``)
 are deleted by ``ticktape compact``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import json
 import logging
 import os
@@ -50,7 +84,8 @@ import pyarrow.parquet as pq
 from collectors.base import Normaliser
 from collectors.capture import CaptureItem, ReplayStats, iter_units, parse_lines
 from collectors.raw import RAW_PARSER, RAW_SEQ, RAW_STREAM, iter_batch_lines, parser_version
-from schemas import RecordBuffer, arrow_schema, arrow_to_rows, rows_to_arrow
+from schemas import RecordBuffer, arrow_schema, arrow_to_rows, base_width, rows_to_arrow
+from storage.arbitrate import MERGED_GAP, ArbitrationOptions, StreamArbiter
 from storage.compact import (
     WORK_SUBDIR,
     CompactionError,
@@ -108,9 +143,12 @@ def _by_stream(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     return streams
 
 
-def _stream_order(stream: str) -> tuple[int, str]:
+def _stream_order(stream: str) -> tuple[int, str, int]:
+    """Start order: collector session, connection, then rotation generation (``-g2`` before ``-g10``)."""
     name, _, session = stream.rpartition("@")
-    return (int(session) if session.isdigit() else 0, name)
+    rotated = re.fullmatch(r"(.*)-g(\d+)", name)
+    base, generation = (rotated.group(1), int(rotated.group(2))) if rotated else (name, 0)
+    return (int(session) if session.isdigit() else 0, base, generation)
 
 
 def day_streams(lake: str | Path, exchange: str, day: date) -> dict[str, list[tuple[Any, ...]]]:
@@ -177,7 +215,8 @@ def rotated_streams(streams: Mapping[str, Any]) -> list[str]:
 
     Live, the collector merged a successor into its predecessor at the handover (trades de-duplicated,
     books continued in the old epoch; ``collectors/connection.py``, ``Collector._handover``); a replay
-    runs each stream on its own, so over the overlap of the two connections it gives both.
+    runs each stream on its own, so over the overlap of the two connections it gives both
+    (:func:`rebuild_day` then arbitrates the day's streams: :func:`arbitrate_streams`).
     """
     return sorted(s for s in streams if re.search(r"-g\d+@", s))
 
@@ -189,6 +228,11 @@ def _is_connection_event(row: tuple[Any, ...]) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(detail, dict) and "connection" in detail
+
+
+def _is_rotation_resync(row: tuple[Any, ...]) -> bool:
+    """The ``resync`` event of a rotation handed over as a resync (``Collector._handover``)."""
+    return row[4] == "resync" and orjson.loads(row[5]).get("reason") == "rotation"
 
 
 @dataclass
@@ -206,13 +250,29 @@ class RenormaliseResult:
     live_parsers: list[str] = field(default_factory=list)
     #: streams of successors of a planned rotation (make-before-break): see :func:`rotated_streams`
     rotated: list[str] = field(default_factory=list)
+    #: a rotation day (arbitrated): rows of the day the arbitration dropped, per dataset (copies of
+    #: what another stream gave; for ``book`` also snapshot rows of a stream that joined a book already
+    #: past them, and rows flagged MAYBE_BAD_BOOK: see the module docstring)
+    dropped: dict[str, int] = field(default_factory=dict)
+    #: a rotation day: ranges of a book no stream had (``merged_gap`` events) and gaps of one stream
+    #: another covered (``replica_cover`` events)
+    merged_gaps: int = 0
+    covers: int = 0
     manifest: Path | None = None
 
 
 def rebuild_day(
-    lake: str | Path, exchange: str, day: date, new_normaliser: Callable[[], Normaliser]
+    lake: str | Path,
+    exchange: str,
+    day: date,
+    new_normaliser: Callable[[], Normaliser],
+    options: ArbitrationOptions | None = None,
 ) -> tuple[RecordBuffer, RenormaliseResult]:
-    """The records of ``day`` rebuilt from raw (normaliser feed events only), without publishing."""
+    """The records of ``day`` rebuilt from raw (normaliser feed events only), without publishing.
+
+    A day with planned rotations is arbitrated (:func:`arbitrate_streams`; ``options``:
+    :func:`rotation_arbitration` by default); other days are replayed stream by stream.
+    """
     lake = Path(lake)
     streams = day_streams(lake, exchange, day)
     if not streams:
@@ -222,25 +282,104 @@ def rebuild_day(
     result.frames = sum(r[5] for rows in streams.values() for r in rows)
     result.live_parsers = sorted({r[RAW_PARSER] for rows in streams.values() for r in rows})
     result.rotated = rotated_streams(streams)
-    if result.rotated:
-        log.warning(
-            "%s %s: %d stream(s) began as planned rotations (%s): the handover overlap is replayed from "
-            "both connections, so trades and book rows of those seconds can appear twice",
-            exchange,
-            day,
-            len(result.rotated),
-            ", ".join(result.rotated[:3]),
-        )
     lo = (day - date(1970, 1, 1)).days * NS_PER_DAY
     hi = lo + NS_PER_DAY
     out = RecordBuffer()
-    for rows in _warm_streams(lake, exchange, day, streams).values():
+    replayed: dict[str, RecordBuffer] = {}
+    for stream, rows in _warm_streams(lake, exchange, day, streams).items():
         normaliser = new_normaliser()
         result.parser = parser_version(type(normaliser))
         buf = replay_stream(normaliser, rows)
+        if result.rotated:
+            replayed[stream] = buf  # arbitrated below, over the whole replay (books need their start)
+            continue
         for ds in (*REPLAYED_DATASETS, "feed_events"):
             out.rows(ds).extend(r for r in buf.rows(ds) if lo <= r[3] < hi)  # index 3: ts_recv
+    if not result.rotated:
+        return out, result
+    merged, arbiter = arbitrate_streams(replayed, options or rotation_arbitration())
+    for ds in (*REPLAYED_DATASETS, "feed_events"):
+        out.rows(ds).extend(r for r in merged.rows(ds) if lo <= r[3] < hi)
+    for ds in REPLAYED_DATASETS:
+        before = sum(1 for buf in replayed.values() for r in buf.rows(ds) if lo <= r[3] < hi)
+        if before != len(out.rows(ds)):
+            result.dropped[ds] = before - len(out.rows(ds))
+    result.merged_gaps, result.covers = arbiter.stats.merged_gaps, arbiter.stats.covers
+    log.warning(
+        "%s %s: %d stream(s) began as planned rotations (%s): the handover overlaps were arbitrated "
+        "(one copy of each event); rows dropped: %s; book ranges no stream had: %d",
+        exchange,
+        day,
+        len(result.rotated),
+        ", ".join(result.rotated[:3]) + (", ..." if len(result.rotated) > 3 else ""),
+        ", ".join(f"{ds} {n:,}" for ds, n in result.dropped.items()) or "none",
+        result.merged_gaps,
+    )
     return out, result
+
+
+def rotation_arbitration() -> ArbitrationOptions:
+    """How a rotation day's streams are arbitrated: as the sink arbitrates replicas
+    (:func:`ticktape.runtime.arbitration_options`), keeping at least as many trade ids per symbol
+    as the collector remembers for a handover (``ROTATION_TRADE_IDS``): a successor that receives
+    the venue's recent trades again when it subscribes (Bitget) repeats, on a quiet symbol, trades
+    older than the sink's key window, which the collector did not publish twice live."""
+    from collectors.connection import ROTATION_TRADE_IDS
+    from ticktape.runtime import arbitration_options
+
+    return dataclasses.replace(arbitration_options(), min_keys=ROTATION_TRADE_IDS)
+
+
+def arbitrate_streams(
+    replayed: Mapping[str, RecordBuffer], options: ArbitrationOptions | None = None
+) -> tuple[RecordBuffer, StreamArbiter]:
+    """One copy of the events of several replayed streams (connections) that overlap in time.
+
+    Each stream is a replica named by its stream id; each dataset's rows are interleaved in
+    ``ts_recv`` order (a stream's own order kept; on equal times the stream given first goes first),
+    arbitrated by :class:`~storage.arbitrate.StreamArbiter` as one unit, and what it still held at
+    the end is released (:meth:`~storage.arbitrate.StreamArbiter.finish`). The rows come back without
+    a replica; book epochs are the merged book's, offset so that it starts at the epoch of each
+    symbol's first snapshot (module docstring). Feed events: every stream's own, then those of the
+    arbitration (``merged_gap``, ``replica_cover``). Returns the records and the arbiter (its stats).
+    """
+    arbiter = StreamArbiter(options)
+    tables: dict[str, pa.Table] = {}
+    first_epoch: dict[tuple[str, str], int] = {}
+    for ds in REPLAYED_DATASETS:
+        rows = list(
+            heapq.merge(
+                *([(*r, stream) for r in buf.rows(ds)] for stream, buf in replayed.items()),
+                key=lambda r: r[3],  # ts_recv
+            )
+        )
+        if not rows:
+            continue
+        if ds == "book":
+            for r in rows:
+                if r[7]:  # is_snapshot: the merged book starts (epoch 0) at the first one it sees
+                    first_epoch.setdefault((r[0], r[1]), r[9])
+        tables[ds] = pa.Table.from_batches([rows_to_arrow(ds, rows)])
+    processed = arbiter.process(tables)
+    finished = arbiter.finish()
+    out = RecordBuffer()
+    for ds in (*REPLAYED_DATASETS, "feed_events"):
+        width = base_width(ds)
+        rows = out.rows(ds)
+        if ds == "feed_events":
+            for buf in replayed.values():
+                rows.extend(buf.feed_events)
+        for part in (processed.get(ds), finished.get(ds)):
+            if part is not None:
+                rows.extend(r[:width] for r in arrow_to_rows(part))
+    out.book = [(*r[:9], r[9] + first_epoch.get((r[0], r[1]), 0), *r[10:]) for r in out.book]
+    events = out.feed_events
+    for i, e in enumerate(events):
+        if e[4] == MERGED_GAP:
+            detail = orjson.loads(e[5])
+            detail["epoch"] += first_epoch.get((e[0], e[1]), 0)
+            events[i] = (*e[:5], orjson.dumps(detail, option=orjson.OPT_SORT_KEYS).decode(), *e[6:])
+    return out, arbiter
 
 
 def _live_day(lake: Path, dataset: str, exchange: str, day: date) -> list[tuple[Any, ...]]:
@@ -259,10 +398,11 @@ def renormalise_day(
     *,
     allow_brief_gap: bool = False,
     exchange_fn: Callable[[Path, Path], None] = exchange_dirs,
+    options: ArbitrationOptions | None = None,
 ) -> RenormaliseResult:
     """Rebuilds one exchange's day from raw and publishes each dataset's partition atomically."""
     lake = Path(lake)
-    records, result = rebuild_day(lake, exchange, day, new_normaliser)
+    records, result = rebuild_day(lake, exchange, day, new_normaliser, options)
     with lake_lock(lake, wait=True):
         datasets = (*REPLAYED_DATASETS, "feed_events")
         for ds in datasets:
@@ -278,7 +418,10 @@ def renormalise_day(
             live = _live_day(lake, ds, exchange, day) if live_files else []
             result.previous_rows[ds] = len(live)
             if ds == "feed_events":
-                rows = [r for r in live if _is_connection_event(r)] + rows
+                kept = [r for r in live if _is_connection_event(r)]
+                if result.rotated:  # the merged book has no resync at a handover: neither has the day
+                    kept = [r for r in kept if not _is_rotation_resync(r)]
+                rows = kept + rows
             result.rows[ds] = len(rows)
             if not rows and not live_files:
                 continue
@@ -292,6 +435,14 @@ def renormalise_day(
             "parser": result.parser,
             "live_parsers": result.live_parsers,
             "rotated_streams": result.rotated,
+            # a rotation day's overlaps, arbitrated (null: no rotation, streams replayed one by one)
+            "arbitration": {
+                "dropped": result.dropped,
+                "merged_gaps": result.merged_gaps,
+                "replica_covers": result.covers,
+            }
+            if result.rotated
+            else None,
             "renormalised_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "raw_batches": result.raw_batches,
             "frames": result.frames,

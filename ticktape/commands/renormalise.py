@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "collectors run with [collect] raw = true) through today's normaliser and replaces that "
             f"day's {', '.join(REPLAYED_DATASETS)} and the normalisers' feed events, one atomic swap "
             "per dataset (connection events recorded live are kept). Streams that began on an earlier "
-            "day are replayed from their start. Writes _ticktape/parsers/exchange=ID/date=D.json "
+            "day are replayed from their start; on a day with planned connection rotations the overlapping "
+            "connections are arbitrated like collector replicas (one copy of each event). Writes _ticktape/parsers/exchange=ID/date=D.json "
             "naming the parser version. Run it on closed days, before `ticktape sync` uploads them."
         ),
     )
@@ -78,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
     for ds, rows in result.rows.items():
         print(f"  {ds:<14} {result.previous_rows.get(ds, 0):>12,} {rows:>12,}")
     if result.rotated:
+        dropped = ", ".join(f"{ds} {n:,}" for ds, n in result.dropped.items()) or "none"
         print(
             f"  warning: {len(result.rotated)} stream(s) began as planned rotations; the handover overlaps "
-            "are replayed from both connections (trades and book rows of those seconds can appear twice)"
+            f"were arbitrated to one copy (rows dropped: {dropped}; book ranges no stream had: "
+            f"{result.merged_gaps})"
         )
     print(f"  manifest: {result.manifest}")
     return 0
