@@ -26,11 +26,16 @@ def test_demo_with_two_replicas_shows_each_replica_and_a_gap_free_merged_book(tm
     out = res.stdout
     assert "outage: replica a" in out and "outage: replica b" in out
     for exchange in ("binance", "okx"):
+        covers = 0
         for replica in ("a", "b"):
             m = re.search(rf"^\s+{exchange}\s+{replica}\s+(\d+)\s+(\d+)\s+(\d+)", out, re.M)
             assert m, out
             assert int(m.group(1)) >= 1  # its own link loss
-            assert int(m.group(3)) >= 1  # ... covered by the other replica
+            covers += int(m.group(3))
+        # A cover is counted for the replica that delivered the missing updates first; which one led
+        # when the other lost its link depends on timing (on a loaded machine one replica may lead
+        # throughout, or a reconnect may lose no update), so the count is per exchange, not per replica.
+        assert covers >= 1, out
         assert re.search(rf"^\s+{exchange}\s+merged\s+-\s+0\s+-\s+gap-free$", out, re.M), out
     with open_lake(str(lake)) as opened:
         dup = (
