@@ -47,7 +47,7 @@ import orjson
 from schemas import Flags, RecordBuffer
 
 from ...base import DEFAULT_MAX_FRAME_BYTES, DialectOptions, ExchangeDialect, Normaliser, Subscription
-from ...book import ASK, BID, SymbolBooks, SyncedBook, add_flags, parse_levels
+from ...book import ASK, BID, ResyncWatch, SymbolBooks, SyncedBook, add_flags, parse_levels
 from ...dedupe import RecentTradeIds
 from ...events import ParseError, emit_event, frame_text_for_event, ms_to_ns, positive_price
 
@@ -120,6 +120,8 @@ class HtxNormaliser(Normaliser):
     exchange: ClassVar[str]
     #: the field holding a trade's id in ``trade.detail`` items
     trade_id_field: ClassVar[str] = "id"
+    #: messages of a symbol after which a book request still unanswered is sent again
+    request_again_after: ClassVar[int]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -128,6 +130,15 @@ class HtxNormaliser(Normaliser):
         self.books: dict[str, SyncedBook] = self.symbol_books.books
         self.trade_ids = RecentTradeIds()
         self.channels: dict[str, tuple[int, str, str]] = {}
+        #: natives with a book request (spot: ``req`` snapshot; swap: re-subscription) in flight
+        self.requested: set[str] = set()
+        self.watch = ResyncWatch(self.request_again_after)
+
+    def request(self, native: str) -> None:
+        """Asks the connection for a new book of ``native`` (once while one is in flight)."""
+        if native not in self.requested:
+            self.requested.add(native)
+            self.resubscribe_requests.add(native)
 
     # -- symbols and channels -------------------------------------------------------------------
     def normalise_native(self, native: str) -> str:
@@ -327,6 +338,8 @@ class HtxNormaliser(Normaliser):
             book.reset()
         self.resubscribe_requests.clear()
         self.replies.clear()
+        self.requested.clear()
+        self.watch.waiting.clear()
 
 
 def _wire(levels: Sequence[tuple[float, float, str, str]]) -> list[tuple[str, str]]:

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 from schemas import RecordBuffer
 
 from ...base import Subscription
-from ...book import ResyncWatch, SyncedBook, parse_levels
+from ...book import SyncedBook, parse_levels
 from ...events import ParseError, emit_event, frame_text_for_event, ms_to_ns, non_negative_size
 from ...instruments import Instrument
 from ...simulator import ExchangeSimulator, SimulatorConfig
@@ -94,12 +94,7 @@ class HtxSpotNormaliser(HtxNormaliser):
 
     exchange: ClassVar[str] = EXCHANGE
     trade_id_field: ClassVar[str] = "tradeId"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        #: natives with a ``req`` in flight
-        self.requested: set[str] = set()
-        self.watch = ResyncWatch(REQ_AGAIN_AFTER)
+    request_again_after: ClassVar[int] = REQ_AGAIN_AFTER
 
     def normalise_native(self, native: str) -> str:
         if not isinstance(native, str) or native != native.lower():
@@ -131,12 +126,6 @@ class HtxSpotNormaliser(HtxNormaliser):
         )
 
     # -- the mbp book ------------------------------------------------------------------------------
-    def request(self, native: str) -> None:
-        """Asks the connection for a ``req`` snapshot of ``native`` (once while one is in flight)."""
-        if native not in self.requested:
-            self.requested.add(native)
-            self.resubscribe_requests.add(native)
-
     def on_incremental(
         self,
         ts_recv: int,
@@ -273,11 +262,6 @@ class HtxSpotNormaliser(HtxNormaliser):
                 break
             self.apply(book, ts_ex, ts_rcv, useq, ubids, uasks, out)
         return True
-
-    def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
-        super().on_disconnect(ts_recv, out)
-        self.requested.clear()
-        self.watch.waiting.clear()
 
 
 class HtxSpotDialect(HtxDialect):

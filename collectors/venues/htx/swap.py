@@ -100,7 +100,7 @@ import orjson
 from schemas import RecordBuffer
 
 from ...base import CHANNELS, Subscription
-from ...book import ResyncWatch, parse_levels
+from ...book import parse_levels
 from ...events import (
     ParseError,
     emit_event,
@@ -140,12 +140,10 @@ class HtxSwapNormaliser(HtxNormaliser):
 
     exchange: ClassVar[str] = EXCHANGE
     trade_id_field: ClassVar[str] = "id"
+    request_again_after: ClassVar[int] = RESUBSCRIBE_AGAIN_AFTER
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: contracts with a re-subscribe in flight
-        self.awaiting: set[str] = set()
-        self.watch = ResyncWatch(RESUBSCRIBE_AGAIN_AFTER)
         #: updates dropped because their contract had no snapshot on this connection
         self.dropped_unsynced = 0
 
@@ -297,12 +295,6 @@ class HtxSwapNormaliser(HtxNormaliser):
             version if isinstance(version, int) and not isinstance(version, bool) else None,
         )
 
-    def request(self, native: str) -> None:
-        """Asks the connection to re-subscribe ``native``'s book (once while one is in flight)."""
-        if native not in self.awaiting:
-            self.awaiting.add(native)
-            self.resubscribe_requests.add(native)
-
     def on_incremental(
         self,
         ts_recv: int,
@@ -321,14 +313,14 @@ class HtxSwapNormaliser(HtxNormaliser):
         start = len(out.book)
         if event == "snapshot":
             book.apply_snapshot(out, ts_exchange, ts_recv, bids, asks, version)
-            self.awaiting.discard(native)
+            self.requested.discard(native)
             self.watch.done(native)
         elif event == "update":
             if not book.synced:
                 parse_levels(bids)  # still a parse error when malformed
                 parse_levels(asks)
                 self.dropped_unsynced += 1
-                if native in self.awaiting:
+                if native in self.requested:
                     self.watch.check(out, self.exchange, native, symbol, ts_recv, self.resubscribe_requests)
                 else:
                     self.request(native)
@@ -370,11 +362,6 @@ class HtxSwapNormaliser(HtxNormaliser):
             for i in range(start, len(rows)):
                 rows[i] = (*rows[i][:-1], rows[i][-1] | flags)
         book.check_crossed(out, ts_recv, {"version": version})
-
-    def on_disconnect(self, ts_recv: int, out: RecordBuffer) -> None:
-        super().on_disconnect(ts_recv, out)
-        self.awaiting.clear()
-        self.watch.waiting.clear()
 
 
 class HtxSwapDialect(HtxDialect):
