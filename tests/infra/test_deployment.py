@@ -418,31 +418,87 @@ def test_compose_environment_and_config_resolve() -> None:
         assert service["stop_grace_period"] == "60s"
 
 
-def test_prometheus_config_scrapes_the_services_and_loads_the_rules(tmp_path: Path) -> None:
-    prom = yaml.safe_load((INFRA / "compose" / "prometheus.yml").read_text())
-    services = compose()["services"]
+def scrape_targets(prom: dict[str, Any], mounts: dict[str, str]) -> dict[str, list[str]]:
+    """Targets per scrape job: static ones, and file-based ones read from the host directory that the
+    Prometheus service mounts at the file's directory (``mounts``: container path -> host path)."""
+    jobs: dict[str, list[str]] = {}
     for job in prom["scrape_configs"]:
-        for target in job["static_configs"][0]["targets"]:
+        targets = [t for static in job.get("static_configs", []) for t in static["targets"]]
+        for sd in job.get("file_sd_configs", []):
+            for name in sd["files"]:
+                host_dir = INFRA / mounts[str(Path(name).parent)]
+                for group in yaml.safe_load((host_dir / Path(name).name).read_text()):
+                    targets.extend(group["targets"])
+        jobs[job["job_name"]] = targets
+    return jobs
+
+
+def check_targets(jobs: dict[str, list[str]], services: dict[str, Any]) -> None:
+    """Every scraped host is a service of the compose set, at the port it listens on."""
+    for job, targets in jobs.items():
+        assert targets, f"{job}: no targets"
+        for target in targets:
             host, port = target.rsplit(":", 1)
             if host == "localhost":
                 continue
-            assert host in services, f"{job['job_name']}: no service {host}"
-            assert int(port) == listen_port(host, services[host]), f"{job['job_name']}: {target}"
+            assert host in services, f"{job}: no service {host}"
+            assert int(port) == listen_port(host, services[host]), f"{job}: {target}"
+
+
+def local_prometheus_config(prom: dict[str, Any], mounts: dict[str, str], tmp_path: Path) -> Path:
+    """The compose Prometheus configuration with host paths, for promtool."""
+    (rule_glob,) = prom["rule_files"]
+    jobs = []
+    for job in prom["scrape_configs"]:
+        sds = [
+            {"files": [str(INFRA / mounts[str(Path(n).parent)] / Path(n).name) for n in sd["files"]]}
+            for sd in job.get("file_sd_configs", [])
+        ]
+        jobs.append(dict(job, file_sd_configs=sds) if sds else job)
+    local = dict(prom, rule_files=[str(INFRA / "prometheus" / Path(rule_glob).name)], scrape_configs=jobs)
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(local))
+    return path
+
+
+def promtool_check_config(path: Path) -> None:
+    proc = subprocess.run(
+        ["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_prometheus_config_scrapes_the_services_and_loads_the_rules(tmp_path: Path) -> None:
+    prom = yaml.safe_load((INFRA / "compose" / "prometheus.yml").read_text())
+    services = compose()["services"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in services["prometheus"]["volumes"]}
+    jobs = scrape_targets(prom, mounts)
+    check_targets(jobs, services)
+    collectors = {s for s in services if s.startswith("collect-")}
+    assert {t.rsplit(":", 1)[0] for t in jobs["ticktape-collector"]} == collectors
     # promtool checks the configuration and the rule files it loads, with local paths
     rules = sorted((INFRA / "prometheus").glob("*.yml"))
     assert rules, "infra/prometheus/*.yml (the alert rules compose mounts) are missing"
     (rule_glob,) = prom["rule_files"]
-    mounted = {m.split(":")[1]: m.split(":")[0] for m in services["prometheus"]["volumes"]}
-    assert (INFRA / mounted[str(Path(rule_glob).parent)]).resolve() == (INFRA / "prometheus").resolve()
-    local = dict(prom, rule_files=[str(INFRA / "prometheus" / Path(rule_glob).name)])
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(local))
-    proc = subprocess.run(
-        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (INFRA / mounts[str(Path(rule_glob).parent)]).resolve() == (INFRA / "prometheus").resolve()
+    promtool_check_config(local_prometheus_config(prom, mounts, tmp_path))
+
+
+def test_compose_replicas_variant_scrapes_both_replicas(tmp_path: Path) -> None:
+    """With compose.replicas.yaml, Prometheus scrapes every collector service, replica b included
+    (the override replaces the collector targets' mount; compose merges volumes by container path)."""
+    prom = yaml.safe_load((INFRA / "compose" / "prometheus.yml").read_text())
+    base = compose()["services"]
+    variant: dict[str, Any] = yaml.safe_load((INFRA / "compose.replicas.yaml").read_text())["services"]
+    services = {**base, "collect-binance-spot-b": base["collect-binance-spot"]}
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in base["prometheus"]["volumes"]}
+    mounts.update({m.split(":")[1]: m.split(":")[0] for m in variant["prometheus"]["volumes"]})
+    jobs = scrape_targets(prom, mounts)
+    check_targets(jobs, services)
+    collectors = {s for s in services if s.startswith("collect-")}
+    assert {t.rsplit(":", 1)[0] for t in jobs["ticktape-collector"]} == collectors
+    assert "collect-binance-spot-b" in variant["prometheus"]["depends_on"]
+    promtool_check_config(local_prometheus_config(prom, mounts, tmp_path))
 
 
 def test_grafana_provisioning_points_at_the_dashboards() -> None:
@@ -708,7 +764,8 @@ def test_sync_metrics_reach_prometheus(tmp_path: Path) -> None:
     assert str(Path(args.metrics_file).parent) == textfile_dir(exporter["command"])
     assert "lake:/data/lake:ro" in exporter["volumes"] and "lake:/data/lake" in sync["volumes"]
     prom = yaml.safe_load((INFRA / "compose" / "prometheus.yml").read_text())
-    assert any("sync-metrics:9100" in job["static_configs"][0]["targets"] for job in prom["scrape_configs"])
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in services["prometheus"]["volumes"]}
+    assert any("sync-metrics:9100" in targets for targets in scrape_targets(prom, mounts).values())
     (deployment,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "ticktape-sync-metrics"]
     pod = deployment["spec"]["template"]["spec"]
     args = resolve(["sync"], {}, k8s_config_text(), tmp_path)
