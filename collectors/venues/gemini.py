@@ -33,7 +33,7 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
-from ..base import ExchangeDialect, Normaliser, Subscription
+from ..base import DialectOptions, ExchangeDialect, Normaliser, Subscription
 from ..book import ASK, BID, SymbolBooks, parse_levels
 from ..dedupe import RecentTradeIds
 from ..events import ParseError, check_symbol, emit_event, ms_to_ns, positive_price
@@ -196,6 +196,11 @@ class GeminiDialect(ExchangeDialect):
     details_burst: ClassVar[int] = gemini_instruments.DETAILS_BURST
     details_window_s: ClassVar[float] = gemini_instruments.DETAILS_WINDOW_S
 
+    def __init__(self, options: DialectOptions | None = None) -> None:
+        super().__init__(options)
+        #: the details answers of earlier instrument fetches (the refresh re-reads a few each time)
+        self.details_cache = gemini_instruments.DetailsCache()
+
     def instruments_paths(self) -> list[str]:
         return [gemini_instruments.SYMBOLS_PATH]
 
@@ -209,25 +214,28 @@ class GeminiDialect(ExchangeDialect):
         rest_url: str,
         spend: Callable[[int], Awaitable[None]] | None = None,
     ) -> list[Instrument]:
-        """The symbol list, then each symbol's details, paced at Gemini's public rate (see
-        :mod:`.gemini_instruments`). A symbol whose details answer 400/404 (delisted since the list
-        was read) is left out; any other HTTP error fails the fetch (429 pauses the REST budget)."""
+        """The symbol list, then the details of new symbols and of the known ones read longest ago,
+        paced at Gemini's public rate (see :mod:`.gemini_instruments`; a dialect remembers the answers
+        between fetches). A symbol whose details answer 400/404 (delisted since the list was read) is
+        left out; any other HTTP error fails the fetch (429 pauses the REST budget)."""
         window = RateWindow(self.details_burst, self.details_window_s)
 
         async def get(path: str) -> bytes:
             await window.acquire()
             return await self.instruments_body(http, rest_url, path, spend)
 
-        out: list[Instrument] = []
-        for native in gemini_instruments.parse_symbols(await get(gemini_instruments.SYMBOLS_PATH)):
+        cache = self.details_cache
+        listing = gemini_instruments.parse_symbols(await get(gemini_instruments.SYMBOLS_PATH))
+        for native in cache.due(listing):
             try:
                 body = await get(gemini_instruments.DETAILS_PATH + native.lower())
             except aiohttp.ClientResponseError as exc:
                 if exc.status in (400, 404):
+                    cache.forget(native)
                     continue
                 raise
-            out.extend(gemini_instruments.parse_details(self, body, time.time_ns()))
-        return out
+            cache.store(native, gemini_instruments.parse_details(self, body, time.time_ns()))
+        return cache.instruments(listing)
 
 
 class GeminiSimulator(ExchangeSimulator):

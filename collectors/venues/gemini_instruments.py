@@ -9,8 +9,13 @@ do not exceed 1 request per second"; above the rate five more requests are queue
   symbol is the upper-case name the websocket uses (``BTCUSD``, perpetuals ``BTCGUSDPERP``).
 - Gemini documents no bulk details endpoint, so the details cost one request per symbol (347 in the
   shared recording of 2026-08): they are paced at the documented recommendation, bursts of
-  :data:`DETAILS_BURST` (the queue Gemini allows) and on average one per second, so a whole fetch takes
-  about one second per listed symbol (~6 minutes at start and at every hourly refresh for 347 symbols).
+  :data:`DETAILS_BURST` (the queue Gemini allows) and on average one per second, so the first fetch
+  takes about one second per listed symbol (~6 minutes for 347 symbols). Later fetches (the hourly
+  refresh) read the list (one request), fetch the details of every newly listed symbol at once, and
+  re-read the details of at most :data:`DETAILS_REVERIFY` already known symbols, the longest unread
+  first (:class:`DetailsCache`): 347 symbols are all re-read every ~12 refreshes, so a changed tick
+  size or status of a known symbol is seen within ~12 hours (a new or vanished one within one refresh)
+  at ~30 s of requests per hour instead of ~6 minutes.
 - details: ``{"symbol": "BTCUSD", "base_currency": "BTC", "quote_currency": "USD", "tick_size": 1e-8,
   "quote_increment": 0.01, "min_order_size": "0.00001", "status": "open", "wrap_enabled": false,
   "product_type": "spot", "contract_type": "vanilla", "contract_price_currency": "USD"}``. Gemini's
@@ -47,6 +52,8 @@ DETAILS_PATH = "/v1/symbols/details/"
 DETAILS_BURST = 5
 #: seconds per :data:`DETAILS_BURST` details requests: one request per second on average
 DETAILS_WINDOW_S = 5.0
+#: known symbols whose details a refresh reads again (the longest unread first); new symbols always
+DETAILS_REVERIFY = 30
 _KINDS = {"spot": "spot", "swap": "perpetual"}
 _NAME = re.compile(r"^[A-Za-z0-9]{2,40}$")
 
@@ -100,6 +107,45 @@ def parse_details(dialect: ExchangeDialect, body: str | bytes, ts_recv: int) -> 
     except (KeyError, TypeError, ValueError):
         return []
     return [inst]
+
+
+class DetailsCache:
+    """The instruments of each symbol's last details answer, and which symbols a fetch must ask again.
+
+    :meth:`due` orders a listing's symbols for one fetch: every symbol never read (new listings), then
+    the ``reverify`` known symbols read longest ago; :meth:`store` records an answer, :meth:`forget` a
+    symbol whose details are gone (400/404), and :meth:`instruments` gives the listed symbols'
+    instruments (those not read in this fetch from their last answer). Symbols no longer listed are
+    dropped, so the instrument book sees them vanish.
+    """
+
+    def __init__(self, reverify: int = DETAILS_REVERIFY) -> None:
+        self.reverify = reverify
+        #: native -> (fetch number of the last answer, its instruments)
+        self.known: dict[str, tuple[int, list[Instrument]]] = {}
+        self.fetches = 0
+
+    def due(self, listing: list[str]) -> list[str]:
+        """The symbols of ``listing`` whose details this fetch reads, in request order."""
+        self.fetches += 1
+        listed = set(listing)
+        for native in [n for n in self.known if n not in listed]:
+            del self.known[native]
+        new = [n for n in listing if n not in self.known]
+        known = sorted((n for n in listing if n in self.known), key=lambda n: self.known[n][0])
+        return new + known[: self.reverify]
+
+    def store(self, native: str, instruments: list[Instrument]) -> None:
+        """The instruments of ``native``'s details answer in this fetch."""
+        self.known[native] = (self.fetches, instruments)
+
+    def forget(self, native: str) -> None:
+        """``native`` has no details (delisted since the list was read): left out of the instruments."""
+        self.known.pop(native, None)
+
+    def instruments(self, listing: list[str]) -> list[Instrument]:
+        """Every listed symbol's instruments, from its latest details answer."""
+        return [i for n in listing if n in self.known for i in self.known[n][1]]
 
 
 def symbols_body(markets: dict[str, MarketModel]) -> list[str]:

@@ -195,6 +195,61 @@ async def test_gemini_details_are_paced_and_a_vanished_symbol_is_skipped() -> No
         await runner.cleanup()
 
 
+async def test_gemini_refresh_reads_new_symbols_and_a_few_known_ones() -> None:
+    """Later fetches read the list, every new symbol's details and at most ``reverify`` known symbols'
+    (the longest unread first); a changed known symbol shows once it is re-read, a symbol gone from
+    the list is gone from the instruments."""
+    details: dict[str, dict[str, object]] = {
+        name: {
+            "symbol": name.upper(), "base_currency": name[:3].upper(), "quote_currency": "USD",
+            "tick_size": 1e-8, "quote_increment": 0.01, "min_order_size": "0.00001", "status": "open",
+            "product_type": "spot", "contract_type": "vanilla", "contract_price_currency": "USD",
+        }
+        for name in ("btcusd", "ethusd", "solusd", "ltcusd")
+    }  # fmt: skip
+    listing = ["btcusd", "ethusd", "ltcusd"]
+    asked: list[str] = []
+
+    async def symbols(request: web.Request) -> web.Response:
+        return web.json_response(listing)
+
+    async def detail(request: web.Request) -> web.Response:
+        asked.append(request.match_info["symbol"])
+        return web.json_response(details[request.match_info["symbol"]])
+
+    app = web.Application()
+    app.add_routes([web.get("/v1/symbols", symbols), web.get("/v1/symbols/details/{symbol}", detail)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    dialect = get_dialect("gemini")
+    dialect.details_burst, dialect.details_window_s = 50, 0.01  # type: ignore[misc]
+    dialect.details_cache.reverify = 1  # type: ignore[attr-defined]
+
+    async def fetch() -> dict[str, Instrument]:
+        asked.clear()
+        async with aiohttp.ClientSession() as http:
+            return {i.native_symbol: i for i in await dialect.fetch_instruments(http, url)}
+
+    try:
+        got = await fetch()
+        assert asked == ["btcusd", "ethusd", "ltcusd"] and sorted(got) == ["BTCUSD", "ETHUSD", "LTCUSD"]
+        details["ltcusd"]["quote_increment"] = 0.05  # a known symbol changes its tick size
+        got = await fetch()
+        assert asked == ["btcusd"] and sorted(got) == ["BTCUSD", "ETHUSD", "LTCUSD"]
+        assert got["LTCUSD"].tick_size == 0.01  # not re-read yet: the last answer holds
+        listing[:] = ["btcusd", "solusd", "ltcusd"]  # ethusd delisted, solusd listed
+        got = await fetch()
+        assert asked == ["solusd", "ltcusd"], "the new symbol first, then the longest unread"
+        assert sorted(got) == ["BTCUSD", "LTCUSD", "SOLUSD"] and got["LTCUSD"].tick_size == 0.05
+        got = await fetch()
+        assert asked == ["btcusd"]
+    finally:
+        await runner.cleanup()
+
+
 # -- crypto-com -----------------------------------------------------------------------------------------
 
 CDC_DOCUMENTED = {
