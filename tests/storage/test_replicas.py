@@ -217,6 +217,25 @@ def test_two_replicas_through_kafka(kafka_broker: Any, tmp_path: Path) -> None:
     assert_like_one_unbroken_collector(lake, reference)
 
 
+def test_two_replicas_through_kinesis(moto: Any, tmp_path: Path) -> None:
+    """The same through Kinesis (moto server): both replicas put records with the key
+    ``exchange|symbol``, so one shard holds both copies of a symbol and the sink arbitrates them."""
+    import boto3
+
+    name = f"rep{uuid.uuid4().hex[:8]}"
+    boto3.client("kinesis", endpoint_url=moto.url, region_name="us-east-1").create_stream(
+        StreamName=name, ShardCount=2
+    )
+    kinesis = {"stream_name": name, "endpoint_url": moto.url}
+    reference_log = tmp_path / "reference-log"
+    asyncio.run(capture(open_publisher("kinesis", policy="block", **kinesis), reference_log))
+    reference = tmp_path / "reference"
+    drain(open_consumer("local", log_dir=reference_log), reference)
+    lake = tmp_path / "lake"
+    drain(open_consumer("kinesis", **kinesis), lake)
+    assert_like_one_unbroken_collector(lake, reference)
+
+
 # -- exactly once across SIGKILLs -------------------------------------------------------------------
 
 SINK_FLAGS = ["--flush-entries", "7", "--until-idle", "1"]
