@@ -161,6 +161,8 @@ class BinanceFamilyNormaliser(Normaliser):
                 self.frames += 1
                 if done is not True:  # the book it updated is crossed: the reference's event
                     done.check_crossed(out, ts_recv, {"u": done.last_seq})
+                if self.time_flags.skewed != self._skew_reported:  # an earlier frame's, held back
+                    self._report_skew(out, ts_recv)
                 return
         super().on_frame(ts_recv, frame, out)
 
