@@ -98,17 +98,9 @@ static int reserve(Levels *L, Py_ssize_t need) {
     return 0;
 }
 
-/* Sets price -> value (new references are taken). A held level keeps its key object, as a dict does. */
-static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
-    double rk = rank_of(L, price);
-    Py_ssize_t j = lower_bound(L, rk);
-    if (j < L->n && L->keys[j] == rk) {
-        PyObject *old = L->vals[j];
-        Py_INCREF(value);
-        L->vals[j] = value;
-        Py_DECREF(old);
-        return 0;
-    }
+/* Inserts rank rk at index j, which must be its sorted place among keys it is not in (new
+ * references are taken). */
+static int levels_insert_at(Levels *L, Py_ssize_t j, double rk, PyObject *key, PyObject *value) {
     if (reserve(L, L->n + 1) < 0) return -1;
     if (j < L->n) {
         memmove(L->keys + j + 1, L->keys + j, (size_t)(L->n - j) * sizeof(double));
@@ -122,6 +114,20 @@ static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
     L->vals[j] = value;
     L->n++;
     return 0;
+}
+
+/* Sets price -> value (new references are taken). A held level keeps its key object, as a dict does. */
+static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
+    double rk = rank_of(L, price);
+    Py_ssize_t j = lower_bound(L, rk);
+    if (j < L->n && L->keys[j] == rk) {
+        PyObject *old = L->vals[j];
+        Py_INCREF(value);
+        L->vals[j] = value;
+        Py_DECREF(old);
+        return 0;
+    }
+    return levels_insert_at(L, j, rk, key, value);
 }
 
 /* Removes internal index j; returns its value and (when key is not NULL) its key object: references
@@ -1449,6 +1455,9 @@ typedef struct {
     Py_ssize_t *table; /* index + 1 of syms, 0 empty; open addressing */
     Py_ssize_t tcap;
     RawSide side[2];
+    PyObject *owner;    /* the normaliser (on_frame); a cycle through its on_frame, which the GC clears */
+    PyObject *fallback; /* Normaliser.on_frame: the reference path of a frame not taken */
+    long long offered, taken;
 } Scanner;
 
 static PyTypeObject ScannerType;
@@ -1512,6 +1521,8 @@ static void scanner_clear_refs(Scanner *S) {
     Py_CLEAR(S->awaiting_first);
     Py_CLEAR(S->limits);
     Py_CLEAR(S->tf);
+    Py_CLEAR(S->owner);
+    Py_CLEAR(S->fallback);
 }
 
 static int scanner_traverse(Scanner *S, visitproc visit, void *arg) {
@@ -1524,6 +1535,8 @@ static int scanner_traverse(Scanner *S, visitproc visit, void *arg) {
     Py_VISIT(S->awaiting_first);
     Py_VISIT(S->limits);
     Py_VISIT(S->tf);
+    Py_VISIT(S->fallback);
+    Py_VISIT(S->owner);
     return 0;
 }
 
@@ -1538,19 +1551,29 @@ static void scanner_dealloc(Scanner *S) {
     Py_TYPE(S)->tp_free((PyObject *)S);
 }
 
-/* BinanceScanner(exchange, futures, last_trade_id, awaiting_first, limits, time_flags) */
+/* BinanceScanner(exchange, futures, last_trade_id, awaiting_first, limits, time_flags, owner, fallback) */
 static PyObject *scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *exchange, *last, *awaiting, *limits, *tf;
+    PyObject *exchange, *last, *awaiting, *limits, *tf, *owner, *fallback;
     int futures;
-    if (!PyArg_ParseTuple(args, "UpO!OOO!", &exchange, &futures, &PyDict_Type, &last, &awaiting, &limits,
-                          &TimeFlagsType, &tf))
+    if (!PyArg_ParseTuple(args, "UpO!OOO!OO", &exchange, &futures, &PyDict_Type, &last, &awaiting, &limits,
+                          &TimeFlagsType, &tf, &owner, &fallback))
         return NULL;
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    PyObject *ref = Py_NewRef(owner);
     if (awaiting != Py_None && !PySet_Check(awaiting)) {
         PyErr_SetString(PyExc_TypeError, "awaiting_first must be a set or None");
         return NULL;
     }
     Scanner *S = (Scanner *)type->tp_alloc(type, 0);
-    if (!S) return NULL;
+    if (!S) {
+        Py_DECREF(ref);
+        return NULL;
+    }
+    S->owner = ref;
+    S->fallback = Py_NewRef(fallback);
     S->futures = futures;
     Py_INCREF(exchange);
     S->exchange = exchange;
@@ -2133,6 +2156,69 @@ static PyObject *do_ticker(Scanner *S, ScanSym *e, const Fields *f, PyObject *ou
     return result;
 }
 
+static PyObject *zero_float;   /* 0.0: the size of every removed level's row */
+static PyObject *zero_int_one; /* 1 */
+
+/* One level of a scanned update: set (size != 0) or removed (size 0), and its row, as apply_one does
+ * for the reference's parsed level; objects the book already holds are shared instead of made anew
+ * (the held price key when it is a float, the held price text when it is the same text): equal values
+ * of the same types. */
+static int scan_level(Levels *L, const RowCtx *c, const RawLv *x) {
+    double rk = rank_of(L, x->price);
+    Py_ssize_t j = lower_bound(L, rk);
+    int found = j < L->n && L->keys[j] == rk;
+    PyObject *p = found && PyFloat_CheckExact(L->kobjs[j]) ? Py_NewRef(L->kobjs[j]) : PyFloat_FromDouble(x->price);
+    if (!p) return -1;
+    PyObject *z;
+    if (x->size == 0.0) {
+        z = Py_NewRef(zero_float);
+        if (found) Py_DECREF(levels_take(L, j, NULL));
+    } else {
+        z = PyFloat_FromDouble(x->size);
+        PyObject *ps = NULL;
+        if (found) {
+            PyObject *old = L->vals[j];
+            if (PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 3) {
+                PyObject *o = PyTuple_GET_ITEM(old, 1);
+                if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o) && PyUnicode_GET_LENGTH(o) == x->pn &&
+                    memcmp(PyUnicode_DATA(o), x->ps, (size_t)x->pn) == 0)
+                    ps = Py_NewRef(o);
+            }
+        }
+        if (!ps) ps = ascii_str(x->ps, x->pn);
+        PyObject *zs = ascii_str(x->ss, x->sn);
+        PyObject *value = z && ps && zs ? PyTuple_Pack(3, z, ps, zs) : NULL;
+        Py_XDECREF(ps);
+        Py_XDECREF(zs);
+        int r = -1;
+        if (value) {
+            maybe_untrack(value);
+            /* allocating may have run code (a collection): the place found above is checked again */
+            if (found && j < L->n && L->keys[j] == rk) {
+                PyObject *old = L->vals[j];
+                L->vals[j] = value;
+                Py_DECREF(old);
+                r = 0;
+            } else if (!found && j <= L->n && (j == 0 || L->keys[j - 1] < rk) && (j == L->n || L->keys[j] > rk)) {
+                r = levels_insert_at(L, j, rk, p, value);
+                Py_DECREF(value);
+            } else {
+                r = levels_set(L, x->price, p, value);
+                Py_DECREF(value);
+            }
+        }
+        if (r < 0) {
+            Py_DECREF(p);
+            Py_XDECREF(z);
+            return -1;
+        }
+    }
+    int r = z ? emit_row(c, p, z) : -1;
+    Py_DECREF(p);
+    Py_XDECREF(z);
+    return r;
+}
+
 static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out, PyObject *recv,
                           long long ts_recv) {
     const unsigned need = B_S | B_U_FIRST | B_U | B_E | B_BIDS | B_ASKS | (S->futures ? B_PU : 0);
@@ -2180,19 +2266,7 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
         for (int s = 0; s < 2 && ok == 0; s++) {
             RawSide *r = &S->side[s];
             c.side = s ? s_ask : s_bid;
-            for (Py_ssize_t i = 0; i < r->n && ok == 0; i++) {
-                RawLv *x = &r->v[i];
-                PyObject *p = PyFloat_FromDouble(x->price);
-                PyObject *z = PyFloat_FromDouble(x->size);
-                PyObject *ps = ascii_str(x->ps, x->pn);
-                PyObject *zs = (x->ss == x->ps && x->sn == x->pn) ? Py_NewRef(ps) : ascii_str(x->ss, x->sn);
-                if (p && z && ps && zs) ok = apply_one(sides[s], &c, x->price, x->size, p, z, ps, zs, 0);
-                else ok = -1;
-                Py_XDECREF(p);
-                Py_XDECREF(z);
-                Py_XDECREF(ps);
-                Py_XDECREF(zs);
-            }
+            for (Py_ssize_t i = 0; i < r->n && ok == 0; i++) ok = scan_level(sides[s], &c, &r->v[i]);
         }
         if (ok == 0 && PyObject_SetAttr(book, s_last_seq, seq) == 0) {
             Levels *b = sides[0], *a = sides[1];
@@ -2211,13 +2285,7 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
     return result;
 }
 
-/* scan(ts_recv, frame, out, subscribed) -> True | False | SyncedBook (see above). */
-static PyObject *scanner_scan(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "scan(ts_recv, frame, out, subscribed)");
-        return NULL;
-    }
-    PyObject *recv = args[0], *frame = args[1], *out = args[2], *subscribed = args[3];
+static PyObject *scan_frame(Scanner *S, PyObject *recv, PyObject *frame, PyObject *out, PyObject *subscribed) {
     long long ts_recv;
     if (!plain_int64(recv, &ts_recv)) Py_RETURN_FALSE;
     const unsigned char *buf;
@@ -2284,6 +2352,116 @@ static PyObject *scanner_scan(Scanner *S, PyObject *const *args, Py_ssize_t narg
     }
 }
 
+/* scan(ts_recv, frame, out, subscribed) -> True | False | SyncedBook (see above). */
+static PyObject *scanner_scan(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "scan(ts_recv, frame, out, subscribed)");
+        return NULL;
+    }
+    S->offered++;
+    PyObject *r = scan_frame(S, args[0], args[1], args[2], args[3]);
+    if (r && r != Py_False) S->taken++;
+    return r;
+}
+
+static PyObject *s_max_frame_bytes, *s_subscribed, *s_frames, *s_time_flags_skewed_reported, *s_report_skew,
+    *s_check_crossed, *s_u;
+
+/* on_frame(ts_recv, frame, out): Normaliser.on_frame of the owner with this scanner first - a frame
+ * taken here counts in the owner's frames, a crossed book gets SyncedBook.check_crossed's event and a
+ * held-back skew report is made (Normaliser.on_frame's _report_skew); every other frame (and an
+ * oversized one) goes to the fallback, Normaliser.on_frame itself. */
+static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "on_frame(ts_recv, frame, out)");
+        return NULL;
+    }
+    PyObject *owner = S->owner;
+    if (!owner) {
+        PyErr_SetString(PyExc_ReferenceError, "this scanner was cleared");
+        return NULL;
+    }
+    Py_INCREF(owner);
+    PyObject *recv = args[0], *frame = args[1], *out = args[2];
+    PyObject *result = NULL, *done = NULL;
+    Py_ssize_t len = PyBytes_CheckExact(frame) ? PyBytes_GET_SIZE(frame)
+                     : PyUnicode_CheckExact(frame) ? PyUnicode_GET_LENGTH(frame)
+                                                    : -1;
+    if (len >= 0) {
+        PyObject *max = PyObject_GetAttr(owner, s_max_frame_bytes);
+        if (!max) goto end;
+        long long m;
+        int small = plain_int64(max, &m) && len <= m;
+        Py_DECREF(max);
+        if (small) {
+            PyObject *subscribed = PyObject_GetAttr(owner, s_subscribed);
+            if (!subscribed) goto end;
+            S->offered++;
+            done = scan_frame(S, recv, frame, out, subscribed);
+            Py_DECREF(subscribed);
+            if (!done) goto end;
+        }
+    }
+    if (!done || done == Py_False) {
+        PyObject *call[4] = {owner, recv, frame, out};
+        result = PyObject_Vectorcall(S->fallback, call, 4, NULL);
+        goto end;
+    }
+    S->taken++;
+    {
+        PyObject *frames = PyObject_GetAttr(owner, s_frames);
+        if (!frames) goto end;
+        long long f;
+        PyObject *more = plain_int64(frames, &f) && f < LLONG_MAX ? PyLong_FromLongLong(f + 1)
+                                                                  : PyNumber_Add(frames, zero_int_one);
+        Py_DECREF(frames);
+        if (!more) goto end;
+        int r = PyObject_SetAttr(owner, s_frames, more);
+        Py_DECREF(more);
+        if (r < 0) goto end;
+    }
+    if (done != Py_True) { /* the book it updated is crossed: the reference's crossed_book event */
+        PyObject *seq = PyObject_GetAttr(done, s_last_seq);
+        PyObject *detail = seq ? PyDict_New() : NULL;
+        if (!detail || PyDict_SetItem(detail, s_u, seq) < 0) {
+            Py_XDECREF(seq);
+            Py_XDECREF(detail);
+            goto end;
+        }
+        Py_DECREF(seq);
+        PyObject *r = PyObject_CallMethodObjArgs(done, s_check_crossed, out, recv, detail, NULL);
+        Py_DECREF(detail);
+        if (!r) goto end;
+        Py_DECREF(r);
+    }
+    {
+        PyObject *reported = PyObject_GetAttr(owner, s_time_flags_skewed_reported);
+        if (!reported) goto end;
+        long long rep;
+        int same = plain_int64(reported, &rep) && rep == (long long)S->tf->skewed;
+        Py_DECREF(reported);
+        if (!same) { /* an earlier frame's skew report, held back by the throttle */
+            PyObject *r = PyObject_CallMethodObjArgs(owner, s_report_skew, out, recv, NULL);
+            if (!r) goto end;
+            Py_DECREF(r);
+        }
+    }
+    result = Py_NewRef(Py_None);
+end:
+    Py_XDECREF(done);
+    Py_DECREF(owner);
+    return result;
+}
+
+static PyObject *scanner_get_offered(Scanner *S, void *Py_UNUSED(c)) { return PyLong_FromLongLong(S->offered); }
+static PyObject *scanner_get_taken(Scanner *S, void *Py_UNUSED(c)) { return PyLong_FromLongLong(S->taken); }
+
+static PyGetSetDef scanner_getset[] = {
+    {"offered", (getter)scanner_get_offered, NULL, "frames offered to the scanner", NULL},
+    {"taken", (getter)scanner_get_taken, NULL, "frames the scanner handled", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyObject *scanner_symbols(Scanner *S, PyObject *Py_UNUSED(ignored)) {
     PyObject *d = PyDict_New();
     for (Py_ssize_t k = 0; d && k < S->nsyms; k++) {
@@ -2303,6 +2481,8 @@ static PyMethodDef scanner_methods[] = {
     {"set_book", (PyCFunction)(void (*)(void))scanner_set_book, METH_FASTCALL,
      "set_book(native, book): the SyncedBook of a registered native symbol"},
     {"symbols", (PyCFunction)scanner_symbols, METH_NOARGS, "native -> (symbol, book or None)"},
+    {"on_frame", (PyCFunction)(void (*)(void))scanner_on_frame, METH_FASTCALL,
+     "on_frame(ts_recv, frame, out): the owner's Normaliser.on_frame with this scanner first"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2317,6 +2497,7 @@ static PyTypeObject ScannerType = {
     .tp_traverse = (traverseproc)scanner_traverse,
     .tp_clear = (inquiry)scanner_tp_clear,
     .tp_methods = scanner_methods,
+    .tp_getset = scanner_getset,
 };
 
 static PyMethodDef module_methods[] = {
@@ -2357,11 +2538,17 @@ PyMODINIT_FUNC PyInit__booknative(void) {
                  {&s_asks, "asks"},           {&s_native, "native"},     {&s_max_price, "max_price"},
                  {&s_max_size, "max_size"},   {&s_trades, "trades"},     {&s_bbo, "bbo"},
                  {&s_buy, "buy"},             {&s_sell, "sell"},         {&s_bid, "bid"},
-                 {&s_ask, "ask"}};
+                 {&s_ask, "ask"},             {&s_max_frame_bytes, "max_frame_bytes"},
+                 {&s_subscribed, "subscribed"}, {&s_frames, "frames"},
+                 {&s_time_flags_skewed_reported, "_skew_reported"}, {&s_report_skew, "_report_skew"},
+                 {&s_check_crossed, "check_crossed"}, {&s_u, "u"}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
         if (!*names[i].slot) return NULL;
     }
+    zero_float = PyFloat_FromDouble(0.0);
+    zero_int_one = PyLong_FromLong(1);
+    if (!zero_float || !zero_int_one) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&LevelsType);

@@ -148,23 +148,11 @@ class BinanceFamilyNormaliser(Normaliser):
         # native symbols whose book took a snapshot and still waits for the straddling first event
         # (the futures rule; spot never fills it)
         self.awaiting_first: set[str] = set()
+        #: the compiled frame scanner (see :func:`frame_scanner`); when there is one, its ``on_frame``
+        #: (Normaliser.on_frame with the scanner first) is this normaliser's
         self._scanner: Any = frame_scanner(self)
-        self._scan: Any = None if self._scanner is None else self._scanner.scan
-
-    def on_frame(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        """The compiled frame scanner first (see :func:`frame_scanner`); every frame it does not take
-        goes through :meth:`Normaliser.on_frame` and :meth:`handle` as before."""
-        scan = self._scan
-        if scan is not None and len(frame) <= self.max_frame_bytes:
-            done = scan(ts_recv, frame, out, self.subscribed)
-            if done is not False:
-                self.frames += 1
-                if done is not True:  # the book it updated is crossed: the reference's event
-                    done.check_crossed(out, ts_recv, {"u": done.last_seq})
-                if self.time_flags.skewed != self._skew_reported:  # an earlier frame's, held back
-                    self._report_skew(out, ts_recv)
-                return
-        super().on_frame(ts_recv, frame, out)
+        if self._scanner is not None:
+            self.on_frame = self._scanner.on_frame  # type: ignore[method-assign]
 
     # -- symbols -------------------------------------------------------------------------------
     def normalise(self, native: str) -> str:
@@ -382,7 +370,10 @@ def frame_scanner(normaliser: BinanceFamilyNormaliser) -> Any:
     It reads the bytes of the steady-state frames (a depth update continuing a synced book, a trade
     with a new id, a bookTicker) and appends the rows :meth:`BinanceFamilyNormaliser.handle` would,
     sharing this normaliser's state (books, last trade ids, time flags); every other frame, and every
-    frame it cannot prove plain, is left to :meth:`~BinanceFamilyNormaliser.handle` untouched. Active
+    frame it cannot prove plain, is left to :meth:`~BinanceFamilyNormaliser.handle` untouched. Its
+    ``on_frame`` is :meth:`Normaliser.on_frame` with the scanner first (a frame it takes counts in
+    ``frames``; a book crossed by it gets :meth:`SyncedBook.check_crossed`'s event; a held-back skew
+    report is made as :meth:`Normaliser.on_frame` makes it), and the normaliser's ``on_frame``. Active
     with the native implementation (:data:`collectors.book.IMPLEMENTATION`), unless
     ``TICKTAPE_NO_FRAME_SCAN=1``.
     """
@@ -398,6 +389,8 @@ def frame_scanner(normaliser: BinanceFamilyNormaliser) -> Any:
         normaliser.awaiting_first,
         normaliser.limits,
         normaliser.time_flags,
+        normaliser,
+        Normaliser.on_frame,
     )
 
 

@@ -73,22 +73,24 @@ def make(
     with scanner(on, implementation):
         n = get_dialect(exchange).make_normaliser(symbols)
     assert isinstance(n, BinanceFamilyNormaliser)
-    assert (n._scan is not None) == (on and implementation == "native")
+    assert (n._scanner is not None) == (on and implementation == "native")
     return n
 
 
 class Counting:
-    """Counts the frames a normaliser's scanner takes."""
+    """The frames a normaliser's scanner was offered and took (since this was made)."""
 
     def __init__(self, n: BinanceFamilyNormaliser) -> None:
-        self.scan, self.taken, self.offered = n._scan, 0, 0
-        n._scan = self
+        self.scanner = n._scanner
+        self.start = (self.scanner.offered, self.scanner.taken)
 
-    def __call__(self, *args: Any) -> Any:
-        self.offered += 1
-        done = self.scan(*args)
-        self.taken += done is not False
-        return done
+    @property
+    def offered(self) -> int:
+        return int(self.scanner.offered) - self.start[0]
+
+    @property
+    def taken(self) -> int:
+        return int(self.scanner.taken) - self.start[1]
 
 
 def flagger_state(tf: Any) -> tuple[Any, ...]:
