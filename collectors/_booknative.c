@@ -1999,9 +1999,57 @@ static int read_data(Scanner *S, Cur *c, int kind, Fields *f, double mp, double 
     }
 }
 
+/* Attributes of __slots__ classes (SyncedBook, Limits, RecordBuffer) read and written the way their
+ * member descriptors do it, from the offset the descriptor names, once a type is seen to resolve the
+ * name to a plain object slot (generic attribute access, a member descriptor of type T_OBJECT_EX);
+ * any other object goes through PyObject_GetAttr/SetAttr. */
+typedef struct {
+    PyTypeObject *type; /* owned */
+    Py_ssize_t offset;
+    int readonly;
+} SlotCache;
+
+static PyObject **slot_of(SlotCache *c, PyObject *obj, PyObject *name, int write) {
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t != c->type) {
+        if (t->tp_getattro != PyObject_GenericGetAttr || t->tp_setattro != PyObject_GenericSetAttr) return NULL;
+        PyObject *d = _PyType_Lookup(t, name);
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return NULL;
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX) return NULL;
+        Py_INCREF(t);
+        Py_XSETREF(c->type, t);
+        c->offset = m->offset;
+        c->readonly = (m->flags & READONLY) != 0;
+    }
+    if (write && c->readonly) return NULL;
+    return (PyObject **)((char *)obj + c->offset);
+}
+
+/* getattr(obj, name) as a new reference (NULL with an error set when it is missing). */
+static PyObject *slot_get(SlotCache *c, PyObject *obj, PyObject *name) {
+    PyObject **slot = slot_of(c, obj, name, 0);
+    if (!slot || !*slot) return PyObject_GetAttr(obj, name);
+    return Py_NewRef(*slot);
+}
+
+/* setattr(obj, name, value). */
+static int slot_set(SlotCache *c, PyObject *obj, PyObject *name, PyObject *value) {
+    PyObject **slot = slot_of(c, obj, name, 1);
+    if (!slot) return PyObject_SetAttr(obj, name, value);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(value);
+    Py_XDECREF(old);
+    return 0;
+}
+
+static SlotCache sc_synced, sc_maybe_bad, sc_last_seq, sc_set_last_seq, sc_epoch, sc_max_price, sc_max_size,
+    sc_rows_book, sc_rows_bbo, sc_rows_trades;
+
 /* The row list `name` of out (an exact list), a new reference, or NULL (not handled / error). */
 static PyObject *rows_of(PyObject *out, PyObject *name) {
-    PyObject *rows = PyObject_GetAttr(out, name);
+    SlotCache *c = name == s_book ? &sc_rows_book : name == s_bbo ? &sc_rows_bbo : &sc_rows_trades;
+    PyObject *rows = slot_get(c, out, name);
     if (!rows) return NULL;
     if (!PyList_CheckExact(rows)) {
         Py_DECREF(rows);
@@ -2035,7 +2083,7 @@ static int plain_int64(PyObject *o, long long *v) {
 
 /* Reads book.<name> as an exact int64. */
 static int book_int(PyObject *book, PyObject *name, long long *v) {
-    PyObject *o = PyObject_GetAttr(book, name);
+    PyObject *o = slot_get(&sc_last_seq, book, name);
     if (!o) {
         PyErr_Clear();
         return 0;
@@ -2047,7 +2095,7 @@ static int book_int(PyObject *book, PyObject *name, long long *v) {
 
 /* book.<name> is exactly `want` (True/False). */
 static int book_is(PyObject *book, PyObject *name, PyObject *want) {
-    PyObject *o = PyObject_GetAttr(book, name);
+    PyObject *o = slot_get(name == s_synced ? &sc_synced : &sc_maybe_bad, book, name);
     if (!o) {
         PyErr_Clear();
         return 0;
@@ -2242,7 +2290,7 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
     }
     long long ts_ex = f->E * 1000000LL;
     if (tf_outside(S->tf, (i128)ts_recv - ts_ex)) Py_RETURN_FALSE;
-    PyObject *epoch = PyObject_GetAttr(book, s_epoch);
+    PyObject *epoch = slot_get(&sc_epoch, book, s_epoch);
     if (!epoch) return NULL;
     PyObject *rows = rows_of(out, s_book);
     if (!rows) {
@@ -2268,7 +2316,7 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
             c.side = s ? s_ask : s_bid;
             for (Py_ssize_t i = 0; i < r->n && ok == 0; i++) ok = scan_level(sides[s], &c, &r->v[i]);
         }
-        if (ok == 0 && PyObject_SetAttr(book, s_last_seq, seq) == 0) {
+        if (ok == 0 && slot_set(&sc_set_last_seq, book, s_last_seq, seq) == 0) {
             Levels *b = sides[0], *a = sides[1];
             int crossed = b->n && a->n && price_of(b, b->keys[b->n - 1]) >= price_of(a, a->keys[a->n - 1]);
             result = Py_NewRef(crossed ? book : Py_True);
@@ -2301,8 +2349,8 @@ static PyObject *scan_frame(Scanner *S, PyObject *recv, PyObject *frame, PyObjec
     }
     double mp = 0.0, ms = 0.0;
     {
-        PyObject *a = PyObject_GetAttr(S->limits, s_max_price);
-        PyObject *b = a ? PyObject_GetAttr(S->limits, s_max_size) : NULL;
+        PyObject *a = slot_get(&sc_max_price, S->limits, s_max_price);
+        PyObject *b = a ? slot_get(&sc_max_size, S->limits, s_max_size) : NULL;
         int ok = b && limits_of(a, b, &mp, &ms);
         Py_XDECREF(a);
         Py_XDECREF(b);
