@@ -56,14 +56,14 @@ test: install system-deps lint
 	$(MAKE) --no-print-directory asan ASAN_TESTS='$(ASAN_QUICK)' ASAN_CODEC_TESTS='$(ASAN_CODEC_QUICK)'
 
 # AddressSanitizer + UndefinedBehaviorSanitizer builds of the compiled extensions (build/asan, apart from
-# the installed ones), loaded ahead of them, under their differential and fuzz tests (book engine, checksums, JSON depth; Avro codec). CPython is not
+# the installed ones), loaded ahead of them, under their differential and fuzz tests (book engine, checksums, JSON depth, Binance frame scanner and time flags; Avro codec). CPython is not
 # instrumented: libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak
 # detection is off (the interpreter keeps memory at exit by design). Preloading the runtime into an
 # uninstrumented interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
 # https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
-ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance) or depth or odd_levels or known_checksums" --durations=5
+ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
 ASAN_CODEC_TESTS ?=
 ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book)"
 ASAN_CFLAGS := -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -79,7 +79,8 @@ asan-book: install
 	TICKTAPE_ASAN_BUILD=$(ASAN_DIR)/collectors $(ASAN_RUN) \
 	  $(BIN)/python -c 'import sys, collectors; collectors.__path__.insert(0, sys.argv[1]); import pytest; \
 	    sys.exit(pytest.main(sys.argv[2:]))' $(ASAN_DIR)/collectors \
-	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py tests/collectors/test_native_checksum.py $(ASAN_TESTS)
+	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py tests/collectors/test_native_checksum.py \
+	  tests/collectors/test_native_binance.py $(ASAN_TESTS)
 
 asan-codec: install
 	@mkdir -p $(ASAN_DIR)

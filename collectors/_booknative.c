@@ -27,6 +27,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -96,17 +98,9 @@ static int reserve(Levels *L, Py_ssize_t need) {
     return 0;
 }
 
-/* Sets price -> value (new references are taken). A held level keeps its key object, as a dict does. */
-static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
-    double rk = rank_of(L, price);
-    Py_ssize_t j = lower_bound(L, rk);
-    if (j < L->n && L->keys[j] == rk) {
-        PyObject *old = L->vals[j];
-        Py_INCREF(value);
-        L->vals[j] = value;
-        Py_DECREF(old);
-        return 0;
-    }
+/* Inserts rank rk at index j, which must be its sorted place among keys it is not in (new
+ * references are taken). */
+static int levels_insert_at(Levels *L, Py_ssize_t j, double rk, PyObject *key, PyObject *value) {
     if (reserve(L, L->n + 1) < 0) return -1;
     if (j < L->n) {
         memmove(L->keys + j + 1, L->keys + j, (size_t)(L->n - j) * sizeof(double));
@@ -120,6 +114,20 @@ static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
     L->vals[j] = value;
     L->n++;
     return 0;
+}
+
+/* Sets price -> value (new references are taken). A held level keeps its key object, as a dict does. */
+static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
+    double rk = rank_of(L, price);
+    Py_ssize_t j = lower_bound(L, rk);
+    if (j < L->n && L->keys[j] == rk) {
+        PyObject *old = L->vals[j];
+        Py_INCREF(value);
+        L->vals[j] = value;
+        Py_DECREF(old);
+        return 0;
+    }
+    return levels_insert_at(L, j, rk, key, value);
 }
 
 /* Removes internal index j; returns its value and (when key is not NULL) its key object: references
@@ -1145,6 +1153,1401 @@ static PyObject *json_too_deep(PyObject *self, PyObject *const *args, Py_ssize_t
     return PyBool_FromLong(deep);
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Time flags (collectors/base.py TimeFlagger is the reference)                                      */
+
+/* schemas.Flags */
+#define F_OUTDATED 1
+#define F_MAYBE_BAD_BOOK 2
+#define F_NEG_LATENCY 8
+#define F_BAD_TS_RECV 32
+#define F_BAD_TS_EXCHANGE 64
+/* TimeFlagger.FLOOR_SECONDS, collectors.base.PLAUSIBLE_RECV_NS */
+#define FLOOR_SECONDS 8
+#define PLAUSIBLE_RECV_NS (1262304000LL * 1000000000LL)
+
+/* Latencies are differences of two int64 values: 128-bit arithmetic holds them exactly, as Python's
+ * integers do (the floor is one of them). */
+typedef __int128 i128;
+
+typedef struct {
+    PyObject_HEAD
+    long long outdated_cutoff_ns;
+    long long clock_tolerance_ns;
+    long long max_skew_ns;
+    Py_ssize_t skewed;
+    long long skew_exchange, skew_recv; /* skew_last */
+    i128 floor_ns;
+    i128 minima[FLOOR_SECONDS + 1]; /* oldest first */
+    int n_minima;
+    long long second;
+    i128 second_min;
+} TimeFlags;
+
+static PyTypeObject TimeFlagsType;
+
+static inline long long floor_div_1e9(long long v) {
+    long long q = v / 1000000000LL;
+    if ((v % 1000000000LL) != 0 && v < 0) q--;
+    return q;
+}
+
+static inline int tf_outside(const TimeFlags *t, i128 latency) {
+    return !(-(i128)t->max_skew_ns < latency && latency < (i128)t->max_skew_ns);
+}
+
+static void tf_close_second(TimeFlags *t, long long second, i128 latency) {
+    if (t->second >= 0) {
+        t->minima[t->n_minima++] = t->second_min;
+        if (t->n_minima > FLOOR_SECONDS) {
+            memmove(t->minima, t->minima + 1, (size_t)FLOOR_SECONDS * sizeof(i128));
+            t->n_minima = FLOOR_SECONDS;
+        }
+        i128 m = t->minima[0];
+        for (int i = 1; i < t->n_minima; i++)
+            if (t->minima[i] > m) m = t->minima[i];
+        t->floor_ns = m;
+    } else {
+        t->floor_ns = latency;
+    }
+    t->second = second;
+    t->second_min = latency;
+    if (t->n_minima < FLOOR_SECONDS && latency < t->floor_ns) t->floor_ns = latency;
+}
+
+/* TimeFlagger.flags after its skew test, for a latency inside the skew bounds or a receive time that
+ * is not plausible (the state moves). */
+static long tf_track(TimeFlags *t, long long ts_recv, i128 latency) {
+    int host_behind = t->floor_ns < -(i128)t->clock_tolerance_ns;
+    long long second = floor_div_1e9(ts_recv);
+    if (second != t->second) {
+        tf_close_second(t, second, latency);
+        host_behind = t->floor_ns < -(i128)t->clock_tolerance_ns;
+    } else if (latency < t->second_min) {
+        t->second_min = latency;
+        if (latency < t->floor_ns && t->n_minima < FLOOR_SECONDS) {
+            t->floor_ns = latency;
+            host_behind = t->floor_ns < -(i128)t->clock_tolerance_ns;
+        }
+    }
+    long flags = 0;
+    if (latency < 0) flags |= F_NEG_LATENCY;
+    if (host_behind) {
+        flags |= F_BAD_TS_RECV;
+        if (latency - t->floor_ns > (i128)t->outdated_cutoff_ns) flags |= F_OUTDATED;
+    } else if (latency > (i128)t->outdated_cutoff_ns) {
+        flags |= F_OUTDATED;
+    }
+    return flags;
+}
+
+static long tf_skewed(TimeFlags *t, long long ts_exchange, long long ts_recv, i128 latency) {
+    int host_behind = t->floor_ns < -(i128)t->clock_tolerance_ns;
+    t->skewed++;
+    t->skew_exchange = ts_exchange;
+    t->skew_recv = ts_recv;
+    long flags = F_BAD_TS_EXCHANGE;
+    if (latency < 0) flags |= F_NEG_LATENCY;
+    else if (latency > (i128)t->outdated_cutoff_ns) flags |= F_OUTDATED;
+    if (host_behind) flags |= F_BAD_TS_RECV;
+    return flags;
+}
+
+/* The whole TimeFlagger.flags for int64 timestamps (has_exchange 0: ts_exchange is None). */
+static long tf_flags(TimeFlags *t, int has_exchange, long long ts_exchange, long long ts_recv, int history) {
+    if (!has_exchange) return t->floor_ns < -(i128)t->clock_tolerance_ns ? F_BAD_TS_RECV : 0;
+    i128 latency = (i128)ts_recv - (i128)ts_exchange;
+    if (tf_outside(t, latency)) {
+        if (history && latency > 0)
+            return F_OUTDATED | (t->floor_ns < -(i128)t->clock_tolerance_ns ? F_BAD_TS_RECV : 0);
+        if (ts_recv >= PLAUSIBLE_RECV_NS) return tf_skewed(t, ts_exchange, ts_recv, latency);
+    }
+    return tf_track(t, ts_recv, latency);
+}
+
+static PyObject *events_check_int64; /* collectors.events.check_int64, imported at first need */
+
+/* Raises the reference's error for an exchange time that is not an int64 integer (check_int64). */
+static PyObject *raise_check_int64(PyObject *value) {
+    if (!events_check_int64) {
+        PyObject *mod = PyImport_ImportModule("collectors.events");
+        if (!mod) return NULL;
+        events_check_int64 = PyObject_GetAttrString(mod, "check_int64");
+        Py_DECREF(mod);
+        if (!events_check_int64) return NULL;
+    }
+    PyObject *r = PyObject_CallFunction(events_check_int64, "Os", value, "exchange timestamp");
+    if (!r) return NULL;
+    Py_DECREF(r);
+    /* check_int64 accepted it: the reference would go on with a value this type does not hold */
+    PyErr_SetString(PyExc_OverflowError, "exchange timestamp outside int64");
+    return NULL;
+}
+
+static PyObject *tf_call(TimeFlags *t, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *history_obj = NULL;
+    if (nargs == 3 && nkw == 0) {
+        history_obj = args[2];
+    } else if (nargs == 2 && nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "history") == 0) {
+        history_obj = args[2];
+    } else if (!(nargs == 2 && nkw == 0)) {
+        PyErr_SetString(PyExc_TypeError, "flags(ts_exchange, ts_recv, history=False)");
+        return NULL;
+    }
+    int history = 0;
+    if (history_obj) {
+        history = PyObject_IsTrue(history_obj);
+        if (history < 0) return NULL;
+    }
+    PyObject *ex = args[0], *recv = args[1];
+    if (!PyLong_Check(recv)) {
+        PyErr_Format(PyExc_TypeError, "receive time is not an integer: %R", recv);
+        return NULL;
+    }
+    long long ts_recv = PyLong_AsLongLong(recv);
+    if (ts_recv == -1 && PyErr_Occurred()) return NULL;
+    if (ex == Py_None) return PyLong_FromLong(tf_flags(t, 0, 0, ts_recv, history));
+    if (!PyLong_Check(ex)) return raise_check_int64(ex);
+    int overflow = 0;
+    long long ts_exchange = PyLong_AsLongLongAndOverflow(ex, &overflow);
+    if (ts_exchange == -1 && PyErr_Occurred()) return NULL;
+    if (overflow) return raise_check_int64(ex); /* far outside any skew bound: the reference raises */
+    i128 latency = (i128)ts_recv - (i128)ts_exchange;
+    if (tf_outside(t, latency) && !PyLong_CheckExact(ex)) return raise_check_int64(ex); /* a bool */
+    return PyLong_FromLong(tf_flags(t, 1, ts_exchange, ts_recv, history));
+}
+
+static PyObject *tf_flags_method(TimeFlags *t, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    return tf_call(t, args, nargs, kwnames);
+}
+
+static PyObject *i128_to_long(i128 v) {
+    if (v >= (i128)LLONG_MIN && v <= (i128)LLONG_MAX) return PyLong_FromLongLong((long long)v);
+    char buf[64];
+    int neg = v < 0;
+    unsigned __int128 u = neg ? (unsigned __int128)(-(v + 1)) + 1 : (unsigned __int128)v;
+    int i = 63;
+    buf[i] = 0;
+    do {
+        buf[--i] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    if (neg) buf[--i] = '-';
+    return PyLong_FromString(buf + i, NULL, 10);
+}
+
+static PyObject *tf_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"outdated_cutoff_ns", "clock_tolerance_ns", "max_skew_ns", NULL};
+    long long cutoff, tolerance, skew;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLL", kwlist, &cutoff, &tolerance, &skew)) return NULL;
+    TimeFlags *t = (TimeFlags *)type->tp_alloc(type, 0);
+    if (!t) return NULL;
+    t->outdated_cutoff_ns = cutoff;
+    t->clock_tolerance_ns = tolerance;
+    t->max_skew_ns = skew;
+    t->second = -1;
+    return (PyObject *)t;
+}
+
+static PyObject *tf_get_floor(TimeFlags *t, void *Py_UNUSED(c)) { return i128_to_long(t->floor_ns); }
+static PyObject *tf_get_skew_last(TimeFlags *t, void *Py_UNUSED(c)) {
+    return Py_BuildValue("(LL)", t->skew_exchange, t->skew_recv);
+}
+static PyObject *tf_get_minima(TimeFlags *t, void *Py_UNUSED(c)) {
+    PyObject *list = PyList_New(t->n_minima);
+    for (int i = 0; list && i < t->n_minima; i++) {
+        PyObject *v = i128_to_long(t->minima[i]);
+        if (!v) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, i, v);
+    }
+    return list;
+}
+static PyObject *tf_get_second(TimeFlags *t, void *Py_UNUSED(c)) { return PyLong_FromLongLong(t->second); }
+static PyObject *tf_get_second_min(TimeFlags *t, void *Py_UNUSED(c)) { return i128_to_long(t->second_min); }
+
+static PyMethodDef tf_methods[] = {
+    {"flags", (PyCFunction)(void (*)(void))tf_flags_method, METH_FASTCALL | METH_KEYWORDS,
+     "flags(ts_exchange, ts_recv, history=False): TimeFlagger.flags"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef tf_members[] = {
+    {"outdated_cutoff_ns", T_LONGLONG, offsetof(TimeFlags, outdated_cutoff_ns), 0, "OUTDATED above this latency"},
+    {"clock_tolerance_ns", T_LONGLONG, offsetof(TimeFlags, clock_tolerance_ns), 0, "host clock tolerance"},
+    {"max_skew_ns", T_LONGLONG, offsetof(TimeFlags, max_skew_ns), 0, "BAD_TS_EXCHANGE from this distance"},
+    {"skewed", T_PYSSIZET, offsetof(TimeFlags, skewed), 0, "records flagged BAD_TS_EXCHANGE so far"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef tf_getset[] = {
+    {"floor_ns", (getter)tf_get_floor, NULL, "current latency floor (ns)", NULL},
+    {"skew_last", (getter)tf_get_skew_last, NULL, "(ts_exchange, ts_recv) of the latest skewed record", NULL},
+    {"_minima", (getter)tf_get_minima, NULL, "per-second latency minima, oldest first", NULL},
+    {"_second", (getter)tf_get_second, NULL, "the current second of receive time", NULL},
+    {"_second_min", (getter)tf_get_second_min, NULL, "the current second's minimum latency", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TimeFlagsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "collectors._booknative.TimeFlags",
+    .tp_basicsize = sizeof(TimeFlags),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "collectors.base.TimeFlagger in C: TimeFlags(outdated_cutoff_ns, clock_tolerance_ns, max_skew_ns).",
+    .tp_new = tf_new,
+    .tp_methods = tf_methods,
+    .tp_members = tf_members,
+    .tp_getset = tf_getset,
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Binance-family frame scanner (collectors/venues/binance.py BinanceFamilyNormaliser.handle is the  */
+/* reference)                                                                                        */
+/*
+ * scan(ts_recv, frame, out, subscribed) reads a combined-stream frame's bytes directly (no decode to
+ * dicts) and handles the steady state of the three market streams: a depth update that continues a
+ * synced book, a trade with a new id, a bookTicker. It appends exactly the rows the reference appends
+ * and applies levels to the book's Levels. Anything else - a snapshot, a gap, an unsynced book, a
+ * duplicate, an unknown symbol or stream, other top-level keys, escapes or non-ASCII bytes in a
+ * string, numbers that are not plain, values out of range, a crossed bbo, a symbol outside the
+ * subscription, an exchange time a skew bound away - returns False before any state has changed, and
+ * the reference runs on the same frame. The JSON grammar accepted here is a strict subset of what
+ * orjson accepts (a frame taken here is one orjson decodes to the same values).
+ *
+ * Returns True (done), False (not handled), or the SyncedBook whose book is crossed after the update
+ * (done; the caller emits the reference's crossed_book event through SyncedBook.check_crossed).
+ */
+
+static PyObject *s_synced, *s_last_seq, *s_maybe_bad, *s_epoch, *s_book, *s_bids, *s_asks, *s_native,
+    *s_max_price, *s_max_size, *s_trades, *s_bbo, *s_buy, *s_sell, *s_bid, *s_ask;
+
+typedef struct {
+    char *key;
+    Py_ssize_t len;
+    Py_hash_t h;
+    PyObject *native; /* str */
+    PyObject *symbol; /* normalised str */
+    PyObject *book;   /* SyncedBook or NULL */
+    Levels *bids, *asks; /* its native sides, or NULL */
+} ScanSym;
+
+typedef struct {
+    double price, size;
+    const char *ps, *ss;
+    Py_ssize_t pn, sn;
+} RawLv;
+
+typedef struct {
+    RawLv *v;
+    Py_ssize_t n, cap;
+} RawSide;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *exchange;
+    int futures;
+    PyObject *last_trade_id;  /* dict: native -> last trade id */
+    PyObject *awaiting_first; /* set of natives (futures), or None */
+    PyObject *limits;
+    TimeFlags *tf;
+    ScanSym *syms;
+    Py_ssize_t nsyms, capsyms;
+    Py_ssize_t *table; /* index + 1 of syms, 0 empty; open addressing */
+    Py_ssize_t tcap;
+    RawSide side[2];
+    PyObject *owner;    /* the normaliser (on_frame); a cycle through its on_frame, which the GC clears */
+    PyObject *fallback; /* Normaliser.on_frame: the reference path of a frame not taken */
+    long long offered, taken;
+} Scanner;
+
+static PyTypeObject ScannerType;
+
+static Py_hash_t key_hash(const char *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return (Py_hash_t)(h >> 1);
+}
+
+static ScanSym *sym_find(const Scanner *S, const char *s, Py_ssize_t n) {
+    if (!S->tcap) return NULL;
+    Py_hash_t h = key_hash(s, n);
+    Py_ssize_t mask = S->tcap - 1;
+    for (Py_ssize_t i = h & mask;; i = (i + 1) & mask) {
+        Py_ssize_t k = S->table[i];
+        if (!k) return NULL;
+        ScanSym *e = &S->syms[k - 1];
+        if (e->h == h && e->len == n && memcmp(e->key, s, (size_t)n) == 0) return e;
+    }
+}
+
+static int table_rebuild(Scanner *S, Py_ssize_t cap) {
+    Py_ssize_t *t = PyMem_Calloc((size_t)cap, sizeof(Py_ssize_t));
+    if (!t) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < S->nsyms; k++) {
+        Py_ssize_t i = S->syms[k].h & (cap - 1);
+        while (t[i]) i = (i + 1) & (cap - 1);
+        t[i] = k + 1;
+    }
+    PyMem_Free(S->table);
+    S->table = t;
+    S->tcap = cap;
+    return 0;
+}
+
+static void scanner_clear_refs(Scanner *S) {
+    for (Py_ssize_t k = 0; k < S->nsyms; k++) {
+        ScanSym *e = &S->syms[k];
+        PyMem_Free(e->key);
+        Py_XDECREF(e->native);
+        Py_XDECREF(e->symbol);
+        Py_XDECREF(e->book);
+        Py_XDECREF(e->bids);
+        Py_XDECREF(e->asks);
+    }
+    PyMem_Free(S->syms);
+    PyMem_Free(S->table);
+    S->syms = NULL;
+    S->table = NULL;
+    S->nsyms = S->capsyms = S->tcap = 0;
+    PyMem_Free(S->side[0].v);
+    PyMem_Free(S->side[1].v);
+    S->side[0].v = S->side[1].v = NULL;
+    S->side[0].cap = S->side[1].cap = 0;
+    Py_CLEAR(S->exchange);
+    Py_CLEAR(S->last_trade_id);
+    Py_CLEAR(S->awaiting_first);
+    Py_CLEAR(S->limits);
+    Py_CLEAR(S->tf);
+    Py_CLEAR(S->owner);
+    Py_CLEAR(S->fallback);
+}
+
+static int scanner_traverse(Scanner *S, visitproc visit, void *arg) {
+    for (Py_ssize_t k = 0; k < S->nsyms; k++) {
+        Py_VISIT(S->syms[k].book);
+        Py_VISIT(S->syms[k].bids);
+        Py_VISIT(S->syms[k].asks);
+    }
+    Py_VISIT(S->last_trade_id);
+    Py_VISIT(S->awaiting_first);
+    Py_VISIT(S->limits);
+    Py_VISIT(S->tf);
+    Py_VISIT(S->fallback);
+    Py_VISIT(S->owner);
+    return 0;
+}
+
+static int scanner_tp_clear(Scanner *S) {
+    scanner_clear_refs(S);
+    return 0;
+}
+
+static void scanner_dealloc(Scanner *S) {
+    PyObject_GC_UnTrack(S);
+    scanner_clear_refs(S);
+    Py_TYPE(S)->tp_free((PyObject *)S);
+}
+
+/* BinanceScanner(exchange, futures, last_trade_id, awaiting_first, limits, time_flags, owner, fallback) */
+static PyObject *scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *exchange, *last, *awaiting, *limits, *tf, *owner, *fallback;
+    int futures;
+    if (!PyArg_ParseTuple(args, "UpO!OOO!OO", &exchange, &futures, &PyDict_Type, &last, &awaiting, &limits,
+                          &TimeFlagsType, &tf, &owner, &fallback))
+        return NULL;
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    PyObject *ref = Py_NewRef(owner);
+    if (awaiting != Py_None && !PySet_Check(awaiting)) {
+        PyErr_SetString(PyExc_TypeError, "awaiting_first must be a set or None");
+        return NULL;
+    }
+    Scanner *S = (Scanner *)type->tp_alloc(type, 0);
+    if (!S) {
+        Py_DECREF(ref);
+        return NULL;
+    }
+    S->owner = ref;
+    S->fallback = Py_NewRef(fallback);
+    S->futures = futures;
+    Py_INCREF(exchange);
+    S->exchange = exchange;
+    Py_INCREF(last);
+    S->last_trade_id = last;
+    Py_INCREF(awaiting);
+    S->awaiting_first = awaiting;
+    Py_INCREF(limits);
+    S->limits = limits;
+    Py_INCREF(tf);
+    S->tf = (TimeFlags *)tf;
+    return (PyObject *)S;
+}
+
+/* register(native, symbol): a native symbol (its data "s") and its normalised name. Natives that are
+ * not ASCII str are not kept (their frames take the reference path). */
+static PyObject *scanner_register(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "register(native, symbol)");
+        return NULL;
+    }
+    PyObject *native = args[0], *symbol = args[1];
+    if (!PyUnicode_CheckExact(native) || !PyUnicode_IS_ASCII(native) || !PyUnicode_CheckExact(symbol))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(native);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(native);
+    ScanSym *e = sym_find(S, s, n);
+    if (e) {
+        Py_INCREF(symbol);
+        Py_SETREF(e->symbol, symbol);
+        Py_RETURN_NONE;
+    }
+    if (S->nsyms + 1 > S->capsyms) {
+        Py_ssize_t cap = S->capsyms ? S->capsyms * 2 : 8;
+        ScanSym *v = PyMem_Realloc(S->syms, (size_t)cap * sizeof(ScanSym));
+        if (!v) return PyErr_NoMemory();
+        S->syms = v;
+        S->capsyms = cap;
+    }
+    char *key = PyMem_Malloc((size_t)(n ? n : 1));
+    if (!key) return PyErr_NoMemory();
+    memcpy(key, s, (size_t)n);
+    e = &S->syms[S->nsyms++];
+    memset(e, 0, sizeof(ScanSym));
+    e->key = key;
+    e->len = n;
+    e->h = key_hash(s, n);
+    Py_INCREF(native);
+    e->native = native;
+    Py_INCREF(symbol);
+    e->symbol = symbol;
+    if ((S->nsyms + 1) * 2 > S->tcap) {
+        if (table_rebuild(S, S->tcap ? S->tcap * 2 : 16) < 0) return NULL;
+    } else {
+        Py_ssize_t i = e->h & (S->tcap - 1);
+        while (S->table[i]) i = (i + 1) & (S->tcap - 1);
+        S->table[i] = S->nsyms;
+    }
+    Py_RETURN_NONE;
+}
+
+/* set_book(native, book): the SyncedBook of a registered native symbol (its L2Book's sides are kept
+ * when they are Levels). */
+static PyObject *scanner_set_book(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_book(native, book)");
+        return NULL;
+    }
+    PyObject *native = args[0], *book = args[1];
+    if (!PyUnicode_CheckExact(native) || !PyUnicode_IS_ASCII(native)) Py_RETURN_NONE;
+    ScanSym *e = sym_find(S, (const char *)PyUnicode_DATA(native), PyUnicode_GET_LENGTH(native));
+    if (!e) Py_RETURN_NONE;
+    PyObject *l2 = PyObject_GetAttr(book, s_book);
+    if (!l2) return NULL;
+    PyObject *bids = PyObject_GetAttr(l2, s_bids);
+    PyObject *asks = bids ? PyObject_GetAttr(l2, s_asks) : NULL;
+    Py_DECREF(l2);
+    if (!asks) {
+        Py_XDECREF(bids);
+        return NULL;
+    }
+    Py_CLEAR(e->bids);
+    Py_CLEAR(e->asks);
+    if (Py_IS_TYPE(bids, &LevelsType) && Py_IS_TYPE(asks, &LevelsType)) {
+        e->bids = (Levels *)bids;
+        e->asks = (Levels *)asks;
+    } else {
+        Py_DECREF(bids);
+        Py_DECREF(asks);
+    }
+    Py_INCREF(book);
+    Py_XSETREF(e->book, book);
+    Py_RETURN_NONE;
+}
+
+/* -- the JSON subset ------------------------------------------------------------------------------ */
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cur;
+
+static inline void skip_ws(Cur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t')) c->p++;
+}
+
+static inline int take(Cur *c, unsigned char ch) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string without escapes, control or non-ASCII bytes: its span. */
+static inline int str_span(Cur *c, const char **s, Py_ssize_t *n) {
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '"') return 0;
+    const unsigned char *b = ++c->p;
+    while (c->p < c->end) {
+        unsigned char ch = *c->p;
+        if (ch == '"') {
+            *s = (const char *)b;
+            *n = c->p - b;
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20 || ch >= 0x80 || ch == '\\') return 0;
+        c->p++;
+    }
+    return 0;
+}
+
+static inline int is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+
+/* A JSON integer within int64 (no fraction, no exponent), with its text. */
+static int int_tok(Cur *c, long long *v, const char **s, Py_ssize_t *n) {
+    skip_ws(c);
+    const unsigned char *b = c->p;
+    int neg = 0;
+    if (c->p < c->end && *c->p == '-') {
+        neg = 1;
+        c->p++;
+    }
+    if (c->p >= c->end || !is_digit(*c->p)) return 0;
+    if (*c->p == '0' && c->p + 1 < c->end && is_digit(c->p[1])) return 0;
+    unsigned long long m = 0;
+    int digits = 0;
+    while (c->p < c->end && is_digit(*c->p)) {
+        if (++digits > 18) return 0; /* conservative: every 18-digit value fits */
+        m = m * 10 + (unsigned long long)(*c->p - '0');
+        c->p++;
+    }
+    if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E')) return 0;
+    if (neg && m == 0) return 0; /* -0: the reference's text would be "0" */
+    *v = neg ? -(long long)m : (long long)m;
+    if (s) {
+        *s = (const char *)b;
+        *n = c->p - b;
+    }
+    return 1;
+}
+
+static int lit_tok(Cur *c, const char *word, Py_ssize_t n) {
+    skip_ws(c);
+    if (c->end - c->p < n || memcmp(c->p, word, (size_t)n) != 0) return 0;
+    c->p += n;
+    return 1;
+}
+
+/* A plain JSON number: -?(0|[1-9][0-9]{0,17})(.[0-9]{1,30})? */
+static int skip_number(Cur *c) {
+    if (c->p < c->end && *c->p == '-') c->p++;
+    if (c->p >= c->end || !is_digit(*c->p)) return 0;
+    int digits = 0;
+    if (*c->p == '0') {
+        c->p++;
+    } else {
+        while (c->p < c->end && is_digit(*c->p)) {
+            if (++digits > 18) return 0;
+            c->p++;
+        }
+    }
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        int frac = 0;
+        while (c->p < c->end && is_digit(*c->p)) {
+            if (++frac > 30) return 0;
+            c->p++;
+        }
+        if (!frac) return 0;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E' || is_digit(*c->p))) return 0;
+    return 1;
+}
+
+/* Any value of the subset, nested at most `depth` more levels. */
+static int skip_value(Cur *c, int depth) {
+    skip_ws(c);
+    if (c->p >= c->end) return 0;
+    unsigned char ch = *c->p;
+    const char *s;
+    Py_ssize_t n;
+    switch (ch) {
+    case '"':
+        return str_span(c, &s, &n);
+    case 't':
+        return lit_tok(c, "true", 4);
+    case 'f':
+        return lit_tok(c, "false", 5);
+    case 'n':
+        return lit_tok(c, "null", 4);
+    case '[':
+        if (depth <= 0) return 0;
+        c->p++;
+        if (take(c, ']')) return 1;
+        for (;;) {
+            if (!skip_value(c, depth - 1)) return 0;
+            if (take(c, ',')) continue;
+            return take(c, ']');
+        }
+    case '{':
+        if (depth <= 0) return 0;
+        c->p++;
+        if (take(c, '}')) return 1;
+        for (;;) {
+            if (!str_span(c, &s, &n) || !take(c, ':') || !skip_value(c, depth - 1)) return 0;
+            if (take(c, ',')) continue;
+            return take(c, '}');
+        }
+    default:
+        return skip_number(c);
+    }
+}
+
+/* A quoted plain decimal ([0-9.], see plain_decimal) as float() reads it. */
+static inline int dec_tok(Cur *c, double *v, const char **s, Py_ssize_t *n) {
+    if (!str_span(c, s, n) || *n == 0 || *n > 64) return 0;
+    return plain_decimal(*s, *n, v);
+}
+
+static int raw_push(RawSide *r, const RawLv *x) {
+    if (r->n == r->cap) {
+        Py_ssize_t cap = r->cap ? r->cap * 2 : 64;
+        RawLv *v = PyMem_Realloc(r->v, (size_t)cap * sizeof(RawLv));
+        if (!v) return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = *x;
+    return 0;
+}
+
+/* [["price","size"], ...]: every level exactly two plain decimals within the limits. 1 ok, 0 not
+ * handled, -1 error. */
+static int levels_tok(Cur *c, RawSide *r, double mp, double ms) {
+    r->n = 0;
+    if (!take(c, '[')) return 0;
+    if (take(c, ']')) return 1;
+    for (;;) {
+        RawLv x;
+        if (!take(c, '[') || !dec_tok(c, &x.price, &x.ps, &x.pn) || !take(c, ',') ||
+            !dec_tok(c, &x.size, &x.ss, &x.sn) || !take(c, ']'))
+            return 0;
+        if (!(0.0 < x.price && x.price < mp) || !(0.0 <= x.size && x.size < ms)) return 0;
+        if (raw_push(r, &x) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (take(c, ',')) continue;
+        return take(c, ']') ? 1 : 0;
+    }
+}
+
+static PyObject *ascii_str(const char *s, Py_ssize_t n) {
+    PyObject *u = PyUnicode_New(n, 127);
+    if (u) memcpy(PyUnicode_DATA(u), s, (size_t)n);
+    return u;
+}
+
+static inline int key_is(const char *k, Py_ssize_t n, const char *want) {
+    return (Py_ssize_t)strlen(want) == n && memcmp(k, want, (size_t)n) == 0;
+}
+
+/* -- one frame ------------------------------------------------------------------------------------ */
+
+enum { K_TRADE = 1, K_DEPTH, K_TICKER };
+
+/* Field bits of the data object. */
+enum {
+    B_E_LOWER = 1 << 0, B_S = 1 << 1, B_T_ID = 1 << 2, B_P = 1 << 3, B_Q = 1 << 4, B_T = 1 << 5,
+    B_M = 1 << 6, B_X = 1 << 7, B_U_FIRST = 1 << 8, B_U = 1 << 9, B_E = 1 << 10, B_BIDS = 1 << 11,
+    B_ASKS = 1 << 12, B_PU = 1 << 13, B_BQ = 1 << 14, B_AQ = 1 << 15,
+};
+
+typedef struct {
+    unsigned seen;
+    const char *sym;
+    Py_ssize_t sym_n;
+    long long t_id, T, U, u, E, pu;
+    const char *t_text;
+    Py_ssize_t t_n;
+    double p, q, bp, bq, ap, aq;
+    int m;
+} Fields;
+
+static int ms_ok(long long ms) { return ms > 0 && ms <= LLONG_MAX / 1000000; }
+
+/* Reads the data object of one kind into f. 1 ok, 0 not handled, -1 error. */
+static int read_data(Scanner *S, Cur *c, int kind, Fields *f, double mp, double ms) {
+    if (!take(c, '{')) return 0;
+    f->seen = 0;
+    if (take(c, '}')) return 1;
+    for (;;) {
+        const char *k, *s;
+        Py_ssize_t kn, n;
+        if (!str_span(c, &k, &kn) || !take(c, ':')) return 0;
+        unsigned bit = 0;
+        int ok = 1;
+        if (kn == 1) {
+            switch (k[0]) {
+            case 'e': {
+                bit = B_E_LOWER;
+                Cur save = *c;
+                if (str_span(c, &s, &n)) {
+                    if (key_is(s, n, "serverShutdown")) return 0;
+                } else {
+                    *c = save;
+                    ok = skip_value(c, 2);
+                }
+                break;
+            }
+            case 's':
+                bit = B_S;
+                ok = str_span(c, &f->sym, &f->sym_n);
+                break;
+            case 't':
+                if (kind != K_TRADE) break;
+                bit = B_T_ID;
+                ok = int_tok(c, &f->t_id, &f->t_text, &f->t_n) && f->t_id >= 0;
+                break;
+            case 'p':
+                if (kind != K_TRADE) break;
+                bit = B_P;
+                ok = dec_tok(c, &f->p, &s, &n);
+                break;
+            case 'q':
+                if (kind != K_TRADE) break;
+                bit = B_Q;
+                ok = dec_tok(c, &f->q, &s, &n);
+                break;
+            case 'T':
+                if (kind != K_TRADE) break;
+                bit = B_T;
+                ok = int_tok(c, &f->T, NULL, NULL);
+                break;
+            case 'm':
+                if (kind != K_TRADE) break;
+                bit = B_M;
+                if (lit_tok(c, "true", 4)) f->m = 1;
+                else if (lit_tok(c, "false", 5)) f->m = 0;
+                else ok = 0;
+                break;
+            case 'X':
+                if (kind != K_TRADE || !S->futures) break;
+                bit = B_X;
+                ok = str_span(c, &s, &n) && key_is(s, n, "MARKET");
+                break;
+            case 'U':
+                if (kind != K_DEPTH) break;
+                bit = B_U_FIRST;
+                ok = int_tok(c, &f->U, NULL, NULL);
+                break;
+            case 'u':
+                if (kind == K_TRADE) break;
+                bit = B_U;
+                ok = int_tok(c, &f->u, NULL, NULL);
+                break;
+            case 'E':
+                if (kind == K_TRADE || (kind == K_TICKER && !S->futures)) break;
+                bit = B_E;
+                ok = int_tok(c, &f->E, NULL, NULL);
+                break;
+            case 'b':
+                if (kind == K_DEPTH) {
+                    bit = B_BIDS;
+                    ok = levels_tok(c, &S->side[0], mp, ms);
+                } else if (kind == K_TICKER) {
+                    bit = B_P;
+                    ok = dec_tok(c, &f->bp, &s, &n);
+                }
+                break;
+            case 'a':
+                if (kind == K_DEPTH) {
+                    bit = B_ASKS;
+                    ok = levels_tok(c, &S->side[1], mp, ms);
+                } else if (kind == K_TICKER) {
+                    bit = B_Q;
+                    ok = dec_tok(c, &f->ap, &s, &n);
+                }
+                break;
+            case 'B':
+                if (kind != K_TICKER) break;
+                bit = B_BQ;
+                ok = dec_tok(c, &f->bq, &s, &n);
+                break;
+            case 'A':
+                if (kind != K_TICKER) break;
+                bit = B_AQ;
+                ok = dec_tok(c, &f->aq, &s, &n);
+                break;
+            }
+        } else if (kn == 2 && k[0] == 'p' && k[1] == 'u' && kind == K_DEPTH && S->futures) {
+            bit = B_PU;
+            ok = int_tok(c, &f->pu, NULL, NULL);
+        }
+        if (ok < 0) return -1;
+        if (!bit) ok = skip_value(c, 2);
+        if (!ok || (f->seen & bit)) return 0;
+        f->seen |= bit;
+        if (take(c, ',')) continue;
+        return take(c, '}') ? 1 : 0;
+    }
+}
+
+/* Attributes of __slots__ classes (SyncedBook, Limits, RecordBuffer) read and written the way their
+ * member descriptors do it, from the offset the descriptor names, once a type is seen to resolve the
+ * name to a plain object slot (generic attribute access, a member descriptor of type T_OBJECT_EX);
+ * any other object goes through PyObject_GetAttr/SetAttr. */
+typedef struct {
+    PyTypeObject *type; /* owned */
+    Py_ssize_t offset;
+    int readonly;
+} SlotCache;
+
+static PyObject **slot_of(SlotCache *c, PyObject *obj, PyObject *name, int write) {
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t != c->type) {
+        if (t->tp_getattro != PyObject_GenericGetAttr || t->tp_setattro != PyObject_GenericSetAttr) return NULL;
+        PyObject *d = _PyType_Lookup(t, name);
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return NULL;
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX) return NULL;
+        Py_INCREF(t);
+        Py_XSETREF(c->type, t);
+        c->offset = m->offset;
+        c->readonly = (m->flags & READONLY) != 0;
+    }
+    if (write && c->readonly) return NULL;
+    return (PyObject **)((char *)obj + c->offset);
+}
+
+/* getattr(obj, name) as a new reference (NULL with an error set when it is missing). */
+static PyObject *slot_get(SlotCache *c, PyObject *obj, PyObject *name) {
+    PyObject **slot = slot_of(c, obj, name, 0);
+    if (!slot || !*slot) return PyObject_GetAttr(obj, name);
+    return Py_NewRef(*slot);
+}
+
+/* setattr(obj, name, value). */
+static int slot_set(SlotCache *c, PyObject *obj, PyObject *name, PyObject *value) {
+    PyObject **slot = slot_of(c, obj, name, 1);
+    if (!slot) return PyObject_SetAttr(obj, name, value);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(value);
+    Py_XDECREF(old);
+    return 0;
+}
+
+static SlotCache sc_synced, sc_maybe_bad, sc_last_seq, sc_set_last_seq, sc_epoch, sc_max_price, sc_max_size,
+    sc_rows_book, sc_rows_bbo, sc_rows_trades;
+
+/* The row list `name` of out (an exact list), a new reference, or NULL (not handled / error). */
+static PyObject *rows_of(PyObject *out, PyObject *name) {
+    SlotCache *c = name == s_book ? &sc_rows_book : name == s_bbo ? &sc_rows_bbo : &sc_rows_trades;
+    PyObject *rows = slot_get(c, out, name);
+    if (!rows) return NULL;
+    if (!PyList_CheckExact(rows)) {
+        Py_DECREF(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+static int append_tuple(PyObject *rows, PyObject *row) {
+    if (!row) return -1;
+    maybe_untrack(row);
+    int r = PyList_Append(rows, row);
+    Py_DECREF(row);
+    return r;
+}
+
+/* Exact int within int64 -> 1 and *v; else 0 (also when an error is pending: cleared). */
+static int plain_int64(PyObject *o, long long *v) {
+    if (!PyLong_CheckExact(o)) return 0;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (overflow) return 0;
+    *v = x;
+    return 1;
+}
+
+
+/* Reads book.<name> as an exact int64. */
+static int book_int(PyObject *book, PyObject *name, long long *v) {
+    PyObject *o = slot_get(&sc_last_seq, book, name);
+    if (!o) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = plain_int64(o, v);
+    Py_DECREF(o);
+    return ok;
+}
+
+/* book.<name> is exactly `want` (True/False). */
+static int book_is(PyObject *book, PyObject *name, PyObject *want) {
+    PyObject *o = slot_get(name == s_synced ? &sc_synced : &sc_maybe_bad, book, name);
+    if (!o) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = o == want;
+    Py_DECREF(o);
+    return ok;
+}
+
+static PyObject *do_trade(Scanner *S, ScanSym *e, const Fields *f, PyObject *out, PyObject *recv,
+                          long long ts_recv, double mp, double ms) {
+    const unsigned need = B_S | B_T_ID | B_P | B_Q | B_T | B_M;
+    if ((f->seen & need) != need || !ms_ok(f->T)) Py_RETURN_FALSE;
+    if (!(0.0 < f->p && f->p < mp && 0.0 < f->q && f->q < ms)) Py_RETURN_FALSE;
+    PyObject *last = PyDict_GetItemWithError(S->last_trade_id, e->native);
+    if (last) {
+        long long lv;
+        if (!plain_int64(last, &lv) || f->t_id <= lv) Py_RETURN_FALSE;
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    long long ts_ex = f->T * 1000000LL;
+    if (tf_outside(S->tf, (i128)ts_recv - ts_ex)) Py_RETURN_FALSE;
+    PyObject *rows = rows_of(out, s_trades);
+    if (!rows) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    PyObject *result = NULL;
+    PyObject *tid = PyLong_FromLongLong(f->t_id);
+    PyObject *row = PyTuple_New(9);
+    if (tid && row) {
+        PyTuple_SET_ITEM(row, 0, Py_NewRef(S->exchange));
+        PyTuple_SET_ITEM(row, 1, Py_NewRef(e->symbol));
+        PyTuple_SET_ITEM(row, 2, PyLong_FromLongLong(ts_ex));
+        PyTuple_SET_ITEM(row, 3, Py_NewRef(recv));
+        PyTuple_SET_ITEM(row, 4, ascii_str(f->t_text, f->t_n));
+        PyTuple_SET_ITEM(row, 5, PyFloat_FromDouble(f->p));
+        PyTuple_SET_ITEM(row, 6, PyFloat_FromDouble(f->q));
+        PyTuple_SET_ITEM(row, 7, Py_NewRef(f->m ? s_sell : s_buy));
+        int complete = 1;
+        for (int i = 0; i < 8; i++)
+            if (!PyTuple_GET_ITEM(row, i)) complete = 0;
+        if (complete && PyDict_SetItem(S->last_trade_id, e->native, tid) == 0) {
+            PyObject *flags = PyLong_FromLong(tf_flags(S->tf, 1, ts_ex, ts_recv, 0));
+            if (flags) {
+                PyTuple_SET_ITEM(row, 8, flags);
+                Py_INCREF(row);
+                if (append_tuple(rows, row) == 0) result = Py_NewRef(Py_True);
+            }
+        }
+    }
+    Py_XDECREF(tid);
+    Py_XDECREF(row);
+    Py_DECREF(rows);
+    return result;
+}
+
+static PyObject *do_ticker(Scanner *S, ScanSym *e, const Fields *f, PyObject *out, PyObject *recv,
+                           long long ts_recv, double mp, double ms) {
+    const unsigned need = B_S | B_U | B_P | B_BQ | B_Q | B_AQ | (S->futures ? B_E : 0);
+    if ((f->seen & need) != need) Py_RETURN_FALSE;
+    double bp = f->bp, bq = f->bq, ap = f->ap, aq = f->aq;
+    int has_bid = bp != 0.0, has_ask = ap != 0.0;
+    if ((!has_bid && bq != 0.0) || (!has_ask && aq != 0.0)) Py_RETURN_FALSE;
+    if (has_bid && !(bp < mp && bq < ms)) Py_RETURN_FALSE;
+    if (has_ask && !(ap < mp && aq < ms)) Py_RETURN_FALSE;
+    if (has_bid && has_ask && bp >= ap) Py_RETURN_FALSE; /* crossed: the reference reports it */
+    long long ts_ex = 0;
+    if (S->futures) {
+        if (!ms_ok(f->E)) Py_RETURN_FALSE;
+        ts_ex = f->E * 1000000LL;
+        if (tf_outside(S->tf, (i128)ts_recv - ts_ex)) Py_RETURN_FALSE;
+    }
+    PyObject *rows = rows_of(out, s_bbo);
+    if (!rows) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    PyObject *result = NULL;
+    PyObject *row = PyTuple_New(10);
+    if (row) {
+        PyTuple_SET_ITEM(row, 0, Py_NewRef(S->exchange));
+        PyTuple_SET_ITEM(row, 1, Py_NewRef(e->symbol));
+        PyTuple_SET_ITEM(row, 2, S->futures ? PyLong_FromLongLong(ts_ex) : Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(row, 3, Py_NewRef(recv));
+        PyTuple_SET_ITEM(row, 4, has_bid ? PyFloat_FromDouble(bp) : Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(row, 5, has_bid ? PyFloat_FromDouble(bq) : Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(row, 6, has_ask ? PyFloat_FromDouble(ap) : Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(row, 7, has_ask ? PyFloat_FromDouble(aq) : Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(row, 8, PyLong_FromLongLong(f->u));
+        int complete = 1;
+        for (int i = 0; i < 9; i++)
+            if (!PyTuple_GET_ITEM(row, i)) complete = 0;
+        if (complete) {
+            PyObject *flags = PyLong_FromLong(tf_flags(S->tf, S->futures, ts_ex, ts_recv, 0));
+            if (flags) {
+                PyTuple_SET_ITEM(row, 9, flags);
+                Py_INCREF(row);
+                if (append_tuple(rows, row) == 0) result = Py_NewRef(Py_True);
+            }
+        }
+        Py_DECREF(row);
+    }
+    Py_DECREF(rows);
+    return result;
+}
+
+static PyObject *zero_float;   /* 0.0: the size of every removed level's row */
+static PyObject *zero_int_one; /* 1 */
+
+/* One level of a scanned update: set (size != 0) or removed (size 0), and its row, as apply_one does
+ * for the reference's parsed level; objects the book already holds are shared instead of made anew
+ * (the held price key when it is a float, the held price text when it is the same text): equal values
+ * of the same types. */
+static int scan_level(Levels *L, const RowCtx *c, const RawLv *x) {
+    double rk = rank_of(L, x->price);
+    Py_ssize_t j = lower_bound(L, rk);
+    int found = j < L->n && L->keys[j] == rk;
+    PyObject *p = found && PyFloat_CheckExact(L->kobjs[j]) ? Py_NewRef(L->kobjs[j]) : PyFloat_FromDouble(x->price);
+    if (!p) return -1;
+    PyObject *z;
+    if (x->size == 0.0) {
+        z = Py_NewRef(zero_float);
+        if (found) Py_DECREF(levels_take(L, j, NULL));
+    } else {
+        z = PyFloat_FromDouble(x->size);
+        PyObject *ps = NULL;
+        if (found) {
+            PyObject *old = L->vals[j];
+            if (PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 3) {
+                PyObject *o = PyTuple_GET_ITEM(old, 1);
+                if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o) && PyUnicode_GET_LENGTH(o) == x->pn &&
+                    memcmp(PyUnicode_DATA(o), x->ps, (size_t)x->pn) == 0)
+                    ps = Py_NewRef(o);
+            }
+        }
+        if (!ps) ps = ascii_str(x->ps, x->pn);
+        PyObject *zs = ascii_str(x->ss, x->sn);
+        PyObject *value = z && ps && zs ? PyTuple_Pack(3, z, ps, zs) : NULL;
+        Py_XDECREF(ps);
+        Py_XDECREF(zs);
+        int r = -1;
+        if (value) {
+            maybe_untrack(value);
+            /* allocating may have run code (a collection): the place found above is checked again */
+            if (found && j < L->n && L->keys[j] == rk) {
+                PyObject *old = L->vals[j];
+                L->vals[j] = value;
+                Py_DECREF(old);
+                r = 0;
+            } else if (!found && j <= L->n && (j == 0 || L->keys[j - 1] < rk) && (j == L->n || L->keys[j] > rk)) {
+                r = levels_insert_at(L, j, rk, p, value);
+                Py_DECREF(value);
+            } else {
+                r = levels_set(L, x->price, p, value);
+                Py_DECREF(value);
+            }
+        }
+        if (r < 0) {
+            Py_DECREF(p);
+            Py_XDECREF(z);
+            return -1;
+        }
+    }
+    int r = z ? emit_row(c, p, z) : -1;
+    Py_DECREF(p);
+    Py_XDECREF(z);
+    return r;
+}
+
+static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out, PyObject *recv,
+                          long long ts_recv) {
+    const unsigned need = B_S | B_U_FIRST | B_U | B_E | B_BIDS | B_ASKS | (S->futures ? B_PU : 0);
+    if ((f->seen & need) != need || !ms_ok(f->E)) Py_RETURN_FALSE;
+    if ((i128)f->U > (i128)f->u + 1) Py_RETURN_FALSE; /* the reference's ParseError */
+    PyObject *book = e->book;
+    if (!book || !e->bids || !e->asks) Py_RETURN_FALSE;
+    long long prev;
+    if (!book_is(book, s_synced, Py_True) || !book_is(book, s_maybe_bad, Py_False) ||
+        !book_int(book, s_last_seq, &prev))
+        Py_RETURN_FALSE;
+    if (S->futures) {
+        if (S->awaiting_first != Py_None) {
+            int waiting = PySet_Contains(S->awaiting_first, e->native);
+            if (waiting < 0) return NULL;
+            if (waiting) Py_RETURN_FALSE;
+        }
+        if (f->pu != prev) Py_RETURN_FALSE;
+    } else {
+        if (f->u <= prev || (i128)f->U > (i128)prev + 1) Py_RETURN_FALSE;
+    }
+    long long ts_ex = f->E * 1000000LL;
+    if (tf_outside(S->tf, (i128)ts_recv - ts_ex)) Py_RETURN_FALSE;
+    PyObject *epoch = slot_get(&sc_epoch, book, s_epoch);
+    if (!epoch) return NULL;
+    PyObject *rows = rows_of(out, s_book);
+    if (!rows) {
+        Py_DECREF(epoch);
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    /* Hold the sides: the book (and so its levels) stays alive whatever runs below. */
+    Levels *sides[2] = {e->bids, e->asks};
+    Py_INCREF(book);
+    Py_INCREF(sides[0]);
+    Py_INCREF(sides[1]);
+    PyObject *result = NULL;
+    PyObject *ts_obj = PyLong_FromLongLong(ts_ex);
+    PyObject *seq = PyLong_FromLongLong(f->u);
+    PyObject *flags = NULL;
+    if (ts_obj && seq) flags = PyLong_FromLong(tf_flags(S->tf, 1, ts_ex, ts_recv, 0));
+    if (flags) {
+        RowCtx c = {rows, S->exchange, e->symbol, ts_obj, recv, s_bid, Py_False, seq, epoch, flags};
+        int ok = 0;
+        for (int s = 0; s < 2 && ok == 0; s++) {
+            RawSide *r = &S->side[s];
+            c.side = s ? s_ask : s_bid;
+            for (Py_ssize_t i = 0; i < r->n && ok == 0; i++) ok = scan_level(sides[s], &c, &r->v[i]);
+        }
+        if (ok == 0 && slot_set(&sc_set_last_seq, book, s_last_seq, seq) == 0) {
+            Levels *b = sides[0], *a = sides[1];
+            int crossed = b->n && a->n && price_of(b, b->keys[b->n - 1]) >= price_of(a, a->keys[a->n - 1]);
+            result = Py_NewRef(crossed ? book : Py_True);
+        }
+    }
+    Py_XDECREF(flags);
+    Py_XDECREF(seq);
+    Py_XDECREF(ts_obj);
+    Py_DECREF(rows);
+    Py_DECREF(epoch);
+    Py_DECREF(sides[0]);
+    Py_DECREF(sides[1]);
+    Py_DECREF(book);
+    return result;
+}
+
+static PyObject *scan_frame(Scanner *S, PyObject *recv, PyObject *frame, PyObject *out, PyObject *subscribed) {
+    long long ts_recv;
+    if (!plain_int64(recv, &ts_recv)) Py_RETURN_FALSE;
+    const unsigned char *buf;
+    Py_ssize_t len;
+    if (PyBytes_CheckExact(frame)) {
+        buf = (const unsigned char *)PyBytes_AS_STRING(frame);
+        len = PyBytes_GET_SIZE(frame);
+    } else if (PyUnicode_CheckExact(frame) && PyUnicode_IS_COMPACT_ASCII(frame)) {
+        buf = (const unsigned char *)PyUnicode_DATA(frame);
+        len = PyUnicode_GET_LENGTH(frame);
+    } else {
+        Py_RETURN_FALSE;
+    }
+    double mp = 0.0, ms = 0.0;
+    {
+        PyObject *a = slot_get(&sc_max_price, S->limits, s_max_price);
+        PyObject *b = a ? slot_get(&sc_max_size, S->limits, s_max_size) : NULL;
+        int ok = b && limits_of(a, b, &mp, &ms);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        if (!ok) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+    }
+    Cur c = {buf, buf + len};
+    const char *k, *stream;
+    Py_ssize_t kn, sn;
+    if (!take(&c, '{') || !str_span(&c, &k, &kn) || !key_is(k, kn, "stream") || !take(&c, ':') ||
+        !str_span(&c, &stream, &sn) || !take(&c, ',') || !str_span(&c, &k, &kn) || !key_is(k, kn, "data") ||
+        !take(&c, ':'))
+        Py_RETURN_FALSE;
+    const char *at = memchr(stream, '@', (size_t)sn);
+    if (!at || at == stream) Py_RETURN_FALSE;
+    const char *kind_s = at + 1;
+    Py_ssize_t kind_n = sn - (kind_s - stream);
+    int kind;
+    if (key_is(kind_s, kind_n, "trade")) kind = K_TRADE;
+    else if (key_is(kind_s, kind_n, "bookTicker")) kind = K_TICKER;
+    else if (kind_n >= 5 && memcmp(kind_s, "depth", 5) == 0 && !key_is(kind_s, kind_n, "depthSnapshot")) kind = K_DEPTH;
+    else Py_RETURN_FALSE;
+    Fields f;
+    memset(&f, 0, sizeof(f));
+    int r = read_data(S, &c, kind, &f, mp, ms);
+    if (r < 0) return NULL;
+    if (!r || !take(&c, '}')) Py_RETURN_FALSE;
+    skip_ws(&c);
+    if (c.p != c.end || !(f.seen & B_S)) Py_RETURN_FALSE;
+    ScanSym *e = sym_find(S, f.sym, f.sym_n);
+    if (!e) Py_RETURN_FALSE;
+    if (subscribed != Py_None) {
+        if (!PyAnySet_Check(subscribed)) Py_RETURN_FALSE;
+        int in = PySet_Contains(subscribed, e->symbol);
+        if (in < 0) return NULL;
+        if (!in) Py_RETURN_FALSE;
+    }
+    switch (kind) {
+    case K_TRADE:
+        return do_trade(S, e, &f, out, recv, ts_recv, mp, ms);
+    case K_TICKER:
+        return do_ticker(S, e, &f, out, recv, ts_recv, mp, ms);
+    default:
+        return do_depth(S, e, &f, out, recv, ts_recv);
+    }
+}
+
+/* scan(ts_recv, frame, out, subscribed) -> True | False | SyncedBook (see above). */
+static PyObject *scanner_scan(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "scan(ts_recv, frame, out, subscribed)");
+        return NULL;
+    }
+    S->offered++;
+    PyObject *r = scan_frame(S, args[0], args[1], args[2], args[3]);
+    if (r && r != Py_False) S->taken++;
+    return r;
+}
+
+static PyObject *s_max_frame_bytes, *s_subscribed, *s_frames, *s_time_flags_skewed_reported, *s_report_skew,
+    *s_check_crossed, *s_u;
+
+/* on_frame(ts_recv, frame, out): Normaliser.on_frame of the owner with this scanner first - a frame
+ * taken here counts in the owner's frames, a crossed book gets SyncedBook.check_crossed's event and a
+ * held-back skew report is made (Normaliser.on_frame's _report_skew); every other frame (and an
+ * oversized one) goes to the fallback, Normaliser.on_frame itself. */
+static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "on_frame(ts_recv, frame, out)");
+        return NULL;
+    }
+    PyObject *owner = S->owner;
+    if (!owner) {
+        PyErr_SetString(PyExc_ReferenceError, "this scanner was cleared");
+        return NULL;
+    }
+    Py_INCREF(owner);
+    PyObject *recv = args[0], *frame = args[1], *out = args[2];
+    PyObject *result = NULL, *done = NULL;
+    Py_ssize_t len = PyBytes_CheckExact(frame) ? PyBytes_GET_SIZE(frame)
+                     : PyUnicode_CheckExact(frame) ? PyUnicode_GET_LENGTH(frame)
+                                                    : -1;
+    if (len >= 0) {
+        PyObject *max = PyObject_GetAttr(owner, s_max_frame_bytes);
+        if (!max) goto end;
+        long long m;
+        int small = plain_int64(max, &m) && len <= m;
+        Py_DECREF(max);
+        if (small) {
+            PyObject *subscribed = PyObject_GetAttr(owner, s_subscribed);
+            if (!subscribed) goto end;
+            S->offered++;
+            done = scan_frame(S, recv, frame, out, subscribed);
+            Py_DECREF(subscribed);
+            if (!done) goto end;
+        }
+    }
+    if (!done || done == Py_False) {
+        PyObject *call[4] = {owner, recv, frame, out};
+        result = PyObject_Vectorcall(S->fallback, call, 4, NULL);
+        goto end;
+    }
+    S->taken++;
+    {
+        PyObject *frames = PyObject_GetAttr(owner, s_frames);
+        if (!frames) goto end;
+        long long f;
+        PyObject *more = plain_int64(frames, &f) && f < LLONG_MAX ? PyLong_FromLongLong(f + 1)
+                                                                  : PyNumber_Add(frames, zero_int_one);
+        Py_DECREF(frames);
+        if (!more) goto end;
+        int r = PyObject_SetAttr(owner, s_frames, more);
+        Py_DECREF(more);
+        if (r < 0) goto end;
+    }
+    if (done != Py_True) { /* the book it updated is crossed: the reference's crossed_book event */
+        PyObject *seq = PyObject_GetAttr(done, s_last_seq);
+        PyObject *detail = seq ? PyDict_New() : NULL;
+        if (!detail || PyDict_SetItem(detail, s_u, seq) < 0) {
+            Py_XDECREF(seq);
+            Py_XDECREF(detail);
+            goto end;
+        }
+        Py_DECREF(seq);
+        PyObject *r = PyObject_CallMethodObjArgs(done, s_check_crossed, out, recv, detail, NULL);
+        Py_DECREF(detail);
+        if (!r) goto end;
+        Py_DECREF(r);
+    }
+    {
+        PyObject *reported = PyObject_GetAttr(owner, s_time_flags_skewed_reported);
+        if (!reported) goto end;
+        long long rep;
+        int same = plain_int64(reported, &rep) && rep == (long long)S->tf->skewed;
+        Py_DECREF(reported);
+        if (!same) { /* an earlier frame's skew report, held back by the throttle */
+            PyObject *r = PyObject_CallMethodObjArgs(owner, s_report_skew, out, recv, NULL);
+            if (!r) goto end;
+            Py_DECREF(r);
+        }
+    }
+    result = Py_NewRef(Py_None);
+end:
+    Py_XDECREF(done);
+    Py_DECREF(owner);
+    return result;
+}
+
+static PyObject *scanner_get_offered(Scanner *S, void *Py_UNUSED(c)) { return PyLong_FromLongLong(S->offered); }
+static PyObject *scanner_get_taken(Scanner *S, void *Py_UNUSED(c)) { return PyLong_FromLongLong(S->taken); }
+
+static PyGetSetDef scanner_getset[] = {
+    {"offered", (getter)scanner_get_offered, NULL, "frames offered to the scanner", NULL},
+    {"taken", (getter)scanner_get_taken, NULL, "frames the scanner handled", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *scanner_symbols(Scanner *S, PyObject *Py_UNUSED(ignored)) {
+    PyObject *d = PyDict_New();
+    for (Py_ssize_t k = 0; d && k < S->nsyms; k++) {
+        ScanSym *e = &S->syms[k];
+        PyObject *v = PyTuple_Pack(2, e->symbol, e->book ? e->book : Py_None);
+        if (!v || PyDict_SetItem(d, e->native, v) < 0) Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
+static PyMethodDef scanner_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL,
+     "scan(ts_recv, frame, out, subscribed) -> True | False | SyncedBook to check for crossing"},
+    {"register", (PyCFunction)(void (*)(void))scanner_register, METH_FASTCALL,
+     "register(native, symbol): a native symbol and its normalised name"},
+    {"set_book", (PyCFunction)(void (*)(void))scanner_set_book, METH_FASTCALL,
+     "set_book(native, book): the SyncedBook of a registered native symbol"},
+    {"symbols", (PyCFunction)scanner_symbols, METH_NOARGS, "native -> (symbol, book or None)"},
+    {"on_frame", (PyCFunction)(void (*)(void))scanner_on_frame, METH_FASTCALL,
+     "on_frame(ts_recv, frame, out): the owner's Normaliser.on_frame with this scanner first"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "collectors._booknative.BinanceScanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Binance-family frame fast path: BinanceScanner(exchange, futures, last_trade_id, awaiting_first, "
+              "limits, time_flags).",
+    .tp_new = scanner_new,
+    .tp_dealloc = (destructor)scanner_dealloc,
+    .tp_traverse = (traverseproc)scanner_traverse,
+    .tp_clear = (inquiry)scanner_tp_clear,
+    .tp_methods = scanner_methods,
+    .tp_getset = scanner_getset,
+};
+
 static PyMethodDef module_methods[] = {
     {"parse_levels", (PyCFunction)(void (*)(void))parse_levels, METH_FASTCALL,
      "parse_levels(levels, max_price, max_size) -> [(price, size, price_str, size_str)] or None"},
@@ -1171,14 +2574,46 @@ PyMODINIT_FUNC PyInit__booknative(void) {
     json_class['['] = json_class['{'] = 1;
     json_class[']'] = json_class['}'] = 2;
     json_class['"'] = 3;
-    if (PyType_Ready(&LevelsType) < 0) return NULL;
+    if (PyType_Ready(&LevelsType) < 0 || PyType_Ready(&TimeFlagsType) < 0 || PyType_Ready(&ScannerType) < 0)
+        return NULL;
     str_append = PyUnicode_InternFromString("append");
     if (!str_append) return NULL;
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {{&s_synced, "synced"},       {&s_last_seq, "last_seq"}, {&s_maybe_bad, "maybe_bad"},
+                 {&s_epoch, "epoch"},         {&s_book, "book"},         {&s_bids, "bids"},
+                 {&s_asks, "asks"},           {&s_native, "native"},     {&s_max_price, "max_price"},
+                 {&s_max_size, "max_size"},   {&s_trades, "trades"},     {&s_bbo, "bbo"},
+                 {&s_buy, "buy"},             {&s_sell, "sell"},         {&s_bid, "bid"},
+                 {&s_ask, "ask"},             {&s_max_frame_bytes, "max_frame_bytes"},
+                 {&s_subscribed, "subscribed"}, {&s_frames, "frames"},
+                 {&s_time_flags_skewed_reported, "_skew_reported"}, {&s_report_skew, "_report_skew"},
+                 {&s_check_crossed, "check_crossed"}, {&s_u, "u"}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        *names[i].slot = PyUnicode_InternFromString(names[i].text);
+        if (!*names[i].slot) return NULL;
+    }
+    zero_float = PyFloat_FromDouble(0.0);
+    zero_int_one = PyLong_FromLong(1);
+    if (!zero_float || !zero_int_one) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&LevelsType);
     if (PyModule_AddObject(m, "Levels", (PyObject *)&LevelsType) < 0) {
         Py_DECREF(&LevelsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&TimeFlagsType);
+    if (PyModule_AddObject(m, "TimeFlags", (PyObject *)&TimeFlagsType) < 0) {
+        Py_DECREF(&TimeFlagsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "BinanceScanner", (PyObject *)&ScannerType) < 0) {
+        Py_DECREF(&ScannerType);
         Py_DECREF(m);
         return NULL;
     }

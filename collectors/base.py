@@ -22,6 +22,7 @@ import orjson
 
 from schemas import Flags, RecordBuffer
 
+from . import book as _book
 from .events import (
     INT64_MAX,
     INT64_MIN,
@@ -201,6 +202,23 @@ class TimeFlagger:
             self.floor_ns = latency
 
 
+def new_time_flagger(outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS) -> TimeFlagger:
+    """A :class:`TimeFlagger`: the compiled ``collectors._booknative.TimeFlags`` (same attributes, same
+    flags; compiled frame scanners read and move its state) when the native implementation is active
+    (:data:`collectors.book.IMPLEMENTATION`), else this module's reference class.
+
+    The compiled one takes integer timestamps (an exchange time that is not an integer is the
+    reference's ParseError from ``check_int64`` even within the skew bound, where the reference would
+    go on with it; no parser here produces one)."""
+    native = _book._native
+    if native is None:
+        return TimeFlagger(outdated_cutoff_ns)
+    flagger: TimeFlagger = native.TimeFlags(
+        outdated_cutoff_ns, DEFAULT_CLOCK_TOLERANCE_NS, Limits().max_ts_skew_ns
+    )
+    return flagger
+
+
 class Normaliser(abc.ABC):
     """Turns one connection's frames into records. One instance per connection (or replay).
 
@@ -224,7 +242,7 @@ class Normaliser(abc.ABC):
         outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
-        self.time_flags = TimeFlagger(outdated_cutoff_ns)
+        self.time_flags = new_time_flagger(outdated_cutoff_ns)
         self.max_frame_bytes = max_frame_bytes
         #: native symbols whose book needs a REST snapshot (the live connection fetches them)
         self.snapshot_requests: set[str] = set()

@@ -30,6 +30,7 @@ Connection facts (https://developers.binance.com/en/docs/products/spot/web-socke
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote as url_quote
@@ -38,6 +39,7 @@ import orjson
 
 from schemas import RecordBuffer
 
+from .. import book as book_engine
 from ..base import ExchangeDialect, Normaliser, Subscription
 from ..book import SyncedBook, parse_levels
 from ..events import (
@@ -134,12 +136,23 @@ class BinanceFamilyNormaliser(Normaliser):
     """
 
     exchange: ClassVar[str] = EXCHANGE
+    #: the depth sequence rule of the compiled frame scanner: False for spot (``U == previous u + 1``),
+    #: True for futures (``pu == previous u``, and the first event after a snapshot is the reference's)
+    futures_rule: ClassVar[bool] = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.books: dict[str, SyncedBook] = {}
         self.symbols: dict[str, str] = {}  # native (upper) -> normalised
         self.last_trade_id: dict[str, int] = {}
+        # native symbols whose book took a snapshot and still waits for the straddling first event
+        # (the futures rule; spot never fills it)
+        self.awaiting_first: set[str] = set()
+        #: the compiled frame scanner (see :func:`frame_scanner`); when there is one, its ``on_frame``
+        #: (Normaliser.on_frame with the scanner first) is this normaliser's
+        self._scanner: Any = frame_scanner(self)
+        if self._scanner is not None:
+            self.on_frame = self._scanner.on_frame  # type: ignore[method-assign]
 
     # -- symbols -------------------------------------------------------------------------------
     def normalise(self, native: str) -> str:
@@ -148,6 +161,8 @@ class BinanceFamilyNormaliser(Normaliser):
         if sym is None:
             sym = check_symbol(self.normalise_native(native))
             self.symbols[native] = sym
+            if self._scanner is not None:
+                self._scanner.register(native, sym)
         return sym
 
     def normalise_native(self, native: str) -> str:
@@ -161,6 +176,8 @@ class BinanceFamilyNormaliser(Normaliser):
         if book is None:
             book = SyncedBook(self.exchange, self.normalise(native), self.limits)
             self.books[native] = book
+            if self._scanner is not None:
+                self._scanner.set_book(native, book)
         return book
 
     # -- frames --------------------------------------------------------------------------------
@@ -345,6 +362,36 @@ class BinanceFamilyNormaliser(Normaliser):
             if book.synced or book.pending:
                 book.reset()
                 self.snapshot_requests.discard(native)
+
+
+def frame_scanner(normaliser: BinanceFamilyNormaliser) -> Any:
+    """The compiled frame scanner of a normaliser (``collectors._booknative.BinanceScanner``), or None.
+
+    It reads the bytes of the steady-state frames (a depth update continuing a synced book, a trade
+    with a new id, a bookTicker) and appends the rows :meth:`BinanceFamilyNormaliser.handle` would,
+    sharing this normaliser's state (books, last trade ids, time flags); every other frame, and every
+    frame it cannot prove plain, is left to :meth:`~BinanceFamilyNormaliser.handle` untouched. Its
+    ``on_frame`` is :meth:`Normaliser.on_frame` with the scanner first (a frame it takes counts in
+    ``frames``; a book crossed by it gets :meth:`SyncedBook.check_crossed`'s event; a held-back skew
+    report is made as :meth:`Normaliser.on_frame` makes it), and the normaliser's ``on_frame``. Active
+    with the native implementation (:data:`collectors.book.IMPLEMENTATION`), unless
+    ``TICKTAPE_NO_FRAME_SCAN=1``.
+    """
+    native = book_engine._native
+    if native is None or os.environ.get("TICKTAPE_NO_FRAME_SCAN", "") not in ("", "0"):
+        return None
+    if not isinstance(normaliser.time_flags, native.TimeFlags):
+        return None
+    return native.BinanceScanner(
+        normaliser.exchange,
+        normaliser.futures_rule,
+        normaliser.last_trade_id,
+        normaliser.awaiting_first,
+        normaliser.limits,
+        normaliser.time_flags,
+        normaliser,
+        Normaliser.on_frame,
+    )
 
 
 class BinanceNormaliser(BinanceFamilyNormaliser):

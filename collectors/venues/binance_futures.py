@@ -169,11 +169,7 @@ class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
     """Binance USD-M futures frames -> records (``pu`` chain book sync, see the module docstring)."""
 
     exchange: ClassVar[str] = EXCHANGE
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # native symbols whose book took a snapshot and still waits for the straddling first event
-        self.awaiting_first: set[str] = set()
+    futures_rule: ClassVar[bool] = True
 
     def normalise_native(self, native: str) -> str:
         """``ETHUSDT`` -> ``ETH-USDT-PERP``; dated contracts (``BTCUSDT_250926``) keep their name."""
