@@ -3,7 +3,9 @@
 The Avro schemas (``*.avsc`` beside this file) are the source of truth. This module loads them, maps
 them to Arrow schemas for the Parquet lake (timestamps become ``timestamp[ns, tz=UTC]``), and defines
 the in-memory row layout that collectors produce: one plain tuple per record, fields in schema order.
-Tuples keep the hot path cheap; :func:`rows_to_arrow` turns a list of them into a column batch.
+Tuples keep the hot path cheap; :func:`rows_to_arrow` turns a list of them into a column batch (in C
+when the compiled codec is built, ``streaming/_avronative.c``; :func:`python_rows_to_arrow` is the
+reference).
 
 Every schema ends with :data:`REPLICA_FIELD` (``replica``, nullable string, default null: issue 17),
 the collector replica that produced a record. Collectors build their rows without it (the *base*

@@ -10,6 +10,11 @@
  *   its Arrow column (a 10-byte varint beyond 64 bits, an Avro int beyond 32 bits) gets the count -1;
  *   its rows are not in the columns, and the caller decodes it with the reference decoder (which
  *   raises the error, or returns the rows that the column conversion then reports).
+ * - row tuples to Arrow columns (rows_to_columns, for schemas.rows_to_arrow): a value not exactly of
+ *   its column's type (an int subclass other than bool is an int), out of its column's range, or a
+ *   row of another shape returns None, and schemas.python_rows_to_arrow converts, coerces or
+ *   raises; lake_order orders Arrow buffers by (symbol, ts_recv) like pyarrow.compute.sort_indices
+ *   (storage.lake.sort_for_lake).
  *
  * Field specs come from Python as a bytes object, one byte per field: the type code (T_*) with
  * bit 0x10 set when the field is a ["null", T] union. Decoded columns are returned as the buffers of

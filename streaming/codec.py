@@ -20,6 +20,11 @@ unusual (a value of an unexpected Python type, a malformed message, a number tha
 column) and the reference then handles exactly that input, so both give the same bytes, rows and
 errors (tests/streaming/test_native_codec.py). ``TICKTAPE_PURE_PYTHON=1`` in the environment selects
 the reference alone; so does a failed build (:func:`native_status` says which).
+
+The same module builds Arrow columns from row tuples (:func:`rows_to_batch`, which
+``schemas.rows_to_arrow`` tries first; the reference is ``schemas.python_rows_to_arrow``) and orders
+rows for the lake (:func:`lake_order`, for ``storage.lake.sort_for_lake``), with the same rule: plain
+input in C, anything else to the reference (tests/schemas/test_native_arrow.py).
 """
 
 from __future__ import annotations
