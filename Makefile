@@ -65,7 +65,7 @@ ASAN_DIR := build/asan
 ASAN_TESTS ?=
 ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
 ASAN_CODEC_TESTS ?=
-ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book)"
+ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book) or (arrow and (shapes or lake_order or bad_rows or (declined and trades)))"
 ASAN_CFLAGS := -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined -std=c11 -Wall
 ASAN_RUN = LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
@@ -86,7 +86,7 @@ asan-codec: install
 	@mkdir -p $(ASAN_DIR)
 	gcc $(ASAN_CFLAGS) -Wextra -Werror -I"$(PY_INCLUDE)" streaming/_avronative.c -o $(ASAN_DIR)/_avronative.so
 	$(ASAN_RUN) TICKTAPE_AVRONATIVE_SO=$(CURDIR)/$(ASAN_DIR)/_avronative.so \
-	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py $(ASAN_CODEC_TESTS)
+	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py tests/schemas/test_native_arrow.py $(ASAN_CODEC_TESTS)
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -67,6 +67,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         "Avro codec per dataset: pure Python vs compiled, encode and decode us/row",
         ("--rows", "20000"),
     ),
+    "rows_arrow": Benchmark(
+        "bench.rows_arrow",
+        "rows to Arrow and the lake sort on a replay's units: reference vs compiled, us/row",
+    ),
     "kafka_e2e": Benchmark(
         "bench.kafka_e2e",
         "collector -> Kafka (tansu) -> lake, rows/s and receive-to-ack delay",

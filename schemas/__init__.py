@@ -3,7 +3,9 @@
 The Avro schemas (``*.avsc`` beside this file) are the source of truth. This module loads them, maps
 them to Arrow schemas for the Parquet lake (timestamps become ``timestamp[ns, tz=UTC]``), and defines
 the in-memory row layout that collectors produce: one plain tuple per record, fields in schema order.
-Tuples keep the hot path cheap; :func:`rows_to_arrow` turns a list of them into a column batch.
+Tuples keep the hot path cheap; :func:`rows_to_arrow` turns a list of them into a column batch (in C
+when the compiled codec is built, ``streaming/_avronative.c``; :func:`python_rows_to_arrow` is the
+reference).
 
 Every schema ends with :data:`REPLICA_FIELD` (``replica``, nullable string, default null: issue 17),
 the collector replica that produced a record. Collectors build their rows without it (the *base*
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -182,7 +185,27 @@ def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
 
     Rows of the base width (what collectors build) and full rows (a replica's) may be mixed: the base
     rows are then padded with None (the replica's publisher stamps whole buffers, so a mix is rare).
+
+    The compiled codec converts the rows in one pass when every value is plainly of its column's type
+    (``streaming.codec.rows_to_batch``); anything else, and ``TICKTAPE_PURE_PYTHON=1``, takes
+    :func:`python_rows_to_arrow`, the reference, which converts, coerces or raises as it always did.
     """
+    if not _COMPILED:
+        from streaming.codec import rows_to_batch  # here: streaming.codec imports this module
+
+        _COMPILED.append(rows_to_batch)
+    batch = _COMPILED[0](dataset, rows)
+    if batch is not None:
+        return batch
+    return python_rows_to_arrow(dataset, rows)
+
+
+#: ``streaming.codec.rows_to_batch``, once loaded.
+_COMPILED: list[Callable[[str, list[tuple[Any, ...]]], pa.RecordBatch | None]] = []
+
+
+def python_rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    """:func:`rows_to_arrow` in Python and pyarrow alone (the reference of the compiled conversion)."""
     width = base_width(dataset)
     full = len(field_names(dataset))
     if width != full and rows:

@@ -10,8 +10,10 @@ through ``pyarrow.lib.StringBuilder``, booleans and validity as bitmaps, then
 The conversion is strict: a column is built only when every value has exactly its column's Python
 type (``int`` for integers and timestamps, ``float`` for doubles, ``str``, ``bool``; ``None`` only in
 nullable columns) and integers fit the column. Anything else returns None, and
-:func:`schemas.rows_to_arrow` converts those rows as before (which reports or coerces as the schema
-layer decides), so this path never accepts what that one rejects.
+:func:`schemas.python_rows_to_arrow` converts those rows with pyarrow (which reports or coerces as the
+schema layer decides), so this path never accepts what that one rejects. This whole module is part of
+that reference: with the compiled codec built, ``schemas.rows_to_arrow`` converts plain rows in C
+first (``streaming.codec.rows_to_batch``) and never needs pandas either.
 
 It is also slower per row than pyarrow's own conversion of the tuples (one struct array in C++:
 ~0.8 against ~0.4 µs per book row, bench/RESULTS.md), so a process uses it only for its first

@@ -10,6 +10,11 @@
  *   its Arrow column (a 10-byte varint beyond 64 bits, an Avro int beyond 32 bits) gets the count -1;
  *   its rows are not in the columns, and the caller decodes it with the reference decoder (which
  *   raises the error, or returns the rows that the column conversion then reports).
+ * - row tuples to Arrow columns (rows_to_columns, for schemas.rows_to_arrow): a value not exactly of
+ *   its column's type (an int subclass other than bool is an int), out of its column's range, or a
+ *   row of another shape returns None, and schemas.python_rows_to_arrow converts, coerces or
+ *   raises; lake_order orders Arrow buffers by (symbol, ts_recv) like pyarrow.compute.sort_indices
+ *   (storage.lake.sort_for_lake).
  *
  * Field specs come from Python as a bytes object, one byte per field: the type code (T_*) with
  * bit 0x10 set when the field is a ["null", T] union. Decoded columns are returned as the buffers of
@@ -84,23 +89,30 @@ typedef struct {
 /* Largest encoding of a value that is not a string or bytes: union byte + 10-byte varint. */
 #define FIXED_MAX 11
 
-static int parse_spec(PyObject *spec, const char *header, Py_ssize_t header_len, EncCtx *ctx) {
+/* The field codes of spec (1..64 known codes): their count, or -1 with ValueError set. */
+static int check_spec(PyObject *spec, const uint8_t **codes) {
     if (!PyBytes_Check(spec) || PyBytes_GET_SIZE(spec) < 1 || PyBytes_GET_SIZE(spec) > MAX_FIELDS) {
         PyErr_SetString(PyExc_ValueError, "spec must be bytes of 1..64 field codes");
         return -1;
     }
-    if (header_len != HEADER_BYTES) {
-        PyErr_SetString(PyExc_ValueError, "header must be 10 bytes");
-        return -1;
-    }
-    ctx->spec = (const uint8_t *)PyBytes_AS_STRING(spec);
-    ctx->nfields = (int)PyBytes_GET_SIZE(spec);
-    for (int f = 0; f < ctx->nfields; f++) {
-        int t = ctx->spec[f] & TYPE_MASK;
-        if (t < T_STRING || t > T_BOOLEAN || (ctx->spec[f] & ~(NULLABLE | TYPE_MASK))) {
+    *codes = (const uint8_t *)PyBytes_AS_STRING(spec);
+    int nfields = (int)PyBytes_GET_SIZE(spec);
+    for (int f = 0; f < nfields; f++) {
+        int t = (*codes)[f] & TYPE_MASK;
+        if (t < T_STRING || t > T_BOOLEAN || ((*codes)[f] & ~(NULLABLE | TYPE_MASK))) {
             PyErr_SetString(PyExc_ValueError, "unknown field code in spec");
             return -1;
         }
+    }
+    return nfields;
+}
+
+static int parse_spec(PyObject *spec, const char *header, Py_ssize_t header_len, EncCtx *ctx) {
+    ctx->nfields = check_spec(spec, &ctx->spec);
+    if (ctx->nfields < 0) return -1;
+    if (header_len != HEADER_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "header must be 10 bytes");
+        return -1;
     }
     ctx->header = header;
     return 0;
@@ -819,6 +831,45 @@ static void mask_tail(Buf *b, Py_ssize_t nrows) {
     if (nrows & 7) b->p[nrows >> 3] = (char)((uint8_t)b->p[nrows >> 3] & (uint8_t)((1u << (nrows & 7)) - 1));
 }
 
+/* The columns as a list of (validity | None, offsets | None, data, null_count): the buffers of Arrow
+ * arrays of nrows rows (int64 for long, int32 for int, float64, bit-packed booleans, int32 offsets +
+ * bytes for strings and bytes). Masks the bits past nrows of the last bitmap bytes. ``own`` (or NULL):
+ * per field, the bytes objects that already hold its validity, offsets and data buffers (Buf.p points
+ * into them; NULL where the Buf is malloc'ed and copied out). */
+static PyObject *columns_out(Col *cols, int nf, Py_ssize_t nrows, PyObject **own) {
+    PyObject *out = PyList_New(nf);
+    if (out == NULL) return NULL;
+    for (int f = 0; f < nf; f++) {
+        Col *c = &cols[f];
+        int t = c->code & TYPE_MASK;
+        PyObject *valid = Py_None, *offs = Py_None, *data;
+        Py_INCREF(Py_None);
+        Py_INCREF(Py_None);
+        PyObject **mine = own != NULL ? own + 3 * f : NULL;
+        if ((c->code & NULLABLE) && c->nulls > 0) {
+            mask_tail(&c->valid, nrows);
+            Py_DECREF(valid);
+            valid = mine != NULL && mine[0] != NULL ? Py_NewRef(mine[0]) : bytes_of(&c->valid);
+        }
+        if (t == T_STRING || t == T_BYTES) {
+            Py_DECREF(offs);
+            offs = mine != NULL && mine[1] != NULL ? Py_NewRef(mine[1]) : bytes_of(&c->offs);
+        }
+        if (t == T_BOOLEAN) mask_tail(&c->data, nrows);
+        data = mine != NULL && mine[2] != NULL ? Py_NewRef(mine[2]) : bytes_of(&c->data);
+        PyObject *item = (valid && offs && data) ? Py_BuildValue("(OOOn)", valid, offs, data, c->nulls) : NULL;
+        Py_XDECREF(valid);
+        Py_XDECREF(offs);
+        Py_XDECREF(data);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, f, item);
+    }
+    return out;
+}
+
 /* decode_values(spec, header, values) -> (nrows, counts, columns)
  *
  * Every value must be one or more single-object encodings with ``header``. counts[i] is the number of
@@ -883,37 +934,14 @@ static PyObject *decode_values(PyObject *self, PyObject *args) {
         goto done;
     }
     counts = PyList_New(job->nvalues);
-    cols = PyList_New(job->nf);
-    if (counts == NULL || cols == NULL) goto done;
+    if (counts == NULL) goto done;
     for (Py_ssize_t i = 0; i < job->nvalues; i++) {
         PyObject *n = PyLong_FromSsize_t(job->counts[i]);
         if (n == NULL) goto done;
         PyList_SET_ITEM(counts, i, n);
     }
-    for (int f = 0; f < job->nf; f++) {
-        Col *c = &job->cols[f];
-        int t = c->code & TYPE_MASK;
-        PyObject *valid = Py_None, *offs = Py_None, *data;
-        Py_INCREF(Py_None);
-        Py_INCREF(Py_None);
-        if ((c->code & NULLABLE) && c->nulls > 0) {
-            mask_tail(&c->valid, job->nrows);
-            Py_DECREF(valid);
-            valid = bytes_of(&c->valid);
-        }
-        if (t == T_STRING || t == T_BYTES) {
-            Py_DECREF(offs);
-            offs = bytes_of(&c->offs);
-        }
-        if (t == T_BOOLEAN) mask_tail(&c->data, job->nrows);
-        data = bytes_of(&c->data);
-        PyObject *item = (valid && offs && data) ? Py_BuildValue("(OOOn)", valid, offs, data, c->nulls) : NULL;
-        Py_XDECREF(valid);
-        Py_XDECREF(offs);
-        Py_XDECREF(data);
-        if (item == NULL) goto done;
-        PyList_SET_ITEM(cols, f, item);
-    }
+    cols = columns_out(job->cols, job->nf, job->nrows, NULL);
+    if (cols == NULL) goto done;
     result = Py_BuildValue("(nOO)", job->nrows, counts, cols);
 done:
     for (Py_ssize_t i = 0; i < taken; i++) PyBuffer_Release(&job->views[i]);
@@ -932,6 +960,434 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Row tuples to Arrow column buffers (schemas.rows_to_arrow) */
+
+enum { CELL_OK = 0, CELL_DECLINE = 1, CELL_NOMEM = -1 };
+
+/* Appends value v as row r of column c. The fixed-size buffers (offsets, numbers, bitmaps) hold room
+ * for every row already; string data grows here. Takes only what the reference converts to the same
+ * value without question: an exact str (UTF-8 encodable), exact bytes, an int (not bool) that fits
+ * the column, an exact float, True/False, None in a nullable field. No Python code runs. */
+static inline int put_cell(Col *c, PyObject *v, Py_ssize_t r) {
+    int t = c->code & TYPE_MASK;
+    int present = 1;
+    if (c->code & NULLABLE) {
+        present = v != Py_None;
+        set_bit(&c->valid, r, present);
+        if (!present) c->nulls++;
+    }
+    switch (t) {
+    case T_STRING:
+    case T_BYTES: {
+        const char *s = NULL;
+        Py_ssize_t n = 0;
+        if (present) {
+            if (t == T_STRING) {
+                if (!PyUnicode_CheckExact(v)) return CELL_DECLINE;
+                if (PyUnicode_IS_COMPACT_ASCII(v)) {
+                    s = (const char *)PyUnicode_DATA(v);
+                    n = PyUnicode_GET_LENGTH(v);
+                } else {
+                    s = PyUnicode_AsUTF8AndSize(v, &n);
+                    if (s == NULL) { /* a lone surrogate: the reference raises its error */
+                        PyErr_Clear();
+                        return CELL_DECLINE;
+                    }
+                }
+            } else {
+                if (!PyBytes_CheckExact(v)) return CELL_DECLINE;
+                s = PyBytes_AS_STRING(v);
+                n = PyBytes_GET_SIZE(v);
+            }
+            if (n > INT32_MAX - c->data.len) return CELL_DECLINE; /* past int32 offsets */
+            if (n > 0) {
+                if (buf_reserve(&c->data, n) < 0) return CELL_NOMEM;
+                memcpy(c->data.p + c->data.len, s, (size_t)n);
+                c->data.len += n;
+            }
+        } else if (c->code & NULLABLE) {
+            /* nothing */
+        } else {
+            return CELL_DECLINE;
+        }
+        int32_t off = (int32_t)c->data.len;
+        memcpy(c->offs.p + c->offs.len, &off, 4);
+        c->offs.len += 4;
+        return CELL_OK;
+    }
+    case T_LONG:
+    case T_INT: {
+        long long x = 0;
+        if (present) {
+            if (!PyLong_Check(v) || PyBool_Check(v)) return CELL_DECLINE;
+            int overflow = 0;
+            x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (x == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return CELL_DECLINE;
+            }
+        }
+        if (t == T_LONG) {
+            int64_t w = (int64_t)x;
+            memcpy(c->data.p + c->data.len, &w, 8);
+            c->data.len += 8;
+        } else {
+            if (x < INT32_MIN || x > INT32_MAX) return CELL_DECLINE;
+            int32_t w = (int32_t)x;
+            memcpy(c->data.p + c->data.len, &w, 4);
+            c->data.len += 4;
+        }
+        return CELL_OK;
+    }
+    case T_DOUBLE: {
+        double d = 0.0;
+        if (present) {
+            if (!PyFloat_CheckExact(v)) return CELL_DECLINE;
+            d = PyFloat_AS_DOUBLE(v);
+        }
+        memcpy(c->data.p + c->data.len, &d, 8);
+        c->data.len += 8;
+        return CELL_OK;
+    }
+    case T_BOOLEAN:
+        if (present && v != Py_True && v != Py_False) return CELL_DECLINE;
+        set_bit(&c->data, r, v == Py_True);
+        return CELL_OK;
+    }
+    return CELL_DECLINE;
+}
+
+/* Points b at a new bytes object of exactly size bytes (stored in *owner): its final content, written
+ * in place (never grown). 0, or -1 with an exception set. */
+static int own_bytes(Buf *b, PyObject **owner, Py_ssize_t size) {
+    *owner = PyBytes_FromStringAndSize(NULL, size);
+    if (*owner == NULL) return -1;
+    b->p = PyBytes_AS_STRING(*owner);
+    b->len = 0;
+    b->cap = size;
+    return 0;
+}
+
+/* The fixed-size buffers of n rows (validity, offsets, numbers, bitmaps) as bytes objects in own[3 * f
+ * + 0, 1, 2]; string data grows in malloc'ed memory. 0, or -1 with an exception set. */
+static int reserve_rows(Col *cols, int nf, Py_ssize_t n, PyObject **own) {
+    Py_ssize_t bits = (n + 7) / 8;
+    if (n > PY_SSIZE_T_MAX / 8 - 1) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int f = 0; f < nf; f++) {
+        Col *c = &cols[f];
+        int t = c->code & TYPE_MASK;
+        if ((c->code & NULLABLE) && own_bytes(&c->valid, &own[3 * f], bits) < 0) return -1;
+        switch (t) {
+        case T_STRING:
+        case T_BYTES:
+            if (own_bytes(&c->offs, &own[3 * f + 1], 4 * (n + 1)) < 0) return -1;
+            memset(c->offs.p, 0, 4);
+            c->offs.len = 4;
+            break;
+        case T_LONG:
+        case T_DOUBLE:
+            if (own_bytes(&c->data, &own[3 * f + 2], 8 * n) < 0) return -1;
+            break;
+        case T_INT:
+            if (own_bytes(&c->data, &own[3 * f + 2], 4 * n) < 0) return -1;
+            break;
+        case T_BOOLEAN:
+            if (own_bytes(&c->data, &own[3 * f + 2], bits) < 0) return -1;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* rows_to_columns(spec, base_fields, rows) -> (nrows, columns) | None
+ *
+ * ``rows`` is a list of tuples of len(spec) fields, or of the first ``base_fields`` ones (the fields
+ * after them must be nullable: they are null in such a row). ``columns`` is what decode_values gives.
+ * None when a row or a value is not taken (see put_cell; a row that is not an exact tuple of either
+ * width): nothing was produced, and the caller converts the rows with the reference, which raises
+ * or converts as it does. Reading the row objects needs the GIL, which is held throughout; no Python
+ * code runs, so the list cannot change under the loop.
+ */
+static PyObject *rows_to_columns(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *spec, *rows;
+    int base_nf;
+    if (!PyArg_ParseTuple(args, "SiO:rows_to_columns", &spec, &base_nf, &rows)) return NULL;
+    const uint8_t *codes;
+    int nf = check_spec(spec, &codes);
+    if (nf < 0) return NULL;
+    if (base_nf < 1 || base_nf > nf) {
+        PyErr_SetString(PyExc_ValueError, "base_fields must be 1..len(spec)");
+        return NULL;
+    }
+    for (int f = base_nf; f < nf; f++) {
+        if (!(codes[f] & NULLABLE)) {
+            PyErr_SetString(PyExc_ValueError, "fields past base_fields must be nullable");
+            return NULL;
+        }
+    }
+    if (!PyList_CheckExact(rows)) Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    Col *cols = calloc((size_t)nf, sizeof(Col));
+    PyObject **own = calloc((size_t)nf * 3, sizeof(PyObject *));
+    PyObject *result = NULL;
+    int rc = CELL_NOMEM;
+    if (cols == NULL || own == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int f = 0; f < nf; f++) cols[f].code = codes[f];
+    if (reserve_rows(cols, nf, n, own) < 0) goto done;
+    rc = CELL_OK;
+    for (Py_ssize_t r = 0; r < n && rc == CELL_OK; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyTuple_CheckExact(row)) {
+            rc = CELL_DECLINE;
+            break;
+        }
+        Py_ssize_t w = PyTuple_GET_SIZE(row);
+        if (w != nf && w != base_nf) {
+            rc = CELL_DECLINE;
+            break;
+        }
+        for (int f = 0; f < nf && rc == CELL_OK; f++)
+            rc = put_cell(&cols[f], f < w ? PyTuple_GET_ITEM(row, f) : Py_None, r);
+    }
+    if (rc == CELL_NOMEM) {
+        PyErr_NoMemory();
+    } else if (rc == CELL_DECLINE) {
+        result = Py_NewRef(Py_None);
+    } else {
+        PyObject *out = columns_out(cols, nf, n, own);
+        if (out != NULL) {
+            result = Py_BuildValue("(nO)", n, out);
+            Py_DECREF(out);
+        }
+    }
+done:
+    if (cols != NULL && own != NULL) {
+        for (int f = 0; f < nf; f++) {
+            /* buffers held by a bytes object are released with it */
+            if (own[3 * f + 2] == NULL) buf_free(&cols[f].data);
+            if (own[3 * f + 1] == NULL) buf_free(&cols[f].offs);
+            if (own[3 * f] == NULL) buf_free(&cols[f].valid);
+        }
+        for (int i = 0; i < 3 * nf; i++) Py_XDECREF(own[i]);
+    }
+    free(cols);
+    free(own);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Lake order: rows by (symbol, ts_recv), stable (storage.lake.sort_for_lake) */
+
+typedef struct {
+    const uint8_t *data;    /* symbol bytes */
+    const int32_t *offs;    /* symbol offsets (n + 1, from the array's offset) */
+    const int64_t *ts;      /* ts_recv */
+} OrderCtx;
+
+typedef int (*cmp_fn)(const OrderCtx *ctx, int64_t a, int64_t b);
+
+static int cmp_symbol(const OrderCtx *ctx, int64_t a, int64_t b) {
+    int32_t la = ctx->offs[a + 1] - ctx->offs[a], lb = ctx->offs[b + 1] - ctx->offs[b];
+    int32_t m = la < lb ? la : lb;
+    int c = m > 0 ? memcmp(ctx->data + ctx->offs[a], ctx->data + ctx->offs[b], (size_t)m) : 0;
+    if (c != 0) return c;
+    return (la > lb) - (la < lb);
+}
+
+static int cmp_ts(const OrderCtx *ctx, int64_t a, int64_t b) { return (ctx->ts[a] > ctx->ts[b]) - (ctx->ts[a] < ctx->ts[b]); }
+
+/* Stable natural merge sort of idx[0..n) by cmp (tmp: room for n). Already-ordered runs cost one
+ * pass: a unit of a few replayed sequences is a few runs. */
+static void merge_sort(int64_t *idx, int64_t *tmp, Py_ssize_t n, cmp_fn cmp, const OrderCtx *ctx) {
+    int64_t *src = idx, *dst = tmp;
+    for (;;) {
+        Py_ssize_t runs = 0, i = 0;
+        while (i < n) {
+            Py_ssize_t mid = i + 1;
+            while (mid < n && cmp(ctx, src[mid - 1], src[mid]) <= 0) mid++;
+            Py_ssize_t end = mid;
+            if (mid < n) {
+                end = mid + 1;
+                while (end < n && cmp(ctx, src[end - 1], src[end]) <= 0) end++;
+            }
+            Py_ssize_t a = i, b = mid, o = i;
+            while (a < mid && b < end) dst[o++] = cmp(ctx, src[a], src[b]) <= 0 ? src[a++] : src[b++];
+            while (a < mid) dst[o++] = src[a++];
+            while (b < end) dst[o++] = src[b++];
+            runs++;
+            i = end;
+        }
+        int64_t *t = src;
+        src = dst;
+        dst = t;
+        if (runs <= 1) break;
+    }
+    if (src != idx) memcpy(idx, src, sizeof(int64_t) * (size_t)n);
+}
+
+static inline uint64_t hash_bytes(const uint8_t *s, int32_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int32_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The stable (symbol, ts) order of n rows into order[] (room for n); 1 if it is not the identity,
+ * 0 if the rows are in that order already, -1 out of memory. Runs without the GIL. */
+static int lake_order_run(const OrderCtx *ctx, Py_ssize_t n, int64_t *order) {
+    int rc = -1;
+    int32_t *code = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    int64_t *first = NULL, *tmp = NULL, *start = NULL;
+    int32_t *slots = NULL;
+    Py_ssize_t nslots = 64, k = 0;
+    slots = malloc(sizeof(int32_t) * (size_t)nslots);
+    first = malloc(sizeof(int64_t) * (size_t)nslots); /* a row of each distinct symbol, by code */
+    if (code == NULL || slots == NULL || first == NULL) goto done;
+    memset(slots, 0xff, sizeof(int32_t) * (size_t)nslots);
+    /* 1. a code per distinct symbol (a run of one symbol costs a comparison with the previous row) */
+    for (Py_ssize_t r = 0; r < n; r++) {
+        if (r > 0 && cmp_symbol(ctx, r - 1, r) == 0) {
+            code[r] = code[r - 1];
+            continue;
+        }
+        int32_t len = ctx->offs[r + 1] - ctx->offs[r];
+        uint64_t h = hash_bytes(ctx->data + ctx->offs[r], len);
+        Py_ssize_t s = (Py_ssize_t)(h & (uint64_t)(nslots - 1));
+        while (slots[s] >= 0 && cmp_symbol(ctx, first[slots[s]], r) != 0) s = (s + 1) & (nslots - 1);
+        if (slots[s] >= 0) {
+            code[r] = slots[s];
+            continue;
+        }
+        if (k > INT32_MAX - 1) goto done;
+        slots[s] = (int32_t)k;
+        first[k] = r;
+        code[r] = (int32_t)k++;
+        if (2 * k > nslots) { /* grow and rehash */
+            Py_ssize_t grown = nslots * 2;
+            int32_t *ns = malloc(sizeof(int32_t) * (size_t)grown);
+            int64_t *nf = realloc(first, sizeof(int64_t) * (size_t)grown);
+            if (nf != NULL) first = nf;
+            if (ns == NULL || nf == NULL) {
+                free(ns);
+                goto done;
+            }
+            memset(ns, 0xff, sizeof(int32_t) * (size_t)grown);
+            for (int32_t j = 0; j < (int32_t)k; j++) {
+                int64_t fr = first[j];
+                Py_ssize_t t = (Py_ssize_t)(hash_bytes(ctx->data + ctx->offs[fr], ctx->offs[fr + 1] - ctx->offs[fr]) &
+                                            (uint64_t)(grown - 1));
+                while (ns[t] >= 0) t = (t + 1) & (grown - 1);
+                ns[t] = j;
+            }
+            free(slots);
+            slots = ns;
+            nslots = grown;
+        }
+    }
+    /* 2. the codes ranked by their symbols' bytes (as Arrow orders strings) */
+    tmp = malloc(sizeof(int64_t) * (size_t)(n > k ? n : k) + 8);
+    start = calloc((size_t)k + 1, sizeof(int64_t));
+    if (tmp == NULL || start == NULL) goto done;
+    {
+        int64_t *byname = malloc(sizeof(int64_t) * (size_t)(k ? k : 1));
+        if (byname == NULL) goto done;
+        memcpy(byname, first, sizeof(int64_t) * (size_t)k);
+        merge_sort(byname, tmp, k, cmp_symbol, ctx);
+        int32_t *rank = (int32_t *)slots; /* reused: nslots > k */
+        for (Py_ssize_t j = 0; j < k; j++) rank[code[byname[j]]] = (int32_t)j;
+        free(byname);
+        for (Py_ssize_t r = 0; r < n; r++) code[r] = rank[code[r]];
+    }
+    /* 3. counting sort by rank (stable), then each symbol's rows by ts where they are not in order */
+    for (Py_ssize_t r = 0; r < n; r++) start[code[r] + 1]++;
+    for (Py_ssize_t j = 0; j < k; j++) start[j + 1] += start[j];
+    {
+        int64_t *fill = tmp;
+        memcpy(fill, start, sizeof(int64_t) * (size_t)k);
+        for (Py_ssize_t r = 0; r < n; r++) order[fill[code[r]]++] = r;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        int64_t lo = start[j], hi = start[j + 1];
+        for (int64_t i = lo + 1; i < hi; i++) {
+            if (ctx->ts[order[i - 1]] > ctx->ts[order[i]]) {
+                merge_sort(order + lo, tmp, hi - lo, cmp_ts, ctx);
+                break;
+            }
+        }
+    }
+    rc = 0;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        if (order[r] != r) {
+            rc = 1;
+            break;
+        }
+    }
+done:
+    free(code);
+    free(slots);
+    free(first);
+    free(tmp);
+    free(start);
+    return rc;
+}
+
+/* lake_order(n, offsets, data, ts, symbol_offset, ts_offset) -> bytes | None
+ *
+ * The stable order of n rows by (symbol, ts_recv) as int64 row numbers (what
+ * pyarrow.compute.sort_indices gives for those keys), or None when the rows are in that order. The
+ * symbols are a string array without nulls (its int32 offsets and data buffers, and the array's
+ * offset), ts_recv int64 values (buffer and offset). Runs without the GIL.
+ */
+static PyObject *lake_order(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_ssize_t n, sym_off, ts_off;
+    Py_buffer offs, data, ts;
+    if (!PyArg_ParseTuple(args, "ny*y*y*nn:lake_order", &n, &offs, &data, &ts, &sym_off, &ts_off)) return NULL;
+    PyObject *result = NULL;
+    int64_t *order = NULL;
+    if (n < 0 || sym_off < 0 || ts_off < 0 || n > (PY_SSIZE_T_MAX / 8) - ts_off - 1 ||
+        offs.len / 4 < sym_off + n + 1 || ts.len / 8 < ts_off + n) {
+        PyErr_SetString(PyExc_ValueError, "lake_order: buffers shorter than the rows");
+        goto out;
+    }
+    const int32_t *o = (const int32_t *)offs.buf + sym_off;
+    for (Py_ssize_t r = 0; r < n; r++) { /* offsets are trusted no further than the data buffer */
+        if (o[r] < 0 || o[r] > o[r + 1] || o[r + 1] > data.len) {
+            PyErr_SetString(PyExc_ValueError, "lake_order: offsets outside the data buffer");
+            goto out;
+        }
+    }
+    OrderCtx ctx = {(const uint8_t *)data.buf, o, (const int64_t *)ts.buf + ts_off};
+    order = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (order == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = lake_order_run(&ctx, n, order);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        PyErr_NoMemory();
+    else if (rc == 0)
+        result = Py_NewRef(Py_None);
+    else
+        result = PyBytes_FromStringAndSize((const char *)order, (Py_ssize_t)sizeof(int64_t) * n);
+out:
+    free(order);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&ts);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
     {"encode_batch", encode_batch, METH_VARARGS, "encode_batch(spec, header, data, columns) -> bytes | None"},
@@ -940,6 +1396,9 @@ static PyMethodDef methods[] = {
      "encode_keyed(spec, header, data, columns, max_bytes, ts_field) -> [(key, value, rows, ts)] | None"},
     {"decode_values", decode_values, METH_VARARGS,
      "decode_values(spec, header, values) -> (nrows, counts, columns)"},
+    {"rows_to_columns", rows_to_columns, METH_VARARGS, "rows_to_columns(spec, base_fields, rows) -> (nrows, columns) | None"},
+    {"lake_order", lake_order, METH_VARARGS,
+     "lake_order(n, offsets, data, ts, symbol_offset, ts_offset) -> bytes | None"},
     {NULL, NULL, 0, NULL},
 };
 

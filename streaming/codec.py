@@ -20,6 +20,11 @@ unusual (a value of an unexpected Python type, a malformed message, a number tha
 column) and the reference then handles exactly that input, so both give the same bytes, rows and
 errors (tests/streaming/test_native_codec.py). ``TICKTAPE_PURE_PYTHON=1`` in the environment selects
 the reference alone; so does a failed build (:func:`native_status` says which).
+
+The same module builds Arrow columns from row tuples (:func:`rows_to_batch`, which
+``schemas.rows_to_arrow`` tries first; the reference is ``schemas.python_rows_to_arrow``) and orders
+rows for the lake (:func:`lake_order`, for ``storage.lake.sort_for_lake``), with the same rule: plain
+input in C, anything else to the reference (tests/schemas/test_native_arrow.py).
 """
 
 from __future__ import annotations
@@ -753,6 +758,11 @@ def _decode_columns(dataset: str, values: Sequence[bytes], base: bool) -> tuple[
 def _columns_table(dataset: str, n: int, columns: list[tuple[Any, ...]]) -> pa.Table:
     """A table of ``dataset`` from the compiled decoder's buffers (no copy, no Python object per row);
     values written without ``replica`` (base schema: fewer columns) get an all-null one."""
+    return pa.Table.from_arrays(_column_arrays(dataset, n, columns), schema=arrow_schema(dataset))
+
+
+def _column_arrays(dataset: str, n: int, columns: list[tuple[Any, ...]]) -> list[pa.Array]:
+    """The arrays of ``dataset``'s columns over the compiled codec's buffers (see :func:`_columns_table`)."""
     schema = arrow_schema(dataset)
     arrays = []
     for f, (valid, offsets, data, nulls) in zip(schema, columns, strict=False):
@@ -762,7 +772,52 @@ def _columns_table(dataset: str, n: int, columns: list[tuple[Any, ...]]) -> pa.T
         buffers.append(pa.py_buffer(data))
         arrays.append(pa.Array.from_buffers(f.type, n, buffers, null_count=nulls))
     arrays.extend(pa.nulls(n, f.type) for f in list(schema)[len(columns) :])
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return arrays
+
+
+def rows_to_batch(dataset: str, rows: list[Row]) -> pa.RecordBatch | None:
+    """Compiled ``schemas.rows_to_arrow``: row tuples (base or full width, mixed) to a record batch in
+    one pass, or None when the compiled codec is not in use or does not take a row or a value (a
+    value not exactly of its column's type, an integer out of its column's range, a str that is not
+    UTF-8, a row not a tuple of either width): then ``schemas.python_rows_to_arrow`` decides."""
+    native = _native()
+    if native is None:
+        return None
+    got = native.rows_to_columns(_spec(dataset), base_width(dataset), rows)
+    if got is None:
+        return None
+    n, columns = got
+    return pa.RecordBatch.from_arrays(_column_arrays(dataset, n, columns), schema=arrow_schema(dataset))
+
+
+def lake_order(table: pa.Table | pa.RecordBatch) -> tuple[bool, pa.Array | None]:
+    """Compiled order of rows by (symbol, ts_recv), stable (``storage.lake.sort_for_lake``):
+    ``(True, row numbers)``, ``(True, None)`` when the rows are in that order already, or
+    ``(False, None)`` when it is not taken (no compiled codec, no such columns, a null in either):
+    then the reference sorts. The row numbers are those ``pyarrow.compute.sort_indices`` gives for
+    those keys; distinct symbols are ranked once, each symbol's rows are merged by ts_recv only where
+    they are not in order already (a replay unit spanning repeated captures is a few such runs)."""
+    native = _native()
+    names = table.schema.names
+    if native is None or "symbol" not in names or "ts_recv" not in names:
+        return False, None
+    sym, ts = table.column("symbol"), table.column("ts_recv")
+    if not pa.types.is_string(sym.type) or not (pa.types.is_int64(ts.type) or pa.types.is_timestamp(ts.type)):
+        return False, None
+    if sym.null_count or ts.null_count:
+        return False, None
+    if isinstance(sym, pa.ChunkedArray):
+        sym = sym.combine_chunks()
+    if isinstance(ts, pa.ChunkedArray):
+        ts = ts.combine_chunks()
+    n = len(sym)
+    _, offsets, data = sym.buffers()
+    order = native.lake_order(
+        n, offsets, data if data is not None else b"", ts.buffers()[1], sym.offset, ts.offset
+    )
+    if order is None:
+        return True, None
+    return True, pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(order)])
 
 
 #: One message read from a stream: (position, key, value).

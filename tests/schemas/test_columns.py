@@ -8,6 +8,7 @@ so that ``rows_to_arrow`` decides about them as it always did.
 from __future__ import annotations
 
 import enum
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,24 +130,32 @@ def test_empty_rows() -> None:
         assert built is not None and built.num_rows == 0 and built.schema.equals(arrow_schema(dataset))
 
 
-def _modules_after(code: str) -> str:
+def _modules_after(code: str, pure: bool = True) -> str:
     script = (
         f"import sys\nimport schemas\nimport schemas.columns as c\n{code}\nprint('pandas' in sys.modules)"
     )
+    env = {k: v for k, v in os.environ.items() if k != "TICKTAPE_PURE_PYTHON"}
+    if pure:
+        env["TICKTAPE_PURE_PYTHON"] = "1"
     return subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).parents[2],
+        env=env,
     ).stdout.strip()
 
 
 def test_rows_to_arrow_does_not_import_pandas_until_the_budget_is_spent() -> None:
+    """The reference (TICKTAPE_PURE_PYTHON=1) builds columns here until its budget is spent, then
+    pyarrow's conversion (which imports pandas) takes over; the compiled conversion never needs it."""
     rows = f"[{BOOK!r}] * 1000"
     assert _modules_after(f"schemas.rows_to_arrow('book', {rows})") == "False"
     spent = f"c._budget[0] = 999\nschemas.rows_to_arrow('book', {rows})"
-    assert _modules_after(spent) == "True"  # then pyarrow's conversion (which imports pandas) takes over
+    assert _modules_after(spent) == "True"
+    compiled = f"from streaming import codec\nassert codec._native() is not None\n{spent}"
+    assert _modules_after(compiled, pure=False) == "False"
 
 
 def test_rows_to_arrow_results_do_not_depend_on_the_path() -> None:
