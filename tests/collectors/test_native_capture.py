@@ -321,3 +321,21 @@ def test_chunked_loop_cuts_units_as_the_item_loop(
     assert expected[0] or start_after > len(items)
     assert _units(iter_units, path, **kw) == expected
     assert _units(iter_units, iter(items), **kw) == expected  # items from Python (the raw archive)
+
+
+def test_a_reading_stopped_early_leaves_no_reader_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    path = tmp_path / "long.capture.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"".join(b'%d {"n":%d}\n' % (i, i) for i in range(50_000)))
+    monkeypatch.setattr(capture, "READ_BLOCK", 1_000)  # many blocks: the reader is ahead, its queue full
+    items = read_capture(path)
+    assert next(items) == (0, b'{"n":0}')
+    assert any(t.name == "capture-reader" for t in threading.enumerate())
+    items.close()
+    assert not any(t.name == "capture-reader" for t in threading.enumerate())
+    assert len(list(read_capture(path))) == 50_000
+    assert not any(t.name == "capture-reader" for t in threading.enumerate())
