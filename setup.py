@@ -6,7 +6,9 @@ compile, the install goes on and the pure-Python reference runs instead (``make 
 - ``collectors._booknative`` (collectors/_booknative.c): the book engine's price-level store and level
   parsing (``collectors.book``);
 - ``streaming._avronative`` (streaming/_avronative.c): the Avro codec's batch encoder and column
-  decoder (``streaming.codec``).
+  decoder (``streaming.codec``);
+- ``collectors._capturenative`` (collectors/_capturenative.c): capture blocks split into items
+  (``collectors.capture``).
 
 Documentation followed (checked 2026-12-05): ``ext_modules`` beside pyproject.toml metadata,
 https://setuptools.pypa.io/en/latest/userguide/ext_modules.html; ``Extension(optional=True)``, "a
@@ -27,6 +29,12 @@ setup(
         Extension(
             "streaming._avronative",
             sources=["streaming/_avronative.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+            optional=True,
+        ),
+        Extension(
+            "collectors._capturenative",
+            sources=["collectors/_capturenative.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
             optional=True,
         ),

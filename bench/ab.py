@@ -73,6 +73,9 @@ def summarise(
     summary: dict[str, Any] = {k: v for k, v in first.items() if isinstance(v, str)}
     for key, value in first.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if any(key not in r for r in before_runs):  # a figure the code before does not measure
+                summary[key] = {"after": statistics.median(r[key] for r in after_runs)}
+                continue
             before = statistics.median(r[key] for r in before_runs)
             after = statistics.median(r[key] for r in after_runs)
             summary[key] = {

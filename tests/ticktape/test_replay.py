@@ -332,3 +332,23 @@ def test_configured_outdated_cutoff_sets_the_flags_written_into_the_lake(
     assert total == total_default > 6000
     assert flagged_strict > total * 0.5, (flagged_strict, total)  # 0.5 ms above the floor: most trades
     assert flagged_default < total * 0.01, (flagged_default, total)  # 2.5 s: almost none
+
+
+def test_an_in_process_replay_restores_the_garbage_collector(tmp_path: Path, samples: Path) -> None:
+    """The replay collects garbage less often (ticktape.commands.replay.batch_gc) and undoes it after,
+    also when it fails."""
+    import gc
+
+    from ticktape.cli import main
+    from ticktape.commands.replay import REPLAY_GC_THRESHOLD, batch_gc
+
+    before = gc.get_threshold(), gc.get_freeze_count()
+    capture = samples / SAMPLE[0] / SAMPLE[1]
+    assert (
+        main(["replay", "--exchange", SAMPLE[0], "--input", str(capture), "--lake", str(tmp_path / "l")]) == 0
+    )
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    with pytest.raises(RuntimeError), batch_gc():
+        assert gc.get_threshold()[0] == REPLAY_GC_THRESHOLD and gc.get_freeze_count() > 0
+        raise RuntimeError("stop")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
