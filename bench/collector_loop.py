@@ -13,7 +13,9 @@ Two runs:
 
 - *paced*: ``--rate`` events/s (frames/s = rate / the recording's events per frame). The collector runs
   under :mod:`bench.collect_probe`, which times the broker acknowledgement of every row: receive
-  (``ts_recv``) to acknowledgement p50/p99 after the first 2 s (Kafka only);
+  (``ts_recv``) to acknowledgement p50/p99 of the rows received after the first second of the timed
+  feed, the collector's own part of it (receive to ``publish``), and its garbage collections (Kafka
+  only);
 - *max*: the feed writes as fast as the collector reads (at most 2 MiB unread): what one collector
   process carries.
 
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -42,6 +43,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from bench import e2e
+from bench.collect_probe import delays
 from bench.common import SCRATCH, RssSampler, cpu_seconds, cpu_share, load_average, publish
 from bench.e2e import SYMBOLS, _collector_stats, _committed_rows, _start, kafka_transport
 from bench.feed import RecordedFeed, Recording, expected_rows, load_recording, make_feed
@@ -66,6 +69,8 @@ COLUMNS = (
     "feed_cpu_share",
 )
 DRAIN_TIMEOUT_S = 120.0
+#: Rows received in the first second of the timed feed are left out of the delay figures.
+WARMUP_S = 1.0
 SINK_WARMUP_S = 6.0
 
 
@@ -92,27 +97,33 @@ async def run_once(
         log_dir=work,
     )  # fmt: skip
     await asyncio.sleep(SINK_WARMUP_S)
-    delays_file = work / "ack.json"
+    probe_file = work / "probe.npz"
     collect = await _start(
         "collect",
         "collect", "--exchange", "binance", "--symbols", ",".join(symbols),
         "--ws-url", feed.ws_url, "--rest-url", feed.rest_url, *transport,
         log_dir=work,
         cmd=[sys.executable, "-m", "bench.collect_probe"] if probe else None,
-        env={"TICKTAPE_ACK_DELAYS": str(delays_file), **_raw_env()} if probe else None,
+        env={"TICKTAPE_PROBE_OUT": str(probe_file)} if probe else None,
     )  # fmt: skip
-    sampler = RssSampler({"collector": collect.pid, "sink": sink.pid, "bench+feed": os.getpid()}, 1.0)
+    collector_pid = collect.pid
+    if e2e.PROFILE_DIR is not None:  # py-spy runs the collector: measure and signal its child
+        await asyncio.sleep(1.0)
+        children = Path(f"/proc/{collect.pid}/task/{collect.pid}/children").read_text().split()
+        collector_pid = int(children[0])
+    sampler = RssSampler({"collector": collector_pid, "sink": sink.pid, "bench+feed": os.getpid()}, 1.0)
     sampler.start()
     feed_cpu0 = time.process_time()
     try:
         await asyncio.wait_for(feed.running.wait(), timeout=120)
-        cpu0 = cpu_seconds(collect.pid) or 0.0
+        timed_from_ns = time.time_ns() + int(WARMUP_S * 1e9)
+        cpu0 = cpu_seconds(collector_pid) or 0.0
         feed_cpu0 = time.process_time()
         await asyncio.wait_for(feed.done.wait(), timeout=seconds + 120)
         feed_cpu = time.process_time() - feed_cpu0
         await _drained(feed)
-        cpu1 = cpu_seconds(collect.pid) or 0.0
-        collect.send_signal(signal.SIGTERM)
+        cpu1 = cpu_seconds(collector_pid) or 0.0
+        os.kill(collector_pid, signal.SIGTERM)
         code = await asyncio.wait_for(collect.wait(), timeout=120)
         if code != 0:
             raise RuntimeError(f"collector exited {code}: {(work / 'collect.log').read_text()[-2000:]}")
@@ -134,7 +145,7 @@ async def run_once(
     rows, recv = _lake_data_rows(lake)
     expected = len(symbols) * int(counts[feed.frames_sent_per_symbol() - len(rec.prologue)])
     span = (recv.max() - recv.min()) / 1e9 if len(recv) > 1 else float("nan")
-    ack = json.loads(delays_file.read_text()) if probe and delays_file.exists() else {}
+    ack = delays(probe_file, timed_from_ns) if probe else {}
     collector_cpu = cpu1 - cpu0
     return {
         "run": run,
@@ -155,19 +166,10 @@ async def run_once(
         "collector_us_per_event": collector_cpu / rows * 1e6 if rows else None,
         "feed_max_backlog_mb": feed.max_backlog_bytes / 1e6,
         "feed_cpu_share": feed_cpu / feed_s,
-        "ack_p50_ms": ack.get("steady_p50_ms"),
-        "ack_p99_ms": ack.get("steady_p99_ms"),
-        "ack_max_ms": ack.get("steady_max_ms"),
-        "ack_rows": ack.get("rows"),
-        "collector_gc": ack.get("gc"),
+        **ack,
         "cpu_share": {name: round(cpu_share(s), 2) for name, s in sampler.samples.items()},
         "load": load_average(),
     }
-
-
-def _raw_env() -> dict[str, str]:
-    raw = os.environ.get("TICKTAPE_ACK_DELAYS_RAW")
-    return {"TICKTAPE_ACK_DELAYS_RAW": raw} if raw else {}
 
 
 async def _drained(feed: RecordedFeed) -> None:
@@ -206,8 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20_000, help="events/s of the paced run (20,000)")
     p.add_argument("--runs", default="paced,max", help="paced and/or max (comma-separated)")
     p.add_argument("--transport", default="kafka", choices=("kafka", "local"))
+    p.add_argument(
+        "--profile", type=Path, default=None, help="run the collector under py-spy, raw stacks to this folder"
+    )
     p.add_argument("--no-save", action="store_true", help="print JSON only, do not append to RESULTS.md")
     args = p.parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        e2e.PROFILE_DIR = args.profile
     runs = args.runs.split(",")
     if unknown := set(runs) - {"paced", "max"}:
         p.error(f"unknown runs {sorted(unknown)}")
