@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -104,10 +105,24 @@ class PipelineRun:
         return self.collector.get("rows", 0) - self.lake_rows
 
 
-async def _start(name: str, *args: str, log_dir: Path) -> asyncio.subprocess.Process:
+#: When set (``--profile DIR``), the collector runs under ``py-spy record`` writing raw stacks there.
+PROFILE_DIR: Path | None = None
+
+
+async def _start(
+    name: str, *args: str, log_dir: Path, cmd: list[str] | None = None, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """Starts ``ticktape <args>`` (or ``cmd <args>``), its output in ``log_dir/<name>.log``."""
     out = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - inherited by the child, closed below
+    cmd = cmd or ticktape_cmd()
+    if name == "collect" and PROFILE_DIR is not None:
+        spy = Path(sys.executable).with_name("py-spy")
+        target = PROFILE_DIR / f"collect-{time.strftime('%H%M%S')}.txt"
+        cmd = [str(spy), "record", "-r", "200", "-f", "raw", "-o", str(target), "--", *cmd]
     try:
-        return await asyncio.create_subprocess_exec(*ticktape_cmd(), *args, stdout=out, stderr=out)
+        return await asyncio.create_subprocess_exec(
+            *cmd, *args, stdout=out, stderr=out, env={**os.environ, **env} if env else None
+        )
     finally:
         out.close()
 
@@ -300,8 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--transports", default="local,kafka", help="local and/or kafka (a tansu broker on loopback)"
     )
+    p.add_argument(
+        "--profile", type=Path, default=None, help="run the collector under py-spy, raw stacks to this folder"
+    )
     p.add_argument("--no-save", action="store_true", help="print JSON only, do not append to RESULTS.md")
     args = p.parse_args(argv)
+    if args.profile is not None:
+        global PROFILE_DIR
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     # "max": twice the events the machine sustained in earlier runs; the figure is what got through.
     plans = {

@@ -62,6 +62,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "simulator -> collect -> transport (local, Kafka) -> sink -> lake, delay and rate",
         args=("--seconds", "20"),
     ),
+    "collector_loop": Benchmark(
+        "bench.collector_loop",
+        "recorded Binance frames -> collect -> Kafka -> lake: collector events per CPU s, ack p99",
+        ("--seconds", "5"),
+    ),
     "codec": Benchmark(
         "bench.codec",
         "Avro codec per dataset: pure Python vs compiled, encode and decode us/row",

@@ -31,6 +31,7 @@ from aiokafka.errors import (
     UnknownError,
     UnsupportedVersionError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import RECORD_DATASETS, RecordBuffer
 from streaming import codec
@@ -263,6 +264,7 @@ class KafkaPublisher(SenderPublisher):
     async def _send_loop(self) -> None:
         producer = self._producer
         assert producer is not None
+        partition_of = self._partitions(producer)
         while True:
             if not self._queue:
                 self._queue_event.clear()
@@ -272,7 +274,7 @@ class KafkaPublisher(SenderPublisher):
             self.stats.queue_depth = len(self._queue)
             self._space_event.set()
             try:
-                fut = await producer.send(msg.topic, msg.value, key=msg.key)
+                fut = await producer.send(msg.topic, msg.value, key=msg.key, partition=partition_of(msg))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -280,6 +282,33 @@ class KafkaPublisher(SenderPublisher):
                 continue
             self._inflight.add(fut)
             fut.add_done_callback(lambda f, m=msg: self._on_done(f, m))
+
+    def _partitions(self, producer: AIOKafkaProducer) -> Callable[[_Message], int | None]:
+        """The partition of a message's key, computed once per topic, key and partition count.
+
+        The same choice as aiokafka's default partitioner (murmur2 of the key over the topic's
+        partitions, as listed by the producer's metadata), which the producer otherwise recomputes in
+        Python for every message. None (the producer chooses) before the topic's metadata is known,
+        and always when a custom ``partitioner`` is configured in ``extra``.
+        """
+        if "partitioner" in self.settings.extra:
+            return lambda msg: None
+        cluster = producer.client.cluster
+        choose = DefaultPartitioner()
+        known: dict[tuple[str, bytes], tuple[int, int]] = {}
+
+        def partition_of(msg: _Message) -> int | None:
+            parts = cluster.partitions_for_topic(msg.topic)
+            if not parts:
+                return None
+            hit = known.get((msg.topic, msg.key))
+            if hit is not None and hit[0] == len(parts):
+                return hit[1]
+            partition: int = choose(msg.key, list(parts), None)
+            known[(msg.topic, msg.key)] = (len(parts), partition)
+            return partition
+
+        return partition_of
 
     def _on_done(self, fut: asyncio.Future[Any], msg: _Message) -> None:
         self._inflight.discard(fut)

@@ -334,3 +334,40 @@ async def test_producer_compresses_with_zstd_unless_configured_otherwise(kafka_b
     finally:
         for pub in (default, off):
             await pub.close()
+
+
+async def test_each_key_goes_to_the_default_partitioners_partition(kafka_broker):
+    """The publisher picks a key's partition once (then reuses it); it must be the partition aiokafka's
+    default partitioner (murmur2 of the key) gives, so placement is what every Kafka client expects."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    settings = settings_for(kafka_broker)
+    symbols = tuple(f"C{i}-USDT" for i in range(12))
+    pub = KafkaPublisher(settings)
+    await pub.start()
+    for _ in range(3):  # the cached choice is used from the second publish on
+        await pub.publish(make_records(48, symbols))
+    await pub.close()
+    consumer = AIOKafkaConsumer(
+        settings.topic("book"), bootstrap_servers=kafka_broker.address, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        seen: dict[bytes, set[int]] = defaultdict(set)
+        messages = 0
+        for _ in range(50):
+            fetched = await consumer.getmany(timeout_ms=500)
+            for tp, batch in fetched.items():
+                for m in batch:
+                    seen[m.key].add(tp.partition)
+                    messages += 1
+            if messages and not fetched:
+                break
+    finally:
+        await consumer.stop()
+    assert set(seen) == {f"binance|{s}".encode() for s in symbols}
+    choose = DefaultPartitioner()
+    for key, partitions in seen.items():
+        assert partitions == {choose(key, [0, 1, 2], None)}
+    assert len(set().union(*seen.values())) > 1  # the keys spread over the partitions
+    assert messages >= 3 * len(symbols)

@@ -1,0 +1,126 @@
+"""``ticktape collect`` with the broker acknowledgement of every published row timed (benchmarks only).
+
+``python -m bench.collect_probe <ticktape arguments>`` runs ``ticktape.cli.main`` unchanged, except that
+the publisher the command builds gets a delivery listener (``KafkaPublisher.on_delivery``) and its
+``publish`` is timed. When the command ends, it writes to the ``.npz`` file named by
+``TICKTAPE_PROBE_OUT`` (all times integer ns since the epoch):
+
+- ``ack``, ``recv``: per row of trades, book and bbo, its broker acknowledgement and its ``ts_recv``
+  (per message the listener keeps two references, nothing per row);
+- ``publish``, ``oldest``: per ``publish`` call, when it was called and the oldest ``ts_recv`` among
+  the first rows of its trades, book and bbo (rows are in receive order): the collector's own part of
+  the delay (receive, normalise, queue) against aiokafka's and the broker's;
+- ``gc_at``, ``gc_ms``, ``gc_gen``: every garbage collection, when it ended, how long, which generation.
+
+:func:`delays` turns them into percentiles over a time window (the bench leaves out the start).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The market data timed (the other datasets' rows carry no receive time in column 3).
+DATASETS = frozenset(("trades", "book", "bbo"))
+
+
+def delays(path: Path, since_ns: int) -> dict[str, Any]:
+    """Percentiles (ms) of what ``path`` recorded for rows received from ``since_ns`` on."""
+    data = np.load(path)
+    recv, ack = data["recv"], data["ack"]
+    keep = recv >= since_ns
+    delay = (ack[keep] - recv[keep]) / 1e6
+    pub = data["publish"]
+    in_collector = (pub - data["oldest"])[data["oldest"] >= since_ns] / 1e6
+    gc_keep = data["gc_at"] >= since_ns
+    gc_ms, gc_gen = data["gc_ms"][gc_keep], data["gc_gen"][gc_keep]
+
+    def q(values: np.ndarray, p: float) -> float | None:
+        return float(np.percentile(values, p)) if len(values) else None
+
+    return {
+        "ack_rows": int(keep.sum()),
+        "ack_p50_ms": q(delay, 50),
+        "ack_p99_ms": q(delay, 99),
+        "ack_max_ms": float(delay.max()) if len(delay) else None,
+        "recv_to_publish_p50_ms": q(in_collector, 50),
+        "recv_to_publish_p99_ms": q(in_collector, 99),
+        "gc_full_collections": int((gc_gen == 2).sum()),
+        "gc_max_ms": float(gc_ms.max()) if len(gc_ms) else 0.0,
+        "gc_total_ms": float(gc_ms.sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs ``ticktape`` with ``argv``; writes what it measured to ``$TICKTAPE_PROBE_OUT``."""
+    from ticktape import cli
+    from ticktape.commands import collect
+
+    target = Path(os.environ["TICKTAPE_PROBE_OUT"])
+    acks: list[int] = []
+    stamps: list[Sequence[int]] = []
+    publishes: list[tuple[int, int]] = []
+    collections: list[tuple[int, float, int]] = []
+
+    def on_delivery(dataset: str, ts_recv: Sequence[int], ack_ns: int) -> None:
+        if dataset in DATASETS:
+            acks.append(ack_ns)
+            stamps.append(ts_recv)
+
+    build = collect.publisher_from_args
+
+    def with_listener(args: Any, **overrides: Any) -> Any:
+        publisher = build(args, **overrides)
+        if not hasattr(publisher, "on_delivery"):
+            raise SystemExit(f"{type(publisher).__name__} reports no deliveries: use --transport kafka")
+        publisher.on_delivery = on_delivery
+        publish = publisher.publish
+
+        async def timed_publish(records: Any) -> None:
+            firsts = [rows[0][3] for rows in (records.trades, records.book, records.bbo) if rows]
+            if firsts:
+                publishes.append((time.time_ns(), min(firsts)))
+            await publish(records)
+
+        publisher.publish = timed_publish  # type: ignore[method-assign]
+        return publisher
+
+    collect.publisher_from_args = with_listener
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append((time.time_ns(), (time.perf_counter() - started[0]) * 1e3, info["generation"]))
+
+    gc.callbacks.append(on_gc)
+    try:
+        return cli.main(sys.argv[1:] if argv is None else argv)
+    finally:
+        gc.callbacks.remove(on_gc)
+        counts = np.fromiter((len(s) for s in stamps), dtype=np.int64, count=len(stamps))
+        recv = np.fromiter((t for s in stamps for t in s), dtype=np.int64, count=int(counts.sum()))
+        pub = np.asarray(publishes, dtype=np.int64).reshape(-1, 2)
+        col = np.asarray(collections, dtype=np.float64).reshape(-1, 3)
+        np.savez(
+            target,
+            ack=np.repeat(np.asarray(acks, dtype=np.int64), counts),
+            recv=recv,
+            publish=pub[:, 0],
+            oldest=pub[:, 1],
+            gc_at=col[:, 0].astype(np.int64),
+            gc_ms=col[:, 1],
+            gc_gen=col[:, 2].astype(np.int64),
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

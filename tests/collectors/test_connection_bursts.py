@@ -1,0 +1,111 @@
+"""Frames the websocket library has already received are normalised as one burst (one record buffer,
+one emit), with nothing changed in what is published: the real Binance recording, sent faster than
+the collector reads it (``bench.feed.RecordedFeed``), gives exactly the rows the recording gives
+offline, in the order a replay of the live capture gives them, raw archive batches included."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.feed import RecordedFeed, expected_rows, load_recording, make_feed
+from collectors.capture import replay_capture
+from collectors.connection import Collector, ConnectionSettings, OutputQueue, _queued_frames
+from collectors.raw import RawSettings
+from collectors.registry import get_dialect
+from schemas import RecordBuffer
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+
+
+async def _collect(
+    feed: RecordedFeed, settings: ConnectionSettings, capture: Path
+) -> tuple[Collector, RecordBuffer, list[int]]:
+    """Runs a collector against the whole feed; returns it, what it published and each put's rows."""
+    got = RecordBuffer()
+    puts: list[int] = []
+
+    async def sink(batch: RecordBuffer) -> None:
+        got.extend(batch)
+
+    collector = Collector(
+        get_dialect("binance"),
+        list(SYMBOLS),
+        sink,
+        ws_url=feed.ws_url,
+        rest_url=feed.rest_url,
+        settings=settings,
+        capture_path=capture,
+    )
+    original = OutputQueue.put
+
+    async def counting_put(self: OutputQueue, batch: RecordBuffer) -> None:
+        puts.append(len(batch.book) + len(batch.bbo) + len(batch.trades))
+        await original(self, batch)
+
+    collector.output.put = counting_put.__get__(collector.output)  # type: ignore[method-assign]
+    await collector.start()
+    try:
+        await asyncio.wait_for(feed.done.wait(), timeout=60)
+        want = len(SYMBOLS) * int(expected_rows(feed.recording)[-1])
+        for _ in range(600):
+            if len(got.book) + len(got.bbo) + len(got.trades) >= want:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await collector.stop()
+    return collector, got, puts
+
+
+@pytest.fixture(scope="module")
+def recording() -> Any:
+    return load_recording()
+
+
+async def test_a_fast_feed_is_normalised_in_bursts_with_every_row(tmp_path: Path, recording: Any) -> None:
+    feed = make_feed(SYMBOLS, 0.0, 60.0)
+    await feed.start()
+    try:
+        collector, got, puts = await _collect(feed, ConnectionSettings(), tmp_path / "live.capture")
+    finally:
+        await feed.stop()
+    frames = len(recording.prologue) + len(recording.frames)
+    assert feed.frames_sent == len(SYMBOLS) * frames
+    assert collector.stats.frames == feed.frames_sent
+    # every row the recording gives, per symbol (nothing lost, nothing doubled)
+    per_symbol = int(expected_rows(recording)[-1])
+    for symbol in ("BTC-USDT", "ETH-USDT"):
+        rows = sum(1 for ds in ("trades", "book", "bbo") for r in got.rows(ds) if r[1] == symbol)
+        assert rows == per_symbol
+    assert not [e for e in got.feed_events if e[4] not in ("connect", "disconnect")]
+    # bursts happened: far fewer emits than frames, none larger than the cap
+    data_puts = [n for n in puts if n]
+    assert len(data_puts) < collector.stats.frames / 4
+    # the live rows, in their order, are those of a replay of the live capture
+    replayed = replay_capture(get_dialect("binance").new_normaliser(), tmp_path / "live.capture")
+    assert replayed.book == got.book
+    assert replayed.bbo == got.bbo
+    assert replayed.trades == got.trades
+
+
+async def test_raw_batches_closing_inside_a_burst_keep_the_order(tmp_path: Path, recording: Any) -> None:
+    feed = make_feed(SYMBOLS, 0.0, 60.0)
+    await feed.start()
+    settings = ConnectionSettings(raw=RawSettings(batch_bytes=64 * 1024, batch_s=60.0))
+    try:
+        collector, got, _ = await _collect(feed, settings, tmp_path / "live.capture")
+    finally:
+        await feed.stop()
+    assert collector.stats.raw_batches > 50  # many raw batches closed while bursts were normalised
+    replayed = replay_capture(get_dialect("binance").new_normaliser(), tmp_path / "live.capture")
+    assert replayed.book == got.book
+    assert replayed.trades == got.trades
+    # every frame received (plus the two injected snapshots and the closing disconnect line)
+    assert collector.stats.frames <= sum(r[5] for r in got.raw) <= collector.stats.frames + 3
+
+
+def test_queued_frames_of_an_unknown_connection_object_is_zero() -> None:
+    assert _queued_frames(object())() == 0
