@@ -812,6 +812,8 @@ def lake_order(table: pa.Table | pa.RecordBatch) -> tuple[bool, pa.Array | None]
         return False, None
     if sym.null_count or ts.null_count:
         return False, None
+    if len(sym) < 2:
+        return True, None
     if isinstance(sym, pa.ChunkedArray):
         sym = sym.combine_chunks()
     if isinstance(ts, pa.ChunkedArray):
