@@ -763,16 +763,22 @@ def _columns_table(dataset: str, n: int, columns: list[tuple[Any, ...]]) -> pa.T
 
 def _column_arrays(dataset: str, n: int, columns: list[tuple[Any, ...]]) -> list[pa.Array]:
     """The arrays of ``dataset``'s columns over the compiled codec's buffers (see :func:`_columns_table`)."""
-    schema = arrow_schema(dataset)
+    types = _arrow_types(dataset)
     arrays = []
-    for f, (valid, offsets, data, nulls) in zip(schema, columns, strict=False):
+    for typ, (valid, offsets, data, nulls) in zip(types, columns, strict=False):
         buffers = [None if valid is None else pa.py_buffer(valid)]
         if offsets is not None:
             buffers.append(pa.py_buffer(offsets))
         buffers.append(pa.py_buffer(data))
-        arrays.append(pa.Array.from_buffers(f.type, n, buffers, null_count=nulls))
-    arrays.extend(pa.nulls(n, f.type) for f in list(schema)[len(columns) :])
+        arrays.append(pa.Array.from_buffers(typ, n, buffers, null_count=nulls))
+    arrays.extend(pa.nulls(n, typ) for typ in types[len(columns) :])
     return arrays
+
+
+@cache
+def _arrow_types(dataset: str) -> tuple[pa.DataType, ...]:
+    """The column types of ``dataset`` (a schema's fields are new Python objects at each access)."""
+    return tuple(f.type for f in arrow_schema(dataset))
 
 
 def rows_to_batch(dataset: str, rows: list[Row]) -> pa.RecordBatch | None:
@@ -806,6 +812,8 @@ def lake_order(table: pa.Table | pa.RecordBatch) -> tuple[bool, pa.Array | None]
         return False, None
     if sym.null_count or ts.null_count:
         return False, None
+    if len(sym) < 2:
+        return True, None
     if isinstance(sym, pa.ChunkedArray):
         sym = sym.combine_chunks()
     if isinstance(ts, pa.ChunkedArray):

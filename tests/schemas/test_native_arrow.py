@@ -362,6 +362,10 @@ def test_arrow_lake_order_many_symbols_and_nulls():
     with_null[10] = None
     assert_sorts_alike(_order_table(with_null, ts))  # not taken: the reference sorts
     assert codec.lake_order(pa.table({"stream": ["a"], "seq": [1]})) == (False, None)
+    with using(native()):
+        empty = _order_table([], [])
+        assert codec.lake_order(empty) == (True, None)
+        assert codec.lake_order(pa.Table.from_batches([], schema=empty.schema)) == (True, None)
 
 
 def test_arrow_lake_order_checks_its_buffers():
