@@ -223,6 +223,10 @@ def parse_lines(lines: Iterable[bytes], meta: bool = False) -> Iterator[CaptureI
         if not line:
             yield DISCONNECT
             continue
+        stamp, space, frame = line.partition(b" ")
+        if space and len(stamp) < 20 and stamp.isdigit():  # the plain line, as the C splitter reads it
+            yield int(stamp), frame
+            continue
         item = _line_item(line_no, line, meta)
         if item is not _SKIP:
             yield item  # type: ignore[misc]  # not _SKIP: an item
