@@ -51,6 +51,8 @@ COLUMNS = (
 DEFAULT_FRAMES = 500_000
 QUICK_FRAMES = 100_000
 _IDS = re.compile(rb'"(U|u|t|lastUpdateId)":(\d+)')
+#: Exchange times (ms) of the sample's frames, shifted with the receive times by ``--monotonic``.
+_TIMES = re.compile(rb'"(E|T)":(\d+)')
 
 
 def _sample_lines(sample: Path) -> list[bytes]:
@@ -58,15 +60,24 @@ def _sample_lines(sample: Path) -> list[bytes]:
         return [line.rstrip(b"\n") for line in fh if line.strip()]
 
 
-def repeated_capture(frames: int, *, compress: bool = True, sample: Path = BINANCE_SAMPLE) -> Path:
-    """A capture of the sample repeated to at least ``frames`` frames (cached: it is deterministic)."""
+def repeated_capture(
+    frames: int, *, compress: bool = True, sample: Path = BINANCE_SAMPLE, monotonic: bool = False
+) -> Path:
+    """A capture of the sample repeated to at least ``frames`` frames (cached: it is deterministic).
+
+    With ``monotonic`` every repetition also starts 1 s after the previous one ended: receive times
+    and the frames' exchange times (``E``, ``T``) are shifted alike, so receive times only grow, as in
+    a real capture (the lake's sort then finds rows in order; without it each repetition starts
+    again at the sample's first receive time)."""
     lines = _sample_lines(sample)
     reps = -(-frames // len(lines))
     ids = [int(m[2]) for line in lines for m in _IDS.finditer(line)]
     # One shift larger than the whole id range keeps every repetition's ids above the previous ones.
     shift = max(ids) - min(ids) + 1
     suffix = ".capture.gz" if compress else ".capture"
-    path = SCRATCH / f"binance-x{reps}{suffix}"
+    path = SCRATCH / f"binance-x{reps}{'-monotonic' if monotonic else ''}{suffix}"
+    stamps = [int(line.partition(b" ")[0]) for line in lines]
+    period_ms = (max(stamps) - min(stamps)) // 1_000_000 + 1_000
     if path.exists():
         return path
     SCRATCH.mkdir(parents=True, exist_ok=True)
@@ -84,7 +95,18 @@ def repeated_capture(frames: int, *, compress: bool = True, sample: Path = BINAN
             def bump(m: re.Match[bytes], delta: int = delta) -> bytes:
                 return b'"%s":%d' % (m[1], int(m[2]) + delta)
 
-            fh.write(b"\n".join(_IDS.sub(bump, line) for line in lines) + b"\n")
+            shifted = [_IDS.sub(bump, line) for line in lines]
+            if monotonic:
+                ms = rep * period_ms
+
+                def later(m: re.Match[bytes], ms: int = ms) -> bytes:
+                    return b'"%s":%d' % (m[1], int(m[2]) + ms)
+
+                shifted = [
+                    b"%d %s" % (int(ts) + ms * 1_000_000, _TIMES.sub(later, frame))
+                    for ts, _sp, frame in (line.partition(b" ") for line in shifted)
+                ]
+            fh.write(b"\n".join(shifted) + b"\n")
     tmp.rename(path)
     return path
 
@@ -178,9 +200,9 @@ def run_replay(path: Path, lake: Path, env: dict[str, str] | None = None) -> dic
     }
 
 
-def measure(frames: int, compress: bool = True) -> dict[str, Any]:
+def measure(frames: int, compress: bool = True, monotonic: bool = False) -> dict[str, Any]:
     """One replay run and the orjson proxy over the same frames."""
-    path = repeated_capture(frames, compress=compress)
+    path = repeated_capture(frames, compress=compress, monotonic=monotonic)
     n, proxy = orjson_rate(path)
     lake = Path(tempfile.mkdtemp(prefix="bench-replay-lake-", dir=SCRATCH))
     try:
@@ -217,10 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--plain", action="store_true", help="uncompressed capture (default gzip, as collectors write)"
     )
+    p.add_argument(
+        "--monotonic",
+        action="store_true",
+        help="receive and exchange times shifted per repetition, so they only grow (as in a real capture)",
+    )
     p.add_argument("--no-save", action="store_true", help="print JSON only, do not append to RESULTS.md")
     args = p.parse_args(argv)
     frames = args.frames or (QUICK_FRAMES if args.quick else DEFAULT_FRAMES)
-    result = measure(frames, compress=not args.plain)
+    result = measure(frames, compress=not args.plain, monotonic=args.monotonic)
     publish(NAME, TITLE, COLUMNS, result, save=not args.no_save)
     return 0
 

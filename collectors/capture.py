@@ -95,12 +95,13 @@ def _open_read(path: Path) -> IO[bytes]:
 CaptureItem = tuple[int, bytes] | CaptureError | CaptureSubscription | None
 
 
-def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
+def _read_lines(fh: IO[bytes], size: int | None = None) -> Iterator[bytes]:
     """The file's lines without their ``\\n``, split from large blocks (``bytes.split`` runs in C;
     iterating a ``GzipFile`` line by line cost more than parsing the frames)."""
     rest = b""
     read = fh.read
-    while block := read(READ_BLOCK):
+    size = size or READ_BLOCK
+    while block := read(size):
         lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
         rest = lines.pop()
         yield from lines
@@ -115,31 +116,34 @@ CHUNK_ITEMS = 4_096
 CaptureChunk = tuple[list[CaptureItem], list[int]]
 
 
-def read_capture(path: str | Path, meta: bool = False) -> Iterator[CaptureItem]:
+def read_capture(path: str | Path, meta: bool = False, *, block: int | None = None) -> Iterator[CaptureItem]:
     """Yields ``(ts_recv_ns, frame_bytes)`` per frame, ``None`` at a disconnect, ``CaptureError`` for bad lines.
 
     Frames are returned as bytes exactly as stored (no decoding), so the parser sees the wire text.
     ``#`` lines are skipped unless ``meta`` is set: then ``# subscription`` lines are yielded as
-    :class:`CaptureSubscription`.
+    :class:`CaptureSubscription`. ``block`` (default :data:`READ_BLOCK`) is how many decompressed bytes
+    are read at a time: a reader of the first lines only asks for less.
     """
-    for items, _specials in read_capture_chunks(path, meta):
+    for items, _specials in read_capture_chunks(path, meta, block=block):
         yield from items
 
 
-def read_capture_chunks(path: str | Path, meta: bool = False) -> Iterator[CaptureChunk]:
+def read_capture_chunks(
+    path: str | Path, meta: bool = False, *, block: int | None = None
+) -> Iterator[CaptureChunk]:
     """:func:`read_capture`'s items in chunks (one per decompressed block with the compiled splitter)."""
     path = Path(path)
     split = _split_block
     if split is None:
         with _open_read(path) as fh:
-            yield from chunk_items(parse_lines(_read_lines(fh), meta))
+            yield from chunk_items(parse_lines(_read_lines(fh, block), meta))
         return
     fallback = functools.partial(_line_item, meta=meta)
-    with _open_read(path) as fh, contextlib.closing(_prefetched_blocks(fh)) as blocks:
+    with _open_read(path) as fh, contextlib.closing(_prefetched_blocks(fh, block)) as blocks:
         rest = b""
         line_no = 1
-        for block in blocks:
-            data = rest + block if rest else block
+        for data in blocks:
+            data = rest + data if rest else data
             items, specials, consumed, lines = split(data, line_no, meta, False, fallback, _SKIP)
             rest = data[consumed:]
             line_no += lines
@@ -151,18 +155,19 @@ def read_capture_chunks(path: str | Path, meta: bool = False) -> Iterator[Captur
                 yield items, specials
 
 
-def _prefetched_blocks(fh: IO[bytes]) -> Generator[bytes, None, None]:
+def _prefetched_blocks(fh: IO[bytes], size: int | None = None) -> Generator[bytes, None, None]:
     """``fh``'s blocks of :data:`READ_BLOCK` bytes, read (decompressed) by a thread ahead of the caller:
     ISA-L and zlib release the GIL while they decompress (measured: the replay loop of 504k frames 0.21 ->
     0.18 s wall), so reading overlaps the replay. An error of
     the file comes after the blocks read before it, as a plain read loop gives them."""
+    size = size or READ_BLOCK
     blocks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def read_ahead() -> None:
         try:
             while not stop.is_set():
-                block = fh.read(READ_BLOCK)
+                block = fh.read(size)
                 blocks.put(block)
                 if not block:
                     return
@@ -217,6 +222,10 @@ def parse_lines(lines: Iterable[bytes], meta: bool = False) -> Iterator[CaptureI
             line = line[:-1]
         if not line:
             yield DISCONNECT
+            continue
+        stamp, space, frame = line.partition(b" ")
+        if space and len(stamp) < 20 and stamp.isdigit():  # the plain line, as the C splitter reads it
+            yield int(stamp), frame
             continue
         item = _line_item(line_no, line, meta)
         if item is not _SKIP:
