@@ -24,6 +24,16 @@
  * it"): book_crc32 (collectors/checksum.py) and json_too_deep (collectors/events.py). The CRC is the
  * one zlib.crc32 computes, https://docs.python.org/3/library/zlib.html#zlib.crc32; buffers are read
  * through the buffer protocol, https://docs.python.org/3/c-api/buffer.html (checked 2026-12-05).
+ *
+ * TimeFlags is collectors/base.py's TimeFlagger (the reference, TICKTAPE_PURE_PYTHON=1) with its state
+ * in C, and BinanceScanner the fast path of the Binance family's normaliser
+ * (collectors/venues/binance.py): both are described where they are defined below. The scanner accepts
+ * a strict subset of JSON (RFC 8259, https://www.rfc-editor.org/rfc/rfc8259: no escapes, ASCII only,
+ * plain numbers), so a frame it takes is one orjson decodes to the same values; the frames' fields
+ * are the venue modules' (their docstrings cite Binance's stream pages). Slots are read through their
+ * member descriptors' offsets (PyMemberDef: name, type, offset, flags; T_OBJECT_EX, READONLY),
+ * https://docs.python.org/3/c-api/structures.html#c.PyMemberDef and CPython's Include/descrobject.h
+ * (PyMemberDescrObject.d_member) (checked 2026-12-06).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

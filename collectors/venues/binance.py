@@ -136,9 +136,12 @@ class BinanceFamilyNormaliser(Normaliser):
     """
 
     exchange: ClassVar[str] = EXCHANGE
-    #: the depth sequence rule of the compiled frame scanner: False for spot (``U == previous u + 1``),
-    #: True for futures (``pu == previous u``, and the first event after a snapshot is the reference's)
-    futures_rule: ClassVar[bool] = False
+    #: The depth sequence rule of the compiled frame scanner: ``spot`` (``U == previous u + 1``) or
+    #: ``futures`` (``pu == previous u``; the first event after a snapshot is the Python path's). The
+    #: scanner stands in for this class's own methods, so only a class that declares the rule itself
+    #: gets one: a subclass that changes a method (a parser under test, a fix) runs the Python path
+    #: until it declares the rule again.
+    frame_scan_rule: ClassVar[str | None] = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -374,17 +377,21 @@ def frame_scanner(normaliser: BinanceFamilyNormaliser) -> Any:
     ``on_frame`` is :meth:`Normaliser.on_frame` with the scanner first (a frame it takes counts in
     ``frames``; a book crossed by it gets :meth:`SyncedBook.check_crossed`'s event; a held-back skew
     report is made as :meth:`Normaliser.on_frame` makes it), and the normaliser's ``on_frame``. Active
-    with the native implementation (:data:`collectors.book.IMPLEMENTATION`), unless
+    with the native implementation (:data:`collectors.book.IMPLEMENTATION`) for a class that declares
+    :attr:`BinanceFamilyNormaliser.frame_scan_rule` itself, unless
     ``TICKTAPE_NO_FRAME_SCAN=1``.
     """
     native = book_engine._native
     if native is None or os.environ.get("TICKTAPE_NO_FRAME_SCAN", "") not in ("", "0"):
         return None
+    rule = type(normaliser).__dict__.get("frame_scan_rule")
+    if rule not in ("spot", "futures"):
+        return None
     if not isinstance(normaliser.time_flags, native.TimeFlags):
         return None
     return native.BinanceScanner(
         normaliser.exchange,
-        normaliser.futures_rule,
+        rule == "futures",
         normaliser.last_trade_id,
         normaliser.awaiting_first,
         normaliser.limits,
@@ -398,6 +405,7 @@ class BinanceNormaliser(BinanceFamilyNormaliser):
     """Binance spot frames -> records."""
 
     exchange: ClassVar[str] = EXCHANGE
+    frame_scan_rule: ClassVar[str | None] = "spot"
 
 
 def snapshot_frame(native_symbol: str, body: str | bytes) -> str:

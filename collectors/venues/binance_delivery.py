@@ -55,6 +55,7 @@ class BinanceDeliveryNormaliser(BinanceFuturesNormaliser):
     """Binance COIN-M frames -> records (USD-M's ``pu`` chain book sync)."""
 
     exchange: ClassVar[str] = EXCHANGE
+    frame_scan_rule: ClassVar[str | None] = "futures"
 
     def normalise_native(self, native: str) -> str:
         """``ETHUSD_PERP`` -> ``ETH-USD-PERP``; dated contracts (``BTCUSD_241227``) keep their name."""

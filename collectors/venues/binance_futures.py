@@ -169,7 +169,7 @@ class BinanceFuturesNormaliser(BinanceFamilyNormaliser):
     """Binance USD-M futures frames -> records (``pu`` chain book sync, see the module docstring)."""
 
     exchange: ClassVar[str] = EXCHANGE
-    futures_rule: ClassVar[bool] = True
+    frame_scan_rule: ClassVar[str | None] = "futures"
 
     def normalise_native(self, native: str) -> str:
         """``ETHUSDT`` -> ``ETH-USDT-PERP``; dated contracts (``BTCUSDT_250926``) keep their name."""

@@ -573,3 +573,22 @@ def test_scan_leaks_no_memory() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 200_000, grown
+
+
+def test_a_subclass_that_changes_a_method_runs_the_python_path() -> None:
+    """The scanner stands in for the class's own methods: a subclass (a changed parser) gets none
+    unless it declares ``frame_scan_rule`` itself, and its change shows in every row."""
+    from collectors.venues.binance import BinanceNormaliser
+
+    class Tenfold(BinanceNormaliser):
+        def emit_trade(self, out: RecordBuffer, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            symbol, ts_exchange, ts_recv, trade_id, price, size, *rest = args
+            super().emit_trade(out, symbol, ts_exchange, ts_recv, trade_id, price, size * 10, *rest, **kwargs)
+
+    with scanner(True):
+        changed, plain = Tenfold(), BinanceNormaliser()
+    assert changed._scanner is None and plain._scanner is not None
+    items = [i for i in recording_items("binance") if i is not None][:3000]
+    out_changed, out_plain = run(changed, items), run(plain, items)
+    assert out_changed.trades
+    assert [r[6] for r in out_changed.trades] == [r[6] * 10 for r in out_plain.trades]
