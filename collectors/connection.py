@@ -564,7 +564,7 @@ class FeedConnection:
         """
         decode = self._decode
         stats = self.stats
-        queued = _queued_frames(ws)
+        ready = _message_ready(ws)
         recv = ws.recv
         while True:
             frame = await recv(decode=False)
@@ -578,7 +578,7 @@ class FeedConnection:
                     frame = decode(frame)
                 await self._normalise(ts_recv, frame, out)
                 n += 1
-                if n >= BURST_FRAMES or not queued() or self._must_serve():
+                if n >= BURST_FRAMES or not ready() or self._must_serve():
                     break
                 frame = await recv(decode=False)  # buffered: returns without waiting
             await self._emit(out)
@@ -977,16 +977,22 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-def _queued_frames(ws: Any) -> Callable[[], int]:
-    """How many frames ``ws`` holds already received and not yet read (0 when unknown).
+def _message_ready(ws: Any) -> Callable[[], bool]:
+    """A test of ``ws``: does it hold a whole message already received and not yet read?
 
-    Reads the frame queue of the websockets library's assembler (``recv_messages.frames``, websockets
-    13 and later); another connection object answers 0, which makes every frame a burst of its own.
+    Reads the frame queue of the websockets library's assembler (``recv_messages.frames.queue``,
+    websockets 13 and later): when its last frame is final, every message in it is complete, so
+    ``recv`` returns at once. Another connection object answers False, which makes every frame a
+    burst of its own (a fragmented message too: its rest may still be on the way).
     """
-    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
-    if frames is None or not hasattr(frames, "__len__"):
-        return lambda: 0
-    return frames.__len__
+    queue = getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", None)
+    if not isinstance(queue, deque):
+        return lambda: False
+
+    def ready() -> bool:
+        return bool(queue) and getattr(queue[-1], "fin", False) is True
+
+    return ready
 
 
 #: Rows of every dataset of a buffer, read in one C call (``RecordBuffer.__len__`` sums them in Python).

@@ -6,6 +6,7 @@ offline, in the order a replay of the live capture gives them, raw archive batch
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from bench.feed import RecordedFeed, expected_rows, load_recording, make_feed
 from collectors.capture import replay_capture
-from collectors.connection import Collector, ConnectionSettings, OutputQueue, _queued_frames
+from collectors.connection import Collector, ConnectionSettings, OutputQueue, _message_ready
 from collectors.raw import RawSettings
 from collectors.registry import get_dialect
 from schemas import RecordBuffer
@@ -107,5 +108,27 @@ async def test_raw_batches_closing_inside_a_burst_keep_the_order(tmp_path: Path,
     assert collector.stats.frames <= sum(r[5] for r in got.raw) <= collector.stats.frames + 3
 
 
-def test_queued_frames_of_an_unknown_connection_object_is_zero() -> None:
-    assert _queued_frames(object())() == 0
+def test_a_burst_needs_a_whole_message_queued() -> None:
+    class Frame:
+        def __init__(self, fin: bool) -> None:
+            self.fin = fin
+
+    queue: deque[Frame] = deque()
+
+    class Frames:
+        pass
+
+    class Messages:
+        frames = Frames()
+
+    class Ws:
+        recv_messages = Messages()
+
+    Frames.queue = queue  # type: ignore[attr-defined]
+    ready = _message_ready(Ws())
+    assert not ready()  # nothing queued
+    queue.append(Frame(False))
+    assert not ready()  # the first fragment of a message whose rest is not here yet
+    queue.append(Frame(True))
+    assert ready()
+    assert not _message_ready(object())()  # another connection object: one frame per burst
