@@ -135,6 +135,9 @@ async def run_once(
         await asyncio.wait_for(sink.wait(), timeout=120)
     finally:
         sampler.stop()
+        if collector_pid != collect.pid:  # py-spy's child: killing py-spy leaves it running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(collector_pid, signal.SIGKILL)
         for proc in (collect, sink):
             if proc.returncode is None:
                 proc.kill()

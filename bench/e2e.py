@@ -241,7 +241,7 @@ def _lake_facts(lake: Path) -> tuple[int, int, int, np.ndarray, np.ndarray]:
     total = 0
     recvs: list[np.ndarray] = []
     delays: list[np.ndarray] = []
-    for dataset in ("trades", "book", "bbo", "feed_events"):
+    for dataset in ("trades", "book", "bbo", "feed_events", "instruments"):
         files = sorted(p for p in lake.glob(f"{dataset}/exchange=*/date=*/*.parquet"))
         for f in files:
             ts = con.execute(
@@ -249,7 +249,7 @@ def _lake_facts(lake: Path) -> tuple[int, int, int, np.ndarray, np.ndarray]:
             ).fetchnumpy()
             values = next(iter(ts.values()))
             total += len(values)
-            if dataset != "feed_events":
+            if dataset not in ("feed_events", "instruments"):
                 recv = values.astype(np.int64)
                 recvs.append(recv)
                 delays.append((os.stat(f).st_mtime_ns - recv) / 1e6)

@@ -119,7 +119,8 @@ class ConnectionSettings:
     max_connection_age_s: float | None = None
     #: wait for the venue's connection and message limits (the dialect's ``limits``)
     pacing: bool = True
-    #: bounded queue between connections and the publisher
+    #: bounded queue between connections and the publisher, in frames' records (the batch of a burst
+    #: of n frames counts n)
     queue_max_batches: int = 10_000
     queue_policy: str = "block"  # or "drop-oldest"
     #: frames per capture flush (the capture is also flushed at every disconnect and at the end)
@@ -180,7 +181,12 @@ class ConnectionStats:
 
 
 class OutputQueue:
-    """The bounded queue between connections and the publisher, with an explicit full policy."""
+    """The bounded queue between connections and the publisher, with an explicit full policy.
+
+    The bound counts frames: a batch holding the records of a burst of ``n`` frames counts ``n``
+    (``put(batch, frames=n)``), so ``max_batches`` bounds the same amount of data whether frames come
+    one by one or in bursts.
+    """
 
     def __init__(self, max_batches: int, policy: str, stats: ConnectionStats, exchange: str) -> None:
         if policy not in ("block", "drop-oldest"):
@@ -189,35 +195,41 @@ class OutputQueue:
         self.policy = policy
         self.stats = stats
         self.exchange = exchange
-        self._items: deque[RecordBuffer] = deque()
+        self._items: deque[tuple[RecordBuffer, int]] = deque()
+        self._size = 0  # frames' batches queued (a burst counts its frames)
         self._not_empty = asyncio.Event()
         self._not_full = asyncio.Event()
         self._not_full.set()
         self._dropped_since_report = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._size
 
-    async def put(self, batch: RecordBuffer) -> None:
-        """Adds a batch; waits (block) or drops the oldest batch (drop-oldest) when full."""
-        while len(self._items) >= self.max_batches:
+    async def put(self, batch: RecordBuffer, frames: int = 1) -> None:
+        """Adds a batch (the records of ``frames`` frames); waits (block) or drops the oldest batches
+        (drop-oldest) while it does not fit. A batch larger than the whole bound goes in alone."""
+        while self._items and self._size + frames > self.max_batches:
             if self.policy == "drop-oldest":
-                dropped = self._items.popleft()
+                dropped, weight = self._items.popleft()
+                self._size -= weight
+                rows = _row_count(dropped)
                 self.stats.dropped_batches += 1
-                self.stats.dropped_rows += len(dropped)
-                self._dropped_since_report += len(dropped)
-                break
+                self.stats.dropped_rows += rows
+                self._dropped_since_report += rows
+                continue
             self._not_full.clear()
             await self._not_full.wait()
-        self._items.append(batch)
-        depth = len(self._items)
+        self._items.append((batch, frames))
+        self._size += frames
+        depth = self._size
         self.stats.queue_depth = depth
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, depth)
         self._not_empty.set()
 
     def put_unbounded(self, batch: RecordBuffer) -> None:
         """Queues a batch without waiting, ignoring the bound (a one-off rotation handover)."""
-        self._items.append(batch)
+        self._items.append((batch, 1))
+        self._size += 1
         self._not_empty.set()
 
     async def get_all(self) -> RecordBuffer:
@@ -225,9 +237,10 @@ class OutputQueue:
         while not self._items:
             self._not_empty.clear()
             await self._not_empty.wait()
-        merged = self._items.popleft()
+        merged = self._items.popleft()[0]
         while self._items:
-            merged.extend(self._items.popleft())
+            merged.extend(self._items.popleft()[0])
+        self._size = 0
         self.stats.queue_depth = 0
         self._not_full.set()
         if self._dropped_since_report:
@@ -247,7 +260,8 @@ class OutputQueue:
         """Everything queued now (possibly empty), without waiting."""
         merged = RecordBuffer()
         while self._items:
-            merged.extend(self._items.popleft())
+            merged.extend(self._items.popleft()[0])
+        self._size = 0
         self.stats.queue_depth = 0
         self._not_full.set()
         return merged
@@ -431,7 +445,8 @@ class FeedConnection:
         self._requestable: set[str] = set()
 
     # -- records ---------------------------------------------------------------------------------
-    async def _emit(self, out: RecordBuffer) -> None:
+    async def _emit(self, out: RecordBuffer, frames: int = 1) -> None:
+        """Publishes ``out`` (the records of ``frames`` frames) as this connection's mode says."""
         if not _has_rows(out):
             return
         self.watchdog.saw(out, time.monotonic())
@@ -450,7 +465,7 @@ class FeedConnection:
                     seen(r[1], r[4])
             if self.handover_log is not None:
                 self.handover_log.record(out)
-            await self.output.put(out)
+            await self.output.put(out, frames)
         elif self.mode == "shadow":
             self.held.extend(out)
             self._check_ready(out)
@@ -497,12 +512,14 @@ class FeedConnection:
         await self._emit(out)
         await self._serve_requests()
 
-    async def _normalise(self, ts_recv: int, frame: str | bytes, out: RecordBuffer) -> None:
-        """Captures one frame and normalises it into ``out`` (which may hold earlier frames' rows).
+    async def _normalise(self, ts_recv: int, frame: str | bytes, out: RecordBuffer, held: int = 0) -> bool:
+        """Captures one frame and normalises it into ``out``, which holds the rows of ``held`` earlier
+        frames. True when those rows were emitted first (``out`` was emptied before this frame).
 
         A closed raw-archive batch is queued at once; the rows already in ``out`` are emitted first, so
         that nothing that can run while the queue waits (a REST snapshot) sees them out of order.
         """
+        emitted = False
         if self.capture is not None:
             self.capture.write_frame(ts_recv, frame)
             if self.capture.frames % self.settings.capture_flush_frames == 0:
@@ -511,9 +528,11 @@ class FeedConnection:
             batch = self.raw.frame(ts_recv, frame)
             if batch is not None:
                 if _has_rows(out):
-                    await self._emit(out.take())
+                    await self._emit(out.take(), max(1, held))
+                    emitted = True
                 await self._publish_raw(batch)
         self.normaliser.on_frame(ts_recv, frame, out)
+        return emitted
 
     async def _serve_requests(self) -> None:
         """Sends the normaliser's replies and serves its requests (snapshots, resubscriptions,
@@ -564,24 +583,28 @@ class FeedConnection:
         """
         decode = self._decode
         stats = self.stats
-        queued = _queued_frames(ws)
+        ready = _message_ready(ws)
         recv = ws.recv
+        # a burst never outweighs the output queue's bound (it counts the frames of a batch)
+        limit = max(1, min(BURST_FRAMES, self.output.max_batches))
         while True:
             frame = await recv(decode=False)
             out = RecordBuffer()
-            n = 0
+            n = held = 0  # frames of this burst; of them, frames whose rows are in ``out``
             while True:
                 ts_recv = time.time_ns()
                 stats.frames += 1
                 stats.bytes += len(frame)
                 if decode is not None:
                     frame = decode(frame)
-                await self._normalise(ts_recv, frame, out)
+                if await self._normalise(ts_recv, frame, out, held):
+                    held = 0
                 n += 1
-                if n >= BURST_FRAMES or not queued() or self._must_serve():
+                held += 1
+                if n >= limit or not ready() or self._must_serve():
                     break
                 frame = await recv(decode=False)  # buffered: returns without waiting
-            await self._emit(out)
+            await self._emit(out, held)
             await self._serve_requests()
 
     async def _send_paced(self, ws: Any) -> None:
@@ -977,16 +1000,22 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-def _queued_frames(ws: Any) -> Callable[[], int]:
-    """How many frames ``ws`` holds already received and not yet read (0 when unknown).
+def _message_ready(ws: Any) -> Callable[[], bool]:
+    """A test of ``ws``: does it hold a whole message already received and not yet read?
 
-    Reads the frame queue of the websockets library's assembler (``recv_messages.frames``, websockets
-    13 and later); another connection object answers 0, which makes every frame a burst of its own.
+    Reads the frame queue of the websockets library's assembler (``recv_messages.frames.queue``,
+    websockets 13 and later): when its last frame is final, every message in it is complete, so
+    ``recv`` returns at once. Another connection object answers False, which makes every frame a
+    burst of its own (a fragmented message too: its rest may still be on the way).
     """
-    frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
-    if frames is None or not hasattr(frames, "__len__"):
-        return lambda: 0
-    return frames.__len__
+    queue = getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", None)
+    if not isinstance(queue, deque):
+        return lambda: False
+
+    def ready() -> bool:
+        return bool(queue) and getattr(queue[-1], "fin", False) is True
+
+    return ready
 
 
 #: Rows of every dataset of a buffer, read in one C call (``RecordBuffer.__len__`` sums them in Python).

@@ -6,6 +6,7 @@ offline, in the order a replay of the live capture gives them, raw archive batch
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from bench.feed import RecordedFeed, expected_rows, load_recording, make_feed
 from collectors.capture import replay_capture
-from collectors.connection import Collector, ConnectionSettings, OutputQueue, _queued_frames
+from collectors.connection import Collector, ConnectionSettings, ConnectionStats, OutputQueue, _message_ready
 from collectors.raw import RawSettings
 from collectors.registry import get_dialect
 from schemas import RecordBuffer
@@ -42,9 +43,9 @@ async def _collect(
     )
     original = OutputQueue.put
 
-    async def counting_put(self: OutputQueue, batch: RecordBuffer) -> None:
+    async def counting_put(self: OutputQueue, batch: RecordBuffer, frames: int = 1) -> None:
         puts.append(len(batch.book) + len(batch.bbo) + len(batch.trades))
-        await original(self, batch)
+        await original(self, batch, frames)
 
     collector.output.put = counting_put.__get__(collector.output)  # type: ignore[method-assign]
     await collector.start()
@@ -107,5 +108,57 @@ async def test_raw_batches_closing_inside_a_burst_keep_the_order(tmp_path: Path,
     assert collector.stats.frames <= sum(r[5] for r in got.raw) <= collector.stats.frames + 3
 
 
-def test_queued_frames_of_an_unknown_connection_object_is_zero() -> None:
-    assert _queued_frames(object())() == 0
+def test_a_burst_needs_a_whole_message_queued() -> None:
+    class Frame:
+        def __init__(self, fin: bool) -> None:
+            self.fin = fin
+
+    queue: deque[Frame] = deque()
+
+    class Frames:
+        pass
+
+    class Messages:
+        frames = Frames()
+
+    class Ws:
+        recv_messages = Messages()
+
+    Frames.queue = queue  # type: ignore[attr-defined]
+    ready = _message_ready(Ws())
+    assert not ready()  # nothing queued
+    queue.append(Frame(False))
+    assert not ready()  # the first fragment of a message whose rest is not here yet
+    queue.append(Frame(True))
+    assert ready()
+    assert not _message_ready(object())()  # another connection object: one frame per burst
+
+
+def _rows(n: int) -> RecordBuffer:
+    out = RecordBuffer()
+    out.bbo.extend(("binance", "BTC-USDT", None, i, 1.0, 1.0, 2.0, 1.0, i, 0) for i in range(n))
+    return out
+
+
+async def test_the_output_queue_bound_counts_the_frames_of_a_burst() -> None:
+    stats = ConnectionStats()
+    queue = OutputQueue(10, "drop-oldest", stats, "binance")
+    await queue.put(_rows(3), frames=6)
+    await queue.put(_rows(2), frames=4)
+    assert len(queue) == 10 and stats.dropped_rows == 0
+    await queue.put(_rows(1), frames=3)  # does not fit: the oldest burst (6 frames, 3 rows) goes
+    assert len(queue) == 7 and stats.dropped_batches == 1 and stats.dropped_rows == 3
+    await queue.put(_rows(4), frames=25)  # larger than the bound: it goes in alone
+    assert len(queue) == 25 and stats.max_queue_depth == 25
+    merged = await queue.get_all()
+    assert len(merged.bbo) == 4 and len(merged.feed_events) == 1  # the drops, recorded
+    assert len(queue) == 0
+
+    blocking = OutputQueue(10, "block", ConnectionStats(), "binance")
+    await blocking.put(_rows(1), frames=8)
+    waiting = asyncio.create_task(blocking.put(_rows(1), frames=5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # 8 + 5 frames exceed the bound: the connection waits
+    assert len((await blocking.get_all()).bbo) == 1
+    await asyncio.wait_for(waiting, 1)
+    assert len(blocking) == 5
