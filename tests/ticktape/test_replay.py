@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import orjson
@@ -352,3 +353,31 @@ def test_an_in_process_replay_restores_the_garbage_collector(tmp_path: Path, sam
         assert gc.get_threshold()[0] == REPLAY_GC_THRESHOLD and gc.get_freeze_count() > 0
         raise RuntimeError("stop")
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_the_lake_writer_gets_the_gil_quickly_during_a_replay(
+    tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the writer thread writes units, the GIL switch interval is the replay's short one
+    (ticktape.commands.replay.quick_gil_handoff); it is restored after, also when the replay fails."""
+    import sys
+
+    from storage.sink import UnitWriter
+    from ticktape.commands.replay import REPLAY_SWITCH_INTERVAL_S, quick_gil_handoff, replay_to_lake
+
+    before = sys.getswitchinterval()
+    assert before != REPLAY_SWITCH_INTERVAL_S
+    seen: list[float] = []
+    write_unit = UnitWriter.write_unit
+
+    def spy(self: UnitWriter, *args: Any, **kwargs: Any) -> Any:
+        seen.append(sys.getswitchinterval())
+        return write_unit(self, *args, **kwargs)
+
+    monkeypatch.setattr(UnitWriter, "write_unit", spy)
+    replay_to_lake(samples / SAMPLE[0] / SAMPLE[1], SAMPLE[0], tmp_path / "lake", unit_lines=5_000)
+    assert len(seen) > 1 and all(s == pytest.approx(REPLAY_SWITCH_INTERVAL_S) for s in seen)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(RuntimeError), quick_gil_handoff():
+        raise RuntimeError("stop")
+    assert sys.getswitchinterval() == before
