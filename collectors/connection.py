@@ -421,8 +421,8 @@ class FeedConnection:
         self._snapshotted: set[str] = set()
         #: per symbol: added to the epoch of this connection's book rows (set at a rotation handover)
         self.epoch_offsets: dict[str, int] = {}
-        #: per symbol: (seq, epoch) of the last book row this connection emitted (rotation only)
-        self.last_book: dict[str, tuple[Any, int]] = {}
+        #: per symbol: the last book row this connection emitted, epoch offset applied (rotation only)
+        self.last_book: dict[str, tuple[Any, ...]] = {}
         #: trade ids this connection published lately (rotation only): a successor that receives
         #: trades replayed on subscribe (OKX, Coinbase, Kraken...) must not publish them again
         self.published_trades = RecentTradeIds(ROTATION_TRADE_IDS) if settings.max_connection_age_s else None
@@ -455,9 +455,8 @@ class FeedConnection:
             offsets = self.epoch_offsets
             if offsets:
                 out.book = [(*r[:9], r[9] + offsets.get(r[1], 0), r[10]) for r in out.book]
-            last = self.last_book
-            for r in out.book:
-                last[r[1]] = (r[8], r[9])
+            # in C: the last row of each symbol wins
+            self.last_book.update(zip(map(_ROW_SYMBOL, out.book), out.book, strict=True))
         if self.mode == "live":
             if self.published_trades is not None and out.trades:
                 seen = self.published_trades.seen
@@ -1020,6 +1019,8 @@ def _message_ready(ws: Any) -> Callable[[], bool]:
 
 #: Rows of every dataset of a buffer, read in one C call (``RecordBuffer.__len__`` sums them in Python).
 _ROW_LISTS = operator.attrgetter(*RECORD_DATASETS)
+#: the symbol of a record row
+_ROW_SYMBOL = operator.itemgetter(1)
 
 
 def _has_rows(out: RecordBuffer) -> bool:
@@ -1252,13 +1253,14 @@ class Collector:
         return tails
 
     @staticmethod
-    def _joins(rows: list[tuple[Any, ...]], last: tuple[Any, int] | None) -> bool:
-        """True when a successor's rows (snapshot first) can continue ``last`` = (seq, epoch) exactly:
-        its snapshot is at or before that update and it has applied updates up to it or beyond."""
-        if last is None or last[0] is None or not rows or not rows[0][7] or rows[0][8] is None:
+    def _joins(rows: list[tuple[Any, ...]], last: tuple[Any, ...] | None) -> bool:
+        """True when a successor's rows (snapshot first) can continue ``last`` (the old connection's
+        last book row) exactly: its snapshot is at or before that update and it has applied updates
+        up to it or beyond."""
+        if last is None or last[8] is None or not rows or not rows[0][7] or rows[0][8] is None:
             return False
         newest = max((r[8] for r in rows if r[8] is not None), default=None)
-        return newest is not None and rows[0][8] <= last[0] <= newest
+        return newest is not None and rows[0][8] <= last[8] <= newest
 
     def _aligned(self, old: FeedConnection, new: FeedConnection) -> bool:
         tails = self._book_tails(new.held)
@@ -1273,6 +1275,13 @@ class Collector:
         no resync, the book continuous. That needs the successor's snapshot at or before ``old``'s
         last update and the successor already past it; otherwise (or on other venues) the book
         enters as a resync (its snapshot rows, the next epoch, a ``resync`` event, reason ``rotation``).
+
+        The lake orders a symbol's book rows by receive time, so a handed-over row never carries a
+        ``ts_recv`` before the old connection's last book row of its symbol: the successor, held while
+        it synced, may have received an update (or its snapshot) a few milliseconds before the old
+        connection received the one before it, and that row takes the old row's ``ts_recv``
+        (otherwise the lake would apply it before its predecessor: a wrong book). Rows received after
+        the handover are later than anything the old connection published.
         """
         held = new.held
         new.held = RecordBuffer()
@@ -1285,20 +1294,25 @@ class Collector:
                 continue  # no snapshot held for it (should not happen once ready): nothing to hand over
             snap_epoch = rows[0][9]
             last = old.last_book.get(symbol)
+            floor = last[3] if last is not None else 0
             if by_seq and last is not None and self._joins(rows, last):
-                last_seq = last[0]
-                offset = last[1] - snap_epoch  # the successor's epoch becomes old's
+                last_seq = last[8]
+                offset = last[9] - snap_epoch  # the successor's epoch becomes old's
                 new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
-                out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows if not r[7] and r[8] > last_seq)
+                out.book.extend(
+                    (*r[:3], max(r[3], floor), *r[4:9], r[9] + offset, r[10])
+                    for r in rows
+                    if not r[7] and r[8] > last_seq
+                )
                 continue
             base = (
-                last[1] + 1
+                last[9] + 1
                 if last is not None
-                else max((e for _, e in old.last_book.values()), default=-1) + 1
+                else max((r[9] for r in old.last_book.values()), default=-1) + 1
             )
             offset = base - snap_epoch
             new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
-            out.book.extend((*r[:9], r[9] + offset, r[10]) for r in rows)
+            out.book.extend((*r[:3], max(r[3], floor), *r[4:9], r[9] + offset, r[10]) for r in rows)
             emit_event(
                 out,
                 self.exchange,

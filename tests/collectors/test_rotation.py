@@ -90,3 +90,41 @@ async def test_binance_books_continue_at_a_matching_update_id_other_venues_resyn
         assert epochs == sorted(epochs) and epochs[-1] >= 2
         ids = [r[4] for r in okx.got.trades if r[1] == symbol]
         assert len(ids) == len(set(ids)), "a trade was published twice"
+
+
+def test_a_handover_never_puts_a_book_row_before_the_old_connections_last() -> None:
+    """The successor, held while it synced, can have received an update a few ms before the old
+    connection received the previous one. The lake orders a symbol's book by ts_recv, so the handed-
+    over rows take at least the old connection's last book ts_recv (by sequence: Binance; and as a
+    resync: venues whose sequences differ per connection)."""
+    from types import SimpleNamespace
+
+    from collectors.connection import Collector, HandoverLog
+    from collectors.registry import get_dialect
+    from schemas import RecordBuffer
+
+    def row(ts: int, seq: int, epoch: int, *, snap: bool = False, price: float = 100.0) -> tuple:
+        return ("x", "BTC-USDT", ts - 5, ts, "bid", price, 1.0, snap, seq, epoch, 0)
+
+    for exchange, by_seq in (("binance", True), ("bitget", False)):
+        collector = Collector(get_dialect(exchange), ["BTCUSDT"], lambda out: None)
+        assert collector.dialect.book_handover_by_seq is by_seq
+        old_last = row(1_000_900, 10, 3)  # old received update 10 at 1_000_900
+        old = SimpleNamespace(
+            last_book={"BTC-USDT": old_last}, handover_log=HandoverLog(), published_trades=None
+        )
+        held = RecordBuffer()
+        # the successor: snapshot at 8 (received 1_000_100), updates 9, 10, 11 (11 at 1_000_850,
+        # before old's update 10), 12 at 1_001_000
+        held.book += [row(1_000_100, 8, 0, snap=True), row(1_000_200, 9, 0), row(1_000_700, 10, 0)]
+        held.book += [row(1_000_850, 11, 0, price=101.0), row(1_001_000, 12, 0, price=102.0)]
+        new = SimpleNamespace(held=held, epoch_offsets={}, name="binance-0b")
+        out = collector._handover(old, new)  # type: ignore[arg-type]
+        stamps = [r[3] for r in out.book]
+        assert min(stamps) >= old_last[3], stamps
+        assert stamps == sorted(stamps)
+        if by_seq:  # continues at 11 in old's epoch; 11 takes old's ts_recv, 12 keeps its own
+            assert [(r[8], r[9], r[3]) for r in out.book] == [(11, 3, 1_000_900), (12, 3, 1_001_000)]
+        else:  # a resync into the next epoch: the snapshot and every update, none before old's last
+            assert [r[8] for r in out.book] == [8, 9, 10, 11, 12] and {r[9] for r in out.book} == {4}
+            assert [e[4] for e in out.feed_events] == ["resync"]
