@@ -69,7 +69,7 @@ test: install system-deps lint
 # https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
-ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
+ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance and not futures and not delivery) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
 ASAN_CODEC_TESTS ?=
 ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book) or (arrow and (shapes or lake_order or bad_rows or (declined and trades)))"
 ASAN_CAPTURE_TESTS ?=
