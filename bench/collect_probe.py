@@ -10,7 +10,12 @@ the publisher the command builds gets a delivery listener (``KafkaPublisher.on_d
 - ``publish``, ``oldest``: per ``publish`` call, when it was called and the oldest ``ts_recv`` among
   the first rows of its trades, book and bbo (rows are in receive order): the collector's own part of
   the delay (receive, normalise, queue) against aiokafka's and the broker's;
-- ``gc_at``, ``gc_ms``, ``gc_gen``: every garbage collection, when it ended, how long, which generation.
+- ``gc_at``, ``gc_ms``, ``gc_gen``: every garbage collection, when it ended, how long, which generation;
+- ``req_start``, ``req_end``: every produce request of aiokafka's sender (its round trip to the broker).
+
+``TICKTAPE_PROBE_KAFKA`` (JSON object, optional) overrides :class:`streaming.kafka.KafkaSettings`
+fields of that publisher before it starts (``{"producers": 2, "linger_ms": 0}``): settings compared
+side by side in one bench run.
 
 :func:`delays` turns them into percentiles over a time window (the bench leaves out the start).
 """
@@ -18,6 +23,7 @@ the publisher the command builds gets a delivery listener (``KafkaPublisher.on_d
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import time
@@ -39,6 +45,8 @@ def delays(path: Path, since_ns: int) -> dict[str, Any]:
     delay = (ack[keep] - recv[keep]) / 1e6
     pub = data["publish"]
     in_collector = (pub - data["oldest"])[data["oldest"] >= since_ns] / 1e6
+    req_keep = data["req_start"] >= since_ns
+    request = (data["req_end"] - data["req_start"])[req_keep] / 1e6
     gc_keep = data["gc_at"] >= since_ns
     gc_ms, gc_gen = data["gc_ms"][gc_keep], data["gc_gen"][gc_keep]
 
@@ -52,6 +60,12 @@ def delays(path: Path, since_ns: int) -> dict[str, Any]:
         "ack_max_ms": float(delay.max()) if len(delay) else None,
         "recv_to_publish_p50_ms": q(in_collector, 50),
         "recv_to_publish_p99_ms": q(in_collector, 99),
+        "request_p50_ms": q(request, 50),
+        "request_p99_ms": q(request, 99),
+        "request_max_ms": float(request.max()) if len(request) else None,
+        "requests_per_s": float(req_keep.sum() / ((data["req_start"].max() - since_ns) / 1e9))
+        if req_keep.any()
+        else None,
         "gc_full_collections": int((gc_gen == 2).sum()),
         "gc_max_ms": float(gc_ms.max()) if len(gc_ms) else 0.0,
         "gc_total_ms": float(gc_ms.sum()),
@@ -68,6 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     stamps: list[Sequence[int]] = []
     publishes: list[tuple[int, int]] = []
     collections: list[tuple[int, float, int]] = []
+    requests: list[tuple[int, int]] = []
+    kafka_overrides = json.loads(os.environ.get("TICKTAPE_PROBE_KAFKA") or "{}")
+
+    from aiokafka.producer.sender import Sender
+
+    send_request = Sender._send_produce_req
+
+    async def timed_request(self: Any, node_id: int, batches: Any) -> Any:
+        start = time.time_ns()
+        try:
+            return await send_request(self, node_id, batches)
+        finally:
+            requests.append((start, time.time_ns()))
+
+    Sender._send_produce_req = timed_request
 
     def on_delivery(dataset: str, ts_recv: Sequence[int], ack_ns: int) -> None:
         if dataset in DATASETS:
@@ -81,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(publisher, "on_delivery"):
             raise SystemExit(f"{type(publisher).__name__} reports no deliveries: use --transport kafka")
         publisher.on_delivery = on_delivery
+        settings = getattr(publisher, "settings", None)
+        for name, value in kafka_overrides.items():
+            if not hasattr(settings, name):
+                raise SystemExit(f"TICKTAPE_PROBE_KAFKA: no setting {name!r}")
+            setattr(settings, name, value)
         publish = publisher.publish
 
         async def timed_publish(records: Any) -> None:
@@ -110,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         recv = np.fromiter((t for s in stamps for t in s), dtype=np.int64, count=int(counts.sum()))
         pub = np.asarray(publishes, dtype=np.int64).reshape(-1, 2)
         col = np.asarray(collections, dtype=np.float64).reshape(-1, 3)
+        req = np.asarray(requests, dtype=np.int64).reshape(-1, 2)
         np.savez(
             target,
             ack=np.repeat(np.asarray(acks, dtype=np.int64), counts),
@@ -119,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             gc_at=col[:, 0].astype(np.int64),
             gc_ms=col[:, 1],
             gc_gen=col[:, 2].astype(np.int64),
+            req_start=req[:, 0],
+            req_end=req[:, 1],
         )
 
 
