@@ -11,7 +11,9 @@ the publisher the command builds gets a delivery listener (``KafkaPublisher.on_d
   the first rows of its trades, book and bbo (rows are in receive order): the collector's own part of
   the delay (receive, normalise, queue) against aiokafka's and the broker's;
 - ``gc_at``, ``gc_ms``, ``gc_gen``: every garbage collection, when it ended, how long, which generation;
-- ``req_start``, ``req_end``: every produce request of aiokafka's sender (its round trip to the broker).
+- ``req_start``, ``req_end``: every produce request of aiokafka's sender (its round trip to the broker);
+- ``lag_at``, ``lag_ms``: the event loop's lateness when above 1 ms (a 1 ms timer on the collector's
+  loop): a slow request with no lag beside it was the broker's, not the collector's process.
 
 ``TICKTAPE_PROBE_KAFKA`` (JSON object, optional) overrides :class:`streaming.kafka.KafkaSettings`
 fields of that publisher before it starts (``{"producers": 2, "linger_ms": 0}``): settings compared
@@ -22,6 +24,7 @@ side by side in one bench run.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -63,6 +66,7 @@ def delays(path: Path, since_ns: int) -> dict[str, Any]:
         "request_p50_ms": q(request, 50),
         "request_p99_ms": q(request, 99),
         "request_max_ms": float(request.max()) if len(request) else None,
+        "loop_lag_max_ms": float(data["lag_ms"][data["lag_at"] >= since_ns].max(initial=0.0)),
         "requests_per_s": float(req_keep.sum() / ((data["req_start"].max() - since_ns) / 1e9))
         if req_keep.any()
         else None,
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     publishes: list[tuple[int, int]] = []
     collections: list[tuple[int, float, int]] = []
     requests: list[tuple[int, int]] = []
+    lags: list[tuple[int, float]] = []
     kafka_overrides = json.loads(os.environ.get("TICKTAPE_PROBE_KAFKA") or "{}")
 
     from aiokafka.producer.sender import Sender
@@ -116,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"TICKTAPE_PROBE_KAFKA: no setting {name!r}")
             setattr(settings, name, value)
         publish = publisher.publish
+        start = publisher.start
+
+        async def ticking_start() -> None:
+            await start()
+            asyncio.get_running_loop().create_task(ticker(), name="probe-loop-lag")
+
+        publisher.start = ticking_start  # type: ignore[method-assign]
 
         async def timed_publish(records: Any) -> None:
             firsts = [rows[0][3] for rows in (records.trades, records.book, records.bbo) if rows]
@@ -125,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
 
         publisher.publish = timed_publish  # type: ignore[method-assign]
         return publisher
+
+    async def ticker() -> None:
+        while True:
+            due = time.perf_counter() + 0.001
+            await asyncio.sleep(0.001)
+            late = (time.perf_counter() - due) * 1e3
+            if late > 1.0:
+                lags.append((time.time_ns(), late))
 
     collect.publisher_from_args = with_listener
     started = [0.0]
@@ -145,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         pub = np.asarray(publishes, dtype=np.int64).reshape(-1, 2)
         col = np.asarray(collections, dtype=np.float64).reshape(-1, 3)
         req = np.asarray(requests, dtype=np.int64).reshape(-1, 2)
+        lag = np.asarray(lags, dtype=np.float64).reshape(-1, 2)
         np.savez(
             target,
             ack=np.repeat(np.asarray(acks, dtype=np.int64), counts),
@@ -156,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             gc_gen=col[:, 2].astype(np.int64),
             req_start=req[:, 0],
             req_end=req[:, 1],
+            lag_at=lag[:, 0].astype(np.int64),
+            lag_ms=lag[:, 1],
         )
 
 
