@@ -15,6 +15,9 @@ the publisher the command builds gets a delivery listener (``KafkaPublisher.on_d
 - ``lag_at``, ``lag_ms``: the event loop's lateness when above 1 ms (a 1 ms timer on the collector's
   loop): a slow request with no lag beside it was the broker's, not the collector's process.
 
+``TICKTAPE_PROBE_STALLS`` (a file name, optional): a thread writes there the collector thread's stack
+whenever its loop has not ticked for 20 ms (once per stall), to tell a blocking call from descheduling.
+
 ``TICKTAPE_PROBE_KAFKA`` (JSON object, optional) overrides :class:`streaming.kafka.KafkaSettings`
 fields of that publisher before it starts (``{"producers": 2, "linger_ms": 0}``): settings compared
 side by side in one bench run.
@@ -29,7 +32,9 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -138,8 +143,28 @@ def main(argv: list[str] | None = None) -> int:
         publisher.publish = timed_publish  # type: ignore[method-assign]
         return publisher
 
+    last_tick = [time.perf_counter()]
+    stall_stacks: list[str] = []
+    stall_file = os.environ.get("TICKTAPE_PROBE_STALLS")
+    main_thread = threading.get_ident()
+
+    def watch() -> None:
+        # A stalled loop: the stack of its thread, once per stall (20 ms without a tick).
+        reported = 0.0
+        while True:
+            time.sleep(0.005)
+            tick = last_tick[0]
+            if time.perf_counter() - tick > 0.02 and tick != reported:
+                reported = tick
+                frame = sys._current_frames().get(main_thread)
+                stall_stacks.append("".join(traceback.format_stack(frame)[-12:]) if frame else "?")
+
+    if stall_file:
+        threading.Thread(target=watch, daemon=True, name="probe-stalls").start()
+
     async def ticker() -> None:
         while True:
+            last_tick[0] = time.perf_counter()
             due = time.perf_counter() + 0.001
             await asyncio.sleep(0.001)
             late = (time.perf_counter() - due) * 1e3
@@ -160,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli.main(sys.argv[1:] if argv is None else argv)
     finally:
         gc.callbacks.remove(on_gc)
+        if stall_file:
+            Path(stall_file).write_text("\n----\n".join(stall_stacks))
         counts = np.fromiter((len(s) for s in stamps), dtype=np.int64, count=len(stamps))
         recv = np.fromiter((t for s in stamps for t in s), dtype=np.int64, count=int(counts.sum()))
         pub = np.asarray(publishes, dtype=np.int64).reshape(-1, 2)
