@@ -65,9 +65,12 @@ class KafkaSettings:
     client_id: str = "ticktape"
     #: ``auto`` tries the idempotent producer and falls back (logged) when the broker rejects it.
     idempotence: str = "auto"
-    linger_ms: int = (
-        1  # ~1 ms: p99 receive-to-ack 3 ms at 20k events/s, still 400k+ rows/s (bench/RESULTS.md)
-    )
+    #: No linger: aiokafka keeps one produce request in flight per broker and gathers every batch that
+    #: arrives meanwhile into the next one, so batching comes from the round trip itself. A linger is
+    #: per partition and starts with each partition's batch: with 18 partitions the batches fell due
+    #: one after another, each waiting for the request in flight (receive-to-ack p50 4.3-5.2 ms ->
+    #: 3.2-3.6 ms at 20k events/s, bench/RESULTS.md "Receive to ack p99").
+    linger_ms: int = 0
     #: producer compression: ``"none"``/None for none; zstd unless configured
     compression: str | None = KAFKA_DEFAULT_COMPRESSION
     #: Largest message value; several records of one key are packed up to this size.

@@ -235,7 +235,7 @@ class KafkaConfig:
         "idempotent producer: auto (on where the broker supports it), on, off",
         choices=("auto", "on", "off"),
     )
-    linger_ms: int = setting(1, "producer linger before sending a batch", minimum=0)
+    linger_ms: int = setting(0, "producer linger before sending a batch", minimum=0)
     compression: str = setting(
         KAFKA_DEFAULT_COMPRESSION,
         "producer compression",

@@ -198,7 +198,7 @@ def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
     assert cfg.server.host == "0.0.0.0"
     assert cfg.transport.kafka.bootstrap == "cli:9092" and cfg.sources["transport.kafka.bootstrap"] == "cli"
     assert cfg.thresholds.outdated_cutoff_s == 1.5
-    assert cfg.transport.kafka.linger_ms == 1 and cfg.sources["transport.kafka.linger_ms"] == "default"
+    assert cfg.transport.kafka.linger_ms == 0 and cfg.sources["transport.kafka.linger_ms"] == "default"
 
 
 def test_environment_errors_name_the_variable() -> None:

@@ -336,6 +336,19 @@ async def test_producer_compresses_with_zstd_unless_configured_otherwise(kafka_b
             await pub.close()
 
 
+def test_no_linger_by_default_in_the_settings_and_the_configuration():
+    """A row is sent as soon as the producer is idle: batching comes from the request in flight.
+
+    aiokafka's linger runs per partition from each batch's creation, so with a linger the batches of
+    the 18 partitions of a paced collector fell due one after another, each behind the request in
+    flight (bench/RESULTS.md, "Receive to ack p99"). The configuration's default must be the same.
+    """
+    from ticktape.config import load_config
+
+    assert KafkaSettings().linger_ms == 0
+    assert load_config(None, {}).transport.kafka.linger_ms == KafkaSettings().linger_ms
+
+
 async def test_each_key_goes_to_the_default_partitioners_partition(kafka_broker):
     """The publisher picks a key's partition once (then reuses it); it must be the partition aiokafka's
     default partitioner (murmur2 of the key) gives, so placement is what every Kafka client expects."""
