@@ -560,38 +560,42 @@ static PyTypeObject LevelsType = {
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* Reads the run of ASCII digits at p (before end) into *m (m = m * 10 + digit for each; wraps past 19
+ * digits, which callers check) and returns where the run ends. */
+static inline const unsigned char *digit_run(const unsigned char *p, const unsigned char *end, uint64_t *m) {
+    uint64_t acc = *m;
+    while (p < end && (unsigned)(*p - '0') < 10u) acc = acc * 10 + (uint64_t)(*p++ - '0');
+    *m = acc;
+    return p;
+}
+
 /* A plain decimal ([0-9]*.?[0-9]*, at least one digit) as the correctly rounded double, which is
  * what float() returns for it: exact when the digits fit in 53 bits and the scale is a power of ten
  * that is itself exact (both operands exact, one IEEE division rounds once); otherwise the same
  * routine float() uses. 1: parsed; 0: not a plain decimal (the caller asks float() itself). */
 static int plain_decimal(const char *s, Py_ssize_t len, double *out) {
-    uint64_t m = 0;
-    int frac = 0, dot = 0, digits = 0, exact = 1;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c >= '0' && c <= '9') {
-            digits++;
-            if (dot) frac++;
-            if (m > ((1ULL << 53) - 9) / 10) exact = 0;
-            else m = m * 10 + (uint64_t)(c - '0');
-        } else if (c == '.' && !dot) {
-            dot = 1;
-        } else {
-            return 0;
-        }
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    uint64_t m = 0; /* exact while there are at most 19 digits */
+    p = digit_run(p, end, &m);
+    Py_ssize_t digits = p - (const unsigned char *)s, frac = 0;
+    if (p < end && *p == '.') {
+        const unsigned char *f = ++p;
+        p = digit_run(p, end, &m);
+        frac = p - f;
+        digits += frac;
     }
-    if (!digits) return 0;
-    if (exact && frac <= 22) {
+    if (p != end || !digits) return 0;
+    if (digits <= 19 && m <= (1ULL << 53) && frac <= 22) {
         *out = frac ? (double)m / POW10[frac] : (double)m;
         return 1;
     }
-    char *end = NULL;
-    double v = PyOS_string_to_double(s, &end, NULL);
+    char *stop = NULL;
+    double v = PyOS_string_to_double(s, &stop, NULL);
     if (v == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
         return 0;
     }
-    if (end != s + len) return 0;
+    if (stop != s + len) return 0;
     *out = v;
     return 1;
 }
@@ -774,7 +778,21 @@ static void maybe_untrack(PyObject *t) {
 /* The constant columns of one call's rows. */
 typedef struct {
     PyObject *rows, *ex, *sym, *ts_exchange, *ts_recv, *side, *is_snapshot, *seq, *epoch, *flags;
+    /* 1: the caller has checked once that none of the constant columns can be part of a cycle and
+     * passes exact floats as price and size, so every row is untracked without looking at it again
+     * (0: maybe_untrack checks each row) */
+    int untracked;
 } RowCtx;
+
+/* 1 when none of the constant columns of c can be part of a cycle (maybe_untrack's rule). */
+static int ctx_untrackable(const RowCtx *c) {
+    PyObject *cols[9] = {c->ex, c->sym, c->ts_exchange, c->ts_recv, c->side, c->is_snapshot, c->seq, c->epoch, c->flags};
+    for (int i = 0; i < 9; i++) {
+        PyObject *x = cols[i];
+        if (PyObject_IS_GC(x) && (!PyTuple_CheckExact(x) || PyObject_GC_IsTracked(x))) return 0;
+    }
+    return 1;
+}
 
 static int emit_row(const RowCtx *c, PyObject *price, PyObject *size) {
     PyObject *row = PyTuple_New(11);
@@ -785,7 +803,10 @@ static int emit_row(const RowCtx *c, PyObject *price, PyObject *size) {
         Py_INCREF(cols[i]);
         PyTuple_SET_ITEM(row, i, cols[i]);
     }
-    maybe_untrack(row);
+    if (c->untracked)
+        PyObject_GC_UnTrack(row);
+    else
+        maybe_untrack(row);
     int r = append_row(c->rows, row);
     Py_DECREF(row);
     return r;
@@ -1686,7 +1707,9 @@ typedef struct {
 } Cur;
 
 static inline void skip_ws(Cur *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t')) c->p++;
+    /* every whitespace byte is <= ' ': one comparison for the usual next byte */
+    while (c->p < c->end && *c->p <= ' ' && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
 }
 
 static inline int take(Cur *c, unsigned char ch) {
@@ -1698,23 +1721,21 @@ static inline int take(Cur *c, unsigned char ch) {
     return 0;
 }
 
+/* Bytes that end or disqualify a plain string: the quote, the backslash, control and non-ASCII bytes. */
+static unsigned char str_stop[256];
+
 /* A string without escapes, control or non-ASCII bytes: its span. */
 static inline int str_span(Cur *c, const char **s, Py_ssize_t *n) {
     skip_ws(c);
     if (c->p >= c->end || *c->p != '"') return 0;
-    const unsigned char *b = ++c->p;
-    while (c->p < c->end) {
-        unsigned char ch = *c->p;
-        if (ch == '"') {
-            *s = (const char *)b;
-            *n = c->p - b;
-            c->p++;
-            return 1;
-        }
-        if (ch < 0x20 || ch >= 0x80 || ch == '\\') return 0;
-        c->p++;
-    }
-    return 0;
+    const unsigned char *b = ++c->p, *p = b, *end = c->end;
+    while (p < end && !str_stop[*p]) p++;
+    c->p = p;
+    if (p >= end || *p != '"') return 0;
+    *s = (const char *)b;
+    *n = p - b;
+    c->p = p + 1;
+    return 1;
 }
 
 static inline int is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
@@ -1819,9 +1840,30 @@ static int skip_value(Cur *c, int depth) {
     }
 }
 
-/* A quoted plain decimal ([0-9.], see plain_decimal) as float() reads it. */
+/* A quoted plain decimal ([0-9.], see plain_decimal) as float() reads it: the string's span and its
+ * digits read in one pass (any other byte, an escape or a control byte included, is "not handled"). */
 static inline int dec_tok(Cur *c, double *v, const char **s, Py_ssize_t *n) {
-    if (!str_span(c, s, n) || *n == 0 || *n > 64) return 0;
+    skip_ws(c);
+    const unsigned char *p = c->p, *end = c->end;
+    if (p >= end || *p != '"') return 0;
+    const unsigned char *b = ++p;
+    uint64_t m = 0; /* exact while there are at most 19 digits */
+    p = digit_run(p, end, &m);
+    Py_ssize_t digits = p - b, frac = 0;
+    if (p < end && *p == '.') {
+        const unsigned char *f = ++p;
+        p = digit_run(p, end, &m);
+        frac = p - f;
+        digits += frac;
+    }
+    if (p >= end || *p != '"' || !digits || p - b > 64) return 0;
+    c->p = p + 1;
+    *s = (const char *)b;
+    *n = p - b;
+    if (digits <= 19 && m <= (1ULL << 53) && frac <= 22) {
+        *v = frac ? (double)m / POW10[frac] : (double)m;
+        return 1;
+    }
     return plain_decimal(*s, *n, v);
 }
 
@@ -2217,10 +2259,17 @@ static PyObject *do_ticker(Scanner *S, ScanSym *e, const Fields *f, PyObject *ou
 static PyObject *zero_float;   /* 0.0: the size of every removed level's row */
 static PyObject *zero_int_one; /* 1 */
 
+/* 1 when o is an exact ASCII str whose text is s[:n]. */
+static inline int same_text(PyObject *o, const char *s, Py_ssize_t n) {
+    return PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o) && PyUnicode_GET_LENGTH(o) == n &&
+           memcmp(PyUnicode_DATA(o), s, (size_t)n) == 0;
+}
+
 /* One level of a scanned update: set (size != 0) or removed (size 0), and its row, as apply_one does
  * for the reference's parsed level; objects the book already holds are shared instead of made anew
- * (the held price key when it is a float, the held price text when it is the same text): equal values
- * of the same types. */
+ * (the held price key when it is a float, the held price text when it is the same text, and the
+ * whole held value - size float, price text, size text - when both texts are the same): equal values
+ * of the same types. c->untracked is set (the rows hold exact floats as price and size). */
 static int scan_level(Levels *L, const RowCtx *c, const RawLv *x) {
     double rk = rank_of(L, x->price);
     Py_ssize_t j = lower_bound(L, rk);
@@ -2232,30 +2281,41 @@ static int scan_level(Levels *L, const RowCtx *c, const RawLv *x) {
         z = Py_NewRef(zero_float);
         if (found) Py_DECREF(levels_take(L, j, NULL));
     } else {
-        z = PyFloat_FromDouble(x->size);
-        PyObject *ps = NULL;
-        if (found) {
-            PyObject *old = L->vals[j];
-            if (PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 3) {
-                PyObject *o = PyTuple_GET_ITEM(old, 1);
-                if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o) && PyUnicode_GET_LENGTH(o) == x->pn &&
-                    memcmp(PyUnicode_DATA(o), x->ps, (size_t)x->pn) == 0)
-                    ps = Py_NewRef(o);
+        PyObject *ps = NULL, *old = found ? L->vals[j] : NULL;
+        if (old && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 3) {
+            PyObject *o = PyTuple_GET_ITEM(old, 1);
+            if (same_text(o, x->ps, x->pn)) {
+                PyObject *oz = PyTuple_GET_ITEM(old, 0);
+                if (PyFloat_CheckExact(oz) && PyFloat_AS_DOUBLE(oz) == x->size &&
+                    same_text(PyTuple_GET_ITEM(old, 2), x->ss, x->sn)) {
+                    /* the level is unchanged: its held value stays, and its size is the row's */
+                    int r = emit_row(c, p, oz);
+                    Py_DECREF(p);
+                    return r;
+                }
+                ps = Py_NewRef(o);
             }
         }
+        z = PyFloat_FromDouble(x->size);
         if (!ps) ps = ascii_str(x->ps, x->pn);
         PyObject *zs = ascii_str(x->ss, x->sn);
-        PyObject *value = z && ps && zs ? PyTuple_Pack(3, z, ps, zs) : NULL;
-        Py_XDECREF(ps);
-        Py_XDECREF(zs);
+        PyObject *value = z && ps && zs ? PyTuple_New(3) : NULL;
+        if (value) {
+            PyTuple_SET_ITEM(value, 0, Py_NewRef(z));
+            PyTuple_SET_ITEM(value, 1, ps);
+            PyTuple_SET_ITEM(value, 2, zs);
+            PyObject_GC_UnTrack(value); /* a float and two str */
+        } else {
+            Py_XDECREF(ps);
+            Py_XDECREF(zs);
+        }
         int r = -1;
         if (value) {
-            maybe_untrack(value);
             /* allocating may have run code (a collection): the place found above is checked again */
             if (found && j < L->n && L->keys[j] == rk) {
-                PyObject *old = L->vals[j];
+                PyObject *held = L->vals[j];
                 L->vals[j] = value;
-                Py_DECREF(old);
+                Py_DECREF(held);
                 r = 0;
             } else if (!found && j <= L->n && (j == 0 || L->keys[j - 1] < rk) && (j == L->n || L->keys[j] > rk)) {
                 r = levels_insert_at(L, j, rk, p, value);
@@ -2319,7 +2379,8 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
     PyObject *flags = NULL;
     if (ts_obj && seq) flags = PyLong_FromLong(tf_flags(S->tf, 1, ts_ex, ts_recv, 0));
     if (flags) {
-        RowCtx c = {rows, S->exchange, e->symbol, ts_obj, recv, s_bid, Py_False, seq, epoch, flags};
+        RowCtx c = {rows, S->exchange, e->symbol, ts_obj, recv, s_bid, Py_False, seq, epoch, flags, 0};
+        c.untracked = ctx_untrackable(&c) && PyUnicode_CheckExact(s_ask); /* s_bid is checked above */
         int ok = 0;
         for (int s = 0; s < 2 && ok == 0; s++) {
             RawSide *r = &S->side[s];
@@ -2584,6 +2645,7 @@ PyMODINIT_FUNC PyInit__booknative(void) {
     json_class['['] = json_class['{'] = 1;
     json_class[']'] = json_class['}'] = 2;
     json_class['"'] = 3;
+    for (int ch = 0; ch < 256; ch++) str_stop[ch] = ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\';
     if (PyType_Ready(&LevelsType) < 0 || PyType_Ready(&TimeFlagsType) < 0 || PyType_Ready(&ScannerType) < 0)
         return NULL;
     str_append = PyUnicode_InternFromString("append");

@@ -459,6 +459,111 @@ def test_scan_mutated_frames_and_sequences_identical(exchange: str) -> None:
     assert count.taken > 100, (count.taken, count.offered)
 
 
+#: decimal texts for level sizes (below the size limit, so that the updates stay the scanner's): it reads
+#: a decimal exactly when it has at most 19 digits and they make at most 2**53, else with float()'s own
+#: routine; either must give float()'s value
+_DECIMAL_TEXT = st.one_of(
+    st.from_regex(r"\A[0-9]{1,3}\.[0-9]{0,12}\Z"),
+    st.from_regex(r"\A0\.0{0,14}[1-9][0-9]{0,8}\Z"),
+    st.from_regex(r"\A[0-9]{1,3}\.[0-9]{14,24}\Z"),
+    st.from_regex(r"\A0{10,20}[1-9][0-9]{0,2}\Z"),
+    st.sampled_from(
+        [
+            "0.9007199254740992",
+            "0.9007199254740993",
+            "900.7199254740991",
+            "0.1234567890123456789",
+            "0.12345678901234567890",
+            "0.00000000000000000000001",
+            "1.",
+            ".5",
+            "00012.5000",
+            "0.1" + "0" * 30,
+        ]
+    ),
+)
+
+
+def _other_text(text: str) -> str:
+    """The same decimal value written differently (one more trailing zero)."""
+    return text + "0" if "." in text else text + ".0"
+
+
+_EDITS = ("keep", "size_text", "price_text", "size", "zero", "twice", "twice_size", "twice_price")
+
+
+def level_edits(levels: list[list[str]], edits: list[str], texts: list[str]) -> list[list[str]]:
+    """The levels of one depth update, edited (level k by ``edits[k % len(edits)]``): kept, the same value
+    in another text, a new size, a removal, repeated within the update (unchanged the second time, or
+    equal in another text); and a new level next to the first when there is an odd number of edits."""
+    out: list[list[str]] = []
+    for k, (price, size) in enumerate(levels):
+        how = edits[k % len(edits)]
+        if how == "size_text":
+            out.append([price, _other_text(size)])
+        elif how == "price_text":
+            out.append([_other_text(price), size])
+        elif how == "size":
+            out.append([price, texts[k % len(texts)]])
+        elif how == "zero":
+            out.append([price, "0.00000000"])
+        elif how == "twice":  # the second is an unchanged level
+            out += [[price, size], [price, size]]
+        elif how == "twice_size":  # the same size again, in another text
+            out += [[price, size], [price, _other_text(size)]]
+        elif how == "twice_price":  # the same level again, its price in another text
+            out += [[price, size], [_other_text(price), size]]
+        else:
+            out.append([price, size])
+    if len(edits) % 2 and levels and "." in levels[0][0]:
+        out.append([levels[0][0] + "1", texts[-1]])  # a new level next to the first one
+    return out
+
+
+@pytest.mark.parametrize("exchange", ["binance", "binance-futures"])
+def test_scan_level_texts_identical(exchange: str) -> None:
+    """Depth updates continuing the recording with their level texts edited (unchanged levels, equal
+    values in other texts, long and inexact decimals, repeated levels): scanner on == off, rows, books
+    (values with their texts) and counters."""
+    items = [i for i in recording_items(exchange) if i is not None]
+    warm = items[:WARM_FRAMES]
+    # the book frames only (trades and bookTickers do not move the books): every step edits updates
+    rest = [
+        i
+        for i in items[WARM_FRAMES:]
+        if isinstance(i, tuple) and b"@trade" not in i[1] and b"@bookTicker" not in i[1]
+    ]
+    on, off = make(exchange, True), make(exchange, False)
+    assert_same(off, run(off, warm), on, run(on, warm), f"{exchange} warm-up")
+    count = Counting(on)
+    pos = [0]
+
+    @PROFILE
+    @given(
+        st.lists(st.sampled_from(_EDITS), min_size=1, max_size=12),
+        st.lists(_DECIMAL_TEXT, min_size=1, max_size=4),
+        st.integers(1, 4),
+    )
+    def check(edits: list[str], texts: list[str], steps: int) -> None:
+        start = pos[0] % max(1, len(rest) - 10)
+        pos[0] += steps
+        seq: list[Item] = []
+        for ts, frame in rest[start : start + steps]:
+            if b"@depth" in frame and b"depthSnapshot" not in frame:
+                msg = orjson.loads(frame)
+                for side in ("b", "a"):
+                    msg["data"][side] = level_edits(msg["data"][side], edits, texts)
+                frame = orjson.dumps(msg)
+            seq.append((ts, frame))
+        out_on, out_off = RecordBuffer(), RecordBuffer()
+        feed_into(off, seq, out_off)
+        feed_into(on, seq, out_on)
+        assert_same(off, out_off, on, out_on, f"{exchange} {seq!r}"[:3000])
+
+    check()
+    assert count.taken > 200, (count.taken, count.offered)
+
+
 def feed_into(n: Normaliser, items: list[Item], out: RecordBuffer) -> None:
     last = 0
     for item in items:
