@@ -20,6 +20,7 @@ import gzip
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -142,6 +143,16 @@ def test_gemini_documented_details_example_and_hostile_bodies() -> None:
     ]
 
 
+async def gemini_rest(symbols: Any, details: Any) -> web.AppRunner:
+    """A real HTTP server on loopback answering Gemini's list and details paths with these handlers."""
+    app = web.Application()
+    app.add_routes([web.get("/v1/symbols", symbols), web.get("/v1/symbols/details/{symbol}", details)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
 async def test_gemini_details_are_paced_and_a_vanished_symbol_is_skipped() -> None:
     """A real HTTP server: a listed symbol whose details answer 400 (delisted meanwhile) is left out;
     details requests go out in bursts within the pacing window; a 429 fails the fetch."""
@@ -165,12 +176,7 @@ async def test_gemini_details_are_paced_and_a_vanished_symbol_is_skipped() -> No
             return web.json_response(documented)
         return web.json_response({"result": "error", "reason": "InvalidSymbol", "message": "x"}, status=400)
 
-    app = web.Application()
-    app.add_routes([web.get("/v1/symbols", symbols), web.get("/v1/symbols/details/{symbol}", details)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner = await gemini_rest(symbols, details)
     port = runner.addresses[0][1]
     dialect = get_dialect("gemini")
     dialect.details_burst, dialect.details_window_s = 3, 0.4  # type: ignore[misc]
@@ -217,12 +223,7 @@ async def test_gemini_refresh_reads_new_symbols_and_a_few_known_ones() -> None:
         asked.append(request.match_info["symbol"])
         return web.json_response(details[request.match_info["symbol"]])
 
-    app = web.Application()
-    app.add_routes([web.get("/v1/symbols", symbols), web.get("/v1/symbols/details/{symbol}", detail)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner = await gemini_rest(symbols, detail)
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     dialect = get_dialect("gemini")
     dialect.details_burst, dialect.details_window_s = 50, 0.01  # type: ignore[misc]
