@@ -86,7 +86,7 @@ def quick_gil_handoff(interval_s: float = REPLAY_SWITCH_INTERVAL_S) -> Iterator[
     frame); the writer needs it only for the short Python steps between Arrow's sort, encode and write
     calls (those release it), and at Python's default interval it waited up to 5 ms for each: its
     units took 1.7-2.0 s of a 2.1-2.4 s replay of 504k frames, 1.0-1.1 s at 0.2 ms, and the whole
-    replay ran ~1.2x faster (bench/RESULTS.md, "Issue 18 integrated"). Restored at the end.
+    replay ran ~1.2x faster (bench/RESULTS.md, "Issue 18 targets at a glance"). Restored at the end.
     https://docs.python.org/3/library/sys.html#sys.setswitchinterval (checked 2026-12-06).
     """
     before = sys.getswitchinterval()
