@@ -50,8 +50,10 @@ PROGRESS_INTERVAL_S = 0.5
 SNIFF_LINES = 1_000
 #: Decompressed bytes read at a time while sniffing (the default 4 MiB blocks hold ~15,000 lines).
 SNIFF_BLOCK = 1 << 16
-#: The cyclic garbage collector's first-generation threshold during a replay (Python's default is 700).
-REPLAY_GC_THRESHOLD = 10_000
+#: The cyclic garbage collector's first-generation threshold during a replay (Python's default is 700):
+#: at most this many tracked objects of cyclic garbage wait for a collection (rows are freed by their
+#: reference counts, not by the collector).
+REPLAY_GC_THRESHOLD = 100_000
 #: Seconds a thread may hold the GIL while another waits for it, during a replay to the lake (Python's
 #: default is 0.005).
 REPLAY_SWITCH_INTERVAL_S = 0.0002
@@ -61,9 +63,11 @@ REPLAY_SWITCH_INTERVAL_S = 0.0002
 def batch_gc() -> Iterator[None]:
     """Garbage collection for a batch run that allocates millions of short-lived row tuples: what is
     alive when it starts (modules, classes, tables) moves to the permanent generation (``gc.freeze``)
-    and first-generation collections run 14x less often, and with them the full collections that walk
-    every live object (2 instead of 6 in a replay of 504k frames, which spent ~5 % of its CPU time
-    collecting; bench/RESULTS.md, "Capture reading and replay loop"). Both are undone at the end (a
+    and first-generation collections run ~140x less often, and with them the full collections that walk
+    every live object (a replay of 504k frames spent ~5 % of its CPU time collecting at the default;
+    bench/RESULTS.md, "Capture reading and replay loop"; at 100,000 instead of 10,000 the whole replay
+    took 1.87-1.90 s instead of 1.88-2.07 s of wall time and 2.5 instead of 2.8 CPU s, the same peak
+    RSS, 498 MB: "Issue 18 targets at a glance"). Both are undone at the end (a
     test process runs commands in process). Documentation followed (checked 2026-12-06):
     https://docs.python.org/3/library/gc.html#gc.freeze and
     https://docs.python.org/3/library/gc.html#gc.set_threshold.
