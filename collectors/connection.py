@@ -1295,33 +1295,30 @@ class Collector:
             snap_epoch = rows[0][9]
             last = old.last_book.get(symbol)
             floor = last[3] if last is not None else 0
-            if by_seq and last is not None and self._joins(rows, last):
-                last_seq = last[8]
+            continues = by_seq and last is not None and self._joins(rows, last)
+            if continues:
+                assert last is not None
                 offset = last[9] - snap_epoch  # the successor's epoch becomes old's
-                new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
-                out.book.extend(
-                    (*r[:3], max(r[3], floor), *r[4:9], r[9] + offset, r[10])
-                    for r in rows
-                    if not r[7] and r[8] > last_seq
+                rows = [r for r in rows if not r[7] and r[8] > last[8]]
+            else:  # a resync into the epoch after old's
+                base = (
+                    last[9] + 1
+                    if last is not None
+                    else max((r[9] for r in old.last_book.values()), default=-1) + 1
                 )
-                continue
-            base = (
-                last[9] + 1
-                if last is not None
-                else max((r[9] for r in old.last_book.values()), default=-1) + 1
-            )
-            offset = base - snap_epoch
+                offset = base - snap_epoch
             new.epoch_offsets[symbol] = new.epoch_offsets.get(symbol, 0) + offset
             out.book.extend((*r[:3], max(r[3], floor), *r[4:9], r[9] + offset, r[10]) for r in rows)
-            emit_event(
-                out,
-                self.exchange,
-                symbol,
-                "book",
-                ts,
-                "resync",
-                {"reason": "rotation", "connection": new.name},
-            )
+            if not continues:
+                emit_event(
+                    out,
+                    self.exchange,
+                    symbol,
+                    "book",
+                    ts,
+                    "resync",
+                    {"reason": "rotation", "connection": new.name},
+                )
         published = old.handover_log or HandoverLog()
         recent = old.published_trades
         out.trades = [
