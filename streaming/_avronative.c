@@ -89,6 +89,16 @@ typedef struct {
 /* Largest encoding of a value that is not a string or bytes: union byte + 10-byte varint. */
 #define FIXED_MAX 11
 
+/* A string or bytes value: the union branch of a nullable field, the length, the bytes. */
+static int put_sized(Buf *b, int nullable, const char *s, Py_ssize_t n) {
+    if (buf_reserve(b, FIXED_MAX + n) < 0) return -1;
+    if (nullable) put_byte(b, 2);
+    put_varint(b, zigzag((int64_t)n));
+    memcpy(b->p + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
 /* The field codes of spec (1..64 known codes): their count, or -1 with ValueError set. */
 static int check_spec(PyObject *spec, const uint8_t **codes) {
     if (!PyBytes_Check(spec) || PyBytes_GET_SIZE(spec) < 1 || PyBytes_GET_SIZE(spec) > MAX_FIELDS) {
@@ -178,12 +188,7 @@ static int enc_value(Buf *b, int code, PyObject *v) {
             PyErr_Clear();
             return 1;
         }
-        if (buf_reserve(b, FIXED_MAX + n) < 0) return -1;
-        if (code & NULLABLE) put_byte(b, 2);
-        put_varint(b, zigzag((int64_t)n));
-        memcpy(b->p + b->len, s, (size_t)n);
-        b->len += n;
-        return 0;
+        return put_sized(b, code & NULLABLE, s, n);
     }
     case T_BYTES: {
         const char *s;
@@ -197,12 +202,7 @@ static int enc_value(Buf *b, int code, PyObject *v) {
         } else {
             return 1;
         }
-        if (buf_reserve(b, FIXED_MAX + n) < 0) return -1;
-        if (code & NULLABLE) put_byte(b, 2);
-        put_varint(b, zigzag((int64_t)n));
-        memcpy(b->p + b->len, s, (size_t)n);
-        b->len += n;
-        return 0;
+        return put_sized(b, code & NULLABLE, s, n);
     }
     case T_LONG:
     case T_INT: {
