@@ -52,7 +52,7 @@ import aiohttp
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from schemas import RECORD_DATASETS, RecordBuffer
+from schemas import RecordBuffer
 
 from .backoff import Backoff, RestBudget
 from .base import (
@@ -212,7 +212,7 @@ class OutputQueue:
             if self.policy == "drop-oldest":
                 dropped, weight = self._items.popleft()
                 self._size -= weight
-                rows = _row_count(dropped)
+                rows = len(dropped)
                 self.stats.dropped_batches += 1
                 self.stats.dropped_rows += rows
                 self._dropped_since_report += rows
@@ -447,7 +447,7 @@ class FeedConnection:
     # -- records ---------------------------------------------------------------------------------
     async def _emit(self, out: RecordBuffer, frames: int = 1) -> None:
         """Publishes ``out`` (the records of ``frames`` frames) as this connection's mode says."""
-        if not _has_rows(out):
+        if not out:
             return
         self.watchdog.saw(out, time.monotonic())
         # Epoch bookkeeping only matters to planned rotation: connections without it skip the work.
@@ -526,7 +526,7 @@ class FeedConnection:
         if self.raw is not None:
             batch = self.raw.frame(ts_recv, frame)
             if batch is not None:
-                if _has_rows(out):
+                if out:
                     await self._emit(out.take(), max(1, held))
                     emitted = True
                 await self._publish_raw(batch)
@@ -1017,20 +1017,8 @@ def _message_ready(ws: Any) -> Callable[[], bool]:
     return ready
 
 
-#: Rows of every dataset of a buffer, read in one C call (``RecordBuffer.__len__`` sums them in Python).
-_ROW_LISTS = operator.attrgetter(*RECORD_DATASETS)
 #: the symbol of a record row
 _ROW_SYMBOL = operator.itemgetter(1)
-
-
-def _has_rows(out: RecordBuffer) -> bool:
-    """True when ``out`` holds at least one row."""
-    return any(_ROW_LISTS(out))
-
-
-def _row_count(out: RecordBuffer) -> int:
-    """Rows in ``out`` (``len(out)``, without a Python loop)."""
-    return sum(map(len, _ROW_LISTS(out)))
 
 
 def _bbo_key(row: tuple[Any, ...]) -> tuple[int, int]:
@@ -1540,7 +1528,7 @@ class Collector:
     async def _deliver(self, batch: RecordBuffer) -> None:
         for observe in self.observers:
             observe(batch)
-        self.published_rows += _row_count(batch)
+        self.published_rows += len(batch)
         await self.sink(batch)
 
     async def _publish_loop(self) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -289,7 +290,12 @@ class RecordBuffer:
         return rows
 
     def __len__(self) -> int:
-        return sum(len(getattr(self, ds)) for ds in RECORD_DATASETS)
+        # the row lists read in one C call (a collector counts every batch it emits)
+        return sum(map(len, _ROW_LISTS(self)))
+
+    def __bool__(self) -> bool:
+        """True when any dataset holds a row (stops at the first)."""
+        return any(_ROW_LISTS(self))
 
     def extend(self, other: RecordBuffer) -> None:
         """Appends every row of ``other``."""
@@ -309,3 +315,7 @@ class RecordBuffer:
         for ds in RECORD_DATASETS:
             setattr(self, ds, [])
         return taken
+
+
+#: the row lists of a buffer, every dataset in :data:`RECORD_DATASETS` order
+_ROW_LISTS = operator.attrgetter(*RECORD_DATASETS)
