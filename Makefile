@@ -10,7 +10,7 @@ DEMO_PORT ?= 8321
 .PHONY: install demo test lint bench fuzz system-deps clean asan asan-book asan-codec asan-capture
 
 # Compiled extensions (setup.py), each optional: the pure-Python reference runs where one is missing.
-NATIVE_SOURCES := collectors/_booknative.c streaming/_avronative.c collectors/_capturenative.c
+NATIVE_SOURCES := collectors/_booknative.c collectors/_columnrows.c collectors/_columnrows.h streaming/_avronative.c collectors/_capturenative.c
 PY_INCLUDE = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 EXT_SUFFIX = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES)
 	  && echo "collectors._booknative: compiled book engine built" || { \
 	  echo "WARNING: collectors/_booknative.c did not build: the book engine runs in pure Python (slower)." >&2; \
 	  echo "         Compiler output (needs gcc and the Python headers):" >&2; \
-	  gcc -fsyntax-only -std=c11 -I"$(PY_INCLUDE)" collectors/_booknative.c >&2 || true; }
+	  gcc -fsyntax-only -std=c11 -I"$(PY_INCLUDE)" collectors/_booknative.c collectors/_columnrows.c >&2 || true; }
 	@$(BIN)/python -c 'import streaming._avronative' 2>/dev/null \
 	  && echo "streaming._avronative: compiled Avro codec built" || { \
 	  echo "WARNING: streaming/_avronative.c did not build: ticktape runs its pure-Python Avro codec (slower)." >&2; \
@@ -62,14 +62,15 @@ test: install system-deps lint
 	  ASAN_CAPTURE_TESTS='$(ASAN_CAPTURE_QUICK)'
 
 # AddressSanitizer + UndefinedBehaviorSanitizer builds of the compiled extensions (build/asan, apart from
-# the installed ones), loaded ahead of them, under their differential and fuzz tests (book engine, checksums, JSON depth, Binance frame scanner and time flags; Avro codec, rows to Arrow; capture splitter). CPython is not
+# the installed ones), loaded ahead of them, under their differential and fuzz tests (book engine, checksums, JSON depth, Binance frame scanner and time flags, rows held as columns; Avro codec, rows to Arrow; capture splitter). CPython is not
 # instrumented: libasan is preloaded, PYTHONMALLOC=malloc lets it see every allocation, and leak
-# detection is off (the interpreter keeps memory at exit by design). Preloading the runtime into an
+# detection is off (the interpreter keeps memory at exit by design); pytest captures at the sys level
+# only, so that a sanitizer's report on fd 2 is seen before the process halts. Preloading the runtime into an
 # uninstrumented interpreter: https://jonasdevlieghere.com/sanitizing-python-modules/; PYTHONMALLOC:
 # https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
-ASAN_QUICK := -k "built or leak or random or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance and not futures and not delivery) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
+ASAN_QUICK := -k "built or leak or random or list_operations or columns_to_arrow or (replay_into_columns and binance and not futures and not delivery) or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance and not futures and not delivery) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
 ASAN_CODEC_TESTS ?=
 ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book) or (arrow and (shapes or lake_order or bad_rows or (declined and trades)))"
 ASAN_CAPTURE_TESTS ?=
@@ -83,18 +84,18 @@ asan: asan-book asan-codec asan-capture
 
 asan-book: install
 	@mkdir -p $(ASAN_DIR)/collectors
-	gcc $(ASAN_CFLAGS) -I"$(PY_INCLUDE)" collectors/_booknative.c -o $(ASAN_DIR)/collectors/_booknative$(EXT_SUFFIX)
+	gcc $(ASAN_CFLAGS) -I"$(PY_INCLUDE)" collectors/_booknative.c collectors/_columnrows.c -o $(ASAN_DIR)/collectors/_booknative$(EXT_SUFFIX)
 	TICKTAPE_ASAN_BUILD=$(ASAN_DIR)/collectors $(ASAN_RUN) \
 	  $(BIN)/python -c 'import sys, collectors; collectors.__path__.insert(0, sys.argv[1]); import pytest; \
 	    sys.exit(pytest.main(sys.argv[2:]))' $(ASAN_DIR)/collectors \
-	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py tests/collectors/test_native_checksum.py \
-	  tests/collectors/test_native_binance.py $(ASAN_TESTS)
+	  -q --capture=sys -p no:randomly -p no:cacheprovider tests/collectors/test_native_book.py tests/collectors/test_native_checksum.py \
+	  tests/collectors/test_native_binance.py tests/collectors/test_column_rows.py $(ASAN_TESTS)
 
 asan-codec: install
 	@mkdir -p $(ASAN_DIR)
 	gcc $(ASAN_CFLAGS) -Wextra -Werror -I"$(PY_INCLUDE)" streaming/_avronative.c -o $(ASAN_DIR)/_avronative.so
 	$(ASAN_RUN) TICKTAPE_AVRONATIVE_SO=$(CURDIR)/$(ASAN_DIR)/_avronative.so \
-	  $(BIN)/python -m pytest -q -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py tests/schemas/test_native_arrow.py $(ASAN_CODEC_TESTS)
+	  $(BIN)/python -m pytest -q --capture=sys -p no:randomly -p no:xdist -p no:cacheprovider tests/streaming/test_native_codec.py tests/schemas/test_native_arrow.py $(ASAN_CODEC_TESTS)
 
 asan-capture: install
 	@mkdir -p $(ASAN_DIR)/capture/collectors
@@ -102,7 +103,7 @@ asan-capture: install
 	TICKTAPE_ASAN_BUILD=$(ASAN_DIR)/capture/collectors $(ASAN_RUN) \
 	  $(BIN)/python -c 'import sys, collectors; collectors.__path__.insert(0, sys.argv[1]); import pytest; \
 	    sys.exit(pytest.main(sys.argv[2:]))' $(ASAN_DIR)/capture/collectors \
-	  -q -p no:randomly -p no:cacheprovider tests/collectors/test_native_capture.py $(ASAN_CAPTURE_TESTS)
+	  -q --capture=sys -p no:randomly -p no:cacheprovider tests/collectors/test_native_capture.py $(ASAN_CAPTURE_TESTS)
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -4,7 +4,8 @@ Extensions build from source with gcc and the Python headers. Each is ``optional
 compile, the install goes on and the pure-Python reference runs instead (``make install`` says so).
 
 - ``collectors._booknative`` (collectors/_booknative.c): the book engine's price-level store and level
-  parsing (``collectors.book``);
+  parsing (``collectors.book``), the Binance frame scanner, and ``ColumnRows`` (collectors/_columnrows.c),
+  a dataset's rows held as columns behind the list-of-tuples API (``collectors.base.new_record_buffer``);
 - ``streaming._avronative`` (streaming/_avronative.c): the Avro codec's batch encoder and column
   decoder (``streaming.codec``);
 - ``collectors._capturenative`` (collectors/_capturenative.c): capture blocks split into items
@@ -22,7 +23,8 @@ setup(
     ext_modules=[
         Extension(
             "collectors._booknative",
-            sources=["collectors/_booknative.c"],
+            sources=["collectors/_booknative.c", "collectors/_columnrows.c"],
+            depends=["collectors/_columnrows.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-braces"],
             optional=True,
         ),

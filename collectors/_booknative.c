@@ -43,6 +43,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_columnrows.h"
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Levels                                                                                            */
 
@@ -756,6 +758,8 @@ static PyObject *str_append; /* "append" */
 
 static int append_row(PyObject *rows, PyObject *row) {
     if (PyList_CheckExact(rows)) return PyList_Append(rows, row);
+    if (ColumnRows_CheckExact(rows))
+        return column_rows_append_objects(rows, &PyTuple_GET_ITEM(row, 0), PyTuple_GET_SIZE(row));
     PyObject *r = PyObject_CallMethodOneArg(rows, str_append, row);
     if (!r) return -1;
     Py_DECREF(r);
@@ -795,10 +799,11 @@ static int ctx_untrackable(const RowCtx *c) {
 }
 
 static int emit_row(const RowCtx *c, PyObject *price, PyObject *size) {
-    PyObject *row = PyTuple_New(11);
-    if (!row) return -1;
     PyObject *cols[11] = {c->ex,   c->sym,         c->ts_exchange, c->ts_recv, c->side, price,
                           size,    c->is_snapshot, c->seq,         c->epoch,   c->flags};
+    if (ColumnRows_CheckExact(c->rows)) return column_rows_append_objects(c->rows, cols, 11);
+    PyObject *row = PyTuple_New(11);
+    if (!row) return -1;
     for (int i = 0; i < 11; i++) {
         Py_INCREF(cols[i]);
         PyTuple_SET_ITEM(row, i, cols[i]);
@@ -2098,12 +2103,13 @@ static int slot_set(SlotCache *c, PyObject *obj, PyObject *name, PyObject *value
 static SlotCache sc_synced, sc_maybe_bad, sc_last_seq, sc_set_last_seq, sc_epoch, sc_max_price, sc_max_size,
     sc_rows_book, sc_rows_bbo, sc_rows_trades;
 
-/* The row list `name` of out (an exact list), a new reference, or NULL (not handled / error). */
+/* The rows `name` of out (an exact list or a ColumnRows), a new reference, or NULL (not handled /
+ * error). */
 static PyObject *rows_of(PyObject *out, PyObject *name) {
     SlotCache *c = name == s_book ? &sc_rows_book : name == s_bbo ? &sc_rows_bbo : &sc_rows_trades;
     PyObject *rows = slot_get(c, out, name);
     if (!rows) return NULL;
-    if (!PyList_CheckExact(rows)) {
+    if (!PyList_CheckExact(rows) && !ColumnRows_CheckExact(rows)) {
         Py_DECREF(rows);
         return NULL;
     }
@@ -2113,7 +2119,7 @@ static PyObject *rows_of(PyObject *out, PyObject *name) {
 static int append_tuple(PyObject *rows, PyObject *row) {
     if (!row) return -1;
     maybe_untrack(row);
-    int r = PyList_Append(rows, row);
+    int r = append_row(rows, row);
     Py_DECREF(row);
     return r;
 }
@@ -2646,7 +2652,8 @@ PyMODINIT_FUNC PyInit__booknative(void) {
     json_class[']'] = json_class['}'] = 2;
     json_class['"'] = 3;
     for (int ch = 0; ch < 256; ch++) str_stop[ch] = ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\';
-    if (PyType_Ready(&LevelsType) < 0 || PyType_Ready(&TimeFlagsType) < 0 || PyType_Ready(&ScannerType) < 0)
+    if (PyType_Ready(&LevelsType) < 0 || PyType_Ready(&TimeFlagsType) < 0 || PyType_Ready(&ScannerType) < 0 ||
+        PyType_Ready(&ColumnRowsType) < 0 || PyType_Ready(&ColumnRowsIterType) < 0)
         return NULL;
     str_append = PyUnicode_InternFromString("append");
     if (!str_append) return NULL;
@@ -2686,6 +2693,10 @@ PyMODINIT_FUNC PyInit__booknative(void) {
     Py_INCREF(&ScannerType);
     if (PyModule_AddObject(m, "BinanceScanner", (PyObject *)&ScannerType) < 0) {
         Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "ColumnRows", (PyObject *)&ColumnRowsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import orjson
 
-from schemas import Flags, RecordBuffer
+from schemas import Flags, RecordBuffer, base_width
 
 from . import book as _book
 from .events import (
@@ -217,6 +217,31 @@ def new_time_flagger(outdated_cutoff_ns: int = DEFAULT_OUTDATED_CUTOFF_NS) -> Ti
         outdated_cutoff_ns, DEFAULT_CLOCK_TOLERANCE_NS, Limits().max_ts_skew_ns
     )
     return flagger
+
+
+#: The datasets a :func:`new_record_buffer` holds as columns: the market data, nearly every row.
+COLUMNAR_DATASETS: tuple[str, ...] = ("trades", "book", "bbo")
+
+
+def new_record_buffer() -> RecordBuffer:
+    """An empty :class:`~schemas.RecordBuffer` whose trades, book and bbo rows are held as columns
+    (``collectors._booknative.ColumnRows``: numbers unboxed, no tuple per row; the frame scanner and the
+    book engine append rows from their cells, and Arrow batches are built from the columns) when the
+    native implementation is active (:data:`collectors.book.IMPLEMENTATION`), else a plain one.
+
+    The stores behave as the lists they replace for every normaliser (append, extend, len, index,
+    slice, assignment at an index, iteration, comparison with lists); a row of unusual values, or
+    another list operation, turns a store into a plain list of the same tuples (issue 18 part 2;
+    bench/RESULTS.md, "Columnar record buffers")."""
+    native = _book._native
+    if native is None:
+        return RecordBuffer()
+    from streaming.codec import field_codes  # here: streaming imports collectors' siblings only lazily
+
+    buf = RecordBuffer()
+    for dataset in COLUMNAR_DATASETS:
+        setattr(buf, dataset, native.ColumnRows(field_codes(dataset), base_width(dataset)))
+    return buf
 
 
 class Normaliser(abc.ABC):

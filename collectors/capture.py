@@ -366,8 +366,12 @@ def iter_units(
     unit_rows: int,
     start_after: int = 0,
     progress: Callable[[ReplayStats], None] | None = None,
+    new_buffer: Callable[[], RecordBuffer] = RecordBuffer,
 ) -> Iterator[tuple[int, int, RecordBuffer]]:
     """Normalises a capture and yields ``(first line, last line, records)`` per unit.
+
+    ``new_buffer`` makes the unit's record buffer (``collectors.base.new_record_buffer`` where the
+    records become Arrow batches: rows held as columns).
 
     Unit boundaries depend only on the file (every ``unit_lines`` lines, or earlier once ``unit_rows``
     rows are waiting), so a resumed replay cuts where the first one did. Lines up to ``start_after``
@@ -375,7 +379,7 @@ def iter_units(
     also be parsed capture items (:func:`parse_lines`: the raw archive, ``storage/raw.py``).
     """
     on_frame = normaliser.on_frame
-    buf = RecordBuffer()
+    buf = new_buffer()
     unit_first = 1
     line = 0
     frames = 0

@@ -198,6 +198,8 @@ def rows_to_arrow(dataset: str, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
     batch = _COMPILED[0](dataset, rows)
     if batch is not None:
         return batch
+    if type(rows) is not list:  # rows held as columns (collectors.base.new_record_buffer)
+        rows = list(rows)
     return python_rows_to_arrow(dataset, rows)
 
 
@@ -310,10 +312,12 @@ class RecordBuffer:
             getattr(self, ds).clear()
 
     def take(self) -> RecordBuffer:
-        """Moves all rows into a new buffer and leaves this one empty."""
+        """Moves all rows into a new buffer and leaves this one empty (a dataset held as columns,
+        ``collectors.base.new_record_buffer``, gets an empty store of the same kind)."""
         taken = RecordBuffer(*(getattr(self, ds) for ds in RECORD_DATASETS))
         for ds in RECORD_DATASETS:
-            setattr(self, ds, [])
+            rows = getattr(taken, ds)
+            setattr(self, ds, [] if type(rows) is list else rows.empty())
         return taken
 
 

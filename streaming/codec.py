@@ -199,6 +199,14 @@ def native_status() -> str:
 
 
 @cache
+def field_codes(dataset: str) -> bytes:
+    """The field codes of a dataset's schema, one byte per field (the compiled codec's and
+    ``collectors._booknative.ColumnRows``' spec): the Avro type (string 1, bytes 2, long 3, int 4,
+    double 5, boolean 6), with 0x10 set for a nullable field."""
+    return _spec(dataset)
+
+
+@cache
 def _spec(dataset: str, base: bool = False) -> bytes:
     """The field codes of a dataset for the compiled codec (one byte per field; ``base``: of the
     schema without ``replica``)."""
@@ -789,6 +797,17 @@ def rows_to_batch(dataset: str, rows: list[Row]) -> pa.RecordBatch | None:
     native = _native()
     if native is None:
         return None
+    if type(rows) is not list:
+        # rows held as columns (collectors.base.new_record_buffer): their buffers as they are, or,
+        # once the store became a list, its rows as any list's
+        to_columns = getattr(rows, "to_columns", None)
+        got = to_columns() if to_columns is not None else None
+        if got is not None:
+            n, columns = got
+            return pa.RecordBatch.from_arrays(
+                _column_arrays(dataset, n, columns), schema=arrow_schema(dataset)
+            )
+        rows = list(rows)
     got = native.rows_to_columns(_spec(dataset), base_width(dataset), rows)
     if got is None:
         return None

@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from collectors.base import DialectOptions
+from collectors.base import DialectOptions, new_record_buffer
 from collectors.capture import CaptureError, CaptureItem, ReplayStats, iter_units, read_capture
 from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS
@@ -200,6 +200,7 @@ def replay_to_lake(
         unit_rows=unit_rows,
         start_after=max(committed, 0),
         progress=progress,
+        new_buffer=new_record_buffer,  # rows become Arrow batches: held as columns
     )
 
     def account(result: UnitResult) -> None:
