@@ -1,7 +1,7 @@
 """The collector alone on the live path: real Binance frames -> ``ticktape collect`` -> Kafka -> sink -> lake.
 
 Run: ``python -m bench.collector_loop [--symbols 16] [--seconds 20] [--rate 20000] [--runs paced,max]
-[--transport kafka|local] [--no-save]``.
+[--transport kafka|local] [--defer-sink] [--no-save]``.
 
 The feed is :class:`bench.feed.RecordedFeed`: the real Binance recording of ``../shared/samples``,
 one copy per symbol, pre-rendered websocket frames written in slices (a few per cent of a core at
@@ -85,8 +85,10 @@ async def run_once(
     transport: list[str],
     probe: bool,
     work: Path,
+    defer_sink: bool = False,
 ) -> dict[str, Any]:
-    """One run; the figures of the summary table."""
+    """One run; the figures of the summary table. ``defer_sink``: the sink is stopped (SIGSTOP) while
+    the feed runs and catches up after it (the broker then serves the collector alone)."""
     lake = work / "lake"
     per_frame = counts[-1] / len(rec.frames)
     frames_per_s = rate / per_frame if run == "paced" else 0.0
@@ -116,10 +118,14 @@ async def run_once(
     feed_cpu0 = time.process_time()
     try:
         await asyncio.wait_for(feed.running.wait(), timeout=120)
+        if defer_sink:
+            os.kill(sink.pid, signal.SIGSTOP)
         timed_from_ns = time.time_ns() + int(WARMUP_S * 1e9)
         cpu0 = cpu_seconds(collector_pid) or 0.0
         feed_cpu0 = time.process_time()
         await asyncio.wait_for(feed.done.wait(), timeout=seconds + 120)
+        if defer_sink:
+            os.kill(sink.pid, signal.SIGCONT)
         feed_cpu = time.process_time() - feed_cpu0
         await _drained(feed)
         cpu1 = cpu_seconds(collector_pid) or 0.0
@@ -214,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profile", type=Path, default=None, help="run the collector under py-spy, raw stacks to this folder"
     )
+    p.add_argument(
+        "--defer-sink",
+        action="store_true",
+        help="stop the sink while the feed runs (it catches up after): the broker serves the collector alone",
+    )
     p.add_argument("--no-save", action="store_true", help="print JSON only, do not append to RESULTS.md")
     args = p.parse_args(argv)
     if args.profile is not None:
@@ -242,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_once(
                         rec, counts, run=run, rate=args.rate, seconds=args.seconds, symbols=symbols,
                         transport=flags, probe=kafka is not None and run == "paced", work=work,
+                        defer_sink=args.defer_sink,
                     )
                 )  # fmt: skip
             finally:

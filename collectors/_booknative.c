@@ -786,6 +786,10 @@ typedef struct {
      * passes exact floats as price and size, so every row is untracked without looking at it again
      * (0: maybe_untrack checks each row) */
     int untracked;
+    /* rows held as columns: the row's cells, the constant ones made once per side (cells_state 0:
+     * not yet, 1: made, 2: a constant column is not taken as is: every row goes as objects) */
+    int cells_state;
+    CRCell cells[11];
 } RowCtx;
 
 /* 1 when none of the constant columns of c can be part of a cycle (maybe_untrack's rule). */
@@ -798,10 +802,23 @@ static int ctx_untrackable(const RowCtx *c) {
     return 1;
 }
 
-static int emit_row(const RowCtx *c, PyObject *price, PyObject *size) {
+static int emit_row(RowCtx *c, PyObject *price, PyObject *size) {
     PyObject *cols[11] = {c->ex,   c->sym,         c->ts_exchange, c->ts_recv, c->side, price,
                           size,    c->is_snapshot, c->seq,         c->epoch,   c->flags};
-    if (ColumnRows_CheckExact(c->rows)) return column_rows_append_objects(c->rows, cols, 11);
+    if (ColumnRows_CheckExact(c->rows)) {
+        /* callers move side between a message's bids and asks: the cells are made again then */
+        if (c->cells_state == 0 || (c->cells_state == 1 && c->cells[4].obj != c->side))
+            c->cells_state = column_rows_cells_of(c->rows, cols, 11, c->cells) ? 1 : 2;
+        if (c->cells_state == 1 && PyFloat_CheckExact(price) && PyFloat_CheckExact(size)) {
+            double p = PyFloat_AS_DOUBLE(price), z = PyFloat_AS_DOUBLE(size);
+            if (p == p && z == z) { /* not NaN */
+                c->cells[5].d = p;
+                c->cells[6].d = z;
+                return column_rows_append_made(c->rows, c->cells);
+            }
+        }
+        return column_rows_append_objects(c->rows, cols, 11);
+    }
     PyObject *row = PyTuple_New(11);
     if (!row) return -1;
     for (int i = 0; i < 11; i++) {
@@ -819,7 +836,7 @@ static int emit_row(const RowCtx *c, PyObject *price, PyObject *size) {
 
 /* Sets (size != 0) or removes (size == 0) one level and emits its row. snapshot: size-0 levels are
  * skipped entirely (a snapshot's empty levels do not exist). */
-static int apply_one(Levels *L, const RowCtx *c, double price, double size, PyObject *pobj, PyObject *sobj,
+static int apply_one(Levels *L, RowCtx *c, double price, double size, PyObject *pobj, PyObject *sobj,
                      PyObject *pstr, PyObject *sstr, int snapshot) {
     if (size == 0.0) {
         if (snapshot) return 0;
@@ -2184,6 +2201,27 @@ static PyObject *do_trade(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
     }
     PyObject *result = NULL;
     PyObject *tid = PyLong_FromLongLong(f->t_id);
+    if (ColumnRows_CheckExact(rows)) {
+        /* rows held as columns: the row's cells as they are, no number objects (the same steps and
+         * state changes as the tuple below) */
+        PyObject *text = tid ? ascii_str(f->t_text, f->t_n) : NULL;
+        if (text && PyDict_SetItem(S->last_trade_id, e->native, tid) == 0) {
+            CRCell cells[9] = {{S->exchange, 0, 0.0},
+                               {e->symbol, 0, 0.0},
+                               {NULL, ts_ex, 0.0},
+                               {NULL, ts_recv, 0.0},
+                               {text, 0, 0.0},
+                               {NULL, 0, f->p},
+                               {NULL, 0, f->q},
+                               {f->m ? s_sell : s_buy, 0, 0.0},
+                               {NULL, tf_flags(S->tf, 1, ts_ex, ts_recv, 0), 0.0}};
+            if (column_rows_append_cells(rows, cells, 9) == 0) result = Py_NewRef(Py_True);
+        }
+        Py_XDECREF(text);
+        Py_XDECREF(tid);
+        Py_DECREF(rows);
+        return result;
+    }
     PyObject *row = PyTuple_New(9);
     if (tid && row) {
         PyTuple_SET_ITEM(row, 0, Py_NewRef(S->exchange));
@@ -2234,6 +2272,22 @@ static PyObject *do_ticker(Scanner *S, ScanSym *e, const Fields *f, PyObject *ou
         Py_RETURN_FALSE;
     }
     PyObject *result = NULL;
+    if (ColumnRows_CheckExact(rows)) {
+        /* rows held as columns: the row's cells as they are, no number objects */
+        CRCell cells[10] = {{S->exchange, 0, 0.0},
+                            {e->symbol, 0, 0.0},
+                            {S->futures ? NULL : Py_None, ts_ex, 0.0},
+                            {NULL, ts_recv, 0.0},
+                            {has_bid ? NULL : Py_None, 0, bp},
+                            {has_bid ? NULL : Py_None, 0, bq},
+                            {has_ask ? NULL : Py_None, 0, ap},
+                            {has_ask ? NULL : Py_None, 0, aq},
+                            {NULL, f->u, 0.0},
+                            {NULL, tf_flags(S->tf, S->futures, ts_ex, ts_recv, 0), 0.0}};
+        if (column_rows_append_cells(rows, cells, 10) == 0) result = Py_NewRef(Py_True);
+        Py_DECREF(rows);
+        return result;
+    }
     PyObject *row = PyTuple_New(10);
     if (row) {
         PyTuple_SET_ITEM(row, 0, Py_NewRef(S->exchange));
@@ -2276,7 +2330,7 @@ static inline int same_text(PyObject *o, const char *s, Py_ssize_t n) {
  * (the held price key when it is a float, the held price text when it is the same text, and the
  * whole held value - size float, price text, size text - when both texts are the same): equal values
  * of the same types. c->untracked is set (the rows hold exact floats as price and size). */
-static int scan_level(Levels *L, const RowCtx *c, const RawLv *x) {
+static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
     double rk = rank_of(L, x->price);
     Py_ssize_t j = lower_bound(L, rk);
     int found = j < L->n && L->keys[j] == rk;

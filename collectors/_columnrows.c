@@ -36,8 +36,10 @@ typedef struct {
     int width;                     /* fields of a stored row (the rest are null in every row) */
     uint8_t codes[MAX_FIELDS];
     Py_ssize_t n, cap;             /* rows held in the columns, room for */
-    char *col[MAX_FIELDS];         /* per stored field: PyObject * (string, bytes), int64_t (long, int),
-                                    * double, uint8_t (boolean) per row */
+    char *col[MAX_FIELDS];         /* per stored field: PyObject * (string, bytes), int64_t (long),
+                                    * int32_t (int), double, uint8_t (boolean) per row */
+    PyObject *shared[MAX_FIELDS];  /* long, int and double fields: the bytearray that col points into,
+                                    * which to_columns hands to Arrow without a copy */
     uint8_t *isnull[MAX_FIELDS];   /* per nullable number or boolean field: 1 where the value is None */
     PyObject *list;                /* a plain list of the rows once the columns gave them up, else NULL */
 } ColumnRows;
@@ -45,7 +47,45 @@ typedef struct {
 static inline int type_of(uint8_t code) { return code & TYPE_MASK; }
 static inline int is_object_field(uint8_t code) { return type_of(code) == T_STRING || type_of(code) == T_BYTES; }
 static inline size_t cell_size(uint8_t code) {
-    return is_object_field(code) ? sizeof(PyObject *) : type_of(code) == T_BOOLEAN ? 1 : 8;
+    int t = type_of(code);
+    return is_object_field(code) ? sizeof(PyObject *) : t == T_BOOLEAN ? 1 : t == T_INT ? 4 : 8;
+}
+/* long, int and double fields: their values are an Arrow data buffer as they are */
+static inline int is_shared_field(uint8_t code) {
+    int t = type_of(code);
+    return t == T_LONG || t == T_INT || t == T_DOUBLE;
+}
+
+/* Points field f at a bytearray of `bytes` bytes that holds its first `keep` bytes. The bytearray is
+ * resized in place unless Arrow still reads it (a buffer to_columns handed out: the bytearray has
+ * exports, and resizing could move it); then the values are copied into a new one, and Arrow keeps
+ * the old. 0, or -1 with an exception. */
+static int regrow(ColumnRows *s, int f, Py_ssize_t bytes, Py_ssize_t keep) {
+    PyObject *a = s->shared[f];
+    if (a && ((PyByteArrayObject *)a)->ob_exports == 0) {
+        if (PyByteArray_Resize(a, bytes) < 0) return -1;
+    } else {
+        PyObject *b = PyByteArray_FromStringAndSize(NULL, bytes);
+        if (!b) return -1;
+        if (a && keep > 0) memcpy(PyByteArray_AS_STRING(b), PyByteArray_AS_STRING(a), (size_t)keep);
+        Py_XSETREF(s->shared[f], b);
+    }
+    s->col[f] = PyByteArray_AS_STRING(s->shared[f]);
+    return 0;
+}
+
+/* Before rows already held are changed in place: the fields whose values Arrow still reads get a
+ * copy of their own. 0, or -1 with an exception. */
+static int unshare(ColumnRows *s) {
+    for (int f = 0; f < s->width; f++) {
+        PyObject *a = s->shared[f];
+        if (a && ((PyByteArrayObject *)a)->ob_exports > 0) {
+            size_t size = cell_size(s->codes[f]);
+            if (regrow(s, f, (Py_ssize_t)(s->cap * (Py_ssize_t)size), (Py_ssize_t)(s->n * (Py_ssize_t)size)) < 0)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 static int reserve(ColumnRows *s, Py_ssize_t extra) {
@@ -57,12 +97,17 @@ static int reserve(ColumnRows *s, Py_ssize_t extra) {
     Py_ssize_t cap = s->cap ? s->cap : 64;
     while (cap < s->n + extra) cap *= 2;
     for (int f = 0; f < s->width; f++) {
-        char *p = realloc(s->col[f], (size_t)cap * cell_size(s->codes[f]));
-        if (!p) {
-            PyErr_NoMemory();
-            return -1;
+        size_t size = cell_size(s->codes[f]);
+        if (is_shared_field(s->codes[f])) {
+            if (regrow(s, f, cap * (Py_ssize_t)size, s->n * (Py_ssize_t)size) < 0) return -1;
+        } else {
+            char *p = realloc(s->col[f], (size_t)cap * size);
+            if (!p) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            s->col[f] = p;
         }
-        s->col[f] = p;
         if ((s->codes[f] & NULLABLE) && !is_object_field(s->codes[f])) {
             uint8_t *q = realloc(s->isnull[f], (size_t)cap);
             if (!q) {
@@ -76,11 +121,18 @@ static int reserve(ColumnRows *s, Py_ssize_t extra) {
     return 0;
 }
 
-/* Drops the rows held in the columns (the arrays stay for reuse). */
+/* Drops the rows held in the columns. The arrays stay for reuse, but for those Arrow still reads
+ * (the next rows would overwrite its values): they are let go, and the next row makes new ones. */
 static void release_cells(ColumnRows *s) {
     Py_ssize_t n = s->n;
     s->n = 0;
     for (int f = 0; f < s->width; f++) {
+        PyObject *a = s->shared[f];
+        if (a && ((PyByteArrayObject *)a)->ob_exports > 0) {
+            Py_CLEAR(s->shared[f]);
+            s->col[f] = NULL;
+            s->cap = 0; /* every field is sized again by the next reserve */
+        }
         if (!is_object_field(s->codes[f])) continue;
         PyObject **objs = (PyObject **)s->col[f];
         for (Py_ssize_t r = 0; r < n; r++) Py_DECREF(objs[r]);
@@ -143,8 +195,10 @@ static inline void put(ColumnRows *s, int f, Py_ssize_t r, PyObject *v, int64_t 
     if (s->isnull[f]) s->isnull[f][r] = (uint8_t)null;
     switch (type_of(code)) {
     case T_LONG:
-    case T_INT:
         ((int64_t *)s->col[f])[r] = null ? 0 : iv;
+        break;
+    case T_INT:
+        ((int32_t *)s->col[f])[r] = null ? 0 : (int32_t)iv; /* taken within int32 */
         break;
     case T_DOUBLE:
         ((double *)s->col[f])[r] = null ? 0.0 : dv;
@@ -179,6 +233,9 @@ static PyObject *row_at(ColumnRows *s, Py_ssize_t r) {
                 break;
             case T_BOOLEAN:
                 o = PyBool_FromLong(((uint8_t *)s->col[f])[r]);
+                break;
+            case T_INT:
+                o = PyLong_FromLong(((int32_t *)s->col[f])[r]);
                 break;
             default:
                 o = PyLong_FromLongLong(((int64_t *)s->col[f])[r]);
@@ -306,6 +363,31 @@ int column_rows_append_cells(PyObject *rows, const CRCell *cells, Py_ssize_t n) 
     return rc;
 }
 
+int column_rows_cells_of(PyObject *rows, PyObject *const *objs, Py_ssize_t n, CRCell *cells) {
+    ColumnRows *s = (ColumnRows *)rows;
+    if (n != s->width) return 0;
+    for (int f = 0; f < s->width; f++) {
+        int64_t iv = 0;
+        double dv = 0.0;
+        if (!takes(s->codes[f], objs[f], &iv, &dv)) return 0;
+        cells[f].obj = is_object_field(s->codes[f]) || objs[f] == Py_None ? objs[f] : NULL;
+        cells[f].i = iv;
+        cells[f].d = dv;
+    }
+    return 1;
+}
+
+int column_rows_append_made(PyObject *rows, const CRCell *cells) {
+    ColumnRows *s = (ColumnRows *)rows;
+    if (s->list) return column_rows_append_cells(rows, cells, s->width);
+    if (reserve(s, 1) < 0) return -1;
+    Py_ssize_t r = s->n;
+    /* a number cell is given to put as a present value (not None): put reads its i or d */
+    for (int f = 0; f < s->width; f++) put(s, f, r, cells[f].obj ? cells[f].obj : Py_True, cells[f].i, cells[f].d);
+    s->n = r + 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Python API */
 
@@ -354,7 +436,10 @@ static void cr_dealloc(ColumnRows *s) {
     PyObject_GC_UnTrack(s);
     release_cells(s);
     for (int f = 0; f < MAX_FIELDS; f++) {
-        free(s->col[f]);
+        if (s->shared[f])
+            Py_CLEAR(s->shared[f]);
+        else
+            free(s->col[f]);
         free(s->isnull[f]);
     }
     Py_CLEAR(s->list);
@@ -415,6 +500,7 @@ static int cr_ass_subscript(ColumnRows *s, PyObject *key, PyObject *value) {
         int ok = 1;
         for (int f = 0; f < s->width && ok; f++) ok = takes(s->codes[f], PyTuple_GET_ITEM(value, f), &iv[f], &dv[f]);
         if (ok) {
+            if (unshare(s) < 0) return -1;
             for (int f = 0; f < s->width; f++) {
                 PyObject *old = is_object_field(s->codes[f]) ? ((PyObject **)s->col[f])[i] : NULL;
                 put(s, f, i, PyTuple_GET_ITEM(value, f), iv[f], dv[f]);
@@ -495,6 +581,9 @@ static PyObject *cr_empty(ColumnRows *s, PyObject *Py_UNUSED(ignored)) {
     if (!args) return NULL;
     PyObject *out = cr_new(Py_TYPE(s), args, NULL);
     Py_DECREF(args);
+    /* room for as many rows as this one had: the next unit of a replay is about as large, and its
+     * arrays then never move while they fill */
+    if (out && s->cap > 0 && reserve((ColumnRows *)out, s->cap) < 0) Py_CLEAR(out);
     return out;
 }
 
@@ -584,25 +673,24 @@ static PyObject *cr_to_columns(ColumnRows *s, PyObject *Py_UNUSED(ignored)) {
             continue;
         }
         Py_ssize_t size = t == T_BOOLEAN ? bits : t == T_INT ? 4 * n : 8 * n;
-        data = PyBytes_FromStringAndSize(NULL, size);
-        parts[f][2] = data;
-        if (!data) goto fail;
-        char *dp = PyBytes_AS_STRING(data);
         const uint8_t *isnull = stored ? s->isnull[f] : NULL;
-        if (!stored) {
+        if (stored && s->shared[f]) {
+            /* the values as they are: Arrow reads the first n of them (the bytearray may be longer) */
+            data = Py_NewRef(s->shared[f]);
+            parts[f][2] = data;
+        } else {
+            data = PyBytes_FromStringAndSize(NULL, size);
+            parts[f][2] = data;
+            if (!data) goto fail;
+            char *dp = PyBytes_AS_STRING(data);
             memset(dp, 0, (size_t)size);
-            nulls[f] = n;
-        } else if (t == T_BOOLEAN) {
-            memset(dp, 0, (size_t)size);
-            const uint8_t *v = (const uint8_t *)s->col[f];
-            for (Py_ssize_t r = 0; r < n; r++)
-                if (v[r]) dp[r >> 3] = (char)((uint8_t)dp[r >> 3] | (1u << (r & 7)));
-        } else if (t == T_INT) {
-            const int64_t *v = (const int64_t *)s->col[f];
-            int32_t *w = (int32_t *)dp;
-            for (Py_ssize_t r = 0; r < n; r++) w[r] = (int32_t)v[r];
-        } else if (size > 0) {
-            memcpy(dp, s->col[f], (size_t)size);
+            if (!stored) {
+                nulls[f] = n;
+            } else if (t == T_BOOLEAN) {
+                const uint8_t *v = (const uint8_t *)s->col[f];
+                for (Py_ssize_t r = 0; r < n; r++)
+                    if (v[r]) dp[r >> 3] = (char)((uint8_t)dp[r >> 3] | (1u << (r & 7)));
+            }
         }
         if (stored && vb) {
             for (Py_ssize_t r = 0; r < n; r++) {
@@ -758,7 +846,7 @@ static PyMethodDef cr_methods[] = {
     {"extend", (PyCFunction)cr_extend, METH_O, "Appends every row of an iterable."},
     {"clear", (PyCFunction)cr_clear, METH_NOARGS, "Removes every row (a store that became a list holds columns again)."},
     {"tolist", (PyCFunction)cr_tolist, METH_NOARGS, "The rows as a new list of tuples."},
-    {"empty", (PyCFunction)cr_empty, METH_NOARGS, "A new, empty store of the same fields."},
+    {"empty", (PyCFunction)cr_empty, METH_NOARGS, "A new, empty store of the same fields (and room for as many rows)."},
     {"to_columns", (PyCFunction)cr_to_columns, METH_NOARGS,
      "to_columns() -> (nrows, columns) | None: Arrow buffers per field (None once the rows are a list)."},
     {"__reduce__", (PyCFunction)cr_reduce, METH_NOARGS, "Pickled and copied as a list of tuples."},

@@ -25,5 +25,11 @@ typedef struct {
 int column_rows_append_objects(PyObject *rows, PyObject *const *cells, Py_ssize_t n);
 /* Appends one row given as n typed cells: 0, or -1 with an exception. */
 int column_rows_append_cells(PyObject *rows, const CRCell *cells, Py_ssize_t n);
+/* Cells of n objects (a row of the store's width) as the columns hold them: 1, or 0 when one of them
+ * is not taken as is (then append the objects). */
+int column_rows_cells_of(PyObject *rows, PyObject *const *objs, Py_ssize_t n, CRCell *cells);
+/* Appends a row of cells made by column_rows_cells_of (number cells changed only to values of their
+ * column's type: a double that is not NaN in a double column). 0, or -1 with an exception. */
+int column_rows_append_made(PyObject *rows, const CRCell *cells);
 
 #endif

@@ -799,9 +799,11 @@ def rows_to_batch(dataset: str, rows: list[Row]) -> pa.RecordBatch | None:
         return None
     if type(rows) is not list:
         # rows held as columns (collectors.base.new_record_buffer): their buffers as they are, or,
-        # once the store became a list, its rows as any list's
+        # once the store became a list, its rows as any list's; other sequences are not taken
         to_columns = getattr(rows, "to_columns", None)
-        got = to_columns() if to_columns is not None else None
+        if to_columns is None:
+            return None
+        got = to_columns()
         if got is not None:
             n, columns = got
             return pa.RecordBatch.from_arrays(
