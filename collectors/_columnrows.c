@@ -76,7 +76,7 @@ static int regrow(ColumnRows *s, int f, Py_ssize_t bytes, Py_ssize_t keep) {
 
 /* Before rows already held are changed in place: the fields whose values Arrow still reads get a
  * copy of their own. 0, or -1 with an exception. */
-static int unshare(ColumnRows *s) {
+static int own_arrays(ColumnRows *s) {
     for (int f = 0; f < s->width; f++) {
         PyObject *a = s->shared[f];
         if (a && ((PyByteArrayObject *)a)->ob_exports > 0) {
@@ -317,12 +317,10 @@ int column_rows_append_cells(PyObject *rows, const CRCell *cells, Py_ssize_t n) 
         uint8_t code = s->codes[f];
         const CRCell *c = &cells[f];
         int number = c->obj == NULL;
-        if (number == is_object_field(code)) {
+        /* None goes in any column (a nullable one takes it); a number only in a number column, an
+         * object only in a string or bytes column */
+        if (c->obj != Py_None && number == is_object_field(code)) {
             PyErr_SetString(PyExc_SystemError, "ColumnRows: a cell that does not match its column");
-            return -1;
-        }
-        if (!number && !is_object_field(code) && c->obj != Py_None) {
-            PyErr_SetString(PyExc_SystemError, "ColumnRows: an object cell in a number column");
             return -1;
         }
         if (!ok) continue;
@@ -500,7 +498,7 @@ static int cr_ass_subscript(ColumnRows *s, PyObject *key, PyObject *value) {
         int ok = 1;
         for (int f = 0; f < s->width && ok; f++) ok = takes(s->codes[f], PyTuple_GET_ITEM(value, f), &iv[f], &dv[f]);
         if (ok) {
-            if (unshare(s) < 0) return -1;
+            if (own_arrays(s) < 0) return -1;
             for (int f = 0; f < s->width; f++) {
                 PyObject *old = is_object_field(s->codes[f]) ? ((PyObject **)s->col[f])[i] : NULL;
                 put(s, f, i, PyTuple_GET_ITEM(value, f), iv[f], dv[f]);
