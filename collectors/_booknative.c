@@ -63,6 +63,89 @@ static PyTypeObject LevelsType;
 static inline double rank_of(const Levels *L, double price) { return L->bids ? price : -price; }
 static inline double price_of(const Levels *L, double rank) { return L->bids ? rank : -rank; }
 
+/* A level the frame scanner set, held without Python objects until something reads it: its size and
+ * the texts of its price and size. vals[j] then holds the record's address with bit 0 set (a tagged
+ * pointer: PyMem_Malloc's blocks are 8-byte aligned) and kobjs[j] may be NULL (the price float not
+ * made yet). realize() turns both into the objects the reference holds (the value tuple (size,
+ * price_str, size_str) and the price float) before any reader sees them; a level of the book of a
+ * steady Binance stream is mostly set, changed and removed without ever being read. */
+#define LAZY_TEXT 30
+typedef struct Lazy {
+    double size;
+    uint8_t pn, sn;
+    char ps[LAZY_TEXT], ss[LAZY_TEXT];
+} Lazy;
+
+/* Freed records, reused (the GIL guards the list): their first bytes hold the next one. */
+static Lazy *lazy_pool;
+
+static inline int is_lazy(PyObject *v) { return ((uintptr_t)v & 1u) != 0; }
+static inline Lazy *lazy_of(PyObject *v) { return (Lazy *)((uintptr_t)v & ~(uintptr_t)1u); }
+static inline PyObject *lazy_tag(Lazy *z) { return (PyObject *)((uintptr_t)z | 1u); }
+
+static Lazy *lazy_new(void) {
+    Lazy *z = lazy_pool;
+    if (z) {
+        memcpy(&lazy_pool, z, sizeof(Lazy *));
+        return z;
+    }
+    z = PyMem_Malloc(sizeof(Lazy));
+    if (!z) PyErr_NoMemory();
+    return z;
+}
+
+static void lazy_free(Lazy *z) {
+    memcpy(z, &lazy_pool, sizeof(Lazy *));
+    lazy_pool = z;
+}
+
+/* Releases a held value: a record goes back to the pool, an object is decref'd. */
+static inline void val_release(PyObject *v) {
+    if (is_lazy(v))
+        lazy_free(lazy_of(v));
+    else
+        Py_DECREF(v);
+}
+
+static PyObject *ascii_str(const char *s, Py_ssize_t n);
+
+/* Gives level j the objects the reference holds (see Lazy). 0, or -1 with an exception (the levels
+ * changed under the one allocation that may run a collection, or no memory). */
+static int realize(Levels *L, Py_ssize_t j) {
+    if (L->kobjs[j] && !is_lazy(L->vals[j])) return 0;
+    double rk = L->keys[j];
+    if (is_lazy(L->vals[j])) {
+        PyObject *t = PyTuple_New(3); /* may collect, and so run code that changes these levels */
+        if (!t) return -1;
+        if (j >= L->n || L->keys[j] != rk || !is_lazy(L->vals[j])) {
+            Py_DECREF(t);
+            PyErr_SetString(PyExc_RuntimeError, "price levels changed while they were read");
+            return -1;
+        }
+        Lazy *z = lazy_of(L->vals[j]);
+        PyObject *a = PyFloat_FromDouble(z->size), *b = ascii_str(z->ps, z->pn), *c = ascii_str(z->ss, z->sn);
+        if (!a || !b || !c) {
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            Py_XDECREF(c);
+            Py_DECREF(t);
+            return -1;
+        }
+        PyTuple_SET_ITEM(t, 0, a);
+        PyTuple_SET_ITEM(t, 1, b);
+        PyTuple_SET_ITEM(t, 2, c);
+        PyObject_GC_UnTrack(t); /* a float and two str */
+        lazy_free(z);
+        L->vals[j] = t;
+    }
+    if (!L->kobjs[j]) {
+        PyObject *k = PyFloat_FromDouble(price_of(L, rk));
+        if (!k) return -1;
+        L->kobjs[j] = k;
+    }
+    return 0;
+}
+
 /* First index whose key is >= rk. */
 static Py_ssize_t lower_bound(const Levels *L, double rk) {
     Py_ssize_t lo = 0, hi = L->n;
@@ -136,14 +219,18 @@ static int levels_set(Levels *L, double price, PyObject *key, PyObject *value) {
         PyObject *old = L->vals[j];
         Py_INCREF(value);
         L->vals[j] = value;
-        Py_DECREF(old);
+        val_release(old);
+        if (!L->kobjs[j]) { /* the key a held level had: the float of its price (see Lazy) */
+            L->kobjs[j] = PyFloat_FromDouble(price_of(L, rk));
+            if (!L->kobjs[j]) return -1; /* realize() makes it on the next read */
+        }
         return 0;
     }
     return levels_insert_at(L, j, rk, key, value);
 }
 
-/* Removes internal index j; returns its value and (when key is not NULL) its key object: references
- * the caller owns. */
+/* Removes internal index j; returns its value (maybe a Lazy record: realize first, or val_release it)
+ * and (when key is not NULL) its key object (maybe NULL): references the caller owns. */
 static PyObject *levels_take(Levels *L, Py_ssize_t j, PyObject **key) {
     PyObject *v = L->vals[j];
     PyObject *k = L->kobjs[j];
@@ -157,13 +244,13 @@ static PyObject *levels_take(Levels *L, Py_ssize_t j, PyObject **key) {
     if (key)
         *key = k;
     else
-        Py_DECREF(k);
+        Py_XDECREF(k);
     return v;
 }
 
 static void levels_remove(Levels *L, double price) {
     Py_ssize_t j = find(L, rank_of(L, price));
-    if (j >= 0) Py_DECREF(levels_take(L, j, NULL));
+    if (j >= 0) val_release(levels_take(L, j, NULL));
 }
 
 static void levels_clear_all(Levels *L) {
@@ -177,8 +264,8 @@ static void levels_clear_all(Levels *L) {
     PyMem_Free(L->keys);
     L->keys = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_DECREF(kobjs[i]);
-        Py_DECREF(vals[i]);
+        Py_XDECREF(kobjs[i]);
+        val_release(vals[i]);
     }
     PyMem_Free(vals);
     PyMem_Free(kobjs);
@@ -220,7 +307,7 @@ static PyObject *levels_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
 static int levels_traverse(Levels *L, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < L->n; i++) {
         Py_VISIT(L->kobjs[i]);
-        Py_VISIT(L->vals[i]);
+        if (!is_lazy(L->vals[i])) Py_VISIT(L->vals[i]);
     }
     return 0;
 }
@@ -253,6 +340,7 @@ static PyObject *levels_subscript(Levels *L, PyObject *key) {
     if (k < 0) return NULL;
     Py_ssize_t j = k ? find(L, rank_of(L, p)) : -1;
     if (j < 0) return key_error(key);
+    if (realize(L, j) < 0) return NULL;
     Py_INCREF(L->vals[j]);
     return L->vals[j];
 }
@@ -267,7 +355,7 @@ static int levels_ass_subscript(Levels *L, PyObject *key, PyObject *value) {
             key_error(key);
             return -1;
         }
-        Py_DECREF(levels_take(L, j, NULL));
+        val_release(levels_take(L, j, NULL));
         return 0;
     }
     if (!k) {
@@ -296,6 +384,15 @@ typedef struct {
 static int snap_take(Levels *L, Py_ssize_t limit, Snap *s) {
     Py_ssize_t n = L->n < limit ? L->n : limit;
     s->n = 0;
+    for (Py_ssize_t i = 0; i < n && i < L->n; i++)
+        if (realize(L, L->n - 1 - i) < 0) return -1;
+    for (Py_ssize_t i = 0; i < n && i < L->n; i++) {
+        if (!L->kobjs[L->n - 1 - i] || is_lazy(L->vals[L->n - 1 - i])) {
+            PyErr_SetString(PyExc_RuntimeError, "price levels changed while they were read");
+            return -1;
+        }
+    }
+    if (n > L->n) n = L->n;
     s->kobjs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(PyObject *));
     s->vals = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(PyObject *));
     if (!s->kobjs || !s->vals) {
@@ -374,6 +471,7 @@ static PyObject *levels_get(Levels *L, PyObject *const *args, Py_ssize_t nargs) 
     int k = key_price(args[0], &p);
     if (k < 0) return NULL;
     Py_ssize_t j = k ? find(L, rank_of(L, p)) : -1;
+    if (j >= 0 && realize(L, j) < 0) return NULL;
     PyObject *r = j >= 0 ? L->vals[j] : (nargs == 2 ? args[1] : Py_None);
     Py_INCREF(r);
     return r;
@@ -388,7 +486,10 @@ static PyObject *levels_pop(Levels *L, PyObject *const *args, Py_ssize_t nargs) 
     int k = key_price(args[0], &p);
     if (k < 0) return NULL;
     Py_ssize_t j = k ? find(L, rank_of(L, p)) : -1;
-    if (j >= 0) return levels_take(L, j, NULL);
+    if (j >= 0) {
+        if (realize(L, j) < 0) return NULL;
+        return levels_take(L, j, NULL);
+    }
     if (nargs == 2) {
         Py_INCREF(args[1]);
         return args[1];
@@ -428,6 +529,7 @@ static PyObject *levels_popitem(Levels *L, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return NULL;
     }
+    if (realize(L, j) < 0) return NULL;
     PyObject *key;
     PyObject *value = levels_take(L, j, &key);
     PyObject *r = PyTuple_Pack(2, key, value);
@@ -444,6 +546,7 @@ static PyObject *levels_peekitem(Levels *L, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return NULL;
     }
+    if (realize(L, j) < 0) return NULL;
     PyObject *value = L->vals[j], *key = L->kobjs[j];
     Py_INCREF(value);
     Py_INCREF(key);
@@ -494,6 +597,7 @@ static PyObject *levels_top(Levels *L, PyObject *arg) {
 /* best(): the best price, or None. */
 static PyObject *levels_best(Levels *L, PyObject *Py_UNUSED(ignored)) {
     if (L->n == 0) Py_RETURN_NONE;
+    if (realize(L, L->n - 1) < 0) return NULL;
     Py_INCREF(L->kobjs[L->n - 1]);
     return L->kobjs[L->n - 1];
 }
@@ -2330,18 +2434,18 @@ static inline int same_text(PyObject *o, const char *s, Py_ssize_t n) {
  * (the held price key when it is a float, the held price text when it is the same text, and the
  * whole held value - size float, price text, size text - when both texts are the same): equal values
  * of the same types. c->untracked is set (the rows hold exact floats as price and size). */
-static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
+static int scan_level_objects(Levels *L, RowCtx *c, const RawLv *x) {
     double rk = rank_of(L, x->price);
     Py_ssize_t j = lower_bound(L, rk);
     int found = j < L->n && L->keys[j] == rk;
-    PyObject *p = found && PyFloat_CheckExact(L->kobjs[j]) ? Py_NewRef(L->kobjs[j]) : PyFloat_FromDouble(x->price);
+    PyObject *p = found && L->kobjs[j] && PyFloat_CheckExact(L->kobjs[j]) ? Py_NewRef(L->kobjs[j]) : PyFloat_FromDouble(x->price);
     if (!p) return -1;
     PyObject *z;
     if (x->size == 0.0) {
         z = Py_NewRef(zero_float);
-        if (found) Py_DECREF(levels_take(L, j, NULL));
+        if (found) val_release(levels_take(L, j, NULL));
     } else {
-        PyObject *ps = NULL, *old = found ? L->vals[j] : NULL;
+        PyObject *ps = NULL, *old = found && !is_lazy(L->vals[j]) ? L->vals[j] : NULL;
         if (old && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 3) {
             PyObject *o = PyTuple_GET_ITEM(old, 1);
             if (same_text(o, x->ps, x->pn)) {
@@ -2375,8 +2479,9 @@ static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
             if (found && j < L->n && L->keys[j] == rk) {
                 PyObject *held = L->vals[j];
                 L->vals[j] = value;
-                Py_DECREF(held);
+                val_release(held);
                 r = 0;
+                if (!L->kobjs[j]) L->kobjs[j] = Py_NewRef(p); /* p is the float of this price */
             } else if (!found && j <= L->n && (j == 0 || L->keys[j - 1] < rk) && (j == L->n || L->keys[j] > rk)) {
                 r = levels_insert_at(L, j, rk, p, value);
                 Py_DECREF(value);
@@ -2395,6 +2500,89 @@ static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
     Py_DECREF(p);
     Py_XDECREF(z);
     return r;
+}
+
+/* A scanned level's row from its price and size (the cells made for the rows held as columns, else
+ * float objects as the reference's rows hold them; a size of 0 is the shared 0.0). */
+static int emit_row_d(RowCtx *c, double price, double size) {
+    if (ColumnRows_CheckExact(c->rows) && c->cells_state == 1 && c->cells[4].obj == c->side) {
+        c->cells[5].d = price;
+        c->cells[6].d = size;
+        return column_rows_append_made(c->rows, c->cells);
+    }
+    PyObject *p = PyFloat_FromDouble(price);
+    PyObject *z = size == 0.0 ? Py_NewRef(zero_float) : PyFloat_FromDouble(size);
+    int r = p && z ? emit_row(c, p, z) : -1;
+    Py_XDECREF(p);
+    Py_XDECREF(z);
+    return r;
+}
+
+static inline void lazy_fill(Lazy *z, const RawLv *x) {
+    z->size = x->size;
+    z->pn = (uint8_t)x->pn;
+    z->sn = (uint8_t)x->sn;
+    memcpy(z->ps, x->ps, (size_t)x->pn);
+    memcpy(z->ss, x->ss, (size_t)x->sn);
+}
+
+/* One level of a scanned update: set (size != 0) or removed (size 0), and its row, as apply_one does
+ * for the reference's parsed level. The level is held as a Lazy record (no Python object is made; a
+ * reader gets the very objects the reference would hold); texts longer than a record holds take
+ * scan_level_objects. A level whose size and texts are those held is left as it is. */
+static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
+    if (x->pn > LAZY_TEXT || x->sn > LAZY_TEXT) return scan_level_objects(L, c, x);
+    double rk = rank_of(L, x->price);
+    Py_ssize_t j = lower_bound(L, rk);
+    int found = j < L->n && L->keys[j] == rk;
+    if (x->size == 0.0) {
+        if (found) {
+            PyObject *k = NULL;
+            PyObject *v = levels_take(L, j, &k);
+            val_release(v);
+            Py_XDECREF(k); /* a float: freeing it runs no code */
+        }
+        return emit_row_d(c, x->price, 0.0);
+    }
+    if (found) {
+        PyObject *old = L->vals[j];
+        if (is_lazy(old)) {
+            Lazy *z = lazy_of(old);
+            if (!(z->size == x->size && z->pn == x->pn && z->sn == x->sn && memcmp(z->ps, x->ps, (size_t)x->pn) == 0 &&
+                  memcmp(z->ss, x->ss, (size_t)x->sn) == 0))
+                lazy_fill(z, x);
+            return emit_row_d(c, x->price, x->size);
+        }
+        if (PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 3) {
+            PyObject *oz = PyTuple_GET_ITEM(old, 0);
+            if (PyFloat_CheckExact(oz) && PyFloat_AS_DOUBLE(oz) == x->size && same_text(PyTuple_GET_ITEM(old, 1), x->ps, x->pn) &&
+                same_text(PyTuple_GET_ITEM(old, 2), x->ss, x->sn))
+                return emit_row_d(c, x->price, x->size); /* unchanged: the held value stays */
+        }
+        Lazy *z = lazy_new();
+        if (!z) return -1;
+        lazy_fill(z, x);
+        L->vals[j] = lazy_tag(z);
+        val_release(old); /* a value the reference's code set: may be any object, so released last */
+        return emit_row_d(c, x->price, x->size);
+    }
+    Lazy *z = lazy_new();
+    if (!z) return -1;
+    lazy_fill(z, x);
+    if (reserve(L, L->n + 1) < 0) {
+        lazy_free(z);
+        return -1;
+    }
+    if (j < L->n) {
+        memmove(L->keys + j + 1, L->keys + j, (size_t)(L->n - j) * sizeof(double));
+        memmove(L->kobjs + j + 1, L->kobjs + j, (size_t)(L->n - j) * sizeof(PyObject *));
+        memmove(L->vals + j + 1, L->vals + j, (size_t)(L->n - j) * sizeof(PyObject *));
+    }
+    L->keys[j] = rk;
+    L->kobjs[j] = NULL; /* the price float, made when read */
+    L->vals[j] = lazy_tag(z);
+    L->n++;
+    return emit_row_d(c, x->price, x->size);
 }
 
 static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out, PyObject *recv,

@@ -564,6 +564,104 @@ def test_scan_level_texts_identical(exchange: str) -> None:
     assert count.taken > 200, (count.taken, count.offered)
 
 
+#: level texts longer than the scanner holds without objects (collectors/_booknative.c, LAZY_TEXT)
+_LONG_TEXTS = ["1." + "0" * 40, "0." + "0" * 35 + "1", "123.45" + "0" * 26]
+_LEVEL_OPS = st.sampled_from(
+    ["get", "contains", "getitem", "items", "values", "keys", "peek", "popitem", "pop", "del", "set", "set_int",
+     "best", "top", "len", "repr", "clear"]
+)  # fmt: skip
+
+
+def _level_op(side: Any, op: str, index: int) -> Any:
+    """One Levels API call on a book side; its outcome (value repr and types, or the error type)."""
+    keys = side.keys()
+    price = keys[index % len(keys)] if keys else 1.0
+    try:
+        if op == "get":
+            got: Any = side.get(price, "absent")
+        elif op == "contains":
+            got = price in side
+        elif op == "getitem":
+            got = side[price]
+        elif op in ("items", "values", "keys"):
+            got = getattr(side, op)()
+        elif op == "peek":
+            got = side.peekitem(index % 3 - 1)
+        elif op == "popitem":
+            got = side.popitem(index % 3 - 1)
+        elif op == "pop":
+            got = side.pop(price)
+        elif op == "del":
+            del side[price]
+            got = None
+        elif op in ("set", "set_int"):
+            key = int(price) if op == "set_int" and float(price).is_integer() else price
+            side[key] = (float(index), f"{price}", f"{index}.0")
+            got = None
+        elif op == "best":
+            got = side.best()
+        elif op == "top":
+            got = side.top(index % 4)
+        elif op == "len":
+            got = len(side)
+        elif op == "clear":
+            got = side.clear() if index % 7 == 0 else None
+        else:
+            got = repr(side)
+    except Exception as exc:  # the error is what is compared
+        return ("raised", type(exc).__name__)
+    return (repr(got), type(got).__name__)
+
+
+def test_scanned_levels_read_and_changed_between_updates() -> None:
+    """The scanner holds the levels it sets without Python objects until they are read: Levels API calls
+    (reads, sets with float and int keys, removals, pops, clear) between scanned depth updates, some with
+    level texts too long to be held that way, answer as on the Python path, and the rows and books stay
+    the same."""
+    exchange = "binance"
+    items = [i for i in recording_items(exchange) if i is not None]
+    warm = items[:WARM_FRAMES]
+    rest = [i for i in items[WARM_FRAMES:] if isinstance(i, tuple) and b"@depth" in i[1]]
+    on, off = make(exchange, True), make(exchange, False)
+    assert_same(off, run(off, warm), on, run(on, warm), f"{exchange} warm-up")
+    count = Counting(on)
+    pos = [0]
+
+    @PROFILE
+    @given(
+        st.integers(1, 3),
+        st.lists(st.tuples(st.sampled_from(["b", "a"]), _LEVEL_OPS, st.integers(0, 50)), max_size=6),
+        st.lists(st.sampled_from(["keep", "long_size", "long_price"]), min_size=1, max_size=5),
+    )
+    def check(steps: int, ops: list[tuple[str, str, int]], texts: list[str]) -> None:
+        start = pos[0] % max(1, len(rest) - 10)
+        pos[0] += steps
+        seq: list[Item] = []
+        for k, (ts, frame) in enumerate(rest[start : start + steps]):
+            msg = orjson.loads(frame)
+            for side in ("b", "a"):
+                levels = msg["data"][side]
+                for i, level in enumerate(levels):
+                    how = texts[(i + k) % len(texts)]
+                    if how == "long_size" and float(level[1]) in (0.0, 1.0):
+                        level[1] = _LONG_TEXTS[0] if float(level[1]) == 1.0 else "0." + "0" * 40
+                    elif how == "long_price":
+                        level[0] = level[0] + "0" * (33 - len(level[0])) if "." in level[0] else level[0]
+            seq.append((ts, orjson.dumps(msg)))
+        out_on, out_off = RecordBuffer(), RecordBuffer()
+        feed_into(off, seq, out_off)
+        feed_into(on, seq, out_on)
+        symbol = next(iter(off.books))
+        for side_name, op, index in ops:
+            a = getattr(off.books[symbol].book, "bids" if side_name == "b" else "asks")
+            b = getattr(on.books[symbol].book, "bids" if side_name == "b" else "asks")
+            assert _level_op(a, op, index) == _level_op(b, op, index), (side_name, op, index)
+        assert_same(off, out_off, on, out_on, f"{exchange} {ops} {texts}")
+
+    check()
+    assert count.taken > 100, (count.taken, count.offered)
+
+
 def feed_into(n: Normaliser, items: list[Item], out: RecordBuffer) -> None:
     last = 0
     for item in items:
