@@ -2868,6 +2868,8 @@ static PyTypeObject ScannerType = {
 };
 
 static PyMethodDef module_methods[] = {
+    {"keep_freed_memory", keep_freed_memory, METH_O,
+     "keep_freed_memory(on) -> bool: glibc keeps freed memory for reuse (on) or returns it (off)"},
     {"parse_levels", (PyCFunction)(void (*)(void))parse_levels, METH_FASTCALL,
      "parse_levels(levels, max_price, max_size) -> [(price, size, price_str, size_str)] or None"},
     {"apply_update", (PyCFunction)(void (*)(void))apply_update, METH_FASTCALL,

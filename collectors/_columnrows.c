@@ -23,6 +23,9 @@
 #include "_columnrows.h"
 
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 enum { T_STRING = 1, T_BYTES = 2, T_LONG = 3, T_INT = 4, T_DOUBLE = 5, T_BOOLEAN = 6 };
 #define NULLABLE 0x10
@@ -891,3 +894,25 @@ PyTypeObject ColumnRowsType = {
     .tp_methods = cr_methods,
     .tp_getset = cr_getset,
 };
+
+/* keep_freed_memory(on) -> bool: whether glibc's malloc now keeps (on) or returns (off) freed memory.
+ *
+ * A replay fills new column arrays of tens of MB for every unit while Arrow frees the last unit's:
+ * glibc serves blocks that large with fresh mmap()s, and the first touch of each page was ~12 % of the
+ * normalising loop (bench/RESULTS.md, "Columnar record buffers"). On: blocks come from the heap and
+ * freed ones are reused (M_MMAP_THRESHOLD 512 MiB, M_TRIM_THRESHOLD 1 GiB); off: the documented
+ * defaults (128 KiB each) and malloc_trim(0) give the memory back. False where the C library is not
+ * glibc (nothing changes). https://man7.org/linux/man-pages/man3/mallopt.3.html (checked 2026-12-06). */
+PyObject *keep_freed_memory(PyObject *self, PyObject *arg) {
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+#ifdef __GLIBC__
+    int ok = on ? mallopt(M_MMAP_THRESHOLD, 512 << 20) && mallopt(M_TRIM_THRESHOLD, 1 << 30)
+                : mallopt(M_MMAP_THRESHOLD, 128 << 10) && mallopt(M_TRIM_THRESHOLD, 128 << 10);
+    if (!on) malloc_trim(0);
+    return PyBool_FromLong(ok);
+#else
+    Py_RETURN_FALSE;
+#endif
+}

@@ -32,4 +32,7 @@ int column_rows_cells_of(PyObject *rows, PyObject *const *objs, Py_ssize_t n, CR
  * column's type: a double that is not NaN in a double column). 0, or -1 with an exception. */
 int column_rows_append_made(PyObject *rows, const CRCell *cells);
 
+/* keep_freed_memory(on) -> bool (collectors._booknative): see _columnrows.c. */
+PyObject *keep_freed_memory(PyObject *self, PyObject *arg);
+
 #endif

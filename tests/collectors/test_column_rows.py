@@ -527,3 +527,19 @@ def test_no_reference_leaks() -> None:
     for _ in range(20):
         churn()
     assert sys.getrefcount(symbol) == before
+
+
+def test_a_replay_keeps_freed_memory_and_gives_it_back() -> None:
+    """``ticktape replay`` has glibc keep freed memory (the next unit's column arrays reuse the last
+    one's pages) and restores the defaults after; elsewhere nothing changes (False)."""
+    import platform
+
+    from ticktape.commands.replay import reuse_freed_memory
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert engine._booknative.keep_freed_memory(True) is glibc
+    assert engine._booknative.keep_freed_memory(False) is glibc
+    with reuse_freed_memory():
+        columns = store()
+        columns.extend([BOOK_ROW] * 10_000)
+        assert rows_to_arrow("book", columns).num_rows == 10_000

@@ -316,9 +316,27 @@ def _print_summary(
         out.write("  " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in extra.items()) + "\n")
 
 
+@contextlib.contextmanager
+def reuse_freed_memory() -> Iterator[None]:
+    """glibc's malloc keeps freed memory for reuse while a replay runs (the record buffers' column
+    arrays of each unit are tens of MB; fresh ones cost a page fault per page: ~12 % of the normalising
+    loop, bench/RESULTS.md "Columnar record buffers"), and gives it back at the end
+    (``collectors._booknative.keep_freed_memory``; nothing changes without the compiled engine or
+    glibc)."""
+    from collectors import book
+
+    native = book._native
+    kept = bool(native.keep_freed_memory(True)) if native is not None else False
+    try:
+        yield
+    finally:
+        if kept:
+            native.keep_freed_memory(False)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs the replay; returns the exit code."""
-    with batch_gc():
+    with batch_gc(), reuse_freed_memory():
         return _run(args)
 
 
