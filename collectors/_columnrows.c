@@ -254,21 +254,25 @@ static PyObject *row_at(ColumnRows *s, Py_ssize_t r) {
     return t;
 }
 
-/* Every row as a new list of tuples (the list itself, a new reference, once the store is a list). */
-static PyObject *as_list(ColumnRows *s) {
-    if (s->list) return Py_NewRef(s->list);
-    Py_ssize_t n = s->n;
-    PyObject *out = PyList_New(n);
+/* Rows start, start + step, ... (len of them) as a new list of tuples. */
+static PyObject *rows_slice(ColumnRows *s, Py_ssize_t start, Py_ssize_t len, Py_ssize_t step) {
+    PyObject *out = PyList_New(len);
     if (!out) return NULL;
-    for (Py_ssize_t r = 0; r < n; r++) {
+    for (Py_ssize_t k = 0, r = start; k < len; k++, r += step) {
         PyObject *t = row_at(s, r);
         if (!t) {
             Py_DECREF(out);
             return NULL;
         }
-        PyList_SET_ITEM(out, r, t);
+        PyList_SET_ITEM(out, k, t);
     }
     return out;
+}
+
+/* Every row as a new list of tuples (the list itself, a new reference, once the store is a list). */
+static PyObject *as_list(ColumnRows *s) {
+    if (s->list) return Py_NewRef(s->list);
+    return rows_slice(s, 0, s->n, 1);
 }
 
 /* Turns the store into a plain list of its rows. 0, or -1 with an exception. */
@@ -471,17 +475,7 @@ static PyObject *cr_subscript(ColumnRows *s, PyObject *key) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key, &start, &stop, &step) < 0) return NULL;
         Py_ssize_t len = PySlice_AdjustIndices(s->n, &start, &stop, step);
-        PyObject *out = PyList_New(len);
-        if (!out) return NULL;
-        for (Py_ssize_t k = 0, r = start; k < len; k++, r += step) {
-            PyObject *t = row_at(s, r);
-            if (!t) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            PyList_SET_ITEM(out, k, t);
-        }
-        return out;
+        return rows_slice(s, start, len, step);
     }
     PyErr_Format(PyExc_TypeError, "list indices must be integers or slices, not %.200s", Py_TYPE(key)->tp_name);
     return NULL;

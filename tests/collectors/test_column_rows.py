@@ -410,47 +410,22 @@ INT64 = st.integers(-(2**63), 2**63 - 1)
 FLOAT = st.floats(allow_nan=False)
 
 
+#: values of each field type (the compiled codec's codes: string 1, long 3, int 4, double 5, boolean 6)
+CELLS: dict[int, st.SearchStrategy[Any]] = {
+    1: TEXT,
+    3: INT64,
+    4: st.integers(-(2**31), 2**31 - 1),
+    5: FLOAT,
+    6: st.booleans(),
+}
+
+
 def dataset_rows(dataset: str) -> st.SearchStrategy[list[tuple[Any, ...]]]:
-    if dataset == "book":
-        row = st.tuples(
-            TEXT,
-            TEXT,
-            st.none() | INT64,
-            INT64,
-            TEXT,
-            FLOAT,
-            FLOAT,
-            st.booleans(),
-            st.none() | INT64,
-            INT64,
-            st.integers(-(2**31), 2**31 - 1),
-        )
-    elif dataset == "trades":
-        row = st.tuples(
-            TEXT,
-            TEXT,
-            st.none() | INT64,
-            INT64,
-            TEXT,
-            FLOAT,
-            FLOAT,
-            st.none() | TEXT,
-            st.integers(-(2**31), 2**31 - 1),
-        )
-    else:
-        row = st.tuples(
-            TEXT,
-            TEXT,
-            st.none() | INT64,
-            INT64,
-            st.none() | FLOAT,
-            st.none() | FLOAT,
-            st.none() | FLOAT,
-            st.none() | FLOAT,
-            st.none() | INT64,
-            st.integers(-(2**31), 2**31 - 1),
-        )
-    return st.lists(row, max_size=20)
+    """Rows of a dataset's base fields, any value of each field's type (None too where nullable)."""
+    cells = [
+        CELLS[code & 0x0F] | st.none() if code & 0x10 else CELLS[code & 0x0F] for code in field_codes(dataset)
+    ]
+    return st.lists(st.tuples(*cells[: base_width(dataset)]), max_size=20)
 
 
 @pytest.mark.parametrize("dataset", COLUMNAR_DATASETS)

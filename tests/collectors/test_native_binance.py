@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -414,16 +414,25 @@ def _shift_ids(frame: bytes, by: int) -> bytes:
     return orjson.dumps(msg)
 
 
+def warmed(
+    exchange: str, keep: Callable[[bytes], bool]
+) -> tuple[BinanceFamilyNormaliser, BinanceFamilyNormaliser, list[Item], Counting]:
+    """Normalisers with the scanner on and off, warmed alike on the recording's first frames; the later
+    frames ``keep`` takes; and a count of the frames the scanner takes from now on."""
+    items = [i for i in recording_items(exchange) if i is not None]
+    warm = items[:WARM_FRAMES]
+    rest = [i for i in items[WARM_FRAMES:] if isinstance(i, tuple) and keep(i[1])]
+    on, off = make(exchange, True), make(exchange, False)
+    assert_same(off, run(off, warm), on, run(on, warm), f"{exchange} warm-up")
+    return on, off, rest, Counting(on)
+
+
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_scan_mutated_frames_and_sequences_identical(exchange: str) -> None:
     items = [i for i in recording_items(exchange) if i is not None]
     frames = [i[1] for i in items if isinstance(i, tuple)]
     snapshots = [i for i in items if isinstance(i, tuple) and b"depthSnapshot" in i[1]]
-    warm = items[:WARM_FRAMES]
-    rest = [i for i in items[WARM_FRAMES:] if isinstance(i, tuple)]
-    on, off = make(exchange, True), make(exchange, False)
-    count = Counting(on)
-    assert_same(off, run(off, warm), on, run(on, warm), f"{exchange} warm-up")
+    on, off, rest, count = warmed(exchange, lambda frame: True)
     pos = [0]
 
     @PROFILE
@@ -525,17 +534,10 @@ def test_scan_level_texts_identical(exchange: str) -> None:
     """Depth updates continuing the recording with their level texts edited (unchanged levels, equal
     values in other texts, long and inexact decimals, repeated levels): scanner on == off, rows, books
     (values with their texts) and counters."""
-    items = [i for i in recording_items(exchange) if i is not None]
-    warm = items[:WARM_FRAMES]
     # the book frames only (trades and bookTickers do not move the books): every step edits updates
-    rest = [
-        i
-        for i in items[WARM_FRAMES:]
-        if isinstance(i, tuple) and b"@trade" not in i[1] and b"@bookTicker" not in i[1]
-    ]
-    on, off = make(exchange, True), make(exchange, False)
-    assert_same(off, run(off, warm), on, run(on, warm), f"{exchange} warm-up")
-    count = Counting(on)
+    on, off, rest, count = warmed(
+        exchange, lambda frame: b"@trade" not in frame and b"@bookTicker" not in frame
+    )
     pos = [0]
 
     @PROFILE
@@ -619,12 +621,7 @@ def test_scanned_levels_read_and_changed_between_updates() -> None:
     level texts too long to be held that way, answer as on the Python path, and the rows and books stay
     the same."""
     exchange = "binance"
-    items = [i for i in recording_items(exchange) if i is not None]
-    warm = items[:WARM_FRAMES]
-    rest = [i for i in items[WARM_FRAMES:] if isinstance(i, tuple) and b"@depth" in i[1]]
-    on, off = make(exchange, True), make(exchange, False)
-    assert_same(off, run(off, warm), on, run(on, warm), f"{exchange} warm-up")
-    count = Counting(on)
+    on, off, rest, count = warmed(exchange, lambda frame: b"@depth" in frame)
     pos = [0]
 
     @PROFILE
