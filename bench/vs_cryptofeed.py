@@ -82,6 +82,7 @@ def orjson_rates(items: list[Any]) -> tuple[float, float]:
 
 def normalise_to_arrow(items: list[Any]) -> dict[str, Any]:
     """The Binance normaliser and the Arrow conversion over items in memory, as a replay does it."""
+    from collectors.base import new_record_buffer
     from collectors.registry import get_dialect
     from streaming.base import arrow_tables
     from ticktape.commands.replay import LAKE_UNIT_LINES, LAKE_UNIT_ROWS
@@ -91,7 +92,12 @@ def normalise_to_arrow(items: list[Any]) -> dict[str, Any]:
     rows = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _first, _last, buf in iter_units(
-        items, normaliser, ReplayStats(), unit_lines=LAKE_UNIT_LINES, unit_rows=LAKE_UNIT_ROWS
+        items,
+        normaliser,
+        ReplayStats(),
+        unit_lines=LAKE_UNIT_LINES,
+        unit_rows=LAKE_UNIT_ROWS,
+        new_buffer=new_record_buffer,  # rows held as columns, as the replay to the lake holds them
     ):
         rows += sum(t.num_rows for t in arrow_tables(buf).values())
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
