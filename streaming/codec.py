@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from schemas import DATASETS, arrow_schema, avro_schema, base_width, rows_to_arrow
+from schemas import DATASETS, arrow_schema, avro_schema, base_width, field_names, rows_to_arrow
 from streaming.base import ConsumedBatch
 
 #: The two marker bytes that start every single-object encoding.
@@ -156,7 +156,6 @@ _NATIVE: list[ModuleType | None] = [None]
 _NATIVE_STATUS = ["not loaded"]
 _AVRO_TYPE_CODES = {"string": 1, "bytes": 2, "long": 3, "int": 4, "double": 5, "boolean": 6}
 _NULLABLE_CODE = 0x10
-_TS_RECV_FIELD = 3  # what a delivery listener gets: field 3 of each row (ts_recv)
 
 
 def load_native_module() -> ModuleType:
@@ -383,7 +382,7 @@ def python_encoder(dataset: str) -> Encoder:
     }
     exec(compile(src, f"<ticktape encoder {dataset}>", "exec"), namespace)
     fast: Encoder = namespace["encode"]
-    field_names = [f["name"] for f in fields]
+    names = [f["name"] for f in fields]
 
     def encode(row: Row) -> bytes:
         try:
@@ -392,7 +391,7 @@ def python_encoder(dataset: str) -> Encoder:
             raise
         except (TypeError, ValueError, AttributeError, OverflowError, struct.error) as exc:
             raise CodecError(
-                f"{dataset} row does not fit the schema ({exc}): {_row_repr(field_names, row)}"
+                f"{dataset} row does not fit the schema ({exc}): {_row_repr(names, row)}"
             ) from None
 
     return encode
@@ -466,6 +465,13 @@ def python_encode_rows(dataset: str, rows: Iterable[Row]) -> bytes:
     return b"".join(map(python_encoder(dataset), rows))
 
 
+@cache
+def ts_recv_field(dataset: str) -> int:
+    """Where a dataset's rows hold ``ts_recv`` (what a publisher's delivery listener gets of each row):
+    field 3 of every dataset but ``instruments`` (its receive time comes after the instrument's terms)."""
+    return field_names(dataset).index("ts_recv")
+
+
 def encode_keyed(
     dataset: str, rows: Sequence[Row], max_bytes: int, ts_recv: bool = False
 ) -> list[tuple[bytes, bytes, int, tuple[int, ...] | None]] | None:
@@ -484,7 +490,7 @@ def encode_keyed(
     if native is None or shape is None:
         return None
     parts: list[tuple[bytes, bytes, int, tuple[int, ...] | None]] | None = native.encode_keyed(
-        *_native_schema(dataset, shape), *shape, max_bytes, _TS_RECV_FIELD if ts_recv else -1
+        *_native_schema(dataset, shape), *shape, max_bytes, ts_recv_field(dataset) if ts_recv else -1
     )
     return parts
 

@@ -234,6 +234,7 @@ class KafkaPublisher(SenderPublisher):
                     await self._enqueue(_Message(topic, dataset, key, value, count, ts or ()))
                 continue
             enc = codec.encoder(dataset)
+            ts_field = codec.ts_recv_field(dataset)
             for key, group in group_by_key(rows).items():
                 for part in _encode_parts(
                     dataset, enc, group, s.max_message_bytes, self.stats, records.feed_events
@@ -245,7 +246,7 @@ class KafkaPublisher(SenderPublisher):
                         key,
                         value,
                         len(part_rows),
-                        tuple(r[3] for r in part_rows) if track else (),
+                        tuple(r[ts_field] for r in part_rows) if track else (),
                     )
                     await self._enqueue(msg)
         records.clear()

@@ -287,6 +287,7 @@ class KinesisPublisher(SenderPublisher):
             if not rows:
                 continue
             enc = codec.encoder(dataset)
+            ts_field = codec.ts_recv_field(dataset)
             last_pair: tuple[Any, Any] | None = None
             agg: _Aggregate | None = None
             key = ""
@@ -316,7 +317,7 @@ class KinesisPublisher(SenderPublisher):
                 agg.rows += 1
                 self._pending_bytes += len(data)
                 if track:
-                    agg.ts_recv.append(row[3])
+                    agg.ts_recv.append(row[ts_field])
         records.clear()
         self._wake.set()
         await self._wait_for_space()

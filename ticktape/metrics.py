@@ -82,9 +82,11 @@ class PipelineCollector(PromCollector):
         families = {
             key: CounterMetricFamily(name, doc, labels=names) for key, (name, doc) in counters.items()
         }
-        depth = GaugeMetricFamily("ticktape_queue_depth", "Batches waiting in the output queue", labels=names)
+        depth = GaugeMetricFamily(
+            "ticktape_queue_depth", "Frames whose records wait in the output queue", labels=names
+        )
         depth_max = GaugeMetricFamily(
-            "ticktape_queue_depth_max", "Deepest the output queue has been", labels=names
+            "ticktape_queue_depth_max", "Deepest the output queue has been (frames)", labels=names
         )
         rotations = CounterMetricFamily(
             "ticktape_connection_rotations_total", "Planned connection rotations", labels=names

@@ -384,3 +384,34 @@ async def test_each_key_goes_to_the_default_partitioners_partition(kafka_broker)
         assert partitions == {choose(key, [0, 1, 2], None)}
     assert len(set().union(*seen.values())) > 1  # the keys spread over the partitions
     assert messages >= 3 * len(symbols)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_delivery_listener_gets_each_rows_receive_time(kafka_broker, monkeypatch, compiled):
+    """A delivery listener gets the acknowledged rows' ts_recv, wherever the dataset holds it (the
+    instruments' receive time is not field 3), from the compiled encoder and from the reference."""
+    from tests.streaming.test_codec import EXAMPLES
+
+    if not compiled:
+        monkeypatch.setattr(codec, "_native", lambda: None)  # the reference encoder, row by row
+    records = make_records(20)
+    instrument = EXAMPLES["instruments"]
+    ts_at = codec.ts_recv_field("instruments")
+    assert ts_at != 3 and isinstance(instrument[ts_at], int)
+    records.instruments.append(instrument)
+    expected = {
+        d: sorted(r[codec.ts_recv_field(d)] for r in records.rows(d))
+        for d in ("trades", "book", "bbo", "feed_events", "instruments")
+    }
+    delivered: dict[str, list[int]] = defaultdict(list)
+
+    def listener(dataset: str, ts_recv, acked_ns: int) -> None:
+        assert all(isinstance(t, int) for t in ts_recv)
+        delivered[dataset].extend(ts_recv)
+
+    pub = KafkaPublisher(settings_for(kafka_broker), on_delivery=listener)
+    await pub.start()
+    await pub.publish(records)
+    await pub.flush()
+    await pub.close()
+    assert {d: sorted(v) for d, v in delivered.items()} == expected
