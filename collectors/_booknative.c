@@ -193,9 +193,10 @@ static int reserve(Levels *L, Py_ssize_t need) {
     return 0;
 }
 
-/* Inserts rank rk at index j, which must be its sorted place among keys it is not in (new
- * references are taken). */
-static int levels_insert_at(Levels *L, Py_ssize_t j, double rk, PyObject *key, PyObject *value) {
+/* Inserts rank rk at index j, which must be its sorted place among keys it is not in, taking the
+ * caller's references to key (NULL: made when read) and value (an object, or a tagged Lazy record);
+ * on failure (-1) nothing is taken. */
+static int levels_insert_owned(Levels *L, Py_ssize_t j, double rk, PyObject *key, PyObject *value) {
     if (reserve(L, L->n + 1) < 0) return -1;
     if (j < L->n) {
         memmove(L->keys + j + 1, L->keys + j, (size_t)(L->n - j) * sizeof(double));
@@ -203,11 +204,17 @@ static int levels_insert_at(Levels *L, Py_ssize_t j, double rk, PyObject *key, P
         memmove(L->vals + j + 1, L->vals + j, (size_t)(L->n - j) * sizeof(PyObject *));
     }
     L->keys[j] = rk;
-    Py_INCREF(key);
     L->kobjs[j] = key;
-    Py_INCREF(value);
     L->vals[j] = value;
     L->n++;
+    return 0;
+}
+
+/* levels_insert_owned with new references to key and value. */
+static int levels_insert_at(Levels *L, Py_ssize_t j, double rk, PyObject *key, PyObject *value) {
+    if (levels_insert_owned(L, j, rk, key, value) < 0) return -1;
+    Py_INCREF(key);
+    Py_INCREF(value);
     return 0;
 }
 
@@ -906,20 +913,25 @@ static int ctx_untrackable(const RowCtx *c) {
     return 1;
 }
 
+/* 1 when c's row cells are made for its current side: a row is then its price and size. */
+static inline int cells_made(const RowCtx *c) { return c->cells_state == 1 && c->cells[4].obj == c->side; }
+
+static inline int append_made_row(RowCtx *c, double price, double size) {
+    c->cells[5].d = price;
+    c->cells[6].d = size;
+    return column_rows_append_made(c->rows, c->cells);
+}
+
 static int emit_row(RowCtx *c, PyObject *price, PyObject *size) {
     PyObject *cols[11] = {c->ex,   c->sym,         c->ts_exchange, c->ts_recv, c->side, price,
                           size,    c->is_snapshot, c->seq,         c->epoch,   c->flags};
     if (ColumnRows_CheckExact(c->rows)) {
         /* callers move side between a message's bids and asks: the cells are made again then */
-        if (c->cells_state == 0 || (c->cells_state == 1 && c->cells[4].obj != c->side))
+        if (c->cells_state != 2 && !cells_made(c))
             c->cells_state = column_rows_cells_of(c->rows, cols, 11, c->cells) ? 1 : 2;
         if (c->cells_state == 1 && PyFloat_CheckExact(price) && PyFloat_CheckExact(size)) {
             double p = PyFloat_AS_DOUBLE(price), z = PyFloat_AS_DOUBLE(size);
-            if (p == p && z == z) { /* not NaN */
-                c->cells[5].d = p;
-                c->cells[6].d = z;
-                return column_rows_append_made(c->rows, c->cells);
-            }
+            if (p == p && z == z) return append_made_row(c, p, z); /* not NaN */
         }
         return column_rows_append_objects(c->rows, cols, 11);
     }
@@ -2505,11 +2517,7 @@ static int scan_level_objects(Levels *L, RowCtx *c, const RawLv *x) {
 /* A scanned level's row from its price and size (the cells made for the rows held as columns, else
  * float objects as the reference's rows hold them; a size of 0 is the shared 0.0). */
 static int emit_row_d(RowCtx *c, double price, double size) {
-    if (ColumnRows_CheckExact(c->rows) && c->cells_state == 1 && c->cells[4].obj == c->side) {
-        c->cells[5].d = price;
-        c->cells[6].d = size;
-        return column_rows_append_made(c->rows, c->cells);
-    }
+    if (ColumnRows_CheckExact(c->rows) && cells_made(c)) return append_made_row(c, price, size);
     PyObject *p = PyFloat_FromDouble(price);
     PyObject *z = size == 0.0 ? Py_NewRef(zero_float) : PyFloat_FromDouble(size);
     int r = p && z ? emit_row(c, p, z) : -1;
@@ -2536,12 +2544,7 @@ static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
     Py_ssize_t j = lower_bound(L, rk);
     int found = j < L->n && L->keys[j] == rk;
     if (x->size == 0.0) {
-        if (found) {
-            PyObject *k = NULL;
-            PyObject *v = levels_take(L, j, &k);
-            val_release(v);
-            Py_XDECREF(k); /* a float: freeing it runs no code */
-        }
+        if (found) val_release(levels_take(L, j, NULL));
         return emit_row_d(c, x->price, 0.0);
     }
     if (found) {
@@ -2569,19 +2572,10 @@ static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
     Lazy *z = lazy_new();
     if (!z) return -1;
     lazy_fill(z, x);
-    if (reserve(L, L->n + 1) < 0) {
+    if (levels_insert_owned(L, j, rk, NULL, lazy_tag(z)) < 0) { /* the price float: made when read */
         lazy_free(z);
         return -1;
     }
-    if (j < L->n) {
-        memmove(L->keys + j + 1, L->keys + j, (size_t)(L->n - j) * sizeof(double));
-        memmove(L->kobjs + j + 1, L->kobjs + j, (size_t)(L->n - j) * sizeof(PyObject *));
-        memmove(L->vals + j + 1, L->vals + j, (size_t)(L->n - j) * sizeof(PyObject *));
-    }
-    L->keys[j] = rk;
-    L->kobjs[j] = NULL; /* the price float, made when read */
-    L->vals[j] = lazy_tag(z);
-    L->n++;
     return emit_row_d(c, x->price, x->size);
 }
 

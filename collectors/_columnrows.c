@@ -187,14 +187,16 @@ static int takes(uint8_t code, PyObject *v, int64_t *iv, double *dv) {
     return 0;
 }
 
-/* Writes a taken value as row r of stored field f (an object field gets a new reference). */
-static inline void put(ColumnRows *s, int f, Py_ssize_t r, PyObject *v, int64_t iv, double dv) {
+/* Writes a taken cell as row r of stored field f (an object field gets a new reference to it). */
+static inline void put(ColumnRows *s, int f, Py_ssize_t r, const CRCell *c) {
     uint8_t code = s->codes[f];
     if (is_object_field(code)) {
-        ((PyObject **)s->col[f])[r] = Py_NewRef(v);
+        ((PyObject **)s->col[f])[r] = Py_NewRef(c->obj);
         return;
     }
-    int null = v == Py_None;
+    int null = c->obj == Py_None;
+    int64_t iv = c->i;
+    double dv = c->d;
     if (s->isnull[f]) s->isnull[f][r] = (uint8_t)null;
     switch (type_of(code)) {
     case T_LONG:
@@ -295,22 +297,11 @@ static int list_append_objects(ColumnRows *s, PyObject *const *cells, Py_ssize_t
     return r;
 }
 
-int column_rows_append_objects(PyObject *rows, PyObject *const *cells, Py_ssize_t n) {
+int column_rows_append_objects(PyObject *rows, PyObject *const *objs, Py_ssize_t n) {
     ColumnRows *s = (ColumnRows *)rows;
-    if (!s->list && n == s->width) {
-        int64_t iv[MAX_FIELDS];
-        double dv[MAX_FIELDS];
-        int ok = 1;
-        for (int f = 0; f < s->width && ok; f++) ok = takes(s->codes[f], cells[f], &iv[f], &dv[f]);
-        if (ok) {
-            if (reserve(s, 1) < 0) return -1;
-            Py_ssize_t r = s->n;
-            for (int f = 0; f < s->width; f++) put(s, f, r, cells[f], iv[f], dv[f]);
-            s->n = r + 1;
-            return 0;
-        }
-    }
-    return list_append_objects(s, cells, n);
+    CRCell cells[MAX_FIELDS];
+    if (!s->list && column_rows_cells_of(rows, objs, n, cells)) return column_rows_append_made(rows, cells);
+    return list_append_objects(s, objs, n);
 }
 
 int column_rows_append_cells(PyObject *rows, const CRCell *cells, Py_ssize_t n) {
@@ -342,14 +333,7 @@ int column_rows_append_cells(PyObject *rows, const CRCell *cells, Py_ssize_t n) 
             ok = takes(code, c->obj, &iv, &dv);
         }
     }
-    if (ok) {
-        if (reserve(s, 1) < 0) return -1;
-        Py_ssize_t r = s->n;
-        /* a number cell is given to put as a present value (not None): put reads its i or d */
-        for (int f = 0; f < s->width; f++) put(s, f, r, cells[f].obj ? cells[f].obj : Py_True, cells[f].i, cells[f].d);
-        s->n = r + 1;
-        return 0;
-    }
+    if (ok) return column_rows_append_made(rows, cells);
     /* the row as objects, into the list */
     PyObject *objs[MAX_FIELDS];
     int made = 0, rc = -1;
@@ -387,8 +371,7 @@ int column_rows_append_made(PyObject *rows, const CRCell *cells) {
     if (s->list) return column_rows_append_cells(rows, cells, s->width);
     if (reserve(s, 1) < 0) return -1;
     Py_ssize_t r = s->n;
-    /* a number cell is given to put as a present value (not None): put reads its i or d */
-    for (int f = 0; f < s->width; f++) put(s, f, r, cells[f].obj ? cells[f].obj : Py_True, cells[f].i, cells[f].d);
+    for (int f = 0; f < s->width; f++) put(s, f, r, &cells[f]);
     s->n = r + 1;
     return 0;
 }
@@ -490,15 +473,12 @@ static int cr_ass_subscript(ColumnRows *s, PyObject *key, PyObject *value) {
             PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
             return -1;
         }
-        int64_t iv[MAX_FIELDS];
-        double dv[MAX_FIELDS];
-        int ok = 1;
-        for (int f = 0; f < s->width && ok; f++) ok = takes(s->codes[f], PyTuple_GET_ITEM(value, f), &iv[f], &dv[f]);
-        if (ok) {
+        CRCell cells[MAX_FIELDS];
+        if (column_rows_cells_of((PyObject *)s, &PyTuple_GET_ITEM(value, 0), s->width, cells)) {
             if (own_arrays(s) < 0) return -1;
             for (int f = 0; f < s->width; f++) {
                 PyObject *old = is_object_field(s->codes[f]) ? ((PyObject **)s->col[f])[i] : NULL;
-                put(s, f, i, PyTuple_GET_ITEM(value, f), iv[f], dv[f]);
+                put(s, f, i, &cells[f]);
                 Py_XDECREF(old); /* a str or bytes: freeing it runs no Python code */
             }
             return 0;

@@ -197,7 +197,6 @@ def native_status() -> str:
     return _NATIVE_STATUS[0]
 
 
-@cache
 def field_codes(dataset: str) -> bytes:
     """The field codes of a dataset's schema, one byte per field (the compiled codec's and
     ``collectors._booknative.ColumnRows``' spec): the Avro type (string 1, bytes 2, long 3, int 4,

@@ -38,7 +38,6 @@ from streaming.codec import field_codes
 from tests.collectors.hostile import read_items, real_captures, simulator_capture
 from tests.collectors.test_native_book import assert_same_books, assert_same_records
 
-pytestmark = pytest.mark.skipif(engine._booknative is None, reason="never: make install builds the extension")
 PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 #: lines per replay unit in the differential replays: units end (``RecordBuffer.take``) often
 UNIT_LINES = 3_000
