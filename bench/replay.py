@@ -132,6 +132,9 @@ class _NoOpNormaliser:
     def on_frame(self, ts_recv: int, frame: bytes, out: Any) -> None:
         pass
 
+    def on_frames(self, items: list[Any], start: int, stop: int, out: Any) -> None:
+        pass
+
     def on_disconnect(self, ts_recv: int, out: Any) -> None:
         pass
 

@@ -161,6 +161,44 @@ static Py_ssize_t lower_bound(const Levels *L, double rk) {
     return lo;
 }
 
+/* lower_bound, searched outward from ``hint`` (the index the previous level of the same update went
+ * to; -1: none). A venue lists an update's levels in price order, so the next one is usually a few
+ * places away: an exponential search from there reads O(log distance) keys, close together, where the
+ * full search reads O(log n) spread over the book. Any order is still answered exactly. */
+static Py_ssize_t lower_bound_near(const Levels *L, double rk, Py_ssize_t hint) {
+    Py_ssize_t n = L->n, lo, hi, step = 1;
+    if (hint < 0 || hint > n) return lower_bound(L, rk);
+    if (hint < n && L->keys[hint] < rk) { /* the answer is after hint */
+        lo = hint + 1;
+        hi = n;
+        for (Py_ssize_t p = lo; p < n; p = lo + step - 1, step <<= 1) {
+            if (L->keys[p] >= rk) {
+                hi = p;
+                break;
+            }
+            lo = p + 1;
+        }
+    } else { /* keys[hint] >= rk (or hint == n): the answer is at or before hint */
+        hi = hint;
+        lo = 0;
+        for (Py_ssize_t p = hint - 1; p >= 0; p = hi - step, step <<= 1) {
+            if (L->keys[p] < rk) {
+                lo = p + 1;
+                break;
+            }
+            hi = p;
+        }
+    }
+    while (lo < hi) { /* the answer is in [lo, hi] */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (L->keys[mid] < rk)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Index of rk, or -1. */
 static Py_ssize_t find(const Levels *L, double rk) {
     Py_ssize_t j = lower_bound(L, rk);
@@ -2538,10 +2576,15 @@ static inline void lazy_fill(Lazy *z, const RawLv *x) {
  * for the reference's parsed level. The level is held as a Lazy record (no Python object is made; a
  * reader gets the very objects the reference would hold); texts longer than a record holds take
  * scan_level_objects. A level whose size and texts are those held is left as it is. */
-static int scan_level(Levels *L, RowCtx *c, const RawLv *x) {
-    if (x->pn > LAZY_TEXT || x->sn > LAZY_TEXT) return scan_level_objects(L, c, x);
+/* ``hint``: in, where the previous level of this side went (-1: none); out, where this one went. */
+static int scan_level(Levels *L, RowCtx *c, const RawLv *x, Py_ssize_t *hint) {
+    if (x->pn > LAZY_TEXT || x->sn > LAZY_TEXT) {
+        *hint = -1;
+        return scan_level_objects(L, c, x);
+    }
     double rk = rank_of(L, x->price);
-    Py_ssize_t j = lower_bound(L, rk);
+    Py_ssize_t j = lower_bound_near(L, rk, *hint);
+    *hint = j;
     int found = j < L->n && L->keys[j] == rk;
     if (x->size == 0.0) {
         if (found) val_release(levels_take(L, j, NULL));
@@ -2627,7 +2670,8 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
         for (int s = 0; s < 2 && ok == 0; s++) {
             RawSide *r = &S->side[s];
             c.side = s ? s_ask : s_bid;
-            for (Py_ssize_t i = 0; i < r->n && ok == 0; i++) ok = scan_level(sides[s], &c, &r->v[i]);
+            Py_ssize_t hint = -1;
+            for (Py_ssize_t i = 0; i < r->n && ok == 0; i++) ok = scan_level(sides[s], &c, &r->v[i], &hint);
         }
         if (ok == 0 && slot_set(&sc_set_last_seq, book, s_last_seq, seq) == 0) {
             Levels *b = sides[0], *a = sides[1];
@@ -2728,10 +2772,129 @@ static PyObject *scanner_scan(Scanner *S, PyObject *const *args, Py_ssize_t narg
 static PyObject *s_max_frame_bytes, *s_subscribed, *s_frames, *s_time_flags_skewed_reported, *s_report_skew,
     *s_check_crossed, *s_u;
 
-/* on_frame(ts_recv, frame, out): Normaliser.on_frame of the owner with this scanner first - a frame
- * taken here counts in the owner's frames, a crossed book gets SyncedBook.check_crossed's event and a
- * held-back skew report is made (Normaliser.on_frame's _report_skew); every other frame (and an
- * oversized one) goes to the fallback, Normaliser.on_frame itself. */
+/* What on_frame reads of its owner, read once and kept while no Python code runs: the scanner's own
+ * work runs none, so the values only change when the fallback, check_crossed or _report_skew runs;
+ * each of those is preceded by frames_flush and followed by a fresh read. Frames taken here are
+ * counted into the owner's ``frames`` in one addition before any such call and at the end. */
+typedef struct {
+    int loaded;
+    int max_ok;             /* max_frame_bytes is a plain int (else every frame goes to the fallback) */
+    long long max_frame;
+    PyObject *subscribed;   /* owned while loaded */
+    int reported_ok;        /* _skew_reported is a plain int */
+    long long reported;
+    long long pending;      /* frames taken and not yet added to owner.frames */
+} OwnerView;
+
+static void view_drop(OwnerView *v) {
+    Py_CLEAR(v->subscribed);
+    v->loaded = 0;
+}
+
+static int view_load(PyObject *owner, OwnerView *v) {
+    PyObject *max = PyObject_GetAttr(owner, s_max_frame_bytes);
+    if (!max) return -1;
+    v->max_ok = plain_int64(max, &v->max_frame);
+    Py_DECREF(max);
+    PyObject *reported = PyObject_GetAttr(owner, s_time_flags_skewed_reported);
+    if (!reported) return -1;
+    v->reported_ok = plain_int64(reported, &v->reported);
+    Py_DECREF(reported);
+    v->subscribed = PyObject_GetAttr(owner, s_subscribed);
+    if (!v->subscribed) return -1;
+    v->loaded = 1;
+    return 0;
+}
+
+/* owner.frames += the frames taken since the last flush. */
+static int frames_flush(PyObject *owner, OwnerView *v) {
+    if (v->pending == 0) return 0;
+    PyObject *frames = PyObject_GetAttr(owner, s_frames);
+    if (!frames) return -1;
+    long long f;
+    PyObject *more;
+    if (plain_int64(frames, &f) && f <= LLONG_MAX - v->pending) {
+        more = PyLong_FromLongLong(f + v->pending);
+    } else {
+        PyObject *n = PyLong_FromLongLong(v->pending);
+        more = n ? PyNumber_Add(frames, n) : NULL;
+        Py_XDECREF(n);
+    }
+    Py_DECREF(frames);
+    if (!more) return -1;
+    int r = PyObject_SetAttr(owner, s_frames, more);
+    Py_DECREF(more);
+    if (r == 0) v->pending = 0;
+    return r;
+}
+
+/* Before Python code runs: the owner sees every frame counted, and is read again after. */
+static int view_release(PyObject *owner, OwnerView *v) {
+    view_drop(v);
+    return frames_flush(owner, v);
+}
+
+/* One frame through the owner's Normaliser.on_frame with this scanner first - a frame taken here
+ * counts in the owner's frames, a crossed book gets SyncedBook.check_crossed's event and a held-back
+ * skew report is made (Normaliser.on_frame's _report_skew); every other frame (and an oversized one)
+ * goes to the fallback, Normaliser.on_frame itself. 0, or -1 with an exception set. */
+static int frame_through(Scanner *S, PyObject *owner, OwnerView *v, PyObject *recv, PyObject *frame, PyObject *out) {
+    if (!v->loaded && view_load(owner, v) < 0) return -1;
+    PyObject *done = NULL;
+    Py_ssize_t len = PyBytes_CheckExact(frame) ? PyBytes_GET_SIZE(frame)
+                     : PyUnicode_CheckExact(frame) ? PyUnicode_GET_LENGTH(frame)
+                                                    : -1;
+    if (len >= 0 && v->max_ok && len <= v->max_frame) {
+        S->offered++;
+        done = scan_frame(S, recv, frame, out, v->subscribed);
+        if (!done) return -1;
+    }
+    if (!done || done == Py_False) {
+        Py_XDECREF(done);
+        if (view_release(owner, v) < 0) return -1;
+        PyObject *call[4] = {owner, recv, frame, out};
+        PyObject *r = PyObject_Vectorcall(S->fallback, call, 4, NULL);
+        if (!r) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    S->taken++;
+    v->pending++;
+    if (done != Py_True) { /* the book it updated is crossed: the reference's crossed_book event */
+        PyObject *book = done;
+        if (view_release(owner, v) < 0) {
+            Py_DECREF(book);
+            return -1;
+        }
+        PyObject *seq = PyObject_GetAttr(book, s_last_seq);
+        PyObject *detail = seq ? PyDict_New() : NULL;
+        if (!detail || PyDict_SetItem(detail, s_u, seq) < 0) {
+            Py_XDECREF(seq);
+            Py_XDECREF(detail);
+            Py_DECREF(book);
+            return -1;
+        }
+        Py_DECREF(seq);
+        PyObject *r = PyObject_CallMethodObjArgs(book, s_check_crossed, out, recv, detail, NULL);
+        Py_DECREF(detail);
+        Py_DECREF(book);
+        if (!r) return -1;
+        Py_DECREF(r);
+        if (view_load(owner, v) < 0) return -1;
+    } else {
+        Py_DECREF(done);
+    }
+    if (!(v->reported_ok && v->reported == (long long)S->tf->skewed)) {
+        /* an earlier frame's skew report, held back by the throttle */
+        if (view_release(owner, v) < 0) return -1;
+        PyObject *r = PyObject_CallMethodObjArgs(owner, s_report_skew, out, recv, NULL);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* on_frame(ts_recv, frame, out): see frame_through. */
 static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "on_frame(ts_recv, frame, out)");
@@ -2743,75 +2906,67 @@ static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     Py_INCREF(owner);
-    PyObject *recv = args[0], *frame = args[1], *out = args[2];
-    PyObject *result = NULL, *done = NULL;
-    Py_ssize_t len = PyBytes_CheckExact(frame) ? PyBytes_GET_SIZE(frame)
-                     : PyUnicode_CheckExact(frame) ? PyUnicode_GET_LENGTH(frame)
-                                                    : -1;
-    if (len >= 0) {
-        PyObject *max = PyObject_GetAttr(owner, s_max_frame_bytes);
-        if (!max) goto end;
-        long long m;
-        int small = plain_int64(max, &m) && len <= m;
-        Py_DECREF(max);
-        if (small) {
-            PyObject *subscribed = PyObject_GetAttr(owner, s_subscribed);
-            if (!subscribed) goto end;
-            S->offered++;
-            done = scan_frame(S, recv, frame, out, subscribed);
-            Py_DECREF(subscribed);
-            if (!done) goto end;
-        }
-    }
-    if (!done || done == Py_False) {
-        PyObject *call[4] = {owner, recv, frame, out};
-        result = PyObject_Vectorcall(S->fallback, call, 4, NULL);
-        goto end;
-    }
-    S->taken++;
-    {
-        PyObject *frames = PyObject_GetAttr(owner, s_frames);
-        if (!frames) goto end;
-        long long f;
-        PyObject *more = plain_int64(frames, &f) && f < LLONG_MAX ? PyLong_FromLongLong(f + 1)
-                                                                  : PyNumber_Add(frames, zero_int_one);
-        Py_DECREF(frames);
-        if (!more) goto end;
-        int r = PyObject_SetAttr(owner, s_frames, more);
-        Py_DECREF(more);
-        if (r < 0) goto end;
-    }
-    if (done != Py_True) { /* the book it updated is crossed: the reference's crossed_book event */
-        PyObject *seq = PyObject_GetAttr(done, s_last_seq);
-        PyObject *detail = seq ? PyDict_New() : NULL;
-        if (!detail || PyDict_SetItem(detail, s_u, seq) < 0) {
-            Py_XDECREF(seq);
-            Py_XDECREF(detail);
-            goto end;
-        }
-        Py_DECREF(seq);
-        PyObject *r = PyObject_CallMethodObjArgs(done, s_check_crossed, out, recv, detail, NULL);
-        Py_DECREF(detail);
-        if (!r) goto end;
-        Py_DECREF(r);
-    }
-    {
-        PyObject *reported = PyObject_GetAttr(owner, s_time_flags_skewed_reported);
-        if (!reported) goto end;
-        long long rep;
-        int same = plain_int64(reported, &rep) && rep == (long long)S->tf->skewed;
-        Py_DECREF(reported);
-        if (!same) { /* an earlier frame's skew report, held back by the throttle */
-            PyObject *r = PyObject_CallMethodObjArgs(owner, s_report_skew, out, recv, NULL);
-            if (!r) goto end;
-            Py_DECREF(r);
-        }
-    }
-    result = Py_NewRef(Py_None);
-end:
-    Py_XDECREF(done);
+    OwnerView v = {0};
+    int rc = frame_through(S, owner, &v, args[0], args[1], args[2]);
+    view_drop(&v);
+    if (frames_flush(owner, &v) < 0) rc = -1;
     Py_DECREF(owner);
-    return result;
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* on_frames(items, start, stop, out): on_frame(ts_recv, frame, out) for each (ts_recv, frame) pair of
+ * items[start:stop] (a list; the bounds as a slice's), in one call: the owner's attributes are read
+ * once per run of frames the scanner takes, not per frame (see OwnerView). The list is read by index
+ * as it goes; an item that is not a pair raises TypeError, as the unpacking in a Python loop would,
+ * with the frames before it handled and counted. */
+static PyObject *scanner_on_frames(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "on_frames(items, start, stop, out)");
+        return NULL;
+    }
+    PyObject *items = args[0], *out = args[3];
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "on_frames: items must be a list");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred()) return NULL;
+    PyObject *owner = S->owner;
+    if (!owner) {
+        PyErr_SetString(PyExc_ReferenceError, "this scanner was cleared");
+        return NULL;
+    }
+    Py_INCREF(owner);
+    Py_INCREF(items);
+    OwnerView v = {0};
+    int rc = 0;
+    PySlice_AdjustIndices(PyList_GET_SIZE(items), &start, &stop, 1); /* as items[start:stop] */
+    for (Py_ssize_t i = start; rc == 0 && i < stop && i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_Format(PyExc_TypeError, "on_frames: item %zd is not a (ts_recv, frame) pair", i);
+            rc = -1;
+            break;
+        }
+        Py_INCREF(item); /* the fallback may change the list: the pair stays alive */
+        rc = frame_through(S, owner, &v, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), out);
+        Py_DECREF(item);
+    }
+    view_drop(&v);
+    if (rc < 0) {
+        /* frames taken before the error are counted; the error is the one raised */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (frames_flush(owner, &v) < 0) PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+    } else if (frames_flush(owner, &v) < 0) {
+        rc = -1;
+    }
+    Py_DECREF(items);
+    Py_DECREF(owner);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *scanner_get_offered(Scanner *S, void *Py_UNUSED(c)) { return PyLong_FromLongLong(S->offered); }
@@ -2844,6 +2999,8 @@ static PyMethodDef scanner_methods[] = {
     {"symbols", (PyCFunction)scanner_symbols, METH_NOARGS, "native -> (symbol, book or None)"},
     {"on_frame", (PyCFunction)(void (*)(void))scanner_on_frame, METH_FASTCALL,
      "on_frame(ts_recv, frame, out): the owner's Normaliser.on_frame with this scanner first"},
+    {"on_frames", (PyCFunction)(void (*)(void))scanner_on_frames, METH_FASTCALL,
+     "on_frames(items, start, stop, out): on_frame for each (ts_recv, frame) pair of items[start:stop]"},
     {NULL, NULL, 0, NULL},
 };
 

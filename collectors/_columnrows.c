@@ -335,7 +335,7 @@ int column_rows_append_cells(PyObject *rows, const CRCell *cells, Py_ssize_t n) 
     }
     if (ok) return column_rows_append_made(rows, cells);
     /* the row as objects, into the list */
-    PyObject *objs[MAX_FIELDS];
+    PyObject *objs[MAX_FIELDS] = {0}; /* zeroed: gcc cannot see that only made ones are read */
     int made = 0, rc = -1;
     for (; made < s->width; made++) {
         const CRCell *c = &cells[made];

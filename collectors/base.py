@@ -327,6 +327,15 @@ class Normaliser(abc.ABC):
         if self.time_flags.skewed != self._skew_reported:
             self._report_skew(out, ts_recv)
 
+    def on_frames(self, items: list[Any], start: int, stop: int, out: RecordBuffer) -> None:
+        """:meth:`on_frame` for each ``(ts_recv, frame)`` pair of ``items[start:stop]``, in order.
+
+        A replay's runs of frames come through here (``collectors.capture.iter_units``); a normaliser
+        with a compiled frame scanner replaces it with the scanner's, which loops in C."""
+        on_frame = self.on_frame
+        for ts_recv, frame in items[start:stop]:
+            on_frame(ts_recv, frame, out)
+
     def _drop_unsubscribed(self, out: RecordBuffer, ts_recv: int, starts: tuple[int, int, int]) -> None:
         allowed = self.subscribed
         assert allowed is not None

@@ -379,6 +379,7 @@ def iter_units(
     also be parsed capture items (:func:`parse_lines`: the raw archive, ``storage/raw.py``).
     """
     on_frame = normaliser.on_frame
+    on_frames = normaliser.on_frames
     buf = new_buffer()
     unit_first = 1
     line = 0
@@ -405,10 +406,8 @@ def iter_units(
                 if stop <= line:  # unit_lines < 1: every line is a unit of its own
                     stop = line + 1
                 j = min(next_special, i + stop - line)
-                run: list[tuple[int, bytes]] = items[i:j]  # type: ignore[assignment]  # no specials in it
-                for ts, frame in run:
-                    on_frame(ts, frame, buf)
-                last_ts = run[-1][0]
+                on_frames(items, i, j, buf)  # no specials in items[i:j]
+                last_ts = items[j - 1][0]  # type: ignore[index]
                 frames += j - i
                 line += j - i
                 i = j

@@ -27,7 +27,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import metadata
 from typing import Any
 
 import pyarrow as pa
@@ -89,6 +88,8 @@ def decompress(compression: str, data: bytes, size: int) -> bytes:
 @cache
 def ticktape_version() -> str:
     """The installed ticktape version."""
+    from importlib import metadata  # ~15 ms to import: only commands that stamp a version pay it
+
     try:
         return metadata.version("ticktape")
     except metadata.PackageNotFoundError:

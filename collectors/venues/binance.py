@@ -152,10 +152,11 @@ class BinanceFamilyNormaliser(Normaliser):
         # (the futures rule; spot never fills it)
         self.awaiting_first: set[str] = set()
         #: the compiled frame scanner (see :func:`frame_scanner`); when there is one, its ``on_frame``
-        #: (Normaliser.on_frame with the scanner first) is this normaliser's
+        #: (Normaliser.on_frame with the scanner first) and ``on_frames`` are this normaliser's
         self._scanner: Any = frame_scanner(self)
         if self._scanner is not None:
             self.on_frame = self._scanner.on_frame  # type: ignore[method-assign]
+            self.on_frames = self._scanner.on_frames  # type: ignore[method-assign]
 
     # -- symbols -------------------------------------------------------------------------------
     def normalise(self, native: str) -> str:

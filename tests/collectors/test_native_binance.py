@@ -306,9 +306,20 @@ KEYS += [b"stream", b"data"]
 
 
 def _reorder(frame: bytes, rnd: random.Random) -> bytes:
+    """Keys in another order; a depth update's levels reversed or shuffled (venues list them in price
+    order, which the scanner's level search starts from, but must not rely on)."""
     msg = orjson.loads(frame)
-    if isinstance(msg.get("data"), dict) and rnd.random() < 0.8:
-        items = list(msg["data"].items())
+    data = msg.get("data")
+    if isinstance(data, dict):
+        for side in ("b", "a"):
+            levels = data.get(side)
+            if isinstance(levels, list) and rnd.random() < 0.5:
+                if rnd.random() < 0.5:
+                    levels.reverse()
+                else:
+                    rnd.shuffle(levels)
+    if isinstance(data, dict) and rnd.random() < 0.8:
+        items = list(data.items())
         rnd.shuffle(items)
         msg["data"] = dict(items)
     if rnd.random() < 0.3:
@@ -652,11 +663,11 @@ def test_scanned_levels_read_and_changed_between_updates() -> None:
 
 
 def feed_both(off: Normaliser, on: Normaliser, items: list[Item], context: str) -> None:
-    """The same items through the scanner-off and scanner-on normalisers: the same rows, books and
-    counters."""
+    """The same items through the scanner-off normaliser frame by frame (``on_frame``) and the
+    scanner-on one in runs (``on_frames``, as a replay feeds it): the same rows, books and counters."""
     out_on, out_off = RecordBuffer(), RecordBuffer()
     feed_into(off, items, out_off)
-    feed_into(on, items, out_on)
+    feed_runs(on, items, out_on, random.Random(len(items)))
     assert_same(off, out_off, on, out_on, context)
 
 
@@ -670,6 +681,23 @@ def feed_into(n: Normaliser, items: list[Item], out: RecordBuffer) -> None:
             n.on_frame(item[0], item[1], out)
 
 
+def feed_runs(n: Normaliser, items: list[Item], out: RecordBuffer, rnd: random.Random) -> None:
+    """``items`` through ``on_frames`` in runs of random length (1-80) ending at every disconnect."""
+    last = 0
+    i = 0
+    while i < len(items):
+        if items[i] is None:
+            n.on_disconnect(last, out)
+            i += 1
+            continue
+        stop = min(i + rnd.randint(1, 80), len(items))
+        if None in items[i:stop]:
+            stop = items.index(None, i)
+        n.on_frames(items, i, stop, out)
+        last = items[stop - 1][0]
+        i = stop
+
+
 def test_scan_frames_as_text_and_bytes_alike() -> None:
     """Frames given as str (as the live connection receives them) and as bytes give the same records."""
     items = [i for i in recording_items("binance") if i is not None][:3000]
@@ -679,6 +707,42 @@ def test_scan_frames_as_text_and_bytes_alike() -> None:
     feed_into(a, as_text, out_a)
     feed_into(b, items, out_b)
     assert_same(b, out_b, a, out_a, "text vs bytes")
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_on_frames_runs_equal_frame_by_frame(exchange: str) -> None:
+    """A recording in runs through the scanner's ``on_frames`` (slice bounds included) gives what the
+    Python ``Normaliser.on_frames`` and frame-by-frame ``on_frame`` give: rows, books, counters."""
+    items = recording_items(exchange)
+    frame_by_frame, in_runs, reference = make(exchange, True), make(exchange, True), make(exchange, False)
+    out_a, out_b, out_c = RecordBuffer(), RecordBuffer(), RecordBuffer()
+    feed_into(frame_by_frame, items, out_a)
+    feed_runs(in_runs, items, out_b, random.Random(7))
+    feed_runs(reference, items, out_c, random.Random(7))
+    assert Counting(in_runs).scanner.taken > len(items) // 2  # the scanner, not its fallback, did the work
+    assert_same(frame_by_frame, out_a, in_runs, out_b, f"{exchange} runs")
+    assert_same(reference, out_c, in_runs, out_b, f"{exchange} runs vs reference")
+    for start, stop in [(-3, None), (5, 2), (len(items) + 5, len(items) + 9)]:
+        frames = [i for i in items if i is not None]
+        stop = len(frames) if stop is None else stop
+        a, b = make(exchange, True), make(exchange, False)
+        a.on_frames(frames, start, stop, out_a)
+        b.on_frames(frames, start, stop, out_c)
+        assert counters(a) == counters(b), (start, stop)
+
+
+def test_on_frames_stops_at_an_item_that_is_not_a_pair() -> None:
+    """A bad item raises TypeError as unpacking it would, after the frames before it were handled and
+    counted; the normaliser goes on with the next call."""
+    frames = [i for i in recording_items("binance") if i is not None][:400]
+    for n in (make("binance", True), make("binance", False)):
+        out = RecordBuffer()
+        with pytest.raises((TypeError, ValueError)):
+            n.on_frames([*frames[:300], (1, 2, 3), *frames[300:]], 0, 401, out)
+        assert n.frames == 300
+        n.on_frames(frames, 300, 400, out)
+        assert n.frames == 400
+    assert counters(make("binance", True)) == counters(make("binance", False))
 
 
 # -- time flags ---------------------------------------------------------------------------------------------
