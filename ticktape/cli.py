@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import importlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: Subcommand modules, in the order ``ticktape --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -155,5 +157,19 @@ def describe_failure(exc: BaseException, args: argparse.Namespace | None = None)
     return f"{name}: {text}\n(run with --log-level DEBUG for the details)"
 
 
+def entry() -> NoReturn:
+    """The ``ticktape`` executable: :func:`main`, then exit.
+
+    What is alive at the end moves to the permanent generation first (``gc.freeze``), so that the
+    interpreter's final collections do not walk every object of numpy, pyarrow and the command's
+    state: ~30 ms of every command's exit (of a 1.25 s replay). Nothing of ours relies on a collection
+    at exit; files and connections are closed by the commands.
+    https://docs.python.org/3/library/gc.html#gc.freeze (checked 2026-12-06).
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
