@@ -24,6 +24,7 @@ import pickle
 import sys
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -517,7 +518,11 @@ def test_a_replay_keeps_freed_memory_and_gives_it_back() -> None:
     # glibc's own malloc takes the settings; AddressSanitizer's (make asan) answers False
     if platform.libc_ver()[0] == "glibc" and not os.environ.get("TICKTAPE_ASAN_BUILD"):
         assert on
+    default_pool = pa.default_memory_pool().backend_name
     with reuse_freed_memory():
         columns = store()
         columns.extend([BOOK_ROW] * 10_000)
         assert rows_to_arrow("book", columns).num_rows == 10_000
+        # Arrow allocates from the kept heap too, where glibc keeps it
+        assert pa.default_memory_pool().backend_name == ("system" if on else default_pool)
+    assert pa.default_memory_pool().backend_name == default_pool

@@ -322,15 +322,25 @@ def reuse_freed_memory() -> Iterator[None]:
     arrays of each unit are tens of MB; fresh ones cost a page fault per page: ~12 % of the normalising
     loop, bench/RESULTS.md "Columnar record buffers"), and gives it back at the end
     (``collectors._booknative.keep_freed_memory``; nothing changes without the compiled engine or
-    glibc)."""
+    glibc). Arrow allocates from the same heap meanwhile (its system pool instead of its default,
+    mimalloc): the writer's sorted copies and Parquet buffers reuse it too, and mimalloc's handling of
+    buffers freed on another thread than the one that made them cost ~7 % more CPU over a replay
+    (bench/RESULTS.md, "Issue 18 targets at a glance").
+    https://arrow.apache.org/docs/python/memory.html#memory-pools (checked 2026-12-06)."""
+    import pyarrow as pa
+
     from collectors import book
 
     native = book._native
     kept = bool(native.keep_freed_memory(True)) if native is not None else False
+    arrow_pool = pa.default_memory_pool()
+    if kept:
+        pa.set_memory_pool(pa.system_memory_pool())
     try:
         yield
     finally:
         if kept:
+            pa.set_memory_pool(arrow_pool)
             native.keep_freed_memory(False)
 
 
