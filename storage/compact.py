@@ -49,8 +49,8 @@ import pyarrow.parquet as pq
 from schemas import DATASETS, arrow_schema
 
 from .lake import (
+    COMPACT_COMPRESSION_LEVEL,
     PARQUET_COMPRESSION,
-    PARQUET_COMPRESSION_LEVEL,
     STATE_DIR,
     fsync_dir,
     fsync_file,
@@ -385,7 +385,7 @@ def _write_sorted(
                     staged / names[-1],
                     schema,
                     write_statistics=True,
-                    **parquet_compression(schema, PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL),
+                    **parquet_compression(schema, PARQUET_COMPRESSION, COMPACT_COMPRESSION_LEVEL),
                     **parquet_encodings(schema),
                 )
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)

@@ -45,9 +45,15 @@ SORT_KEYS = [("symbol", "ascending"), ("ts_recv", "ascending")]
 #: The raw archive has no symbol: its batches are ordered by connection stream and batch number.
 RAW_SORT_KEYS = [("stream", "ascending"), ("seq", "ascending")]
 PARQUET_COMPRESSION = "zstd"
-#: zstd level of lake files: 6 makes them ~20 % smaller than the default (1) for ~2x the (small)
-#: compression time; 9 saves only ~2 % more (bench/RESULTS.md, "Storage").
-PARQUET_COMPRESSION_LEVEL = 6
+#: zstd level of the files a sink or a replay writes (one per unit, dataset and partition): 4 costs
+#: their writer ~17 % less CPU than 6 (504k Binance frames: 0.56 -> 0.46 s) for files ~1.5-2.3 %
+#: larger (the binance sample's lake 10.3x -> 10.1x smaller than its raw frames), and compaction
+#: rewrites a closed day at :data:`COMPACT_COMPRESSION_LEVEL` anyway: its files come out the same size
+#: either way (bench/RESULTS.md, "Storage").
+PARQUET_COMPRESSION_LEVEL = 4
+#: zstd level of compacted files (``ticktape compact``), written once per closed day and kept: 6 makes
+#: them ~20 % smaller than the default (1) for ~2x the compression time; 9 saves ~0.2 % more.
+COMPACT_COMPRESSION_LEVEL = 6
 
 
 def is_valid_exchange_id(exchange: Any) -> bool:
