@@ -10,7 +10,7 @@ DEMO_PORT ?= 8321
 .PHONY: install demo test lint bench fuzz system-deps clean asan asan-book asan-codec asan-capture
 
 # Compiled extensions (setup.py), each optional: the pure-Python reference runs where one is missing.
-NATIVE_SOURCES := collectors/_booknative.c collectors/_columnrows.c collectors/_columnrows.h streaming/_avronative.c collectors/_capturenative.c
+NATIVE_SOURCES := collectors/_booknative.c collectors/_columnrows.c collectors/_columnrows.h collectors/_frameblock.h streaming/_avronative.c collectors/_capturenative.c
 PY_INCLUDE = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 EXT_SUFFIX = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 
@@ -70,7 +70,7 @@ test: install system-deps lint
 # https://docs.python.org/3/using/cmdline.html#envvar-PYTHONMALLOC (both checked 2026-12-05).
 ASAN_DIR := build/asan
 ASAN_TESTS ?=
-ASAN_QUICK := -k "built or leak or random or list_operations or columns_to_arrow or (replay_into_columns and binance and not futures and not delivery) or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance and not futures and not delivery) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or time_flags" --durations=5
+ASAN_QUICK := -k "built or leak or random or list_operations or columns_to_arrow or (replay_into_columns and binance and not futures and not delivery) or level_map or decimal or row_store or okx or kraken or htx or (mutated and binance and not futures and not delivery) or depth or odd_levels or known_checksums or (scan_recordings and not futures and not delivery) or (in_place and binance and not futures and not delivery) or time_flags" --durations=5
 ASAN_CODEC_TESTS ?=
 ASAN_CODEC_QUICK := -k "built or garbage or numbers_that or consume_values_gives or (recordings and binance and not futures and not delivery) or (truncation and trades) or (edge_values and book) or (arrow and (shapes or lake_order or bad_rows or (declined and trades)))"
 ASAN_CAPTURE_TESTS ?=

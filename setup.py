@@ -24,7 +24,7 @@ setup(
         Extension(
             "collectors._booknative",
             sources=["collectors/_booknative.c", "collectors/_columnrows.c"],
-            depends=["collectors/_columnrows.h"],
+            depends=["collectors/_columnrows.h", "collectors/_frameblock.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wno-missing-braces"],
             optional=True,
         ),
@@ -37,6 +37,7 @@ setup(
         Extension(
             "collectors._capturenative",
             sources=["collectors/_capturenative.c"],
+            depends=["collectors/_frameblock.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
             optional=True,
         ),

@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "_columnrows.h"
+#include "_frameblock.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Levels                                                                                            */
@@ -2690,20 +2691,22 @@ static PyObject *do_depth(Scanner *S, ScanSym *e, const Fields *f, PyObject *out
     return result;
 }
 
-static PyObject *scan_frame(Scanner *S, PyObject *recv, PyObject *frame, PyObject *out, PyObject *subscribed) {
-    long long ts_recv;
-    if (!plain_int64(recv, &ts_recv)) Py_RETURN_FALSE;
-    const unsigned char *buf;
-    Py_ssize_t len;
+/* The text of a frame object the scanner reads (bytes, or ASCII str), or NULL. */
+static const unsigned char *frame_text(PyObject *frame, Py_ssize_t *len) {
     if (PyBytes_CheckExact(frame)) {
-        buf = (const unsigned char *)PyBytes_AS_STRING(frame);
-        len = PyBytes_GET_SIZE(frame);
-    } else if (PyUnicode_CheckExact(frame) && PyUnicode_IS_COMPACT_ASCII(frame)) {
-        buf = (const unsigned char *)PyUnicode_DATA(frame);
-        len = PyUnicode_GET_LENGTH(frame);
-    } else {
-        Py_RETURN_FALSE;
+        *len = PyBytes_GET_SIZE(frame);
+        return (const unsigned char *)PyBytes_AS_STRING(frame);
     }
+    if (PyUnicode_CheckExact(frame) && PyUnicode_IS_COMPACT_ASCII(frame)) {
+        *len = PyUnicode_GET_LENGTH(frame);
+        return (const unsigned char *)PyUnicode_DATA(frame);
+    }
+    return NULL;
+}
+
+/* scan_frame over a frame's text where it lies (``recv``: the int object of ``ts_recv``). */
+static PyObject *scan_text(Scanner *S, PyObject *recv, long long ts_recv, const unsigned char *buf, Py_ssize_t len,
+                           PyObject *out, PyObject *subscribed) {
     double mp = 0.0, ms = 0.0;
     {
         PyObject *a = slot_get(&sc_max_price, S->limits, s_max_price);
@@ -2755,6 +2758,14 @@ static PyObject *scan_frame(Scanner *S, PyObject *recv, PyObject *frame, PyObjec
     default:
         return do_depth(S, e, &f, out, recv, ts_recv);
     }
+}
+
+static PyObject *scan_frame(Scanner *S, PyObject *recv, PyObject *frame, PyObject *out, PyObject *subscribed) {
+    long long ts_recv;
+    Py_ssize_t len;
+    const unsigned char *buf = frame_text(frame, &len);
+    if (!buf || !plain_int64(recv, &ts_recv)) Py_RETURN_FALSE;
+    return scan_text(S, recv, ts_recv, buf, len, out, subscribed);
 }
 
 /* scan(ts_recv, frame, out, subscribed) -> True | False | SyncedBook (see above). */
@@ -2837,23 +2848,33 @@ static int view_release(PyObject *owner, OwnerView *v) {
 /* One frame through the owner's Normaliser.on_frame with this scanner first - a frame taken here
  * counts in the owner's frames, a crossed book gets SyncedBook.check_crossed's event and a held-back
  * skew report is made (Normaliser.on_frame's _report_skew); every other frame (and an oversized one)
- * goes to the fallback, Normaliser.on_frame itself. 0, or -1 with an exception set. */
-static int frame_through(Scanner *S, PyObject *owner, OwnerView *v, PyObject *recv, PyObject *frame, PyObject *out) {
+ * goes to the fallback, Normaliser.on_frame itself. 0, or -1 with an exception set.
+ *
+ * ``frame`` is the frame object, or NULL for a frame read in place (a FrameBlock's): then the fallback
+ * gets a bytes object made of ``text``. ``text`` is what the scanner reads (NULL: nothing it can read,
+ * straight to the fallback), ``len`` the frame's length (-1: neither str nor bytes). */
+static int text_through(Scanner *S, PyObject *owner, OwnerView *v, PyObject *recv, long long ts_recv, PyObject *frame,
+                        const unsigned char *text, Py_ssize_t len, PyObject *out) {
     if (!v->loaded && view_load(owner, v) < 0) return -1;
     PyObject *done = NULL;
-    Py_ssize_t len = PyBytes_CheckExact(frame) ? PyBytes_GET_SIZE(frame)
-                     : PyUnicode_CheckExact(frame) ? PyUnicode_GET_LENGTH(frame)
-                                                    : -1;
     if (len >= 0 && v->max_ok && len <= v->max_frame) {
         S->offered++;
-        done = scan_frame(S, recv, frame, out, v->subscribed);
-        if (!done) return -1;
+        if (text) {
+            done = scan_text(S, recv, ts_recv, text, len, out, v->subscribed);
+            if (!done) return -1;
+        }
     }
     if (!done || done == Py_False) {
         Py_XDECREF(done);
         if (view_release(owner, v) < 0) return -1;
+        PyObject *made = NULL;
+        if (!frame) { /* a frame read in place: the fallback gets it as the bytes object it would have had */
+            frame = made = PyBytes_FromStringAndSize((const char *)text, len);
+            if (!made) return -1;
+        }
         PyObject *call[4] = {owner, recv, frame, out};
         PyObject *r = PyObject_Vectorcall(S->fallback, call, 4, NULL);
+        Py_XDECREF(made);
         if (!r) return -1;
         Py_DECREF(r);
         return 0;
@@ -2894,7 +2915,18 @@ static int frame_through(Scanner *S, PyObject *owner, OwnerView *v, PyObject *re
     return 0;
 }
 
-/* on_frame(ts_recv, frame, out): see frame_through. */
+/* text_through for a frame object (a (ts_recv, frame) pair's). */
+static int frame_through(Scanner *S, PyObject *owner, OwnerView *v, PyObject *recv, PyObject *frame, PyObject *out) {
+    Py_ssize_t len = PyBytes_CheckExact(frame) ? PyBytes_GET_SIZE(frame)
+                     : PyUnicode_CheckExact(frame) ? PyUnicode_GET_LENGTH(frame)
+                                                    : -1;
+    long long ts_recv = 0;
+    Py_ssize_t text_len;
+    const unsigned char *text = plain_int64(recv, &ts_recv) ? frame_text(frame, &text_len) : NULL;
+    return text_through(S, owner, v, recv, ts_recv, frame, text, len, out);
+}
+
+/* on_frame(ts_recv, frame, out): see text_through. */
 static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "on_frame(ts_recv, frame, out)");
@@ -2915,20 +2947,39 @@ static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* collectors._capturenative's FrameBlock type (its capsule), looked up at the first FrameBlock;
+ * NULL where that module is not built. */
+static FrameBlockAPI *frameblock_api;
+static int frameblock_api_tried;
+
+static int is_frame_block(PyObject *items) {
+    if (!frameblock_api_tried) {
+        frameblock_api_tried = 1;
+        frameblock_api = PyCapsule_Import(FRAMEBLOCK_CAPSULE, 0);
+        if (!frameblock_api) PyErr_Clear();
+    }
+    return frameblock_api && Py_TYPE(items) == frameblock_api->type;
+}
+
 /* on_frames(items, start, stop, out): on_frame(ts_recv, frame, out) for each (ts_recv, frame) pair of
- * items[start:stop] (a list; the bounds as a slice's), in one call: the owner's attributes are read
- * once per run of frames the scanner takes, not per frame (see OwnerView). The list is read by index
- * as it goes; an item that is not a pair raises TypeError, as the unpacking in a Python loop would,
- * with the frames before it handled and counted. */
+ * items[start:stop] (a list, or a FrameBlock whose plain frames are read in place; the bounds as a
+ * slice's), in one call: the owner's attributes are read once per run of frames the scanner takes,
+ * not per frame (see OwnerView). The list is read by index as it goes; an item that is not a pair
+ * raises TypeError, as the unpacking in a Python loop would, with the frames before it handled and
+ * counted. */
 static PyObject *scanner_on_frames(Scanner *S, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "on_frames(items, start, stop, out)");
         return NULL;
     }
     PyObject *items = args[0], *out = args[3];
+    FrameBlock *block = NULL;
     if (!PyList_CheckExact(items)) {
-        PyErr_SetString(PyExc_TypeError, "on_frames: items must be a list");
-        return NULL;
+        if (!is_frame_block(items)) {
+            PyErr_SetString(PyExc_TypeError, "on_frames: items must be a list or a FrameBlock");
+            return NULL;
+        }
+        block = (FrameBlock *)items; /* never changes once made */
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
     if ((start == -1 || stop == -1) && PyErr_Occurred()) return NULL;
@@ -2941,9 +2992,26 @@ static PyObject *scanner_on_frames(Scanner *S, PyObject *const *args, Py_ssize_t
     Py_INCREF(items);
     OwnerView v = {0};
     int rc = 0;
-    PySlice_AdjustIndices(PyList_GET_SIZE(items), &start, &stop, 1); /* as items[start:stop] */
-    for (Py_ssize_t i = start; rc == 0 && i < stop && i < PyList_GET_SIZE(items); i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
+    PySlice_AdjustIndices(block ? block->n : PyList_GET_SIZE(items), &start, &stop, 1); /* as items[start:stop] */
+    for (Py_ssize_t i = start; rc == 0 && i < stop && i < (block ? block->n : PyList_GET_SIZE(items)); i++) {
+        PyObject *item;
+        if (block) {
+            const FrameEntry *e = &block->entries[i];
+            if (!e->obj) { /* a plain frame, read where it lies in the block */
+                PyObject *recv = PyLong_FromLongLong(e->ts);
+                if (!recv) {
+                    rc = -1;
+                    break;
+                }
+                rc = text_through(S, owner, &v, recv, e->ts, NULL, (const unsigned char *)block->view.buf + e->off,
+                                  e->len, out);
+                Py_DECREF(recv);
+                continue;
+            }
+            item = e->obj;
+        } else {
+            item = PyList_GET_ITEM(items, i);
+        }
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
             PyErr_Format(PyExc_TypeError, "on_frames: item %zd is not a (ts_recv, frame) pair", i);
             rc = -1;

@@ -327,7 +327,7 @@ class Normaliser(abc.ABC):
         if self.time_flags.skewed != self._skew_reported:
             self._report_skew(out, ts_recv)
 
-    def on_frames(self, items: list[Any], start: int, stop: int, out: RecordBuffer) -> None:
+    def on_frames(self, items: Sequence[Any], start: int, stop: int, out: RecordBuffer) -> None:
         """:meth:`on_frame` for each ``(ts_recv, frame)`` pair of ``items[start:stop]``, in order.
 
         A replay's runs of frames come through here (``collectors.capture.iter_units``); a normaliser

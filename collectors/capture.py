@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 import types
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -50,13 +50,17 @@ READ_BLOCK = 1 << 22
 
 #: The compiled splitter (``collectors._capturenative.split_block``; None: the reference
 #: :func:`parse_lines` reads every line, as ``TICKTAPE_PURE_PYTHON=1`` asks).
-_split_block: Callable[..., tuple[list[CaptureItem], list[int], int, int]] | None
+_split_block: Callable[..., tuple[Sequence[CaptureItem], list[int], int, int]] | None
+#: Its indexing twin (``collectors._capturenative.index_block``): the same items as a ``FrameBlock``,
+#: a sequence that makes a frame's tuple only when asked; the Binance scanner reads its frames in place.
+_index_block: Callable[..., tuple[Sequence[CaptureItem], list[int], int, int]] | None
 try:
-    _split_block = importlib.import_module(f"{__package__}._capturenative").split_block
+    _native_capture = importlib.import_module(f"{__package__}._capturenative")
+    _split_block, _index_block = _native_capture.split_block, _native_capture.index_block
 except ImportError:  # not built (make install says why)
-    _split_block = None
+    _split_block = _index_block = None
 if os.environ.get("TICKTAPE_PURE_PYTHON", "") not in ("", "0"):
-    _split_block = None
+    _split_block = _index_block = None
 
 #: How often (in lines) :func:`iter_units` reports progress.
 PROGRESS_EVERY_LINES = 8_192
@@ -113,7 +117,7 @@ def _read_lines(fh: IO[bytes], size: int | None = None) -> Iterator[bytes]:
 CHUNK_ITEMS = 4_096
 
 #: A chunk of capture items and the indices of those that are not ``(ts_recv, frame)`` tuples.
-CaptureChunk = tuple[list[CaptureItem], list[int]]
+CaptureChunk = tuple[Sequence[CaptureItem], list[int]]
 
 
 def read_capture(path: str | Path, meta: bool = False, *, block: int | None = None) -> Iterator[CaptureItem]:
@@ -129,11 +133,16 @@ def read_capture(path: str | Path, meta: bool = False, *, block: int | None = No
 
 
 def read_capture_chunks(
-    path: str | Path, meta: bool = False, *, block: int | None = None
+    path: str | Path, meta: bool = False, *, block: int | None = None, indexed: bool = False
 ) -> Iterator[CaptureChunk]:
-    """:func:`read_capture`'s items in chunks (one per decompressed block with the compiled splitter)."""
+    """:func:`read_capture`'s items in chunks (one per decompressed block with the compiled splitter).
+
+    With ``indexed`` a chunk's items may be a ``FrameBlock`` (``collectors/_frameblock.h``) instead of a
+    list: a sequence of the same items that holds plain frames as places in the block."""
     path = Path(path)
     split = _split_block
+    if split is not None and indexed and _index_block is not None:
+        split = _index_block
     if split is None:
         with _open_read(path) as fh:
             yield from chunk_items(parse_lines(_read_lines(fh, block), meta))
@@ -157,10 +166,9 @@ def read_capture_chunks(
                 line_no += lines
                 if items:
                     yield items, specials
-            view = memoryview(data)[start:]
+            view = memoryview(data)[start:]  # an indexed block holds the view for its frames
             items, specials, consumed, lines = split(view, line_no, meta, False, fallback, _SKIP)
             rest = bytes(view[consumed:])
-            view.release()
             line_no += lines
             if items:
                 yield items, specials
@@ -401,7 +409,11 @@ def iter_units(
     frames = 0
     last_ts: int | None = None
     early_errors: list[CaptureError] = []
-    chunks = read_capture_chunks(path, meta=True) if isinstance(path, str | Path) else chunk_items(path)
+    chunks = (
+        read_capture_chunks(path, meta=True, indexed=True)
+        if isinstance(path, str | Path)
+        else chunk_items(path)
+    )
     for items, specials in chunks:
         # Runs of frames go through a tight loop; a run ends before every item that is not a frame
         # and at every line where the per-line checks below could act (a multiple of 64, the unit's

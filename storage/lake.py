@@ -337,6 +337,30 @@ def parquet_compression(schema: pa.Schema, compression: str, level: int | None) 
     }
 
 
+def _write_parquet(
+    table: pa.Table, where: Path | pa.NativeFile, compression: str, row_group_size: int | None
+) -> None:
+    level = PARQUET_COMPRESSION_LEVEL if compression == "zstd" else None
+    pq.write_table(
+        table,
+        where,
+        row_group_size=row_group_size,
+        **parquet_compression(table.schema, compression, level),
+        **parquet_encodings(table.schema),
+    )
+
+
+def encode_parquet(
+    table: pa.Table, *, compression: str = PARQUET_COMPRESSION, row_group_size: int | None = None
+) -> pa.Buffer:
+    """The bytes of the lake file :func:`write_parquet_atomic` would write for ``table``, in memory
+    (:func:`write_bytes_atomic` writes them): encoding, the costly part, can then run apart from the
+    commit, on another thread."""
+    sink = pa.BufferOutputStream()
+    _write_parquet(table, sink, compression, row_group_size)
+    return sink.getvalue()
+
+
 def write_parquet_atomic(
     table: pa.Table,
     path: Path,
@@ -352,15 +376,8 @@ def write_parquet_atomic(
     """
     ensure_dir(path.parent, durable)
     tmp = temp_path(path)
-    level = PARQUET_COMPRESSION_LEVEL if compression == "zstd" else None
     try:
-        pq.write_table(
-            table,
-            tmp,
-            row_group_size=row_group_size,
-            **parquet_compression(table.schema, compression, level),
-            **parquet_encodings(table.schema),
-        )
+        _write_parquet(table, tmp, compression, row_group_size)
         if durable:
             fsync_file(tmp)
     except OSError as exc:
@@ -371,6 +388,28 @@ def write_parquet_atomic(
     if durable and sync_dir:
         fsync_dir(path.parent)
     return path.stat().st_size
+
+
+def write_bytes_atomic(
+    data: bytes | pa.Buffer, path: Path, *, durable: bool = True, sync_dir: bool = True
+) -> int:
+    """Writes ``data`` (a file's bytes: :func:`encode_parquet`'s) to ``path`` as
+    :func:`write_parquet_atomic` writes a table; returns the file size."""
+    ensure_dir(path.parent, durable)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(memoryview(data))
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}", str(tmp)) from exc
+    os.replace(tmp, path)
+    if durable and sync_dir:
+        fsync_dir(path.parent)
+    return len(memoryview(data))
 
 
 def write_json_atomic(path: Path, obj: Any, durable: bool = True) -> None:

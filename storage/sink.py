@@ -54,6 +54,7 @@ from .lake import (
     STATE_DIR,
     TEMP_SUFFIX,
     check_stream_id,
+    encode_parquet,
     ensure_dir,
     fsync_dir,
     partition_dir,
@@ -62,8 +63,8 @@ from .lake import (
     sort_for_lake,
     split_partitions,
     temp_path,
+    write_bytes_atomic,
     write_json_atomic,
-    write_parquet_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,18 @@ class UnitResult:
     files: list[str]
     bytes: int
     rejected_rows: int
+
+
+@dataclass
+class EncodedUnit:
+    """A unit's files as their bytes (:meth:`UnitWriter.encode_unit`): ``(path, Parquet bytes, rows)``
+    per file, and per file of rows it rejects."""
+
+    stream: str
+    first: int
+    last: int
+    files: list[tuple[Path, pa.Buffer, int]]
+    rejected: list[tuple[Path, pa.Buffer, int]]
 
 
 class UnitWriter:
@@ -237,10 +250,39 @@ class UnitWriter:
     ) -> UnitResult:
         """Writes and commits the unit ``first..last`` of ``stream`` (``tables`` per dataset), with the
         arbitration state after it (``storage/arbitrate.py``) when the stream carries replicas."""
+        return self.commit_encoded(self.encode_unit(stream, first, last, tables), arbitration)
+
+    def encode_unit(
+        self, stream: str, first: int, last: int, tables: Mapping[str, pa.Table | pa.RecordBatch]
+    ) -> EncodedUnit:
+        """The files of a unit as their bytes in memory, nothing written yet (:meth:`commit_encoded`
+        writes them). The costly part of a unit, apart from its commit: a replay encodes two units
+        at a time on two threads and commits them in order on a third."""
         files, rejected = self.plan(stream, first, last, tables)
         name = sink_file_name(stream, first, last)
-        rejected_paths = [(self.lake / REJECTED_DIR / ds / name, t) for ds, t in rejected]
-        rel = [str(p.relative_to(self.lake)) for p, _ in [*files, *rejected_paths]]
+        return EncodedUnit(
+            stream,
+            first,
+            last,
+            [
+                (path, encode_parquet(sort_for_lake(t), compression=self.compression), t.num_rows)
+                for path, t in files
+            ],
+            [
+                (
+                    self.lake / REJECTED_DIR / ds / name,
+                    encode_parquet(t, compression=self.compression),
+                    t.num_rows,
+                )
+                for ds, t in rejected
+            ],
+        )
+
+    def commit_encoded(self, unit: EncodedUnit, arbitration: bytes | None = None) -> UnitResult:
+        """Writes and commits a unit from :meth:`encode_unit`: its intent, its files, their
+        directories' fsync, its arbitration state (if any) and its commit marker, in that order."""
+        stream, first, last = unit.stream, unit.first, unit.last
+        rel = [str(p.relative_to(self.lake)) for p, _, _ in [*unit.files, *unit.rejected]]
         write_json_atomic(
             intent_path(self.lake, stream),
             {"stream": stream, "first": first, "last": last, "files": rel},
@@ -249,25 +291,21 @@ class UnitWriter:
         rows: dict[str, int] = collections.Counter()
         size = 0
         folders = set()
-        for path, table in files:
-            size += write_parquet_atomic(
-                sort_for_lake(table), path, compression=self.compression, durable=self.durable, sync_dir=False
-            )
+        for path, data, n in unit.files:
+            size += write_bytes_atomic(data, path, durable=self.durable, sync_dir=False)
             folders.add(path.parent)
-            rows[path.parts[-4]] += table.num_rows
+            rows[path.parts[-4]] += n
         rejected_rows = 0
-        for path, table in rejected_paths:
-            write_parquet_atomic(
-                table, path, compression=self.compression, durable=self.durable, sync_dir=False
-            )
+        for path, data, n in unit.rejected:
+            write_bytes_atomic(data, path, durable=self.durable, sync_dir=False)
             folders.add(path.parent)
-            rejected_rows += table.num_rows
+            rejected_rows += n
             log.error(
                 "stream %s %d..%d: %d %s row(s) with an invalid exchange id or no ts_recv kept in %s",
                 stream,
                 first,
                 last,
-                table.num_rows,
+                n,
                 path.parts[-2],
                 path,
             )

@@ -20,6 +20,7 @@ time-flag state):
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -34,8 +35,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors import book as engine
+from collectors import capture
+from collectors._capturenative import index_block
 from collectors.base import Normaliser, TimeFlagger, new_time_flagger
-from collectors.capture import CaptureSubscription
+from collectors.capture import CaptureSubscription, ReplayStats, iter_units
 from collectors.events import ParseError
 from collectors.registry import get_dialect
 from collectors.venues.binance import BinanceFamilyNormaliser
@@ -682,7 +685,8 @@ def feed_into(n: Normaliser, items: list[Item], out: RecordBuffer) -> None:
 
 
 def feed_runs(n: Normaliser, items: list[Item], out: RecordBuffer, rnd: random.Random) -> None:
-    """``items`` through ``on_frames`` in runs of random length (1-80) ending at every disconnect."""
+    """``items`` through ``on_frames`` in runs of random length (1-80) ending at every disconnect; a
+    run whose frames fit capture lines goes as a FrameBlock (frames read in place) every other time."""
     last = 0
     i = 0
     while i < len(items):
@@ -693,9 +697,33 @@ def feed_runs(n: Normaliser, items: list[Item], out: RecordBuffer, rnd: random.R
         stop = min(i + rnd.randint(1, 80), len(items))
         if None in items[i:stop]:
             stop = items.index(None, i)
-        n.on_frames(items, i, stop, out)
+        block = frame_block(items[i:stop]) if rnd.random() < 0.5 else None
+        if block is not None:
+            n.on_frames(block, 0, len(block), out)
+        else:
+            n.on_frames(items, i, stop, out)
         last = items[stop - 1][0]
         i = stop
+
+
+def frame_block(pairs: list[Item]) -> Any:
+    """The pairs as the FrameBlock their capture lines read into (collectors._capturenative.index_block),
+    or None when a frame cannot be a capture line (a newline or carriage return in it, text)."""
+    lines = []
+    for ts, frame in pairs:
+        if not isinstance(frame, bytes) or b"\n" in frame or b"\r" in frame or not 0 <= ts < 2**63:
+            return None
+        lines.append(b"%d %s" % (ts, frame))
+    block, specials, _consumed, _lines = index_block(
+        b"\n".join(lines) + b"\n",
+        1,
+        True,
+        False,
+        functools.partial(capture._line_item, meta=True),
+        capture._SKIP,
+    )
+    assert not specials and len(block) == len(pairs) and block[0] == pairs[0]
+    return block
 
 
 def test_scan_frames_as_text_and_bytes_alike() -> None:
@@ -729,6 +757,28 @@ def test_on_frames_runs_equal_frame_by_frame(exchange: str) -> None:
         a.on_frames(frames, start, stop, out_a)
         b.on_frames(frames, start, stop, out_c)
         assert counters(a) == counters(b), (start, stop)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_a_replay_reads_frames_in_place_as_it_reads_them_as_objects(exchange: str) -> None:
+    """``iter_units`` over a capture file hands the scanner FrameBlocks (frames read where they lie in
+    the decompressed block); over the same items as a list it hands it (ts_recv, frame) tuples: the
+    same units, rows, books and counters, and the scanner does the work in both."""
+    assert capture._index_block is not None
+    for path in real_captures(exchange):
+        in_place, as_objects = make(exchange, True), make(exchange, True)
+        taken = Counting(in_place)
+        units = list(iter_units(path, in_place, ReplayStats(), unit_lines=4_000, unit_rows=50_000))
+        expected = list(
+            iter_units(read_items(path), as_objects, ReplayStats(), unit_lines=4_000, unit_rows=50_000)
+        )
+        assert [(a, b) for a, b, _ in units] == [(a, b) for a, b, _ in expected]
+        out_a, out_b = RecordBuffer(), RecordBuffer()
+        for (_, _, buf), (_, _, ref) in zip(units, expected, strict=True):
+            out_a.extend(buf)
+            out_b.extend(ref)
+        assert_same(as_objects, out_b, in_place, out_a, f"{exchange} {path.name}")
+        assert taken.taken > taken.offered // 2 > 0
 
 
 def test_on_frames_stops_at_an_item_that_is_not_a_pair() -> None:

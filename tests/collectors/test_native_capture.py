@@ -4,7 +4,9 @@ Every recording of ../shared/samples and hostile captures (no space, signs, unde
 negative receive times, CRLF, empty and ``#`` lines, a 10 MB line, binary garbage, NUL bytes, a
 truncated gzip) give identical items (and line numbers in CaptureError), whatever the block size.
 ``make asan`` runs this file against the AddressSanitizer build of the extension.
-The chunked replay loop of ``iter_units`` is held to the one-item-at-a-time loop it replaced.
+The chunked replay loop of ``iter_units`` is held to the one-item-at-a-time loop it replaced. The
+splitter's indexing twin (index_block: the items as a FrameBlock, frames held in place) reads every
+one of these as the list does.
 """
 
 from __future__ import annotations
@@ -57,14 +59,21 @@ def test_the_compiled_splitter_is_built_and_active() -> None:
         assert Path(native.__file__).parent.resolve() == Path(asan).resolve()
 
 
-def _read(path: Path, meta: bool, split: Any, block: int) -> tuple[list[CaptureItem], str | None]:
-    """Items (as far as they come) and the error that stopped the reading, if any."""
+def _read(
+    path: Path, meta: bool, split: Any, block: int, indexed: bool = False
+) -> tuple[list[CaptureItem], str | None]:
+    """Items (as far as they come) and the error that stopped the reading, if any. ``indexed``: read
+    as FrameBlocks (index_block), each checked as a sequence on the way."""
     saved = capture._split_block, capture.READ_BLOCK
     capture._split_block, capture.READ_BLOCK = split, block
     items: list[CaptureItem] = []
     try:
-        for item in read_capture(path, meta=meta):
-            items.append(item)
+        for chunk, specials in capture.read_capture_chunks(path, meta=meta, indexed=indexed):
+            got = list(chunk)
+            if indexed and split is not None:
+                assert type(chunk).__name__ == "FrameBlock"
+                _check_block(chunk, got, specials)
+            items.extend(got)
     except Exception as exc:
         return items, f"{type(exc).__name__}: {exc}"
     finally:
@@ -72,12 +81,33 @@ def _read(path: Path, meta: bool, split: Any, block: int) -> tuple[list[CaptureI
     return items, None
 
 
+def _check_block(block: Any, items: list[CaptureItem], specials: list[int]) -> None:
+    """A FrameBlock is the sequence of its items: length, indices from either end, slices, specials."""
+    n = len(block)
+    assert n == len(items)
+    assert specials == [i for i, item in enumerate(items) if item.__class__ is not tuple]
+    for i in {0, n // 2, n - 1} if n else set():
+        assert block[i] == items[i] and block[i - n] == items[i]
+    assert block[1:4] == items[1:4] and block[::-2] == items[::-2] and block[n:] == []
+    for bad in (n, -n - 1):
+        with pytest.raises(IndexError):
+            block[bad]
+    with pytest.raises(TypeError):
+        block["0"]
+
+
 def _assert_same(path: Path, blocks: tuple[int, ...] = (1 << 22,)) -> list[CaptureItem]:
     reference = _read(path, True, None, 1 << 22)
     for meta in (True, False):
         expected = reference if meta else _read(path, False, None, 1 << 22)
         for block in blocks:
-            assert _read(path, meta, NATIVE, block) == expected, (path.name, meta, block)
+            for indexed in (False, True):
+                assert _read(path, meta, NATIVE, block, indexed) == expected, (
+                    path.name,
+                    meta,
+                    block,
+                    indexed,
+                )
     return reference[0]
 
 
@@ -168,7 +198,9 @@ def test_random_bytes_read_identically(
 ) -> None:
     path = tmp_path_factory.mktemp("r") / "r.capture"
     path.write_bytes(b"".join(parts))
-    assert _read(path, meta, NATIVE, block) == _read(path, meta, None, 1 << 22)
+    expected = _read(path, meta, None, 1 << 22)
+    assert _read(path, meta, NATIVE, block) == expected
+    assert _read(path, meta, NATIVE, block, indexed=True) == expected
 
 
 def test_binary_garbage_reads_identically(tmp_path: Path) -> None:

@@ -204,6 +204,39 @@ def test_interrupted_replay_resumes_and_repeats_add_nothing(sample: Path, tmp_pa
     assert files(broken) == files(whole)
 
 
+@pytest.mark.parametrize("step", ["encode_unit", "commit_encoded"])
+def test_a_unit_that_fails_to_be_written_stops_the_commits_after_it(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Units are encoded two at a time and committed in order: when one fails (encoding, or writing
+    its files), no later unit commits (its marker would skip the failed unit's lines), the error is
+    the replay's, and a second replay resumes after the last commit to the lake of an unbroken one."""
+    from storage.sink import UnitWriter
+
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    _, stream = replay_to_lake(sample, "binance", whole, unit_lines=5000)
+    real = getattr(UnitWriter, step)
+
+    def failing(self: UnitWriter, *args: Any) -> Any:
+        first = args[1] if step == "encode_unit" else args[0].first  # (stream, first, ...) or (EncodedUnit,)
+        if first > 10_000:
+            raise OSError(28, "No space left on device")
+        return real(self, *args)
+
+    monkeypatch.setattr(UnitWriter, step, failing)
+    with pytest.raises(OSError, match="No space left"):
+        replay_to_lake(sample, "binance", broken, unit_lines=5000)
+    assert last_committed(broken, stream) == 10_000
+    monkeypatch.undo()
+    stats, _ = replay_to_lake(sample, "binance", broken, unit_lines=5000)
+    assert stats.skipped_lines == 10_000
+
+    def files(lake: Path) -> dict[str, bytes]:
+        return {p.relative_to(lake).as_posix(): p.read_bytes() for p in lake.rglob("*.parquet")}
+
+    assert files(broken) == files(whole)
+
+
 def test_bad_capture_lines_become_parse_errors(sample: Path, tmp_path: Path) -> None:
     with gzip.open(sample, "rb") as fh:
         good = [next(fh) for _ in range(40)]
@@ -358,7 +391,7 @@ def test_an_in_process_replay_restores_the_garbage_collector(tmp_path: Path, sam
 def test_the_lake_writer_gets_the_gil_quickly_during_a_replay(
     tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While the writer thread writes units, the GIL switch interval is the replay's short one
+    """While the writer threads encode units, the GIL switch interval is the replay's short one
     (ticktape.commands.replay.quick_gil_handoff); it is restored after, also when the replay fails."""
     import sys
 
@@ -368,13 +401,13 @@ def test_the_lake_writer_gets_the_gil_quickly_during_a_replay(
     before = sys.getswitchinterval()
     assert before != REPLAY_SWITCH_INTERVAL_S
     seen: list[float] = []
-    write_unit = UnitWriter.write_unit
+    encode_unit = UnitWriter.encode_unit
 
     def spy(self: UnitWriter, *args: Any, **kwargs: Any) -> Any:
         seen.append(sys.getswitchinterval())
-        return write_unit(self, *args, **kwargs)
+        return encode_unit(self, *args, **kwargs)
 
-    monkeypatch.setattr(UnitWriter, "write_unit", spy)
+    monkeypatch.setattr(UnitWriter, "encode_unit", spy)
     replay_to_lake(samples / SAMPLE[0] / SAMPLE[1], SAMPLE[0], tmp_path / "lake", unit_lines=5_000)
     assert len(seen) > 1 and all(s == pytest.approx(REPLAY_SWITCH_INTERVAL_S) for s in seen)
     assert sys.getswitchinterval() == before

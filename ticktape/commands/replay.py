@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import gc
 import hashlib
@@ -33,7 +34,7 @@ from collectors.capture import CaptureError, CaptureItem, ReplayStats, iter_unit
 from collectors.registry import exchange_ids, get_dialect
 from schemas import RECORD_DATASETS
 from storage.lake import check_stream_id
-from storage.sink import UnitResult, UnitWriter
+from storage.sink import EncodedUnit, UnitResult, UnitWriter
 from streaming.base import arrow_tables
 from streaming.local import LogError
 from ticktape.config import dialect_options_of, enable_config
@@ -57,6 +58,8 @@ REPLAY_GC_THRESHOLD = 100_000
 #: Seconds a thread may hold the GIL while another waits for it, during a replay to the lake (Python's
 #: default is 0.005).
 REPLAY_SWITCH_INTERVAL_S = 0.0002
+#: Units of a replay to the lake being encoded or committed while the next is normalised.
+REPLAY_UNITS_IN_FLIGHT = 2
 
 
 @contextlib.contextmanager
@@ -210,18 +213,35 @@ def replay_to_lake(
         for ds, n in result.rows.items():
             stats.rows[ds] += n
 
-    # Units are written by one worker thread (sorting, zstd and fsync release the GIL) while the next
-    # unit is normalised; at most one write is in flight, so units still commit in order and memory
-    # holds at most two units.
-    with quick_gil_handoff(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-writer") as pool:
-        pending: Future[UnitResult] | None = None
+    # While the next unit is normalised, units are sorted and encoded to Parquet by two threads (Arrow
+    # releases the GIL; encoding a unit takes longer than normalising one) and committed in order by a
+    # third (UnitWriter.commit_encoded: intent, files, marker). At most REPLAY_UNITS_IN_FLIGHT units
+    # are encoded or committed at a time, so memory holds at most that many and the one normalised.
+    with (
+        quick_gil_handoff(),
+        ThreadPoolExecutor(
+            max_workers=REPLAY_UNITS_IN_FLIGHT, thread_name_prefix="replay-encoder"
+        ) as encoders,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-writer") as committer,
+    ):
+
+        def commit_after(previous: Future[UnitResult] | None, encoded: Future[EncodedUnit]) -> UnitResult:
+            # A unit commits only after the one before it did: a failed unit (it raises here too)
+            # is never followed by a later one's commit marker, which would skip its lines.
+            if previous is not None:
+                previous.result()
+            return writer.commit_encoded(encoded.result())
+
+        in_flight: collections.deque[Future[UnitResult]] = collections.deque()
+        last_commit: Future[UnitResult] | None = None
         for first, last, buf in units:
-            tables = arrow_tables(buf)
-            if pending is not None:
-                account(pending.result())
-            pending = pool.submit(writer.write_unit, stream, first, last, tables)
-        if pending is not None:
-            account(pending.result())
+            encoded = encoders.submit(writer.encode_unit, stream, first, last, arrow_tables(buf))
+            if len(in_flight) == REPLAY_UNITS_IN_FLIGHT:
+                account(in_flight.popleft().result())
+            last_commit = committer.submit(commit_after, last_commit, encoded)
+            in_flight.append(last_commit)
+        while in_flight:
+            account(in_flight.popleft().result())
     stats.elapsed_s = time.monotonic() - stats.started
     stats.parse_errors = normaliser.parse_errors
     return stats, stream
