@@ -148,10 +148,8 @@ static int realize(Levels *L, Py_ssize_t j) {
 }
 
 /* First index whose key is >= rk. */
-static Py_ssize_t lower_bound(const Levels *L, double rk) {
-    Py_ssize_t lo = 0, hi = L->n;
-    /* Most changes are near the best level (the end): check there first. */
-    if (hi > 0 && L->keys[hi - 1] < rk) return hi;
+/* The first index in [lo, hi] whose key is >= rk, given that the answer lies in [lo, hi]. */
+static Py_ssize_t search_between(const Levels *L, double rk, Py_ssize_t lo, Py_ssize_t hi) {
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
         if (L->keys[mid] < rk)
@@ -160,6 +158,13 @@ static Py_ssize_t lower_bound(const Levels *L, double rk) {
             hi = mid;
     }
     return lo;
+}
+
+static Py_ssize_t lower_bound(const Levels *L, double rk) {
+    Py_ssize_t n = L->n;
+    /* Most changes are near the best level (the end): check there first. */
+    if (n > 0 && L->keys[n - 1] < rk) return n;
+    return search_between(L, rk, 0, n);
 }
 
 /* lower_bound, searched outward from ``hint`` (the index the previous level of the same update went
@@ -190,14 +195,7 @@ static Py_ssize_t lower_bound_near(const Levels *L, double rk, Py_ssize_t hint) 
             hi = p;
         }
     }
-    while (lo < hi) { /* the answer is in [lo, hi] */
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (L->keys[mid] < rk)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return search_between(L, rk, lo, hi);
 }
 
 /* Index of rk, or -1. */

@@ -168,11 +168,7 @@ static int list_line(void *ctx, const char *line, Py_ssize_t len, Py_ssize_t lin
     return line_item(line, len, line_no, c->meta, c->fallback, c->skip, c->items, c->specials);
 }
 
-/* split_block(block, first_line_no, meta, final, fallback, skip) -> (items, specials, consumed, lines)
- *
- * Splits ``block`` at newlines. Without ``final`` the text after the last newline is left (not
- * consumed: the caller prepends it to the next block); with ``final`` it is the file's last line.
- * ``specials`` lists the indices in ``items`` of everything that is not a (ts_recv, frame) tuple. */
+/* The arguments split_block and index_block share; -1 with an exception when they are wrong. */
 static int block_args(PyObject *const *args, Py_ssize_t nargs, const char *usage, Py_ssize_t *line_no, int *meta,
                       int *final) {
     if (nargs != 6) {
@@ -186,6 +182,11 @@ static int block_args(PyObject *const *args, Py_ssize_t nargs, const char *usage
     return *meta < 0 || *final < 0 ? -1 : 0;
 }
 
+/* split_block(block, first_line_no, meta, final, fallback, skip) -> (items, specials, consumed, lines)
+ *
+ * Splits ``block`` at newlines. Without ``final`` the text after the last newline is left (not
+ * consumed: the caller prepends it to the next block); with ``final`` it is the file's last line.
+ * ``specials`` lists the indices in ``items`` of everything that is not a (ts_recv, frame) tuple. */
 static PyObject *split_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_ssize_t line_no, consumed = 0, lines = 0;

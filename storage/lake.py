@@ -413,17 +413,8 @@ def write_bytes_atomic(
 
 
 def write_json_atomic(path: Path, obj: Any, durable: bool = True) -> None:
-    """Writes JSON to ``path`` via a temporary name, fsync and rename."""
-    ensure_dir(path.parent, durable)
-    tmp = temp_path(path)
-    with open(tmp, "wb") as fh:
-        fh.write(json.dumps(obj, indent=1, sort_keys=True).encode())
-        fh.flush()
-        if durable:
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    if durable:
-        fsync_dir(path.parent)
+    """Writes JSON to ``path`` via a temporary name, fsync and rename (and an fsync of its directory)."""
+    write_bytes_atomic(json.dumps(obj, indent=1, sort_keys=True).encode(), path, durable=durable)
 
 
 def dataset_files(lake: str | Path, dataset: str) -> list[Path]:

@@ -55,14 +55,12 @@ from .lake import (
     TEMP_SUFFIX,
     check_stream_id,
     encode_parquet,
-    ensure_dir,
     fsync_dir,
     partition_dir,
     sink_file_name,
     sink_file_pattern,
     sort_for_lake,
     split_partitions,
-    temp_path,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -230,14 +228,8 @@ class UnitWriter:
 
     def _write_arbitration(self, stream: str, last: int, state: bytes) -> str:
         path = arbitration_path(self.lake, stream, last)
-        ensure_dir(path.parent, self.durable)
-        tmp = temp_path(path)
-        with open(tmp, "wb") as fh:
-            fh.write(state)
-            fh.flush()
-            if self.durable:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        # its directory is the commit marker's, fsynced when the marker is written
+        write_bytes_atomic(state, path, durable=self.durable, sync_dir=False)
         return path.name
 
     def write_unit(
