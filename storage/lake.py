@@ -20,7 +20,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -361,6 +361,25 @@ def encode_parquet(
     return sink.getvalue()
 
 
+def _write_atomic(path: Path, write: Callable[[Path], object], durable: bool, sync_dir: bool) -> int:
+    """Writes a file through ``write(temporary path)``, fsyncs it, renames it to ``path`` and (with
+    ``sync_dir``) fsyncs its directory; returns its size. An OSError names the file (Arrow's message
+    for a full disk, "Error writing bytes to file", names none) and leaves no temporary behind."""
+    ensure_dir(path.parent, durable)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        if durable:
+            fsync_file(tmp)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}", str(tmp)) from exc
+    os.replace(tmp, path)
+    if durable and sync_dir:
+        fsync_dir(path.parent)
+    return path.stat().st_size
+
+
 def write_parquet_atomic(
     table: pa.Table,
     path: Path,
@@ -374,20 +393,9 @@ def write_parquet_atomic(
 
     With ``sync_dir`` False the caller fsyncs the directory itself (once for many files).
     """
-    ensure_dir(path.parent, durable)
-    tmp = temp_path(path)
-    try:
-        _write_parquet(table, tmp, compression, row_group_size)
-        if durable:
-            fsync_file(tmp)
-    except OSError as exc:
-        # Arrow's message names no file (disk full: "Error writing bytes to file"): say which.
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}", str(tmp)) from exc
-    os.replace(tmp, path)
-    if durable and sync_dir:
-        fsync_dir(path.parent)
-    return path.stat().st_size
+    return _write_atomic(
+        path, lambda tmp: _write_parquet(table, tmp, compression, row_group_size), durable, sync_dir
+    )
 
 
 def write_bytes_atomic(
@@ -395,21 +403,7 @@ def write_bytes_atomic(
 ) -> int:
     """Writes ``data`` (a file's bytes: :func:`encode_parquet`'s) to ``path`` as
     :func:`write_parquet_atomic` writes a table; returns the file size."""
-    ensure_dir(path.parent, durable)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(memoryview(data))
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}", str(tmp)) from exc
-    os.replace(tmp, path)
-    if durable and sync_dir:
-        fsync_dir(path.parent)
-    return len(memoryview(data))
+    return _write_atomic(path, lambda tmp: tmp.write_bytes(memoryview(data)), durable, sync_dir)
 
 
 def write_json_atomic(path: Path, obj: Any, durable: bool = True) -> None:
