@@ -2469,8 +2469,7 @@ static PyObject *do_ticker(Scanner *S, ScanSym *e, const Fields *f, PyObject *ou
     return result;
 }
 
-static PyObject *zero_float;   /* 0.0: the size of every removed level's row */
-static PyObject *zero_int_one; /* 1 */
+static PyObject *zero_float; /* 0.0: the size of every removed level's row */
 
 /* 1 when o is an exact ASCII str whose text is s[:n]. */
 static inline int same_text(PyObject *o, const char *s, Py_ssize_t n) {
@@ -2843,6 +2842,32 @@ static int view_release(PyObject *owner, OwnerView *v) {
     return frames_flush(owner, v);
 }
 
+/* The scanner's owner (a new reference), or NULL with ReferenceError once the scanner was cleared. */
+static PyObject *owner_of(Scanner *S) {
+    if (!S->owner) {
+        PyErr_SetString(PyExc_ReferenceError, "this scanner was cleared");
+        return NULL;
+    }
+    return Py_NewRef(S->owner);
+}
+
+/* The end of on_frame and on_frames: the frames taken are counted into the owner also after an error
+ * (rc -1), and the error raised stays the one returned. None, or NULL. */
+static PyObject *view_finish(PyObject *owner, OwnerView *v, int rc) {
+    view_drop(v);
+    if (rc < 0) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (frames_flush(owner, v) < 0) PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+    } else if (frames_flush(owner, v) < 0) {
+        rc = -1;
+    }
+    Py_DECREF(owner);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* One frame through the owner's Normaliser.on_frame with this scanner first - a frame taken here
  * counts in the owner's frames, a crossed book gets SyncedBook.check_crossed's event and a held-back
  * skew report is made (Normaliser.on_frame's _report_skew); every other frame (and an oversized one)
@@ -2930,19 +2955,10 @@ static PyObject *scanner_on_frame(Scanner *S, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "on_frame(ts_recv, frame, out)");
         return NULL;
     }
-    PyObject *owner = S->owner;
-    if (!owner) {
-        PyErr_SetString(PyExc_ReferenceError, "this scanner was cleared");
-        return NULL;
-    }
-    Py_INCREF(owner);
+    PyObject *owner = owner_of(S);
+    if (!owner) return NULL;
     OwnerView v = {0};
-    int rc = frame_through(S, owner, &v, args[0], args[1], args[2]);
-    view_drop(&v);
-    if (frames_flush(owner, &v) < 0) rc = -1;
-    Py_DECREF(owner);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return view_finish(owner, &v, frame_through(S, owner, &v, args[0], args[1], args[2]));
 }
 
 /* collectors._capturenative's FrameBlock type (its capsule), looked up at the first FrameBlock;
@@ -2981,12 +2997,8 @@ static PyObject *scanner_on_frames(Scanner *S, PyObject *const *args, Py_ssize_t
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
     if ((start == -1 || stop == -1) && PyErr_Occurred()) return NULL;
-    PyObject *owner = S->owner;
-    if (!owner) {
-        PyErr_SetString(PyExc_ReferenceError, "this scanner was cleared");
-        return NULL;
-    }
-    Py_INCREF(owner);
+    PyObject *owner = owner_of(S);
+    if (!owner) return NULL;
     Py_INCREF(items);
     OwnerView v = {0};
     int rc = 0;
@@ -3019,20 +3031,8 @@ static PyObject *scanner_on_frames(Scanner *S, PyObject *const *args, Py_ssize_t
         rc = frame_through(S, owner, &v, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), out);
         Py_DECREF(item);
     }
-    view_drop(&v);
-    if (rc < 0) {
-        /* frames taken before the error are counted; the error is the one raised */
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        if (frames_flush(owner, &v) < 0) PyErr_Clear();
-        PyErr_Restore(et, ev, tb);
-    } else if (frames_flush(owner, &v) < 0) {
-        rc = -1;
-    }
     Py_DECREF(items);
-    Py_DECREF(owner);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return view_finish(owner, &v, rc);
 }
 
 static PyObject *scanner_get_offered(Scanner *S, void *Py_UNUSED(c)) { return PyLong_FromLongLong(S->offered); }
@@ -3135,8 +3135,7 @@ PyMODINIT_FUNC PyInit__booknative(void) {
         if (!*names[i].slot) return NULL;
     }
     zero_float = PyFloat_FromDouble(0.0);
-    zero_int_one = PyLong_FromLong(1);
-    if (!zero_float || !zero_int_one) return NULL;
+    if (!zero_float) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&LevelsType);
